@@ -1,0 +1,20 @@
+"""Entry point of the `omnidecide` console script."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from models.errors import InputError
+
+
+def main() -> None:
+    """Run the CLI; input errors print one clear line (file/row/flag and reason) and exit 2, never a traceback."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from cli import allocator, churn, data, lifecycle, recommender  # noqa: F401  (registers commands)
+    from cli.app import app, console
+
+    try:
+        app()
+    except InputError as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(2)

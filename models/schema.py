@@ -1,0 +1,180 @@
+"""The canonical data contract: every table's columns, and the one validator every loader uses.
+
+Validation is pure (DataFrame in, clean frame + rejects out) so the CLI, the training pipelines and
+the online service all quarantine bad rows by the same rules. Column meanings live in docs/data.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from models.errors import InputError
+
+EVENT_TYPES = ("view", "click", "cart", "purchase", "rating", "return", "coupon_claim", "coupon_redeem")
+
+# Earliest timestamp we believe; later than "now + 1 day" is impossible too (clock skew allowance).
+MIN_TIMESTAMP = pd.Timestamp("1990-01-01")
+
+Kind = Literal["id", "str", "timestamp", "date", "nonneg", "number", "event", "bool"]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Columns of one canonical file: kind per column, which are required, which form the key."""
+
+    name: str
+    columns: dict[str, Kind]
+    required: tuple[str, ...]
+    unique: tuple[str, ...] = ()
+    prefixed: dict[str, Kind] = field(default_factory=dict)  # e.g. spend_<channel> columns
+
+    def kind_of(self, column: str) -> Kind | None:
+        if column in self.columns:
+            return self.columns[column]
+        for prefix, kind in self.prefixed.items():
+            if column.startswith(prefix):
+                return kind
+        return None
+
+
+EVENTS = TableSpec(
+    "events",
+    {
+        "user_id": "id", "item_id": "id", "timestamp": "timestamp", "event": "event",
+        "quantity": "nonneg", "amount": "nonneg", "rating": "number", "channel": "str",
+        "store_id": "id", "order_id": "id", "session_id": "id",
+    },
+    required=("user_id", "item_id", "timestamp", "event"),
+)
+ITEMS = TableSpec(
+    "items",
+    {"item_id": "id", "category": "str", "price": "nonneg", "margin": "number", "brand": "str", "stock": "nonneg"},
+    required=("item_id", "category"),
+    unique=("item_id",),
+)
+STORE_STOCK = TableSpec(
+    "store_stock", {"store_id": "id", "item_id": "id", "stock": "nonneg"},
+    required=("store_id", "item_id", "stock"), unique=("store_id", "item_id"),
+)
+USERS = TableSpec(
+    "users",
+    {
+        "user_id": "id", "age_band": "str", "gender": "str", "city": "str", "member_level": "str",
+        "signup_date": "date", "consent_personalization": "bool",
+    },
+    required=("user_id",),
+    unique=("user_id",),
+)
+TOUCHPOINTS = TableSpec(
+    "touchpoints",
+    {"user_id": "id", "timestamp": "timestamp", "channel": "str", "campaign": "str", "cost": "nonneg"},
+    required=("user_id", "timestamp", "channel"),
+)
+MARKETING_MIX = TableSpec(
+    "marketing_mix", {"date": "date", "revenue": "nonneg"},
+    required=("date", "revenue"), unique=("date",), prefixed={"spend_": "nonneg"},
+)
+TABLES = {t.name: t for t in (EVENTS, ITEMS, STORE_STOCK, USERS, TOUCHPOINTS, MARKETING_MIX)}
+
+
+class SchemaError(InputError):
+    """The file as a whole is unusable (a required column is missing): no row can be trusted."""
+
+
+@dataclass
+class Validation:
+    """Good rows (typed) and rejected rows (raw text plus `row` and `reason`)."""
+
+    clean: pd.DataFrame
+    rejects: pd.DataFrame
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.rejects["reason"].value_counts().to_dict() if len(self.rejects) else {}
+
+
+def parse_timestamps(values: pd.Series) -> pd.Series:
+    """ISO-8601 date/datetime or unix seconds -> naive UTC datetime64; unparsable -> NaT."""
+    text = values.astype("string").str.strip()
+    numeric = pd.to_numeric(text.where(text.str.fullmatch(r"-?\d+(\.\d+)?", na=False)), errors="coerce")
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    is_num = numeric.notna()
+    if is_num.any():
+        secs = numeric[is_num].astype("float64")
+        ok = secs.between(-1e10, 1e10)  # out of datetime64 range is "impossible", not a crash
+        out.loc[secs[ok].index] = pd.to_datetime(secs[ok], unit="s").astype("datetime64[ns]")
+    rest = ~is_num & text.notna() & (text != "")
+    if rest.any():
+        parsed = pd.to_datetime(text[rest], format="ISO8601", errors="coerce", utc=True)
+        out.loc[rest] = parsed.dt.tz_convert(None).astype("datetime64[ns]")
+    return out
+
+
+def _bool(values: pd.Series) -> pd.Series:
+    mapping = {"1": True, "true": True, "yes": True, "y": True, "0": False, "false": False, "no": False, "n": False}
+    return values.str.strip().str.lower().map(mapping)
+
+
+def validate(df: pd.DataFrame, spec: TableSpec, *, now: pd.Timestamp | None = None) -> Validation:
+    """Type every known column, quarantine each row that breaks a rule, with the first reason found.
+
+    `df` must hold strings (read with dtype=str, keep_default_na=False) so ids are never cast to int.
+    The `row` of a reject is its 1-based line in the CSV file (header is line 1).
+    """
+    missing = [c for c in spec.required if c not in df.columns]
+    if missing:
+        raise SchemaError(f"{spec.name}: missing required column(s) {missing}; found {list(df.columns)}")
+    now = now or pd.Timestamp.now(tz="UTC").tz_convert(None)
+    raw = df.reset_index(drop=True).astype("string").fillna("")
+    reason = pd.Series(pd.NA, index=raw.index, dtype="string")
+    typed = pd.DataFrame(index=raw.index)
+
+    def flag(mask: pd.Series, why: str) -> None:
+        reason.loc[mask & reason.isna()] = why
+
+    for col in raw.columns:
+        kind = spec.kind_of(col)
+        text = raw[col].str.strip()
+        blank = text == ""
+        if kind is None:  # unknown extra columns pass through untouched
+            typed[col] = raw[col]
+            continue
+        if col in spec.required and not (spec.name == "events" and col == "item_id"):
+            flag(blank, f"missing {col}")
+        if kind in ("id", "str"):
+            typed[col] = text.where(~blank, pd.NA)
+        elif kind == "event":
+            low = text.str.lower()
+            flag(~blank & ~low.isin(EVENT_TYPES), f"unknown {col}")
+            typed[col] = low.where(~blank, pd.NA)
+        elif kind in ("timestamp", "date"):
+            ts = parse_timestamps(text)
+            flag(~blank & ts.isna(), f"unparsable {col}")
+            flag(ts.notna() & ((ts < MIN_TIMESTAMP) | (ts > now + pd.Timedelta(days=1))), f"impossible {col}")
+            typed[col] = ts.dt.normalize() if kind == "date" else ts
+        elif kind in ("nonneg", "number"):
+            num = pd.to_numeric(text.where(~blank), errors="coerce").astype("float64")
+            flag(~blank & (num.isna() | ~np.isfinite(num.fillna(0))), f"non-numeric {col}")
+            if kind == "nonneg":
+                flag(num < 0, f"negative {col}")
+            typed[col] = num
+        elif kind == "bool":
+            b = _bool(text)
+            flag(~blank & b.isna(), f"not a boolean {col}")
+            typed[col] = b.astype("boolean")
+
+    if spec.name == "events":
+        # Item-less logs are allowed for purchases only (stores that record order totals).
+        flag(typed["item_id"].isna() & (typed["event"] != "purchase"), "missing item_id")
+    if spec.unique:
+        dup = typed.duplicated(list(spec.unique), keep="first") & reason.isna()
+        flag(dup, f"duplicate {'+'.join(spec.unique)}")
+
+    bad = reason.notna()
+    rejects = raw[bad].copy()
+    rejects.insert(0, "reason", reason[bad].astype(str))
+    rejects.insert(0, "row", (raw.index[bad] + 2).astype(int))
+    return Validation(clean=typed[~bad].reset_index(drop=True), rejects=rejects.reset_index(drop=True))

@@ -1,0 +1,171 @@
+"""The model store: versions live in BentoML's store (`BENTOML_HOME`, default `<repo>/model_store`).
+
+Training writes versions here; serving and the CLI read them. Which version serves is a small pointer
+file beside BentoML's own folders (`stages.json`): the promoted version, the ones it replaced (for
+rollback) and an optional canary with its traffic share. No pointer means "latest".
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault(
+    "BENTOML_HOME",
+    str(REPO_ROOT / "model_store") if (REPO_ROOT / "pyproject.toml").exists() else str(Path.cwd() / "model_store"),
+)
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+
+import bentoml  # noqa: E402  (BENTOML_HOME must be set first)
+from bentoml.exceptions import NotFound  # noqa: E402
+
+from models.errors import InputError  # noqa: E402
+
+MODEL_NAMES = ("recommender", "churn", "allocator")
+
+
+class RegistryError(InputError):
+    """A tag or model name that the store does not hold."""
+
+
+def home() -> Path:
+    return Path(os.environ["BENTOML_HOME"])
+
+
+def fingerprint(paths: Iterable[str | Path]) -> str:
+    """sha256 over the bytes of the training files, so a version says exactly what it was fit on."""
+    h = hashlib.sha256()
+    for p in sorted(str(p) for p in paths):
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def save(name: str, write: Callable[[Path], None], *, metrics: dict, params: dict, data_fingerprint: str,
+         extra: dict | None = None) -> str:
+    """Create a new version: `write(folder)` puts the artefacts in; metadata carries metrics/params/data. Returns the tag."""
+    if name not in MODEL_NAMES:
+        raise RegistryError(f"unknown model name {name!r}; expected one of {MODEL_NAMES}")
+    metadata = _jsonable({"metrics": metrics, "params": params, "data_fingerprint": data_fingerprint, **(extra or {})})
+    with bentoml.models.create(name, metadata=metadata, labels={"owner": "omnidecide"}) as model:
+        write(Path(model.path))
+    return str(model.tag)
+
+
+def get(name: str, tag: str | None = None) -> bentoml.Model:
+    """A version by tag; without one, the promoted version, else the latest."""
+    tag = tag or stages(name).get("production") or f"{name}:latest"
+    if ":" not in tag:
+        tag = f"{name}:{tag}"
+    try:
+        return bentoml.models.get(tag)
+    except NotFound as e:
+        raise RegistryError(f"no model {tag!r} in the store at {home()}; train one with `omnidecide train {name}`") from e
+
+
+def path(name: str, tag: str | None = None) -> Path:
+    return Path(get(name, tag).path)
+
+
+def versions(name: str | None = None) -> list[dict[str, Any]]:
+    """Every version, newest first, with its stage."""
+    rows = []
+    for model in bentoml.models.list(name):
+        model_name = model.tag.name
+        if model_name not in MODEL_NAMES:
+            continue
+        st = stages(model_name)
+        tag = str(model.tag)
+        stage = "production" if st.get("production") == tag else "canary" if st.get("canary", {}).get("tag") == tag else ""
+        rows.append({
+            "tag": tag, "name": model_name, "created": model.info.creation_time.isoformat(timespec="seconds"),
+            "stage": stage, "metrics": dict(model.info.metadata.get("metrics", {})),
+            "metadata": dict(model.info.metadata),
+        })
+    return sorted(rows, key=lambda r: r["created"], reverse=True)
+
+
+# --- stages -----------------------------------------------------------------------------------------
+
+def _stages_file() -> Path:
+    return home() / "stages.json"
+
+
+def _read_stages() -> dict[str, dict]:
+    f = _stages_file()
+    return json.loads(f.read_text()) if f.exists() else {}
+
+
+def _write_stages(all_stages: dict[str, dict]) -> None:
+    f = _stages_file()
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_suffix(".tmp")
+    tmp.write_text(json.dumps(all_stages, indent=2))
+    tmp.replace(f)  # atomic: a reader never sees half a file
+
+
+def stages(name: str) -> dict[str, Any]:
+    return _read_stages().get(name, {})
+
+
+def _log(entry: dict) -> None:
+    """Append-only audit log of lifecycle decisions (who serves what, since when, why)."""
+    entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **entry}
+    with open(home() / "lifecycle.log.jsonl", "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def promote(tag: str, *, reason: str = "manual") -> dict[str, Any]:
+    """Make `tag` the production version; the one it replaces is kept for rollback."""
+    model = bentoml.models.get(tag) if ":" in tag else None
+    if model is None:
+        raise RegistryError(f"tag {tag!r} must be name:version")
+    name, tag = model.tag.name, str(model.tag)
+    all_stages = _read_stages()
+    st = all_stages.setdefault(name, {})
+    previous = st.get("production")
+    if previous and previous != tag:
+        st.setdefault("history", []).append(previous)
+    st["production"] = tag
+    if st.get("canary", {}).get("tag") == tag:
+        st.pop("canary")
+    _write_stages(all_stages)
+    _log({"action": "promote", "tag": tag, "replaced": previous, "reason": reason})
+    return st
+
+
+def rollback(name: str, *, reason: str = "manual") -> dict[str, Any]:
+    """Serve the previously promoted version again."""
+    all_stages = _read_stages()
+    st = all_stages.get(name, {})
+    if not st.get("history"):
+        raise RegistryError(f"{name}: no earlier promoted version to roll back to")
+    bad = st.get("production")
+    st["production"] = st["history"].pop()
+    st.pop("canary", None)
+    _write_stages(all_stages)
+    _log({"action": "rollback", "tag": st["production"], "replaced": bad, "reason": reason})
+    return st
+
+
+def set_canary(tag: str, share: float, *, reason: str = "manual") -> dict[str, Any]:
+    """Send `share` of traffic (0..1] to `tag` beside the production version."""
+    if not 0 < share <= 1:
+        raise RegistryError(f"canary share must be in (0, 1], got {share}")
+    model = bentoml.models.get(tag)
+    all_stages = _read_stages()
+    st = all_stages.setdefault(model.tag.name, {})
+    st["canary"] = {"tag": str(model.tag), "share": share}
+    _write_stages(all_stages)
+    _log({"action": "canary", "tag": str(model.tag), "share": share, "reason": reason})
+    return st
