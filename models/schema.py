@@ -14,6 +14,7 @@ import pandas as pd
 from models.errors import InputError
 
 EVENT_TYPES = ("view", "click", "cart", "purchase", "rating", "return", "coupon_claim", "coupon_redeem")
+ITEMLESS_EVENTS = ("purchase", "coupon_claim", "coupon_redeem")  # item_id may be empty for these
 
 # Earliest timestamp we believe; later than "now + 1 day" is impossible too (clock skew allowance).
 MIN_TIMESTAMP = pd.Timestamp("1990-01-01")
@@ -167,8 +168,8 @@ def validate(df: pd.DataFrame, spec: TableSpec, *, now: pd.Timestamp | None = No
             typed[col] = b.astype("boolean")
 
     if spec.name == "events":
-        # Item-less logs are allowed for purchases only (stores that record order totals).
-        flag(typed["item_id"].isna() & (typed["event"] != "purchase"), "missing item_id")
+        # Item-less rows are allowed for purchases (stores that record order totals) and coupon events.
+        flag(typed["item_id"].isna() & ~typed["event"].isin(ITEMLESS_EVENTS), "missing item_id")
     if spec.unique:
         dup = typed.duplicated(list(spec.unique), keep="first") & reason.isna()
         flag(dup, f"duplicate {'+'.join(spec.unique)}")
