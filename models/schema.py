@@ -119,11 +119,13 @@ def _bool(values: pd.Series) -> pd.Series:
     return values.str.strip().str.lower().map(mapping)
 
 
-def validate(df: pd.DataFrame, spec: TableSpec, *, now: pd.Timestamp | None = None) -> Validation:
+def validate(df: pd.DataFrame, spec: TableSpec, *, now: pd.Timestamp | None = None,
+             lines: np.ndarray | None = None) -> Validation:
     """Type every known column, quarantine each row that breaks a rule, with the first reason found.
 
     `df` must hold strings (read with dtype=str, keep_default_na=False) so ids are never cast to int.
-    The `row` of a reject is its 1-based line in the CSV file (header is line 1).
+    The `row` of a reject is its 1-based line in the CSV file (header is line 1), or `lines[i]` when the
+    reader skipped malformed lines and knows each kept row's line.
     """
     missing = [c for c in spec.required if c not in df.columns]
     if missing:
@@ -177,5 +179,6 @@ def validate(df: pd.DataFrame, spec: TableSpec, *, now: pd.Timestamp | None = No
     bad = reason.notna()
     rejects = raw[bad].copy()
     rejects.insert(0, "reason", reason[bad].astype(str))
-    rejects.insert(0, "row", (raw.index[bad] + 2).astype(int))
+    line_of = np.asarray(lines) if lines is not None else np.arange(len(raw)) + 2
+    rejects.insert(0, "row", line_of[bad.to_numpy()].astype(int))
     return Validation(clean=typed[~bad].reset_index(drop=True), rejects=rejects.reset_index(drop=True))

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import platformdirs
 
@@ -46,30 +47,33 @@ class Loaded:
         return text
 
 
-def _malformed_lines(path: Path) -> list[tuple[int, int]]:
-    """(line number, field count) of rows whose field count differs from the header's."""
-    bad = []
+def _scan_lines(path: Path) -> tuple[list[int], list[tuple[int, int]]]:
+    """Line numbers of well-formed rows, and (line, field count) of rows whose width differs from the header's."""
+    good, bad = [], []
     with open(path, newline="", encoding="utf-8", errors="replace") as f:
         reader = csv.reader(f)
         width = len(next(reader, []))
         for row in reader:
-            if row and len(row) != width:
-                bad.append((reader.line_num, len(row)))
-    return bad
+            if row:
+                (good.append(reader.line_num) if len(row) == width else bad.append((reader.line_num, len(row))))
+    return good, bad
 
 
-def read_strings(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All columns as strings (ids never become ints); rows with the wrong number of fields quarantined."""
+def read_strings(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray | None]:
+    """All columns as strings (ids never become ints); rows with the wrong number of fields quarantined.
+
+    Returns (rows, malformed rejects, line number of each kept row or None when no line was skipped).
+    """
     kw = dict(dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8", encoding_errors="replace")
     try:
-        return pd.read_csv(path, **kw), pd.DataFrame(columns=["row", "reason"])
+        return pd.read_csv(path, **kw), pd.DataFrame(columns=["row", "reason"]), None
     except pd.errors.EmptyDataError as e:
         raise SchemaError(f"{path}: the file is empty") from e
     except pd.errors.ParserError:
-        bad = _malformed_lines(path)
+        good, bad = _scan_lines(path)
         df = pd.read_csv(path, engine="python", on_bad_lines="skip", **kw)
         rejects = pd.DataFrame({"row": [b[0] for b in bad], "reason": [f"wrong number of fields ({b[1]})" for b in bad]})
-        return df, rejects
+        return df, rejects, np.array(good[: len(df)])
 
 
 def rejects_path_for(path: Path) -> Path:
@@ -94,9 +98,9 @@ def load(path: str | Path, table: str | TableSpec, *, write: bool = True) -> Loa
     spec = TABLES[table] if isinstance(table, str) else table
     if not path.exists():
         raise SchemaError(f"{path}: no such file")
-    raw, malformed = read_strings(path)
+    raw, malformed, lines = read_strings(path)
     try:
-        result: Validation = validate(raw, spec)
+        result: Validation = validate(raw, spec, lines=lines)
     except SchemaError as e:
         raise SchemaError(f"{path}: {e}") from e
     rejects = pd.concat([malformed, result.rejects], ignore_index=True) if len(malformed) else result.rejects

@@ -178,8 +178,13 @@ def _events_block(rng, users: pd.DataFrame, days: int, start: pd.Timestamp, meta
         (v_user[click], v_item[click], v_time[click] + 20, "click", v_sess[click]),
         (v_user[cart], v_item[cart], v_time[cart] + 60, "cart", v_sess[cart]),
     ]
+    # ad journeys: a converting journey ends in a purchase (session -2 marks it: channel tmall, order "tp...")
+    tp = _touchpoints_block(rng, users, days, start, taste, samplers, brand_pref)
+    conv = tp.attrs["conversions"]
+    conv = conv[(conv["t"] < days * 86400) & (conv["t"] // 86400 < stockout_day[conv["i"]])]
     # durables are bought once per user: later funnel purchases of the same item stop at the cart
     buys = pd.DataFrame({"u": v_user[buy], "i": v_item[buy], "t": v_time[buy] + 120, "s": v_sess[buy]})
+    buys = pd.concat([buys, conv.assign(s=-2)], ignore_index=True)
     buys = buys.sort_values("t", kind="stable")
     buys = buys[consumable[cat_of[buys["i"]]] | ~buys.duplicated(["u", "i"])]
 
@@ -202,7 +207,8 @@ def _events_block(rng, users: pd.DataFrame, days: int, start: pd.Timestamp, meta
     pq = purchases.assign(event="purchase")
     frames.append(pq)
     ev = pd.concat(frames, ignore_index=True)
-    ev["channel"] = np.where(ev["s"] >= 0, s_channel[np.maximum(ev["s"], 0)], pref_channel[ev["u"]])
+    ev["channel"] = np.where(ev["s"] >= 0, s_channel[np.maximum(ev["s"], 0)],
+                             np.where(ev["s"] == -2, EVENT_CHANNELS.index("tmall"), pref_channel[ev["u"]]))
     is_buy = (ev["event"] == "purchase").to_numpy()
     qty = np.where(is_buy, 1 + rng.poisson(0.3, len(ev)), np.nan)
     peak_discount = np.where(is_peak(start + pd.to_timedelta(ev["t"] // 86400, unit="D")), 0.9, 1.0)
@@ -241,14 +247,14 @@ def _events_block(rng, users: pd.DataFrame, days: int, start: pd.Timestamp, meta
     out.loc[in_store, "store_id"] = [f"st{x:02d}" for x in users["store"].to_numpy()[ev["u"][in_store]]]
     buy_rows = out["event"] == "purchase"
     out.loc[buy_rows, "order_id"] = "o" + out.loc[buy_rows, "user_id"].str[1:] + "_" + out.loc[buy_rows, "timestamp"].str[:10]
+    from_ad = buy_rows & (ev["s"] == -2).to_numpy()
+    out.loc[from_ad, "order_id"] = "tp" + out.loc[from_ad, "user_id"].str[1:] + "_" + ev["t"][from_ad].astype(str)
     out["_t"] = ev["t"].to_numpy()
     out = out.sort_values(["user_id", "_t"], kind="stable").drop(columns="_t")
-
-    tp = _touchpoints_block(rng, users, days, start, taste, meta, samplers, brand_pref)
     return out, tp
 
 
-def _touchpoints_block(rng, users, days, start, taste, meta, samplers, brand_pref):
+def _touchpoints_block(rng, users, days, start, taste, samplers, brand_pref):
     """Journeys of ad touches; a converting journey ends in a purchase (written as an event with order_id tp...)."""
     n = len(users)
     per_user = rng.poisson(2.0 * days / 365, n)
@@ -292,8 +298,7 @@ def _touchpoints_block(rng, users, days, start, taste, meta, samplers, brand_pre
         "campaign": [f"{TOUCH_CHANNELS[c]}_c{int(j % 3)}" for c, j in zip(ch, t_j)],
         "cost": np.array([TOUCH_COST[c] for c in TOUCH_CHANNELS])[ch],
     })
-    conv = pd.DataFrame({"user_id": [f"u{x:07d}" for x in uid[j_user[cj]]], "item_id": [f"i{x:05d}" for x in item],
-                         "t": conv_t, "n_conv": 1})
+    conv = pd.DataFrame({"u": j_user[cj], "i": item, "t": conv_t})
     touch.attrs["conversions"] = conv
     touch.attrs["removal"] = removal
     touch.attrs["journeys"] = (len(j_user), int(converts.sum()))
@@ -404,17 +409,6 @@ def generate(out: str | Path, n_users: int = 1000, seed: int = 0, n_items: int =
         brng = np.random.default_rng([seed, 1, b])
         users = _users_block(brng, first, min(BLOCK, n_users - first), days)
         events, touch = _events_block(brng, users, days, start, meta, samplers, stockout_day, items["price"].to_numpy())
-        conv = touch.attrs["conversions"]
-        conv_events = pd.DataFrame({
-            "user_id": conv["user_id"], "item_id": conv["item_id"],
-            "timestamp": (start + pd.to_timedelta(conv["t"], unit="s")).dt.strftime("%Y-%m-%dT%H:%M:%S"),
-            "event": "purchase", "quantity": 1.0,
-            "amount": items.set_index("item_id").loc[conv["item_id"], "price"].to_numpy(),
-            "channel": "tmall", "store_id": "", "order_id": ["tp" + u[1:] + f"_{t}" for u, t in zip(conv["user_id"], conv["t"])],
-            "session_id": "",
-        })
-        conv_events = conv_events[conv["t"].to_numpy() < days * 86400]
-        events = pd.concat([events, conv_events], ignore_index=True).sort_values(["user_id", "timestamp"], kind="stable")
         events = _corrupt(brng, events, corrupt, bad_counts)
         header = b == 0
         events.to_csv(paths["events"], mode="a", header=header, index=False)
