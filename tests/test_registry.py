@@ -1,0 +1,48 @@
+"""Model store: versions with metadata, promotion pointer, rollback, canary — in a private BENTOML_HOME."""
+import json
+import time
+
+import pytest
+
+from training import registry
+
+
+def _save(value: str) -> str:
+    def write(folder):
+        (folder / "weights.json").write_text(json.dumps({"v": value}))
+    tag = registry.save("churn", write, metrics={"auc": 0.7}, params={"h": 90}, data_fingerprint="abc")
+    time.sleep(0.01)
+    return tag
+
+
+def test_save_get_promote_rollback_canary():
+    a, b, c = _save("a"), _save("b"), _save("c")
+    assert a != b != c and a.startswith("churn:")
+    assert registry.get("churn").tag.name == "churn"
+    assert str(registry.get("churn").tag) == c  # no promotion: latest
+    assert json.loads((registry.path("churn", a) / "weights.json").read_text()) == {"v": "a"}
+    meta = registry.get("churn", a).info.metadata
+    assert meta["metrics"] == {"auc": 0.7} and meta["data_fingerprint"] == "abc"
+
+    registry.promote(a)
+    assert str(registry.get("churn").tag) == a  # promoted wins over latest
+    registry.promote(b)
+    registry.set_canary(c, 0.05)
+    st = registry.stages("churn")
+    assert st["production"] == b and st["canary"] == {"tag": c, "share": 0.05}
+    assert {r["tag"]: r["stage"] for r in registry.versions("churn")}[c] == "canary"
+    registry.rollback("churn")
+    assert str(registry.get("churn").tag) == a and "canary" not in registry.stages("churn")
+    with pytest.raises(registry.RegistryError, match="no earlier"):
+        registry.rollback("churn")
+    log = (registry.home() / "lifecycle.log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["action"] for line in log][-4:] == ["promote", "promote", "canary", "rollback"]
+
+
+def test_unknown_things_are_clear_errors():
+    with pytest.raises(registry.RegistryError, match="train allocator"):
+        registry.get("allocator", "allocator:doesnotexist")
+    with pytest.raises(registry.RegistryError, match="unknown model name"):
+        registry.save("nope", lambda f: None, metrics={}, params={}, data_fingerprint="")
+    with pytest.raises(registry.RegistryError):
+        registry.set_canary("churn:whatever", 2.0)
