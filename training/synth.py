@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rich.console import Console
+from rich.progress import track
 
 from models.response import media_revenue
 
@@ -405,7 +407,8 @@ def generate(out: str | Path, n_users: int = 1000, seed: int = 0, n_items: int =
     bad_counts: dict[str, int] = {}
     removal = np.zeros(len(TOUCH_CHANNELS))
     n_events = n_touch = n_journeys = n_conv = 0
-    for b, first in enumerate(range(0, n_users, BLOCK)):
+    blocks = list(enumerate(range(0, n_users, BLOCK)))
+    for b, first in track(blocks, description="synth users", disable=len(blocks) < 3, console=Console(stderr=True)):
         brng = np.random.default_rng([seed, 1, b])
         users = _users_block(brng, first, min(BLOCK, n_users - first), days)
         events, touch = _events_block(brng, users, days, start, meta, samplers, stockout_day, items["price"].to_numpy())
