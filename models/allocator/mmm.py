@@ -1,0 +1,310 @@
+"""Marketing-mix response model: per-channel geometric adstock + Hill saturation + effect size, on top of a
+baseline with trend, yearly seasonality and the sale peaks (618, Double 11), which lift both the baseline and
+the media response. Fitted by nonlinear least squares; uncertainty by a moving-block residual bootstrap.
+
+Revenue_t = baseline_t + sum_c beta_c * hill(adstock_c,t; half_c, slope_c) * (1 + m * peak_t)
+baseline_t = level * (1 + trend * t) * (1 + sum_k a_k sin(2 pi k w/52) + b_k cos(2 pi k w/52))
+             * (1 + lift_618 * peak618_t + lift_d11 * peakd11_t) + sum_j gamma_j * control_j,t
+
+Season is explained by the baseline terms (calendar features), so media only gets credit for what spend
+varies *within* the season: the confounding of spend with peaks does not leak into beta.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+from scipy.signal import lfilter
+
+from models.errors import InputError
+from models.response import geometric_adstock, hill
+
+N_FOURIER = 1
+# Weakly informative priors (MAP), as Bayesian MMMs use: 156 weekly points pin the response near the spend
+# actually seen but not the Hill shape far from it. (mean, sd); log_half_rel = log(half / steady-state adstock
+# at mean spend).
+PRIOR = {"decay": (0.4, 0.25), "log_half_rel": (np.log(1.3), 0.6), "slope": (1.8, 0.6), "media_peak_mult": (0.3, 0.4)}
+DECAY_MAX = 0.9
+SLOPE_RANGE = (0.7, 3.5)
+
+
+def peak_flags(dates: pd.DatetimeIndex, days: int = 7) -> np.ndarray:
+    """(n, 2) 0/1: does the period [date, date+days) touch the 618 run-up (1-18 June) / Double 11 (1-11 Nov)?"""
+    d = pd.DatetimeIndex(dates)
+    out = np.zeros((len(d), 2))
+    for k in range(max(days, 1)):
+        dk = d + pd.Timedelta(days=k)
+        out[:, 0] = np.maximum(out[:, 0], (dk.month == 6) & (dk.day <= 18))
+        out[:, 1] = np.maximum(out[:, 1], (dk.month == 11) & (dk.day <= 11))
+    return out
+
+
+def season_features(dates: pd.DatetimeIndex, days: int = 7) -> dict[str, np.ndarray]:
+    d = pd.DatetimeIndex(dates)
+    woy = d.isocalendar().week.to_numpy().astype(float)
+    return {"woy": woy, "peaks": peak_flags(d, days)}
+
+
+@dataclass
+class MMMParams:
+    """One set of response-model parameters (the point fit or one bootstrap draw); money in original units."""
+
+    channels: list[str]
+    decay: np.ndarray
+    half_saturation: np.ndarray
+    slope: np.ndarray
+    beta: np.ndarray
+    media_peak_mult: float  # media response x (1 + m) in peak periods
+    base_coef: np.ndarray = field(default_factory=lambda: np.zeros(0))  # baseline_basis coefficients (all columns)
+    n_history: int = 0
+    controls: list[str] = field(default_factory=list)
+    gamma: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MMMParams":
+        arr = {k: np.asarray(d.get(k, []), dtype=float) for k in ("decay", "half_saturation", "slope", "beta", "base_coef", "gamma")}
+        return cls(channels=list(d["channels"]), controls=list(d.get("controls", [])), n_history=int(d.get("n_history", 0)),
+                   media_peak_mult=float(d["media_peak_mult"]), **arr)
+
+    def baseline_at(self, dates: pd.DatetimeIndex, index: np.ndarray, step_days: int = 7) -> np.ndarray:
+        """Expected baseline (no media, controls at 0) for dates at period `index` (0 = first history period)."""
+        X = baseline_basis(pd.DatetimeIndex(dates).isocalendar().week.to_numpy().astype(float),
+                           np.asarray(index, float) / max(self.n_history, 1), peak_flags(dates, step_days))
+        return X @ self.base_coef if len(self.base_coef) else np.zeros(len(dates))
+
+    def media(self, spend: np.ndarray, peak_any: np.ndarray, initial: np.ndarray | float = 0.0) -> np.ndarray:
+        """(n, C) incremental revenue per period and channel (from the adstock of this spend plus `initial`)."""
+        stock = geometric_adstock(spend, self.decay, initial)
+        return self.beta * hill(stock, self.half_saturation, self.slope) * (1 + self.media_peak_mult * np.asarray(peak_any, float))[:, None]
+
+
+@dataclass
+class History:
+    """A marketing-mix history ready for fitting."""
+
+    dates: pd.DatetimeIndex
+    revenue: np.ndarray
+    spend: np.ndarray  # (n, C)
+    channels: list[str]
+    controls: np.ndarray  # (n, K)
+    control_names: list[str]
+    step_days: int
+
+    @property
+    def peaks(self) -> np.ndarray:
+        return peak_flags(self.dates, self.step_days)
+
+    @property
+    def woy(self) -> np.ndarray:
+        return self.dates.isocalendar().week.to_numpy().astype(float)
+
+    def future_dates(self, periods: int, start: int = 0) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex([self.dates[-1] + pd.Timedelta(days=self.step_days * (start + k + 1)) for k in range(periods)])
+
+
+def history_from_frame(df: pd.DataFrame, source: str = "history") -> History:
+    """marketing_mix.csv (already validated) -> History. Controls: every non-spend numeric column besides date/revenue."""
+    spend_cols = [c for c in df.columns if c.startswith("spend_")]
+    if not spend_cols:
+        raise InputError(f"{source}: no spend_<channel> columns")
+    df = df.copy()
+    df["date"] = pd.to_datetime(df["date"])
+    df = df.sort_values("date").reset_index(drop=True)
+    if len(df) < 52:
+        raise InputError(f"{source}: {len(df)} periods; at least 52 (a year) are needed to separate season from media")
+    ctrl = []
+    for c in df.columns:
+        if c in ("date", "revenue") or c in spend_cols:
+            continue
+        v = pd.to_numeric(df[c], errors="coerce")
+        if v.notna().all() and v.std() > 0:
+            ctrl.append(c)
+    step = int(round(np.median(np.diff(df["date"].to_numpy()).astype("timedelta64[D]").astype(float))))
+    spend = df[spend_cols].apply(pd.to_numeric, errors="coerce").fillna(0.0).to_numpy(float)
+    return History(dates=pd.DatetimeIndex(df["date"]), revenue=pd.to_numeric(df["revenue"]).to_numpy(float), spend=spend,
+                   channels=[c[len("spend_"):] for c in spend_cols],
+                   controls=df[ctrl].apply(pd.to_numeric).to_numpy(float) if ctrl else np.zeros((len(df), 0)),
+                   control_names=ctrl, step_days=max(step, 1))
+
+
+def baseline_basis(woy: np.ndarray, t_scaled: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+    """level*(1+trend t)*(1+fourier)*(1+peak lifts) expanded into {1,t} x {1,sin,cos..} x {1,618,d11} columns."""
+    n = len(woy)
+    four = [np.ones(n)]
+    for k in range(N_FOURIER):
+        ang = 2 * np.pi * (k + 1) * np.asarray(woy, float) / 52.0
+        four += [np.sin(ang), np.cos(ang)]
+    cols = [a * f * p for a in (np.ones(n), t_scaled) for f in four for p in (np.ones(n), peaks[:, 0], peaks[:, 1])]
+    return np.stack(cols, 1)
+
+
+# --- fitting --------------------------------------------------------------------------------------
+
+def _adstock(x: np.ndarray, decay: np.ndarray) -> np.ndarray:
+    return np.stack([lfilter([1.0], [1.0, -d], x[:, j]) for j, d in enumerate(decay)], axis=1)
+
+
+class _Problem:
+    """Variable projection. Nonlinear: decay, log half, slope per channel and the media peak multiplier m.
+    Linear (solved exactly for each nonlinear guess): beta per channel, the baseline as the expansion of
+    level*(1+trend t)*(1+fourier)*(1+peak lifts) into {1,t} x {1,sin,cos,...} x {1,618,d11} terms, and controls.
+    Revenue is scaled by its mean, spend by each channel's mean."""
+
+    def __init__(self, h: History):
+        self.h = h
+        self.C, self.K = len(h.channels), h.controls.shape[1]
+        self.ys = float(h.revenue.mean())
+        self.xs = np.maximum(h.spend.mean(0), 1e-9)
+        self.x = h.spend / self.xs
+        n = len(h.revenue)
+        self.t = np.arange(n, dtype=float) / n
+        self.peaks = h.peaks
+        self.peak_any = self.peaks.max(1)
+        self.y = h.revenue / self.ys
+        self.base_full = baseline_basis(h.woy, self.t, self.peaks)
+        keep = self.base_full.std(0) > 0
+        keep[0] = True
+        self.keep = keep
+        self.base = self.base_full[:, keep]
+        self.cs = np.maximum(np.abs(h.controls).max(0), 1e-9) if self.K else np.zeros(0)
+        self.ctrl = h.controls / self.cs if self.K else np.zeros((n, 0))
+        self.prior_scale = 0.0
+        C = self.C
+        # theta = [decay C | log half C | slope C | m]
+        self.bounds = (np.concatenate([np.zeros(C), np.full(C, np.log(0.1)), np.full(C, SLOPE_RANGE[0]), [-0.5]]),
+                       np.concatenate([np.full(C, DECAY_MAX), np.full(C, np.log(30.0)), np.full(C, SLOPE_RANGE[1]), [3.0]]))
+
+    def _design(self, th: np.ndarray) -> np.ndarray:
+        C = self.C
+        decay, half, slope, m = th[:C], np.exp(th[C:2 * C]), th[2 * C:3 * C], th[3 * C]
+        media = hill(_adstock(self.x, decay), half, slope) * (1 + m * self.peak_any)[:, None]
+        return np.concatenate([media, self.base, self.ctrl], axis=1)
+
+    def linear(self, th: np.ndarray, y: np.ndarray) -> np.ndarray:
+        X = self._design(th)
+        coef = np.linalg.lstsq(X, y, rcond=None)[0]
+        neg = coef[:self.C] < 0
+        if neg.any():  # effect sizes are non-negative: drop the channels that came out negative and refit
+            Xk = X.copy()
+            Xk[:, :self.C][:, neg] = 0.0
+            coef = np.linalg.lstsq(Xk, y, rcond=None)[0]
+            coef[:self.C][neg] = 0.0
+        return coef
+
+    def residual(self, th: np.ndarray, y: np.ndarray) -> np.ndarray:
+        X = self._design(th)
+        r = X @ self.linear(th, y) - y
+        if self.prior_scale <= 0:
+            return r
+        C = self.C
+        decay, log_half, slope = th[:C], th[C:2 * C], th[2 * C:3 * C]
+        z = np.concatenate([(decay - PRIOR["decay"][0]) / PRIOR["decay"][1],
+                            (log_half + np.log(1 - decay) - PRIOR["log_half_rel"][0]) / PRIOR["log_half_rel"][1],
+                            (slope - PRIOR["slope"][0]) / PRIOR["slope"][1],
+                            [(th[3 * C] - PRIOR["media_peak_mult"][0]) / PRIOR["media_peak_mult"][1]]])
+        return np.concatenate([r, self.prior_scale * z])
+
+    def start(self, rng: np.random.Generator, jitter: bool) -> np.ndarray:
+        C = self.C
+        decay = rng.uniform(0.1, 0.7, C) if jitter else np.full(C, 0.4)
+        half = np.log((1.0 / (1 - decay)) * (rng.uniform(0.7, 2.5, C) if jitter else 1.3))
+        slope = rng.uniform(1.0, 2.8, C) if jitter else np.full(C, 1.8)
+        m = rng.uniform(0.0, 1.0) if jitter else 0.3
+        th = np.concatenate([decay, half, slope, [m]])
+        return np.clip(th, self.bounds[0] + 1e-6, self.bounds[1] - 1e-6)
+
+    def solve(self, y: np.ndarray, th0: np.ndarray, max_nfev: int = 200) -> tuple[np.ndarray, float]:
+        r = least_squares(self.residual, th0, bounds=self.bounds, method="trf", x_scale="jac", max_nfev=max_nfev, args=(y,))
+        return r.x, float(2 * r.cost)
+
+    def predict_scaled(self, th: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+        return self._design(th) @ self.linear(th, self.y if y is None else y)
+
+    def unpack(self, th: np.ndarray, y: np.ndarray | None = None) -> MMMParams:
+        C = self.C
+        coef = self.linear(th, self.y if y is None else y)
+        base_coef = np.zeros(self.base_full.shape[1])
+        base_coef[self.keep] = coef[C:C + self.base.shape[1]] * self.ys
+        return MMMParams(n_history=len(self.y), channels=self.h.channels, decay=th[:C].copy(), half_saturation=np.exp(th[C:2 * C]) * self.xs,
+                         slope=th[2 * C:3 * C].copy(), beta=coef[:C] * self.ys, media_peak_mult=float(th[3 * C]),
+                         base_coef=base_coef, controls=self.h.control_names,
+                         gamma=coef[C + self.base.shape[1]:] * self.ys / self.cs if self.K else np.zeros(0))
+
+
+@dataclass
+class FitResult:
+    params: MMMParams
+    samples: list[MMMParams]
+    history: History
+    diagnostics: dict
+
+    def end_adstock(self, params: MMMParams | None = None) -> np.ndarray:
+        """Adstock per channel at the end of the history (the plan's starting state)."""
+        p = params or self.params
+        return geometric_adstock(self.history.spend, p.decay)[-1]
+
+
+def fit(h: History, *, n_starts: int = 6, n_boot: int = 20, seed: int = 0, block: int = 8) -> FitResult:
+    """Point fit (best of several starts) and `n_boot` moving-block residual-bootstrap refits."""
+    prob = _Problem(h)
+    rng = np.random.default_rng(seed)
+    best, best_cost = None, np.inf
+    th0, cost0 = prob.solve(prob.y, prob.start(rng, jitter=False))
+    n_lin = prob.C + prob.base.shape[1] + prob.K
+    prob.prior_scale = float(np.sqrt(cost0 / max(len(prob.y) - len(th0) - n_lin, 1)))  # noise sd estimate
+    for s in range(n_starts):
+        th, cost = prob.solve(prob.y, prob.start(rng, jitter=s > 0))
+        if cost < best_cost:
+            best, best_cost = th, cost
+    fitted = prob.predict_scaled(best)
+    resid = prob.y - fitted
+    n = len(resid)
+    samples = []
+    for _ in range(n_boot):
+        starts = rng.integers(0, n - block + 1, n // block + 1)
+        rb = np.concatenate([resid[s:s + block] for s in starts])[:n]
+        rb = rb - rb.mean()
+        th, _ = prob.solve(fitted + rb, best, max_nfev=100)
+        samples.append(prob.unpack(th, fitted + rb))
+    params = prob.unpack(best)
+    media = params.media(h.spend, prob.peak_any)
+    ss_res = float(((h.revenue - fitted * prob.ys) ** 2).sum())
+    ss_tot = float(((h.revenue - h.revenue.mean()) ** 2).sum())
+    diag = {
+        "r2": 1 - ss_res / ss_tot, "mape": float(np.mean(np.abs(resid / prob.y))),
+        "media_share": float(media.sum() / h.revenue.sum()),
+        "media_share_per_channel": dict(zip(h.channels, (media.sum(0) / h.revenue.sum()).round(5).tolist())),
+        "historical_roi": dict(zip(h.channels, (media.sum(0) / np.maximum(h.spend.sum(0), 1e-9)).round(4).tolist())),
+        "n_periods": n, "n_boot": n_boot,
+        "decay_sd": dict(zip(h.channels, np.std([s.decay for s in samples], 0).round(4).tolist())) if samples else {},
+    }
+    return FitResult(params=params, samples=samples, history=h, diagnostics=diag)
+
+
+def horizon_curves(params: MMMParams, h: History, periods: int, start: int = 0, init: np.ndarray | None = None):
+    """Curves for periods start+1 .. start+periods after the history end (season from the calendar)."""
+    from models.allocator.plan import Curves
+
+    dates = h.future_dates(periods, start)
+    peak_any = peak_flags(dates, h.step_days).max(1)
+    if init is None:
+        init = geometric_adstock(h.spend, params.decay)[-1]
+    return Curves(decay=np.asarray(params.decay, float), half=np.asarray(params.half_saturation, float),
+                  slope=np.asarray(params.slope, float), beta=np.asarray(params.beta, float),
+                  mult=1 + params.media_peak_mult * peak_any, init=np.asarray(init, float))
+
+
+def truth_params(truth: dict, channels: list[str]) -> MMMParams:
+    """The planted curves of a synthetic world (truth.json's marketing_mix block) as MMMParams."""
+    mm = truth.get("marketing_mix", truth)
+    ch = mm["channels"]
+    return MMMParams(channels=channels, decay=np.array([ch[c]["decay"] for c in channels]),
+                     half_saturation=np.array([ch[c]["half_saturation"] for c in channels]),
+                     slope=np.array([ch[c]["slope"] for c in channels]), beta=np.array([ch[c]["beta"] for c in channels]),
+                     media_peak_mult=float(mm.get("peak_media_multiplier", 1.0)) - 1.0)
