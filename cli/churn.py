@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from cli.app import predict_app, train_app
+from cli.app import console, predict_app, train_app
 from models.errors import InputError
 
 
@@ -14,7 +14,16 @@ from models.errors import InputError
 def train_churn(events: Path = typer.Option(..., "--events"), horizon_days: int = typer.Option(90, "--horizon-days"),
                 as_of: Optional[str] = typer.Option(None, "--as-of")) -> None:
     """Train the LSTM churn predictor; saves a version with metrics; prints the tag."""
-    raise InputError("train churn is not implemented yet (issue C)")
+    from training import registry
+    from training.churn import train
+
+    tag = train(events, horizon_days=horizon_days, as_of=as_of)
+    m = registry.get("churn", tag).info.metadata
+    met = m["metrics"]
+    console.print(f"validation as-of {m['training']['validation_as_of']}: AUC {met['val_auc']:.3f}, AP {met['val_ap']:.3f}, "
+                  f"Brier {met['val_brier']:.3f}, ECE {met['val_ece']:.3f} ({met['val_customers']} customers, "
+                  f"churn rate {met['val_churn_rate']:.2f}); trained in {met['train_seconds']:.0f} s", highlight=False)
+    print(tag)
 
 
 @predict_app.command("churn")
@@ -22,4 +31,20 @@ def predict_churn(events: Path = typer.Option(..., "--events"), as_of: str = typ
                   horizon_days: int = typer.Option(90, "--horizon-days"), output: Path = typer.Option(..., "--output"),
                   model: Optional[str] = typer.Option(None, "--model")) -> None:
     """One row per customer: user_id, churn_probability, risk_tier, segment, expected_spend, reason."""
-    raise InputError("predict churn is not implemented yet (issue C)")
+    import pandas as pd
+
+    from serving.churn import ChurnService
+    from training.io import load
+
+    try:
+        when = pd.Timestamp(as_of)
+    except (ValueError, TypeError) as e:
+        raise InputError(f"--as-of {as_of!r}: not a date (use YYYY-MM-DD)") from e
+    service = ChurnService(model, horizon_days=horizon_days)
+    loaded = load(events, "events")
+    table = service.score_frame(loaded.data, when, horizon_days)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(output, index=False)
+    tiers = table["risk_tier"].value_counts().to_dict()
+    console.print(f"{output}: {len(table)} customers scored with {service.tag} "
+                  f"(high {tiers.get('high', 0)}, medium {tiers.get('medium', 0)}, low {tiers.get('low', 0)})", highlight=False)

@@ -1,0 +1,135 @@
+"""The fitted churn model as one object: network, feature scaling, calibrator, spend smearing, RFM edges.
+
+`score` turns an events frame into the CRM table (user_id, churn_probability, risk_tier, segment,
+expected_spend, reason). Saved as two files: `churn.pt` (weights, tensors) and `churn.json` (the rest).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from models.churn import features as F
+from models.churn.calibration import Calibrator
+from models.churn.net import ChurnNet
+from models.churn.segments import reasons, risk_tier, segment
+
+OUTPUT_COLUMNS = ["user_id", "churn_probability", "risk_tier", "segment", "expected_spend", "reason"]
+
+
+@dataclass
+class Scaler:
+    seq_mean: np.ndarray
+    seq_std: np.ndarray
+    static_mean: np.ndarray
+    static_std: np.ndarray
+
+    @classmethod
+    def fit(cls, seq: np.ndarray, lengths: np.ndarray, static: np.ndarray) -> "Scaler":
+        real = np.arange(seq.shape[1])[None, :] < lengths[:, None]
+        steps = seq[real]
+        return cls(steps.mean(0), steps.std(0) + 1e-3, static.mean(0), static.std(0) + 1e-3)
+
+    def seq(self, seq: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        out = (seq - self.seq_mean) / self.seq_std
+        out[np.arange(seq.shape[1])[None, :] >= lengths[:, None]] = 0.0
+        return out.astype(np.float32)
+
+    def static(self, static: np.ndarray) -> np.ndarray:
+        return ((static - self.static_mean) / self.static_std).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k).tolist() for k in ("seq_mean", "seq_std", "static_mean", "static_std")}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Scaler":
+        return cls(*(np.asarray(d[k], dtype=np.float32) for k in ("seq_mean", "seq_std", "static_mean", "static_std")))
+
+
+@dataclass
+class ChurnModel:
+    net: ChurnNet
+    scaler: Scaler
+    calibrator: Calibrator
+    horizon_days: int
+    target_events: tuple[str, ...]
+    spend_unit: str
+    edges: dict
+    n_bins: int = 26
+    bin_days: int = 14
+    spend_mu: float = 0.0
+    spend_sd: float = 1.0
+    smear: float = 1.0
+    arch: dict = field(default_factory=dict)
+
+    @property
+    def noun(self) -> str:
+        return "purchase" if self.target_events == ("purchase",) else "activity"
+
+    def raw(self, w: F.Window, batch: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+        """(churn logit, predicted log spend if they buy) per customer in the window."""
+        self.net.eval()
+        seq, static = self.scaler.seq(w.seq, w.lengths), self.scaler.static(w.static)
+        logits, spend = [], []
+        with torch.no_grad():
+            for s in range(0, len(seq), batch):
+                lo, sp = self.net(torch.from_numpy(seq[s:s + batch]), torch.from_numpy(w.lengths[s:s + batch]),
+                                  torch.from_numpy(static[s:s + batch]))
+                logits.append(lo.numpy())
+                spend.append(sp.numpy())
+        if not logits:
+            return np.zeros(0), np.zeros(0)
+        return np.concatenate(logits).astype(float), np.concatenate(spend).astype(float) * self.spend_sd + self.spend_mu
+
+    def predict_window(self, w: F.Window) -> tuple[np.ndarray, np.ndarray]:
+        """(calibrated churn probability, expected spend in the horizon)."""
+        logit, log_spend = self.raw(w)
+        p = self.calibrator(logit)
+        expected = (1 - p) * np.exp(np.minimum(log_spend, 30)) * self.smear
+        return p, expected
+
+    def score(self, events: pd.DataFrame, as_of: str | pd.Timestamp) -> pd.DataFrame:
+        """The CRM table: one row per customer with any event before `as_of`."""
+        prep = F.prepare(events, self.target_events)
+        w = F.window(prep, prep.day(as_of), n_bins=self.n_bins, bin_days=self.bin_days)
+        return self.table(w)
+
+    def table(self, w: F.Window) -> pd.DataFrame:
+        p, expected = self.predict_window(w)
+        return pd.DataFrame({
+            "user_id": w.rfm["user_id"].to_numpy(),
+            "churn_probability": np.round(p, 4),
+            "risk_tier": risk_tier(p),
+            "segment": segment(w.rfm, self.edges),
+            "expected_spend": np.round(expected, 2),
+            "reason": reasons(w.rfm, p, self.noun),
+        }, columns=OUTPUT_COLUMNS)
+
+    # --- persistence ------------------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        torch.save(self.net.state_dict(), folder / "churn.pt")
+        meta = {
+            "arch": self.arch, "scaler": self.scaler.to_dict(), "calibrator": self.calibrator.to_dict(),
+            "horizon_days": self.horizon_days, "target_events": list(self.target_events), "spend_unit": self.spend_unit,
+            "edges": self.edges, "n_bins": self.n_bins, "bin_days": self.bin_days,
+            "spend_mu": self.spend_mu, "spend_sd": self.spend_sd, "smear": self.smear,
+        }
+        (folder / "churn.json").write_text(json.dumps(meta))
+
+    @classmethod
+    def load(cls, folder: Path) -> "ChurnModel":
+        folder = Path(folder)
+        meta = json.loads((folder / "churn.json").read_text())
+        net = ChurnNet(**meta["arch"])
+        net.load_state_dict(torch.load(folder / "churn.pt", map_location="cpu", weights_only=True))
+        net.eval()
+        return cls(net=net, scaler=Scaler.from_dict(meta["scaler"]), calibrator=Calibrator.from_dict(meta["calibrator"]),
+                   horizon_days=int(meta["horizon_days"]), target_events=tuple(meta["target_events"]),
+                   spend_unit=meta["spend_unit"], edges=meta["edges"], n_bins=int(meta["n_bins"]),
+                   bin_days=int(meta["bin_days"]), spend_mu=meta["spend_mu"], spend_sd=meta["spend_sd"],
+                   smear=meta["smear"], arch=meta["arch"])

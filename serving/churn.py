@@ -1,0 +1,104 @@
+"""Churn scoring at runtime: load a stored version once, score customers from their events.
+
+`ChurnService(tag=None)` loads the promoted (else latest) churn version in its constructor; `score`
+takes a request (events as records, as-of date) and answers one row per customer with any event before
+as-of. The same code path as `omnidecide predict churn`.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Optional
+
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from models.churn.model import ChurnModel
+from models.errors import InputError
+from models.schema import EVENTS, validate
+from training import registry
+
+
+class ChurnEvent(BaseModel):
+    """One canonical event row (see docs/data.md); item_id may be empty for purchases."""
+
+    user_id: str
+    timestamp: datetime | str
+    event: str
+    item_id: Optional[str] = ""
+    quantity: Optional[float] = None
+    amount: Optional[float] = None
+    channel: Optional[str] = None
+
+
+class ChurnRequest(BaseModel):
+    events: list[ChurnEvent] = Field(..., min_length=1)
+    as_of: date
+    horizon_days: Optional[int] = Field(None, description="must match the model's horizon when given")
+
+
+class ChurnScore(BaseModel):
+    user_id: str
+    churn_probability: float
+    risk_tier: str
+    segment: str
+    expected_spend: float
+    reason: str
+
+
+class ChurnResponse(BaseModel):
+    model: str
+    as_of: date
+    horizon_days: int
+    customers: list[ChurnScore]
+
+
+def resolve_tag(tag: str | None, horizon_days: int | None) -> str:
+    """The requested tag; else the promoted/latest version, or the newest one trained for `horizon_days`."""
+    if tag:
+        return str(registry.get("churn", tag).tag)
+    default = registry.get("churn")
+    if horizon_days is None or int(default.info.metadata.get("params", {}).get("horizon_days", -1)) == horizon_days:
+        return str(default.tag)
+    for v in registry.versions("churn"):
+        if int(v["metadata"].get("params", {}).get("horizon_days", -1)) == horizon_days:
+            return v["tag"]
+    raise InputError(f"no churn model trained for --horizon-days {horizon_days}; "
+                     f"train one with `omnidecide train churn --horizon-days {horizon_days}`")
+
+
+class ChurnService:
+    """Plain runtime class: load in the constructor, score from events."""
+
+    def __init__(self, tag: str | None = None, horizon_days: int | None = None):
+        self.tag = resolve_tag(tag, horizon_days)
+        self.model = ChurnModel.load(registry.path("churn", self.tag))
+
+    @property
+    def horizon_days(self) -> int:
+        return self.model.horizon_days
+
+    def check_horizon(self, horizon_days: int | None) -> None:
+        if horizon_days is not None and horizon_days != self.model.horizon_days:
+            raise InputError(f"--horizon-days {horizon_days}: model {self.tag} was trained for {self.model.horizon_days} days; "
+                             f"train one with `omnidecide train churn --horizon-days {horizon_days}`")
+
+    def score_frame(self, events: pd.DataFrame, as_of: str | date | pd.Timestamp, horizon_days: int | None = None) -> pd.DataFrame:
+        """Validated canonical events -> the CRM table (user_id, churn_probability, risk_tier, segment, expected_spend, reason)."""
+        self.check_horizon(horizon_days)
+        as_of = pd.Timestamp(as_of)
+        before = events[events["timestamp"] < as_of]
+        if not len(before):
+            raise InputError(f"no events before as-of {as_of.date()}")
+        return self.model.score(before, as_of)
+
+    def score(self, request: ChurnRequest) -> ChurnResponse:
+        raw = pd.DataFrame([e.model_dump() for e in request.events])
+        raw["timestamp"] = raw["timestamp"].map(lambda x: x.isoformat() if isinstance(x, datetime) else str(x))
+        raw = raw.astype(object).where(raw.notna(), "").astype(str)
+        checked = validate(raw, EVENTS)
+        if len(checked.rejects):
+            first = checked.rejects.iloc[0]
+            raise InputError(f"events[{int(first['row']) - 2}]: {first['reason']} ({len(checked.rejects)} bad rows)")
+        table = self.score_frame(checked.clean, request.as_of, request.horizon_days)
+        return ChurnResponse(model=self.tag, as_of=request.as_of, horizon_days=self.horizon_days,
+                             customers=[ChurnScore(**r) for r in table.to_dict("records")])

@@ -1,0 +1,191 @@
+"""Churn training: stacked earlier as-of windows for training, the latest labelled window for validation.
+
+Validation as-of = the latest date whose label window [as_of, as_of + H) lies inside the events (or the
+one given). Training windows are at as_of_val - H - k * step (k = 0, 1, ...), so no training label
+overlaps the validation label window. The calibrator is fitted on the validation window (cross-fitted
+ECE reported); RFM segment edges come from the validation population.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from models.churn import features as F
+from models.churn.calibration import fit_calibrator
+from models.churn.model import ChurnModel, Scaler
+from models.churn.net import ChurnNet
+from models.churn.segments import rfm_edges
+from models.errors import InputError
+from models.metrics import auc, classification_report
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Config:
+    horizon_days: int = 90
+    n_bins: int = 26
+    bin_days: int = 14
+    max_windows: int = 6
+    step_days: int | None = None       # default: clip(H / 2, 7, 30)
+    min_history_days: int = 28
+    max_train_rows: int = 80_000
+    hidden: int = 32
+    epochs: int = 25
+    patience: int = 3
+    batch_size: int = 512
+    lr: float = 3e-3
+    max_seconds: float = 50.0         # wall-clock cap on the optimisation loop
+    spend_weight: float = 0.2
+    seed: int = 0
+
+
+@dataclass
+class Labelled:
+    window: F.Window
+    churned: np.ndarray
+    spend: np.ndarray
+
+
+def labelled(prep: F.Prepared, as_of: float, cfg: Config) -> Labelled:
+    w = F.window(prep, as_of, n_bins=cfg.n_bins, bin_days=cfg.bin_days)
+    y, s = F.labels(prep, as_of, cfg.horizon_days, w.user_codes)
+    return Labelled(w, y, s)
+
+
+def training_as_ofs(prep: F.Prepared, val_as_of: float, cfg: Config) -> tuple[list[float], bool]:
+    """Earlier as-of days whose labels end before validation starts; (days, labels_overlap_validation)."""
+    step = cfg.step_days or int(np.clip(cfg.horizon_days // 2, 7, 30))
+    earliest = prep.first_day + cfg.min_history_days
+    strict = [val_as_of - cfg.horizon_days - k * step for k in range(cfg.max_windows)]
+    strict = [a for a in strict if a >= earliest]
+    if strict:
+        return strict, False
+    # Short logs: fall back to windows whose labels overlap the validation period (reported in metrics).
+    loose = [val_as_of - k * step for k in range(1, cfg.max_windows + 1)]
+    loose = [a for a in loose if a >= earliest]
+    if not loose:
+        raise InputError(f"events span {int(prep.last_day - prep.first_day) + 1} days: not enough history for "
+                         f"training windows before the validation as-of {prep.date(val_as_of).date()} "
+                         f"(horizon {cfg.horizon_days} days); use a shorter --horizon-days or more history")
+    return loose, True
+
+
+def _stack(parts: list[Labelled]) -> tuple[np.ndarray, ...]:
+    return (np.concatenate([p.window.seq for p in parts]), np.concatenate([p.window.lengths for p in parts]),
+            np.concatenate([p.window.static for p in parts]), np.concatenate([p.churned for p in parts]),
+            np.concatenate([p.spend for p in parts]))
+
+
+def fit(prep: F.Prepared, cfg: Config, val_as_of: float | None = None) -> tuple[ChurnModel, dict, dict]:
+    """Train, calibrate, evaluate. Returns (model, metrics, info)."""
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    val_as_of = F.default_as_of(prep, cfg.horizon_days) if val_as_of is None else val_as_of
+    if val_as_of + cfg.horizon_days > prep.last_day + 1:
+        raise InputError(f"--as-of {prep.date(val_as_of).date()}: its {cfg.horizon_days}-day label window ends after the "
+                         f"last event ({prep.date(prep.last_day).date()}); the latest usable as-of is "
+                         f"{prep.date(prep.last_day + 1 - cfg.horizon_days).date()}")
+    as_ofs, overlap = training_as_ofs(prep, val_as_of, cfg)
+    train_parts = [labelled(prep, a, cfg) for a in as_ofs]
+    val = labelled(prep, val_as_of, cfg)
+    seq, lengths, static, y, spend = _stack(train_parts)
+    if len(y) > cfg.max_train_rows:
+        keep = np.sort(rng.choice(len(y), cfg.max_train_rows, replace=False))
+        seq, lengths, static, y, spend = seq[keep], lengths[keep], static[keep], y[keep], spend[keep]
+    if y.all() or not y.any():
+        raise InputError("training windows hold only one class (everyone churned or no one did); "
+                         "use a different --horizon-days or more history")
+    t_features = time.perf_counter() - t0
+
+    scaler = Scaler.fit(seq, lengths, static)
+    buy = (~y) & (spend > 0)
+    log_spend = np.log(np.where(buy, spend, 1.0))
+    mu = float(log_spend[buy].mean()) if buy.any() else 0.0
+    sd = float(log_spend[buy].std() + 1e-3) if buy.any() else 1.0
+    Xs, Xst = torch.from_numpy(scaler.seq(seq, lengths)), torch.from_numpy(scaler.static(static))
+    L = torch.from_numpy(lengths)
+    Y = torch.from_numpy(y.astype(np.float32))
+    S = torch.from_numpy(((log_spend - mu) / sd).astype(np.float32))
+    B = torch.from_numpy(buy)
+    Vs, Vst = torch.from_numpy(scaler.seq(val.window.seq, val.window.lengths)), torch.from_numpy(scaler.static(val.window.static))
+    VL, VY = torch.from_numpy(val.window.lengths), torch.from_numpy(val.churned.astype(np.float32))
+
+    arch = {"n_seq": seq.shape[2], "n_static": static.shape[1], "hidden": cfg.hidden}
+    net = ChurnNet(**arch)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=1e-5)
+    bce, mse = nn.BCEWithLogitsLoss(), nn.MSELoss(reduction="none")
+    best, best_state, bad, history = np.inf, None, 0, []
+    t_loop = time.perf_counter()
+    for epoch in range(cfg.epochs):
+        net.train()
+        order = torch.from_numpy(rng.permutation(len(Y)))
+        for s in range(0, len(order), cfg.batch_size):
+            idx = order[s:s + cfg.batch_size]
+            logit, sp = net(Xs[idx], L[idx], Xst[idx])
+            m = B[idx].float()
+            loss = bce(logit, Y[idx]) + cfg.spend_weight * (mse(sp, S[idx]) * m).sum() / m.sum().clamp(min=1)
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            vl = np.concatenate([net(Vs[i:i + 8192], VL[i:i + 8192], Vst[i:i + 8192])[0].numpy()
+                                 for i in range(0, len(VY), 8192)])
+        vloss = float(bce(torch.from_numpy(vl), VY))
+        history.append({"epoch": epoch + 1, "val_bce": vloss, "val_auc": auc(val.churned, vl)})
+        if vloss < best - 1e-4:
+            best, bad = vloss, 0
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            bad += 1
+        if bad >= cfg.patience or time.perf_counter() - t_loop > cfg.max_seconds:
+            break
+    net.load_state_dict(best_state)
+    net.eval()
+    t_fit = time.perf_counter() - t_loop
+
+    model = ChurnModel(net=net, scaler=scaler, calibrator=None, horizon_days=cfg.horizon_days,  # type: ignore[arg-type]
+                       target_events=prep.target_events, spend_unit=prep.spend_unit, edges=rfm_edges(val.window.rfm),
+                       n_bins=cfg.n_bins, bin_days=cfg.bin_days, spend_mu=mu, spend_sd=sd, arch=arch)
+    vlogit, vlog_spend = model.raw(val.window)
+    cal, cal_info = fit_calibrator(vlogit, val.churned.astype(float), seed=cfg.seed)
+    model.calibrator = cal
+    vbuy = (~val.churned) & (val.spend > 0)
+    if vbuy.any():
+        model.smear = float(np.mean(np.exp(np.log(val.spend[vbuy]) - vlog_spend[vbuy])))
+    p, expected = model.predict_window(val.window)
+    report = classification_report(val.churned, cal_info["cross_fitted_prob"])
+    metrics = {
+        "val_auc": report["auc"], "val_ap": report["ap"], "val_brier": report["brier"], "val_ece": report["ece"],
+        "val_auc_raw": auc(val.churned, vlogit), "val_churn_rate": float(val.churned.mean()),
+        "val_customers": int(len(val.churned)), "train_rows": int(len(y)), "train_windows": len(as_ofs),
+        "epochs": len(history), "train_seconds": time.perf_counter() - t0, "feature_seconds": t_features,
+        "fit_seconds": t_fit, "val_spend_actual": float(val.spend.sum()), "val_spend_expected": float(expected.sum()),
+        "labels_overlap_validation": overlap,
+    }
+    info = {
+        "validation_as_of": str(prep.date(val_as_of).date()),
+        "training_as_ofs": [str(prep.date(a).date()) for a in as_ofs],
+        "calibration": cal.method, "history": history, "target_events": list(prep.target_events),
+        "spend_unit": prep.spend_unit, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+    }
+    return model, metrics, info
+
+
+def evaluate(model: ChurnModel, prep: F.Prepared, as_of: float) -> tuple[dict, pd.DataFrame]:
+    """Metrics of a fitted model at a later as-of (labels from [as_of, as_of + H))."""
+    w = F.window(prep, as_of, n_bins=model.n_bins, bin_days=model.bin_days)
+    y, spend = F.labels(prep, as_of, model.horizon_days, w.user_codes)
+    p, expected = model.predict_window(w)
+    return classification_report(y, p), pd.DataFrame({"user_id": w.rfm["user_id"], "y": y, "p": p, "spend": spend,
+                                                      "expected_spend": expected})
