@@ -75,12 +75,15 @@ class ChurnModel:
         self.net.eval()
         seq, static = self.scaler.seq(w.seq, w.lengths), self.scaler.static(w.static)
         logits, spend = [], []
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # see training.churn.pipeline.Config.threads
         with torch.no_grad():
             for s in range(0, len(seq), batch):
                 lo, sp = self.net(torch.from_numpy(seq[s:s + batch]), torch.from_numpy(w.lengths[s:s + batch]),
                                   torch.from_numpy(static[s:s + batch]))
                 logits.append(lo.numpy())
                 spend.append(sp.numpy())
+        torch.set_num_threads(threads)
         if not logits:
             return np.zeros(0), np.zeros(0)
         return np.concatenate(logits).astype(float), np.concatenate(spend).astype(float) * self.spend_sd + self.spend_mu

@@ -61,10 +61,15 @@ def _d(x: float) -> int:
     return int(round(float(x)))
 
 
+def _ago(x: float) -> str:
+    d = _d(x)
+    return "today" if d == 0 else "1 day ago" if d == 1 else f"{d} days ago"
+
+
 def reasons(rfm: pd.DataFrame, prob: np.ndarray, noun: str = "purchase") -> list[str]:
     """One plain sentence per customer: the strongest signal behind their churn probability."""
     out = []
-    plural = noun + "s"
+    plural = "activities" if noun == "activity" else noun + "s"
     cols = ["frequency", "recency_days", "recency_any_days", "mean_gap_days", "n_90", "n_prev_90", "visits_30",
             "n_30", "spend_90", "tenure_days"]
     for row, p in zip(rfm[cols].itertuples(index=False), np.asarray(prob, dtype=float)):
@@ -74,29 +79,29 @@ def reasons(rfm: pd.DataFrame, prob: np.ndarray, noun: str = "purchase") -> list
             if visits > 0:
                 out.append(f"never bought; {int(visits)} visits in the last 30 days")
             else:
-                out.append(f"never bought; last seen {_d(rec_any)} days ago")
+                out.append(f"never bought; last seen {_ago(rec_any)}")
             continue
         if high:
             if freq >= 2 and np.isfinite(gap) and rec > 1.5 * max(gap, 1):
                 text = f"no {noun} for {_d(rec)} days, usual gap {_d(gap)}"
             elif freq == 1:
-                text = f"one {noun} only, {_d(rec)} days ago; never came back"
+                text = f"one {noun} only, {_ago(rec)}; never came back"
             elif nprev >= 2 and n90 <= 0.5 * nprev:
-                text = f"{plural} fell from {int(nprev)} to {int(n90)} (last 90 days vs the 90 before)"
+                text = f"{plural} fell from {int(nprev)} to {int(n90)} (last 90 days vs the 90 before); last one {_ago(rec)}"
             else:
-                text = f"last {noun} {_d(rec)} days ago" + (f", usual gap {_d(gap)}" if np.isfinite(gap) else "")
+                text = f"last {noun} {_ago(rec)}" + (f", usual gap {_d(gap)}" if np.isfinite(gap) else "")
             if visits > 0 and rec > 14 and noun == "purchase":
                 text += f"; still visiting ({int(visits)} visits in 30 days)"
             elif rec_any > rec + 7:
                 pass
             elif rec_any < rec - 7:
-                text += f"; last seen {_d(rec_any)} days ago"
+                text += f"; last seen {_ago(rec_any)}"
             out.append(text)
         else:
             if n30 >= 2:
-                out.append(f"{int(n30)} {plural} in the last 30 days; last {_d(rec)} days ago")
+                out.append(f"{int(n30)} {plural} in the last 30 days; last {_ago(rec)}")
             elif np.isfinite(gap):
-                out.append(f"on schedule: last {noun} {_d(rec)} days ago, usual gap {_d(gap)}")
+                out.append(f"on schedule: last {noun} {_ago(rec)}, usual gap {_d(gap)} days")
             else:
-                out.append(f"recent {noun} {_d(rec)} days ago")
+                out.append(f"last {noun} {_ago(rec)}")
     return out
