@@ -1,0 +1,247 @@
+"""The recommender as one object: id maps, user histories, the graph model, repeat model, context popularity,
+catalogue (category, stock) and the business rules applied at inference. Pure model code: frames in, arrays out.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from models.recommender.gnn import GNNParams, GraphFilterGNN
+from models.recommender.repeat import DAY, RepeatModel
+
+# Edge weight per event type (the strongest event of a user-item pair sets the edge).
+EVENT_WEIGHTS = {"purchase": 1.0, "rating": 1.0, "cart": 0.6, "click": 0.35, "view": 0.2, "coupon_redeem": 0.2,
+                 "coupon_claim": 0.1}
+CONSUMED = ("purchase", "rating")  # after these a buy-once item is not recommended again
+POP_HALF_LIFE_DAYS = 30.0
+
+
+@dataclass
+class StageParams:
+    rep_weight: float = 1.0  # how strongly a due re-buy competes with a discovery item
+    gnn_shift: float = 3.0   # discovery score = sigmoid(z_gnn - shift)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@dataclass
+class Recommender:
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    X: sp.csr_matrix                 # user x item edge weights
+    consumed: sp.csr_matrix          # user x item 1 where bought/rated
+    n_buy: sp.csr_matrix             # user x item purchase counts
+    last_buy: sp.csr_matrix          # user x item last purchase time (seconds since t0, +1)
+    t0: float
+    t_end: float                     # last event time (seconds since t0): "now" for batch recommendations
+    gnn: GraphFilterGNN
+    repeat: RepeatModel
+    item_cat: np.ndarray             # category index per item
+    categories: np.ndarray
+    stock: np.ndarray                # global stock per item (inf when unknown)
+    pop: dict                        # "global" -> array, "channel:<c>" -> array, "store:<s>" -> array
+    stage: StageParams = field(default_factory=StageParams)
+    titles: np.ndarray | None = None
+    no_consent: set = field(default_factory=set)
+    ranker: object | None = None     # optional second stage (models.recommender.ranker.SecondStage)
+
+    def __post_init__(self) -> None:
+        self.user_index = {u: n for n, u in enumerate(self.user_ids)}
+        self.item_index = {i: n for n, i in enumerate(self.item_ids)}
+        self._emb = None
+
+    # --- construction ------------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, events: pd.DataFrame, items: pd.DataFrame | None = None, users: pd.DataFrame | None = None,
+              params: GNNParams | None = None, stage: StageParams | None = None) -> "Recommender":
+        ev = events[events["item_id"].notna() & events["event"].isin(list(EVENT_WEIGHTS))]
+        item_ids = pd.Index(sorted(set(ev["item_id"].unique()) | (set(items["item_id"]) if items is not None else set())))
+        user_ids = pd.Index(sorted(ev["user_id"].unique()))
+        u = user_ids.get_indexer(ev["user_id"])
+        i = item_ids.get_indexer(ev["item_id"])
+        ts = ev["timestamp"]
+        t0 = float(ts.min().timestamp()) if len(ts) else 0.0
+        t = (ts.map(pd.Timestamp.timestamp).to_numpy(dtype=float) - t0) if len(ts) else np.zeros(0)
+        w = ev["event"].map(EVENT_WEIGHTS).to_numpy(dtype=float)
+        shape = (len(user_ids), len(item_ids))
+        pair = pd.DataFrame({"u": u, "i": i, "w": w, "t": t, "e": ev["event"].to_numpy()})
+        agg = pair.groupby(["u", "i"])["w"].max()
+        X = sp.csr_matrix((agg.to_numpy(), (agg.index.get_level_values(0), agg.index.get_level_values(1))), shape=shape)
+        cons = pair[pair["e"].isin(CONSUMED)].drop_duplicates(["u", "i"])
+        consumed = sp.csr_matrix((np.ones(len(cons)), (cons["u"], cons["i"])), shape=shape)
+        buys = pair[pair["e"] == "purchase"]
+        nb = buys.groupby(["u", "i"])["t"].agg(["size", "max"])
+        ix = (nb.index.get_level_values(0), nb.index.get_level_values(1))
+        n_buy = sp.csr_matrix((nb["size"].to_numpy(dtype=float), ix), shape=shape)
+        last_buy = sp.csr_matrix((nb["max"].to_numpy() + 1.0, ix), shape=shape)
+
+        cat_names = np.array(["unknown"])
+        item_cat = np.zeros(len(item_ids), dtype=int)
+        stock = np.full(len(item_ids), np.inf)
+        titles = None
+        if items is not None and len(items):
+            it = items.set_index("item_id").reindex(item_ids)
+            cats = it["category"].fillna("unknown").astype(str)
+            cat_names, item_cat = np.unique(cats.to_numpy(), return_inverse=True)
+            if "stock" in it.columns:
+                stock = it["stock"].astype(float).fillna(np.inf).to_numpy()
+            if "title" in it.columns:
+                titles = it["title"].fillna("").astype(str).to_numpy()
+        rep = RepeatModel().fit(buys[["u", "i", "t"]], len(item_ids), item_cat)
+
+        # context popularity, recency-weighted (half-life 30 days), per channel and per store
+        decay = 0.5 ** ((t.max() - t) / DAY / POP_HALF_LIFE_DAYS) if len(t) else np.zeros(0)
+        pw = w * decay
+        pop = {"global": np.bincount(i, weights=pw, minlength=len(item_ids))}
+        for col, prefix in (("channel", "channel:"), ("store_id", "store:")):
+            if col in ev.columns:
+                vals = ev[col].astype(object).where(ev[col].notna(), "").astype(str).to_numpy()
+                for v in pd.unique(vals[vals != ""]):
+                    m = vals == v
+                    pop[prefix + str(v)] = np.bincount(i[m], weights=pw[m], minlength=len(item_ids))
+        no_consent = set()
+        if users is not None and "consent_personalization" in users.columns:
+            no_consent = set(users.loc[users["consent_personalization"].fillna(True).eq(False), "user_id"])
+        gnn = GraphFilterGNN(params or GNNParams()).fit(X)
+        return cls(user_ids=user_ids.to_numpy(), item_ids=item_ids.to_numpy(), X=X, consumed=consumed, n_buy=n_buy,
+                   last_buy=last_buy, t0=t0, t_end=float(t.max()) if len(t) else 0.0, gnn=gnn, repeat=rep,
+                   item_cat=item_cat, categories=cat_names, stock=stock, pop=pop, stage=stage or StageParams(),
+                   titles=titles, no_consent=no_consent)
+
+    # --- user state ----------------------------------------------------------------------------------
+    def user_state(self, user_id: str, recent: pd.DataFrame | None = None):
+        """(row of edge weights, consumed mask, purchase counts, last purchase times, known?) for one user.
+
+        `recent`: fresh events (item_id, event, optional timestamp) not seen at training; merged in (inductive)."""
+        n = len(self.item_ids)
+        uidx = self.user_index.get(user_id)
+        if uidx is not None:
+            row = self.X[uidx].toarray().ravel()
+            cons = self.consumed[uidx].toarray().ravel() > 0
+            nb = self.n_buy[uidx].toarray().ravel()
+            lb = self.last_buy[uidx].toarray().ravel() - 1.0
+        else:
+            row, cons, nb, lb = np.zeros(n), np.zeros(n, bool), np.zeros(n), np.full(n, -1.0)
+        if recent is not None and len(recent):
+            for _, r in recent.iterrows():
+                j = self.item_index.get(str(r["item_id"]))
+                ev = str(r.get("event", "view")).lower()
+                if j is None or ev not in EVENT_WEIGHTS:
+                    continue
+                row[j] = max(row[j], EVENT_WEIGHTS[ev])
+                if ev in CONSUMED:
+                    cons[j] = True
+                if ev == "purchase":
+                    nb[j] += 1
+                    ts = r.get("timestamp")
+                    lb[j] = max(lb[j], (pd.Timestamp(ts).timestamp() - self.t0) if ts is not None and pd.notna(ts) else self.t_end)
+        return row, cons, nb, lb, uidx is not None or bool(row.any())
+
+    # --- scoring -------------------------------------------------------------------------------------
+    def stage1(self, rows: np.ndarray, cons: np.ndarray, nb: np.ndarray, lb: np.ndarray, now: float | None = None):
+        """Stage-1 scores (b x items): discovery from the graph model, due re-buys from the repeat model.
+
+        Returns (score, gnn_z, repeat_score, allowed): consumed buy-once items are not allowed."""
+        now = self.t_end if now is None else now
+        g = self.gnn.score(sp.csr_matrix(rows))
+        z = (g - g.mean(1, keepdims=True)) / np.maximum(g.std(1, keepdims=True), 1e-12)
+        cold = self.gnn.d_item < 1e-6
+        if cold.any() and (~cold).any():
+            # new item: content-based score = mean score of the warm items of its category (its embedding is the
+            # category mean, and every score term is linear in the item's embedding), minus a small novelty penalty
+            n_cat = len(self.categories)
+            warm_cat = self.item_cat[~cold]
+            cnt = np.bincount(warm_cat, minlength=n_cat)
+            sums = np.stack([np.bincount(warm_cat, weights=zz[~cold], minlength=n_cat) for zz in z])
+            cat_mean = np.where(cnt > 0, sums / np.maximum(cnt, 1), z.mean(1, keepdims=True))
+            z[:, cold] = cat_mean[:, self.item_cat[cold]] - 0.5
+        rep = np.zeros_like(z)
+        bought = nb > 0
+        if self.repeat.has_repeats and bought.any():
+            r_idx, c_idx = np.nonzero(bought)
+            now_r = np.broadcast_to(np.asarray(now, dtype=float).reshape(-1), (rows.shape[0],))[r_idx]
+            rep[r_idx, c_idx] = self.repeat.score(c_idx, nb[r_idx, c_idx], lb[r_idx, c_idx], now_r)
+        allowed = ~(cons & (self.repeat.item_share[None, :] <= 0))
+        score = np.maximum(_sigmoid(z - self.stage.gnn_shift), self.stage.rep_weight * rep)
+        return score, z, rep, allowed
+
+    def embeddings(self) -> np.ndarray:
+        if self._emb is None:
+            self._emb = self.gnn.item_embeddings()
+        return self._emb
+
+    def similar(self, j: int, n: int = 10, candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Item -> item by two-hop graph propagation (normalised co-occurrence), embedding cosine as tie-break."""
+        sig = np.zeros((len(self.item_ids), 1))
+        sig[j] = 1.0
+        co = self.gnn.propagate(sig, 2).ravel()
+        emb = self.embeddings()
+        sim = co / max(co.max(), 1e-12) + 0.1 * (emb @ emb[j])
+        if not np.any(co > 0):  # an item with no interactions: same category first, then embedding
+            sim = (self.item_cat == self.item_cat[j]).astype(float) + 0.1 * (emb @ emb[j])
+        sim[j] = -np.inf
+        if candidates is not None:
+            mask = np.full(len(sim), False)
+            mask[candidates] = True
+            sim[~mask] = -np.inf
+        top = np.argsort(-sim, kind="stable")[:n]
+        top = top[np.isfinite(sim[top])]
+        return top, sim[top]
+
+    def popularity(self, channel: str | None = None, store_id: str | None = None) -> tuple[np.ndarray, str]:
+        for key, label in ((f"store:{store_id}", f"in store {store_id}"), (f"channel:{channel}", f"on {channel}")):
+            if (store_id if key.startswith("store") else channel) and key in self.pop and self.pop[key].sum() > 0:
+                return self.pop[key] + 1e-3 * self.pop["global"], label
+        return self.pop["global"], "overall"
+
+    def item_label(self, j: int) -> str:
+        if self.titles is not None and self.titles[j]:
+            return f"{self.titles[j]} ({self.item_ids[j]})"
+        return str(self.item_ids[j])
+
+    # --- persistence ---------------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        arrays = {"user_ids": self.user_ids.astype(str), "item_ids": self.item_ids.astype(str),
+                  "item_cat": self.item_cat, "categories": self.categories.astype(str), "stock": self.stock,
+                  "titles": self.titles.astype(str) if self.titles is not None else np.array([], dtype=str)}
+        for name in ("X", "consumed", "n_buy", "last_buy"):
+            m = getattr(self, name).tocsr()
+            arrays.update({f"{name}_data": m.data, f"{name}_indices": m.indices, f"{name}_indptr": m.indptr})
+        for k, v in self.pop.items():
+            arrays[f"pop|{k}"] = v
+        arrays.update({f"gnn_{k}": v for k, v in self.gnn.state().items()})
+        arrays.update(self.repeat.state())
+        np.savez_compressed(folder / "recommender.npz", **arrays)
+        meta = {"t0": self.t0, "t_end": self.t_end, "gnn_params": self.gnn.params.as_dict(), "gnn_scales": self.gnn.scales,
+                "stage": self.stage.__dict__, "no_consent": sorted(self.no_consent)}
+        (folder / "recommender.json").write_text(json.dumps(meta, indent=1))
+        if self.ranker is not None:
+            self.ranker.save(folder)
+
+    @classmethod
+    def load(cls, folder: Path) -> "Recommender":
+        folder = Path(folder)
+        meta = json.loads((folder / "recommender.json").read_text())
+        z = np.load(folder / "recommender.npz", allow_pickle=False)
+        shape = (len(z["user_ids"]), len(z["item_ids"]))
+        mats = {n: sp.csr_matrix((z[f"{n}_data"], z[f"{n}_indices"], z[f"{n}_indptr"]), shape=shape)
+                for n in ("X", "consumed", "n_buy", "last_buy")}
+        gnn = GraphFilterGNN.from_state(meta["gnn_params"], meta["gnn_scales"],
+                                        {k[4:]: z[k] for k in z.files if k.startswith("gnn_")})
+        pop = {k.split("|", 1)[1]: z[k] for k in z.files if k.startswith("pop|")}
+        titles = z["titles"] if len(z["titles"]) else None
+        rec = cls(user_ids=z["user_ids"], item_ids=z["item_ids"], t0=meta["t0"], t_end=meta["t_end"], gnn=gnn,
+                  repeat=RepeatModel.from_state({k: z[k] for k in ("rep_share", "rep_cycle", "rep_global")}),
+                  item_cat=z["item_cat"], categories=z["categories"], stock=z["stock"], pop=pop,
+                  stage=StageParams(**meta["stage"]), titles=titles, no_consent=set(meta["no_consent"]), **mats)
+        from models.recommender.ranker import SecondStage
+        rec.ranker = SecondStage.load(folder)
+        return rec

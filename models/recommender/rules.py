@@ -1,0 +1,137 @@
+"""Inference-time rules: cold start, stock, substitutes, exclusions, MMR diversity and a reason per row."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from models.recommender.core import CONSUMED, Recommender
+from models.recommender.repeat import DAY
+
+VERBS = {"purchase": "bought", "rating": "rated", "cart": "carted", "click": "clicked", "view": "viewed"}
+
+
+@dataclass
+class Row:
+    item_id: str
+    score: float
+    reason: str
+    source: str  # gnn | repeat | substitute | new_item | fallback
+
+
+def in_stock_mask(rec: Recommender, store_stock: dict[str, float] | None = None) -> np.ndarray:
+    """Global stock > 0 and, when a store's stock is given, stock > 0 at that store (unknown there = allowed)."""
+    ok = ~(rec.stock <= 0)
+    if store_stock:
+        for item, s in store_stock.items():
+            j = rec.item_index.get(str(item))
+            if j is not None and s <= 0:
+                ok[j] = False
+    return ok
+
+
+def mmr(cands: np.ndarray, rel: np.ndarray, emb: np.ndarray, k: int, lam: float) -> np.ndarray:
+    """Greedy maximal marginal relevance: (1-lam)*relevance - lam*max similarity to items already picked."""
+    if lam <= 0 or len(cands) <= 1:
+        return cands[:k]
+    r = (rel - rel.min()) / max(rel.max() - rel.min(), 1e-12)
+    E = emb[cands]
+    picked: list[int] = []
+    max_sim = np.full(len(cands), -1.0)
+    free = np.ones(len(cands), bool)
+    for _ in range(min(k, len(cands))):
+        val = np.where(free, (1 - lam) * r - lam * np.maximum(max_sim, 0), -np.inf)
+        b = int(np.argmax(val))
+        picked.append(b)
+        free[b] = False
+        max_sim = np.maximum(max_sim, E @ E[b])
+    return cands[np.array(picked)]
+
+
+def popular(rec: Recommender, k: int, ok: np.ndarray, channel: str | None, store_id: str | None, why: str) -> list[Row]:
+    pop, label = rec.popularity(channel, store_id)
+    pop = np.where(ok, pop, -np.inf)
+    top = np.argsort(-pop, kind="stable")[:k]
+    top = top[np.isfinite(pop[top])]
+    total = max(float(np.sum(pop[np.isfinite(pop)])), 1e-12)
+    return [Row(str(rec.item_ids[j]), float(pop[j] / total),
+                f"{why}popular in {rec.categories[rec.item_cat[j]]} {label}", "fallback") for j in top]
+
+
+def recommend(rec: Recommender, user_id: str, k: int = 20, *, recent: pd.DataFrame | None = None,
+              channel: str | None = None, store_id: str | None = None, store_stock: dict[str, float] | None = None,
+              exclude: list[str] | None = None, diversity: float = 0.0, now: float | None = None) -> list[Row]:
+    """Top-k rows for one user. Unknown users with no fresh events get context popularity (source `fallback`)."""
+    ok = in_stock_mask(rec, store_stock)
+    for x in exclude or []:
+        j = rec.item_index.get(str(x))
+        if j is not None:
+            ok[j] = False
+    if user_id in rec.no_consent:
+        return popular(rec, k, ok, channel, store_id, "personalisation off: ")
+    row, cons, nb, lb, known = rec.user_state(user_id, recent)
+    if not known:
+        return popular(rec, k, ok, channel, store_id, "new customer: ")
+    score, z, rep, allowed = rec.stage1(row[None, :], cons[None, :], nb[None, :], lb[None, :], now)
+    score, z, rep, allowed = score[0], z[0], rep[0], allowed[0]
+    if rec.ranker is not None:
+        score = rec.ranker.rescore(rec, score, z, rep, row, nb, lb, allowed, channel, now)
+    emb = rec.embeddings()
+    cold = rec.gnn.d_item < 1e-6
+
+    usable = allowed & ok
+    base = np.where(usable, score, -np.inf)
+    n_cand = max(5 * k, 50)
+    cands = np.argsort(-base, kind="stable")[:n_cand]
+    cands = cands[np.isfinite(base[cands])]
+    # sold-out items the user would have got: push an in-stock substitute from the same category instead
+    subs: dict[int, int] = {}
+    raw = np.where(allowed & ~ok & ~cold, score, -np.inf)
+    cut = base[cands[min(k, len(cands)) - 1]] if len(cands) else -np.inf
+    for j in np.argsort(-raw, kind="stable")[:k]:
+        if not np.isfinite(raw[j]) or raw[j] < cut or (exclude and str(rec.item_ids[j]) in exclude):
+            continue
+        same = np.flatnonzero((rec.item_cat == rec.item_cat[j]) & usable)
+        same = same[~np.isin(same, cands[:k])]
+        if len(same):
+            s = same[np.argmax(emb[same] @ emb[j])]
+            subs[int(s)] = int(j)
+            base[s] = max(base[s], raw[j] * 0.999)
+    if subs:
+        cands = np.argsort(-base, kind="stable")[:n_cand]
+        cands = cands[np.isfinite(base[cands])]
+    picked = mmr(cands, base[cands], emb, k, diversity)
+
+    hist = np.flatnonzero(row > 0)
+    out = []
+    for j in picked:
+        j = int(j)
+        if j in subs:
+            why, src = f"in-stock substitute for {rec.item_label(subs[j])} (sold out)", "substitute"
+        elif rep[j] > 0 and rec.stage.rep_weight * rep[j] >= 1 / (1 + np.exp(-(z[j] - rec.stage.gnn_shift))):
+            cyc = rec.repeat.item_cycle[j]
+            ago = ((rec.t_end if now is None else now) - lb[j]) / DAY
+            why, src = f"you buy this every ~{cyc:.0f} days (last {ago:.0f} days ago)", "repeat"
+        elif cold[j]:
+            why, src = f"new in {rec.categories[rec.item_cat[j]]}, like items you liked", "new_item"
+        else:
+            src = "gnn"
+            h = hist[hist != j]
+            if len(h):
+                b = h[np.argmax(row[h] * (emb[h] @ emb[j]))]
+                verb = "liked" if row[b] >= 1 else "viewed" if row[b] < 0.3 else "looked at"
+                why = f"because you {verb} {rec.item_label(b)}"
+            else:
+                why = f"popular with customers like you in {rec.categories[rec.item_cat[j]]}"
+        out.append(Row(str(rec.item_ids[j]), float(base[j]), why, src))
+    return out
+
+
+def similar_items(rec: Recommender, item_id: str, k: int = 10, store_stock: dict[str, float] | None = None) -> list[Row]:
+    j = rec.item_index.get(str(item_id))
+    if j is None:
+        return []
+    ok = np.flatnonzero(in_stock_mask(rec, store_stock))
+    top, sim = rec.similar(j, k, candidates=ok)
+    return [Row(str(rec.item_ids[t]), float(s), f"often chosen with {rec.item_label(j)}", "gnn") for t, s in zip(top, sim)]

@@ -1,0 +1,28 @@
+"""Training entry point of the recommender (issue B)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from training import registry
+from training.io import load
+
+log = logging.getLogger(__name__)
+
+
+def train(events: Path, items: Path | None = None, users: Path | None = None, *, seed: int = 0) -> str:
+    """Validate the files, tune on validation, evaluate on a holdout, refit on all data, save; returns the tag."""
+    from models.errors import InputError
+    from training.recommender.pipeline import fit_and_evaluate
+
+    ev = load(events, "events").data
+    it = load(items, "items").data if items else None
+    us = load(users, "users").data if users else None
+    if ev["item_id"].notna().sum() < 10:
+        raise InputError(f"{events}: fewer than 10 events with an item_id; nothing to learn from")
+    rec, metrics, params = fit_and_evaluate(ev, it, us, seed=seed)
+    paths = [p for p in (events, items, users) if p]
+    params["seed"] = seed
+    return registry.save("recommender", rec.save, metrics=metrics, params=params,
+                         data_fingerprint=registry.fingerprint(paths),
+                         extra={"files": [str(p) for p in paths], "n_users": len(rec.user_ids), "n_items": len(rec.item_ids)})

@@ -1,0 +1,131 @@
+"""Recommender pipeline: load -> holdout split -> tune on a validation split carved from train -> evaluate -> refit -> save."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.metrics import ranking_report
+from models.recommender.core import CONSUMED, Recommender, StageParams
+from models.recommender.gnn import GNNParams
+from training import splits
+
+log = logging.getLogger(__name__)
+K = 20
+GRID = {"k": (32, 64), "alpha": (0.1, 0.3), "c2": (0.0, 0.5)}
+REP_WEIGHTS = (0.5, 1.0, 2.0, 4.0)
+
+
+def holdout(events: pd.DataFrame, seed: int, has_repeats: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Repeat-heavy data: each user's last basket; otherwise a per-user random 80/20 split."""
+    if has_repeats:
+        return splits.last_basket(events)
+    return splits.per_user_random(events, 0.2, seed)
+
+
+def relevant_sets(rec: Recommender, test: pd.DataFrame) -> tuple[np.ndarray, list[set], np.ndarray]:
+    """Users (indices into rec) with positive test items, their relevant item sets and their 'now' (first test time)."""
+    pos = test[test["event"].isin(CONSUMED) & test["item_id"].notna()] if test["event"].isin(CONSUMED).any() else test
+    pos = pos[pos["user_id"].isin(rec.user_index) & pos["item_id"].isin(rec.item_index)]
+    users = np.array(sorted(pos["user_id"].unique(), key=lambda u: rec.user_index[u]))
+    uidx = np.array([rec.user_index[u] for u in users], dtype=int)
+    grp = pos.groupby("user_id")
+    rel = [set(rec.item_index[i] for i in grp.get_group(u)["item_id"]) for u in users]
+    now = grp["timestamp"].min().reindex(users).map(pd.Timestamp.timestamp).to_numpy(dtype=float) - rec.t0
+    return uidx, rel, now
+
+
+def topk_stage1(rec: Recommender, uidx: np.ndarray, now: np.ndarray, k: int = K, chunk: int = 1024,
+                with_ranker: bool = True) -> list[np.ndarray]:
+    out = []
+    for b in range(0, len(uidx), chunk):
+        u = uidx[b: b + chunk]
+        rows = rec.X[u].toarray()
+        cons = rec.consumed[u].toarray() > 0
+        nb = rec.n_buy[u].toarray()
+        lb = rec.last_buy[u].toarray() - 1.0
+        score, z, rep, allowed = rec.stage1(rows, cons, nb, lb, now[b: b + chunk])
+        if with_ranker and rec.ranker is not None:
+            score = rec.ranker.rescore_batch(rec, score, z, rep, rows, nb, lb, allowed, now[b: b + chunk])
+        score = np.where(allowed, score, -np.inf)
+        top = np.argpartition(-score, k, axis=1)[:, :k]
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(score, top, 1), 1, kind="stable"), 1)
+        out.extend(top)
+    return out
+
+
+def evaluate(rec: Recommender, test: pd.DataFrame, k: int = K) -> dict[str, float]:
+    uidx, rel, now = relevant_sets(rec, test)
+    return ranking_report(topk_stage1(rec, uidx, now, k), rel, k)
+
+
+def baseline_topk(rec: Recommender, test: pd.DataFrame, kind: str, k: int = K) -> dict[str, float]:
+    """popularity (unseen/allowed items by training popularity) or buy_again (user's own purchase frequency)."""
+    uidx, rel, now = relevant_sets(rec, test)
+    tops = []
+    for u in uidx:
+        if kind == "buy_again":
+            nb = rec.n_buy[u].toarray().ravel()
+            lb = rec.last_buy[u].toarray().ravel()
+            s = nb + lb / (lb.max() + 1) * 0.5  # frequency, recency breaks ties
+            s = np.where(nb > 0, s, -np.inf)
+            pop = rec.pop["global"] / (rec.pop["global"].max() + 1) * 1e-3  # then popularity fills the list
+            s = np.where(np.isfinite(s), s + 1, pop)
+        else:
+            allowed = ~((rec.consumed[u].toarray().ravel() > 0) & (rec.repeat.item_share <= 0))
+            s = np.where(allowed, rec.pop["global"], -np.inf)
+        tops.append(np.argsort(-s, kind="stable")[:k])
+    return ranking_report(tops, rel, k)
+
+
+def tune(train: pd.DataFrame, items: pd.DataFrame | None, seed: int, has_repeats: bool) -> tuple[GNNParams, StageParams, dict]:
+    """Pick graph-filter and stage weights on a validation split carved from `train` (never from test)."""
+    fit_part, val = holdout(train, seed + 1000, has_repeats)
+    best, trials = None, []
+    for k in GRID["k"]:
+        rec = Recommender.build(fit_part, items, params=GNNParams(k=k, seed=seed))
+        uidx, rel, now = relevant_sets(rec, val)
+        for alpha in GRID["alpha"]:
+            for c2 in GRID["c2"]:
+                rec.gnn.params = replace(rec.gnn.params, alpha=alpha, c2=c2)
+                for rw in (REP_WEIGHTS if rec.repeat.has_repeats else (1.0,)):
+                    rec.stage = StageParams(rep_weight=rw)
+                    m = ranking_report(topk_stage1(rec, uidx, now), rel, K)
+                    trials.append({"k": k, "alpha": alpha, "c2": c2, "rep_weight": rw, **m})
+                    key = m["ndcg@20"] + m["recall@20"]
+                    if best is None or key > best[0]:
+                        best = (key, GNNParams(k=k, alpha=alpha, c2=c2, seed=seed), StageParams(rep_weight=rw), m)
+    return best[1], best[2], {"validation": best[3], "trials": len(trials)}
+
+
+def fit_and_evaluate(events: pd.DataFrame, items: pd.DataFrame | None, users: pd.DataFrame | None, seed: int = 0):
+    """Tune on validation, evaluate on the holdout, refit on everything. Returns (model, metrics, params)."""
+    t_start = time.time()
+    probe = Recommender.build(events, items, params=GNNParams(k=2, c2=0.0, seed=seed))
+    has_repeats = probe.repeat.has_repeats
+    train, test = holdout(events, seed, has_repeats)
+    gp, sp_, tinfo = tune(train, items, seed, has_repeats)
+    rec = Recommender.build(train, items, users, params=gp, stage=sp_)
+    metrics = {f"holdout_{k}": v for k, v in evaluate(rec, test).items()}
+    metrics.update({f"popularity_{k}": v for k, v in baseline_topk(rec, test, "popularity").items()})
+    if has_repeats:
+        metrics.update({f"buy_again_{k}": v for k, v in baseline_topk(rec, test, "buy_again").items()})
+    metrics.update({f"validation_{k}": v for k, v in tinfo["validation"].items()})
+    try:
+        from models.recommender.ranker import SecondStage
+        ranker, rinfo = SecondStage.fit_and_check(train, test, items, gp, sp_, seed, holdout, evaluate)
+        metrics.update(rinfo)
+    except (ImportError, AttributeError):
+        ranker = None
+    t_fit = time.time()
+    final = Recommender.build(events, items, users, params=gp, stage=sp_)
+    final.ranker = ranker
+    metrics["final_fit_seconds"] = time.time() - t_fit
+    metrics["total_seconds"] = time.time() - t_start
+    params = {"gnn": gp.as_dict(), "stage": sp_.__dict__, "split": "last_basket" if has_repeats else "per_user_random_0.2",
+              "repeat_heavy": has_repeats, "rebuy_share": probe.repeat.global_share, "tuning_trials": tinfo["trials"]}
+    return final, metrics, params
