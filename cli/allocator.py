@@ -6,14 +6,31 @@ from typing import Optional
 
 import typer
 
-from cli.app import app, train_app
+from cli.app import app, console, train_app
 from models.errors import InputError
 
 
+def _pairs(values: list[str], flag: str) -> dict[str, float]:
+    out = {}
+    for v in values:
+        name, sep, amount = v.partition("=")
+        if not sep or not name.strip():
+            raise InputError(f"{flag} {v!r}: expected CHANNEL=NUMBER")
+        try:
+            out[name.strip()] = float(amount)
+        except ValueError as e:
+            raise InputError(f"{flag} {v!r}: {amount!r} is not a number") from e
+    return out
+
+
 @train_app.command("allocator")
-def train_allocator(history: Path = typer.Option(..., "--history")) -> None:
+def train_allocator(history: Path = typer.Option(..., "--history"),
+                    seed: int = typer.Option(0, "--seed"),
+                    timesteps: Optional[int] = typer.Option(None, "--timesteps", help="PPO steps (default: quick)")) -> None:
     """Fit the response model, build the env, train the agent, evaluate, save a version; prints the tag."""
-    raise InputError("train allocator is not implemented yet (issue D)")
+    from training.allocator import train
+
+    print(train(history, seed=seed, timesteps=timesteps))
 
 
 @app.command("allocate")
@@ -22,12 +39,71 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
              min_: list[str] = typer.Option([], "--min"), max_: list[str] = typer.Option([], "--max"),
              roi_floor: list[str] = typer.Option([], "--roi-floor"), actuals: Optional[Path] = typer.Option(None, "--actuals"),
              model: Optional[str] = typer.Option(None, "--model")) -> None:
-    """Plan spend per channel and period within budget and rules; writes period, channel, spend, expected_revenue."""
-    raise InputError("allocate is not implemented yet (issue D)")
+    """Plan spend per channel and period within budget and rules; writes period, channel, spend, expected_revenue.
+
+    --min/--max CH=AMOUNT bound a channel's total over the horizon; --roi-floor CH=X keeps its expected ROI >= X;
+    --actuals ACTUALS.csv (rows for the elapsed periods: spend_<channel>..., optional revenue) re-plans the rest.
+    """
+    import pandas as pd
+
+    from serving.allocator import PlanRequest
+
+    if not 0 <= reserve < 1:
+        raise InputError(f"--reserve must be a share in [0, 1), got {reserve}")
+    if budget <= 0:
+        raise InputError(f"--budget must be positive, got {budget}")
+    if periods < 1:
+        raise InputError(f"--periods must be at least 1, got {periods}")
+    act = None
+    if actuals is not None:
+        if not actuals.exists():
+            raise InputError(f"--actuals {actuals}: no such file")
+        act = pd.read_csv(actuals)
+    from serving.allocator import AllocatorRuntime
+
+    rt = AllocatorRuntime(model)
+    req = PlanRequest(budget=budget, periods=periods, reserve=reserve, min=_pairs(min_, "--min"),
+                      max=_pairs(max_, "--max"), roi_floor=_pairs(roi_floor, "--roi-floor"))
+    resp, res = rt.plan(req, actuals=act)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    res.table.to_csv(output, index=False)
+    s = res.summary
+    console.print(f"model {rt.tag}; plan written to {output} ({len(res.table)} rows, {resp.latency_ms:.0f} ms)", highlight=False)
+    if s["actual_periods"]:
+        console.print(f"re-planned periods {s['actual_periods'] + 1}..{periods} after {s['actual_periods']} periods of actuals"
+                      + (f" (realised/expected media revenue {s['realised_ratio']:.2f})" if s["realised_ratio"] is not None else ""),
+                      highlight=False)
+    print(f"budget {budget:,.2f}  reserve {s['reserve']:,.2f}  planned spend {s['planned_spend']:,.2f}"
+          + (f"  unallocated {s['unallocated']:,.2f}" if s["unallocated"] > 0.01 else ""))
+    print(f"expected incremental revenue {s['expected_incremental_revenue']:,.2f}  ROI {s['roi']:.3f}")
+    print(f"{'channel':<20}{'spend':>16}{'incr. revenue':>18}{'ROI':>8}{'marginal ROI':>14}")
+    for c, v in s["per_channel"].items():
+        roi = f"{v['roi']:.2f}" if v["roi"] == v["roi"] else "-"
+        print(f"{c:<20}{v['spend']:>16,.2f}{v['incremental_revenue']:>18,.2f}{roi:>8}{v['marginal_roi']:>14.2f}")
 
 
 @app.command("attribute")
 def attribute(touchpoints: Path = typer.Option(..., "--touchpoints"), events: Path = typer.Option(..., "--events"),
-              output: Path = typer.Option(..., "--output")) -> None:
-    """Markov-chain multi-touch attribution beside last-click and first-click."""
-    raise InputError("attribute is not implemented yet (issue D)")
+              output: Path = typer.Option(..., "--output"),
+              window_days: float = typer.Option(16.0, "--window-days", help="max gap inside a journey and before its conversion")) -> None:
+    """Markov-chain multi-touch attribution beside last-click and first-click.
+
+    Conversions are the purchase events of EVENTS; journeys are each user's touches in time order, closed by a
+    purchase within --window-days of the last touch, or by a gap longer than that (not converted).
+    """
+    from models.allocator.attribution import attribute as run
+    from training.io import load
+
+    if window_days <= 0:
+        raise InputError(f"--window-days must be positive, got {window_days}")
+    tp = load(touchpoints, "touchpoints").data
+    ev = load(events, "events").data
+    if tp.empty:
+        raise InputError(f"{touchpoints}: no usable touchpoints")
+    conv = ev[ev["event"] == "purchase"]
+    out = run(tp.assign(ts=tp["timestamp"]), conv.assign(ts=conv["timestamp"])[["user_id", "ts"]], window_days)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(output, index=False)
+    console.print(f"{out.attrs['paths']} journeys, {out.attrs['conversions']} converted; written to {output}", highlight=False)
+    print(out[["channel", "markov_share", "last_click_share", "first_click_share"]].to_string(index=False))
+

@@ -99,7 +99,11 @@ class AllocatorEnv(gym.Env):
         base_t = self.base[self.t] * (self.left / rem if rem > 0 else 0.0)
         mult = np.exp(self.alpha * a[:self.C]) * np.exp(self.alpha * a[self.C])
         mult = np.where(self.floor, np.minimum(mult, 1.0), mult)  # ROI-floored channels: only less
-        return project_period(base_t * mult, self.left, self.hi_left, self.lo_left, self.t == self.T - 1)
+        last = self.t == self.T - 1
+        x = base_t * mult
+        if last and x.sum() > 0 and not self.floor.any():  # nothing to keep for later: spend what is left
+            x = x * (self.left / x.sum())
+        return project_period(x, self.left, self.hi_left, self.lo_left, last)
 
     def _period_revenue(self, curves: Curves, stock: np.ndarray, zero: np.ndarray, x: np.ndarray):
         new = x + curves.decay * stock

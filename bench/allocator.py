@@ -1,0 +1,158 @@
+"""Benchmark: RL allocator vs oracle vs five baselines on several synthetic worlds; attribution vs planted truth.
+
+    .venv/bin/python bench/allocator.py [--timesteps 30000] [--periods 26] [--quick]
+
+For each world (seed, channel set): fit the response model on its 156-week marketing_mix history, train the
+residual PPO agent, then play every plan for the next T periods on the TRUE curves (truth of the synthetic world)
+and report its incremental revenue as a share of the oracle's (a nonlinear full-horizon optimiser that knows the
+true curves). Reserve 0 for the comparison; then the cost of the default 15% reserve. Prints markdown tables.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from models.allocator.env import rollout  # noqa: E402
+from models.allocator.mmm import history_from_frame, horizon_curves, truth_params  # noqa: E402
+from models.allocator.plan import Constraints, best_plan, myopic, spread  # noqa: E402
+from training.allocator.pipeline import Config, reference_budget, run  # noqa: E402
+from training.synth import MMM_CHANNELS, make_marketing_mix  # noqa: E402
+
+WORLDS = [
+    (0, MMM_CHANNELS), (1, MMM_CHANNELS), (2, MMM_CHANNELS),
+    (3, ["douyin", "tmall_ads", "search", "sms"]),
+    (4, ["xiaohongshu", "douyin", "kol_live"]),
+]
+COLS = ["equal split", "last year's mix", "prop. to hist. ROI", "myopic (fitted)", "full-horizon (fitted)",
+        "RL plan (open loop)", "RL (closed loop)"]
+
+
+def markdown(df: pd.DataFrame, fmt: str = ".4f") -> str:
+    """A pipe table (no tabulate dependency)."""
+    cells = [[f"{v:{fmt}}" if isinstance(v, (float, np.floating)) else str(v) for v in row] for row in df.itertuples(index=False)]
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells])
+
+
+def oracle_plan(true, cons, seed=0):
+    rng = np.random.default_rng(seed)
+    T, C = true.T, true.C
+    starts = [rng.dirichlet(np.ones(T * C)).reshape(T, C) * cons.spendable for _ in range(4)]
+    starts.append(np.outer(true.mult, true.beta) / (true.mult.sum() * true.beta.sum()) * cons.spendable)
+    return best_plan(true, cons, starts)
+
+
+def plans(alloc, h, truth, T, B, reserve):
+    """All plans for one world -> {name: true incremental revenue}, plus oracle."""
+    tp = truth_params(truth, h.channels)
+    true = horizon_curves(tp, h, T)
+    fitted = alloc.curves(T)
+    cons = Constraints(budget=B, reserve=reserve)
+    out = {"oracle": true.revenue(oracle_plan(true, cons)).sum()}
+    C = len(h.channels)
+    hist_roi = np.array([alloc.info["diagnostics"]["historical_roi"][c] for c in h.channels])
+    n = len(h.spend)
+    ly = np.array([h.spend[n - 52 + t] if n - 52 + t < n else h.spend[n - 52 + t - 52] for t in range(T)])
+    x = {
+        "equal split": spread(np.ones(C), T, cons),
+        "last year's mix": ly / ly.sum() * cons.spendable,
+        "prop. to hist. ROI": spread(np.maximum(hist_roi, 1e-9), T, cons),
+        "myopic (fitted)": myopic(fitted, cons),
+        "full-horizon (fitted)": best_plan(fitted, cons),
+        "RL plan (open loop)": alloc.plan(B, T, reserve=reserve).spend,
+    }
+    for k, v in x.items():
+        assert v.sum() <= B * (1 - reserve) + 1e-6, k
+        out[k] = true.revenue(v).sum()
+    env = alloc.env(fitted, cons, base=x["full-horizon (fitted)"])
+    xs, rev = rollout(env, alloc.act, world=true)
+    out["RL (closed loop)"] = rev.sum()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--timesteps", type=int, default=30_000)
+    ap.add_argument("--periods", type=int, default=26)
+    ap.add_argument("--quick", action="store_true", help="2 worlds, 3000 steps (smoke run)")
+    args = ap.parse_args()
+    worlds = WORLDS[:2] if args.quick else WORLDS
+    steps = 3000 if args.quick else args.timesteps
+    T = args.periods
+    rows, reserve_rows, timing = [], [], []
+    for seed, chans in worlds:
+        df, truth = make_marketing_mix(seed, channels=list(chans))
+        h = history_from_frame(df)
+        t0 = time.time()
+        alloc, metrics = run(h, Config(seed=seed, timesteps=steps))
+        t_train = time.time() - t0
+        B = reference_budget(h, T)
+        r0 = plans(alloc, h, {"marketing_mix": truth}, T, B, 0.0)
+        rows.append({"world": f"seed {seed}, {len(chans)} ch", **{k: r0[k] / r0["oracle"] for k in COLS}})
+        r15 = plans(alloc, h, {"marketing_mix": truth}, T, B, 0.15)
+        reserve_rows.append({"world": f"seed {seed}, {len(chans)} ch",
+                             "oracle, reserve 15% / reserve 0": r15["oracle"] / r0["oracle"],
+                             "RL closed loop, reserve 15% / oracle reserve 0": r15["RL (closed loop)"] / r0["oracle"],
+                             "RL plan, reserve 15% / oracle reserve 0": r15["RL plan (open loop)"] / r0["oracle"]})
+        lat = []
+        for _ in range(20):
+            t1 = time.perf_counter()
+            alloc.plan(B, T, reserve=0.15)
+            lat.append((time.perf_counter() - t1) * 1000)
+        timing.append({"world": f"seed {seed}, {len(chans)} ch", "train s (fit + PPO)": t_train,
+                       "PPO steps": steps, "plan ms (median of 20)": float(np.median(lat)),
+                       "plan ms (max)": float(np.max(lat)), "fit R2": metrics["fit_r2"],
+                       "fitted media share": metrics["fit_media_share"], "true media share": truth["media_revenue_share"]})
+        print(f"done seed {seed} in {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
+    res = pd.DataFrame(rows)
+    mean = {"world": "**mean**", **res[COLS].mean().to_dict()}
+    res = pd.concat([res, pd.DataFrame([mean])], ignore_index=True)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}; T={T} periods, "
+          f"B = last year's average spend per period x T; PPO steps {steps}\n")
+    print("Incremental revenue on the TRUE curves as a share of the oracle's (reserve 0):\n")
+    print(markdown(res))
+    print("\nCost of the default 15% strategic reserve:\n")
+    print(markdown(pd.DataFrame(reserve_rows)))
+    print("\nTiming and fit:\n")
+    print(markdown(pd.DataFrame(timing), ".3f"))
+    attribution_bench()
+
+
+def attribution_bench(users=(2000,), seeds=(0, 1)) -> None:
+    import tempfile
+
+    from models.allocator.attribution import attribute
+    from training.io import load
+    from training.synth import generate
+
+    rows = []
+    for n in users:
+        for seed in seeds:
+            with tempfile.TemporaryDirectory() as d:
+                truth = generate(d, n_users=n, seed=seed)
+                tp = load(Path(d) / "touchpoints.csv", "touchpoints", write=False).data
+                ev = load(Path(d) / "events.csv", "events", write=False).data
+                conv = ev[ev["event"] == "purchase"]
+                a = attribute(tp.assign(ts=tp["timestamp"]), conv.assign(ts=conv["timestamp"])[["user_id", "ts"]])
+            share = truth["attribution"]["contribution_share"]
+            tr = np.array([share[c] for c in a["channel"]])
+            rows.append({"world": f"{n} users, seed {seed}", "journeys": a.attrs["paths"],
+                         "L1 Markov": np.abs(a["markov_share"] - tr).sum(),
+                         "L1 last-click": np.abs(a["last_click_share"] - tr).sum(),
+                         "L1 first-click": np.abs(a["first_click_share"] - tr).sum()})
+    print("\nAttribution: L1 distance of channel shares to the planted contribution_share (lower is better):\n")
+    print(markdown(pd.DataFrame(rows), ".3f"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""The saved allocator: fitted response (point + bootstrap draws), the history it came from, the residual agent.
+
+`Allocator.plan(...)` turns a budget request (and optional actuals) into a plan: the planner's full-horizon
+solution on the fitted curves, corrected period by period by the agent (open loop, or with the realised ROI the
+actuals imply), then made exactly feasible (budget, reserve, --min/--max, --roi-floor on the fitted curves).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.allocator.env import AllocatorEnv
+from models.allocator.mmm import History, MMMParams, horizon_curves, peak_flags
+from models.allocator.plan import (Constraints, Curves, best_plan, check_constraints, enforce_roi_floor, project_plan,
+                                   summarise)
+from models.errors import InputError
+from models.response import geometric_adstock
+
+RESERVE = "reserve"
+
+
+@dataclass
+class PlanResult:
+    table: pd.DataFrame  # period, channel, spend, expected_revenue
+    spend: np.ndarray  # (T, C), including actual periods
+    summary: dict
+    n_actual: int = 0
+
+
+@dataclass
+class Allocator:
+    params: MMMParams
+    samples: list[MMMParams]
+    history: History
+    alpha: float = 0.5
+    policy: object | None = None  # stable_baselines3 model (or anything with .predict(obs, deterministic=True))
+    info: dict = field(default_factory=dict)
+
+    @property
+    def channels(self) -> list[str]:
+        return self.history.channels
+
+    # --- persistence ---------------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        h = self.history
+        np.savez(folder / "history.npz", dates=np.array(h.dates.strftime("%Y-%m-%d"), dtype="U10"), revenue=h.revenue, spend=h.spend,
+                 controls=h.controls)
+        meta = {"params": self.params.to_dict(), "samples": [s.to_dict() for s in self.samples], "channels": h.channels,
+                "control_names": h.control_names, "step_days": h.step_days, "alpha": self.alpha, "info": self.info}
+        (folder / "allocator.json").write_text(json.dumps(meta, indent=1, default=float))
+        if self.policy is not None:
+            self.policy.save(folder / "agent.zip")
+
+    @classmethod
+    def load(cls, folder: Path) -> "Allocator":
+        folder = Path(folder)
+        meta = json.loads((folder / "allocator.json").read_text())
+        z = np.load(folder / "history.npz", allow_pickle=False)
+        h = History(dates=pd.DatetimeIndex(pd.to_datetime(z["dates"])), revenue=z["revenue"], spend=z["spend"],
+                    channels=meta["channels"], controls=z["controls"], control_names=meta["control_names"],
+                    step_days=int(meta["step_days"]))
+        policy = None
+        if (folder / "agent.zip").exists():
+            from stable_baselines3 import PPO
+
+            policy = PPO.load(folder / "agent.zip", device="cpu")
+        return cls(params=MMMParams.from_dict(meta["params"]), samples=[MMMParams.from_dict(s) for s in meta["samples"]],
+                   history=h, alpha=float(meta["alpha"]), policy=policy, info=meta.get("info", {}))
+
+    # --- planning ------------------------------------------------------------------------------------
+    def curves(self, periods: int, start: int = 0, init: np.ndarray | None = None, params: MMMParams | None = None) -> Curves:
+        return horizon_curves(params or self.params, self.history, periods, start, init)
+
+    def env(self, curves: Curves, cons: Constraints, start: int = 0, worlds: list[Curves] | None = None,
+            base: np.ndarray | None = None) -> AllocatorEnv:
+        dates = self.history.future_dates(curves.T, start)
+        lo, hi, fl = cons.arrays(curves.C)
+        env = AllocatorEnv(curves, worlds or [curves], cons, woy=dates.isocalendar().week.to_numpy().astype(float),
+                           peak=peak_flags(dates, self.history.step_days).max(1), alpha=self.alpha,
+                           base_plans={1.0: base} if base is not None else None)
+        return env
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        if self.policy is None:
+            return np.zeros(len(self.channels) + 1)
+        a, _ = self.policy.predict(obs, deterministic=True)
+        return a
+
+    def parse_actuals(self, actuals: pd.DataFrame, periods: int, source: str = "--actuals") -> tuple[np.ndarray, np.ndarray | None]:
+        """ACTUALS.csv: one row per elapsed period (in order; `period` 1..k or `date` to sort by), a `spend_<channel>`
+        column per channel (missing = 0), optional `revenue`. Returns (spend (k, C), revenue (k,) or None)."""
+        df = actuals.copy()
+        if "period" in df:
+            df = df.sort_values("period", key=lambda s: pd.to_numeric(s, errors="coerce"))
+        elif "date" in df:
+            df = df.sort_values("date")
+        unknown = [c for c in df.columns if c.startswith("spend_") and c[len("spend_"):] not in self.channels]
+        if unknown:
+            raise InputError(f"{source}: unknown channel column(s) {', '.join(unknown)}; the model knows {', '.join(self.channels)}")
+        if not any(c.startswith("spend_") for c in df.columns):
+            raise InputError(f"{source}: no spend_<channel> columns")
+        if len(df) >= periods:
+            raise InputError(f"{source}: {len(df)} periods of actuals but --periods is {periods}; nothing left to plan")
+        x = np.zeros((len(df), len(self.channels)))
+        for j, c in enumerate(self.channels):
+            if f"spend_{c}" in df:
+                v = pd.to_numeric(df[f"spend_{c}"], errors="coerce")
+                if v.isna().any() or (v < 0).any():
+                    raise InputError(f"{source}: spend_{c} must be numbers >= 0")
+                x[:, j] = v.to_numpy(float)
+        rev = None
+        if "revenue" in df:
+            r = pd.to_numeric(df["revenue"], errors="coerce")
+            if r.isna().any():
+                raise InputError(f"{source}: revenue must be numeric")
+            rev = r.to_numpy(float)
+        return x, rev
+
+    def plan(self, budget: float, periods: int, *, reserve: float = 0.15, lo: dict | None = None, hi: dict | None = None,
+             roi_floor: dict | None = None, actuals: pd.DataFrame | None = None, use_agent: bool = True) -> PlanResult:
+        if periods < 1:
+            raise InputError(f"--periods must be at least 1, got {periods}")
+        C = len(self.channels)
+
+        def arr(d, flag, fill):
+            out = np.full(C, fill, float)
+            for k, v in (d or {}).items():
+                if k not in self.channels:
+                    raise InputError(f"{flag} {k}={v}: unknown channel; the model knows {', '.join(self.channels)}")
+                if not np.isfinite(v) or v < 0:
+                    raise InputError(f"{flag} {k}={v}: must be a number >= 0")
+                out[self.channels.index(k)] = v
+            return out
+
+        lo_a, hi_a, fl_a = arr(lo, "--min", 0.0), arr(hi, "--max", np.inf), arr(roi_floor, "--roi-floor", np.nan)
+        x_act = np.zeros((0, C))
+        rev_act = None
+        if actuals is not None:
+            x_act, rev_act = self.parse_actuals(actuals, periods)
+        k = len(x_act)
+        cons = Constraints(budget=budget, reserve=reserve, lo=lo_a, hi=hi_a, roi_floor=fl_a,
+                           spent=float(x_act.sum()), spent_per_channel=x_act.sum(0))
+        check_constraints(Constraints(budget=budget, reserve=reserve, lo=lo_a, hi=hi_a, roi_floor=fl_a), self.channels)
+        if x_act.sum() > budget * (1 - reserve) + 1e-6:
+            raise InputError(f"--actuals: {x_act.sum():,.2f} already spent, more than --budget {budget:,.2f} less --reserve "
+                             f"{reserve:.0%}; raise --budget or lower --reserve")
+        need = np.maximum(lo_a - x_act.sum(0), 0).sum()
+        if need > cons.spendable + 1e-6:
+            raise InputError(f"--min: the minimums still needed ({need:,.2f}) exceed the budget left ({cons.spendable:,.2f})")
+        # state after the actual periods (fitted decay), then the rest of the horizon
+        stock0 = geometric_adstock(self.history.spend, self.params.decay)[-1]
+        init = geometric_adstock(x_act, self.params.decay, stock0)[-1] if k else stock0
+        rest = self.curves(periods - k, start=k, init=init)
+        ratio = None
+        if k and rev_act is not None:  # realised media / expected media over the actual periods (one ratio for all channels)
+            dates = self.history.future_dates(k)
+            n = len(self.history.dates)
+            base = self.params.baseline_at(dates, np.arange(n, n + k), self.history.step_days)
+            full = self.curves(k, init=stock0)
+            exp_media = (full.beta * full._h(full.stock(x_act)) * full.mult[:, None]).sum()
+            if exp_media > 0:
+                ratio = float(np.clip((rev_act.sum() - base.sum()) / exp_media, 0.0, 3.0))
+        base_plan = best_plan(rest, cons, channels=self.channels)
+        x = base_plan
+        if use_agent and self.policy is not None:
+            env = self.env(rest, cons, start=k, base=base_plan)
+            obs, _ = env.reset(options={"budget_scale": 1.0})
+            if ratio is not None:
+                env.ratio = np.full(C, ratio)
+                obs = env._obs()
+            done = False
+            while not done:
+                obs, _, done, _, _ = env.step(self.act(obs))
+            x = env.spend
+        x = project_plan(enforce_roi_floor(x, rest, cons, self.channels), cons)
+        x = np.floor(x * 100) / 100  # cents, rounded down: the written plan never exceeds the budget
+        rev = rest.revenue(x)
+        full_spend = np.vstack([x_act, x])
+        rows = []
+        if k:
+            act_curves = self.curves(k, init=stock0)
+            act_rev = act_curves.revenue(x_act)
+            for t in range(k):
+                for j, c in enumerate(self.channels):
+                    rows.append((t + 1, c, float(x_act[t, j]), round(float(act_rev[t, j]), 2)))
+        for t in range(periods - k):
+            for j, c in enumerate(self.channels):
+                rows.append((k + t + 1, c, float(x[t, j]), round(float(rev[t, j]), 2)))
+        held = budget - float(full_spend.sum())
+        res_amt = float(np.floor(budget * reserve * 100) / 100)
+        if res_amt > 0:
+            rows.append((1, RESERVE, res_amt, 0.0))
+        table = pd.DataFrame(rows, columns=["period", "channel", "spend", "expected_revenue"])
+        if table["spend"].sum() > budget + 1e-6:  # cannot happen: projection + rounding down; a bug if it does
+            raise RuntimeError(f"plan spends {table['spend'].sum():,.2f} > budget {budget:,.2f}")
+        s = summarise(x, rest, self.channels)
+        summary = {"budget": budget, "periods": periods, "reserve": res_amt, "actual_periods": k,
+                   "planned_spend": s.spend, "unallocated": max(held - res_amt, 0.0),
+                   "expected_incremental_revenue": s.incremental_revenue, "roi": s.roi, "per_channel": s.per_channel,
+                   "agent": bool(use_agent and self.policy is not None), "realised_ratio": ratio}
+        return PlanResult(table=table, spend=full_spend, summary=summary, n_actual=k)

@@ -1,0 +1,22 @@
+"""Train the budget allocator from a marketing-mix history and save a version in the model store."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from models.allocator.mmm import history_from_frame
+from training import registry
+from training.allocator.pipeline import Config, run  # noqa: F401  (re-exported for the bench)
+from training.io import load
+
+
+def train(history: Path, *, seed: int = 0, timesteps: int | None = None) -> str:
+    """Fit, train the residual agent, evaluate, save; returns the tag (`allocator:<version>`)."""
+    loaded = load(history, "marketing_mix")
+    h = history_from_frame(loaded.data, str(history))
+    cfg = Config(seed=seed) if timesteps is None else Config(seed=seed, timesteps=timesteps)
+    alloc, metrics = run(h, cfg)
+    metrics["rows_rejected"] = loaded.n_rejected
+    params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}
+    return registry.save("allocator", alloc.save, metrics=metrics, params=params,
+                         data_fingerprint=registry.fingerprint([history]),
+                         extra={"channels": h.channels, "diagnostics": alloc.info.get("diagnostics", {})})
