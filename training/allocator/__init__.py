@@ -9,11 +9,15 @@ from training.allocator.pipeline import Config, run  # noqa: F401  (re-exported 
 from training.io import load
 
 
-def train(history: Path, *, seed: int = 0, timesteps: int | None = None) -> str:
+def train(history: Path, *, seed: int = 0, timesteps: int | None = None, n_boot: int | None = None) -> str:
     """Fit, train the residual agent, evaluate, save; returns the tag (`allocator:<version>`)."""
     loaded = load(history, "marketing_mix")
     h = history_from_frame(loaded.data, str(history))
-    cfg = Config(seed=seed) if timesteps is None else Config(seed=seed, timesteps=timesteps)
+    cfg = Config(seed=seed)
+    if timesteps is not None:
+        cfg.timesteps = timesteps
+    if n_boot is not None:
+        cfg.n_boot = n_boot
     alloc, metrics = run(h, cfg)
     metrics["rows_rejected"] = loaded.n_rejected
     params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}

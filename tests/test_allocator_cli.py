@@ -1,0 +1,120 @@
+"""`train allocator`, `allocate` (plan, re-plan, errors) as the planner calls them."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import cli.allocator  # noqa: F401  (registers the commands)
+from cli.app import app
+from models.errors import InputError
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tag(synth_world):
+    from training.allocator import train
+
+    return train(synth_world / "marketing_mix.csv", seed=0, timesteps=256, n_boot=2)
+
+
+@pytest.fixture(scope="module")
+def runtime(tag):
+    from serving.allocator import AllocatorRuntime
+
+    return AllocatorRuntime(tag)
+
+
+def test_train_saves_version_with_fit_and_agent(tag):
+    from training import registry
+
+    v = [r for r in registry.versions("allocator") if r["tag"] == tag][0]
+    assert v["metrics"]["fit_r2"] > 0.95
+    assert "agent_over_planner_mean" in v["metrics"]
+    assert (registry.path("allocator", tag) / "agent.zip").exists()
+
+
+def test_allocate_writes_plan_within_budget(tag, synth_world, tmp_path):
+    out = tmp_path / "plan.csv"
+    res = runner.invoke(app, ["allocate", "--budget", "3000000", "--periods", "8", "--output", str(out), "--model", tag])
+    assert res.exit_code == 0, res.output
+    plan = pd.read_csv(out)
+    assert list(plan.columns) == ["period", "channel", "spend", "expected_revenue"]
+    channels = [c[len("spend_"):] for c in pd.read_csv(synth_world / "marketing_mix.csv", nrows=1).columns if c.startswith("spend_")]
+    media = plan[plan["channel"] != "reserve"]
+    assert set(media["channel"]) == set(channels)
+    assert sorted(media["period"].unique()) == list(range(1, 9))
+    reserve = plan[plan["channel"] == "reserve"]
+    assert len(reserve) == 1 and np.isclose(reserve["spend"].iloc[0], 450_000)
+    assert plan["spend"].sum() <= 3_000_000 + 1e-6
+    assert media["spend"].sum() <= 3_000_000 * 0.85 + 1e-6
+    assert "expected incremental revenue" in res.output and "marginal ROI" in res.output
+    # reserve 0: no reserve row
+    runner.invoke(app, ["allocate", "--budget", "3000000", "--periods", "8", "--output", str(out), "--reserve", "0", "--model", tag])
+    assert "reserve" not in set(pd.read_csv(out)["channel"])
+
+
+def test_rules_are_honoured(runtime):
+    from serving.allocator import PlanRequest
+
+    ch = runtime.channels
+    req = PlanRequest(budget=3e6, periods=8, reserve=0.1, min={ch[0]: 400_000}, max={ch[1]: 50_000},
+                      roi_floor={ch[2]: 1.5})
+    resp, res = runtime.plan(req)
+    x = res.spend
+    assert x.sum() <= 3e6 * 0.9 + 1e-6
+    assert x[:, 0].sum() >= 400_000 - 0.01 * 8 and x[:, 1].sum() <= 50_000 + 1e-6
+    pc = resp.per_channel[ch[2]]
+    assert pc.spend == 0 or pc.incremental_revenue / pc.spend >= 1.5 - 1e-6
+
+
+@pytest.mark.parametrize("args,flag", [
+    (["--min", "douyin=9000000"], "--min"),
+    (["--min", "douyin=200000", "--max", "douyin=100000"], "--min"),
+    (["--max", "nochannel=5"], "--max"),
+    (["--roi-floor", "douyin=abc"], "--roi-floor"),
+    (["--reserve", "1.5"], "--reserve"),
+])
+def test_infeasible_or_bad_rules_are_input_errors_naming_the_flag(tag, tmp_path, args, flag):
+    res = runner.invoke(app, ["allocate", "--budget", "3000000", "--periods", "8", "--output", str(tmp_path / "p.csv"),
+                              "--model", tag, *args])
+    assert isinstance(res.exception, InputError), res.output
+    assert flag in str(res.exception)
+
+
+def test_replanning_carries_state_forward(runtime, tmp_path):
+    from serving.allocator import PlanRequest
+
+    ch = runtime.channels
+    req = PlanRequest(budget=4e6, periods=10, reserve=0.0)
+    _, first = runtime.plan(req)
+    k = 3
+    heavy = pd.DataFrame({"period": range(1, k + 1), **{f"spend_{c}": first.spend[:k, j] * (3.0 if j == 0 else 1.0)
+                                                        for j, c in enumerate(ch)}})
+    light = heavy.copy()
+    light[f"spend_{ch[0]}"] = 0.0
+    _, rh = runtime.plan(req, actuals=heavy)
+    _, rl = runtime.plan(req, actuals=light)
+    for r, act in ((rh, heavy), (rl, light)):
+        t = r.table
+        assert sorted(t["period"].unique()) == list(range(1, 11))
+        assert np.allclose(r.spend[:k], act[[f"spend_{c}" for c in ch]].to_numpy())
+        assert r.spend.sum() <= 4e6 + 1e-6
+    # more spent already -> less left for the rest; heavy early spend leaves adstock that earns in later periods
+    assert rh.spend[k:].sum() < rl.spend[k:].sum()
+    # the CLI reads the same file
+    f = tmp_path / "actuals.csv"
+    heavy.assign(revenue=1e7).to_csv(f, index=False)
+    out = tmp_path / "replan.csv"
+    res = runner.invoke(app, ["allocate", "--budget", "4000000", "--periods", "10", "--reserve", "0", "--output", str(out),
+                              "--actuals", str(f), "--model", runtime.tag])
+    assert res.exit_code == 0, res.output
+    assert "re-planned periods 4..10" in res.output
+    assert pd.read_csv(out)["spend"].sum() <= 4e6 + 1e-6
+    # actuals that already exceed the budget are an error naming the flag
+    over = heavy.copy()
+    over[f"spend_{ch[0]}"] = 5e6
+    with pytest.raises(InputError, match="--actuals"):
+        runtime.plan(req, actuals=over)

@@ -1,0 +1,109 @@
+"""Env and planners on curves built in-test: constraints hold exactly, the checker passes, optimisers beat heuristics."""
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from models.allocator.env import AllocatorEnv, rollout
+from models.allocator.plan import (Constraints, Curves, best_plan, check_constraints, enforce_roi_floor, myopic,
+                                   project_plan, spread)
+from models.errors import InputError
+from models.response import media_revenue
+
+T, C = 12, 3
+CHANNELS = ["a", "b", "c"]
+
+
+def curves(beta_scale=1.0, init=None):
+    peak = np.zeros(T)
+    peak[[4, 5]] = 1
+    return Curves(decay=np.array([0.2, 0.5, 0.7]), half=np.array([50_000.0, 120_000.0, 200_000.0]),
+                  slope=np.array([1.2, 2.0, 1.6]), beta=np.array([150_000.0, 400_000.0, 500_000.0]) * beta_scale,
+                  mult=1 + 0.5 * peak, init=np.zeros(C) if init is None else init)
+
+
+def make_env(cons, worlds=None):
+    cv = curves()
+    woy = np.arange(20, 20 + T, dtype=float)
+    return AllocatorEnv(cv, worlds or [cv, curves(0.7), curves(1.3)], cons, woy=woy, peak=(cv.mult > 1).astype(float))
+
+
+def test_curves_match_models_response():
+    cv = curves(init=np.array([1e4, 2e4, 3e4]))
+    x = np.random.default_rng(0).uniform(0, 1e5, (T, C))
+    ref = media_revenue(x, cv.decay, cv.half, cv.slope, cv.beta, initial=cv.init, multiplier=cv.mult)
+    zero = media_revenue(np.zeros_like(x), cv.decay, cv.half, cv.slope, cv.beta, initial=cv.init, multiplier=cv.mult)
+    assert np.allclose(cv.revenue(x), ref - zero)
+    v, g = cv.value_grad(x)
+    e = np.zeros_like(x)
+    e[3, 1] = 1.0
+    num = (cv.revenue(x + e).sum() - cv.revenue(x - e).sum()) / 2
+    assert np.isclose(g[3, 1], num, rtol=1e-4)
+
+
+def test_env_passes_checker():
+    check_env(make_env(Constraints(budget=2e6, reserve=0.15)), skip_render_check=True)
+
+
+@pytest.mark.parametrize("reserve", [0.0, 0.15])
+def test_env_enforces_constraints_exactly_under_random_actions(reserve):
+    B = 2e6
+    lo, hi = np.array([100_000.0, 0, 0]), np.array([np.inf, 300_000.0, np.inf])
+    cons = Constraints(budget=B, reserve=reserve, lo=lo, hi=hi)
+    env = make_env(cons)
+    rng = np.random.default_rng(0)
+    for ep in range(20):
+        x, _ = rollout(env, lambda o: rng.uniform(-1, 1, C + 1) * (3 if ep % 2 else 1))
+        assert x.min() >= 0
+        assert x.sum() <= B * (1 - reserve) + 1e-6  # the reserve is never spent
+        assert x[:, 0].sum() >= lo[0] - 1e-6
+        assert x[:, 1].sum() <= hi[1] + 1e-6
+
+
+def test_roi_floor_channels_are_only_corrected_down():
+    cons = Constraints(budget=2e6, reserve=0.0, roi_floor=np.array([np.nan, 2.0, np.nan]))
+    env = make_env(cons)
+    env.reset(seed=0)
+    up = env.spend_for(np.ones(C + 1))
+    base_t = env.base[0]
+    assert up[1] <= base_t[1] + 1e-6
+    assert base_t[2] > 0 and up[2] > base_t[2]
+
+
+def test_full_horizon_beats_heuristics_and_myopic():
+    cv = curves(init=np.array([5e4, 1e5, 2e5]))
+    cons = Constraints(budget=2e6, reserve=0.0)
+    full = best_plan(cv, cons)
+    val = cv.revenue(full).sum()
+    assert np.isclose(full.sum(), 2e6)
+    for other in (spread(np.ones(C), T, cons), myopic(cv, cons), spread(cv.beta, T, cons)):
+        assert other.sum() <= 2e6 + 1e-6
+        assert val >= cv.revenue(other).sum() - 1e-6
+    # first-order optimality: spending cells share one marginal ROI
+    _, g = cv.value_grad(full)
+    active = full > 1e3
+    assert g[active].std() / g[active].mean() < 0.02
+
+
+def test_constraints_and_roi_floor_are_exact():
+    cv = curves()
+    lo, hi = np.array([0, 500_000.0, 0]), np.array([200_000.0, np.inf, np.inf])
+    cons = Constraints(budget=2e6, reserve=0.1, lo=lo, hi=hi, roi_floor=np.array([np.nan, np.nan, 3.0]))
+    x = best_plan(cv, cons, channels=CHANNELS)
+    rev = cv.revenue(x)
+    assert x.sum() <= 2e6 * 0.9 + 1e-6
+    assert x[:, 0].sum() <= 200_000 + 1e-6 and x[:, 1].sum() >= 500_000 - 1e-6
+    assert x[:, 2].sum() == 0 or rev[:, 2].sum() / x[:, 2].sum() >= 3.0 - 1e-9
+
+
+def test_infeasible_constraints_name_the_flag():
+    with pytest.raises(InputError, match="--min"):
+        check_constraints(Constraints(budget=1e6, reserve=0.15, lo=np.array([5e5, 5e5, 0])), CHANNELS)
+    with pytest.raises(InputError, match="--min is above --max"):
+        check_constraints(Constraints(budget=1e6, reserve=0.0, lo=np.array([2e5, 0, 0]), hi=np.array([1e5, 1e9, 1e9])), CHANNELS)
+    with pytest.raises(InputError, match="--reserve"):
+        check_constraints(Constraints(budget=1e6, reserve=1.2), CHANNELS)
+    cv = curves()
+    cons = Constraints(budget=1e6, reserve=0.0, lo=np.array([0, 0, 9e5]), roi_floor=np.array([np.nan, np.nan, 50.0]))
+    x = project_plan(np.full((T, C), 1e6 / (T * C)), cons)
+    with pytest.raises(InputError, match="--roi-floor"):
+        enforce_roi_floor(x, cv, cons, CHANNELS)
