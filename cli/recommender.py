@@ -1,12 +1,13 @@
 """`omnidecide train recommender` and `omnidecide recommend` (issue B)."""
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from cli.app import app, train_app
+from cli.app import app, console, train_app
 from models.errors import InputError
 
 
@@ -14,7 +15,15 @@ from models.errors import InputError
 def train_recommender(events: Path = typer.Option(..., "--events"), items: Optional[Path] = typer.Option(None, "--items"),
                       users: Optional[Path] = typer.Option(None, "--users")) -> None:
     """Validate, train the GNN recommender, evaluate on a holdout, save a version; prints the tag."""
-    raise InputError("train recommender is not implemented yet (issue B)")
+    from training import recommender as training
+    from training import registry
+
+    tag = training.train(events, items, users)
+    m = registry.get("recommender", tag).info.metadata.get("metrics", {})
+    shown = {k: round(v, 4) for k, v in m.items() if k.startswith(("holdout_recall", "holdout_ndcg", "popularity_recall",
+                                                                    "buy_again_recall"))}
+    console.print(f"holdout: {shown}", highlight=False)
+    print(tag)
 
 
 @app.command("recommend")
@@ -22,4 +31,26 @@ def recommend(users: Path = typer.Option(..., "--users"), k: int = typer.Option(
               output: Path = typer.Option(..., "--output"), model: Optional[str] = typer.Option(None, "--model"),
               store_id: Optional[str] = typer.Option(None, "--store-id"), channel: Optional[str] = typer.Option(None, "--channel")) -> None:
     """Batch top-K for each listed user id; writes user_id, rank, item_id, score, reason."""
-    raise InputError("recommend is not implemented yet (issue B)")
+    from serving.recommender import RecommendRequest, RecommenderRuntime
+
+    if k < 1:
+        raise InputError(f"--k must be at least 1, got {k}")
+    if not users.exists():
+        raise InputError(f"{users}: no such file")
+    ids = [line.strip() for line in users.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if ids and ids[0].lower() == "user_id":
+        ids = ids[1:]
+    rt = RecommenderRuntime(model)
+    if store_id and store_id not in rt.store_stock:
+        console.print(f"warning: no store_stock rows for store {store_id!r}; only global stock applies", highlight=False)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    n_fallback = 0
+    with open(output, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["user_id", "rank", "item_id", "score", "reason"])
+        for uid in ids:
+            resp = rt.recommend(RecommendRequest(user_id=uid, k=k, store_id=store_id, channel=channel))
+            n_fallback += resp.fallback
+            for it in resp.items:
+                w.writerow([uid, it.rank, it.item_id, f"{it.score:.6g}", it.reason])
+    console.print(f"wrote {output}: {len(ids)} users ({n_fallback} cold-start fallback), model {rt.tag}", highlight=False)

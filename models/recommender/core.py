@@ -27,6 +27,11 @@ class StageParams:
     gnn_shift: float = 3.0   # discovery score = sigmoid(z_gnn - shift)
 
 
+def seconds(ts: pd.Series) -> np.ndarray:
+    """Unix seconds of a datetime64 column (vectorised)."""
+    return (pd.to_datetime(ts) - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy(dtype=float)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -67,8 +72,9 @@ class Recommender:
         u = user_ids.get_indexer(ev["user_id"])
         i = item_ids.get_indexer(ev["item_id"])
         ts = ev["timestamp"]
-        t0 = float(ts.min().timestamp()) if len(ts) else 0.0
-        t = (ts.map(pd.Timestamp.timestamp).to_numpy(dtype=float) - t0) if len(ts) else np.zeros(0)
+        secs = seconds(ts)
+        t0 = float(secs.min()) if len(ts) else 0.0
+        t = secs - t0
         w = ev["event"].map(EVENT_WEIGHTS).to_numpy(dtype=float)
         shape = (len(user_ids), len(item_ids))
         pair = pd.DataFrame({"u": u, "i": i, "w": w, "t": t, "e": ev["event"].to_numpy()})

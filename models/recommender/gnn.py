@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -75,13 +77,25 @@ class GraphFilterGNN:
         else:
             self.V, self.sing = np.zeros((0, self.n_items)), np.zeros(0)
         self._graph()
-        # scale of each term, so the mixing weights mean the same thing on every data set
-        sample = X[: min(X.shape[0], 2000)]
-        lin, four, ideal = self._terms(sample)
-        self.scales = {name: float(np.abs(t).mean()) or 1.0 for name, t in (("lin", lin), ("four", four), ("ideal", ideal))}
+        self._sample = X[: min(X.shape[0], 2000)]
+        self._rescale()
         if p.learned_dim > 0 and p.learned_w > 0:
             self._train_learned(X)
         return self
+
+    def _rescale(self) -> None:
+        """Scale of each term, so the mixing weights mean the same thing on every data set."""
+        lin, four, ideal = self._terms(self._sample)
+        self.scales = {name: float(np.abs(t).mean()) or 1.0 for name, t in (("lin", lin), ("four", four), ("ideal", ideal))}
+
+    def truncate(self, k: int) -> "GraphFilterGNN":
+        """A copy keeping the top-k spectral dimensions (for tuning k without refitting)."""
+        from copy import copy
+        m = copy(self)
+        m.params = GNNParams(**{**self.params.as_dict(), "k": k})
+        m.V, m.sing = self.V[:k], self.sing[:k]
+        m._rescale()
+        return m
 
     def _graph(self) -> None:
         """edge_index / edge_weight of the normalised bipartite graph, item nodes first then user nodes."""
@@ -91,8 +105,13 @@ class GraphFilterGNN:
         dst = np.concatenate([R.row + n_i, R.col])
         self._n_nodes = n_i + self.R_norm.shape[0]
         # the normalised adjacency is symmetric, so it is its own transpose (PyG's adj_t)
-        self._adj = torch.sparse_csr_tensor(*_csr(sp.csr_matrix(
-            (np.concatenate([R.data, R.data]), (dst, src)), shape=(self._n_nodes, self._n_nodes))))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+            self._adj = torch.sparse_csr_tensor(*_csr(sp.csr_matrix(
+                (np.concatenate([R.data, R.data]), (dst, src)), shape=(self._n_nodes, self._n_nodes))))
+        # the two-hop item->user->item operator R~^T R~, cached when small (same numbers as two LGConv hops)
+        est = float(np.sum(np.diff(self.R_norm.indptr).astype(float) ** 2))
+        self._P = (self.R_norm.T @ self.R_norm).tocsr() if est <= 5e7 else None
         self._edge_index = torch.tensor(np.vstack([src, dst]), dtype=torch.long)
         self._edge_weight = torch.tensor(np.concatenate([R.data, R.data]), dtype=torch.float32)
         self._conv = LGConv(normalize=False)
@@ -110,10 +129,14 @@ class GraphFilterGNN:
     def _terms(self, rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows = sp.csr_matrix(rows, dtype=np.float64)
         # two hops item->user->item give r R~^T R~ (the linear filter); four hops its square
-        sig = rows.toarray().T  # items x b
-        two = self.propagate(sig, 2)
-        four = self.propagate(two, 2) if self.params.c2 else np.zeros_like(two)
-        lin, four = two.T, four.T
+        if self._P is not None:
+            lin = np.asarray((rows @ self._P).todense())
+            four = np.asarray(lin @ self._P.T) if self.params.c2 else np.zeros_like(lin)  # P is symmetric
+        else:
+            sig = rows.toarray().T  # items x b
+            two = self.propagate(sig, 2)
+            four = self.propagate(two, 2) if self.params.c2 else np.zeros_like(two)
+            lin, four = two.T, four.T
         if len(self.V):
             ideal = np.asarray(rows @ sp.diags(self.d_item ** -0.5) @ self.V.T) @ (self.V * self.d_item[None, :] ** 0.5)
         else:

@@ -120,7 +120,8 @@ def recommend(rec: Recommender, user_id: str, k: int = 20, *, recent: pd.DataFra
             h = hist[hist != j]
             if len(h):
                 b = h[np.argmax(row[h] * (emb[h] @ emb[j]))]
-                verb = "liked" if row[b] >= 1 else "viewed" if row[b] < 0.3 else "looked at"
+                verb = ("bought" if nb[b] > 0 else "rated" if row[b] >= 1 else "added to cart" if row[b] >= 0.6
+                        else "clicked" if row[b] >= 0.35 else "viewed")
                 why = f"because you {verb} {rec.item_label(b)}"
             else:
                 why = f"popular with customers like you in {rec.categories[rec.item_cat[j]]}"

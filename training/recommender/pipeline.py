@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from models.metrics import ranking_report
-from models.recommender.core import CONSUMED, Recommender, StageParams
+from models.recommender.core import CONSUMED, Recommender, StageParams, seconds
 from models.recommender.gnn import GNNParams
 from training import splits
 
@@ -31,11 +31,14 @@ def relevant_sets(rec: Recommender, test: pd.DataFrame) -> tuple[np.ndarray, lis
     """Users (indices into rec) with positive test items, their relevant item sets and their 'now' (first test time)."""
     pos = test[test["event"].isin(CONSUMED) & test["item_id"].notna()] if test["event"].isin(CONSUMED).any() else test
     pos = pos[pos["user_id"].isin(rec.user_index) & pos["item_id"].isin(rec.item_index)]
-    users = np.array(sorted(pos["user_id"].unique(), key=lambda u: rec.user_index[u]))
-    uidx = np.array([rec.user_index[u] for u in users], dtype=int)
-    grp = pos.groupby("user_id")
-    rel = [set(rec.item_index[i] for i in grp.get_group(u)["item_id"]) for u in users]
-    now = grp["timestamp"].min().reindex(users).map(pd.Timestamp.timestamp).to_numpy(dtype=float) - rec.t0
+    u = pd.Index(rec.user_ids).get_indexer(pos["user_id"])
+    i = pd.Index(rec.item_ids).get_indexer(pos["item_id"])
+    df = pd.DataFrame({"u": u, "i": i, "t": seconds(pos["timestamp"]) - rec.t0})
+    grp = df.groupby("u")
+    uidx = np.array(sorted(grp.groups), dtype=int)
+    items_of = grp["i"].agg(lambda s: set(s.tolist()))
+    rel = [items_of[x] for x in uidx]
+    now = grp["t"].min().reindex(uidx).to_numpy(dtype=float)
     return uidx, rel, now
 
 
@@ -86,19 +89,32 @@ def tune(train: pd.DataFrame, items: pd.DataFrame | None, seed: int, has_repeats
     """Pick graph-filter and stage weights on a validation split carved from `train` (never from test)."""
     fit_part, val = holdout(train, seed + 1000, has_repeats)
     best, trials = None, []
+    rec = Recommender.build(fit_part, items, params=GNNParams(k=max(GRID["k"]), seed=seed))
+    full = rec.gnn
+    uidx, rel, now = relevant_sets(rec, val)
+    rw0 = StageParams(rep_weight=1.0)
+    # graph-filter parameters first (stage weight fixed), then the re-buy weight for the chosen filter
     for k in GRID["k"]:
-        rec = Recommender.build(fit_part, items, params=GNNParams(k=k, seed=seed))
-        uidx, rel, now = relevant_sets(rec, val)
+        rec.gnn = full.truncate(k)
         for alpha in GRID["alpha"]:
             for c2 in GRID["c2"]:
                 rec.gnn.params = replace(rec.gnn.params, alpha=alpha, c2=c2)
-                for rw in (REP_WEIGHTS if rec.repeat.has_repeats else (1.0,)):
-                    rec.stage = StageParams(rep_weight=rw)
-                    m = ranking_report(topk_stage1(rec, uidx, now), rel, K)
-                    trials.append({"k": k, "alpha": alpha, "c2": c2, "rep_weight": rw, **m})
-                    key = m["ndcg@20"] + m["recall@20"]
-                    if best is None or key > best[0]:
-                        best = (key, GNNParams(k=k, alpha=alpha, c2=c2, seed=seed), StageParams(rep_weight=rw), m)
+                rec.stage = rw0
+                m = ranking_report(topk_stage1(rec, uidx, now), rel, K)
+                trials.append({"k": k, "alpha": alpha, "c2": c2, **m})
+                key = m["ndcg@20"] + m["recall@20"]
+                if best is None or key > best[0]:
+                    best = (key, GNNParams(k=k, alpha=alpha, c2=c2, seed=seed), rw0, m)
+    if rec.repeat.has_repeats:
+        rec.gnn = full.truncate(best[1].k)
+        rec.gnn.params = replace(rec.gnn.params, alpha=best[1].alpha, c2=best[1].c2)
+        for rw in REP_WEIGHTS:
+            rec.stage = StageParams(rep_weight=rw)
+            m = ranking_report(topk_stage1(rec, uidx, now), rel, K)
+            trials.append({"rep_weight": rw, **m})
+            key = m["ndcg@20"] + m["recall@20"]
+            if key > best[0]:
+                best = (key, best[1], rec.stage, m)
     return best[1], best[2], {"validation": best[3], "trials": len(trials)}
 
 

@@ -1,0 +1,123 @@
+"""Recommender runtime: load one stored version, answer top-K per user (with fresh session events), similar items.
+
+Plain class plus pydantic request/response models, so the BentoML service, the CLI and tests share one code path.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from models.errors import InputError
+from models.recommender import rules
+from models.recommender.core import Recommender
+from training import registry
+
+log = logging.getLogger(__name__)
+
+
+class RecentEvent(BaseModel):
+    item_id: str
+    event: str = "view"
+    timestamp: Optional[str] = None
+
+
+class RecommendRequest(BaseModel):
+    user_id: str
+    k: int = Field(20, ge=1, le=500)
+    recent_events: list[RecentEvent] = Field(default_factory=list, description="fresh events of this session (inductive)")
+    store_id: Optional[str] = None
+    channel: Optional[str] = None
+    exclude: list[str] = Field(default_factory=list)
+    diversity: float = Field(0.0, ge=0.0, le=1.0, description="MMR lambda: 0 = pure relevance")
+
+
+class RecommendedItem(BaseModel):
+    rank: int
+    item_id: str
+    score: float
+    reason: str
+    source: str
+
+
+class RecommendResponse(BaseModel):
+    user_id: str
+    model: str
+    fallback: bool
+    items: list[RecommendedItem]
+
+
+class SimilarRequest(BaseModel):
+    item_id: str
+    k: int = Field(10, ge=1, le=500)
+    store_id: Optional[str] = None
+
+
+class SimilarResponse(BaseModel):
+    item_id: str
+    model: str
+    items: list[RecommendedItem]
+
+
+class RecommenderRuntime:
+    """Loads `tag` (default: promoted, else latest). Stock is refreshed from the training items.csv when it still
+    exists; per-store stock comes from `store_stock` (default: store_stock.csv beside the training items.csv)."""
+
+    def __init__(self, tag: str | None = None, *, store_stock: Path | None = None, items: Path | None = None) -> None:
+        model = registry.get("recommender", tag)
+        self.tag = str(model.tag)
+        self.metadata = dict(model.info.metadata)
+        self.rec = Recommender.load(Path(model.path))
+        files = [Path(f) for f in self.metadata.get("files", [])]
+        items = items or next((f for f in files if f.name.startswith("items")), None)
+        if items is not None and Path(items).exists():
+            self._refresh_stock(Path(items))
+        if store_stock is None and items is not None:
+            cand = Path(items).with_name("store_stock.csv")
+            store_stock = cand if cand.exists() else None
+        self.store_stock: dict[str, dict[str, float]] = {}
+        if store_stock is not None:
+            from training.io import load
+            ss = load(store_stock, "store_stock").data
+            for s, g in ss.groupby("store_id"):
+                self.store_stock[str(s)] = dict(zip(g["item_id"].astype(str), g["stock"].astype(float)))
+
+    def _refresh_stock(self, items: Path) -> None:
+        from training.io import load
+        it = load(items, "items", write=False).data
+        if "stock" in it.columns:
+            st = it.set_index("item_id")["stock"].astype(float)
+            idx = pd.Index(self.rec.item_ids)
+            known = st.reindex(idx)
+            self.rec.stock = np.where(known.notna(), known.to_numpy(), self.rec.stock)
+
+    def recommend(self, req: RecommendRequest, now: float | None = None) -> RecommendResponse:
+        recent = None
+        if req.recent_events:
+            recent = pd.DataFrame([e.model_dump() for e in req.recent_events])
+        stock = self.store_stock.get(str(req.store_id)) if req.store_id else None
+        rows = rules.recommend(self.rec, req.user_id, req.k, recent=recent, channel=req.channel, store_id=req.store_id,
+                               store_stock=stock, exclude=req.exclude, diversity=req.diversity, now=now)
+        items = [RecommendedItem(rank=n + 1, item_id=r.item_id, score=r.score, reason=r.reason, source=r.source)
+                 for n, r in enumerate(rows)]
+        return RecommendResponse(user_id=req.user_id, model=self.tag, fallback=any(r.source == "fallback" for r in rows),
+                                 items=items)
+
+    def similar(self, req: SimilarRequest) -> SimilarResponse:
+        if req.item_id not in self.rec.item_index:
+            raise InputError(f"item_id {req.item_id!r} is not in the catalogue of {self.tag}")
+        stock = self.store_stock.get(str(req.store_id)) if req.store_id else None
+        rows = rules.similar_items(self.rec, req.item_id, req.k, stock)
+        return SimilarResponse(item_id=req.item_id, model=self.tag, items=[
+            RecommendedItem(rank=n + 1, item_id=r.item_id, score=r.score, reason=r.reason, source=r.source)
+            for n, r in enumerate(rows)])
+
+    def purchase_probability(self, user_id: str, item_ids: list[str], channel: str | None = None) -> list[float]:
+        """Calibrated P(purchase) per (user, item, channel) from the second stage; NaN when no second stage."""
+        if self.rec.ranker is None:
+            return [float("nan")] * len(item_ids)
+        return self.rec.ranker.probability(self.rec, user_id, item_ids, channel)
