@@ -33,8 +33,8 @@ class Config:
     horizon_days: int = 90
     n_bins: int = 26
     bin_days: int = 14
-    max_windows: int = 6
-    step_days: int | None = None       # default: clip(H / 2, 7, 30)
+    max_windows: int = 8
+    step_days: int = 14
     min_history_days: int = 28
     max_train_rows: int = 80_000
     hidden: int = 32
@@ -65,7 +65,7 @@ def labelled(prep: F.Prepared, as_of: float, cfg: Config) -> Labelled:
 
 def training_as_ofs(prep: F.Prepared, val_as_of: float, cfg: Config) -> tuple[list[float], bool]:
     """Earlier as-of days whose labels end before validation starts; (days, labels_overlap_validation)."""
-    step = cfg.step_days or int(np.clip(cfg.horizon_days // 2, 7, 30))
+    step = cfg.step_days
     earliest = prep.first_day + cfg.min_history_days
     strict = [val_as_of - cfg.horizon_days - k * step for k in range(cfg.max_windows)]
     strict = [a for a in strict if a >= earliest]
@@ -136,12 +136,13 @@ def _fit(prep: F.Prepared, cfg: Config, val_as_of: float | None) -> tuple[ChurnM
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=1e-5)
     bce, mse = nn.BCEWithLogitsLoss(), nn.MSELoss(reduction="none")
     best, best_state, bad, history = np.inf, None, 0, []
+    batch = int(np.clip(len(Y) // 32, 64, cfg.batch_size))  # small logs: smaller batches, more steps per epoch
     t_loop = time.perf_counter()
     for epoch in range(cfg.epochs):
         net.train()
         order = torch.from_numpy(rng.permutation(len(Y)))
-        for s in range(0, len(order), cfg.batch_size):
-            idx = order[s:s + cfg.batch_size]
+        for s in range(0, len(order), batch):
+            idx = order[s:s + batch]
             logit, sp = net(Xs[idx], L[idx], Xst[idx])
             m = B[idx].float()
             loss = bce(logit, Y[idx]) + cfg.spend_weight * (mse(sp, S[idx]) * m).sum() / m.sum().clamp(min=1)
@@ -154,9 +155,12 @@ def _fit(prep: F.Prepared, cfg: Config, val_as_of: float | None) -> tuple[ChurnM
             vl = np.concatenate([net(Vs[i:i + 8192], VL[i:i + 8192], Vst[i:i + 8192])[0].numpy()
                                  for i in range(0, len(VY), 8192)])
         vloss = float(bce(torch.from_numpy(vl), VY))
-        history.append({"epoch": epoch + 1, "val_bce": vloss, "val_auc": auc(val.churned, vl)})
-        if vloss < best - 1e-4:
-            best, bad = vloss, 0
+        vauc = auc(val.churned, vl)
+        history.append({"epoch": epoch + 1, "val_bce": vloss, "val_auc": vauc})
+        # Early stopping on ranking (AUC): the churn base rate drifts between the earlier training windows
+        # and validation, which the calibrator absorbs afterwards but which would mislead a log-loss stop.
+        if -vauc < best - 1e-4:
+            best, bad = -vauc, 0
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         else:
             bad += 1

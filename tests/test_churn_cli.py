@@ -1,0 +1,93 @@
+"""`omnidecide train churn` / `predict churn` as a user runs them, and the runtime class behind them."""
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import cli.churn  # noqa: F401  (registers the commands)
+from cli.app import app
+from models.churn.model import OUTPUT_COLUMNS
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained(synth_world):
+    res = runner.invoke(app, ["train", "churn", "--events", str(synth_world / "events.csv"), "--horizon-days", "90"])
+    assert res.exit_code == 0, res.output
+    tag = res.stdout.strip().splitlines()[-1]
+    assert tag.startswith("churn:")
+    return tag
+
+
+def test_train_saves_metrics_params_fingerprint(trained):
+    from training import registry
+
+    meta = registry.get("churn", trained).info.metadata
+    assert meta["params"]["horizon_days"] == 90
+    assert {"val_auc", "val_ap", "val_brier", "val_ece"} <= set(meta["metrics"])
+    assert len(meta["data_fingerprint"]) == 16
+    assert meta["training"]["validation_as_of"] == "2026-04-02"  # default: latest with a full label window
+
+
+def test_predict_one_row_per_customer_with_history(trained, synth_world, tmp_path):
+    out = tmp_path / "churn.csv"
+    res = runner.invoke(app, ["predict", "churn", "--events", str(synth_world / "events.csv"), "--as-of", "2026-05-01",
+                              "--horizon-days", "90", "--output", str(out), "--model", trained])
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(out, dtype={"user_id": str}, keep_default_na=False)
+    assert list(table.columns) == OUTPUT_COLUMNS
+    events = pd.read_csv(synth_world / "events.csv", usecols=["user_id", "timestamp"])
+    expected = set(events.loc[events["timestamp"] < "2026-05-01", "user_id"])
+    assert set(table["user_id"]) == expected and len(table) == len(expected)
+    assert table["churn_probability"].between(0, 1).all() and (table["expected_spend"] >= 0).all()
+    assert set(table["risk_tier"]) <= {"high", "medium", "low"} and table["reason"].str.len().gt(0).all()
+
+
+def test_horizon_mismatch_is_a_clear_error(trained, synth_world, tmp_path):
+    res = runner.invoke(app, ["predict", "churn", "--events", str(synth_world / "events.csv"), "--as-of", "2026-05-01",
+                              "--horizon-days", "30", "--output", str(tmp_path / "x.csv"), "--model", trained])
+    assert res.exit_code != 0 and "trained for 90 days" in str(res.exception)
+
+
+def test_item_less_purchase_log_end_to_end(tmp_path):
+    """An order log with empty item ids (date, quantity, amount) trains and predicts."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(300):
+        gap = rng.uniform(5, 40)
+        stop = rng.uniform(60, 500)
+        t = rng.uniform(0, 30)
+        while t < min(stop, 480):
+            rows.append((f"c{u}", (pd.Timestamp("2024-01-01") + pd.Timedelta(days=t)).date().isoformat(), "purchase", "",
+                         int(rng.integers(1, 4)), round(float(rng.gamma(2, 20)), 2)))
+            t += rng.exponential(gap)
+    f = tmp_path / "orders.csv"
+    pd.DataFrame(rows, columns=["user_id", "timestamp", "event", "item_id", "quantity", "amount"]).to_csv(f, index=False)
+    res = runner.invoke(app, ["train", "churn", "--events", str(f), "--horizon-days", "60"])
+    assert res.exit_code == 0, res.output
+    tag = res.stdout.strip().splitlines()[-1]
+    out = tmp_path / "p.csv"
+    res = runner.invoke(app, ["predict", "churn", "--events", str(f), "--as-of", "2025-04-01", "--horizon-days", "60",
+                              "--output", str(out), "--model", tag])
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(out)
+    assert len(table) == 300 and list(table.columns) == OUTPUT_COLUMNS
+
+
+def test_service_scores_request(trained):
+    from serving.churn import ChurnRequest, ChurnService
+
+    svc = ChurnService(trained)
+    req = ChurnRequest(as_of="2026-05-01", horizon_days=90, events=[
+        {"user_id": "x1", "timestamp": "2026-04-20T10:00:00", "event": "purchase", "item_id": "", "amount": 30, "quantity": 1},
+        {"user_id": "x1", "timestamp": "2026-03-20T10:00:00", "event": "purchase", "item_id": "", "amount": 25, "quantity": 1},
+        {"user_id": "x2", "timestamp": "2025-09-01T10:00:00", "event": "view", "item_id": "i00001"},
+        {"user_id": "x3", "timestamp": "2026-06-01T10:00:00", "event": "view", "item_id": "i00001"},  # after as-of
+    ])
+    resp = svc.score(req)
+    assert [c.user_id for c in resp.customers] == ["x1", "x2"]
+    x1, x2 = resp.customers
+    assert x1.churn_probability < x2.churn_probability
+    assert x2.segment == "prospect"
