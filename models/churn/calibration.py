@@ -16,18 +16,34 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def fit_platt(logit: np.ndarray, y: np.ndarray, iters: int = 50) -> tuple[float, float]:
     """(a, b) minimising log loss of sigmoid(a * logit + b), by Newton's method."""
-    a, b = 1.0, 0.0
-    X = np.stack([logit, np.ones_like(logit)], 1)
+    x = np.asarray(logit, dtype=float)
+    y = np.asarray(y, dtype=float)
+    mu, sd = float(x.mean()), float(x.std()) or 1.0
+    z = (x - mu) / sd  # standardised: Newton from (0, logit(base rate)) is then well behaved
+    X = np.stack([z, np.ones_like(z)], 1)
+    ybar = float(np.clip(y.mean(), 1e-4, 1 - 1e-4))
+    theta = np.array([0.0, np.log(ybar / (1 - ybar))])
+
+    def loss(th: np.ndarray) -> float:
+        s = X @ th
+        return float(np.mean(np.logaddexp(0, s) - y * s))
+
+    current = loss(theta)
     for _ in range(iters):
-        p = _sigmoid(a * logit + b)
+        p = _sigmoid(X @ theta)
         g = X.T @ (p - y)
-        w = np.maximum(p * (1 - p), 1e-9)
-        H = X.T @ (X * w[:, None]) + 1e-6 * np.eye(2)
+        H = X.T @ (X * np.maximum(p * (1 - p), 1e-9)[:, None]) + 1e-6 * np.eye(2)
         step = np.linalg.solve(H, g)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-8:
+        t = 1.0
+        while t > 1e-4 and loss(theta - t * step) > current + 1e-12:
+            t /= 2  # step halving keeps every iteration a descent step
+        theta = theta - t * step
+        new = loss(theta)
+        if abs(current - new) < 1e-10:
             break
-    return float(a), float(b)
+        current = new
+    a = theta[0] / sd
+    return float(a), float(theta[1] - a * mu)
 
 
 def fit_isotonic(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
