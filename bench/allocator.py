@@ -34,7 +34,7 @@ WORLDS = [
     (4, ["xiaohongshu", "douyin", "kol_live"]),
 ]
 COLS = ["equal split", "last year's mix", "prop. to hist. ROI", "myopic (fitted)", "full-horizon (fitted)",
-        "RL plan (open loop)", "RL (closed loop)"]
+        "ensemble planner (agent off)", "RL plan (open loop)", "RL (closed loop)", "served plan"]
 
 
 def markdown(df: pd.DataFrame, fmt: str = ".4f") -> str:
@@ -69,12 +69,14 @@ def plans(alloc, h, truth, T, B, reserve):
         "prop. to hist. ROI": spread(np.maximum(hist_roi, 1e-9), T, cons),
         "myopic (fitted)": myopic(fitted, cons),
         "full-horizon (fitted)": best_plan(fitted, cons),
-        "RL plan (open loop)": alloc.plan(B, T, reserve=reserve).spend,
+        "ensemble planner (agent off)": alloc.plan(B, T, reserve=reserve, use_agent=False).spend,
+        "RL plan (open loop)": alloc.plan(B, T, reserve=reserve, use_agent=True).spend,
+        "served plan": alloc.plan(B, T, reserve=reserve).spend,
     }
     for k, v in x.items():
         assert v.sum() <= B * (1 - reserve) + 1e-6, k
         out[k] = true.revenue(v).sum()
-    env = alloc.env(fitted, cons, base=x["full-horizon (fitted)"])
+    env = alloc.env(fitted, cons, base=x["ensemble planner (agent off)"])
     xs, rev = rollout(env, alloc.act, world=true)
     out["RL (closed loop)"] = rev.sum()
     return out
@@ -82,7 +84,7 @@ def plans(alloc, h, truth, T, B, reserve):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--timesteps", type=int, default=30_000)
+    ap.add_argument("--timesteps", type=int, default=20_000)
     ap.add_argument("--periods", type=int, default=26)
     ap.add_argument("--quick", action="store_true", help="2 worlds, 3000 steps (smoke run)")
     args = ap.parse_args()
@@ -103,14 +105,17 @@ def main() -> None:
         reserve_rows.append({"world": f"seed {seed}, {len(chans)} ch",
                              "oracle, reserve 15% / reserve 0": r15["oracle"] / r0["oracle"],
                              "RL closed loop, reserve 15% / oracle reserve 0": r15["RL (closed loop)"] / r0["oracle"],
-                             "RL plan, reserve 15% / oracle reserve 0": r15["RL plan (open loop)"] / r0["oracle"]})
+                             "RL plan, reserve 15% / oracle reserve 0": r15["RL plan (open loop)"] / r0["oracle"],
+                             "served plan, reserve 15% / oracle reserve 0": r15["served plan"] / r0["oracle"],
+                             "served plan: reserve 15% / reserve 0": r15["served plan"] / r0["served plan"]})
         lat = []
         for _ in range(20):
             t1 = time.perf_counter()
             alloc.plan(B, T, reserve=0.15)
             lat.append((time.perf_counter() - t1) * 1000)
         timing.append({"world": f"seed {seed}, {len(chans)} ch", "train s (fit + PPO)": t_train,
-                       "PPO steps": steps, "plan ms (median of 20)": float(np.median(lat)),
+                       "PPO steps": steps, "agent / planner (held-out DR worlds)": metrics.get("agent_over_planner_mean", float("nan")),
+                       "agent served": str(metrics.get("agent_enabled")), "plan ms (median of 20)": float(np.median(lat)),
                        "plan ms (max)": float(np.max(lat)), "fit R2": metrics["fit_r2"],
                        "fitted media share": metrics["fit_media_share"], "true media share": truth["media_revenue_share"]})
         print(f"done seed {seed} in {time.time() - t0:.0f}s", file=sys.stderr, flush=True)

@@ -15,8 +15,8 @@ import pandas as pd
 
 from models.allocator.env import AllocatorEnv
 from models.allocator.mmm import History, MMMParams, horizon_curves, peak_flags
-from models.allocator.plan import (Constraints, Curves, best_plan, check_constraints, enforce_roi_floor, project_plan,
-                                   summarise)
+from models.allocator.plan import (Constraints, Curves, Ensemble, best_plan, check_constraints, enforce_roi_floor,
+                                   project_plan, summarise)
 from models.errors import InputError
 from models.response import geometric_adstock
 
@@ -37,6 +37,7 @@ class Allocator:
     samples: list[MMMParams]
     history: History
     alpha: float = 0.5
+    worlds: list[MMMParams] = field(default_factory=list)  # planning ensemble: widened bootstrap draws
     policy: object | None = None  # stable_baselines3 model (or anything with .predict(obs, deterministic=True))
     info: dict = field(default_factory=dict)
 
@@ -50,7 +51,8 @@ class Allocator:
         h = self.history
         np.savez(folder / "history.npz", dates=np.array(h.dates.strftime("%Y-%m-%d"), dtype="U10"), revenue=h.revenue, spend=h.spend,
                  controls=h.controls)
-        meta = {"params": self.params.to_dict(), "samples": [s.to_dict() for s in self.samples], "channels": h.channels,
+        meta = {"params": self.params.to_dict(), "samples": [s.to_dict() for s in self.samples],
+                "worlds": [w.to_dict() for w in self.worlds], "channels": h.channels,
                 "control_names": h.control_names, "step_days": h.step_days, "alpha": self.alpha, "info": self.info}
         (folder / "allocator.json").write_text(json.dumps(meta, indent=1, default=float))
         if self.policy is not None:
@@ -70,19 +72,31 @@ class Allocator:
 
             policy = PPO.load(folder / "agent.zip", device="cpu")
         return cls(params=MMMParams.from_dict(meta["params"]), samples=[MMMParams.from_dict(s) for s in meta["samples"]],
-                   history=h, alpha=float(meta["alpha"]), policy=policy, info=meta.get("info", {}))
+                   history=h, alpha=float(meta["alpha"]), policy=policy, info=meta.get("info", {}),
+                   worlds=[MMMParams.from_dict(w) for w in meta.get("worlds", [])])
 
     # --- planning ------------------------------------------------------------------------------------
     def curves(self, periods: int, start: int = 0, init: np.ndarray | None = None, params: MMMParams | None = None) -> Curves:
         return horizon_curves(params or self.params, self.history, periods, start, init)
 
+    def ensemble(self, periods: int, start: int = 0, actual_spend: np.ndarray | None = None):
+        """The planning ensemble over the horizon (each world's adstock carried through history and actuals);
+        the point fit alone when no ensemble was saved."""
+        out = []
+        for w in self.worlds or [self.params]:
+            init = geometric_adstock(self.history.spend, w.decay)[-1]
+            if actual_spend is not None and len(actual_spend):
+                init = geometric_adstock(actual_spend, w.decay, init)[-1]
+            out.append(self.curves(periods, start, init, params=w))
+        return Ensemble(out)
+
     def env(self, curves: Curves, cons: Constraints, start: int = 0, worlds: list[Curves] | None = None,
-            base: np.ndarray | None = None) -> AllocatorEnv:
+            base: np.ndarray | None = None, base_source=None) -> AllocatorEnv:
         dates = self.history.future_dates(curves.T, start)
-        lo, hi, fl = cons.arrays(curves.C)
         env = AllocatorEnv(curves, worlds or [curves], cons, woy=dates.isocalendar().week.to_numpy().astype(float),
                            peak=peak_flags(dates, self.history.step_days).max(1), alpha=self.alpha,
-                           base_plans={1.0: base} if base is not None else None)
+                           base_plans={1.0: base} if base is not None else None,
+                           base_source=base_source if base_source is not None else self.ensemble(curves.T, start))
         return env
 
     def act(self, obs: np.ndarray) -> np.ndarray:
@@ -122,7 +136,10 @@ class Allocator:
         return x, rev
 
     def plan(self, budget: float, periods: int, *, reserve: float = 0.15, lo: dict | None = None, hi: dict | None = None,
-             roi_floor: dict | None = None, actuals: pd.DataFrame | None = None, use_agent: bool = True) -> PlanResult:
+             roi_floor: dict | None = None, actuals: pd.DataFrame | None = None, use_agent: bool | None = None) -> PlanResult:
+        """use_agent: None = as training decided (the agent is served only if it beat the planner on held-out worlds)."""
+        if use_agent is None:
+            use_agent = bool(self.info.get("agent_enabled", True))
         if periods < 1:
             raise InputError(f"--periods must be at least 1, got {periods}")
         C = len(self.channels)
@@ -165,10 +182,11 @@ class Allocator:
             exp_media = (full.beta * full._h(full.stock(x_act)) * full.mult[:, None]).sum()
             if exp_media > 0:
                 ratio = float(np.clip((rev_act.sum() - base.sum()) / exp_media, 0.0, 3.0))
-        base_plan = best_plan(rest, cons, channels=self.channels)
+        ens = self.ensemble(periods - k, start=k, actual_spend=x_act)
+        base_plan = best_plan(ens, cons, channels=self.channels)
         x = base_plan
         if use_agent and self.policy is not None:
-            env = self.env(rest, cons, start=k, base=base_plan)
+            env = self.env(rest, cons, start=k, base=base_plan, base_source=ens)
             obs, _ = env.reset(options={"budget_scale": 1.0})
             if ratio is not None:
                 env.ratio = np.full(C, ratio)
@@ -177,14 +195,13 @@ class Allocator:
             while not done:
                 obs, _, done, _, _ = env.step(self.act(obs))
             x = env.spend
-        x = project_plan(enforce_roi_floor(x, rest, cons, self.channels), cons)
+        x = project_plan(enforce_roi_floor(x, ens, cons, self.channels), cons)
         x = np.floor(x * 100) / 100  # cents, rounded down: the written plan never exceeds the budget
-        rev = rest.revenue(x)
+        rev = ens.revenue(x)
         full_spend = np.vstack([x_act, x])
         rows = []
         if k:
-            act_curves = self.curves(k, init=stock0)
-            act_rev = act_curves.revenue(x_act)
+            act_rev = self.ensemble(k).revenue(x_act)
             for t in range(k):
                 for j, c in enumerate(self.channels):
                     rows.append((t + 1, c, float(x_act[t, j]), round(float(act_rev[t, j]), 2)))
@@ -198,7 +215,7 @@ class Allocator:
         table = pd.DataFrame(rows, columns=["period", "channel", "spend", "expected_revenue"])
         if table["spend"].sum() > budget + 1e-6:  # cannot happen: projection + rounding down; a bug if it does
             raise RuntimeError(f"plan spends {table['spend'].sum():,.2f} > budget {budget:,.2f}")
-        s = summarise(x, rest, self.channels)
+        s = summarise(x, ens, self.channels)
         summary = {"budget": budget, "periods": periods, "reserve": res_amt, "actual_periods": k,
                    "planned_spend": s.spend, "unallocated": max(held - res_amt, 0.0),
                    "expected_incremental_revenue": s.incremental_revenue, "roi": s.roi, "per_channel": s.per_channel,

@@ -1,9 +1,9 @@
 """The budget environment: one episode = one planning horizon of T periods, played one period at a time.
 
-The agent is a *residual* policy on top of the planner: each period the planner's full-horizon plan on the
-fitted curves (rescaled to the budget still left) is the base, and the action corrects it —
-`a[c]` multiplies channel c's spend by exp(alpha * a[c]) and `a[C]` scales the whole period (spend now vs
-later). The corrected spend is projected onto the constraints (budget left, per-channel max, minimums still
+The agent is a *residual* policy on top of the planner: each period the planner's full-horizon plan (rescaled to
+the budget still left) is the base, and the action corrects it — `a[c]` multiplies channel c's spend by
+exp(alpha * a[c]) (and, when positive, adds boost * a[c] of an even per-channel split, so a channel the base left
+at zero can be funded), `a[C]` scales the whole period (spend now vs later). a = 0 reproduces the base exactly. The corrected spend is projected onto the constraints (budget left, per-channel max, minimums still
 needed, reserve held back), so every episode respects them exactly whatever the policy does.
 
 Domain randomisation: each episode's *world* (the curves that produce realised revenue) is drawn from the
@@ -28,7 +28,8 @@ class AllocatorEnv(gym.Env):
 
     def __init__(self, planning: Curves, worlds: list[Curves], cons: Constraints, *, woy: np.ndarray,
                  peak: np.ndarray, alpha: float = 0.5, budget_scales: tuple[float, ...] = (1.0,),
-                 base_plans: dict | None = None, floor_channels: np.ndarray | None = None):
+                 base_plans: dict | None = None, floor_channels: np.ndarray | None = None, base_source=None,
+                 boost: float = 0.5):
         super().__init__()
         self.planning, self.worlds, self.cons = planning, list(worlds), cons
         self.T, self.C = planning.T, planning.C
@@ -36,6 +37,8 @@ class AllocatorEnv(gym.Env):
         self.alpha = float(alpha)
         self.budget_scales = tuple(budget_scales)
         self.base_plans = dict(base_plans or {})
+        self.base_source = base_source if base_source is not None else planning  # what the base plan optimises
+        self.boost = float(boost)
         lo, hi, fl = cons.arrays(self.C)
         self.floor = np.isfinite(fl) if floor_channels is None else np.asarray(floor_channels, bool)
         n_obs = 2 + self.C + 4 + self.C + 1
@@ -49,7 +52,7 @@ class AllocatorEnv(gym.Env):
         key = round(scale, 6)
         if key not in self.base_plans:
             cons = Constraints(**{**self.cons.__dict__, "budget": self.cons.budget * scale})
-            self.base_plans[key] = best_plan(self.planning, cons)
+            self.base_plans[key] = best_plan(self.base_source, cons)
         return self.base_plans[key]
 
     def _setup(self, scale: float) -> None:
@@ -100,7 +103,10 @@ class AllocatorEnv(gym.Env):
         mult = np.exp(self.alpha * a[:self.C]) * np.exp(self.alpha * a[self.C])
         mult = np.where(self.floor, np.minimum(mult, 1.0), mult)  # ROI-floored channels: only less
         last = self.t == self.T - 1
-        x = base_t * mult
+        # positive corrections may also fund a channel the base left at zero (a share of an even split)
+        even = self.left / ((self.T - self.t) * self.C)
+        add = np.where(self.floor, 0.0, self.boost * np.maximum(a[:self.C], 0.0) * even)
+        x = base_t * mult + add
         if last and x.sum() > 0 and not self.floor.any():  # nothing to keep for later: spend what is left
             x = x * (self.left / x.sum())
         return project_period(x, self.left, self.hi_left, self.lo_left, last)

@@ -25,7 +25,7 @@ N_FOURIER = 1
 # Weakly informative priors (MAP), as Bayesian MMMs use: 156 weekly points pin the response near the spend
 # actually seen but not the Hill shape far from it. (mean, sd); log_half_rel = log(half / steady-state adstock
 # at mean spend).
-PRIOR = {"decay": (0.4, 0.25), "log_half_rel": (np.log(1.3), 0.6), "slope": (1.8, 0.6), "media_peak_mult": (0.3, 0.4)}
+PRIOR = {"decay": (0.4, 0.25), "log_half_rel": (np.log(1.3), 0.4), "slope": (1.6, 0.4), "media_peak_mult": (0.3, 0.4)}
 DECAY_MAX = 0.9
 SLOPE_RANGE = (0.7, 3.5)
 

@@ -26,7 +26,7 @@ class Curves:
     half: np.ndarray
     slope: np.ndarray
     beta: np.ndarray
-    mult: np.ndarray  # (T,) media multiplier per period (1 + m * peak)
+    mult: np.ndarray  # (T,) media multiplier per period (1 + m * peak), or (T, C)
     init: np.ndarray  # (C,) adstock at the start of the horizon
 
     @property
@@ -36,6 +36,10 @@ class Curves:
     @property
     def C(self) -> int:
         return len(self.beta)
+
+    @property
+    def m2(self) -> np.ndarray:
+        return self.mult if np.ndim(self.mult) == 2 else np.asarray(self.mult)[:, None]
 
     def tail(self, start: int, init: np.ndarray) -> "Curves":
         return Curves(self.decay, self.half, self.slope, self.beta, self.mult[start:], init)
@@ -60,8 +64,8 @@ class Curves:
     def revenue(self, x: np.ndarray) -> np.ndarray:
         """(T, C) incremental revenue realised in each period from each channel."""
         x = np.asarray(x, float).reshape(self.T, self.C)
-        zero = self.beta * self._h(self.stock(np.zeros_like(x))) * self.mult[:, None]
-        return self.beta * self._h(self.stock(x)) * self.mult[:, None] - zero
+        zero = self.beta * self._h(self.stock(np.zeros_like(x))) * self.m2
+        return self.beta * self._h(self.stock(x)) * self.m2 - zero
 
     def value_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         x = np.asarray(x, float).reshape(self.T, self.C)
@@ -70,16 +74,38 @@ class Curves:
         rs = r ** self.slope
         h = rs / (1 + rs)
         dh = self.slope * rs / (a * (1 + rs) ** 2)
-        g = self.beta * dh * self.mult[:, None]
+        g = self.beta * dh * self.m2
         back = np.einsum("tsc,tc->sc", self._powers()[0], g)
-        return float((self.beta * h * self.mult[:, None]).sum() - self._zero()), back
+        return float((self.beta * h * self.m2).sum() - self._zero()), back
 
     def _zero(self) -> float:
         D, carry = self._powers()
-        return float((self.beta * self._h(carry * self.init) * self.mult[:, None]).sum())
+        return float((self.beta * self._h(carry * self.init) * self.m2).sum())
 
     def end_stock(self, x: np.ndarray) -> np.ndarray:
         return self.stock(np.asarray(x, float).reshape(self.T, self.C))[-1] if self.T else self.init
+
+
+class Ensemble:
+    """K worlds (curves over the same T periods and C channels) planned as one: revenue = mean over worlds.
+    Optimising it is planning for the expected revenue under the fit's uncertainty (sample average approximation)."""
+
+    def __init__(self, worlds: list[Curves]):
+        self.worlds = list(worlds)
+        K = len(worlds)
+        cat = lambda f: np.concatenate([getattr(w, f) for w in worlds])  # noqa: E731
+        mult = np.concatenate([np.broadcast_to(w.m2, (w.T, w.C)) for w in worlds], axis=1)
+        self.stack = Curves(cat("decay"), cat("half"), cat("slope"), cat("beta") / K, mult, cat("init"))
+        self.K, self.T, self.C = K, worlds[0].T, worlds[0].C
+
+    def revenue(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, float).reshape(self.T, self.C)
+        return self.stack.revenue(np.tile(x, (1, self.K))).reshape(self.T, self.K, self.C).sum(1)
+
+    def value_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        x = np.asarray(x, float).reshape(self.T, self.C)
+        v, g = self.stack.value_grad(np.tile(x, (1, self.K)))
+        return v, g.reshape(self.T, self.K, self.C).sum(1)
 
 
 @dataclass
@@ -186,7 +212,7 @@ def _simplex(v: np.ndarray, s: float) -> np.ndarray:
     return np.maximum(v - css[k] / (k + 1), 0.0)
 
 
-def _ascent(curves: Curves, S: float, x0: np.ndarray, iters: int = 300, tol: float = 1e-9) -> np.ndarray:
+def _ascent(curves: Curves, S: float, x0: np.ndarray, iters: int = 300, tol: float = 1e-7) -> np.ndarray:
     """Spectral projected-gradient ascent on {x >= 0, sum x = S} (more spend never lowers revenue)."""
     T, C = curves.T, curves.C
     scale = S / (T * C)
@@ -253,11 +279,11 @@ def optimise(curves: Curves, cons: Constraints, x0: np.ndarray | None = None, ma
 
 
 def best_plan(curves: Curves, cons: Constraints, starts: list[np.ndarray] | None = None, channels: list[str] | None = None) -> np.ndarray:
-    """Optimise from a few starts (Hill curves with slope > 1 are not concave); keep the best feasible plan."""
+    """Optimise from the even split and any extra starts (Hill curves with slope > 1 are not concave); keep the best
+    feasible plan."""
     T, C = curves.T, curves.C
     S = cons.spendable
-    starts = list(starts or [])
-    starts.append(np.full((T, C), S / max(T * C, 1)))
+    starts = [np.full((T, C), S / max(T * C, 1))] + list(starts or [])
     best, best_v = None, -np.inf
     for s in starts:
         x = optimise(curves, cons, s)
