@@ -91,10 +91,10 @@ def test_replanning_carries_state_forward(runtime, tmp_path):
     req = PlanRequest(budget=4e6, periods=10, reserve=0.0)
     _, first = runtime.plan(req)
     k = 3
-    heavy = pd.DataFrame({"period": range(1, k + 1), **{f"spend_{c}": first.spend[:k, j] * (3.0 if j == 0 else 1.0)
+    heavy = pd.DataFrame({"period": range(1, k + 1), **{f"spend_{c}": first.spend[:k, j] + (200_000.0 if j == 0 else 0.0)
                                                         for j, c in enumerate(ch)}})
     light = heavy.copy()
-    light[f"spend_{ch[0]}"] = 0.0
+    light[f"spend_{ch[0]}"] = first.spend[:k, 0]
     _, rh = runtime.plan(req, actuals=heavy)
     _, rl = runtime.plan(req, actuals=light)
     for r, act in ((rh, heavy), (rl, light)):

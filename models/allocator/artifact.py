@@ -76,18 +76,22 @@ class Allocator:
                    worlds=[MMMParams.from_dict(w) for w in meta.get("worlds", [])])
 
     # --- planning ------------------------------------------------------------------------------------
-    def curves(self, periods: int, start: int = 0, init: np.ndarray | None = None, params: MMMParams | None = None) -> Curves:
-        return horizon_curves(params or self.params, self.history, periods, start, init)
+    def curves(self, periods: int, start: int = 0, init: np.ndarray | None = None, params: MMMParams | None = None,
+               peak_any: np.ndarray | None = None) -> Curves:
+        return horizon_curves(params or self.params, self.history, periods, start, init, peak_any)
 
     def ensemble(self, periods: int, start: int = 0, actual_spend: np.ndarray | None = None):
         """The planning ensemble over the horizon (each world's adstock carried through history and actuals);
         the point fit alone when no ensemble was saved."""
         out = []
-        for w in self.worlds or [self.params]:
-            init = geometric_adstock(self.history.spend, w.decay)[-1]
+        peak_any = peak_flags(self.history.future_dates(periods, start), self.history.step_days).max(1)
+        worlds = self.worlds or [self.params]
+        if len(getattr(self, "_end", [])) != len(worlds):  # adstock at the end of the history, per world (cached)
+            self._end = [geometric_adstock(self.history.spend, w.decay)[-1] for w in worlds]
+        for w, init in zip(worlds, self._end):
             if actual_spend is not None and len(actual_spend):
                 init = geometric_adstock(actual_spend, w.decay, init)[-1]
-            out.append(self.curves(periods, start, init, params=w))
+            out.append(self.curves(periods, start, init, params=w, peak_any=peak_any))
         return Ensemble(out)
 
     def env(self, curves: Curves, cons: Constraints, start: int = 0, worlds: list[Curves] | None = None,

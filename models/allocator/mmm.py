@@ -287,12 +287,13 @@ def fit(h: History, *, n_starts: int = 6, n_boot: int = 20, seed: int = 0, block
     return FitResult(params=params, samples=samples, history=h, diagnostics=diag)
 
 
-def horizon_curves(params: MMMParams, h: History, periods: int, start: int = 0, init: np.ndarray | None = None):
+def horizon_curves(params: MMMParams, h: History, periods: int, start: int = 0, init: np.ndarray | None = None,
+                   peak_any: np.ndarray | None = None):
     """Curves for periods start+1 .. start+periods after the history end (season from the calendar)."""
     from models.allocator.plan import Curves
 
-    dates = h.future_dates(periods, start)
-    peak_any = peak_flags(dates, h.step_days).max(1)
+    if peak_any is None:
+        peak_any = peak_flags(h.future_dates(periods, start), h.step_days).max(1)
     if init is None:
         init = geometric_adstock(h.spend, params.decay)[-1]
     return Curves(decay=np.asarray(params.decay, float), half=np.asarray(params.half_saturation, float),
