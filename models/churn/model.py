@@ -15,7 +15,7 @@ import torch
 
 from models.churn import features as F
 from models.churn.calibration import Calibrator
-from models.churn.net import ChurnNet
+from models.churn.net import ChurnEnsemble
 from models.churn.segments import reasons, risk_tier, segment
 
 OUTPUT_COLUMNS = ["user_id", "churn_probability", "risk_tier", "segment", "expected_spend", "reason"]
@@ -52,7 +52,7 @@ class Scaler:
 
 @dataclass
 class ChurnModel:
-    net: ChurnNet
+    net: ChurnEnsemble
     scaler: Scaler
     calibrator: Calibrator
     horizon_days: int
@@ -128,7 +128,9 @@ class ChurnModel:
     def load(cls, folder: Path) -> "ChurnModel":
         folder = Path(folder)
         meta = json.loads((folder / "churn.json").read_text())
-        net = ChurnNet(**meta["arch"])
+        arch = dict(meta["arch"])
+        net = ChurnEnsemble(n_seq=arch["n_seq"], n_static=arch["n_static"], hidden=arch["hidden"],
+                            members_n=arch.get("members", 1))
         net.load_state_dict(torch.load(folder / "churn.pt", map_location="cpu", weights_only=True))
         net.eval()
         return cls(net=net, scaler=Scaler.from_dict(meta["scaler"]), calibrator=Calibrator.from_dict(meta["calibrator"]),

@@ -25,3 +25,16 @@ class ChurnNet(nn.Module):
         _, (h, _) = self.lstm(packed)
         z = self.trunk(torch.cat([h[-1], self.static(static)], dim=1))
         return self.churn(z).squeeze(1), self.spend(z).squeeze(1)
+
+
+class ChurnEnsemble(nn.Module):
+    """Several ChurnNets trained from different seeds; outputs averaged (logits and log spend)."""
+
+    def __init__(self, members: list[ChurnNet] | None = None, *, n_seq: int = 0, n_static: int = 0, hidden: int = 48,
+                 members_n: int = 0):
+        super().__init__()
+        self.members = nn.ModuleList(members or [ChurnNet(n_seq, n_static, hidden) for _ in range(members_n)])
+
+    def forward(self, seq: torch.Tensor, lengths: torch.Tensor, static: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outs = [m(seq, lengths, static) for m in self.members]
+        return torch.stack([o[0] for o in outs]).mean(0), torch.stack([o[1] for o in outs]).mean(0)

@@ -20,7 +20,7 @@ from torch import nn
 from models.churn import features as F
 from models.churn.calibration import fit_calibrator
 from models.churn.model import ChurnModel, Scaler
-from models.churn.net import ChurnNet
+from models.churn.net import ChurnEnsemble, ChurnNet
 from models.churn.segments import rfm_edges
 from models.errors import InputError
 from models.metrics import auc, classification_report
@@ -42,7 +42,8 @@ class Config:
     patience: int = 3
     batch_size: int = 512
     lr: float = 3e-3
-    max_seconds: float = 50.0         # wall-clock cap on the optimisation loop
+    max_seconds: float = 50.0         # wall-clock cap on the optimisation loop (all members)
+    members: int = 5                  # seeds averaged, as many as fit in max_seconds (large logs: one)
     spend_weight: float = 0.2
     seed: int = 0
     # A 32-unit LSTM gains little from intra-op threads, and on a shared 2-core box OpenMP spin-waits
@@ -132,42 +133,20 @@ def _fit(prep: F.Prepared, cfg: Config, val_as_of: float | None) -> tuple[ChurnM
     VL, VY = torch.from_numpy(val.window.lengths), torch.from_numpy(val.churned.astype(np.float32))
 
     arch = {"n_seq": seq.shape[2], "n_static": static.shape[1], "hidden": cfg.hidden}
-    net = ChurnNet(**arch)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=1e-5)
-    bce, mse = nn.BCEWithLogitsLoss(), nn.MSELoss(reduction="none")
-    best, best_state, bad, history = np.inf, None, 0, []
-    batch = int(np.clip(len(Y) // 32, 64, cfg.batch_size))  # small logs: smaller batches, more steps per epoch
+    data = (Xs, L, Xst, Y, S, B)
+    vdata = (Vs, VL, Vst, VY, val.churned)
     t_loop = time.perf_counter()
-    for epoch in range(cfg.epochs):
-        net.train()
-        order = torch.from_numpy(rng.permutation(len(Y)))
-        for s in range(0, len(order), batch):
-            idx = order[s:s + batch]
-            logit, sp = net(Xs[idx], L[idx], Xst[idx])
-            m = B[idx].float()
-            loss = bce(logit, Y[idx]) + cfg.spend_weight * (mse(sp, S[idx]) * m).sum() / m.sum().clamp(min=1)
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-        net.eval()
-        with torch.no_grad():
-            vl = np.concatenate([net(Vs[i:i + 8192], VL[i:i + 8192], Vst[i:i + 8192])[0].numpy()
-                                 for i in range(0, len(VY), 8192)])
-        vloss = float(bce(torch.from_numpy(vl), VY))
-        vauc = auc(val.churned, vl)
-        history.append({"epoch": epoch + 1, "val_bce": vloss, "val_auc": vauc})
-        # Early stopping on ranking (AUC): the churn base rate drifts between the earlier training windows
-        # and validation, which the calibrator absorbs afterwards but which would mislead a log-loss stop.
-        if -vauc < best - 1e-4:
-            best, bad = -vauc, 0
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        else:
-            bad += 1
-        if bad >= cfg.patience or time.perf_counter() - t_loop > cfg.max_seconds:
-            break
-    net.load_state_dict(best_state)
+    members, history = [], []
+    for k in range(cfg.members):
+        left = cfg.max_seconds - (time.perf_counter() - t_loop)
+        if k and left < (time.perf_counter() - t_loop) / k:
+            break  # not enough budget left for another member as long as the previous ones took
+        member, hist = _train_member(arch, data, vdata, cfg, seed=cfg.seed * 1000 + k, deadline=t_loop + cfg.max_seconds)
+        members.append(member)
+        history.append(hist)
+    net = ChurnEnsemble(members)
     net.eval()
+    arch = {**arch, "members": len(members)}
     t_fit = time.perf_counter() - t_loop
 
     model = ChurnModel(net=net, scaler=scaler, calibrator=None, horizon_days=cfg.horizon_days,  # type: ignore[arg-type]
@@ -185,7 +164,7 @@ def _fit(prep: F.Prepared, cfg: Config, val_as_of: float | None) -> tuple[ChurnM
         "val_auc": report["auc"], "val_ap": report["ap"], "val_brier": report["brier"], "val_ece": report["ece"],
         "val_auc_raw": auc(val.churned, vlogit), "val_churn_rate": float(val.churned.mean()),
         "val_customers": int(len(val.churned)), "train_rows": int(len(y)), "train_windows": len(as_ofs),
-        "epochs": len(history), "train_seconds": time.perf_counter() - t0, "feature_seconds": t_features,
+        "epochs": sum(len(h) for h in history), "members": len(history), "train_seconds": time.perf_counter() - t0, "feature_seconds": t_features,
         "fit_seconds": t_fit, "val_spend_actual": float(val.spend.sum()), "val_spend_expected": float(expected.sum()),
         "labels_overlap_validation": overlap,
     }
@@ -196,6 +175,48 @@ def _fit(prep: F.Prepared, cfg: Config, val_as_of: float | None) -> tuple[ChurnM
         "spend_unit": prep.spend_unit, "torch_threads": cfg.threads, "cpu_count": os.cpu_count(),
     }
     return model, metrics, info
+
+
+def _train_member(arch: dict, data: tuple, vdata: tuple, cfg: Config, seed: int, deadline: float) -> tuple[ChurnNet, list]:
+    """One network, early-stopped on validation AUC."""
+    Xs, L, Xst, Y, S, B = data
+    Vs, VL, Vst, VY, vy = vdata
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = ChurnNet(**arch)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=1e-5)
+    bce, mse = nn.BCEWithLogitsLoss(), nn.MSELoss(reduction="none")
+    best, best_state, bad, history = np.inf, None, 0, []
+    batch = int(np.clip(len(Y) // 32, 64, cfg.batch_size))  # small logs: smaller batches, more steps per epoch
+    for epoch in range(cfg.epochs):
+        net.train()
+        order = torch.from_numpy(rng.permutation(len(Y)))
+        for s in range(0, len(order), batch):
+            idx = order[s:s + batch]
+            logit, sp = net(Xs[idx], L[idx], Xst[idx])
+            m = B[idx].float()
+            loss = bce(logit, Y[idx]) + cfg.spend_weight * (mse(sp, S[idx]) * m).sum() / m.sum().clamp(min=1)
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            vl = np.concatenate([net(Vs[i:i + 8192], VL[i:i + 8192], Vst[i:i + 8192])[0].numpy()
+                                 for i in range(0, len(VY), 8192)])
+        vauc = auc(vy, vl)
+        history.append({"epoch": epoch + 1, "val_bce": float(bce(torch.from_numpy(vl), VY)), "val_auc": vauc})
+        # Early stopping on ranking (AUC): the churn base rate drifts between the earlier training windows
+        # and validation, which the calibrator absorbs afterwards but which would mislead a log-loss stop.
+        if -vauc < best - 1e-4:
+            best, bad = -vauc, 0
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            bad += 1
+        if bad >= cfg.patience or time.perf_counter() > deadline:
+            break
+    net.load_state_dict(best_state)
+    return net.eval(), history
 
 
 def evaluate(model: ChurnModel, prep: F.Prepared, as_of: float) -> tuple[dict, pd.DataFrame]:
