@@ -26,6 +26,11 @@ from torch_geometric.nn import LGConv
 
 @dataclass
 class GNNParams:
+    mode: str = "rational"  # "rational": spectral filter h(l) = l^p / (l^p + mu^p) on the item graph; "poly": hops only
+    mu: float = 0.07       # rational filter: cut-off eigenvalue
+    p: float = 4.0         # rational filter: sharpness
+    c: float = 0.35        # rational filter: degree re-weighting (input d^-c, output d^c)
+    max_eig: int = 512     # eigenpairs kept when the catalogue is too big for a dense eigendecomposition
     k: int = 32            # spectral (ideal low-pass) dimensions
     alpha: float = 0.1     # weight of the ideal low-pass term
     c2: float = 0.5        # weight of the 4-hop sharpening term (subtracted)
@@ -54,6 +59,8 @@ class GraphFilterGNN:
     V: np.ndarray | None = None            # k x items, right singular vectors of R_norm
     sing: np.ndarray | None = None
     scales: dict = field(default_factory=dict)
+    Q: np.ndarray | None = None            # items x m eigenvectors of the item graph (rational mode)
+    lam: np.ndarray | None = None          # their eigenvalues
     learned_items: np.ndarray | None = None  # items x d (normalised) from the learned LightGCN, if trained
     learned_users: np.ndarray | None = None
 
@@ -77,14 +84,43 @@ class GraphFilterGNN:
         else:
             self.V, self.sing = np.zeros((0, self.n_items)), np.zeros(0)
         self._graph()
+        if p.mode == "rational":
+            self._eigen()
         self._sample = X[: min(X.shape[0], 2000)]
         self._rescale()
         if p.learned_dim > 0 and p.learned_w > 0:
             self._train_learned(X)
         return self
 
+    def _eigen(self) -> None:
+        """Eigenpairs of the item graph R~^T R~ (two hops of the normalised adjacency): dense when the catalogue is
+        small, else the top `max_eig` by Lanczos on the sparse operator (cost grows with the edges)."""
+        n = self.n_items
+        if n <= 4000:
+            P = (self.R_norm.T @ self.R_norm).toarray()
+            lam, Q = np.linalg.eigh(P)
+        else:
+            from scipy.sparse.linalg import LinearOperator, eigsh
+            R = self.R_norm
+            op = LinearOperator((n, n), matvec=lambda x: R.T @ (R @ x), dtype=np.float64)
+            m = min(self.params.max_eig, n - 2)
+            lam, Q = eigsh(op, k=m, which="LA", v0=np.random.default_rng(self.params.seed).standard_normal(n))
+        self.lam = np.clip(lam, 0.0, None)
+        self.Q = Q * np.sign(Q[np.abs(Q).argmax(0), np.arange(Q.shape[1])])[None, :]  # deterministic signs
+
+    def _rational(self, rows: sp.csr_matrix) -> np.ndarray:
+        p = self.params
+        d = self.d_item
+        h = self.lam ** p.p / (self.lam ** p.p + p.mu ** p.p)
+        keep = h > 1e-4  # components with ~0 response cost time and add nothing
+        A = np.asarray(rows @ sp.diags(d ** -p.c) @ self.Q[:, keep])
+        return (A * h[keep][None, :]) @ self.Q[:, keep].T * (d ** p.c)[None, :]
+
     def _rescale(self) -> None:
         """Scale of each term, so the mixing weights mean the same thing on every data set."""
+        if self.params.mode == "rational":
+            self.scales = {}
+            return
         lin, four, ideal = self._terms(self._sample)
         self.scales = {name: float(np.abs(t).mean()) or 1.0 for name, t in (("lin", lin), ("four", four), ("ideal", ideal))}
 
@@ -146,6 +182,8 @@ class GraphFilterGNN:
     def score(self, rows: sp.csr_matrix, learned_users: np.ndarray | None = None) -> np.ndarray:
         """Scores (b x items) for item signals `rows` (b x items, the user's weighted history)."""
         p = self.params
+        if p.mode == "rational" and self.Q is not None:
+            return self._rational(sp.csr_matrix(rows, dtype=np.float64))
         lin, four, ideal = self._terms(rows)
         s = lin / self.scales["lin"] - p.c2 * four / self.scales["four"] + p.alpha * ideal / self.scales["ideal"]
         if self.learned_items is not None and p.learned_w > 0:
@@ -179,13 +217,14 @@ class GraphFilterGNN:
         Xc = X.tocoo()
         pu = torch.tensor(Xc.row, dtype=torch.long) + n_i
         pi = torch.tensor(Xc.col, dtype=torch.long)
-        conv = self._conv
         bs = 4096
+        R = self.R_norm.astype(np.float32)
+        A = sp.bmat([[None, R.T], [R, None]]).tocsr()  # item nodes first, then users
 
         def prop() -> torch.Tensor:
             h, out = E, E
             for _ in range(p.layers):
-                h = conv(h, self._edge_index, self._edge_weight)
+                h = SparseProp.apply(h, A)
                 out = out + h
             return out / (p.layers + 1)
 
@@ -211,6 +250,8 @@ class GraphFilterGNN:
         R = self.R_norm.tocsr()
         st = {"d_item": self.d_item, "V": self.V, "sing": self.sing, "R_data": R.data, "R_indices": R.indices,
               "R_indptr": R.indptr, "R_shape": np.array(R.shape)}
+        if self.Q is not None:
+            st["Q"], st["lam"] = self.Q, self.lam
         if self.learned_items is not None:
             st["learned_items"] = self.learned_items
             st["learned_users"] = self.learned_users
@@ -223,10 +264,28 @@ class GraphFilterGNN:
         m.n_items = len(m.d_item)
         m.R_norm = sp.csr_matrix((st["R_data"], st["R_indices"], st["R_indptr"]), shape=tuple(st["R_shape"]))
         m.scales = scales
+        if "Q" in st:
+            m.Q, m.lam = st["Q"], st["lam"]
         m.learned_items = st.get("learned_items")
         m.learned_users = st.get("learned_users")
         m._graph()
         return m
+
+
+class SparseProp(torch.autograd.Function):
+    """y = A x for a fixed sparse symmetric A (scipy CSR), with its gradient A^T g = A g.
+
+    Used for *training* propagation: torch's CPU sparse kernels are ~7x slower here than scipy's for the
+    backward pass; inference goes through `LGConv`. Same normalised adjacency, same numbers."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, A: sp.csr_matrix) -> torch.Tensor:
+        ctx.A = A
+        return torch.from_numpy(np.asarray(A @ x.detach().numpy(), dtype=np.float32))
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        return torch.from_numpy(np.asarray(ctx.A @ g.numpy(), dtype=np.float32)), None
 
 
 def _csr(m: sp.csr_matrix) -> tuple:

@@ -16,7 +16,7 @@ from training import splits
 
 log = logging.getLogger(__name__)
 K = 20
-GRID = {"k": (32, 64), "alpha": (0.1, 0.3), "c2": (0.0, 0.5)}
+GRID = {"c": (0.25, 0.35), "mu": (0.055, 0.07, 0.085), "p": (3.0, 4.0)}
 REP_WEIGHTS = (0.5, 1.0, 2.0, 4.0)
 
 
@@ -89,25 +89,23 @@ def tune(train: pd.DataFrame, items: pd.DataFrame | None, seed: int, has_repeats
     """Pick graph-filter and stage weights on a validation split carved from `train` (never from test)."""
     fit_part, val = holdout(train, seed + 1000, has_repeats)
     best, trials = None, []
-    rec = Recommender.build(fit_part, items, params=GNNParams(k=max(GRID["k"]), seed=seed))
-    full = rec.gnn
+    rec = Recommender.build(fit_part, items, params=GNNParams(seed=seed))
     uidx, rel, now = relevant_sets(rec, val)
     rw0 = StageParams(rep_weight=1.0)
-    # graph-filter parameters first (stage weight fixed), then the re-buy weight for the chosen filter
-    for k in GRID["k"]:
-        rec.gnn = full.truncate(k)
-        for alpha in GRID["alpha"]:
-            for c2 in GRID["c2"]:
-                rec.gnn.params = replace(rec.gnn.params, alpha=alpha, c2=c2)
+    # graph-filter parameters first (stage weight fixed), then the re-buy weight for the chosen filter.
+    # The eigenbasis does not depend on them, so the graph is decomposed once.
+    for c in GRID["c"]:
+        for mu in GRID["mu"]:
+            for p in GRID["p"]:
+                rec.gnn.params = replace(rec.gnn.params, c=c, mu=mu, p=p)
                 rec.stage = rw0
                 m = ranking_report(topk_stage1(rec, uidx, now), rel, K)
-                trials.append({"k": k, "alpha": alpha, "c2": c2, **m})
+                trials.append({"c": c, "mu": mu, "p": p, **m})
                 key = m["ndcg@20"] + m["recall@20"]
                 if best is None or key > best[0]:
-                    best = (key, GNNParams(k=k, alpha=alpha, c2=c2, seed=seed), rw0, m)
+                    best = (key, replace(rec.gnn.params), rw0, m)
     if rec.repeat.has_repeats:
-        rec.gnn = full.truncate(best[1].k)
-        rec.gnn.params = replace(rec.gnn.params, alpha=best[1].alpha, c2=best[1].c2)
+        rec.gnn.params = best[1]
         for rw in REP_WEIGHTS:
             rec.stage = StageParams(rep_weight=rw)
             m = ranking_report(topk_stage1(rec, uidx, now), rel, K)
