@@ -54,6 +54,7 @@ class Recommender:
     pop: dict                        # "global" -> array, "channel:<c>" -> array, "store:<s>" -> array
     stage: StageParams = field(default_factory=StageParams)
     titles: np.ndarray | None = None
+    price: np.ndarray | None = None
     no_consent: set = field(default_factory=set)
     ranker: object | None = None     # optional second stage (models.recommender.ranker.SecondStage)
 
@@ -91,13 +92,15 @@ class Recommender:
         cat_names = np.array(["unknown"])
         item_cat = np.zeros(len(item_ids), dtype=int)
         stock = np.full(len(item_ids), np.inf)
-        titles = None
+        titles = price = None
         if items is not None and len(items):
             it = items.set_index("item_id").reindex(item_ids)
             cats = it["category"].fillna("unknown").astype(str)
             cat_names, item_cat = np.unique(cats.to_numpy(), return_inverse=True)
             if "stock" in it.columns:
                 stock = it["stock"].astype(float).fillna(np.inf).to_numpy()
+            if "price" in it.columns:
+                price = it["price"].astype(float).to_numpy()
             if "title" in it.columns:
                 titles = it["title"].fillna("").astype(str).to_numpy()
         rep = RepeatModel().fit(buys[["u", "i", "t"]], len(item_ids), item_cat)
@@ -119,7 +122,7 @@ class Recommender:
         return cls(user_ids=user_ids.to_numpy(), item_ids=item_ids.to_numpy(), X=X, consumed=consumed, n_buy=n_buy,
                    last_buy=last_buy, t0=t0, t_end=float(t.max()) if len(t) else 0.0, gnn=gnn, repeat=rep,
                    item_cat=item_cat, categories=cat_names, stock=stock, pop=pop, stage=stage or StageParams(),
-                   titles=titles, no_consent=no_consent)
+                   titles=titles, price=price, no_consent=no_consent)
 
     # --- user state ----------------------------------------------------------------------------------
     def user_state(self, user_id: str, recent: pd.DataFrame | None = None):
@@ -217,7 +220,8 @@ class Recommender:
         folder = Path(folder)
         arrays = {"user_ids": self.user_ids.astype(str), "item_ids": self.item_ids.astype(str),
                   "item_cat": self.item_cat, "categories": self.categories.astype(str), "stock": self.stock,
-                  "titles": self.titles.astype(str) if self.titles is not None else np.array([], dtype=str)}
+                  "titles": self.titles.astype(str) if self.titles is not None else np.array([], dtype=str),
+                  "price": self.price if self.price is not None else np.array([])}
         for name in ("X", "consumed", "n_buy", "last_buy"):
             m = getattr(self, name).tocsr()
             arrays.update({f"{name}_data": m.data, f"{name}_indices": m.indices, f"{name}_indptr": m.indptr})
@@ -247,7 +251,8 @@ class Recommender:
         rec = cls(user_ids=z["user_ids"], item_ids=z["item_ids"], t0=meta["t0"], t_end=meta["t_end"], gnn=gnn,
                   repeat=RepeatModel.from_state({k: z[k] for k in ("rep_share", "rep_cycle", "rep_global")}),
                   item_cat=z["item_cat"], categories=z["categories"], stock=z["stock"], pop=pop,
-                  stage=StageParams(**meta["stage"]), titles=titles, no_consent=set(meta["no_consent"]), **mats)
+                  stage=StageParams(**meta["stage"]), titles=titles,
+                  price=z["price"] if len(z["price"]) else None, no_consent=set(meta["no_consent"]), **mats)
         from models.recommender.ranker import SecondStage
         rec.ranker = SecondStage.load(folder)
         return rec

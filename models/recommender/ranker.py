@@ -1,10 +1,126 @@
-"""LightGBM second stage over the stage-1 top-N: a LambdaRank reorder and a calibrated purchase probability."""
+"""LightGBM second stage over the stage-1 top-N candidates.
+
+- a LambdaRank model reorders the candidates (used for ranking only if it lifts NDCG@20 on the holdout);
+- a binary model gives a purchase probability per (user, item, channel) for the ad bidder; its calibration
+  (ECE, Brier) is measured on the holdout and stored with the version.
+Features: graph score (z and stage-1), re-buy score, the user's purchase count of the item, days since the last
+purchase over the item's learned cycle, item popularity overall and on the request channel, the user's affinity
+to the item's category, price, the item's re-buy share and the user's own strongest event on the item.
+"""
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import numpy as np
+
+FEATURES = ["gnn_z", "stage1", "repeat", "n_bought", "due_ratio", "log_pop", "log_pop_channel", "cat_affinity",
+            "price", "rebuy_share", "own_event"]
+N_CAND = 50
+DAY = 86400.0
+
+
+def candidates(score: np.ndarray, allowed: np.ndarray, n: int = N_CAND) -> np.ndarray:
+    s = np.where(allowed, score, -np.inf)
+    n = min(n, s.shape[1] - 1)
+    top = np.argpartition(-s, n, axis=1)[:, :n]
+    return np.take_along_axis(top, np.argsort(-np.take_along_axis(s, top, 1), 1, kind="stable"), 1)
+
+
+def features(rec, cand: np.ndarray, score, z, rep, rows, nb, lb, now, channels) -> np.ndarray:
+    """(b, n, F) feature tensor for candidates `cand` (b x n item indices)."""
+    b, n = cand.shape
+    take = lambda m: np.take_along_axis(m, cand, 1)  # noqa: E731
+    now = np.broadcast_to(np.asarray(rec.t_end if now is None else now, dtype=float).reshape(-1), (b,))
+    nbc, lbc = take(nb), take(lb)
+    cyc = rec.repeat.item_cycle[cand]
+    due = np.where(nbc > 0, (now[:, None] - lbc) / DAY / np.where(np.isnan(cyc) | (cyc <= 0), np.inf, cyc), -1.0)
+    pop = np.log1p(rec.pop["global"])
+    n_cat = len(rec.categories)
+    aff = np.stack([np.bincount(rec.item_cat, weights=r, minlength=n_cat) for r in rows])
+    aff = aff / np.maximum(aff.sum(1, keepdims=True), 1e-12)
+    chan = np.stack([np.log1p(rec.pop.get(f"channel:{c}", rec.pop["global"]))[cand[k]] for k, c in enumerate(channels)])
+    price = rec.price[cand] if rec.price is not None else np.full((b, n), np.nan)
+    return np.stack([take(z), take(score), take(rep), nbc, due, pop[cand], chan,
+                     np.take_along_axis(aff, rec.item_cat[cand], 1), price, rec.repeat.item_share[cand],
+                     take(rows)], axis=2)
 
 
 class SecondStage:
+    def __init__(self, ranker=None, classifier=None, use_for_ranking: bool = False, info: dict | None = None):
+        self.ranker, self.classifier = ranker, classifier
+        self.use_for_ranking = use_for_ranking
+        self.info = info or {}
+
+    @classmethod
+    def fit(cls, X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0) -> "SecondStage":
+        import lightgbm as lgb
+
+        common = dict(learning_rate=0.05, num_leaves=31, min_data_in_leaf=20, bagging_fraction=0.8, bagging_freq=1,
+                      feature_fraction=0.9, seed=seed, num_threads=2, verbose=-1, deterministic=True)
+        ranker = lgb.train({"objective": "lambdarank", "eval_at": [20], **common},
+                           lgb.Dataset(X, y, group=groups, feature_name=FEATURES), num_boost_round=200)
+        clf = lgb.train({"objective": "binary", **common}, lgb.Dataset(X, y, feature_name=FEATURES), num_boost_round=200)
+        return cls(_Booster(ranker, False), _Booster(clf, True))
+
+    # --- inference ---------------------------------------------------------------------------------
+    def rescore_batch(self, rec, score, z, rep, rows, nb, lb, allowed, now, channels=None) -> np.ndarray:
+        if not self.use_for_ranking:
+            return score
+        cand = candidates(score, allowed)
+        b, n = cand.shape
+        F = features(rec, cand, score, z, rep, rows, nb, lb, now, channels or [None] * b)
+        r = self.ranker.predict(F.reshape(b * n, -1)).reshape(b, n)
+        out = score.copy()
+        top = score.max() + 1.0
+        np.put_along_axis(out, cand, top + 1.0 / (1.0 + np.exp(-r)), 1)  # candidates first, in the ranker's order
+        return out
+
+    def rescore(self, rec, score, z, rep, row, nb, lb, allowed, channel, now) -> np.ndarray:
+        return self.rescore_batch(rec, score[None], z[None], rep[None], row[None], nb[None], lb[None], allowed[None],
+                                  now, [channel])[0]
+
+    def probability(self, rec, user_id: str, item_ids: list[str], channel: str | None = None) -> list[float]:
+        row, cons, nb, lb, _ = rec.user_state(user_id)
+        score, z, rep, allowed = rec.stage1(row[None], cons[None], nb[None], lb[None])
+        idx = np.array([rec.item_index.get(str(i), -1) for i in item_ids])
+        ok = idx >= 0
+        out = np.full(len(item_ids), np.nan)
+        if ok.any():
+            cand = idx[ok][None, :]
+            F = features(rec, cand, score, z, rep, row[None], nb[None], lb[None], None, [channel])
+            out[ok] = self.classifier.predict_proba(F[0])[:, 1]
+        return out.tolist()
+
+    # --- persistence -------------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        self.ranker.booster_.save_model(str(folder / "ranker.txt"))
+        self.classifier.booster_.save_model(str(folder / "classifier.txt"))
+        (folder / "second_stage.json").write_text(json.dumps({"use_for_ranking": self.use_for_ranking, "info": self.info}))
+
     @classmethod
     def load(cls, folder: Path) -> "SecondStage | None":
-        return None
+        folder = Path(folder)
+        if not (folder / "second_stage.json").exists():
+            return None
+        import lightgbm as lgb
+
+        meta = json.loads((folder / "second_stage.json").read_text())
+        return cls(_Booster(lgb.Booster(model_file=str(folder / "ranker.txt")), False),
+                   _Booster(lgb.Booster(model_file=str(folder / "classifier.txt")), True),
+                   meta["use_for_ranking"], meta["info"])
+
+
+class _Booster:
+    """A loaded booster with the sklearn-style calls used above."""
+
+    def __init__(self, booster, proba: bool):
+        self.booster_, self._proba = booster, proba
+
+    def predict(self, X):
+        return self.booster_.predict(X)
+
+    def predict_proba(self, X):
+        p = self.booster_.predict(X)
+        return np.stack([1 - p, p], axis=1)

@@ -42,6 +42,43 @@ def relevant_sets(rec: Recommender, test: pd.DataFrame) -> tuple[np.ndarray, lis
     return uidx, rel, now
 
 
+def test_channels(rec: Recommender, test: pd.DataFrame, uidx: np.ndarray) -> list:
+    """The channel of each user's first test event (the request context), None when unknown."""
+    if "channel" not in test.columns:
+        return [None] * len(uidx)
+    t = test.sort_values("timestamp", kind="stable").drop_duplicates("user_id")
+    ch = dict(zip(t["user_id"], t["channel"]))
+    return [ch.get(rec.user_ids[u]) if isinstance(ch.get(rec.user_ids[u]), str) else None for u in uidx]
+
+
+def stage1_batch(rec: Recommender, u: np.ndarray, now: np.ndarray):
+    rows = rec.X[u].toarray()
+    cons = rec.consumed[u].toarray() > 0
+    nb = rec.n_buy[u].toarray()
+    lb = rec.last_buy[u].toarray() - 1.0
+    return (*rec.stage1(rows, cons, nb, lb, now), rows, nb, lb)
+
+
+def second_stage_data(rec: Recommender, test: pd.DataFrame):
+    """Candidates (stage-1 top-N), features and labels for the users of `test`."""
+    from models.recommender.ranker import candidates, features
+
+    uidx, rel, now = relevant_sets(rec, test)
+    chans = test_channels(rec, test, uidx)
+    Fs, ys, groups, cands = [], [], [], []
+    for b in range(0, len(uidx), 1024):
+        sl = slice(b, b + 1024)
+        score, z, rep, allowed, rows, nb, lb = stage1_batch(rec, uidx[sl], now[sl])
+        cand = candidates(score, allowed)
+        F = features(rec, cand, score, z, rep, rows, nb, lb, now[sl], chans[sl])
+        y = np.array([[j in r for j in c] for c, r in zip(cand, rel[sl])], dtype=float)
+        Fs.append(F.reshape(-1, F.shape[2]))
+        ys.append(y.ravel())
+        groups += [cand.shape[1]] * len(cand)
+        cands.extend(cand)
+    return np.concatenate(Fs), np.concatenate(ys), np.array(groups), cands, rel
+
+
 def topk_stage1(rec: Recommender, uidx: np.ndarray, now: np.ndarray, k: int = K, chunk: int = 1024,
                 with_ranker: bool = True) -> list[np.ndarray]:
     out = []
@@ -116,6 +153,36 @@ def tune(train: pd.DataFrame, items: pd.DataFrame | None, seed: int, has_repeats
     return best[1], best[2], {"validation": best[3], "trials": len(trials)}
 
 
+def fit_second_stage(train, test, items, rec, gp, sp_, seed, has_repeats):
+    """Fit LightGBM on validation candidates (stage 1 fit without them), judge it on the holdout candidates.
+
+    Kept for ranking only if it lifts holdout NDCG@20; its probability is always kept, with its calibration."""
+    from models.metrics import classification_report, ndcg_at_k, recall_at_k
+    from models.recommender.ranker import SecondStage
+
+    fit_part, val = holdout(train, seed + 1000, has_repeats)
+    rec_fit = Recommender.build(fit_part, items, params=gp, stage=sp_)
+    Xv, yv, gv, _, _ = second_stage_data(rec_fit, val)
+    if yv.sum() < 5 or yv.sum() == len(yv):
+        return None, {"second_stage": "skipped: too few positives among validation candidates"}
+    ss = SecondStage.fit(Xv, yv, gv, seed)
+    Xt, yt, gt, cands, rel = second_stage_data(rec, test)
+    r = ss.ranker.predict(Xt)
+    p = ss.classifier.predict_proba(Xt)[:, 1]
+    off = np.concatenate([[0], np.cumsum(gt)])
+    reranked = [c[np.argsort(-r[off[n]: off[n + 1]], kind="stable")] for n, c in enumerate(cands)]
+    base = ndcg_at_k(cands, rel, K)
+    lifted = ndcg_at_k(reranked, rel, K)
+    ss.use_for_ranking = bool(lifted > base * 1.005)
+    cal = classification_report(yt, p)
+    info = {"second_stage_ndcg@20": lifted, "second_stage_recall@20": recall_at_k(reranked, rel, K),
+            "stage1_candidates_ndcg@20": base, "second_stage_kept_for_ranking": ss.use_for_ranking,
+            **{f"purchase_prob_{k}": v for k, v in cal.items()}, "purchase_prob_mean": float(p.mean()),
+            "purchase_rate_candidates": float(yt.mean())}
+    ss.info = info
+    return ss, info
+
+
 def fit_and_evaluate(events: pd.DataFrame, items: pd.DataFrame | None, users: pd.DataFrame | None, seed: int = 0):
     """Tune on validation, evaluate on the holdout, refit on everything. Returns (model, metrics, params)."""
     t_start = time.time()
@@ -124,17 +191,15 @@ def fit_and_evaluate(events: pd.DataFrame, items: pd.DataFrame | None, users: pd
     train, test = holdout(events, seed, has_repeats)
     gp, sp_, tinfo = tune(train, items, seed, has_repeats)
     rec = Recommender.build(train, items, users, params=gp, stage=sp_)
-    metrics = {f"holdout_{k}": v for k, v in evaluate(rec, test).items()}
+    metrics = {f"holdout_stage1_{k}": v for k, v in evaluate(rec, test).items()}
     metrics.update({f"popularity_{k}": v for k, v in baseline_topk(rec, test, "popularity").items()})
     if has_repeats:
         metrics.update({f"buy_again_{k}": v for k, v in baseline_topk(rec, test, "buy_again").items()})
     metrics.update({f"validation_{k}": v for k, v in tinfo["validation"].items()})
-    try:
-        from models.recommender.ranker import SecondStage
-        ranker, rinfo = SecondStage.fit_and_check(train, test, items, gp, sp_, seed, holdout, evaluate)
-        metrics.update(rinfo)
-    except (ImportError, AttributeError):
-        ranker = None
+    ranker, rinfo = fit_second_stage(train, test, items, rec, gp, sp_, seed, has_repeats)
+    metrics.update(rinfo)
+    rec.ranker = ranker
+    metrics.update({f"holdout_{k}": v for k, v in evaluate(rec, test).items()})  # what serving does
     t_fit = time.time()
     final = Recommender.build(events, items, users, params=gp, stage=sp_)
     final.ranker = ranker
