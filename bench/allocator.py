@@ -77,7 +77,7 @@ def plans(alloc, h, truth, T, B, reserve):
         assert v.sum() <= B * (1 - reserve) + 1e-6, k
         out[k] = true.revenue(v).sum()
     env = alloc.env(fitted, cons, base=x["ensemble planner (agent off)"])
-    xs, rev = rollout(env, alloc.act, world=true)
+    xs, rev = rollout(env, alloc.act, world=true, seed=0)
     out["RL (closed loop)"] = rev.sum()
     return out
 

@@ -105,7 +105,7 @@ class Allocator:
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         if self.policy is None:
-            return np.zeros(len(self.channels) + 1)
+            return np.zeros(len(self.channels) + 2)
         a, _ = self.policy.predict(obs, deterministic=True)
         return a
 
@@ -191,6 +191,7 @@ class Allocator:
         x = base_plan
         if use_agent and self.policy is not None:
             env = self.env(rest, cons, start=k, base=base_plan, base_source=ens)
+            env.ratio_noise = 0.0  # open loop on the fitted curves: deterministic
             obs, _ = env.reset(options={"budget_scale": 1.0})
             if ratio is not None:
                 env.ratio = np.full(C, ratio)

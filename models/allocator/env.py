@@ -3,7 +3,8 @@
 The agent is a *residual* policy on top of the planner: each period the planner's full-horizon plan (rescaled to
 the budget still left) is the base, and the action corrects it — `a[c]` multiplies channel c's spend by
 exp(alpha * a[c]) (and, when positive, adds boost * a[c] of an even per-channel split, so a channel the base left
-at zero can be funded), `a[C]` scales the whole period (spend now vs later). a = 0 reproduces the base exactly. The corrected spend is projected onto the constraints (budget left, per-channel max, minimums still
+at zero can be funded), `a[C]` scales the whole period (spend now vs later), `a[C+1]` (when positive) leans every
+channel towards its recent realised/expected ROI ratio (ratio ** a[C+1]). a = 0 reproduces the base exactly. The corrected spend is projected onto the constraints (budget left, per-channel max, minimums still
 needed, reserve held back), so every episode respects them exactly whatever the policy does.
 
 Domain randomisation: each episode's *world* (the curves that produce realised revenue) is drawn from the
@@ -12,7 +13,8 @@ wrong, using the realised ROI of the last period (realised / expected per channe
 
 Observation (all scaled to O(1)): periods left / T, budget left / spendable, adstock / half-saturation per
 channel, season (sin, cos of week of year, peak now, peak next), realised/expected ROI per channel in the last
-period, this period's base spend relative to the per-period average.
+period (an average over recent periods of realised/expected incremental revenue, measured with 10% noise as
+attribution would), this period's base spend relative to the per-period average.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ class AllocatorEnv(gym.Env):
     def __init__(self, planning: Curves, worlds: list[Curves], cons: Constraints, *, woy: np.ndarray,
                  peak: np.ndarray, alpha: float = 0.5, budget_scales: tuple[float, ...] = (1.0,),
                  base_plans: dict | None = None, floor_channels: np.ndarray | None = None, base_source=None,
-                 boost: float = 0.5):
+                 boost: float = 0.5, ratio_noise: float = 0.1):
         super().__init__()
         self.planning, self.worlds, self.cons = planning, list(worlds), cons
         self.T, self.C = planning.T, planning.C
@@ -39,11 +41,12 @@ class AllocatorEnv(gym.Env):
         self.base_plans = dict(base_plans or {})
         self.base_source = base_source if base_source is not None else planning  # what the base plan optimises
         self.boost = float(boost)
+        self.ratio_noise = float(ratio_noise)
         lo, hi, fl = cons.arrays(self.C)
         self.floor = np.isfinite(fl) if floor_channels is None else np.asarray(floor_channels, bool)
         n_obs = 2 + self.C + 4 + self.C + 1
         self.observation_space = spaces.Box(-10.0, 10.0, (n_obs,), dtype=np.float32)
-        self.action_space = spaces.Box(-1.0, 1.0, (self.C + 1,), dtype=np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (self.C + 2,), dtype=np.float32)
         self.world = self.worlds[0]
         self._setup(1.0)
 
@@ -101,6 +104,8 @@ class AllocatorEnv(gym.Env):
         rem = self.base[self.t:].sum()
         base_t = self.base[self.t] * (self.left / rem if rem > 0 else 0.0)
         mult = np.exp(self.alpha * a[:self.C]) * np.exp(self.alpha * a[self.C])
+        # trust in what was realised: lean each channel towards its realised/expected ROI ratio (0 = not at all)
+        mult = mult * np.clip(self.ratio, 1 / 3, 3) ** max(a[self.C + 1], 0.0)
         mult = np.where(self.floor, np.minimum(mult, 1.0), mult)  # ROI-floored channels: only less
         last = self.t == self.T - 1
         # positive corrections may also fund a channel the base left at zero (a share of an even split)
@@ -125,7 +130,10 @@ class AllocatorEnv(gym.Env):
         p_new = x + self.planning.decay * self.p_stock
         p_rev = self.planning.beta * self.planning.mult[self.t] * (self.planning._h(p_new) - self.planning._h(p_zero))
         self.p_stock = p_new
-        self.ratio = np.where(p_rev > 1e-6 * self.reward_scale, w_rev / np.maximum(p_rev, 1e-12), 1.0)
+        # realised/expected ROI per channel, as attribution would measure it (noisy), averaged over recent periods
+        seen = w_rev * np.exp(self.np_random.normal(0, self.ratio_noise, self.C)) if self.ratio_noise else w_rev
+        now = np.where(p_rev > 1e-6 * self.reward_scale, seen / np.maximum(p_rev, 1e-12), self.ratio)
+        self.ratio = np.where(x > 0, 0.5 * self.ratio + 0.5 * now, self.ratio) if self.t else now
         self.spend[self.t], self.realised[self.t] = x, w_rev
         self.left = max(self.left - x.sum(), 0.0)
         self.lo_left = np.maximum(self.lo_left - x, 0.0)
@@ -135,12 +143,13 @@ class AllocatorEnv(gym.Env):
         return self._obs(), float(w_rev.sum() / self.reward_scale), done, False, {"spend": x, "revenue": w_rev}
 
 
-def rollout(env: AllocatorEnv, act, *, world: Curves | None = None, budget_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def rollout(env: AllocatorEnv, act, *, world: Curves | None = None, budget_scale: float = 1.0,
+            seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Play one episode with `act(obs) -> action`; returns (spend (T, C), realised incremental revenue (T, C))."""
     opts = {"budget_scale": budget_scale}
     if world is not None:
         opts["world"] = world
-    obs, _ = env.reset(options=opts)
+    obs, _ = env.reset(seed=seed, options=opts)
     done = False
     while not done:
         obs, _, done, _, _ = env.step(act(obs))

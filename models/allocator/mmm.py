@@ -250,7 +250,7 @@ class FitResult:
         return geometric_adstock(self.history.spend, p.decay)[-1]
 
 
-def fit(h: History, *, n_starts: int = 6, n_boot: int = 20, seed: int = 0, block: int = 8) -> FitResult:
+def fit(h: History, *, n_starts: int = 4, n_boot: int = 20, seed: int = 0, block: int = 8) -> FitResult:
     """Point fit (best of several starts) and `n_boot` moving-block residual-bootstrap refits."""
     prob = _Problem(h)
     rng = np.random.default_rng(seed)

@@ -92,8 +92,8 @@ def evaluate(alloc: Allocator, env, worlds: list[MMMParams], scales=(1.0,)) -> d
     for w in worlds:
         wc = alloc.curves(T, params=w)
         for s in scales:
-            _, r_agent = rollout(env, alloc.act, world=wc, budget_scale=s)
-            _, r_base = rollout(env, lambda o: zero, world=wc, budget_scale=s)
+            _, r_agent = rollout(env, alloc.act, world=wc, budget_scale=s, seed=len(ratios))
+            _, r_base = rollout(env, lambda o: zero, world=wc, budget_scale=s, seed=len(ratios))
             ratios.append(r_agent.sum() / max(r_base.sum(), 1e-9))
     ratios = np.array(ratios)
     return {"agent_over_planner_mean": float(ratios.mean()), "agent_over_planner_min": float(ratios.min()),
