@@ -133,6 +133,24 @@ def lgbm_rfm(prep: F.Prepared, cfg: Config, val_as_of: float, test_as_of: float,
     return Calibrator(a, b)(logit(Xt))
 
 
+def lgbm_rfm_latest(prep: F.Prepared, cfg: Config, val_as_of: float, test_as_of: float, seed: int) -> np.ndarray:
+    """A second, stronger-on-drift LightGBM-RFM: fitted on the latest labelled window only (80% of its
+    customers; early stopping and Platt on the other 20%), so no shift between training and test windows."""
+    val = labelled(prep, val_as_of, cfg)
+    X = val.window.rfm[RFM_COLUMNS].assign(avg_spend=lambda d: d["monetary"] / d["frequency"].clip(lower=1))
+    y = val.churned.astype(int)
+    hold = np.random.default_rng(seed).random(len(y)) < 0.2
+    params = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 50,
+              "feature_fraction": 0.9, "bagging_fraction": 0.8, "bagging_freq": 1, "seed": seed, "verbose": -1,
+              "num_threads": 2}
+    booster = lgb.train(params, lgb.Dataset(X[~hold], y[~hold]), num_boost_round=1000,
+                        valid_sets=[lgb.Dataset(X[hold], y[hold])], callbacks=[lgb.early_stopping(50, verbose=False)])
+    a, b = fit_platt(booster.predict(X[hold], raw_score=True), y[hold].astype(float))
+    test = F.window(prep, test_as_of, n_bins=cfg.n_bins, bin_days=cfg.bin_days)
+    Xt = test.rfm[RFM_COLUMNS].assign(avg_spend=lambda d: d["monetary"] / d["frequency"].clip(lower=1))
+    return Calibrator(a, b)(booster.predict(Xt, raw_score=True))
+
+
 def recency_only(prep: F.Prepared, cfg: Config, val_as_of: float, test_as_of: float) -> np.ndarray:
     val = labelled(prep, val_as_of, cfg)
     a, b = fit_platt(np.log1p(val.window.rfm["recency_days"].to_numpy()), val.churned.astype(float))
@@ -199,6 +217,12 @@ def run_dataset(name: str, events: pd.DataFrame, horizon: int, seed: int, truth:
     scores["LightGBM-RFM"] = p
 
     t = time.perf_counter()
+    p = lgbm_rfm_latest(prep, cfg, val_as_of, test_as_of_tr, seed)
+    rows["LightGBM-RFM, latest window only"] = {**classification_report(y, p), "fit_s": time.perf_counter() - t,
+                                                "score_s": float("nan")}
+    scores["LightGBM-RFM, latest window only"] = p
+
+    t = time.perf_counter()
     p = recency_only(prep, cfg, val_as_of, test_as_of_tr)
     rows["recency-only"] = {**classification_report(y, p), "fit_s": time.perf_counter() - t, "score_s": float("nan")}
     scores["recency-only"] = p
@@ -226,12 +250,14 @@ def run_dataset(name: str, events: pd.DataFrame, horizon: int, seed: int, truth:
         i = rng.integers(0, len(y), len(y))
         boot.append((auc(y[i], scores["LSTM (ours)"][i]) - 0.5) / (auc(y[i], scores["LightGBM-RFM"][i]) - 0.5))
     lift_ci = np.nanpercentile(boot, [2.5, 97.5]).tolist()
+    best_lgbm = max(rows["LightGBM-RFM"]["auc"], rows["LightGBM-RFM, latest window only"]["auc"])
+    lift_best = (rows["LSTM (ours)"]["auc"] - 0.5) / (best_lgbm - 0.5)
     return {
         "name": name, "horizon": horizon, "test_as_of": str(cut.date()), "validation_as_of": info["validation_as_of"],
         "training_as_ofs": info["training_as_ofs"], "customers": int(len(y)), "churn_rate": float(y.mean()),
         "spend_unit": prep_all.spend_unit, "target_events": list(prep_all.target_events), "rows": rows,
         "lstm_val": {k: metrics[k] for k in ("val_auc", "val_ece", "epochs", "members", "train_rows")}, "calibration": info["calibration"],
-        "lift_vs_lgbm": lift, "lift_ci95": lift_ci, "spend": spend, "bgnbd_params": params.tolist(),
+        "lift_vs_lgbm": lift, "lift_ci95": lift_ci, "lift_vs_best_lgbm": lift_best, "spend": spend, "bgnbd_params": params.tolist(),
     }
 
 
@@ -241,6 +267,7 @@ def speed(world: Path, seed: int) -> dict:
     from training import registry
     from models.churn.model import ChurnModel
 
+    load_before = os.getloadavg()[0]
     t = time.perf_counter()
     tag = train(world / "events.csv", horizon_days=90, seed=seed)
     train_s = time.perf_counter() - t
@@ -270,7 +297,8 @@ def speed(world: Path, seed: int) -> dict:
     return {"customers": int(events["user_id"].nunique()), "events": int(len(events)), "train_s": train_s, "load_s": load_s,
             "train_feature_s": meta["metrics"]["feature_seconds"], "train_fit_s": meta["metrics"]["fit_seconds"],
             "train_rows": meta["metrics"]["train_rows"], "epochs": meta["metrics"]["epochs"],
-            "scored_customers": int(len(table)), "scored_events": int(len(big)), "score_s": score_s}
+            "scored_customers": int(len(table)), "scored_events": int(len(big)), "score_s": score_s,
+            "members": meta["metrics"]["members"], "loadavg": [load_before, os.getloadavg()[0]]}
 
 
 def render(results: list[dict], spd: dict | None, argv: list[str]) -> str:
@@ -296,7 +324,8 @@ def render(results: list[dict], spd: dict | None, argv: list[str]) -> str:
             lines.append(f"| {k} | " + " | ".join(cells) + " |")
         verdict = "met" if r["lift_vs_lgbm"] >= 1.05 else "**missed**"
         lines += ["", f"(AUC−0.5) LSTM / LightGBM-RFM = **{r['lift_vs_lgbm']:.3f}** (paired bootstrap 95% interval "
-                  f"{r['lift_ci95'][0]:.3f}–{r['lift_ci95'][1]:.3f}; target ≥ 1.05: {verdict}). "
+                  f"{r['lift_ci95'][0]:.3f}–{r['lift_ci95'][1]:.3f}; target ≥ 1.05: {verdict}); against the better of the two "
+                  f"LightGBM variants: {r['lift_vs_best_lgbm']:.3f}. "
                   f"Expected spend ({r['spend_unit']}): predicted total {r['spend']['expected_total']:,.0f} vs actual "
                   f"{r['spend']['actual_total']:,.0f}, Spearman {r['spend']['spearman']:.3f}.", ""]
     if spd:
@@ -305,7 +334,9 @@ def render(results: list[dict], spd: dict | None, argv: list[str]) -> str:
                   f"(CSV load + validation {spd['load_s']:.0f} s, features {spd['train_feature_s']:.0f} s, "
                   f"fit {spd['train_fit_s']:.0f} s over {spd['epochs']} epochs on {spd['train_rows']:,} rows; target ≤ 120 s). "
                   f"Scoring {spd['scored_customers']:,} customers ({spd['scored_events']:,} events, frame in memory): "
-                  f"**{spd['score_s']:.1f} s** (target ≤ 30 s). GPU: none lent to this task, so no GPU time.", ""]
+                  f"**{spd['score_s']:.1f} s** (target ≤ 30 s; {spd['members']}-member model). 1-minute load average on this shared "
+                  f"2-core machine {spd['loadavg'][0]:.1f} before and {spd['loadavg'][1]:.1f} after (other jobs were running: "
+                  f"above 2 means the timings are inflated). GPU: none lent to this task, so no GPU time.", ""]
     return "\n".join(lines)
 
 

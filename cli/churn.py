@@ -11,9 +11,15 @@ from models.errors import InputError
 
 
 @train_app.command("churn")
-def train_churn(events: Path = typer.Option(..., "--events"), horizon_days: int = typer.Option(90, "--horizon-days"),
-                as_of: Optional[str] = typer.Option(None, "--as-of")) -> None:
-    """Train the LSTM churn predictor; saves a version with metrics; prints the tag."""
+def train_churn(events: Path = typer.Option(..., "--events", help="Canonical events.csv (rich event log or item-less orders)"),
+                horizon_days: int = typer.Option(90, "--horizon-days", help="Churn = no purchase in [as-of, as-of + H days)"),
+                as_of: Optional[str] = typer.Option(None, "--as-of", help="Validation as-of (YYYY-MM-DD); default: the latest "
+                                                    "date whose label window lies inside the events")) -> None:
+    """Train the LSTM churn predictor; saves a version with metrics; prints the tag.
+
+    Earlier as-of windows (every 14 days, labels ending before the validation as-of) are stacked for
+    training; the as-of window is the validation set, on which the probabilities are calibrated.
+    """
     from training import registry
     from training.churn import train
 
@@ -27,9 +33,12 @@ def train_churn(events: Path = typer.Option(..., "--events"), horizon_days: int 
 
 
 @predict_app.command("churn")
-def predict_churn(events: Path = typer.Option(..., "--events"), as_of: str = typer.Option(..., "--as-of"),
-                  horizon_days: int = typer.Option(90, "--horizon-days"), output: Path = typer.Option(..., "--output"),
-                  model: Optional[str] = typer.Option(None, "--model")) -> None:
+def predict_churn(events: Path = typer.Option(..., "--events", help="Canonical events.csv; only events before as-of are used"),
+                  as_of: str = typer.Option(..., "--as-of", help="Score as of this date (YYYY-MM-DD)"),
+                  horizon_days: int = typer.Option(90, "--horizon-days", help="Must match the model's horizon"),
+                  output: Path = typer.Option(..., "--output", help="CSV to write"),
+                  model: Optional[str] = typer.Option(None, "--model", help="Tag; default: the promoted version, else the "
+                                                      "latest trained for this horizon")) -> None:
     """One row per customer: user_id, churn_probability, risk_tier, segment, expected_spend, reason."""
     import pandas as pd
 

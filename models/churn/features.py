@@ -78,7 +78,7 @@ def prepare(events: pd.DataFrame, target_events: tuple[str, ...] | None = None) 
     ev = events if ok.all() else events[ok]
     ns = pd.to_datetime(ev["timestamp"]).to_numpy().astype("datetime64[ns]").astype(np.int64)
     # columns are turned into arrays first and put in time order last (cheaper than reordering the frame)
-    order = np.argsort(ns, kind="stable")
+    order = np.argsort(ns)  # ties (same second) may come in any order: no feature depends on it
     origin = pd.Timestamp(int(ns[order[0]])).normalize()
     t = (ns[order] - origin.value).astype(np.float64) / 1e9 / DAY
     ev_codes, ev_names = pd.factorize(ev["event"])
@@ -232,6 +232,7 @@ def window(prep: Prepared, as_of: float, *, n_bins: int = 26, bin_days: int = 14
     F = len(SEQ_FEATURES)
     seq = np.zeros((size, F), dtype=np.float32)
     tw = target[inwin]
+    t_in = t[inwin]
     col = {name: i for i, name in enumerate(SEQ_FEATURES)}
     seq[:, col["target_n"]] = np.log1p(np.bincount(key[tw], minlength=size))
     seq[:, col["spend"]] = np.log1p(np.bincount(key[tw], weights=value[inwin][tw], minlength=size))
@@ -241,11 +242,11 @@ def window(prep: Prepared, as_of: float, *, n_bins: int = 26, bin_days: int = 14
     if has_item.any():
         pairs = _unique(key[has_item] * (int(it.max()) + 1) + it[has_item])
         seq[:, col["distinct_items"]] = np.log1p(np.bincount(pairs // (int(it.max()) + 1), minlength=size))
-    kw = kind[inwin]
-    for k, e in enumerate(COUNTED):
-        m = kw == k
-        if m.any():
-            seq[:, col[f"n_{e}"]] = np.log1p(np.bincount(key[m], minlength=size))
+    kw = kind[inwin].astype(np.int64)
+    known = kw >= 0
+    per_kind = np.bincount(key[known] * len(COUNTED) + kw[known], minlength=size * len(COUNTED)).reshape(size, len(COUNTED))
+    first_kind = col[f"n_{COUNTED[0]}"]
+    seq[:, first_kind:first_kind + len(COUNTED)] = np.log1p(per_kind)
     ch = channel[inwin]
     has_ch = ch >= 0
     if has_ch.any():
@@ -258,7 +259,7 @@ def window(prep: Prepared, as_of: float, *, n_bins: int = 26, bin_days: int = 14
     bin_end = start + (np.arange(T) + 1) * bin_days
     for name, mask, prior_mask in (("days_since_target", tw, target), ("days_since_any", np.ones_like(tw), None)):
         last_in = np.full(size, -np.inf)
-        np.maximum.at(last_in, key[mask], t[inwin][mask])
+        np.maximum.at(last_in, key[mask], t_in[mask])
         last_in = last_in.reshape(n, T)
         pm = ~inwin if prior_mask is None else (~inwin & prior_mask)
         prior = np.full(n, -np.inf)

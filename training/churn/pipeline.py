@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -42,8 +42,9 @@ class Config:
     patience: int = 3
     batch_size: int = 512
     lr: float = 3e-3
-    max_seconds: float = 50.0         # wall-clock cap on the optimisation loop (all members)
-    members: int = 5                  # seeds averaged, as many as fit in max_seconds (large logs: one)
+    # wall-clock cap on the optimisation loop (all members); OMNIDECIDE_CHURN_FIT_SECONDS overrides it
+    max_seconds: float = field(default_factory=lambda: float(os.environ.get("OMNIDECIDE_CHURN_FIT_SECONDS", 50)))
+    members: int = 3                  # seeds averaged, as many as fit in max_seconds (large logs: one)
     spend_weight: float = 0.2
     seed: int = 0
     # A 32-unit LSTM gains little from intra-op threads, and on a shared 2-core box OpenMP spin-waits
