@@ -10,6 +10,20 @@ from models.churn.model import OUTPUT_COLUMNS
 runner = CliRunner()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def quick_fit():
+    """Cap the LSTM's optimisation budget so the suite stays fast (quality is tested in test_churn_model)."""
+    import os
+
+    old = os.environ.get("OMNIDECIDE_CHURN_FIT_SECONDS")
+    os.environ["OMNIDECIDE_CHURN_FIT_SECONDS"] = "4"
+    yield
+    if old is None:
+        os.environ.pop("OMNIDECIDE_CHURN_FIT_SECONDS")
+    else:
+        os.environ["OMNIDECIDE_CHURN_FIT_SECONDS"] = old
+
+
 @pytest.fixture(scope="module")
 def trained(synth_world):
     res = runner.invoke(app, ["train", "churn", "--events", str(synth_world / "events.csv"), "--horizon-days", "90"])

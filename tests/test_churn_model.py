@@ -18,7 +18,7 @@ def fitted(synth_world):
     cut = pd.Timestamp("2026-04-02")  # test as-of: the latest with a full 90-day label window
     prep_all = F.prepare(events)
     prep = F.prepare(events[events["timestamp"] < cut])
-    model, metrics, info = fit(prep, Config(horizon_days=90, max_seconds=15, seed=0))
+    model, metrics, info = fit(prep, Config(horizon_days=90, max_seconds=10, members=1, seed=0))
     return model, metrics, info, prep_all, prep_all.day(cut), truth, cut
 
 

@@ -65,6 +65,10 @@ class ChurnModel:
     spend_sd: float = 1.0
     smear: float = 1.0
     arch: dict = field(default_factory=dict)
+    spend_range: tuple[float, float] = (0.0, 30.0)  # log spend seen in training: predictions are clipped to it
+
+    def clip_log_spend(self, log_spend: np.ndarray) -> np.ndarray:
+        return np.clip(log_spend, self.spend_range[0], self.spend_range[1])
 
     @property
     def noun(self) -> str:
@@ -92,7 +96,7 @@ class ChurnModel:
         """(calibrated churn probability, expected spend in the horizon)."""
         logit, log_spend = self.raw(w)
         p = self.calibrator(logit)
-        expected = (1 - p) * np.exp(np.minimum(log_spend, 30)) * self.smear
+        expected = (1 - p) * np.exp(self.clip_log_spend(log_spend)) * self.smear
         return p, expected
 
     def score(self, events: pd.DataFrame, as_of: str | pd.Timestamp) -> pd.DataFrame:
@@ -121,6 +125,7 @@ class ChurnModel:
             "horizon_days": self.horizon_days, "target_events": list(self.target_events), "spend_unit": self.spend_unit,
             "edges": self.edges, "n_bins": self.n_bins, "bin_days": self.bin_days,
             "spend_mu": self.spend_mu, "spend_sd": self.spend_sd, "smear": self.smear,
+            "spend_range": list(self.spend_range),
         }
         (folder / "churn.json").write_text(json.dumps(meta))
 
@@ -137,4 +142,4 @@ class ChurnModel:
                    horizon_days=int(meta["horizon_days"]), target_events=tuple(meta["target_events"]),
                    spend_unit=meta["spend_unit"], edges=meta["edges"], n_bins=int(meta["n_bins"]),
                    bin_days=int(meta["bin_days"]), spend_mu=meta["spend_mu"], spend_sd=meta["spend_sd"],
-                   smear=meta["smear"], arch=meta["arch"])
+                   smear=meta["smear"], arch=meta["arch"], spend_range=tuple(meta["spend_range"]))

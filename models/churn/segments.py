@@ -85,7 +85,7 @@ def reasons(rfm: pd.DataFrame, prob: np.ndarray, noun: str = "purchase") -> list
             if freq >= 2 and np.isfinite(gap) and rec > 1.5 * max(gap, 1):
                 text = f"no {noun} for {_d(rec)} days, usual gap {_d(gap)}"
             elif freq == 1:
-                text = f"one {noun} only, {_ago(rec)}; never came back"
+                text = f"one {noun} only, {_ago(rec)}; " + ("no repeat yet" if rec < 30 else "never came back")
             elif nprev >= 2 and n90 <= 0.5 * nprev:
                 text = f"{plural} fell from {int(nprev)} to {int(n90)} (last 90 days vs the 90 before); last one {_ago(rec)}"
             else:

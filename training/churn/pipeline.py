@@ -152,13 +152,15 @@ def _fit(prep: F.Prepared, cfg: Config, val_as_of: float | None) -> tuple[ChurnM
 
     model = ChurnModel(net=net, scaler=scaler, calibrator=None, horizon_days=cfg.horizon_days,  # type: ignore[arg-type]
                        target_events=prep.target_events, spend_unit=prep.spend_unit, edges=rfm_edges(val.window.rfm),
-                       n_bins=cfg.n_bins, bin_days=cfg.bin_days, spend_mu=mu, spend_sd=sd, arch=arch)
+                       n_bins=cfg.n_bins, bin_days=cfg.bin_days, spend_mu=mu, spend_sd=sd, arch=arch,
+                       spend_range=(float(log_spend[buy].min()), float(log_spend[buy].max())) if buy.any() else (0.0, 0.0))
     vlogit, vlog_spend = model.raw(val.window)
     cal, cal_info = fit_calibrator(vlogit, val.churned.astype(float), seed=cfg.seed)
     model.calibrator = cal
     vbuy = (~val.churned) & (val.spend > 0)
     if vbuy.any():
-        model.smear = float(np.mean(np.exp(np.log(val.spend[vbuy]) - vlog_spend[vbuy])))
+        # ratio of sums (robust to tiny predictions), within a sane range
+        model.smear = float(np.clip(val.spend[vbuy].sum() / np.exp(model.clip_log_spend(vlog_spend[vbuy])).sum(), 0.1, 10))
     p, expected = model.predict_window(val.window)
     report = classification_report(val.churned, cal_info["cross_fitted_prob"])
     metrics = {
