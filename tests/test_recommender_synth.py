@@ -3,14 +3,12 @@ new items, repeats beat buy-again, determinism, CLI contract. One training run s
 from __future__ import annotations
 
 import csv
-import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from models.errors import InputError
 from models.recommender import rules
 from models.recommender.core import Recommender
 from models.recommender.gnn import GNNParams
@@ -146,14 +144,20 @@ def test_cli_train_and_recommend(trained, synth_world, tmp_path):
     users = tmp_path / "users.txt"
     users.write_text("u0000001\nu0000002\nnobody-knows-me\n")
     out = tmp_path / "RECS.csv"
-    r = subprocess.run([sys.executable, "-c", "from cli import main; main()", "recommend", "--users", str(users), "--k", "5",
-                        "--output", str(out), "--model", tag, "--store-id", "st01", "--channel", "app"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    r = _cli(["recommend", "--users", str(users), "--k", "5", "--output", str(out), "--model", tag,
+              "--store-id", "st01", "--channel", "app"])
+    assert r.exit_code == 0, r.output
     rows = list(csv.DictReader(open(out)))
     assert list(rows[0]) == ["user_id", "rank", "item_id", "score", "reason"]
     assert [x["rank"] for x in rows if x["user_id"] == "nobody-knows-me"] == ["1", "2", "3", "4", "5"]
     assert len(rows) == 15
-    bad = subprocess.run([sys.executable, "-c", "from cli import main; main()", "recommend", "--users", str(tmp_path / "nope"),
-                          "--output", str(out)], capture_output=True, text=True)
-    assert bad.returncode == 2 and "nope" in bad.stderr
+    bad = _cli(["recommend", "--users", str(tmp_path / "nope"), "--output", str(out)])
+    assert isinstance(bad.exception, InputError) and "nope" in str(bad.exception)  # `omnidecide` prints it, exit 2
+
+
+def _cli(args):
+    from typer.testing import CliRunner
+
+    import cli.recommender  # noqa: F401  (registers the commands)
+    from cli.app import app
+    return CliRunner().invoke(app, args)

@@ -20,6 +20,19 @@ GRID = {"c": (0.25, 0.35), "mu": (0.055, 0.07, 0.085), "p": (3.0, 4.0)}
 REP_WEIGHTS = (0.5, 1.0, 2.0, 4.0)
 
 
+def detect_repeats(events: pd.DataFrame) -> tuple[bool, float]:
+    """Does anyone re-buy? (share of buyer-item pairs bought on two or more days, over items with re-buys)."""
+    from models.recommender.repeat import MIN_REBUY_SHARE
+
+    buys = events[(events["event"] == "purchase") & events["item_id"].notna()]
+    if not len(buys):
+        return False, 0.0
+    days = buys.assign(d=buys["timestamp"].dt.floor("D")).drop_duplicates(["user_id", "item_id", "d"])
+    per_pair = days.groupby(["user_id", "item_id"]).size()
+    share = float((per_pair >= 2).mean())
+    return share >= MIN_REBUY_SHARE / 5, share
+
+
 def holdout(events: pd.DataFrame, seed: int, has_repeats: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Repeat-heavy data: each user's last basket; otherwise a per-user random 80/20 split."""
     if has_repeats:
@@ -150,18 +163,17 @@ def tune(train: pd.DataFrame, items: pd.DataFrame | None, seed: int, has_repeats
             key = m["ndcg@20"] + m["recall@20"]
             if key > best[0]:
                 best = (key, best[1], rec.stage, m)
-    return best[1], best[2], {"validation": best[3], "trials": len(trials)}
+    rec.gnn.params, rec.stage = best[1], best[2]
+    return best[1], best[2], {"validation": best[3], "trials": len(trials), "model": rec, "val": val}
 
 
-def fit_second_stage(train, test, items, rec, gp, sp_, seed, has_repeats):
+def fit_second_stage(train, test, items, rec, rec_fit, val, seed):
     """Fit LightGBM on validation candidates (stage 1 fit without them), judge it on the holdout candidates.
 
     Kept for ranking only if it lifts holdout NDCG@20; its probability is always kept, with its calibration."""
     from models.metrics import classification_report, ndcg_at_k, recall_at_k
     from models.recommender.ranker import SecondStage
 
-    fit_part, val = holdout(train, seed + 1000, has_repeats)
-    rec_fit = Recommender.build(fit_part, items, params=gp, stage=sp_)
     Xv, yv, gv, _, _ = second_stage_data(rec_fit, val)
     if yv.sum() < 5 or yv.sum() == len(yv):
         return None, {"second_stage": "skipped: too few positives among validation candidates"}
@@ -186,8 +198,7 @@ def fit_second_stage(train, test, items, rec, gp, sp_, seed, has_repeats):
 def fit_and_evaluate(events: pd.DataFrame, items: pd.DataFrame | None, users: pd.DataFrame | None, seed: int = 0):
     """Tune on validation, evaluate on the holdout, refit on everything. Returns (model, metrics, params)."""
     t_start = time.time()
-    probe = Recommender.build(events, items, params=GNNParams(k=2, c2=0.0, seed=seed))
-    has_repeats = probe.repeat.has_repeats
+    has_repeats, rebuy_share = detect_repeats(events)
     train, test = holdout(events, seed, has_repeats)
     gp, sp_, tinfo = tune(train, items, seed, has_repeats)
     rec = Recommender.build(train, items, users, params=gp, stage=sp_)
@@ -196,7 +207,7 @@ def fit_and_evaluate(events: pd.DataFrame, items: pd.DataFrame | None, users: pd
     if has_repeats:
         metrics.update({f"buy_again_{k}": v for k, v in baseline_topk(rec, test, "buy_again").items()})
     metrics.update({f"validation_{k}": v for k, v in tinfo["validation"].items()})
-    ranker, rinfo = fit_second_stage(train, test, items, rec, gp, sp_, seed, has_repeats)
+    ranker, rinfo = fit_second_stage(train, test, items, rec, tinfo["model"], tinfo["val"], seed)
     metrics.update(rinfo)
     rec.ranker = ranker
     metrics.update({f"holdout_{k}": v for k, v in evaluate(rec, test).items()})  # what serving does
@@ -206,5 +217,5 @@ def fit_and_evaluate(events: pd.DataFrame, items: pd.DataFrame | None, users: pd
     metrics["final_fit_seconds"] = time.time() - t_fit
     metrics["total_seconds"] = time.time() - t_start
     params = {"gnn": gp.as_dict(), "stage": sp_.__dict__, "split": "last_basket" if has_repeats else "per_user_random_0.2",
-              "repeat_heavy": has_repeats, "rebuy_share": probe.repeat.global_share, "tuning_trials": tinfo["trials"]}
+              "repeat_heavy": has_repeats, "rebuy_share": rebuy_share, "tuning_trials": tinfo["trials"]}
     return final, metrics, params
