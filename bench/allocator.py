@@ -1,6 +1,6 @@
 """Benchmark: RL allocator vs oracle vs five baselines on several synthetic worlds; attribution vs planted truth.
 
-    .venv/bin/python bench/allocator.py [--timesteps 30000] [--periods 26] [--quick]
+    .venv/bin/python bench/allocator.py [--timesteps 20000] [--periods 26] [--quick]
 
 For each world (seed, channel set): fit the response model on its 156-week marketing_mix history, train the
 residual PPO agent, then play every plan for the next T periods on the TRUE curves (truth of the synthetic world)
@@ -49,7 +49,7 @@ def oracle_plan(true, cons, seed=0):
     T, C = true.T, true.C
     starts = [rng.dirichlet(np.ones(T * C)).reshape(T, C) * cons.spendable for _ in range(4)]
     starts.append(np.outer(true.mult, true.beta) / (true.mult.sum() * true.beta.sum()) * cons.spendable)
-    return best_plan(true, cons, starts)
+    return best_plan(true, cons, starts, iters=500, tol=1e-7)
 
 
 def plans(alloc, h, truth, T, B, reserve):
@@ -96,7 +96,7 @@ def main() -> None:
         df, truth = make_marketing_mix(seed, channels=list(chans))
         h = history_from_frame(df)
         t0 = time.time()
-        alloc, metrics = run(h, Config(seed=seed, timesteps=steps))
+        alloc, metrics = run(h, Config(seed=seed, timesteps=steps, n_boot=20, n_eval_worlds=16))
         t_train = time.time() - t0
         B = reference_budget(h, T)
         r0 = plans(alloc, h, {"marketing_mix": truth}, T, B, 0.0)

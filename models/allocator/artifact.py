@@ -78,13 +78,15 @@ class Allocator:
     # --- planning ------------------------------------------------------------------------------------
     def curves(self, periods: int, start: int = 0, init: np.ndarray | None = None, params: MMMParams | None = None,
                peak_any: np.ndarray | None = None) -> Curves:
+        if peak_any is None:
+            peak_any = self.calendar(periods, start)[2]
         return horizon_curves(params or self.params, self.history, periods, start, init, peak_any)
 
     def ensemble(self, periods: int, start: int = 0, actual_spend: np.ndarray | None = None):
         """The planning ensemble over the horizon (each world's adstock carried through history and actuals);
         the point fit alone when no ensemble was saved."""
         out = []
-        peak_any = peak_flags(self.history.future_dates(periods, start), self.history.step_days).max(1)
+        peak_any = self.calendar(periods, start)[2]
         worlds = self.worlds or [self.params]
         if len(getattr(self, "_end", [])) != len(worlds):  # adstock at the end of the history, per world (cached)
             self._end = [geometric_adstock(self.history.spend, w.decay)[-1] for w in worlds]
@@ -94,11 +96,19 @@ class Allocator:
             out.append(self.curves(periods, start, init, params=w, peak_any=peak_any))
         return Ensemble(out)
 
+    def calendar(self, periods: int, start: int = 0) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
+        """(dates, week of year, peak 0/1) of the planned periods (cached: pandas date logic is slow)."""
+        cache = self.__dict__.setdefault("_cal", {})
+        if (periods, start) not in cache:
+            dates = self.history.future_dates(periods, start)
+            cache[(periods, start)] = (dates, dates.isocalendar().week.to_numpy().astype(float),
+                                       peak_flags(dates, self.history.step_days).max(1))
+        return cache[(periods, start)]
+
     def env(self, curves: Curves, cons: Constraints, start: int = 0, worlds: list[Curves] | None = None,
             base: np.ndarray | None = None, base_source=None) -> AllocatorEnv:
-        dates = self.history.future_dates(curves.T, start)
-        env = AllocatorEnv(curves, worlds or [curves], cons, woy=dates.isocalendar().week.to_numpy().astype(float),
-                           peak=peak_flags(dates, self.history.step_days).max(1), alpha=self.alpha,
+        _, woy, peak = self.calendar(curves.T, start)
+        env = AllocatorEnv(curves, worlds or [curves], cons, woy=woy, peak=peak, alpha=self.alpha,
                            base_plans={1.0: base} if base is not None else None,
                            base_source=base_source if base_source is not None else self.ensemble(curves.T, start))
         return env

@@ -105,7 +105,7 @@ class History:
         return self.dates.isocalendar().week.to_numpy().astype(float)
 
     def future_dates(self, periods: int, start: int = 0) -> pd.DatetimeIndex:
-        return pd.DatetimeIndex([self.dates[-1] + pd.Timedelta(days=self.step_days * (start + k + 1)) for k in range(periods)])
+        return self.dates[-1] + pd.to_timedelta(self.step_days * (start + np.arange(1, periods + 1)), unit="D")
 
 
 def history_from_frame(df: pd.DataFrame, source: str = "history") -> History:

@@ -79,8 +79,11 @@ class Curves:
         return float((self.beta * h * self.m2).sum() - self._zero()), back
 
     def _zero(self) -> float:
-        D, carry = self._powers()
-        return float((self.beta * self._h(carry * self.init) * self.m2).sum())
+        """Revenue of the carry-over alone (no spend): a constant of the horizon, computed once."""
+        if getattr(self, "_z", None) is None:
+            D, carry = self._powers()
+            self._z = float((self.beta * self._h(carry * self.init) * self.m2).sum())
+        return self._z
 
     def end_stock(self, x: np.ndarray) -> np.ndarray:
         return self.stock(np.asarray(x, float).reshape(self.T, self.C))[-1] if self.T else self.init
@@ -212,8 +215,9 @@ def _simplex(v: np.ndarray, s: float) -> np.ndarray:
     return np.maximum(v - css[k] / (k + 1), 0.0)
 
 
-def _ascent(curves: Curves, S: float, x0: np.ndarray, iters: int = 300, tol: float = 1e-7) -> np.ndarray:
-    """Spectral projected-gradient ascent on {x >= 0, sum x = S} (more spend never lowers revenue)."""
+def _ascent(curves: Curves, S: float, x0: np.ndarray, iters: int = 400, tol: float = 2e-5) -> np.ndarray:
+    """Spectral projected-gradient ascent on {x >= 0, sum x = S} (more spend never lowers revenue). Stops when the
+    Frank-Wolfe gap (S * max marginal ROI - marginal ROI . x; 0 at a KKT point) is below tol x revenue."""
     T, C = curves.T, curves.C
     scale = S / (T * C)
     z = _simplex((x0 / scale).ravel(), T * C)
@@ -221,6 +225,8 @@ def _ascent(curves: Curves, S: float, x0: np.ndarray, iters: int = 300, tol: flo
     g = g.ravel() * scale
     step = 1.0 / max(np.abs(g).max(), 1e-12)
     for _ in range(iters):
+        if T * C * g.max() - g @ z <= tol * max(abs(v), 1e-9):
+            break
         while True:
             zn = _simplex(z + step * g, T * C)
             vn, gn = curves.value_grad(zn.reshape(T, C) * scale)
@@ -229,17 +235,71 @@ def _ascent(curves: Curves, S: float, x0: np.ndarray, iters: int = 300, tol: flo
             step *= 0.3
         gn = gn.ravel() * scale
         dz, dg = zn - z, gn - g
-        done = vn - v <= tol * max(abs(v), 1.0)
         z, v, g = zn, vn, gn
-        if done:
-            break
         curv = -(dz @ dg)
         step = (dz @ dz) / curv if curv > 1e-18 else step * 2
     return z.reshape(T, C) * scale
 
 
-def optimise(curves: Curves, cons: Constraints, x0: np.ndarray | None = None, maxiter: int = 60) -> np.ndarray:
-    """Full-horizon nonlinear optimiser. Budget only: projected-gradient ascent (fast). With --min/--max/--roi-floor:
+def _lbfgs(curves: Curves, S: float, x0: np.ndarray, iters: int = 150, m: int = 8, tol: float = 1e-10) -> np.ndarray:
+    """L-BFGS (two-loop, Armijo backtracking) on a softmax parameterisation x = S softmax(u): every iterate spends
+    exactly S and stays >= 0. Plain numpy: scipy's L-BFGS-B thrashes BLAS threads on a busy 2-core machine."""
+    T, C = curves.T, curves.C
+    norm = max(curves.value_grad(np.asarray(x0, float))[0], 1.0)
+
+    def f(u):
+        e = np.exp(u - u.max())
+        p = e / e.sum()
+        v, g = curves.value_grad((p * S).reshape(T, C))
+        g = g.ravel() * S
+        return -v / norm, -(p * (g - p @ g)) / norm
+
+    u = np.log(np.maximum(np.asarray(x0, float).ravel() / S, 1e-12))
+    fu, gu = f(u)
+    hist_s, hist_y = [], []
+    for _ in range(iters):
+        q = gu.copy()
+        alphas = []
+        for s_, y_ in reversed(list(zip(hist_s, hist_y))):
+            a = (s_ @ q) / (y_ @ s_)
+            alphas.append(a)
+            q -= a * y_
+        if hist_s:
+            q *= (hist_s[-1] @ hist_y[-1]) / (hist_y[-1] @ hist_y[-1])
+        else:
+            q /= max(np.abs(q).max(), 1e-12)
+        for (s_, y_), a in zip(zip(hist_s, hist_y), reversed(alphas)):
+            q += s_ * (a - (y_ @ q) / (y_ @ s_))
+        d = -q
+        slope = gu @ d
+        if slope >= 0:  # not a descent direction: restart from the gradient
+            hist_s, hist_y = [], []
+            d = -gu / max(np.abs(gu).max(), 1e-12)
+            slope = gu @ d
+        step = 1.0
+        while True:
+            un = u + step * d
+            fn, gn = f(un)
+            if fn <= fu + 1e-4 * step * slope or step < 1e-10:
+                break
+            step *= 0.5
+        s_, y_ = un - u, gn - gu
+        if y_ @ s_ > 1e-12:
+            hist_s.append(s_), hist_y.append(y_)
+            if len(hist_s) > m:
+                hist_s.pop(0), hist_y.pop(0)
+        done = abs(fu - fn) <= tol * max(abs(fu), 1e-12)
+        u, fu, gu = un, fn, gn
+        if done:
+            break
+    e = np.exp(u - u.max())
+    return (e / e.sum() * S).reshape(T, C)
+
+
+def optimise(curves: Curves, cons: Constraints, x0: np.ndarray | None = None, maxiter: int = 60, iters: int = 100,
+             tol: float = 2e-5) -> np.ndarray:
+    """Full-horizon nonlinear optimiser. Budget only: L-BFGS on the softmax parameterisation + projected-gradient
+    polish (fast). With --min/--max/--roi-floor:
     polished by SLSQP (analytic gradients) under every constraint, then made exactly feasible."""
     T, C = curves.T, curves.C
     S = cons.spendable
@@ -248,7 +308,8 @@ def optimise(curves: Curves, cons: Constraints, x0: np.ndarray | None = None, ma
         return np.zeros((T, C))
     if x0 is None:
         x0 = np.full((T, C), S / (T * C))
-    x = _ascent(curves, S, np.asarray(x0, float))
+    x = _lbfgs(curves, S, np.asarray(x0, float), iters)
+    x = _ascent(curves, S, x, 20, tol)  # short projected-gradient polish: lets cells reach exactly zero
     if not ((lo > 0).any() or np.isfinite(hi).any() or np.isfinite(fl).any()):
         return x
     scale = S / (T * C)
@@ -278,7 +339,8 @@ def optimise(curves: Curves, cons: Constraints, x0: np.ndarray | None = None, ma
     return project_plan(x, cons)
 
 
-def best_plan(curves: Curves, cons: Constraints, starts: list[np.ndarray] | None = None, channels: list[str] | None = None) -> np.ndarray:
+def best_plan(curves: Curves, cons: Constraints, starts: list[np.ndarray] | None = None, channels: list[str] | None = None,
+              iters: int = 100, tol: float = 2e-5) -> np.ndarray:
     """Optimise from the even split and any extra starts (Hill curves with slope > 1 are not concave); keep the best
     feasible plan."""
     T, C = curves.T, curves.C
@@ -286,7 +348,7 @@ def best_plan(curves: Curves, cons: Constraints, starts: list[np.ndarray] | None
     starts = [np.full((T, C), S / max(T * C, 1))] + list(starts or [])
     best, best_v = None, -np.inf
     for s in starts:
-        x = optimise(curves, cons, s)
+        x = optimise(curves, cons, s, iters=iters, tol=tol)
         if channels is not None:
             x = project_plan(enforce_roi_floor(x, curves, cons, channels), cons)
         v = curves.revenue(x).sum()

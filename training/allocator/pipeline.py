@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class Config:
     horizon: int = 26  # training episodes: periods
-    timesteps: int = 5_000  # PPO steps (CLI default: quick; the benchmark trains longer)
-    n_boot: int = 20
+    timesteps: int = 3_000  # PPO steps (CLI default: quick; the benchmark trains longer)
+    n_boot: int = 12
+    n_eval_worlds: int = 8
     widen: float = 0.2
     n_worlds: int = 64
     n_plan_worlds: int = 16
@@ -111,7 +112,7 @@ def run(h: History, cfg: Config) -> tuple[Allocator, dict]:
     rng = np.random.default_rng(cfg.seed)
     alloc.worlds = widened_worlds(res.params, res.samples, cfg.n_plan_worlds, cfg.widen, rng)
     train_worlds = widened_worlds(res.params, res.samples, cfg.n_worlds, cfg.widen, rng)
-    test_worlds = widened_worlds(res.params, res.samples, 16, cfg.widen, rng)
+    test_worlds = widened_worlds(res.params, res.samples, cfg.n_eval_worlds, cfg.widen, rng)
     metrics = {"fit_r2": res.diagnostics["r2"], "fit_mape": res.diagnostics["mape"],
                "fit_media_share": res.diagnostics["media_share"], "fit_seconds": t_fit}
     if cfg.timesteps > 0:
