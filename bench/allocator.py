@@ -113,10 +113,17 @@ def main() -> None:
             t1 = time.perf_counter()
             alloc.plan(B, T, reserve=0.15)
             lat.append((time.perf_counter() - t1) * 1000)
+        rules = []
+        ch = alloc.channels
+        for _ in range(5):
+            t1 = time.perf_counter()
+            alloc.plan(B, T, reserve=0.15, lo={ch[0]: 0.1 * B}, hi={ch[1]: 0.05 * B}, roi_floor={ch[2]: 3.0})
+            rules.append((time.perf_counter() - t1) * 1000)
         timing.append({"world": f"seed {seed}, {len(chans)} ch", "train s (fit + PPO)": t_train,
                        "PPO steps": steps, "agent / planner (held-out DR worlds)": metrics.get("agent_over_planner_mean", float("nan")),
                        "agent served": str(metrics.get("agent_enabled")), "plan ms (median of 20)": float(np.median(lat)),
-                       "plan ms (max)": float(np.max(lat)), "fit R2": metrics["fit_r2"],
+                       "plan ms (max)": float(np.max(lat)), "plan ms with --min/--max/--roi-floor (median of 5)": float(np.median(rules)),
+                       "fit R2": metrics["fit_r2"],
                        "fitted media share": metrics["fit_media_share"], "true media share": truth["media_revenue_share"]})
         print(f"done seed {seed} in {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
     res = pd.DataFrame(rows)

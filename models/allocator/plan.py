@@ -296,7 +296,7 @@ def _lbfgs(curves: Curves, S: float, x0: np.ndarray, iters: int = 150, m: int = 
     return (e / e.sum() * S).reshape(T, C)
 
 
-def optimise(curves: Curves, cons: Constraints, x0: np.ndarray | None = None, maxiter: int = 60, iters: int = 100,
+def optimise(curves: Curves, cons: Constraints, x0: np.ndarray | None = None, maxiter: int = 40, iters: int = 100,
              tol: float = 2e-5) -> np.ndarray:
     """Full-horizon nonlinear optimiser. Budget only: L-BFGS on the softmax parameterisation + projected-gradient
     polish (fast). With --min/--max/--roi-floor:
@@ -332,9 +332,15 @@ def optimise(curves: Curves, cons: Constraints, x0: np.ndarray | None = None, ma
     for c in np.flatnonzero(np.isfinite(fl)):
         def roi_con(z, c=c):
             return curves.revenue(z.reshape(T, C) * scale)[:, c].sum() / norm - fl[c] * (E[c] @ z) * scale / norm
-        cons_list.append({"type": "ineq", "fun": roi_con})
+
+        def roi_jac(z, c=c):  # channels are separable: d(total)/dx[:, c] is channel c's own gradient
+            g = curves.value_grad(z.reshape(T, C) * scale)[1]
+            J = np.zeros((T, C))
+            J[:, c] = (g[:, c] - fl[c]) * scale / norm
+            return J.ravel()
+        cons_list.append({"type": "ineq", "fun": roi_con, "jac": roi_jac})
     res = minimize(f, x0.ravel(), jac=True, method="SLSQP", bounds=[(0, None)] * (T * C), constraints=cons_list,
-                   options={"maxiter": maxiter, "ftol": 1e-8})
+                   options={"maxiter": maxiter, "ftol": 1e-7})
     x = np.maximum(res.x.reshape(T, C) * scale, 0.0)
     return project_plan(x, cons)
 
