@@ -59,6 +59,13 @@ LIFETIMES_WHEEL = "lifetimes==0.11.3"
 LIFETIMES_WHEEL_SHA256 = "261e3dc89977c2b60767ca6728aaa29d429de0c814635070a749c36555895da8"
 CDNOW_MASTER_SHA256 = "eff6889ed364c5199d6eacbbeb7a6d559971df4406ac876f322c373f00a072ef"
 RFM_COLUMNS = ["recency_days", "frequency", "monetary", "tenure_days", "mean_gap_days", "std_gap_days", "last_gap_days"]
+LGBM_PARAMS = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 50, "feature_fraction": 0.9,
+               "bagging_fraction": 0.8, "bagging_freq": 1, "verbose": -1, "num_threads": 2}
+
+
+def rfm_frame(w: F.Window) -> pd.DataFrame:
+    """LightGBM's RFM features: the RFM columns plus average order value."""
+    return w.rfm[RFM_COLUMNS].assign(avg_spend=lambda d: d["monetary"] / d["frequency"].clip(lower=1))
 
 
 def cache() -> Path:
@@ -116,38 +123,28 @@ def lgbm_rfm(prep: F.Prepared, cfg: Config, val_as_of: float, test_as_of: float,
     """LightGBM on RFM features, same training windows and validation window as the LSTM; Platt-calibrated."""
     as_ofs, _ = training_as_ofs(prep, val_as_of, cfg)
     parts = [labelled(prep, a, cfg) for a in as_ofs]
-    X = pd.concat([p.window.rfm[RFM_COLUMNS] for p in parts], ignore_index=True)
-    X["avg_spend"] = X["monetary"] / X["frequency"].clip(lower=1)
+    X = pd.concat([rfm_frame(p.window) for p in parts], ignore_index=True)
     y = np.concatenate([p.churned for p in parts]).astype(int)
     val = labelled(prep, val_as_of, cfg)
-    Xv = val.window.rfm[RFM_COLUMNS].assign(avg_spend=lambda d: d["monetary"] / d["frequency"].clip(lower=1))
-    params = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 50,
-              "feature_fraction": 0.9, "bagging_fraction": 0.8, "bagging_freq": 1, "seed": seed, "verbose": -1,
-              "num_threads": 2}
-    booster = lgb.train(params, lgb.Dataset(X, y), num_boost_round=1000, valid_sets=[lgb.Dataset(Xv, val.churned.astype(int))],
+    Xv = rfm_frame(val.window)
+    booster = lgb.train({**LGBM_PARAMS, "seed": seed}, lgb.Dataset(X, y), num_boost_round=1000, valid_sets=[lgb.Dataset(Xv, val.churned.astype(int))],
                         callbacks=[lgb.early_stopping(50, verbose=False)])
     logit = lambda d: booster.predict(d, raw_score=True)  # noqa: E731
     a, b = fit_platt(logit(Xv), val.churned.astype(float))
-    test = F.window(prep, test_as_of, n_bins=cfg.n_bins, bin_days=cfg.bin_days)
-    Xt = test.rfm[RFM_COLUMNS].assign(avg_spend=lambda d: d["monetary"] / d["frequency"].clip(lower=1))
-    return Calibrator(a, b)(logit(Xt))
+    return Calibrator(a, b)(logit(rfm_frame(F.window(prep, test_as_of, n_bins=cfg.n_bins, bin_days=cfg.bin_days))))
 
 
 def lgbm_rfm_latest(prep: F.Prepared, cfg: Config, val_as_of: float, test_as_of: float, seed: int) -> np.ndarray:
     """A second, stronger-on-drift LightGBM-RFM: fitted on the latest labelled window only (80% of its
     customers; early stopping and Platt on the other 20%), so no shift between training and test windows."""
     val = labelled(prep, val_as_of, cfg)
-    X = val.window.rfm[RFM_COLUMNS].assign(avg_spend=lambda d: d["monetary"] / d["frequency"].clip(lower=1))
+    X = rfm_frame(val.window)
     y = val.churned.astype(int)
     hold = np.random.default_rng(seed).random(len(y)) < 0.2
-    params = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 50,
-              "feature_fraction": 0.9, "bagging_fraction": 0.8, "bagging_freq": 1, "seed": seed, "verbose": -1,
-              "num_threads": 2}
-    booster = lgb.train(params, lgb.Dataset(X[~hold], y[~hold]), num_boost_round=1000,
+    booster = lgb.train({**LGBM_PARAMS, "seed": seed}, lgb.Dataset(X[~hold], y[~hold]), num_boost_round=1000,
                         valid_sets=[lgb.Dataset(X[hold], y[hold])], callbacks=[lgb.early_stopping(50, verbose=False)])
     a, b = fit_platt(booster.predict(X[hold], raw_score=True), y[hold].astype(float))
-    test = F.window(prep, test_as_of, n_bins=cfg.n_bins, bin_days=cfg.bin_days)
-    Xt = test.rfm[RFM_COLUMNS].assign(avg_spend=lambda d: d["monetary"] / d["frequency"].clip(lower=1))
+    Xt = rfm_frame(F.window(prep, test_as_of, n_bins=cfg.n_bins, bin_days=cfg.bin_days))
     return Calibrator(a, b)(booster.predict(Xt, raw_score=True))
 
 
@@ -303,7 +300,8 @@ def speed(world: Path, seed: int) -> dict:
 
 def render(results: list[dict], spd: dict | None, argv: list[str]) -> str:
     cpu = platform.processor() or platform.machine()
-    lines = [f"Run: `{' '.join(['.venv/bin/python', 'bench/churn.py', *argv])}` on {os.cpu_count()} CPU cores ({cpu}), "
+    lines = [f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: `{' '.join(['.venv/bin/python', 'bench/churn.py', *argv])}` "
+             f"on {os.cpu_count()} CPU cores ({cpu}), "
              f"torch {torch.__version__} (CPU, 1 thread for the LSTM), LightGBM {lgb.__version__}, no GPU. "
              f"Seed 0 for every model.", ""]
     for r in results:

@@ -92,8 +92,6 @@ def reasons(rfm: pd.DataFrame, prob: np.ndarray, noun: str = "purchase") -> list
                 text = f"last {noun} {_ago(rec)}" + (f", usual gap {_d(gap)}" if np.isfinite(gap) else "")
             if visits > 0 and rec > 14 and noun == "purchase":
                 text += f"; still visiting ({int(visits)} visits in 30 days)"
-            elif rec_any > rec + 7:
-                pass
             elif rec_any < rec - 7:
                 text += f"; last seen {_ago(rec_any)}"
             out.append(text)

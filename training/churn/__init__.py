@@ -1,7 +1,6 @@
 """Train the LSTM churn predictor from an events file and save a version in the model store."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from models.churn import features as F
@@ -9,8 +8,6 @@ from models.errors import InputError
 from training import registry
 from training.churn.pipeline import Config, evaluate, fit  # noqa: F401  (re-exported for the bench)
 from training.io import load
-
-log = logging.getLogger(__name__)
 
 
 def parse_as_of(prep: F.Prepared, as_of: str | None) -> float | None:

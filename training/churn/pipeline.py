@@ -7,7 +7,6 @@ ECE reported); RFM segment edges come from the validation population.
 """
 from __future__ import annotations
 
-import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -24,9 +23,6 @@ from models.churn.net import ChurnEnsemble, ChurnNet
 from models.churn.segments import rfm_edges
 from models.errors import InputError
 from models.metrics import auc, classification_report
-
-log = logging.getLogger(__name__)
-
 
 @dataclass
 class Config:
