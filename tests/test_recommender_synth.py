@@ -161,3 +161,18 @@ def _cli(args):
     import cli.recommender  # noqa: F401  (registers the commands)
     from cli.app import app
     return CliRunner().invoke(app, args)
+
+
+def test_consent_off_and_purchase_probability(trained, synth_world):
+    tag, meta, rt = trained
+    users = pd.read_csv(synth_world / "users.csv", dtype=str)
+    off = users.loc[users["consent_personalization"].str.lower().isin(["false", "0", "no"]), "user_id"]
+    if len(off):
+        resp = rt.recommend(_req(off.iloc[0]))
+        assert resp.fallback and all(r.reason.startswith("personalisation off") for r in resp.items)
+    m = meta["metrics"]
+    assert 0 <= m["purchase_prob_ece"] < 0.05 and m["purchase_prob_auc"] > 0.8
+    u = rt.rec.user_ids[3]
+    items = [r.item_id for r in rt.recommend(_req(u, k=5)).items] + ["not-an-item"]
+    p = rt.purchase_probability(u, items, "app")
+    assert all(0 <= x <= 1 for x in p[:-1]) and np.isnan(p[-1])
