@@ -42,7 +42,9 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
     """Plan spend per channel and period within budget and rules; writes period, channel, spend, expected_revenue.
 
     --min/--max CH=AMOUNT bound a channel's total over the horizon; --roi-floor CH=X keeps its expected ROI >= X;
-    --actuals ACTUALS.csv (rows for the elapsed periods: spend_<channel>..., optional revenue) re-plans the rest.
+    --reserve (share of B) is held back and written as one row `period=1, channel=reserve`;
+    --actuals ACTUALS.csv (rows for the elapsed periods: period or date, spend_<channel>..., optional revenue) re-plans
+    the rest from the adstock those periods left (the actual rows are written as periods 1..k).
     """
     import pandas as pd
 
