@@ -34,7 +34,8 @@ class GNNParams:
     k: int = 32            # spectral (ideal low-pass) dimensions
     alpha: float = 0.1     # weight of the ideal low-pass term
     c2: float = 0.5        # weight of the 4-hop sharpening term (subtracted)
-    beta: float = 0.5      # symmetric normalisation exponent
+    beta: float = 0.5      # item-side normalisation exponent of the adjacency (0.5 = symmetric, LightGCN)
+    user_exp: float = 0.5  # user-side normalisation exponent
     learned_dim: int = 0   # >0: also train LightGCN embeddings of this size (blended with weight `learned_w`)
     learned_w: float = 0.0
     learned_epochs: int = 20
@@ -71,7 +72,7 @@ class GraphFilterGNN:
         self.n_items = X.shape[1]
         du = np.maximum(np.asarray(X.sum(1)).ravel(), 1e-9)
         self.d_item = np.maximum(np.asarray(X.sum(0)).ravel(), 1e-9)
-        self.R_norm = (sp.diags(du ** -p.beta) @ X @ sp.diags(self.d_item ** -p.beta)).tocsr()
+        self.R_norm = (sp.diags(du ** -p.user_exp) @ X @ sp.diags(self.d_item ** -p.beta)).tocsr()
         k = int(min(p.k, min(X.shape) - 2))
         if k >= 1:
             rng = np.random.default_rng(p.seed)
@@ -105,7 +106,8 @@ class GraphFilterGNN:
             op = LinearOperator((n, n), matvec=lambda x: R.T @ (R @ x), dtype=np.float64)
             m = min(self.params.max_eig, n - 2)
             lam, Q = eigsh(op, k=m, which="LA", v0=np.random.default_rng(self.params.seed).standard_normal(n))
-        self.lam = np.clip(lam, 0.0, None)
+        lam = np.clip(lam, 0.0, None)
+        self.lam = lam / max(float(lam.max()), 1e-12)  # the cut-off mu is relative to the largest eigenvalue
         self.Q = Q * np.sign(Q[np.abs(Q).argmax(0), np.arange(Q.shape[1])])[None, :]  # deterministic signs
 
     def _rational(self, rows: sp.csr_matrix) -> np.ndarray:
