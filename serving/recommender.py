@@ -4,7 +4,6 @@ Plain class plus pydantic request/response models, so the BentoML service, the C
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Optional
 
@@ -16,8 +15,6 @@ from models.errors import InputError
 from models.recommender import rules
 from models.recommender.core import Recommender
 from training import registry
-
-log = logging.getLogger(__name__)
 
 
 class RecentEvent(BaseModel):

@@ -1,15 +1,18 @@
-"""The graph model: sparse propagation over the weighted user-item graph (PyTorch Geometric `LGConv`).
+"""The graph model: filters over the weighted user-item graph, with sparse propagation by PyTorch Geometric `LGConv`.
 
-What the model is, honestly:
-- the bipartite user-item graph with edge weights from event types, normalised symmetrically
-  (A_hat = D^-1/2 A D^-1/2, the LightGCN / GF-CF normalisation), propagated with `torch_geometric.nn.LGConv`;
-- a user's scores are a *graph filter* of their item signal r: two propagation hops item->user->item
-  (R~^T R~ r, the linear low-pass filter), minus a weighted four-hop term (a sharpening correction tuned on
-  validation), plus an ideal low-pass term through the top-k spectral embedding of A_hat (GF-CF, Shen et al. 2021);
-- optionally a learned LightGCN embedding (same propagation, sampled-softmax loss with temperature) blended in.
-Every operation is a sparse product, so cost grows with the number of edges. Scoring needs only the user's
-item signal, never a user node, so users unseen at training time are scored from their fresh events (inductive),
-and an item's spectral embedding doubles as its embedding for similar items / substitutes / cold items.
+What the model is:
+- the bipartite user-item graph with edge weights from event types, normalised as R~ = D_u^-a X D_i^-b
+  (a = b = 1/2 is the LightGCN / GF-CF normalisation);
+- default ("rational") mode: a user's scores are a spectral filter of their item signal r on the item graph
+  R~^T R~ (two hops item->user->item): s = ((r d^-c) Q h(L) Q^T) d^c with h(l) = l^p / (l^p + mu^p), a smooth ideal
+  low-pass (GF-CF, Shen et al. 2021). Q, L come from a dense eigendecomposition for small catalogues, else from
+  Lanczos on the sparse operator, so the cost grows with the edges;
+- "poly" mode (fallback): two LGConv hops minus a weighted four-hop term plus an ideal low-pass term;
+- optionally a learned LightGCN embedding (same propagation, sampled-softmax loss with temperature) blended in
+  (off by default: it did not pay for its training time on ML-100K, see docs/BENCHMARKS.md).
+Scoring needs only the user's item signal, never a user node. Users unseen at training time are therefore scored
+from their fresh events (inductive). An item's spectral embedding doubles as its embedding for similar items,
+substitutes and cold items.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.recommender.core import CONSUMED, Recommender
+from models.recommender.core import Recommender
 from models.recommender.repeat import DAY
 
 VERBS = {"purchase": "bought", "rating": "rated", "cart": "carted", "click": "clicked", "view": "viewed"}

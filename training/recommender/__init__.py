@@ -1,13 +1,10 @@
 """Training entry point of the recommender (issue B)."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from training import registry
 from training.io import load
-
-log = logging.getLogger(__name__)
 
 
 def train(events: Path, items: Path | None = None, users: Path | None = None, *, seed: int = 0) -> str:

@@ -1,10 +1,8 @@
 """Recommender pipeline: load -> holdout split -> tune on a validation split carved from train -> evaluate -> refit -> save."""
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +12,6 @@ from models.recommender.core import CONSUMED, Recommender, StageParams, seconds
 from models.recommender.gnn import GNNParams, GraphFilterGNN
 from training import splits
 
-log = logging.getLogger(__name__)
 K = 20
 NORMS = ((0.5, 0.5), (0.25, 0.3), (0.5, 0.3), (0.25, 0.5))  # (user, item) normalisation exponents of the graph
 GRID = {"c": (0.25, 0.35), "mu": (0.04, 0.055, 0.07), "p": (3.0, 4.0)}
