@@ -55,8 +55,11 @@ def popular(rec: Recommender, k: int, ok: np.ndarray, channel: str | None, store
     top = np.argsort(-pop, kind="stable")[:k]
     top = top[np.isfinite(pop[top])]
     total = max(float(np.sum(pop[np.isfinite(pop)])), 1e-12)
-    return [Row(str(rec.item_ids[j]), float(pop[j] / total),
-                f"{why}popular in {rec.categories[rec.item_cat[j]]} {label}", "fallback") for j in top]
+    def where(j: int) -> str:
+        cat = rec.categories[rec.item_cat[j]]
+        return f"in {cat} {label}" if cat != "unknown" else label
+
+    return [Row(str(rec.item_ids[j]), float(pop[j] / total), f"{why}popular {where(j)}", "fallback") for j in top]
 
 
 def recommend(rec: Recommender, user_id: str, k: int = 20, *, recent: pd.DataFrame | None = None,
