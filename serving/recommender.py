@@ -5,7 +5,8 @@ Plain class plus pydantic request/response models, so the BentoML service, the C
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from datetime import datetime
+from typing import Literal, Optional
 
 import numpy as np
 import pandas as pd
@@ -14,13 +15,16 @@ from pydantic import BaseModel, Field
 from models.errors import InputError
 from models.recommender import rules
 from models.recommender.core import Recommender
+from models.schema import EVENT_TYPES
 from training import registry
 
 
 class RecentEvent(BaseModel):
-    item_id: str
-    event: str = "view"
-    timestamp: Optional[str] = None
+    """A fresh event of this session; an unknown event type or an unparsable timestamp is a 400, not a silent skip."""
+
+    item_id: str = Field(..., min_length=1)
+    event: Literal[EVENT_TYPES] = "view"  # type: ignore[valid-type]
+    timestamp: Optional[datetime] = None
 
 
 class RecommendRequest(BaseModel):
@@ -46,6 +50,8 @@ class RecommendResponse(BaseModel):
     model: str
     fallback: bool
     items: list[RecommendedItem]
+    ignored_recent_items: list[str] = Field(default_factory=list,
+                                            description="recent_events items the model's catalogue does not hold")
 
 
 class SimilarRequest(BaseModel):
@@ -96,13 +102,15 @@ class RecommenderRuntime:
         recent = None
         if req.recent_events:
             recent = pd.DataFrame([e.model_dump() for e in req.recent_events])
+            recent["timestamp"] = pd.to_datetime(recent["timestamp"], utc=True).dt.tz_localize(None)
+        ignored = sorted({e.item_id for e in req.recent_events} - self.rec.item_index.keys())
         stock = self.store_stock.get(str(req.store_id)) if req.store_id else None
         rows = rules.recommend(self.rec, req.user_id, req.k, recent=recent, channel=req.channel, store_id=req.store_id,
                                store_stock=stock, exclude=req.exclude, diversity=req.diversity, now=now)
         items = [RecommendedItem(rank=n + 1, item_id=r.item_id, score=r.score, reason=r.reason, source=r.source)
                  for n, r in enumerate(rows)]
         return RecommendResponse(user_id=req.user_id, model=self.tag, fallback=any(r.source == "fallback" for r in rows),
-                                 items=items)
+                                 items=items, ignored_recent_items=ignored)
 
     def similar(self, req: SimilarRequest) -> SimilarResponse:
         if req.item_id not in self.rec.item_index:

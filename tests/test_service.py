@@ -1,0 +1,153 @@
+"""The HTTP service as storefronts, CRM and the budget planner call it: `train all` -> promote -> BentoML app.
+
+The app runs in-process (BentoML's ASGI app under Starlette's test client), so routes, request validation and
+error codes are the real ones without opening a port.
+"""
+from __future__ import annotations
+
+import warnings
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import cli.lifecycle  # noqa: F401  (registers `train all`)
+from cli.app import app
+
+with warnings.catch_warnings():  # starlette nags about httpx versions; the client works the same
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tags(synth_world, monkeypatch_module) -> dict[str, str]:
+    """Every model trained by `omnidecide train all` on the synthetic world, then promoted."""
+    from training import registry
+
+    monkeypatch_module.setenv("OMNIDECIDE_CHURN_FIT_SECONDS", "4")  # quality is tested in test_churn_model
+    res = runner.invoke(app, ["train", "all", "--data", str(synth_world)])
+    assert res.exit_code == 0, res.output
+    printed = [line for line in res.stdout.splitlines() if ":" in line and " " not in line.strip()]
+    out = {t.split(":")[0]: t for t in printed}
+    assert set(out) == {"recommender", "churn", "allocator"}, res.stdout
+    for t in out.values():
+        registry.promote(t, reason="test_service")
+    return out
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def client(tags):
+    from serving.service import OmniDecide
+
+    with TestClient(OmniDecide.to_asgi()) as c:
+        yield c
+
+
+def post(client: TestClient, route: str, request: dict):
+    return client.post(route, json={"request": request})
+
+
+def test_serves_the_promoted_versions(client, tags):
+    served = client.post("/models", json={}).json()
+    for name, tag in tags.items():
+        assert served[name]["tag"] == tag and served[name]["error"] is None
+        assert served[name]["stages"]["production"] == tag
+
+
+def test_recommend_known_user_in_stock_with_reasons(client, synth_world):
+    users = pd.read_csv(synth_world / "users.csv", dtype=str)["user_id"]
+    items = pd.read_csv(synth_world / "items.csv", dtype={"item_id": str})
+    sold_out = set(items.loc[items["stock"] <= 0, "item_id"])
+    assert sold_out, "the synthetic world plants stock-outs"
+    for user in users.iloc[:20]:
+        body = post(client, "/recommend", {"user_id": user, "k": 10}).json()
+        assert [i["rank"] for i in body["items"]] == list(range(1, 11))
+        assert not sold_out & {i["item_id"] for i in body["items"]}
+        assert all(i["reason"] for i in body["items"])
+
+
+def test_recommend_unknown_user_is_flagged_fallback(client):
+    body = post(client, "/recommend", {"user_id": "never-seen", "k": 5, "channel": "douyin"}).json()
+    assert body["fallback"] is True and len(body["items"]) == 5
+
+
+def test_recent_events_steer_and_unknown_items_are_reported(client, synth_world):
+    items = pd.read_csv(synth_world / "items.csv", dtype={"item_id": str})
+    cats = items.groupby("category")["item_id"].apply(list)
+    cat, seen = cats.index[0], cats.iloc[0][:3]
+    events = [{"item_id": i, "event": "cart", "timestamp": "2026-01-05T10:00:00+08:00"} for i in seen]
+    body = post(client, "/recommend", {"user_id": "fresh-visitor", "k": 10,
+                                       "recent_events": events + [{"item_id": "not-in-catalogue"}]}).json()
+    assert body["fallback"] is False  # inductive: the session's items give the user an embedding
+    assert body["ignored_recent_items"] == ["not-in-catalogue"]
+    in_cat = set(cats[cat])
+    assert sum(i["item_id"] in in_cat for i in body["items"]) >= 5, body
+
+
+def test_bad_requests_are_400_naming_the_field(client):
+    r = post(client, "/recommend", {"user_id": "u", "recent_events": [{"item_id": "x", "event": "teleport"}]})
+    assert r.status_code == 400 and "event" in r.text
+    r = post(client, "/recommend", {"user_id": "u", "k": 0})
+    assert r.status_code == 400 and "k" in r.json()["detail"][0]["loc"]
+    r = post(client, "/similar_items", {"item_id": "no-such-item"})
+    assert r.status_code == 400 and "no-such-item" in r.text
+    r = client.post("/allocate", content=b"not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+
+
+def test_similar_items(client, synth_world):
+    item = pd.read_csv(synth_world / "items.csv", dtype={"item_id": str})["item_id"].iloc[0]
+    body = post(client, "/similar_items", {"item_id": item, "k": 5}).json()
+    assert len(body["items"]) == 5 and item not in {i["item_id"] for i in body["items"]}
+
+
+def test_predict_churn(client, tags):
+    events = [{"user_id": "a", "timestamp": "2025-12-01", "event": "purchase", "amount": 30},
+              {"user_id": "a", "timestamp": "2026-01-10", "event": "purchase", "amount": 20},
+              {"user_id": "b", "timestamp": "2026-02-20T10:00:00", "event": "view", "item_id": "i1"},
+              {"user_id": "c", "timestamp": "2026-03-05", "event": "purchase", "amount": 5}]  # after as-of: unseen
+    body = post(client, "/predict_churn", {"as_of": "2026-03-01", "events": events}).json()
+    assert body["model"] == tags["churn"]
+    rows = {r["user_id"]: r for r in body["customers"]}
+    assert set(rows) == {"a", "b"}
+    assert all(0 <= r["churn_probability"] <= 1 and r["risk_tier"] in {"high", "medium", "low"} for r in rows.values())
+    bad = post(client, "/predict_churn", {"as_of": "2026-03-01", "events": [{"user_id": "a", "timestamp": "soon",
+                                                                             "event": "purchase"}]})
+    assert bad.status_code == 400 and "events[0]" in bad.text and "timestamp" in bad.text
+
+
+def test_allocate_honours_budget_and_reserve(client, tags):
+    body = post(client, "/allocate", {"budget": 100_000, "periods": 4, "reserve": 0.15}).json()
+    assert body["model"] == tags["allocator"]
+    plan = pd.DataFrame(body["rows"])
+    assert set(plan["period"]) == {1, 2, 3, 4}
+    assert plan["spend"].sum() == pytest.approx(100_000, rel=1e-6)
+    assert plan.loc[plan["channel"] == "reserve", "spend"].sum() == pytest.approx(15_000, rel=1e-6)
+    r = post(client, "/allocate", {"budget": 100, "periods": 4, "min": {plan["channel"].iloc[0]: 500}})
+    assert r.status_code == 400 and "--min" in r.text
+
+
+def test_missing_model_is_503_and_does_not_take_the_others_down():
+    """A model absent from the store is loaded as None with the reason; its endpoints then answer 503."""
+    from bentoml.exceptions import ServiceUnavailable
+
+    from models.errors import InputError
+    from serving.service import _call, _load
+
+    def no_allocator():
+        raise InputError("no allocator in the store; run `omnidecide train allocator --history F`")
+
+    runtime, why = _load("allocator", no_allocator)
+    assert runtime is None and "train allocator" in why
+    with pytest.raises(ServiceUnavailable, match="train allocator") as e:
+        _call(runtime, why, lambda r: r.plan(None))
+    assert e.value.error_code == 503
