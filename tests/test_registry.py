@@ -46,3 +46,8 @@ def test_unknown_things_are_clear_errors():
         registry.save("nope", lambda f: None, metrics={}, params={}, data_fingerprint="")
     with pytest.raises(registry.RegistryError):
         registry.set_canary("churn:whatever", 2.0)
+    for bad in ("recommender:doesnotexist", "recommender"):
+        with pytest.raises(registry.RegistryError, match="models list|train recommender"):
+            registry.promote(bad)
+        with pytest.raises(registry.RegistryError, match="models list|train recommender"):
+            registry.set_canary(bad, 0.05)

@@ -73,6 +73,13 @@ def get(name: str, tag: str | None = None) -> bentoml.Model:
         raise RegistryError(f"no model {tag!r} in the store at {home()}; train one with `omnidecide train {name}`") from e
 
 
+def _by_tag(tag: str) -> bentoml.Model:
+    """A version named by its full `name:version` tag (promote and canary never guess a version)."""
+    if ":" not in tag:
+        raise RegistryError(f"tag {tag!r} must be name:version (see `omnidecide models list`)")
+    return get(tag.split(":")[0], tag)
+
+
 def path(name: str, tag: str | None = None) -> Path:
     return Path(get(name, tag).path)
 
@@ -127,9 +134,7 @@ def _log(entry: dict) -> None:
 
 def promote(tag: str, *, reason: str = "manual") -> dict[str, Any]:
     """Make `tag` the production version; the one it replaces is kept for rollback."""
-    model = bentoml.models.get(tag) if ":" in tag else None
-    if model is None:
-        raise RegistryError(f"tag {tag!r} must be name:version")
+    model = _by_tag(tag)
     name, tag = model.tag.name, str(model.tag)
     all_stages = _read_stages()
     st = all_stages.setdefault(name, {})
@@ -162,7 +167,7 @@ def set_canary(tag: str, share: float, *, reason: str = "manual") -> dict[str, A
     """Send `share` of traffic (0..1] to `tag` beside the production version."""
     if not 0 < share <= 1:
         raise RegistryError(f"canary share must be in (0, 1], got {share}")
-    model = bentoml.models.get(tag)
+    model = _by_tag(tag)
     all_stages = _read_stages()
     st = all_stages.setdefault(model.tag.name, {})
     st["canary"] = {"tag": str(model.tag), "share": share}
