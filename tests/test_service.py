@@ -151,3 +151,11 @@ def test_missing_model_is_503_and_does_not_take_the_others_down():
     with pytest.raises(ServiceUnavailable, match="train allocator") as e:
         _call(runtime, why, lambda r: r.plan(None))
     assert e.value.error_code == 503
+
+
+def test_predict_churn_for_browsers_who_never_bought(client):
+    events = [{"user_id": "v", "timestamp": "2026-02-20", "event": "view", "item_id": "i1"},
+              {"user_id": "w", "timestamp": "2026-02-21", "event": "click", "item_id": "i2"}]
+    body = post(client, "/predict_churn", {"as_of": "2026-03-01", "events": events}).json()
+    assert {r["user_id"] for r in body["customers"]} == {"v", "w"}
+    assert all("never bought" in r["reason"] for r in body["customers"])

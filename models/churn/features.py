@@ -155,6 +155,8 @@ def _gap_stats(user: np.ndarray, day: np.ndarray, n_users: int) -> tuple[np.ndar
     pairs = _unique(user * 1_000_000 + day.astype(np.int64))
     u, d = pairs // 1_000_000, pairs % 1_000_000
     n_days = np.bincount(u, minlength=n_users).astype(float)
+    if not len(pairs):  # nobody has bought yet (e.g. a batch of browsers only)
+        return n_days, *(np.full(n_users, np.nan) for _ in range(3))
     same = np.r_[False, u[1:] == u[:-1]]
     gap = np.r_[0.0, np.diff(d).astype(float)]
     gu, gg = u[same], gap[same]
