@@ -37,9 +37,12 @@ def recommend(users: Path = typer.Option(..., "--users"), k: int = typer.Option(
         raise InputError(f"--k must be at least 1, got {k}")
     if not users.exists():
         raise InputError(f"{users}: no such file")
-    ids = [line.strip() for line in users.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if ids and ids[0].lower() == "user_id":
-        ids = ids[1:]
+    listed = [line.strip() for line in users.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    if listed and listed[0].lower() == "user_id":
+        listed = listed[1:]
+    ids = list(dict.fromkeys(listed))  # a user listed twice gets one block of rows
+    if len(ids) < len(listed):
+        console.print(f"{users}: {len(listed) - len(ids)} duplicate user id(s) listed once", highlight=False)
     rt = RecommenderRuntime(model)
     if store_id and store_id not in rt.store_stock:
         console.print(f"warning: no store_stock rows for store {store_id!r}; only global stock applies", highlight=False)

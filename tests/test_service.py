@@ -159,3 +159,19 @@ def test_predict_churn_for_browsers_who_never_bought(client):
     body = post(client, "/predict_churn", {"as_of": "2026-03-01", "events": events}).json()
     assert {r["user_id"] for r in body["customers"]} == {"v", "w"}
     assert all("never bought" in r["reason"] for r in body["customers"])
+
+
+def test_recommend_cli_reads_a_users_file_as_spreadsheets_write_it(tags, synth_world, tmp_path):
+    """BOM, header, blank lines and a repeated id: every listed user gets exactly one block of k rows."""
+    import cli.recommender  # noqa: F401  (registers `recommend`)
+
+    known = pd.read_csv(synth_world / "users.csv", dtype=str)["user_id"].iloc[0]
+    users = tmp_path / "users.txt"
+    users.write_bytes(f"\ufeffuser_id\n{known}\n\nnever-seen\n{known}\n  \n".encode())
+    out = tmp_path / "recs.csv"
+    res = runner.invoke(app, ["recommend", "--users", str(users), "--k", "3", "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    recs = pd.read_csv(out, dtype={"user_id": str, "item_id": str})
+    assert list(recs.columns) == ["user_id", "rank", "item_id", "score", "reason"]
+    assert recs.groupby("user_id")["rank"].apply(list).to_dict() == {known: [1, 2, 3], "never-seen": [1, 2, 3]}
+    assert recs.loc[recs.user_id == known, "reason"].str.contains("new customer").sum() == 0
