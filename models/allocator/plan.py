@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize
 
 from models.errors import InputError
 
@@ -52,9 +51,20 @@ class Curves:
             self._pw = (D, carry)
         return self._pw
 
+    def _fast(self) -> tuple:
+        """Channel-major constants for stock / value_grad: batched (T x T) matmuls per channel are ~5x faster than
+        the equivalent einsum at T = 26 (3x at T = 104)."""
+        if getattr(self, "_fc", None) is None or self._fc[0].shape[1] != self.T:
+            D, carry = self._powers()
+            self._fc = (np.ascontiguousarray(D.transpose(2, 0, 1)), np.ascontiguousarray(D.transpose(2, 1, 0)),
+                        np.ascontiguousarray((carry * self.init).T),
+                        np.ascontiguousarray((self.beta * np.broadcast_to(self.m2, (self.T, self.C))).T),
+                        np.asarray(self.half, float)[:, None], np.asarray(self.slope, float)[:, None])
+        return self._fc
+
     def stock(self, x: np.ndarray) -> np.ndarray:
-        D, carry = self._powers()
-        return np.einsum("tsc,sc->tc", D, x) + carry * self.init
+        Dt, _, c0 = self._fast()[:3]
+        return (np.matmul(Dt, np.asarray(x, float).T[:, :, None])[:, :, 0] + c0).T
 
     def _h(self, a):
         a = np.maximum(a, 0.0)
@@ -68,15 +78,18 @@ class Curves:
         return self.beta * self._h(self.stock(x)) * self.m2 - zero
 
     def value_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        x = np.asarray(x, float).reshape(self.T, self.C)
-        a = np.maximum(self.stock(x), 1e-12)
-        r = a / self.half
-        rs = r ** self.slope
-        h = rs / (1 + rs)
-        dh = self.slope * rs / (a * (1 + rs) ** 2)
-        g = self.beta * dh * self.m2
-        back = np.einsum("tsc,tc->sc", self._powers()[0], g)
-        return float((self.beta * h * self.m2).sum() - self._zero()), back
+        v, back = self._value_grad_cm(np.asarray(x, float).reshape(self.T, self.C).T)
+        return v, back.T
+
+    def _value_grad_cm(self, xt: np.ndarray) -> tuple[float, np.ndarray]:
+        """value_grad on channel-major spend xt (C, T); the gradient comes back channel-major too."""
+        Dt, DtT, c0, bm, half, slope = self._fast()
+        a = np.maximum(np.matmul(Dt, xt[:, :, None])[:, :, 0] + c0, 1e-12)
+        rs = np.exp(slope * np.log(a / half))
+        inv = 1.0 / (1.0 + rs)
+        h = rs * inv
+        g = bm * slope * h * inv / a  # d revenue / d adstock
+        return float((bm * h).sum() - self._zero()), np.matmul(DtT, g[:, :, None])[:, :, 0]
 
     def _zero(self) -> float:
         """Revenue of the carry-over alone (no spend): a constant of the horizon, computed once."""
@@ -84,6 +97,33 @@ class Curves:
             D, carry = self._powers()
             self._z = float((self.beta * self._h(carry * self.init) * self.m2).sum())
         return self._z
+
+    def cols_revenue(self, cols: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """Total incremental revenue over the horizon of columns `cols` (summed) for each of G spend profiles X (T, G)
+        applied to every one of them: (G,). For ROI floors: one channel under several spend levels."""
+        D, carry = self._powers()
+        cols = np.atleast_1d(cols)
+        stock = np.einsum("tsk,sg->tkg", D[:, :, cols], np.asarray(X, float)) + (carry * self.init)[:, cols, None]
+        base = (carry * self.init)[:, cols]
+        half, slope = self.half[cols], self.slope[cols]
+        h = lambda a: (lambda r: r / (1 + r))((np.maximum(a, 0.0) / half[:, None]) ** slope[:, None])  # noqa: E731
+        m = np.broadcast_to(self.m2, (self.T, self.C))[:, cols]
+        out = self.beta[cols][:, None] * (h(stock) - h(base[:, :, None])) * m[:, :, None]
+        return out.sum((0, 1))
+
+    def channel_revenue(self, c: int, X: np.ndarray) -> np.ndarray:
+        return self.cols_revenue(np.array([c]), X)
+
+    def channel(self, c: int) -> "Curves":
+        """Channel c alone (channels are separable)."""
+        mult = self.mult[:, [c]] if np.ndim(self.mult) == 2 else self.mult
+        return Curves(self.decay[[c]], self.half[[c]], self.slope[[c]], self.beta[[c]], mult, self.init[[c]])
+
+    def replicate(self, n: int) -> "Curves":
+        """Every channel repeated n times (channel-major): n independent copies to optimise side by side."""
+        mult = np.repeat(self.mult, n, axis=1) if np.ndim(self.mult) == 2 else self.mult
+        rep = lambda a: np.repeat(np.asarray(a, float), n)  # noqa: E731
+        return Curves(rep(self.decay), rep(self.half), rep(self.slope), rep(self.beta), mult, rep(self.init))
 
     def end_stock(self, x: np.ndarray) -> np.ndarray:
         return self.stock(np.asarray(x, float).reshape(self.T, self.C))[-1] if self.T else self.init
@@ -106,9 +146,19 @@ class Ensemble:
         return self.stack.revenue(np.tile(x, (1, self.K))).reshape(self.T, self.K, self.C).sum(1)
 
     def value_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        x = np.asarray(x, float).reshape(self.T, self.C)
-        v, g = self.stack.value_grad(np.tile(x, (1, self.K)))
-        return v, g.reshape(self.T, self.K, self.C).sum(1)
+        xt = np.asarray(x, float).reshape(self.T, self.C).T
+        v, g = self.stack._value_grad_cm(np.tile(xt, (self.K, 1)))  # stack columns are world-major: k * C + c
+        return v, g.reshape(self.K, self.C, self.T).sum(0).T
+
+    def channel(self, c: int) -> "Ensemble":
+        return Ensemble([w.channel(c) for w in self.worlds])
+
+    def replicate(self, n: int) -> "Ensemble":
+        return Ensemble([w.replicate(n) for w in self.worlds])
+
+    def channel_revenue(self, c: int, X: np.ndarray) -> np.ndarray:
+        """Expected (mean over worlds) incremental revenue of channel c for each spend profile X (T, G): (G,)."""
+        return self.stack.cols_revenue(c + self.C * np.arange(self.K), X)
 
 
 @dataclass
@@ -165,8 +215,8 @@ def project_period(x: np.ndarray, cap_total: float, hi_left: np.ndarray, lo_left
     above = np.maximum(x - need, 0.0)
     base = np.minimum(x, need)
     room = cap_total - need.sum() - (0 if last else 0.0)
-    if above.sum() > room:
-        x = base + above * (max(room, 0.0) / above.sum())
+    if above.sum() > room:  # (room may be a rounding error below 0 with nothing above the minimums)
+        x = base + above * (max(room, 0.0) / above.sum() if above.sum() > 0 else 0.0)
     return np.maximum(x, 0.0)
 
 
@@ -185,24 +235,36 @@ def project_plan(x: np.ndarray, cons: Constraints) -> np.ndarray:
 
 
 def enforce_roi_floor(x: np.ndarray, curves: Curves, cons: Constraints, channels: list[str]) -> np.ndarray:
-    """Scale down channels whose expected ROI is below their floor (exact on `curves`); a channel whose --min forces
-    spend below its floor is an InputError."""
+    """Scale down channels whose expected ROI is below their floor (exact on `curves`): the largest scale of the
+    channel's spend that meets the floor (grid, then bisection); a channel whose --min forces spend below its floor is
+    an InputError."""
     lo, _, fl = cons.arrays(curves.C)
     x = np.asarray(x, float).copy()
     for c in np.flatnonzero(np.isfinite(fl)):
-        def roi(s):
-            y = x.copy()
-            y[:, c] *= s
-            sp = y[:, c].sum()
-            return curves.revenue(y)[:, c].sum() / sp if sp > 0 else np.inf
-        if roi(1.0) >= fl[c] - 1e-9:
+        sp = x[:, c].sum()
+        if sp <= 0:
             continue
-        grid = np.linspace(1.0, 0.0, 41)[1:-1]
-        ok = [s for s in grid if roi(s) >= fl[c] and x[:, c].sum() * s >= lo[c] - 1e-6]
-        s = ok[0] if ok else 0.0
-        if s == 0.0 and lo[c] > 0:
+
+        def roi(s, c=c, sp=sp):
+            s = np.atleast_1d(np.asarray(s, float))
+            return curves.channel_revenue(c, np.outer(x[:, c], s)) / (sp * s)
+        if roi(1.0)[0] >= fl[c]:
+            continue
+        s_min = min(lo[c] / sp, 1.0)
+        grid = np.linspace(1.0, max(s_min, 1.0 / 256), 129)[1:]
+        ok = roi(grid) >= fl[c]
+        if ok.any():
+            i = int(np.argmax(ok))
+            good, bad = grid[i], grid[i - 1] if i > 0 else 1.0
+            for _ in range(30):
+                mid = 0.5 * (good + bad)
+                good, bad = (mid, bad) if roi(mid)[0] >= fl[c] else (good, mid)
+            s = good
+        elif lo[c] > 0:
             raise InputError(f"--roi-floor {channels[c]}={fl[c]:g} cannot be met together with --min {channels[c]}="
-                             f"{lo[c]:,.2f} (expected ROI at that spend is {roi(lo[c] / max(x[:, c].sum(), 1e-9)):.2f})")
+                             f"{lo[c]:,.2f} (expected ROI at that spend is {roi(max(s_min, 1e-9))[0]:.2f})")
+        else:
+            s = 0.0
         x[:, c] *= s
     return x
 
@@ -241,20 +303,41 @@ def _ascent(curves: Curves, S: float, x0: np.ndarray, iters: int = 400, tol: flo
     return z.reshape(T, C) * scale
 
 
-def _lbfgs(curves: Curves, S: float, x0: np.ndarray, iters: int = 150, m: int = 8, tol: float = 1e-10) -> np.ndarray:
-    """L-BFGS (two-loop, Armijo backtracking) on a softmax parameterisation x = S softmax(u): every iterate spends
-    exactly S and stays >= 0. Plain numpy: scipy's L-BFGS-B thrashes BLAS threads on a busy 2-core machine."""
+def _lbfgs(curves: Curves, S: float, x0: np.ndarray, iters: int = 150, m: int = 8, tol: float = 1e-10,
+           fixed: np.ndarray | None = None) -> np.ndarray:
+    """L-BFGS (two-loop, Armijo backtracking) on a softmax parameterisation: every iterate spends exactly S and stays
+    >= 0. `fixed` (C,) channel totals (nan = free): a fixed channel is its own softmax over its T periods scaled to
+    its total (its time profile is optimised, its total is exact); the free channels share one softmax scaled to S
+    less the fixed totals. Plain numpy: scipy's L-BFGS-B thrashes BLAS threads on a busy 2-core machine."""
     T, C = curves.T, curves.C
-    norm = max(curves.value_grad(np.asarray(x0, float))[0], 1.0)
+    fx = np.zeros(C, bool) if fixed is None else np.isfinite(fixed)
+    fr = ~fx
+    tot = np.where(fx, np.nan_to_num(fixed if fixed is not None else np.zeros(C)), 0.0)
+    tot[fr] = max(S - tot[fx].sum(), 0.0)
+    x0 = np.asarray(x0, float).reshape(T, C)
+    norm = max(curves.value_grad(x0)[0], 1.0)
+
+    def probs(u):
+        p = np.empty_like(u)
+        if fx.any():
+            e = np.exp(u[:, fx] - u[:, fx].max(0))
+            p[:, fx] = e / e.sum(0)
+        if fr.any():
+            e = np.exp(u[:, fr] - u[:, fr].max())
+            p[:, fr] = e / e.sum()
+        return p
 
     def f(u):
-        e = np.exp(u - u.max())
-        p = e / e.sum()
-        v, g = curves.value_grad((p * S).reshape(T, C))
-        g = g.ravel() * S
-        return -v / norm, -(p * (g - p @ g)) / norm
+        u = u.reshape(T, C)
+        p = probs(u)
+        v, g = curves.value_grad(p * tot)
+        gx = g * tot
+        pg = p * gx
+        mean = np.where(fx, pg.sum(0), pg[:, fr].sum() if fr.any() else 0.0)
+        return -v / norm, (-(pg - p * mean) / norm).ravel()
 
-    u = np.log(np.maximum(np.asarray(x0, float).ravel() / S, 1e-12))
+    share = np.where(tot > 0, x0 / np.where(tot > 0, tot, 1.0), 0.0)
+    u = np.log(np.maximum(share, 1e-12)).ravel()
     fu, gu = f(u)
     hist_s, hist_y = [], []
     for _ in range(iters):
@@ -292,15 +375,182 @@ def _lbfgs(curves: Curves, S: float, x0: np.ndarray, iters: int = 150, m: int = 
         u, fu, gu = un, fn, gn
         if done:
             break
-    e = np.exp(u - u.max())
-    return (e / e.sum() * S).reshape(T, C)
+    return probs(u.reshape(T, C)) * tot
+
+
+def _thresholds(vs: np.ndarray, css: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per column c: theta with sum_t max(v[t, c] - theta, 0) = y[c] > 0 (vs: v sorted descending per column, css: its
+    cumulative sum)."""
+    k = np.arange(1, vs.shape[0] + 1)[:, None]
+    kk = np.maximum((vs - (css - y) / k > 0).sum(0), 1)
+    return (css[kk - 1, np.arange(vs.shape[1])] - y) / kk
+
+
+def project_capped(v: np.ndarray, S: float, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Exact Euclidean projection of v (T, C) onto {x >= 0, lo_c <= sum_t x[t, c] <= hi_c, sum x = min(S, sum hi)}
+    (needs sum lo <= S). KKT: x = max(v - lam - mu_c, 0); channel totals clip(g_c(lam), lo_c, hi_c) with
+    g_c(theta) = sum_t max(v[t, c] - theta, 0) are piecewise linear in lam: solved exactly over the breakpoints."""
+    v = np.asarray(v, float)
+    T, C = v.shape
+    S = min(S, float(hi.sum()))
+    vs = -np.sort(-v, axis=0)
+    css = np.cumsum(vs, axis=0)
+    va = vs[::-1]
+    fin = np.isfinite(hi)
+    th_hi = _thresholds(vs, css, np.where(fin, np.maximum(hi, 1e-300), 1.0))[fin]
+    th_lo = np.where(lo > 0, _thresholds(vs, css, np.maximum(lo, 1e-300)), vs[0])
+    bp = np.unique(np.concatenate([v.ravel(), th_hi, th_lo]))
+    Phi = np.zeros(len(bp))
+    for c in range(C):
+        kc = T - np.searchsorted(va[:, c], bp, side="right")  # cells of channel c above each breakpoint
+        Phi += np.clip(np.where(kc > 0, css[np.maximum(kc - 1, 0), c] - kc * bp, 0.0), lo[c], hi[c])
+    i = int(np.searchsorted(-Phi, -S, side="left"))  # Phi is nonincreasing: first breakpoint with Phi <= S
+    if i == 0:  # below every breakpoint: channels with a --max sit at it, the others grow with slope T
+        nfree = int((~fin).sum())
+        lam = bp[0] - (S - Phi[0]) / (T * nfree) if nfree and S > Phi[0] else bp[0]
+    elif i >= len(bp):
+        lam = bp[-1]
+    else:
+        a, b, fa, fb = bp[i - 1], bp[i], Phi[i - 1], Phi[i]
+        lam = b if fa == fb else a + (fa - S) * (b - a) / (fa - fb)
+    y = np.clip(np.maximum(v - lam, 0).sum(0), lo, hi)
+    th = np.where(y > 0, _thresholds(vs, css, np.maximum(y, 1e-300)), np.inf)
+    return np.maximum(v - th, 0.0)
+
+
+def _capped_ascent(curves: Curves, S: float, lo: np.ndarray, hi: np.ndarray, x0: np.ndarray, iters: int = 20,
+                   tol: float = 2e-5) -> np.ndarray:
+    """Spectral projected-gradient ascent on {x >= 0, lo <= channel totals <= hi, sum x = S} (exact projection)."""
+    T, C = curves.T, curves.C
+    scale = S / (T * C)
+    Sz, loz, hiz = S / scale, lo / scale, hi / scale
+    z = project_capped(np.asarray(x0, float) / scale, Sz, loz, hiz)
+    v, g = curves.value_grad(z * scale)
+    g = g * scale
+    step = 1.0 / max(np.abs(g).max(), 1e-12)
+    for _ in range(iters):
+        # Frank-Wolfe gap: the best feasible plan for the linearised revenue minus the current one (0 at a KKT point)
+        best = g.max(0)
+        y, left = loz.copy(), min(Sz, hiz.sum()) - loz.sum()
+        for c in np.argsort(-best):
+            add = min(hiz[c] - loz[c], left)
+            y[c], left = y[c] + add, left - add
+        if best @ y - (g * z).sum() <= tol * max(abs(v), 1e-9):
+            break
+        while True:
+            zn = project_capped(z + step * g, Sz, loz, hiz)
+            vn, gn = curves.value_grad(zn * scale)
+            if vn >= v + 1e-4 * (g * (zn - z)).sum() or step < 1e-12:
+                break
+            step *= 0.3
+        gn = gn * scale
+        dz, dg = zn - z, gn - g
+        z, v, g = zn, vn, gn
+        curv = -(dz * dg).sum()
+        step = (dz * dz).sum() / curv if curv > 1e-18 else step * 2
+    return z * scale
+
+
+def _active_set(curves: Curves, S: float, lo: np.ndarray, hi: np.ndarray, x0: np.ndarray, iters: int) -> np.ndarray:
+    """Maximise revenue s.t. sum x = S, lo <= channel totals <= hi: L-BFGS with the channels at a bound held at it
+    exactly (their own softmax) and the rest sharing what is left; a channel leaves its bound when its marginal ROI
+    says it wants to (at its max but below the free channels' marginal ROI, or at its min but above it), a free
+    channel that crosses a bound is held at it. Starts from the bounds x0 violates."""
+    T, C = curves.T, curves.C
+    S = min(S, float(hi.sum()))
+    eps = 1e-9 * max(S, 1.0)
+    y0 = np.asarray(x0, float).sum(0)
+    fixed = np.full(C, np.nan)
+    fixed[y0 >= hi - eps] = hi[y0 >= hi - eps]
+    low = (lo > 0) & (y0 <= lo + eps)
+    fixed[low] = lo[low]
+    x = project_capped(x0, S, lo, hi)
+    pinned = lo >= hi - eps  # min == max: never released
+    for _ in range(2 * C + 2):
+        fr = ~np.isfinite(fixed)
+        if not fr.any() and abs(fixed.sum() - S) > eps:  # every channel held but the totals miss S: free one
+            j = int(np.argmax(np.where(~pinned & (fixed < hi - eps), 1.0, 0.0)))
+            fixed[j], fr[j] = np.nan, True
+        x = _lbfgs(curves, S, x, iters, fixed=fixed)
+        _, g = curves.value_grad(x)
+        y = x.sum(0)
+        marg = np.where(y > eps, (x * g).sum(0) / np.maximum(y, 1e-300), g.max(0))
+        fr = ~np.isfinite(fixed)
+        lam = (x[:, fr] * g[:, fr]).sum() / x[:, fr].sum() if fr.any() and x[:, fr].sum() > eps else (
+            g[:, fr].max() if fr.any() else np.median(marg))
+        over, under = fr & (y > hi + eps), fr & (y < lo - eps)
+        if over.any() or under.any():
+            fixed[over], fixed[under] = hi[over], lo[under]
+            continue
+        held = np.isfinite(fixed) & ~pinned
+        viol = np.where(held & (fixed >= hi - eps), lam - marg, 0.0) + np.where(held & (fixed <= lo + eps) & (fixed < hi - eps),
+                                                                                  marg - lam, 0.0)
+        if viol.max() <= 1e-6 * max(abs(lam), 1e-12):
+            break
+        fixed[int(np.argmax(viol))] = np.nan
+    return x
+
+
+def _roi_cap(curves: Curves, c: int, xc: np.ndarray, floor: float, rtol: float = 1e-4, levels: int = 24) -> float:
+    """The largest total for channel c whose best expected ROI meets `floor` (0 if none is found), searched below the
+    channel's current total sum(xc), where it fails. Channels are separable, and at a given total the time profile
+    that maximises the channel's revenue also maximises its ROI, so `ROI >= floor` is `total <= this cap`.
+    f(y) = V(y) - floor * y, V(y) = the channel's best revenue at total y (its own T-cell time profile re-optimised),
+    f'(y) = its marginal ROI - floor. Safeguarded Newton from the failing side, aiming a little below the root so
+    that it ends on the passing side; if that finds no passing total (an S-shaped curve, whose ROI first rises, can
+    pass only on a narrow interval or nowhere), `levels` totals down to 1/300 of the start are solved side by side
+    and Newton/bisection refines between the largest passing one and the next failing one."""
+    sub = curves.channel(c)
+    y0 = float(np.sum(xc))
+
+    def f(y, prof):
+        x = _lbfgs(sub, y, np.maximum(prof, 1e-12) * y, 60, tol=1e-10)
+        v, g = sub.value_grad(x)
+        return v - floor * y, float((x * g).sum() / y) - floor, x / y
+
+    def refine(good, bad, y, fy, dy, prof):
+        for _ in range(20):
+            if good > 0 and bad - good <= rtol * bad:
+                break
+            yn = (y - fy / dy) * (1 - 0.5 * rtol) if dy < 0 else np.nan
+            if not good < yn < bad:
+                if good <= 0:
+                    return 0.0
+                yn = 0.5 * (good + bad)
+            y = yn
+            fy, dy, prof = f(y, prof)
+            good, bad = (y, bad) if fy >= 0 else (good, y)
+        return good
+
+    prof0 = np.asarray(xc, float).reshape(-1, 1) / max(y0, 1e-300)
+    fy, dy, prof = f(y0, prof0)
+    if fy >= 0:
+        return y0
+    good = refine(0.0, y0, y0, fy, dy, prof)
+    if good > 0:
+        return good
+    ys = np.geomspace(y0, y0 / 300, levels + 1)[1:]
+    many = sub.replicate(levels)
+    x = _lbfgs(many, float(ys.sum()), np.maximum(prof0, 1e-12) * ys, 100, tol=1e-10, fixed=ys)
+    ok = many.revenue(x).sum(0) >= floor * ys
+    if not ok.any():
+        return 0.0
+    i = int(np.argmax(ok))
+    if i == 0:
+        bad, bprof = y0, prof0
+    else:
+        bad, bprof = ys[i - 1], x[:, [i - 1]] / ys[i - 1]
+    fy, dy, prof = f(bad, bprof)
+    return max(refine(ys[i], bad, bad, fy, dy, prof), ys[i])
 
 
 def optimise(curves: Curves, cons: Constraints, x0: np.ndarray | None = None, maxiter: int = 40, iters: int = 100,
              tol: float = 2e-5) -> np.ndarray:
     """Full-horizon nonlinear optimiser. Budget only: L-BFGS on the softmax parameterisation + projected-gradient
-    polish (fast). With --min/--max/--roi-floor:
-    polished by SLSQP (analytic gradients) under every constraint, then made exactly feasible."""
+    polish. With --min/--max: an active-set L-BFGS from the budget-only solution (channels at a bound held there
+    exactly), polished by projected gradient with an exact projection onto the capped set. --roi-floor: caps on the
+    floored channels' totals (see _roi_cap), re-solved until they settle (`maxiter` bounds the rounds). Then made
+    exactly feasible."""
     T, C = curves.T, curves.C
     S = cons.spendable
     lo, hi, fl = cons.arrays(C)
@@ -312,36 +562,21 @@ def optimise(curves: Curves, cons: Constraints, x0: np.ndarray | None = None, ma
     x = _ascent(curves, S, x, 20, tol)  # short projected-gradient polish: lets cells reach exactly zero
     if not ((lo > 0).any() or np.isfinite(hi).any() or np.isfinite(fl).any()):
         return x
-    scale = S / (T * C)
-    x0 = project_plan(x, cons) / scale
-    norm = max(curves.value_grad(np.full((T, C), scale))[0], 1.0)
-
-    def f(z):
-        v, g = curves.value_grad(z.reshape(T, C) * scale)
-        return -v / norm, -g.ravel() * scale / norm
-
-    cons_list = [{"type": "ineq", "fun": lambda z: S / scale - z.sum(), "jac": lambda z: -np.ones_like(z)}]
-    E = np.zeros((C, T * C))
-    for c in range(C):
-        E[c, c::C] = 1.0
-    fin_hi = np.isfinite(hi)
-    if fin_hi.any():
-        cons_list.append({"type": "ineq", "fun": lambda z: (hi / scale - E @ z)[fin_hi], "jac": lambda z: -E[fin_hi]})
-    if (lo > 0).any():
-        cons_list.append({"type": "ineq", "fun": lambda z: (E @ z - lo / scale)[lo > 0], "jac": lambda z: E[lo > 0]})
-    for c in np.flatnonzero(np.isfinite(fl)):
-        def roi_con(z, c=c):
-            return curves.revenue(z.reshape(T, C) * scale)[:, c].sum() / norm - fl[c] * (E[c] @ z) * scale / norm
-
-        def roi_jac(z, c=c):  # channels are separable: d(total)/dx[:, c] is channel c's own gradient
-            g = curves.value_grad(z.reshape(T, C) * scale)[1]
-            J = np.zeros((T, C))
-            J[:, c] = (g[:, c] - fl[c]) * scale / norm
-            return J.ravel()
-        cons_list.append({"type": "ineq", "fun": roi_con, "jac": roi_jac})
-    res = minimize(f, x0.ravel(), jac=True, method="SLSQP", bounds=[(0, None)] * (T * C), constraints=cons_list,
-                   options={"maxiter": maxiter, "ftol": 1e-7})
-    x = np.maximum(res.x.reshape(T, C) * scale, 0.0)
+    cap = hi.copy()
+    for _ in range(max(min(maxiter, 4), 1)):
+        x = _active_set(curves, S, lo, cap, x, iters)
+        x = _capped_ascent(curves, min(S, float(cap.sum())), lo, cap, x, 20, tol)
+        y = x.sum(0)
+        low = np.isfinite(fl) & (y > 0) & (curves.revenue(x).sum(0) < fl * y)
+        for c in np.flatnonzero(low):  # first its own time profile re-optimised at its total (same total: feasible)
+            sub = curves.channel(c)
+            xc = _lbfgs(sub, y[c], x[:, [c]], 150, tol=1e-12)
+            if sub.revenue(xc).sum() >= fl[c] * y[c]:
+                x[:, c], low[c] = xc[:, 0], False
+        if not low.any():
+            break
+        for c in np.flatnonzero(low):
+            cap[c] = min(max(_roi_cap(curves, c, x[:, c], fl[c] * (1 + 1e-6)), lo[c]), cap[c])
     return project_plan(x, cons)
 
 
