@@ -137,20 +137,52 @@ def test_allocate_honours_budget_and_reserve(client, tags):
 
 
 def test_missing_model_is_503_and_does_not_take_the_others_down():
-    """A model absent from the store is loaded as None with the reason; its endpoints then answer 503."""
+    """A model absent from the store is served as None with the reason; its endpoints then answer 503."""
     from bentoml.exceptions import ServiceUnavailable
 
     from models.errors import InputError
-    from serving.service import _call, _load
+    from serving.routing import Versions
+    from serving.service import _call
 
-    def no_allocator():
+    def no_allocator(tag):
         raise InputError("no allocator in the store; run `omnidecide train allocator --history F`")
 
-    runtime, why = _load("allocator", no_allocator)
-    assert runtime is None and "train allocator" in why
+    versions = Versions("allocator", no_allocator)
+    assert versions.pick("any") is None and "train allocator" in versions.describe()["error"]
     with pytest.raises(ServiceUnavailable, match="train allocator") as e:
-        _call(runtime, why, lambda r: r.plan(None))
+        _call(versions, "any", lambda r: r.plan(None))
     assert e.value.error_code == 503
+
+
+def test_canary_share_is_sticky_and_rollback_applies_without_restart(monkeypatch):
+    from types import SimpleNamespace
+
+    from models.errors import InputError
+    from serving import routing
+
+    stages: dict = {"production": "m:a"}
+    monkeypatch.setattr(routing.registry, "stages", lambda name: stages)
+    loads: list = []
+
+    def load(tag):
+        if tag == "m:broken":
+            raise InputError("m:broken is not in the store")
+        loads.append(tag)
+        return SimpleNamespace(tag=tag)
+
+    v = routing.Versions("m", load, check_every_s=0)
+    keys = [f"user{i}" for i in range(4000)]
+    assert {v.pick(k).tag for k in keys} == {"m:a"}
+    stages["canary"] = {"tag": "m:b", "share": 0.05}
+    first = {k: v.pick(k).tag for k in keys}
+    assert 0.035 < sum(t == "m:b" for t in first.values()) / len(keys) < 0.065
+    assert first == {k: v.pick(k).tag for k in keys}  # the same users stay on the canary
+    assert loads == ["m:a", "m:b"]  # adding a canary did not reload production
+    stages.clear()
+    stages["production"] = "m:broken"  # a bad promotion: 503 with the reason, never a crash
+    assert v.pick("user1") is None and "not in the store" in v.describe()["error"]
+    stages["production"] = "m:a"  # rollback
+    assert v.pick("user1").tag == "m:a" and v.describe()["canary"] is None
 
 
 def test_predict_churn_for_browsers_who_never_bought(client):

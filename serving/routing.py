@@ -1,0 +1,86 @@
+"""Which loaded version answers a request: production, or a canary for a sticky share of keys.
+
+`omnidecide models promote|rollback|canary` only rewrite the registry's stages file; a running service notices the
+change on its next request (checked at most once a second) and reloads, so a rollback takes effect in seconds
+without a restart. A canary gets the keys (user ids, items, request bodies) whose hash falls under its share, so a
+user sees one version consistently while the canary runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from typing import Callable, Generic, TypeVar
+
+from models.errors import InputError
+from training import registry
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def bucket(name: str, key: str) -> float:
+    """A stable number in [0, 1) for a key: the same user lands on the same version on every call."""
+    return int.from_bytes(hashlib.sha256(f"{name}\0{key}".encode()).digest()[:8], "big") / 2.0 ** 64
+
+
+class Versions(Generic[T]):
+    """The production (promoted, else latest) and canary runtimes of one model, kept in step with the registry."""
+
+    def __init__(self, name: str, load: Callable[[str | None], T], *, check_every_s: float = 1.0) -> None:
+        self.name, self._load, self._every = name, load, check_every_s
+        self._lock = threading.Lock()
+        self._checked = 0.0
+        self._seen: dict | None = None
+        self.production: T | None = None
+        self.canary: T | None = None
+        self.share = 0.0
+        self.error: str | None = None
+        self._loaded: dict[str, T] = {}  # by tag: a canary change does not reload production
+        self.refresh(force=True)
+
+    def _get(self, tag: str | None) -> T:
+        key = tag or "latest"
+        if key not in self._loaded:
+            self._loaded[key] = self._load(tag)
+        return self._loaded[key]
+
+    def refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked < self._every:
+            return
+        with self._lock:
+            self._checked = now
+            stages = registry.stages(self.name)
+            if not force and stages == self._seen:
+                return
+            self._seen = json.loads(json.dumps(stages))  # a snapshot, not a live reference
+            try:
+                self.production, self.error = self._get(stages.get("production")), None
+            except InputError as e:  # missing model: its endpoints answer 503, the others keep serving
+                log.warning("%s not served: %s", self.name, e)
+                self.production, self.error = None, str(e)
+            canary = stages.get("canary") or {}
+            try:
+                self.canary = self._get(canary["tag"]) if canary else None
+                self.share = float(canary.get("share", 0.0)) if self.canary is not None else 0.0
+            except InputError as e:
+                log.warning("%s canary %s not served: %s", self.name, canary.get("tag"), e)
+                self.canary, self.share = None, 0.0
+            keep = {stages.get("production") or "latest", canary.get("tag")}
+            self._loaded = {k: v for k, v in self._loaded.items() if k in keep}
+
+    def pick(self, key: str) -> T | None:
+        """The runtime for this key (None when the model is not served)."""
+        self.refresh()
+        if self.canary is not None and self.production is not None and bucket(self.name, key) < self.share:
+            return self.canary
+        return self.production
+
+    def describe(self) -> dict:
+        self.refresh()
+        return {"tag": getattr(self.production, "tag", None), "error": self.error,
+                "canary": {"tag": self.canary.tag, "share": self.share} if self.canary is not None else None,
+                "stages": registry.stages(self.name)}
