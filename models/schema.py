@@ -182,3 +182,22 @@ def validate(df: pd.DataFrame, spec: TableSpec, *, now: pd.Timestamp | None = No
     line_of = np.asarray(lines) if lines is not None else np.arange(len(raw)) + 2
     rejects.insert(0, "row", line_of[bad.to_numpy()].astype(int))
     return Validation(clean=typed[~bad].reset_index(drop=True), rejects=rejects.reset_index(drop=True))
+
+
+def validate_records(records: list[dict], spec: TableSpec, *, field: str = "events",
+                     now: pd.Timestamp | None = None) -> pd.DataFrame:
+    """JSON records (an HTTP request's list) -> typed frame, all or nothing.
+
+    A request is either taken whole or refused with every bad record named (`events[3]: unknown event`), so a
+    caller never gets an acknowledgement for rows that were quietly dropped."""
+    if not records:
+        return validate(pd.DataFrame(columns=list(spec.required)), spec, now=now).clean
+    def text(v):  # noqa: E306  (datetimes from pydantic keep their ISO form; None is a blank cell)
+        return "" if v is None else v.isoformat() if hasattr(v, "isoformat") else str(v)
+    raw = pd.DataFrame([{k: text(v) for k, v in r.items()} for r in records])
+    checked = validate(raw, spec, now=now, lines=np.arange(len(raw)))
+    if len(checked.rejects):
+        named = "; ".join(f"{field}[{r.row}]: {r.reason}" for r in checked.rejects.head(10).itertuples())
+        more = f" (and {len(checked.rejects) - 10} more)" if len(checked.rejects) > 10 else ""
+        raise SchemaError(f"{len(checked.rejects)} of {len(raw)} {field} rejected, request refused whole: {named}{more}")
+    return checked.clean

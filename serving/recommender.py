@@ -98,12 +98,17 @@ class RecommenderRuntime:
             known = st.reindex(idx)
             self.rec.stock = np.where(known.notna(), known.to_numpy(), self.rec.stock)
 
-    def recommend(self, req: RecommendRequest, now: float | None = None) -> RecommendResponse:
+    def recommend(self, req: RecommendRequest, now: float | None = None,
+                  stored: pd.DataFrame | None = None) -> RecommendResponse:
+        """`stored`: the user's events from the online store (item_id, event, timestamp), merged with the request's."""
         recent = None
         if req.recent_events:
             recent = pd.DataFrame([e.model_dump() for e in req.recent_events])
             recent["timestamp"] = pd.to_datetime(recent["timestamp"], utc=True).dt.tz_localize(None)
-        ignored = sorted({e.item_id for e in req.recent_events} - self.rec.item_index.keys())
+        if stored is not None and len(stored):
+            stored = stored.loc[stored["item_id"].notna(), ["item_id", "event", "timestamp"]]
+            recent = stored if recent is None else pd.concat([stored, recent], ignore_index=True)
+        ignored = sorted(set(recent["item_id"]) - self.rec.item_index.keys()) if recent is not None else []
         stock = self.store_stock.get(str(req.store_id)) if req.store_id else None
         rows = rules.recommend(self.rec, req.user_id, req.k, recent=recent, channel=req.channel, store_id=req.store_id,
                                store_stock=stock, exclude=req.exclude, diversity=req.diversity, now=now)

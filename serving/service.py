@@ -17,7 +17,9 @@ from serving.allocator import AllocatorRuntime, PlanRequest, PlanResponse
 from serving.churn import ChurnRequest, ChurnResponse, ChurnService
 from serving.recommender import (RecommenderRuntime, RecommendRequest, RecommendResponse, SimilarRequest,
                                  SimilarResponse)
+from serving.online_store import OnlineStore
 from serving.routing import Versions
+from serving.schemas import EventsRequest, EventsResponse, ForgetRequest, ForgetResponse
 
 T = TypeVar("T")
 
@@ -39,11 +41,27 @@ class OmniDecide:
         self.recommender = Versions("recommender", RecommenderRuntime)
         self.churn = Versions("churn", ChurnService)
         self.allocator = Versions("allocator", AllocatorRuntime)
+        self.store = OnlineStore()
 
     @bentoml.api(route="/recommend")
     def recommend(self, request: RecommendRequest) -> RecommendResponse:
-        """Top-K items for a user on a page view (recent session events welcome), with a reason per item."""
-        return _call(self.recommender, request.user_id, lambda r: r.recommend(request))
+        """Top-K items for a user on a page view, with a reason per item; the user's events from `/events` and the
+        request's `recent_events` both steer it."""
+        stored = self.store.recent(request.user_id)
+        return _call(self.recommender, request.user_id, lambda r: r.recommend(request, stored=stored))
+
+    @bentoml.api(route="/events")
+    def events(self, request: EventsRequest) -> EventsResponse:
+        """Storefront events as they happen; committed before the answer, used by the user's next `/recommend`."""
+        try:
+            return EventsResponse(accepted=self.store.append([e.model_dump() for e in request.events]))
+        except InputError as e:
+            raise InvalidArgument(str(e)) from e
+
+    @bentoml.api(route="/forget_user")
+    def forget_user(self, request: ForgetRequest) -> ForgetResponse:
+        """Deletion entry point: removes every event of the user held by the online store."""
+        return ForgetResponse(user_id=request.user_id, deleted_events=self.store.forget(request.user_id))
 
     @bentoml.api(route="/similar_items")
     def similar_items(self, request: SimilarRequest) -> SimilarResponse:

@@ -207,3 +207,40 @@ def test_recommend_cli_reads_a_users_file_as_spreadsheets_write_it(tags, synth_w
     assert list(recs.columns) == ["user_id", "rank", "item_id", "score", "reason"]
     assert recs.groupby("user_id")["rank"].apply(list).to_dict() == {known: [1, 2, 3], "never-seen": [1, 2, 3]}
     assert recs.loc[recs.user_id == known, "reason"].str.contains("new customer").sum() == 0
+
+
+def test_events_endpoint_feeds_the_next_page_view_and_forget_deletes(client, synth_world):
+    """A new visitor's carts posted to /events steer their next /recommend; a bad batch is refused whole."""
+    from serving.online_store import OnlineStore
+
+    items = pd.read_csv(synth_world / "items.csv", dtype={"item_id": str})
+    cat_items = items.groupby("category")["item_id"].apply(list).iloc[1]
+    user = "online-visitor"
+    bad = [{"user_id": user, "item_id": cat_items[0], "event": "cart", "timestamp": "2026-01-05T10:00:00"},
+           {"user_id": user, "item_id": cat_items[1], "event": "wishlist", "timestamp": "2026-01-05T10:01:00"}]
+    r = client.post("/events", json={"request": {"events": bad}})
+    assert r.status_code == 400 and "events[1]: unknown event" in r.text
+    assert post(client, "/recommend", {"user_id": user, "k": 5}).json()["fallback"] is True  # nothing was stored
+
+    good = [{"user_id": user, "item_id": i, "event": "cart", "timestamp": "2026-01-05T10:00:00+08:00"}
+            for i in cat_items[:3]]
+    assert client.post("/events", json={"request": {"events": good}}).json() == {"accepted": 3}
+    assert len(OnlineStore().recent(user)) == 3  # committed: a fresh connection (a restarted worker) sees it
+    body = post(client, "/recommend", {"user_id": user, "k": 10}).json()
+    assert body["fallback"] is False
+    assert sum(i["item_id"] in set(cat_items) for i in body["items"]) >= 5, body
+
+    gone = client.post("/forget_user", json={"request": {"user_id": user}}).json()
+    assert gone["deleted_events"] == 3
+    assert post(client, "/recommend", {"user_id": user, "k": 5}).json()["fallback"] is True
+
+
+def test_online_store_keeps_a_bounded_history_per_user(tmp_path):
+    from serving.online_store import OnlineStore
+
+    store = OnlineStore(tmp_path / "s.sqlite3", keep_per_user=5)
+    store.append([{"user_id": "u", "item_id": f"i{n}", "event": "view", "timestamp": f"2026-01-01T10:00:{n:02d}"}
+                  for n in range(8)])
+    recent = store.recent("u")
+    assert list(recent["item_id"]) == ["i7", "i6", "i5", "i4", "i3"]  # newest first, oldest dropped
+    assert store.purge(older_than_days=0) == 5 and store.recent("u").empty

@@ -1,0 +1,39 @@
+"""Request models shared by more than one endpoint (per-model requests live beside their runtime)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+from pydantic import BaseModel, Field
+
+
+class Event(BaseModel):
+    """One canonical event (docs/data.md). Checked by `models.schema.validate_records`, the rules every loader
+    uses, so an unknown event type or an impossible timestamp is refused with the record's index."""
+
+    user_id: str
+    timestamp: datetime | str
+    event: str
+    item_id: Optional[str] = None
+    quantity: Optional[float] = None
+    amount: Optional[float] = None
+    channel: Optional[str] = None
+    store_id: Optional[str] = None
+
+
+class EventsRequest(BaseModel):
+    events: list[Event] = Field(..., min_length=1, max_length=10_000)
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+
+
+class ForgetRequest(BaseModel):
+    user_id: str = Field(..., min_length=1)
+
+
+class ForgetResponse(BaseModel):
+    user_id: str
+    deleted_events: int
+    note: str = "deleted from the online store; trained model versions forget the user at their next retrain"
