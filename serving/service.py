@@ -14,6 +14,7 @@ from bentoml.exceptions import InvalidArgument, ServiceUnavailable
 
 from models.errors import InputError
 from serving.allocator import AllocatorRuntime, PlanRequest, PlanResponse
+from serving.bidder import BidRequest, BidResponse, Bidder
 from serving.churn import ChurnRequest, ChurnResponse, ChurnService
 from serving.recommender import (RecommenderRuntime, RecommendRequest, RecommendResponse, SimilarRequest,
                                  SimilarResponse)
@@ -42,6 +43,7 @@ class OmniDecide:
         self.churn = Versions("churn", ChurnService)
         self.allocator = Versions("allocator", AllocatorRuntime)
         self.store = OnlineStore()
+        self._bidders: dict[str, Bidder] = {}  # by recommender tag: production and canary each have one
 
     @bentoml.api(route="/recommend")
     def recommend(self, request: RecommendRequest) -> RecommendResponse:
@@ -62,6 +64,19 @@ class OmniDecide:
     def forget_user(self, request: ForgetRequest) -> ForgetResponse:
         """Deletion entry point: removes every event of the user held by the online store."""
         return ForgetResponse(user_id=request.user_id, deleted_events=self.store.forget(request.user_id))
+
+    @bentoml.api(route="/bid")
+    def bid(self, request: BidRequest) -> BidResponse:
+        """Per candidate item: calibrated purchase probability, impression value and bid multiplier for one user on
+        one ad channel (the user's churn figures, when given, add a retention credit)."""
+        return _call(self.recommender, request.user_id, lambda r: self._bidder(r).bid(request))
+
+    def _bidder(self, runtime: RecommenderRuntime) -> Bidder:
+        if runtime.tag not in self._bidders:
+            if len(self._bidders) > 4:  # versions come and go with promotions; keep the map small
+                self._bidders.clear()
+            self._bidders[runtime.tag] = Bidder(runtime)
+        return self._bidders[runtime.tag]
 
     @bentoml.api(route="/similar_items")
     def similar_items(self, request: SimilarRequest) -> SimilarResponse:

@@ -244,3 +244,32 @@ def test_online_store_keeps_a_bounded_history_per_user(tmp_path):
     recent = store.recent("u")
     assert list(recent["item_id"]) == ["i7", "i6", "i5", "i4", "i3"]  # newest first, oldest dropped
     assert store.purge(older_than_days=0) == 5 and store.recent("u").empty
+
+
+def test_bid_values_recommended_items_above_random_ones(client, synth_world):
+    users = pd.read_csv(synth_world / "users.csv", dtype=str)["user_id"].iloc[:15]
+    items = pd.read_csv(synth_world / "items.csv", dtype={"item_id": str})["item_id"]
+    top_p, other_p = [], []
+    for user in users:
+        top = [i["item_id"] for i in post(client, "/recommend", {"user_id": user, "k": 5}).json()["items"]]
+        others = [i for i in items.sample(5, random_state=len(top_p)) if i not in top]
+        body = post(client, "/bid", {"user_id": user, "channel": "douyin", "candidates": top + others + ["nope"]}).json()
+        assert body["unknown_items"] == ["nope"] and body["reference_value"] > 0
+        p = {c["item_id"]: c["purchase_probability"] for c in body["candidates"]}
+        assert all(0.2 <= c["bid_multiplier"] <= 5.0 for c in body["candidates"])
+        top_p += [p[i] for i in top]
+        other_p += [p[i] for i in others]
+    assert sum(top_p) / len(top_p) > 3 * sum(other_p) / len(other_p)
+
+
+def test_bid_credits_retaining_a_fading_customer(client, synth_world):
+    user = pd.read_csv(synth_world / "users.csv", dtype=str)["user_id"].iloc[0]
+    top = [i["item_id"] for i in post(client, "/recommend", {"user_id": user, "k": 5}).json()["items"]]
+    req = {"user_id": user, "channel": "wechat_moments", "candidates": top, "reference_value": 1.0}
+    base = {c["item_id"]: c["value"] for c in post(client, "/bid", req).json()["candidates"]}
+    fading = {c["item_id"]: c for c in post(client, "/bid", {**req, "churn_probability": 0.9,
+                                                               "expected_spend": 1000.0}).json()["candidates"]}
+    for item, v in base.items():  # value = p x (item value + 0.2 x 0.9 x 1000)
+        c = fading[item]
+        assert c["value"] == pytest.approx(c["purchase_probability"] * (c["item_value"] + 180.0), rel=1e-9)
+        assert c["value"] > v

@@ -1,0 +1,119 @@
+"""Ad-bidder runtime: a value and a bid multiplier per candidate item for one user on one ad channel.
+
+Built on the recommender version that serves the user (its LightGBM second stage gives the calibrated purchase
+probability per (user, item, channel)) and on the caller's churn figures for the user (from `predict churn` /
+`/predict_churn`: CRM keeps them per customer). Item value is price × margin where the catalogue has a margin, else
+price. The reference value — what multiplier 1.0 means — is the caller's target if given, else the average value of
+an impression of the top-20 recommendations to a fixed sample of training users on that channel, computed once per
+(version, channel) and cached.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from models.bidding import BidPolicy, impression_value, multiplier
+from models.errors import InputError
+from serving.recommender import RecommenderRuntime, RecommendRequest
+
+REFERENCE_USERS = 32
+REFERENCE_K = 20
+
+
+class BidRequest(BaseModel):
+    user_id: str
+    channel: str = Field(..., description="ad channel of the auction, e.g. douyin, wechat_moments, tmall_ads, search")
+    candidates: list[str] = Field(..., min_length=1, max_length=200, description="item ids the ad could show")
+    churn_probability: Optional[float] = Field(None, ge=0, le=1, description="from /predict_churn for this user")
+    expected_spend: Optional[float] = Field(None, ge=0, description="from /predict_churn for this user")
+    reference_value: Optional[float] = Field(None, gt=0, description="value that means multiplier 1.0")
+    retention_weight: float = Field(BidPolicy.retention_weight, ge=0, le=1)
+
+
+class BidCandidate(BaseModel):
+    item_id: str
+    purchase_probability: float
+    item_value: float
+    value: float
+    bid_multiplier: float
+
+
+class BidResponse(BaseModel):
+    user_id: str
+    channel: str
+    model: str
+    reference_value: float
+    value_unit: str
+    candidates: list[BidCandidate]
+    unknown_items: list[str]
+
+
+class Bidder:
+    """Per-recommender-version helper; the service keeps one per loaded version."""
+
+    def __init__(self, runtime: RecommenderRuntime) -> None:
+        self.rt = runtime
+        rec = runtime.rec
+        self.value, self.unit = _item_values(runtime)
+        self._reference: dict[str, float] = {}
+        self._lock = threading.Lock()
+        step = max(1, len(rec.user_ids) // REFERENCE_USERS)
+        self._sample = list(rec.user_ids[::step][:REFERENCE_USERS])
+
+    def reference(self, channel: str) -> float:
+        """Mean value of an impression of a top-20 recommendation on `channel`, over the fixed user sample."""
+        with self._lock:
+            if channel not in self._reference:
+                values = []
+                for user in self._sample:
+                    items = [r.item_id for r in self.rt.recommend(RecommendRequest(user_id=user, k=REFERENCE_K)).items]
+                    p = np.asarray(self.rt.purchase_probability(user, items, channel))
+                    values.append(impression_value(p, self._values(items)))
+                v = float(np.nanmean(np.concatenate(values))) if values else float("nan")
+                self._reference[channel] = v if v > 0 else 1e-9
+            return self._reference[channel]
+
+    def _values(self, items: list[str]) -> np.ndarray:
+        idx = [self.rt.rec.item_index[i] for i in items]
+        return self.value[idx]
+
+    def bid(self, req: BidRequest) -> BidResponse:
+        if self.rt.rec.ranker is None:
+            raise InputError(f"{self.rt.tag} has no calibrated purchase probability (no second stage); retrain it")
+        known = [i for i in dict.fromkeys(req.candidates) if i in self.rt.rec.item_index]
+        unknown = [i for i in dict.fromkeys(req.candidates) if i not in self.rt.rec.item_index]
+        policy = BidPolicy(retention_weight=req.retention_weight)
+        reference = req.reference_value or self.reference(req.channel)
+        p = np.asarray(self.rt.purchase_probability(req.user_id, known, req.channel)) if known else np.zeros(0)
+        item_value = self._values(known)
+        value = impression_value(p, item_value, req.churn_probability or 0.0, req.expected_spend or 0.0,
+                                 policy.retention_weight)
+        mult = multiplier(value, reference, policy)
+        rows = [BidCandidate(item_id=i, purchase_probability=float(pi), item_value=float(vi), value=float(v),
+                             bid_multiplier=float(m)) for i, pi, vi, v, m in zip(known, p, item_value, value, mult)]
+        return BidResponse(user_id=req.user_id, channel=req.channel, model=self.rt.tag, reference_value=reference,
+                           value_unit=self.unit, candidates=rows, unknown_items=unknown)
+
+
+def _item_values(runtime: RecommenderRuntime) -> tuple[np.ndarray, str]:
+    """Price × margin from the training items.csv when it has a margin, else price, else 1 (value in purchases)."""
+    rec = runtime.rec
+    if rec.price is None:
+        return np.ones(len(rec.item_ids)), "purchases"
+    value = np.nan_to_num(np.asarray(rec.price, float), nan=0.0)
+    files = [Path(f) for f in runtime.metadata.get("files", [])]
+    items = next((f for f in files if f.name.startswith("items") and f.exists()), None)
+    if items is not None:
+        head = pd.read_csv(items, nrows=0).columns
+        if "margin" in head:
+            from training.io import load
+            it = load(items, "items", write=False).data.set_index("item_id")["margin"].astype(float)
+            margin = it.reindex(pd.Index(rec.item_ids)).to_numpy()
+            if np.isfinite(margin).any():
+                return np.where(np.isfinite(margin), value * margin, value), "margin"
+    return value, "revenue"
