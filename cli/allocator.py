@@ -43,8 +43,10 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
 
     --min/--max CH=AMOUNT bound a channel's total over the horizon; --roi-floor CH=X keeps its expected ROI >= X;
     --reserve (share of B) is held back and written as one row `period=1, channel=reserve`;
-    --actuals ACTUALS.csv (rows for the elapsed periods: period or date, spend_<channel>..., optional revenue) re-plans
-    the rest from the adstock those periods left (the actual rows are written as periods 1..k).
+    --actuals ACTUALS.csv (rows for the elapsed periods: period or date, spend_<channel>..., optional revenue, optional
+    revenue_<channel> = the channel's measured incremental revenue, e.g. attributed) re-plans the rest from the adstock
+    those periods left (the actual rows are written as periods 1..k); with revenue_<channel> each channel's response
+    is first recalibrated to its realised / expected revenue (shrunk towards 1 over the first periods).
     """
     import pandas as pd
 
@@ -75,6 +77,9 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
         console.print(f"re-planned periods {s['actual_periods'] + 1}..{periods} after {s['actual_periods']} periods of actuals"
                       + (f" (realised/expected media revenue {s['realised_ratio']:.2f})" if s["realised_ratio"] is not None else ""),
                       highlight=False)
+        if s.get("channel_ratio"):
+            console.print("channel response recalibrated (realised/expected, shrunk): "
+                          + ", ".join(f"{c} {r:.2f}" for c, r in s["channel_ratio"].items()), highlight=False)
     print(f"budget {budget:,.2f}  reserve {s['reserve']:,.2f}  planned spend {s['planned_spend']:,.2f}"
           + (f"  unallocated {s['unallocated']:,.2f}" if s["unallocated"] > 0.01 else ""))
     print(f"expected incremental revenue {s['expected_incremental_revenue']:,.2f}  ROI {s['roi']:.3f}")

@@ -118,3 +118,33 @@ def test_replanning_carries_state_forward(runtime, tmp_path):
     over[f"spend_{ch[0]}"] = 5e6
     with pytest.raises(InputError, match="--actuals"):
         runtime.plan(req, actuals=over)
+
+
+def test_replanning_recalibrates_channels_to_measured_revenue(runtime, tmp_path):
+    """revenue_<channel> in the actuals: a channel that earned twice what the fit expected gets more of the rest of
+    the budget, one that earned half gets less; an unknown channel column is an --actuals error."""
+    from serving.allocator import PlanRequest
+
+    ch = runtime.channels
+    req = PlanRequest(budget=4e6, periods=10, reserve=0.0)
+    _, first = runtime.plan(req)
+    k = 3
+    act = pd.DataFrame({"period": range(1, k + 1), **{f"spend_{c}": first.spend[:k, j] for j, c in enumerate(ch)}})
+    exp_ = first.table[first.table["period"] <= k].pivot(index="period", columns="channel", values="expected_revenue")
+    funded = [c for c in ch if first.spend[:k, ch.index(c)].sum() > 0 and first.spend[k:, ch.index(c)].sum() > 0]
+    up, down = funded[0], funded[1]
+    meas = act.copy()
+    for c in ch:
+        meas[f"revenue_{c}"] = exp_[c].to_numpy() * (2.0 if c == up else 0.5 if c == down else 1.0)
+    _, base = runtime.plan(req, actuals=act)
+    _, cal = runtime.plan(req, actuals=meas)
+    r = cal.summary["channel_ratio"]
+    assert np.isclose(r[up], 2.0 ** 0.6, rtol=0.01) and np.isclose(r[down], 0.5 ** 0.6, rtol=0.01)  # 3 periods, n0 = 2
+    assert all(abs(r[c] - 1) < 0.01 for c in ch if c not in (up, down))
+    j_up, j_down = ch.index(up), ch.index(down)
+    assert cal.spend[k:, j_up].sum() > base.spend[k:, j_up].sum() * 1.05
+    assert cal.spend[k:, j_down].sum() < base.spend[k:, j_down].sum() * 0.95
+    assert cal.spend.sum() <= 4e6 + 1e-6
+    bad = meas.assign(revenue_nochannel=1.0)
+    with pytest.raises(InputError, match="--actuals"):
+        runtime.plan(req, actuals=bad)

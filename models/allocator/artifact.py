@@ -119,9 +119,12 @@ class Allocator:
         a, _ = self.policy.predict(obs, deterministic=True)
         return a
 
-    def parse_actuals(self, actuals: pd.DataFrame, periods: int, source: str = "--actuals") -> tuple[np.ndarray, np.ndarray | None]:
+    def parse_actuals(self, actuals: pd.DataFrame, periods: int, source: str = "--actuals",
+                      per_channel: bool = False) -> tuple:
         """ACTUALS.csv: one row per elapsed period (in order; `period` 1..k or `date` to sort by), a `spend_<channel>`
-        column per channel (missing = 0), optional `revenue`. Returns (spend (k, C), revenue (k,) or None)."""
+        column per channel (missing = 0), optional `revenue`, optional `revenue_<channel>` (the channel's measured
+        incremental revenue in that period, e.g. attributed). Returns (spend (k, C), revenue (k,) or None) and, with
+        per_channel, also the (k, C) channel revenue (nan where not given) or None."""
         df = actuals.copy()
         if "period" in df:
             df = df.sort_values("period", key=lambda s: pd.to_numeric(s, errors="coerce"))
@@ -147,7 +150,33 @@ class Allocator:
             if r.isna().any():
                 raise InputError(f"{source}: revenue must be numeric")
             rev = r.to_numpy(float)
-        return x, rev
+        if not per_channel:
+            return x, rev
+        unknown = [c for c in df.columns if c.startswith("revenue_") and c[len("revenue_"):] not in self.channels]
+        if unknown:
+            raise InputError(f"{source}: unknown channel column(s) {', '.join(unknown)}; the model knows {', '.join(self.channels)}")
+        ch_rev = None
+        if any(c.startswith("revenue_") for c in df.columns):
+            ch_rev = np.full((len(df), len(self.channels)), np.nan)
+            for j, c in enumerate(self.channels):
+                if f"revenue_{c}" in df:
+                    v = pd.to_numeric(df[f"revenue_{c}"], errors="coerce")
+                    if v.isna().any():
+                        raise InputError(f"{source}: revenue_{c} must be numeric")
+                    ch_rev[:, j] = v.to_numpy(float)
+        return x, rev, ch_rev
+
+    def channel_ratio(self, x_act: np.ndarray, ch_rev: np.ndarray, prior_periods: float = 2.0) -> np.ndarray:
+        """Realised / expected incremental revenue per channel over the elapsed periods (where it spent and was
+        measured), shrunk towards 1 as if `prior_periods` periods had matched the fit: exp(n / (n + n0) * log ratio),
+        clipped to [1/3, 3]. Multiplies the channel's effect size when re-planning (the planner recalibrated to what
+        was realised: the fit pins a channel's level worst, see BENCHMARKS)."""
+        exp_ = self.ensemble(len(x_act)).revenue(x_act)
+        seen = np.isfinite(ch_rev) & (x_act > 0)
+        num, den = np.where(seen, ch_rev, 0.0).sum(0), np.where(seen, exp_, 0.0).sum(0)
+        n = seen.sum(0)
+        raw = np.clip(np.where(den > 0, num / np.maximum(den, 1e-12), 1.0), 1 / 3, 3)
+        return np.exp(n / (n + prior_periods) * np.log(np.where(den > 0, raw, 1.0)))
 
     def plan(self, budget: float, periods: int, *, reserve: float = 0.15, lo: dict | None = None, hi: dict | None = None,
              roi_floor: dict | None = None, actuals: pd.DataFrame | None = None, use_agent: bool | None = None) -> PlanResult:
@@ -170,9 +199,9 @@ class Allocator:
 
         lo_a, hi_a, fl_a = arr(lo, "--min", 0.0), arr(hi, "--max", np.inf), arr(roi_floor, "--roi-floor", np.nan)
         x_act = np.zeros((0, C))
-        rev_act = None
+        rev_act = ch_rev = None
         if actuals is not None:
-            x_act, rev_act = self.parse_actuals(actuals, periods)
+            x_act, rev_act, ch_rev = self.parse_actuals(actuals, periods, per_channel=True)
         k = len(x_act)
         cons = Constraints(budget=budget, reserve=reserve, lo=lo_a, hi=hi_a, roi_floor=fl_a,
                            spent=float(x_act.sum()), spent_per_channel=x_act.sum(0))
@@ -197,6 +226,10 @@ class Allocator:
             if exp_media > 0:
                 ratio = float(np.clip((rev_act.sum() - base.sum()) / exp_media, 0.0, 3.0))
         ens = self.ensemble(periods - k, start=k, actual_spend=x_act)
+        ch_ratio = None
+        if k and ch_rev is not None:  # measured channel revenue: recalibrate each channel's level before re-planning
+            ch_ratio = self.channel_ratio(x_act, ch_rev)
+            ens, rest = ens.scaled(ch_ratio), rest.scaled(ch_ratio)
         base_plan = best_plan(ens, cons, channels=self.channels)
         x = base_plan
         if use_agent and self.policy is not None:
@@ -234,5 +267,6 @@ class Allocator:
         summary = {"budget": budget, "periods": periods, "reserve": res_amt, "actual_periods": k,
                    "planned_spend": s.spend, "unallocated": max(held - res_amt, 0.0),
                    "expected_incremental_revenue": s.incremental_revenue, "roi": s.roi, "per_channel": s.per_channel,
-                   "agent": bool(use_agent and self.policy is not None), "realised_ratio": ratio}
+                   "agent": bool(use_agent and self.policy is not None), "realised_ratio": ratio,
+                   "channel_ratio": None if ch_ratio is None else dict(zip(self.channels, ch_ratio.round(4).tolist()))}
         return PlanResult(table=table, spend=full_spend, summary=summary, n_actual=k)

@@ -114,6 +114,10 @@ class Curves:
     def channel_revenue(self, c: int, X: np.ndarray) -> np.ndarray:
         return self.cols_revenue(np.array([c]), X)
 
+    def scaled(self, ratio: np.ndarray) -> "Curves":
+        """Each channel's effect size multiplied by ratio (C,): curves recalibrated to realised ROI."""
+        return Curves(self.decay, self.half, self.slope, self.beta * np.asarray(ratio, float), self.mult, self.init)
+
     def channel(self, c: int) -> "Curves":
         """Channel c alone (channels are separable)."""
         mult = self.mult[:, [c]] if np.ndim(self.mult) == 2 else self.mult
@@ -152,6 +156,9 @@ class Ensemble:
 
     def channel(self, c: int) -> "Ensemble":
         return Ensemble([w.channel(c) for w in self.worlds])
+
+    def scaled(self, ratio: np.ndarray) -> "Ensemble":
+        return Ensemble([w.scaled(ratio) for w in self.worlds])
 
     def replicate(self, n: int) -> "Ensemble":
         return Ensemble([w.replicate(n) for w in self.worlds])
