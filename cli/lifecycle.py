@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Optional
@@ -98,7 +97,8 @@ def serve(port: int = typer.Option(3000, "--port"), host: str = typer.Option("12
     env = {**os.environ, "BENTOML_HOME": str(registry.home())}
     root = Path(__file__).resolve().parents[1]
     cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:OmniDecide", "--port", str(port), "--host", host]
-    raise typer.Exit(subprocess.call(cmd, cwd=root, env=env))
+    os.chdir(root)
+    os.execve(sys.executable, cmd, env)  # become the server: signals (Ctrl-C, SIGTERM) reach it directly
 
 
 def _not_yet(verb: str, issue: str) -> None:
