@@ -34,7 +34,8 @@ WORLDS = [
     (4, ["xiaohongshu", "douyin", "kol_live"]),
 ]
 COLS = ["equal split", "last year's mix", "prop. to hist. ROI", "myopic (fitted)", "full-horizon (fitted)",
-        "ensemble planner (agent off)", "RL plan (open loop)", "RL (closed loop)", "served plan"]
+        "ensemble planner (agent off)", "RL plan (open loop)", "RL (closed loop)", "served plan",
+        "served plan re-planned weekly (measured channel revenue)"]
 
 
 def markdown(df: pd.DataFrame, fmt: str = ".4f") -> str:
@@ -50,6 +51,24 @@ def oracle_plan(true, cons, seed=0):
     starts = [rng.dirichlet(np.ones(T * C)).reshape(T, C) * cons.spendable for _ in range(4)]
     starts.append(np.outer(true.mult, true.beta) / (true.mult.sum() * true.beta.sum()) * cons.spendable)
     return best_plan(true, cons, starts, iters=500, tol=1e-7)
+
+
+def replanned_weekly(alloc, true, T, B, reserve, seed=0, noise=0.1):
+    """Closed loop through the product's re-planning: each week `allocate --actuals` with the weeks so far (spend and
+    each channel's incremental revenue realised on the TRUE curves, measured with `noise` lognormal error as
+    attribution would), spend that week's row of the new plan."""
+    rng = np.random.default_rng(seed)
+    ch = alloc.channels
+    x = np.zeros((T, len(ch)))
+    meas = np.zeros((T, len(ch)))
+    for t in range(T):
+        act = None
+        if t:
+            act = pd.DataFrame({"period": np.arange(1, t + 1), **{f"spend_{c}": x[:t, j] for j, c in enumerate(ch)},
+                                **{f"revenue_{c}": meas[:t, j] for j, c in enumerate(ch)}})
+        x[t] = alloc.plan(B, T, reserve=reserve, actuals=act).spend[t]
+        meas[t] = true.revenue(x)[t] * np.exp(rng.normal(0, noise, len(ch)))
+    return x
 
 
 def plans(alloc, h, truth, T, B, reserve):
@@ -76,6 +95,9 @@ def plans(alloc, h, truth, T, B, reserve):
     for k, v in x.items():
         assert v.sum() <= B * (1 - reserve) + 1e-6, k
         out[k] = true.revenue(v).sum()
+    xr = replanned_weekly(alloc, true, T, B, reserve)
+    assert xr.sum() <= B * (1 - reserve) + 1e-6
+    out["served plan re-planned weekly (measured channel revenue)"] = true.revenue(xr).sum()
     env = alloc.env(fitted, cons, base=x["ensemble planner (agent off)"])
     xs, rev = rollout(env, alloc.act, world=true, seed=0)
     out["RL (closed loop)"] = rev.sum()
@@ -107,6 +129,8 @@ def main() -> None:
                              "RL closed loop, reserve 15% / oracle reserve 0": r15["RL (closed loop)"] / r0["oracle"],
                              "RL plan, reserve 15% / oracle reserve 0": r15["RL plan (open loop)"] / r0["oracle"],
                              "served plan, reserve 15% / oracle reserve 0": r15["served plan"] / r0["oracle"],
+                             "re-planned weekly, reserve 15% / oracle reserve 0":
+                                 r15["served plan re-planned weekly (measured channel revenue)"] / r0["oracle"],
                              "served plan: reserve 15% / reserve 0": r15["served plan"] / r0["served plan"]})
         lat = []
         for _ in range(20):
@@ -119,17 +143,29 @@ def main() -> None:
             t1 = time.perf_counter()
             alloc.plan(B, T, reserve=0.15, lo={ch[0]: 0.1 * B}, hi={ch[1]: 0.05 * B}, roi_floor={ch[2]: 3.0})
             rules.append((time.perf_counter() - t1) * 1000)
+        longer = {}
+        for TT in (52, 104):  # the optimiser's cost grows with T (T x T adstock matrices)
+            BB = reference_budget(h, TT)
+            for name, kw in (("budget", {}), ("rules", {"lo": {ch[0]: 0.1 * BB}, "hi": {ch[1]: 0.05 * BB}, "roi_floor": {ch[2]: 3.0}})):
+                ms = []
+                for _ in range(5):
+                    t1 = time.perf_counter()
+                    alloc.plan(BB, TT, reserve=0.15, **kw)
+                    ms.append((time.perf_counter() - t1) * 1000)
+                longer[f"T={TT} {name} ms (median / max of 5)"] = f"{np.median(ms):.0f} / {np.max(ms):.0f}"
         timing.append({"world": f"seed {seed}, {len(chans)} ch", "train s (fit + PPO)": t_train,
                        "PPO steps": steps, "agent / planner (held-out DR worlds)": metrics.get("agent_over_planner_mean", float("nan")),
                        "agent served": str(metrics.get("agent_enabled")), "plan ms (median of 20)": float(np.median(lat)),
                        "plan ms (max)": float(np.max(lat)), "plan ms with --min/--max/--roi-floor (median of 5)": float(np.median(rules)),
-                       "fit R2": metrics["fit_r2"],
+                       "... (max of 5)": float(np.max(rules)), **longer,
+                       "load avg (1 min) when timed": os.getloadavg()[0], "fit R2": metrics["fit_r2"],
                        "fitted media share": metrics["fit_media_share"], "true media share": truth["media_revenue_share"]})
         print(f"done seed {seed} in {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
     res = pd.DataFrame(rows)
     mean = {"world": "**mean**", **res[COLS].mean().to_dict()}
     res = pd.concat([res, pd.DataFrame([mean])], ignore_index=True)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}; T={T} periods, "
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}; "
+          f"load average at the end {', '.join(f'{v:.2f}' for v in os.getloadavg())}; T={T} periods, "
           f"B = last year's average spend per period x T; PPO steps {steps}\n")
     print("Incremental revenue on the TRUE curves as a share of the oracle's (reserve 0):\n")
     print(markdown(res))

@@ -325,6 +325,12 @@ def _lbfgs(curves: Curves, S: float, x0: np.ndarray, iters: int = 150, m: int = 
     norm = max(curves.value_grad(x0)[0], 1.0)
 
     def probs(u):
+        if not fx.any():  # budget only: one softmax over every cell
+            e = np.exp(u - u.max())
+            return e / e.sum()
+        if not fr.any():
+            e = np.exp(u - u.max(0))
+            return e / e.sum(0)
         p = np.empty_like(u)
         if fx.any():
             e = np.exp(u[:, fx] - u[:, fx].max(0))
@@ -340,30 +346,30 @@ def _lbfgs(curves: Curves, S: float, x0: np.ndarray, iters: int = 150, m: int = 
         v, g = curves.value_grad(p * tot)
         gx = g * tot
         pg = p * gx
-        mean = np.where(fx, pg.sum(0), pg[:, fr].sum() if fr.any() else 0.0)
+        mean = pg.sum() if not fx.any() else np.where(fx, pg.sum(0), pg[:, fr].sum() if fr.any() else 0.0)
         return -v / norm, (-(pg - p * mean) / norm).ravel()
 
     share = np.where(tot > 0, x0 / np.where(tot > 0, tot, 1.0), 0.0)
     u = np.log(np.maximum(share, 1e-12)).ravel()
     fu, gu = f(u)
-    hist_s, hist_y = [], []
+    hist = []  # (s, y, 1 / y.s)
     for _ in range(iters):
         q = gu.copy()
         alphas = []
-        for s_, y_ in reversed(list(zip(hist_s, hist_y))):
-            a = (s_ @ q) / (y_ @ s_)
+        for s_, y_, r_ in reversed(hist):
+            a = r_ * (s_ @ q)
             alphas.append(a)
             q -= a * y_
-        if hist_s:
-            q *= (hist_s[-1] @ hist_y[-1]) / (hist_y[-1] @ hist_y[-1])
+        if hist:
+            q *= 1.0 / (hist[-1][2] * (hist[-1][1] @ hist[-1][1]))
         else:
             q /= max(np.abs(q).max(), 1e-12)
-        for (s_, y_), a in zip(zip(hist_s, hist_y), reversed(alphas)):
-            q += s_ * (a - (y_ @ q) / (y_ @ s_))
+        for (s_, y_, r_), a in zip(hist, reversed(alphas)):
+            q += s_ * (a - r_ * (y_ @ q))
         d = -q
         slope = gu @ d
         if slope >= 0:  # not a descent direction: restart from the gradient
-            hist_s, hist_y = [], []
+            hist = []
             d = -gu / max(np.abs(gu).max(), 1e-12)
             slope = gu @ d
         step = 1.0
@@ -374,10 +380,11 @@ def _lbfgs(curves: Curves, S: float, x0: np.ndarray, iters: int = 150, m: int = 
                 break
             step *= 0.5
         s_, y_ = un - u, gn - gu
-        if y_ @ s_ > 1e-12:
-            hist_s.append(s_), hist_y.append(y_)
-            if len(hist_s) > m:
-                hist_s.pop(0), hist_y.pop(0)
+        ys = y_ @ s_
+        if ys > 1e-12:
+            hist.append((s_, y_, 1.0 / ys))
+            if len(hist) > m:
+                hist.pop(0)
         done = abs(fu - fn) <= tol * max(abs(fu), 1e-12)
         u, fu, gu = un, fn, gn
         if done:
