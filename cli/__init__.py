@@ -12,9 +12,11 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from cli import allocator, churn, data, lifecycle, recommender  # noqa: F401  (registers commands)
     from cli.app import app, console
+    from cli.progress import progress_bar
 
     try:
-        app()
+        with progress_bar():
+            app()
     except InputError as e:
         console.print(f"[bold red]error:[/] {e}", highlight=False)
         sys.exit(2)

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
-from rich.progress import track
 
 from models.response import media_revenue
+from training import progress
 
 BLOCK = 10_000
 END = pd.Timestamp("2026-07-01")  # exclusive end of the event history; start = END - days
@@ -387,7 +386,11 @@ def _corrupt(rng, events: pd.DataFrame, share: float, counts: dict[str, int]) ->
 def generate(out: str | Path, n_users: int = 1000, seed: int = 0, n_items: int = 400, days: int = 365,
              corrupt: float = 0.0) -> dict:
     """Write events, items, store_stock, users, touchpoints, marketing_mix, truth.json and truth_users.csv to `out`."""
-    out = Path(out)
+    with progress.task("synth", -(-n_users // BLOCK) + 1):
+        return _generate(Path(out), n_users, seed, n_items, days, corrupt)
+
+
+def _generate(out: Path, n_users: int, seed: int, n_items: int, days: int, corrupt: float) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     start = END - pd.Timedelta(days=days)
     rng = np.random.default_rng([seed, 0])
@@ -408,7 +411,8 @@ def generate(out: str | Path, n_users: int = 1000, seed: int = 0, n_items: int =
     removal = np.zeros(len(TOUCH_CHANNELS))
     n_events = n_touch = n_journeys = n_conv = 0
     blocks = list(enumerate(range(0, n_users, BLOCK)))
-    for b, first in track(blocks, description="synth users", disable=len(blocks) < 3, console=Console(stderr=True)):
+    for b, first in blocks:
+        progress.step(f"users {first + 1:,}-{min(first + BLOCK, n_users):,} of {n_users:,}")
         brng = np.random.default_rng([seed, 1, b])
         users = _users_block(brng, first, min(BLOCK, n_users - first), days)
         events, touch = _events_block(brng, users, days, start, meta, samplers, stockout_day, items["price"].to_numpy())
@@ -422,6 +426,7 @@ def generate(out: str | Path, n_users: int = 1000, seed: int = 0, n_items: int =
         _users_csv(brng, users, start).to_csv(paths["users"], mode="a", header=header, index=False)
         _truth_users(users, start, days).to_csv(paths["truth_users"], mode="a", header=header, index=False)
 
+    progress.step("marketing mix")
     mmm, mmm_truth = make_marketing_mix(seed)
     mmm.to_csv(out / "marketing_mix.csv", index=False)
     truth = {

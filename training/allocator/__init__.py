@@ -4,23 +4,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from models.allocator.mmm import history_from_frame
-from training import registry
+from training import progress, registry
 from training.allocator.pipeline import Config, run  # noqa: F401  (re-exported for the bench)
 from training.io import load
 
 
 def train(history: Path, *, seed: int = 0, timesteps: int | None = None, n_boot: int | None = None) -> str:
     """Fit, train the residual agent, evaluate, save; returns the tag (`allocator:<version>`)."""
-    loaded = load(history, "marketing_mix")
-    h = history_from_frame(loaded.data, str(history))
-    cfg = Config(seed=seed)
-    if timesteps is not None:
-        cfg.timesteps = timesteps
-    if n_boot is not None:
-        cfg.n_boot = n_boot
-    alloc, metrics = run(h, cfg)
-    metrics["rows_rejected"] = loaded.n_rejected
-    params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}
-    return registry.save("allocator", alloc.save, metrics=metrics, params=params,
-                         data_fingerprint=registry.fingerprint([history]),
-                         extra={"channels": h.channels, "diagnostics": alloc.info.get("diagnostics", {})})
+    with progress.task("train allocator", 3):
+        progress.step(f"load and validate {Path(history).name}")
+        loaded = load(history, "marketing_mix")
+        h = history_from_frame(loaded.data, str(history))
+        cfg = Config(seed=seed)
+        if timesteps is not None:
+            cfg.timesteps = timesteps
+        if n_boot is not None:
+            cfg.n_boot = n_boot
+        progress.step("fit the response model with bootstrap, train the agent, evaluate")
+        alloc, metrics = run(h, cfg)
+        metrics["rows_rejected"] = loaded.n_rejected
+        params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}
+        progress.step("save")
+        return registry.save("allocator", alloc.save, metrics=metrics, params=params,
+                             data_fingerprint=registry.fingerprint([history]),
+                             extra={"channels": h.channels, "diagnostics": alloc.info.get("diagnostics", {})})

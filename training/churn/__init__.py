@@ -5,7 +5,7 @@ from pathlib import Path
 
 from models.churn import features as F
 from models.errors import InputError
-from training import registry
+from training import progress, registry
 from training.churn.pipeline import Config, evaluate, fit  # noqa: F401  (re-exported for the bench)
 from training.io import load
 
@@ -26,11 +26,16 @@ def train(events: Path, *, horizon_days: int = 90, as_of: str | None = None, see
     """
     if horizon_days < 1:
         raise InputError(f"--horizon-days {horizon_days}: must be at least 1")
-    loaded = load(events, "events")
-    prep = F.prepare(loaded.data)
-    cfg = Config(horizon_days=horizon_days, seed=seed)
-    model, metrics, info = fit(prep, cfg, parse_as_of(prep, as_of))
-    metrics["rows_rejected"] = loaded.n_rejected
-    params = {k: v for k, v in cfg.__dict__.items() if v is not None}  # the store rejects None
-    return registry.save("churn", model.save, metrics=metrics, params=params,
-                         data_fingerprint=registry.fingerprint([events]), extra={"training": info})
+    with progress.task("train churn", 4):
+        progress.step(f"load and validate {Path(events).name}")
+        loaded = load(events, "events")
+        progress.step("customer sequences")
+        prep = F.prepare(loaded.data)
+        cfg = Config(horizon_days=horizon_days, seed=seed)
+        progress.step("fit the LSTM on stacked windows, calibrate on the latest")
+        model, metrics, info = fit(prep, cfg, parse_as_of(prep, as_of))
+        metrics["rows_rejected"] = loaded.n_rejected
+        params = {k: v for k, v in cfg.__dict__.items() if v is not None}  # the store rejects None
+        progress.step("save")
+        return registry.save("churn", model.save, metrics=metrics, params=params,
+                             data_fingerprint=registry.fingerprint([events]), extra={"training": info})

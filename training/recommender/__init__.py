@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training import registry
+from training import progress, registry
 from training.io import load
 
 
@@ -12,14 +12,19 @@ def train(events: Path, items: Path | None = None, users: Path | None = None, *,
     from models.errors import InputError
     from training.recommender.pipeline import fit_and_evaluate
 
-    ev = load(events, "events").data
-    it = load(items, "items").data if items else None
-    us = load(users, "users").data if users else None
-    if ev["item_id"].notna().sum() < 10:
-        raise InputError(f"{events}: fewer than 10 events with an item_id; nothing to learn from")
-    rec, metrics, params = fit_and_evaluate(ev, it, us, seed=seed)
-    paths = [p for p in (events, items, users) if p]
-    params["seed"] = seed
-    return registry.save("recommender", rec.save, metrics=metrics, params=params,
-                         data_fingerprint=registry.fingerprint(paths),
-                         extra={"files": [str(p) for p in paths], "n_users": len(rec.user_ids), "n_items": len(rec.item_ids)})
+    with progress.task("train recommender", 3):
+        progress.step(f"load and validate {Path(events).name}")
+        ev = load(events, "events").data
+        it = load(items, "items").data if items else None
+        us = load(users, "users").data if users else None
+        if ev["item_id"].notna().sum() < 10:
+            raise InputError(f"{events}: fewer than 10 events with an item_id; nothing to learn from")
+        progress.step("tune on validation, evaluate on holdout, second stage, refit")
+        rec, metrics, params = fit_and_evaluate(ev, it, us, seed=seed)
+        paths = [p for p in (events, items, users) if p]
+        params["seed"] = seed
+        progress.step("save")
+        return registry.save("recommender", rec.save, metrics=metrics, params=params,
+                             data_fingerprint=registry.fingerprint(paths),
+                             extra={"files": [str(p) for p in paths], "n_users": len(rec.user_ids),
+                                    "n_items": len(rec.item_ids)})
