@@ -170,3 +170,22 @@ def test_constrained_optimum_matches_a_general_solver():
     xr = ref.x.reshape(T, C) * scale
     assert ref.success and roi_con(ref.x) >= -1e-9 and xr[:, 0].sum() <= hi[0] * (1 + 1e-9)  # a valid reference
     assert rev.sum() >= cv.revenue(xr).sum() * (1 - 1e-4)
+
+
+@pytest.mark.parametrize("T_", [49, 104, 157])
+def test_long_horizons_blocked_adstock_matches_reference(T_):
+    """Horizons over 3 blocks compute the adstock block by block (linear in T): same revenue and gradient."""
+    rng = np.random.default_rng(T_)
+    cv = Curves(decay=np.array([0.1, 0.5, 0.85]), half=np.array([5e4, 1e5, 2e5]), slope=np.array([0.8, 1.6, 2.8]),
+                beta=np.array([2e5, 5e5, 8e5]), mult=1 + rng.random(T_), init=np.array([1e4, 5e4, 3e5]))
+    assert cv.T > 3 * cv.BLOCK
+    x = rng.uniform(0, 1e5, (T_, C))
+    ref = media_revenue(x, cv.decay, cv.half, cv.slope, cv.beta, initial=cv.init, multiplier=cv.mult)
+    zero = media_revenue(np.zeros_like(x), cv.decay, cv.half, cv.slope, cv.beta, initial=cv.init, multiplier=cv.mult)
+    assert np.allclose(cv.revenue(x), ref - zero)
+    v, g = cv.value_grad(x)
+    assert np.isclose(v, (ref - zero).sum())
+    for t, c in ((0, 2), (T_ // 2, 1), (T_ - 1, 0), (17, 2)):
+        e = np.zeros_like(x)
+        e[t, c] = 1.0
+        assert np.isclose(g[t, c], (cv.revenue(x + e).sum() - cv.revenue(x - e).sum()) / 2, rtol=1e-4)
