@@ -33,6 +33,7 @@ class BidRequest(BaseModel):
     expected_spend: Optional[float] = Field(None, ge=0, description="from /predict_churn for this user")
     reference_value: Optional[float] = Field(None, gt=0, description="value that means multiplier 1.0")
     retention_weight: float = Field(BidPolicy.retention_weight, ge=0, le=1)
+    personalized: bool = Field(True, description="false: the user opted out of personalised ads; no history is used")
 
 
 class BidCandidate(BaseModel):
@@ -49,6 +50,7 @@ class BidResponse(BaseModel):
     model: str
     reference_value: float
     value_unit: str
+    personalized: bool
     candidates: list[BidCandidate]
     unknown_items: list[str]
 
@@ -89,15 +91,17 @@ class Bidder:
         unknown = [i for i in dict.fromkeys(req.candidates) if i not in self.rt.rec.item_index]
         policy = BidPolicy(retention_weight=req.retention_weight)
         reference = req.reference_value or self.reference(req.channel)
-        p = np.asarray(self.rt.purchase_probability(req.user_id, known, req.channel)) if known else np.zeros(0)
+        personal = self.rt.personalized(req.user_id, req.personalized)
+        p = (np.asarray(self.rt.purchase_probability(req.user_id, known, req.channel, personal)) if known
+             else np.zeros(0))
         item_value = self._values(known)
-        value = impression_value(p, item_value, req.churn_probability or 0.0, req.expected_spend or 0.0,
-                                 policy.retention_weight)
+        churn, spend = (req.churn_probability or 0.0, req.expected_spend or 0.0) if personal else (0.0, 0.0)
+        value = impression_value(p, item_value, churn, spend, policy.retention_weight)
         mult = multiplier(value, reference, policy)
         rows = [BidCandidate(item_id=i, purchase_probability=float(pi), item_value=float(vi), value=float(v),
                              bid_multiplier=float(m)) for i, pi, vi, v, m in zip(known, p, item_value, value, mult)]
         return BidResponse(user_id=req.user_id, channel=req.channel, model=self.rt.tag, reference_value=reference,
-                           value_unit=self.unit, candidates=rows, unknown_items=unknown)
+                           value_unit=self.unit, personalized=personal, candidates=rows, unknown_items=unknown)
 
 
 def _item_values(runtime: RecommenderRuntime) -> tuple[np.ndarray, str]:

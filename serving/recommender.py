@@ -35,6 +35,7 @@ class RecommendRequest(BaseModel):
     channel: Optional[str] = None
     exclude: list[str] = Field(default_factory=list)
     diversity: float = Field(0.0, ge=0.0, le=1.0, description="MMR lambda: 0 = pure relevance")
+    personalized: bool = Field(True, description="false: the user switched personalisation off; no history is used")
 
 
 class RecommendedItem(BaseModel):
@@ -111,7 +112,8 @@ class RecommenderRuntime:
         ignored = sorted(set(recent["item_id"]) - self.rec.item_index.keys()) if recent is not None else []
         stock = self.store_stock.get(str(req.store_id)) if req.store_id else None
         rows = rules.recommend(self.rec, req.user_id, req.k, recent=recent, channel=req.channel, store_id=req.store_id,
-                               store_stock=stock, exclude=req.exclude, diversity=req.diversity, now=now)
+                               store_stock=stock, exclude=req.exclude, diversity=req.diversity, now=now,
+                               personalized=req.personalized)
         items = [RecommendedItem(rank=n + 1, item_id=r.item_id, score=r.score, reason=r.reason, source=r.source)
                  for n, r in enumerate(rows)]
         return RecommendResponse(user_id=req.user_id, model=self.tag, fallback=any(r.source == "fallback" for r in rows),
@@ -126,8 +128,15 @@ class RecommenderRuntime:
             RecommendedItem(rank=n + 1, item_id=r.item_id, score=r.score, reason=r.reason, source=r.source)
             for n, r in enumerate(rows)])
 
-    def purchase_probability(self, user_id: str, item_ids: list[str], channel: str | None = None) -> list[float]:
-        """Calibrated P(purchase) per (user, item, channel) from the second stage; NaN when no second stage."""
+    def personalized(self, user_id: str, requested: bool = True) -> bool:
+        """May this user's history be used? Not when they opted out in users.csv or in the request."""
+        return requested and user_id not in self.rec.no_consent
+
+    def purchase_probability(self, user_id: str, item_ids: list[str], channel: str | None = None,
+                             personalized: bool = True) -> list[float]:
+        """Calibrated P(purchase) per (user, item, channel) from the second stage; NaN when no second stage.
+        Without consent the user is scored as an anonymous visitor (no history used)."""
         if self.rec.ranker is None:
             return [float("nan")] * len(item_ids)
-        return self.rec.ranker.probability(self.rec, user_id, item_ids, channel)
+        who = user_id if self.personalized(user_id, personalized) else "\0anonymous"
+        return self.rec.ranker.probability(self.rec, who, item_ids, channel)

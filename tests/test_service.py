@@ -273,3 +273,23 @@ def test_bid_credits_retaining_a_fading_customer(client, synth_world):
         c = fading[item]
         assert c["value"] == pytest.approx(c["purchase_probability"] * (c["item_value"] + 180.0), rel=1e-9)
         assert c["value"] > v
+
+
+def test_personalisation_switched_off_uses_no_history(client, synth_world):
+    """PIPL: a user who opts out gets the anonymous answer from both the storefront and the ad bidder."""
+    user = pd.read_csv(synth_world / "users.csv", dtype=str)["user_id"].iloc[2]
+    anonymous = post(client, "/recommend", {"user_id": "someone-new", "k": 8, "channel": "app"}).json()
+    off = post(client, "/recommend", {"user_id": user, "k": 8, "channel": "app", "personalized": False}).json()
+    on = post(client, "/recommend", {"user_id": user, "k": 8, "channel": "app"}).json()
+    assert [i["item_id"] for i in off["items"]] == [i["item_id"] for i in anonymous["items"]]
+    assert all("personalisation off" in i["reason"] for i in off["items"])
+    assert [i["item_id"] for i in on["items"]] != [i["item_id"] for i in off["items"]]
+
+    cands = [i["item_id"] for i in on["items"]]
+    req = {"channel": "douyin", "candidates": cands, "churn_probability": 0.9, "expected_spend": 500.0}
+    bid_off = post(client, "/bid", {**req, "user_id": user, "personalized": False}).json()
+    bid_anon = post(client, "/bid", {**req, "user_id": "someone-new"}).json()
+    assert bid_off["personalized"] is False
+    assert [c["purchase_probability"] for c in bid_off["candidates"]] == \
+        [c["purchase_probability"] for c in bid_anon["candidates"]]
+    assert all(c["value"] == pytest.approx(c["purchase_probability"] * c["item_value"]) for c in bid_off["candidates"])

@@ -64,14 +64,16 @@ def popular(rec: Recommender, k: int, ok: np.ndarray, channel: str | None, store
 
 def recommend(rec: Recommender, user_id: str, k: int = 20, *, recent: pd.DataFrame | None = None,
               channel: str | None = None, store_id: str | None = None, store_stock: dict[str, float] | None = None,
-              exclude: list[str] | None = None, diversity: float = 0.0, now: float | None = None) -> list[Row]:
-    """Top-k rows for one user. Unknown users with no fresh events get context popularity (source `fallback`)."""
+              exclude: list[str] | None = None, diversity: float = 0.0, now: float | None = None,
+              personalized: bool = True) -> list[Row]:
+    """Top-k rows for one user. Unknown users with no fresh events get context popularity (source `fallback`);
+    so does a user who switched personalisation off (in users.csv, or `personalized=False` per request)."""
     ok = in_stock_mask(rec, store_stock)
     for x in exclude or []:
         j = rec.item_index.get(str(x))
         if j is not None:
             ok[j] = False
-    if user_id in rec.no_consent:
+    if user_id in rec.no_consent or not personalized:
         return popular(rec, k, ok, channel, store_id, "personalisation off: ")
     row, cons, nb, lb, known = rec.user_state(user_id, recent)
     if not known:
