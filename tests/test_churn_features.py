@@ -1,4 +1,4 @@
-"""Churn features: no leakage across as-of, item-less purchase logs, labels, variable lengths, packing."""
+"""Churn features: no leakage across as-of, item-less purchase logs, labels, variable lengths, masking."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -85,7 +85,7 @@ def test_variable_lengths_left_aligned_and_padded_with_zeros():
         assert w.seq[i, 0, F.SEQ_FEATURES.index("target_n")] > 0  # first real bin holds the first purchase
 
 
-def test_packing_ignores_padding():
+def test_padding_never_reaches_the_output():
     torch.manual_seed(0)
     net = ChurnNet(len(F.SEQ_FEATURES), len(F.STATIC_FEATURES)).eval()
     seq = torch.randn(3, 8, len(F.SEQ_FEATURES))
@@ -101,6 +101,13 @@ def test_packing_ignores_padding():
     torch.testing.assert_close(a, b)
     torch.testing.assert_close(a, c)
     torch.testing.assert_close(a[1:2], alone)
+    # reading the state at the last real bin is what packing would give
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    with torch.no_grad():
+        _, (h, _) = net.lstm(pack_padded_sequence(noisy, lengths, batch_first=True, enforce_sorted=False))
+        packed = net.churn(net.trunk(torch.cat([h[-1], net.static(static)], 1))).squeeze(1)
+    torch.testing.assert_close(a, packed)
 
 
 def test_activity_log_without_purchases_uses_all_events():
@@ -108,3 +115,25 @@ def test_activity_log_without_purchases_uses_all_events():
                        "timestamp": pd.to_datetime(["1997-10-01", "1997-11-01", "1997-10-05"])})
     prep = F.prepare(ev)
     assert prep.target_events == ("rating",) and prep.spend_unit == "count"
+
+
+def test_static_ramps_piecewise_linear_and_round_trip():
+    from models.churn.model import Scaler
+
+    rng = np.random.default_rng(0)
+    static = np.c_[rng.exponential(3.0, 2000), np.zeros(2000), rng.normal(size=2000)].astype(np.float32)
+    seq, lengths = rng.normal(size=(2000, 4, 2)).astype(np.float32), np.full(2000, 4)
+    sc = Scaler.fit(seq, lengths, static, static_bins=8)
+    out = sc.static(static)
+    # the standardised features first, then 8 ramps per varying feature; the constant feature gets none
+    assert out.shape == (2000, sc.n_static_out) and sc.n_static_out == 3 + 8 + 8
+    np.testing.assert_allclose(out[:, :3], (static - sc.static_mean) / sc.static_std, atol=1e-5)
+    ramps = out[:, 3:11]
+    assert ramps.min() >= 0 and ramps.max() <= 1
+    order = np.argsort(static[:, 0])
+    assert (np.diff(ramps[order].sum(1)) >= -1e-6).all()  # their sum increases with the feature ...
+    assert abs(ramps.sum(1).mean() - 4.0) < 0.2            # ... by one per quantile bin crossed (mean 8/2)
+    back = Scaler.from_dict(sc.to_dict())
+    np.testing.assert_allclose(back.static(static), out)
+    plain = Scaler.fit(seq, lengths, static)
+    assert plain.static(static).shape == (2000, 3) and Scaler.from_dict(plain.to_dict()).static_edges is None

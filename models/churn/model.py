@@ -23,16 +23,33 @@ OUTPUT_COLUMNS = ["user_id", "churn_probability", "risk_tier", "segment", "expec
 
 @dataclass
 class Scaler:
+    """Standardises sequence steps and static features; optionally adds a piecewise-linear encoding of the
+    static features (Gorishniy et al. 2022, "On Embeddings for Numerical Features in Tabular Deep Learning"):
+    each standardised feature z also becomes K ramps clip((z - e_k) / (e_k+1 - e_k), 0, 1) between its
+    training quantiles e_0..e_K, so the network can bend each RFM statistic's effect without having to
+    learn the bends from a single linear input."""
+
     seq_mean: np.ndarray
     seq_std: np.ndarray
     static_mean: np.ndarray
     static_std: np.ndarray
+    static_edges: list[np.ndarray] | None = None  # per static feature, distinct quantile edges (standardised scale)
 
     @classmethod
-    def fit(cls, seq: np.ndarray, lengths: np.ndarray, static: np.ndarray) -> "Scaler":
+    def fit(cls, seq: np.ndarray, lengths: np.ndarray, static: np.ndarray, static_bins: int = 0) -> "Scaler":
         real = np.arange(seq.shape[1])[None, :] < lengths[:, None]
         steps = seq[real]
-        return cls(steps.mean(0), steps.std(0) + 1e-3, static.mean(0), static.std(0) + 1e-3)
+        out = cls(steps.mean(0), steps.std(0) + 1e-3, static.mean(0), static.std(0) + 1e-3)
+        if static_bins > 1:
+            z = (static - out.static_mean) / out.static_std
+            q = np.linspace(0, 1, static_bins + 1)
+            out.static_edges = [np.unique(np.quantile(z[:, j], q)).astype(np.float32) for j in range(z.shape[1])]
+        return out
+
+    @property
+    def n_static_out(self) -> int:
+        """Width of `static(...)`: the standardised features plus their ramps."""
+        return len(self.static_mean) + sum(max(len(e) - 1, 0) for e in self.static_edges or [])
 
     def seq(self, seq: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         out = (seq - self.seq_mean) / self.seq_std
@@ -40,14 +57,23 @@ class Scaler:
         return out.astype(np.float32)
 
     def static(self, static: np.ndarray) -> np.ndarray:
-        return ((static - self.static_mean) / self.static_std).astype(np.float32)
+        z = ((static - self.static_mean) / self.static_std).astype(np.float32)
+        if not self.static_edges:
+            return z
+        ramps = [np.clip((z[:, j:j + 1] - e[:-1]) / (e[1:] - e[:-1]), 0.0, 1.0)
+                 for j, e in enumerate(self.static_edges) if len(e) > 1]
+        return np.concatenate([z, *ramps], axis=1).astype(np.float32)
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k).tolist() for k in ("seq_mean", "seq_std", "static_mean", "static_std")}
+        d = {k: getattr(self, k).tolist() for k in ("seq_mean", "seq_std", "static_mean", "static_std")}
+        d["static_edges"] = None if self.static_edges is None else [e.tolist() for e in self.static_edges]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Scaler":
-        return cls(*(np.asarray(d[k], dtype=np.float32) for k in ("seq_mean", "seq_std", "static_mean", "static_std")))
+        edges = d.get("static_edges")
+        return cls(*(np.asarray(d[k], dtype=np.float32) for k in ("seq_mean", "seq_std", "static_mean", "static_std")),
+                   static_edges=None if edges is None else [np.asarray(e, dtype=np.float32) for e in edges])
 
 
 @dataclass

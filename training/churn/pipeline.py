@@ -38,6 +38,9 @@ class Config:
     patience: int = 3
     batch_size: int = 512
     lr: float = 3e-3
+    weight_decay: float = 1e-5
+    dropout: float = 0.1
+    static_bins: int = 16             # piecewise-linear encoding of the static features (0: plain standardised)
     # wall-clock cap on the optimisation loop (all members); OMNIDECIDE_CHURN_FIT_SECONDS overrides it
     max_seconds: float = field(default_factory=lambda: float(os.environ.get("OMNIDECIDE_CHURN_FIT_SECONDS", 50)))
     members: int = 3                  # seeds averaged, as many as fit in max_seconds (large logs: one)
@@ -116,7 +119,7 @@ def _fit(prep: F.Prepared, cfg: Config, val_as_of: float | None) -> tuple[ChurnM
                          "use a different --horizon-days or more history")
     t_features = time.perf_counter() - t0
 
-    scaler = Scaler.fit(seq, lengths, static)
+    scaler = Scaler.fit(seq, lengths, static, cfg.static_bins)
     buy = (~y) & (spend > 0)
     log_spend = np.log(np.where(buy, spend, 1.0))
     mu = float(log_spend[buy].mean()) if buy.any() else 0.0
@@ -129,7 +132,7 @@ def _fit(prep: F.Prepared, cfg: Config, val_as_of: float | None) -> tuple[ChurnM
     Vs, Vst = torch.from_numpy(scaler.seq(val.window.seq, val.window.lengths)), torch.from_numpy(scaler.static(val.window.static))
     VL, VY = torch.from_numpy(val.window.lengths), torch.from_numpy(val.churned.astype(np.float32))
 
-    arch = {"n_seq": seq.shape[2], "n_static": static.shape[1], "hidden": cfg.hidden}
+    arch = {"n_seq": seq.shape[2], "n_static": scaler.n_static_out, "hidden": cfg.hidden, "dropout": cfg.dropout}
     data = (Xs, L, Xst, Y, S, B)
     vdata = (Vs, VL, Vst, VY, val.churned)
     t_loop = time.perf_counter()
@@ -183,7 +186,7 @@ def _train_member(arch: dict, data: tuple, vdata: tuple, cfg: Config, seed: int,
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = ChurnNet(**arch)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=1e-5)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     bce, mse = nn.BCEWithLogitsLoss(), nn.MSELoss(reduction="none")
     best, best_state, bad, history = np.inf, None, 0, []
     batch = int(np.clip(len(Y) // 32, 64, cfg.batch_size))  # small logs: smaller batches, more steps per epoch
