@@ -6,7 +6,7 @@ as-of. The same code path as `omnidecide predict churn`.
 """
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Optional
 
 import pandas as pd
@@ -14,24 +14,13 @@ from pydantic import BaseModel, Field
 
 from models.churn.model import ChurnModel
 from models.errors import InputError
-from models.schema import EVENTS, validate
+from models.schema import EVENTS, validate_records
+from serving.schemas import Event
 from training import registry
 
 
-class ChurnEvent(BaseModel):
-    """One canonical event row (see docs/data.md); item_id may be empty for purchases."""
-
-    user_id: str
-    timestamp: datetime | str
-    event: str
-    item_id: Optional[str] = ""
-    quantity: Optional[float] = None
-    amount: Optional[float] = None
-    channel: Optional[str] = None
-
-
 class ChurnRequest(BaseModel):
-    events: list[ChurnEvent] = Field(..., min_length=1)
+    events: list[Event] = Field(..., min_length=1, max_length=1_000_000)
     as_of: date
     horizon_days: Optional[int] = Field(None, description="must match the model's horizon when given")
 
@@ -92,13 +81,7 @@ class ChurnService:
         return self.model.score(before, as_of)
 
     def score(self, request: ChurnRequest) -> ChurnResponse:
-        raw = pd.DataFrame([e.model_dump() for e in request.events])
-        raw["timestamp"] = raw["timestamp"].map(lambda x: x.isoformat() if isinstance(x, datetime) else str(x))
-        raw = raw.astype(object).where(raw.notna(), "").astype(str)
-        checked = validate(raw, EVENTS)
-        if len(checked.rejects):
-            first = checked.rejects.iloc[0]
-            raise InputError(f"events[{int(first['row']) - 2}]: {first['reason']} ({len(checked.rejects)} bad rows)")
-        table = self.score_frame(checked.clean, request.as_of, request.horizon_days)
+        events = validate_records([e.model_dump() for e in request.events], EVENTS)
+        table = self.score_frame(events, request.as_of, request.horizon_days)
         return ChurnResponse(model=self.tag, as_of=request.as_of, horizon_days=self.horizon_days,
                              customers=[ChurnScore(**r) for r in table.to_dict("records")])
