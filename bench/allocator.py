@@ -157,7 +157,7 @@ def main() -> None:
                        "PPO steps": steps, "agent / planner (held-out DR worlds)": metrics.get("agent_over_planner_mean", float("nan")),
                        "agent served": str(metrics.get("agent_enabled")), "plan ms (median of 20)": float(np.median(lat)),
                        "plan ms (max)": float(np.max(lat)), "plan ms with --min/--max/--roi-floor (median of 5)": float(np.median(rules)),
-                       "... (max of 5)": float(np.max(rules)), **longer,
+                       "plan ms with rules (max of 5)": float(np.max(rules)), **longer,
                        "load avg (1 min) when timed": os.getloadavg()[0], "fit R2": metrics["fit_r2"],
                        "fitted media share": metrics["fit_media_share"], "true media share": truth["media_revenue_share"]})
         print(f"done seed {seed} in {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
