@@ -156,8 +156,9 @@ class _Problem:
     level*(1+trend t)*(1+fourier)*(1+peak lifts) into {1,t} x {1,sin,cos,...} x {1,618,d11} terms, and controls.
     Revenue is scaled by its mean, spend by each channel's mean."""
 
-    def __init__(self, h: History):
+    def __init__(self, h: History, prior: dict | None = None):
         self.h = h
+        self.prior = PRIOR if prior is None else {**PRIOR, **prior}
         self.C, self.K = len(h.channels), h.controls.shape[1]
         self.ys = float(h.revenue.mean())
         self.xs = np.maximum(h.spend.mean(0), 1e-9)
@@ -204,10 +205,11 @@ class _Problem:
             return r
         C = self.C
         decay, log_half, slope = th[:C], th[C:2 * C], th[2 * C:3 * C]
-        z = np.concatenate([(decay - PRIOR["decay"][0]) / PRIOR["decay"][1],
-                            (log_half + np.log(1 - decay) - PRIOR["log_half_rel"][0]) / PRIOR["log_half_rel"][1],
-                            (slope - PRIOR["slope"][0]) / PRIOR["slope"][1],
-                            [(th[3 * C] - PRIOR["media_peak_mult"][0]) / PRIOR["media_peak_mult"][1]]])
+        P = self.prior
+        z = np.concatenate([(decay - P["decay"][0]) / P["decay"][1],
+                            (log_half + np.log(1 - decay) - P["log_half_rel"][0]) / P["log_half_rel"][1],
+                            (slope - P["slope"][0]) / P["slope"][1],
+                            [(th[3 * C] - P["media_peak_mult"][0]) / P["media_peak_mult"][1]]])
         return np.concatenate([r, self.prior_scale * z])
 
     def start(self, rng: np.random.Generator, jitter: bool) -> np.ndarray:
@@ -250,9 +252,11 @@ class FitResult:
         return geometric_adstock(self.history.spend, p.decay)[-1]
 
 
-def fit(h: History, *, n_starts: int = 4, n_boot: int = 20, seed: int = 0, block: int = 8) -> FitResult:
-    """Point fit (best of several starts) and `n_boot` moving-block residual-bootstrap refits."""
-    prob = _Problem(h)
+def fit(h: History, *, n_starts: int = 4, n_boot: int = 20, seed: int = 0, block: int = 8,
+        prior: dict | None = None) -> FitResult:
+    """Point fit (best of several starts) and `n_boot` moving-block residual-bootstrap refits. `prior`: entries that
+    replace PRIOR's (e.g. another Hill-slope prior, for planning over more than one prior)."""
+    prob = _Problem(h, prior)
     rng = np.random.default_rng(seed)
     best, best_cost = None, np.inf
     th0, cost0 = prob.solve(prob.y, prob.start(rng, jitter=False))
