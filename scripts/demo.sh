@@ -7,4 +7,12 @@ export PATH="$PWD/.venv/bin:$PATH"
 users=${DEMO_USERS:-2000}
 [ -f data/synth/truth.json ] || omnidecide data synth --out data/synth --users "$users" --seed 0
 omnidecide train all --data data/synth
-exec omnidecide serve --port "${PORT:-3000}"
+port=${PORT:-3000}
+user=$(sed -n 2p data/synth/users.csv | cut -d, -f1)
+cat <<EOT
+
+Serving every model on http://127.0.0.1:$port (Swagger UI at /, Ctrl-C stops). Try:
+  curl -s -X POST localhost:$port/recommend -H 'content-type: application/json' -d '{"request": {"user_id": "$user", "k": 5}}'
+  curl -s -X POST localhost:$port/allocate -H 'content-type: application/json' -d '{"request": {"budget": 1000000, "periods": 8}}'
+EOT
+exec omnidecide serve --port "$port"
