@@ -43,7 +43,7 @@ class Config:
     static_bins: int = 16             # piecewise-linear encoding of the static features (0: plain standardised)
     # wall-clock cap on the optimisation loop (all members); OMNIDECIDE_CHURN_FIT_SECONDS overrides it
     max_seconds: float = field(default_factory=lambda: float(os.environ.get("OMNIDECIDE_CHURN_FIT_SECONDS", 50)))
-    members: int = 3                  # seeds averaged, as many as fit in max_seconds (large logs: one)
+    members: int = 3                  # seeds averaged, as many as fit in max_seconds (large logs: fewer)
     spend_weight: float = 0.2
     seed: int = 0
     # A 32-unit LSTM gains little from intra-op threads, and on a shared 2-core box OpenMP spin-waits
