@@ -23,6 +23,21 @@ from models.response import geometric_adstock
 RESERVE = "reserve"
 
 
+def _to_cents(x: np.ndarray) -> np.ndarray:
+    """Cents, rounded down (the written plan never exceeds the budget), then each channel gets back the whole cents
+    its cells lost, on the cells that lost most: no channel ends above its unrounded total (so --max, the budget and
+    the ROI floor still hold) and the plan spends within a cent per channel of what was planned."""
+    x = np.asarray(x, float)
+    out = np.floor(x * 100) / 100
+    lost = np.clip((x - out) * 100, 0.0, 1.0)  # per cell, in cents
+    for c in range(x.shape[1]):
+        k = int(np.floor(lost[:, c].sum() + 1e-9))
+        if k:
+            top = np.argsort(-lost[:, c], kind="stable")[:k]
+            out[top, c] = np.round(out[top, c] + 0.01, 2)
+    return out
+
+
 @dataclass
 class PlanResult:
     table: pd.DataFrame  # period, channel, spend, expected_revenue
@@ -244,7 +259,7 @@ class Allocator:
                 obs, _, done, _, _ = env.step(self.act(obs))
             x = env.spend
         x = project_plan(enforce_roi_floor(x, ens, cons, self.channels), cons)
-        x = np.floor(x * 100) / 100  # cents, rounded down: the written plan never exceeds the budget
+        x = _to_cents(x)
         rev = ens.revenue(x)
         full_spend = np.vstack([x_act, x])
         rows = []
