@@ -130,7 +130,8 @@ def run_ml100k(data: Path, seeds: list[int], lgcn_budget: float) -> dict:
         S, info = lightgcn_bpr(Xt, budget_s=lgcn_budget, seed=seed)
         res["LightGCN (BPR, plain)"] = (ranking_report(_topk(S, Xt), rel_test, K), info, info["seconds"])
         # our model: the production pipeline's tuning (validation carved from train) and scoring path
-        gp, stp, _ = pipeline.tune(train, items, seed, has_repeats=False)
+        gp, stp, tinfo = pipeline.tune(train, items, seed, has_repeats=False)
+        gp = pipeline.for_size(gp, tinfo["n_tuned"], pipeline.edges(train))
         t = time.time()
         rec = Recommender.build(train, items, params=gp, stage=stp)
         secs = time.time() - t

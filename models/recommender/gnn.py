@@ -1,8 +1,10 @@
 """The graph model: filters over the weighted user-item graph, with sparse propagation by PyTorch Geometric `LGConv`.
 
 What the model is:
-- the bipartite user-item graph with edge weights from event types, normalised as R~ = D_u^-a X D_i^-b
-  (a = b = 1/2 is the LightGCN / GF-CF normalisation);
+- the bipartite user-item graph with edge weights from event types, plus side-information nodes: one node per item
+  category / genre, joined to its items by edges of weight `side_w` (they sit on the user side of the bipartite graph,
+  so two hops item->category->item link items of the same genre even when few users link them). Normalised as
+  R~ = D_u^-a X D_i^-b (a = b = 1/2 is the LightGCN / GF-CF normalisation);
 - default ("rational") mode: a user's scores are a spectral filter of their item signal r on the item graph
   R~^T R~ (two hops item->user->item): s = ((r d^-c) Q h(L) Q^T) d^c with h(l) = l^p / (l^p + mu^p), a smooth ideal
   low-pass (GF-CF, Shen et al. 2021). Q, L come from a dense eigendecomposition for small catalogues, else from
@@ -39,6 +41,7 @@ class GNNParams:
     c2: float = 0.5        # weight of the 4-hop sharpening term (subtracted)
     beta: float = 0.5      # item-side normalisation exponent of the adjacency (0.5 = symmetric, LightGCN)
     user_exp: float = 0.5  # user-side normalisation exponent
+    side_w: float = 3.0    # edge weight item -> its category/genre node, in purchase units (1.0); 0 = no side nodes
     learned_dim: int = 0   # >0: also train LightGCN embeddings of this size (blended with weight `learned_w`)
     learned_w: float = 0.0
     learned_epochs: int = 20
@@ -58,8 +61,9 @@ class GraphFilterGNN:
 
     params: GNNParams = field(default_factory=GNNParams)
     n_items: int = 0
-    d_item: np.ndarray | None = None       # item degrees (weighted)
-    R_norm: sp.csr_matrix | None = None    # D_u^-b X D_i^-b  (user x item)
+    d_item: np.ndarray | None = None       # item degrees from interactions only (0: a cold item)
+    d_graph: np.ndarray | None = None      # item degrees in the graph (interactions + side-information edges)
+    R_norm: sp.csr_matrix | None = None    # D_u^-a X D_i^-b  (users then side nodes x items)
     V: np.ndarray | None = None            # k x items, right singular vectors of R_norm
     sing: np.ndarray | None = None
     scales: dict = field(default_factory=dict)
@@ -69,13 +73,18 @@ class GraphFilterGNN:
     learned_users: np.ndarray | None = None
 
     # --- fit -----------------------------------------------------------------------------------------
-    def fit(self, X: sp.csr_matrix) -> "GraphFilterGNN":
+    def fit(self, X: sp.csr_matrix, side: sp.csr_matrix | None = None) -> "GraphFilterGNN":
+        """X: users x items edge weights; side: side-information nodes x items (1 where the item has that category or
+        genre), appended as extra nodes on the user side with edge weight `side_w`."""
         p = self.params
-        X = sp.csr_matrix(X, dtype=np.float64)
+        X = X_obs = sp.csr_matrix(X, dtype=np.float64)
         self.n_items = X.shape[1]
-        du = np.maximum(np.asarray(X.sum(1)).ravel(), 1e-9)
         self.d_item = np.maximum(np.asarray(X.sum(0)).ravel(), 1e-9)
-        self.R_norm = (sp.diags(du ** -p.user_exp) @ X @ sp.diags(self.d_item ** -p.beta)).tocsr()
+        if side is not None and side.shape[0] and p.side_w > 0:
+            X = sp.vstack([X, p.side_w * sp.csr_matrix(side, dtype=np.float64)]).tocsr()
+        du = np.maximum(np.asarray(X.sum(1)).ravel(), 1e-9)
+        self.d_graph = np.maximum(np.asarray(X.sum(0)).ravel(), 1e-9)
+        self.R_norm = (sp.diags(du ** -p.user_exp) @ X @ sp.diags(self.d_graph ** -p.beta)).tocsr()
         k = int(min(p.k, min(X.shape) - 2))
         if k >= 1:
             rng = np.random.default_rng(p.seed)
@@ -90,10 +99,10 @@ class GraphFilterGNN:
         self._graph()
         if p.mode == "rational":
             self._eigen()
-        self._sample = X[: min(X.shape[0], 2000)]
+        self._sample = X_obs[: min(X_obs.shape[0], 2000)]
         self._rescale()
         if p.learned_dim > 0 and p.learned_w > 0:
-            self._train_learned(X)
+            self._train_learned(X_obs)
         return self
 
     def _eigen(self) -> None:
@@ -115,7 +124,7 @@ class GraphFilterGNN:
 
     def _rational(self, rows: sp.csr_matrix) -> np.ndarray:
         p = self.params
-        d = self.d_item
+        d = self.d_graph
         h = self.lam ** p.p / (self.lam ** p.p + p.mu ** p.p)
         keep = h > 1e-4  # components with ~0 response cost time and add nothing
         A = np.asarray(rows @ sp.diags(d ** -p.c) @ self.Q[:, keep])
@@ -179,7 +188,8 @@ class GraphFilterGNN:
             four = self.propagate(two, 2) if self.params.c2 else np.zeros_like(two)
             lin, four = two.T, four.T
         if len(self.V):
-            ideal = np.asarray(rows @ sp.diags(self.d_item ** -0.5) @ self.V.T) @ (self.V * self.d_item[None, :] ** 0.5)
+            d = self.d_graph
+            ideal = np.asarray(rows @ sp.diags(d ** -0.5) @ self.V.T) @ (self.V * d[None, :] ** 0.5)
         else:
             ideal = np.zeros_like(lin)
         return lin, four, ideal
@@ -248,13 +258,13 @@ class GraphFilterGNN:
         with torch.no_grad():
             H = prop()
             self.learned_items = torch.nn.functional.normalize(H[:n_i], dim=1).numpy().astype(np.float64)
-            self.learned_users = torch.nn.functional.normalize(H[n_i:], dim=1).numpy().astype(np.float64)
+            self.learned_users = torch.nn.functional.normalize(H[n_i: n_i + n_u], dim=1).numpy().astype(np.float64)
 
     # --- persistence ----------------------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
         R = self.R_norm.tocsr()
-        st = {"d_item": self.d_item, "V": self.V, "sing": self.sing, "R_data": R.data, "R_indices": R.indices,
-              "R_indptr": R.indptr, "R_shape": np.array(R.shape)}
+        st = {"d_item": self.d_item, "d_graph": self.d_graph, "V": self.V, "sing": self.sing, "R_data": R.data,
+              "R_indices": R.indices, "R_indptr": R.indptr, "R_shape": np.array(R.shape)}
         if self.Q is not None:
             st["Q"], st["lam"] = self.Q, self.lam
         if self.learned_items is not None:
@@ -267,6 +277,7 @@ class GraphFilterGNN:
         m = cls(params=GNNParams(**params))
         m.d_item, m.V, m.sing = st["d_item"], st["V"], st["sing"]
         m.n_items = len(m.d_item)
+        m.d_graph = st.get("d_graph", m.d_item)  # versions saved before side-information nodes
         m.R_norm = sp.csr_matrix((st["R_data"], st["R_indices"], st["R_indptr"]), shape=tuple(st["R_shape"]))
         m.scales = scales
         if "Q" in st:

@@ -56,8 +56,11 @@ class SecondStage:
     def fit(cls, X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0) -> "SecondStage":
         import lightgbm as lgb
 
+        # one thread: the candidate sets are small, and OpenMP threads spin-waiting on a shared 2-core machine made
+        # these 200 rounds take minutes instead of seconds
         common = dict(learning_rate=0.1, num_leaves=15, min_data_in_leaf=20, max_bin=63, force_col_wise=True,
-                      bagging_fraction=0.8, bagging_freq=1, feature_fraction=0.9, seed=seed, num_threads=2, verbose=-1, deterministic=True)
+                      bagging_fraction=0.8, bagging_freq=1, feature_fraction=0.9, seed=seed, num_threads=1, verbose=-1,
+                      deterministic=True)
         ranker = lgb.train({"objective": "lambdarank", "eval_at": [20], **common},
                            lgb.Dataset(X, y, group=groups, feature_name=FEATURES), num_boost_round=100)
         clf = lgb.train({"objective": "binary", **common}, lgb.Dataset(X, y, feature_name=FEATURES), num_boost_round=100)
