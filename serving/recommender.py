@@ -36,6 +36,20 @@ class RecommendRequest(BaseModel):
     exclude: list[str] = Field(default_factory=list)
     diversity: float = Field(0.0, ge=0.0, le=1.0, description="MMR lambda: 0 = pure relevance")
     personalized: bool = Field(True, description="false: the user switched personalisation off; no history is used")
+    attributes: dict[str, str] = Field(default_factory=dict, description="users.csv-style attributes of the customer "
+                                       "(member_level, age_band, gender, city): a new customer gets their segment's "
+                                       "popular items")
+    segment: Optional[str] = Field(None, description="one segment as column=value, e.g. member_level=gold")
+
+    def segments(self) -> dict[str, str]:
+        """`attributes` plus `segment`, as column -> value."""
+        out = {str(c): str(v) for c, v in self.attributes.items() if v is not None and str(v)}
+        if self.segment and "=" in self.segment:
+            c, v = self.segment.split("=", 1)
+            out[c.strip()] = v.strip()
+        elif self.segment:
+            raise InputError(f"segment {self.segment!r}: expected column=value, e.g. member_level=gold")
+        return out
 
 
 class RecommendedItem(BaseModel):
@@ -113,7 +127,7 @@ class RecommenderRuntime:
         stock = self.store_stock.get(str(req.store_id)) if req.store_id else None
         rows = rules.recommend(self.rec, req.user_id, req.k, recent=recent, channel=req.channel, store_id=req.store_id,
                                store_stock=stock, exclude=req.exclude, diversity=req.diversity, now=now,
-                               personalized=req.personalized)
+                               personalized=req.personalized, segment=req.segments())
         items = [RecommendedItem(rank=n + 1, item_id=r.item_id, score=r.score, reason=r.reason, source=r.source)
                  for n, r in enumerate(rows)]
         return RecommendResponse(user_id=req.user_id, model=self.tag, fallback=any(r.source == "fallback" for r in rows),

@@ -176,3 +176,38 @@ def test_consent_off_and_purchase_probability(trained, synth_world):
     items = [r.item_id for r in rt.recommend(_req(u, k=5)).items] + ["not-an-item"]
     p = rt.purchase_probability(u, items, "app")
     assert all(0 <= x <= 1 for x in p[:-1]) and np.isnan(p[-1])
+
+
+def test_new_customer_gets_segment_popularity(synth_world, trained):
+    """Plant a segment taste (gold members all buy item A, basic members item B): a new customer who says they are gold
+    gets A first with a segment reason, a basic one B; without attributes the list is the overall one."""
+    ev = load(synth_world / "events.csv", "events").data
+    ev = ev[ev["user_id"] < ev["user_id"].sort_values().unique()[200]]  # 200 users: fast
+    items = load(synth_world / "items.csv", "items").data
+    users = load(synth_world / "users.csv", "users").data
+    users = users[users["user_id"].isin(ev["user_id"])]
+    in_stock = items.loc[items["stock"] > 0, "item_id"].tolist()
+    pop = ev["item_id"].value_counts()
+    a, b = [i for i in in_stock if pop.get(i, 0) < pop.median()][:2]  # two items nobody much buys
+    plant = []
+    for level, item in (("gold", a), ("basic", b)):
+        who = users.loc[users["member_level"] == level, "user_id"]
+        assert len(who) >= 10  # enough for a segment (MIN_SEGMENT_USERS)
+        plant.append(pd.DataFrame({"user_id": who, "item_id": item, "timestamp": ev["timestamp"].max(),
+                                   "event": "purchase"}))
+    ev = pd.concat([ev, *plant], ignore_index=True)
+    rec = Recommender.build(ev, items, users, params=GNNParams(k=8))
+    gold = rules.recommend(rec, "new-gold-customer", 5, segment={"member_level": "gold"})
+    basic = rules.recommend(rec, "new-basic-customer", 5, segment={"member_level": "basic"})
+    plain = rules.recommend(rec, "new-customer", 5)
+    assert gold[0].item_id == a and basic[0].item_id == b, ([r.item_id for r in gold], [r.item_id for r in basic])
+    assert all(r.source == "fallback" for r in gold + basic + plain)
+    assert "popular" in gold[0].reason and "with gold members" in gold[0].reason
+    assert [r.item_id for r in plain] != [r.item_id for r in gold] and "members" not in plain[0].reason
+    # the request carries it through the runtime; an attribute the model has no segment for falls back to overall
+    resp = trained[2].recommend(_req("nobody-we-know", k=3, segment="member_level=gold"))
+    assert resp.fallback and all("with gold members" in r.reason for r in resp.items)
+    other = trained[2].recommend(_req("nobody-we-know", k=3, attributes={"member_level": "diamond"}))
+    assert other.fallback and not any("members" in r.reason for r in other.items)
+    with pytest.raises(InputError):
+        _req("x", segment="gold").segments()

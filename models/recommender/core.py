@@ -19,6 +19,10 @@ EVENT_WEIGHTS = {"purchase": 1.0, "rating": 1.0, "cart": 0.6, "click": 0.35, "vi
                  "coupon_claim": 0.1}
 CONSUMED = ("purchase", "rating")  # after these a buy-once item is not recommended again
 POP_HALF_LIFE_DAYS = 30.0
+# users.csv attributes that define segments for cold-start popularity, with the reason wording of each
+SEGMENTS = {"member_level": "with {} members", "age_band": "with customers aged {}", "gender": "with {} customers",
+            "city": "with customers in {}"}
+MIN_SEGMENT_USERS = 10  # a segment popularity needs this many training users behind it
 
 
 @dataclass
@@ -30,6 +34,42 @@ class StageParams:
 def seconds(ts: pd.Series) -> np.ndarray:
     """Unix seconds of a datetime64 column (vectorised)."""
     return (pd.to_datetime(ts) - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy(dtype=float)
+
+
+def side_nodes(it: pd.DataFrame) -> sp.csr_matrix:
+    """Side-information nodes x items: one node per value of `category` and per token of an optional pipe-separated
+    `genres` column (one namespace: a genre equal to the category is the same node). Rows of `it` are aligned to the
+    catalogue. The graph model links items of the same genre through these nodes."""
+    tokens = [set() for _ in range(len(it))]
+    for col in ("category", "genres"):
+        if col in it.columns:
+            vals = it[col].astype(object).where(it[col].notna(), "").astype(str).to_numpy()
+            for ts, v in zip(tokens, vals):
+                ts.update(t.strip() for t in v.split("|") if t.strip())
+    index = {t: n for n, t in enumerate(sorted(set().union(*tokens)))}
+    r = [index[t] for ts in tokens for t in sorted(ts)]
+    c = [j for j, ts in enumerate(tokens) for _ in ts]
+    return sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(index), len(it)))
+
+
+def segment_popularity(user: np.ndarray, item: np.ndarray, weight: np.ndarray, n_items: int,
+                       users: pd.DataFrame | None) -> dict[str, np.ndarray]:
+    """"segment:<column>=<value>" -> item popularity among the training users with that users.csv attribute, for the
+    cold start of a new customer whose attributes are known (member level, age band, gender, city)."""
+    out: dict[str, np.ndarray] = {}
+    if users is None or "user_id" not in users.columns:
+        return out
+    us = users.drop_duplicates("user_id").set_index(users.drop_duplicates("user_id")["user_id"].astype(str))
+    uid = pd.Series(user).astype(str)
+    for col in SEGMENTS:
+        if col not in us.columns:
+            continue
+        vals = uid.map(us[col].astype(object).where(us[col].notna(), "").astype(str)).fillna("").to_numpy()
+        for v in pd.unique(vals[vals != ""]):
+            m = vals == v
+            if len(pd.unique(user[m])) >= MIN_SEGMENT_USERS:
+                out[f"segment:{col}={v}"] = np.bincount(item[m], weights=weight[m], minlength=n_items)
+    return out
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -57,6 +97,7 @@ class Recommender:
     price: np.ndarray | None = None
     no_consent: set = field(default_factory=set)
     ranker: object | None = None     # optional second stage (models.recommender.ranker.SecondStage)
+    side: sp.csr_matrix | None = None  # side-information nodes x items (build time only, for refits while tuning)
 
     def __post_init__(self) -> None:
         self.user_index = {u: n for n, u in enumerate(self.user_ids)}
@@ -92,7 +133,7 @@ class Recommender:
         cat_names = np.array(["unknown"])
         item_cat = np.zeros(len(item_ids), dtype=int)
         stock = np.full(len(item_ids), np.inf)
-        titles = price = None
+        titles = price = side = None
         if items is not None and len(items):
             it = items.set_index("item_id").reindex(item_ids)
             cats = it["category"].fillna("unknown").astype(str)
@@ -103,6 +144,7 @@ class Recommender:
                 price = it["price"].astype(float).to_numpy()
             if "title" in it.columns:
                 titles = it["title"].fillna("").astype(str).to_numpy()
+            side = side_nodes(it)
         rep = RepeatModel().fit(buys[["u", "i", "t"]], len(item_ids), item_cat)
 
         # context popularity, recency-weighted (half-life 30 days), per channel and per store
@@ -115,14 +157,15 @@ class Recommender:
                 for v in pd.unique(vals[vals != ""]):
                     m = vals == v
                     pop[prefix + str(v)] = np.bincount(i[m], weights=pw[m], minlength=len(item_ids))
+        pop.update(segment_popularity(ev["user_id"].to_numpy(), i, pw, len(item_ids), users))
         no_consent = set()
         if users is not None and "consent_personalization" in users.columns:
             no_consent = set(users.loc[users["consent_personalization"].fillna(True).eq(False), "user_id"])
-        gnn = GraphFilterGNN(params or GNNParams()).fit(X)
+        gnn = GraphFilterGNN(params or GNNParams()).fit(X, side)
         return cls(user_ids=user_ids.to_numpy(), item_ids=item_ids.to_numpy(), X=X, consumed=consumed, n_buy=n_buy,
                    last_buy=last_buy, t0=t0, t_end=float(t.max()) if len(t) else 0.0, gnn=gnn, repeat=rep,
                    item_cat=item_cat, categories=cat_names, stock=stock, pop=pop, stage=stage or StageParams(),
-                   titles=titles, price=price, no_consent=no_consent)
+                   titles=titles, price=price, no_consent=no_consent, side=side)
 
     # --- user state ----------------------------------------------------------------------------------
     def user_state(self, user_id: str, recent: pd.DataFrame | None = None):
@@ -204,7 +247,15 @@ class Recommender:
         top = top[np.isfinite(sim[top])]
         return top, sim[top]
 
-    def popularity(self, channel: str | None = None, store_id: str | None = None) -> tuple[np.ndarray, str]:
+    def popularity(self, channel: str | None = None, store_id: str | None = None,
+                   segment: dict[str, str] | None = None) -> tuple[np.ndarray, str]:
+        """Context popularity and its label: the customer's segment (users.csv attributes given with the request)
+        when the model has it, else the store, else the channel, else overall."""
+        keys = [(f"segment:{c}={v}", SEGMENTS[c].format(v)) for c, v in (segment or {}).items() if c in SEGMENTS and v]
+        keys = [(k, label) for k, label in keys if k in self.pop and self.pop[k].sum() > 0]
+        if keys:  # several attributes: mean of their normalised popularities
+            pop = sum(self.pop[k] / self.pop[k].sum() for k, _ in keys) / len(keys)
+            return pop + 1e-3 * self.pop["global"] / self.pop["global"].sum(), " and ".join(label for _, label in keys)
         for key, label in ((f"store:{store_id}", f"in store {store_id}"), (f"channel:{channel}", f"on {channel}")):
             if (store_id if key.startswith("store") else channel) and key in self.pop and self.pop[key].sum() > 0:
                 return self.pop[key] + 1e-3 * self.pop["global"], label

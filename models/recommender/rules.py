@@ -49,8 +49,9 @@ def mmr(cands: np.ndarray, rel: np.ndarray, emb: np.ndarray, k: int, lam: float)
     return cands[np.array(picked)]
 
 
-def popular(rec: Recommender, k: int, ok: np.ndarray, channel: str | None, store_id: str | None, why: str) -> list[Row]:
-    pop, label = rec.popularity(channel, store_id)
+def popular(rec: Recommender, k: int, ok: np.ndarray, channel: str | None, store_id: str | None, why: str,
+            segment: dict[str, str] | None = None) -> list[Row]:
+    pop, label = rec.popularity(channel, store_id, segment)
     pop = np.where(ok, pop, -np.inf)
     top = np.argsort(-pop, kind="stable")[:k]
     top = top[np.isfinite(pop[top])]
@@ -65,19 +66,20 @@ def popular(rec: Recommender, k: int, ok: np.ndarray, channel: str | None, store
 def recommend(rec: Recommender, user_id: str, k: int = 20, *, recent: pd.DataFrame | None = None,
               channel: str | None = None, store_id: str | None = None, store_stock: dict[str, float] | None = None,
               exclude: list[str] | None = None, diversity: float = 0.0, now: float | None = None,
-              personalized: bool = True) -> list[Row]:
-    """Top-k rows for one user. Unknown users with no fresh events get context popularity (source `fallback`);
-    so does a user who switched personalisation off (in users.csv, or `personalized=False` per request)."""
+              personalized: bool = True, segment: dict[str, str] | None = None) -> list[Row]:
+    """Top-k rows for one user. Unknown users with no fresh events get context popularity (source `fallback`): in
+    their segment when `segment` (users.csv attributes, e.g. {"member_level": "gold"}) is given, else in the store or
+    channel. So does a user who switched personalisation off (in users.csv, or `personalized=False` per request)."""
     ok = in_stock_mask(rec, store_stock)
     for x in exclude or []:
         j = rec.item_index.get(str(x))
         if j is not None:
             ok[j] = False
     if user_id in rec.no_consent or not personalized:
-        return popular(rec, k, ok, channel, store_id, "personalisation off: ")
+        return popular(rec, k, ok, channel, store_id, "personalisation off: ")  # no attributes: they personalise
     row, cons, nb, lb, known = rec.user_state(user_id, recent)
     if not known:
-        return popular(rec, k, ok, channel, store_id, "new customer: ")
+        return popular(rec, k, ok, channel, store_id, "new customer: ", segment)
     score, z, rep, allowed = rec.stage1(row[None, :], cons[None, :], nb[None, :], lb[None, :], now)
     score, z, rep, allowed = score[0], z[0], rep[0], allowed[0]
     if rec.ranker is not None:
