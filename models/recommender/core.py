@@ -147,7 +147,7 @@ class Recommender:
             side = side_nodes(it)
         rep = RepeatModel().fit(buys[["u", "i", "t"]], len(item_ids), item_cat)
 
-        # context popularity, recency-weighted (half-life 30 days), per channel and per store
+        # context popularity, recency-weighted (half-life 30 days), per channel, per store and per users.csv segment
         decay = 0.5 ** ((t.max() - t) / DAY / POP_HALF_LIFE_DAYS) if len(t) else np.zeros(0)
         pw = w * decay
         pop = {"global": np.bincount(i, weights=pw, minlength=len(item_ids))}
