@@ -84,7 +84,8 @@ class Bidder:
         idx = [self.rt.rec.item_index[i] for i in items]
         return self.value[idx]
 
-    def bid(self, req: BidRequest) -> BidResponse:
+    def bid(self, req: BidRequest, stored: pd.DataFrame | None = None) -> BidResponse:
+        """`stored`: the user's online-store events, so a cart on the app minutes ago raises the bid on that item."""
         if self.rt.rec.ranker is None:
             raise InputError(f"{self.rt.tag} has no calibrated purchase probability (no second stage); retrain it")
         known = [i for i in dict.fromkeys(req.candidates) if i in self.rt.rec.item_index]
@@ -92,7 +93,7 @@ class Bidder:
         policy = BidPolicy(retention_weight=req.retention_weight)
         reference = req.reference_value or self.reference(req.channel)
         personal = self.rt.personalized(req.user_id, req.personalized)
-        p = (np.asarray(self.rt.purchase_probability(req.user_id, known, req.channel, personal)) if known
+        p = (np.asarray(self.rt.purchase_probability(req.user_id, known, req.channel, personal, stored)) if known
              else np.zeros(0))
         item_value = self._values(known)
         churn, spend = (req.churn_probability or 0.0, req.expected_spend or 0.0) if personal else (0.0, 0.0)

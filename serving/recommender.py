@@ -147,10 +147,12 @@ class RecommenderRuntime:
         return requested and user_id not in self.rec.no_consent
 
     def purchase_probability(self, user_id: str, item_ids: list[str], channel: str | None = None,
-                             personalized: bool = True) -> list[float]:
+                             personalized: bool = True, stored: pd.DataFrame | None = None) -> list[float]:
         """Calibrated P(purchase) per (user, item, channel) from the second stage; NaN when no second stage.
-        Without consent the user is scored as an anonymous visitor (no history used)."""
+        `stored`: the user's online-store events. Without consent the user is scored as an anonymous visitor."""
         if self.rec.ranker is None:
             return [float("nan")] * len(item_ids)
-        who = user_id if self.personalized(user_id, personalized) else "\0anonymous"
-        return self.rec.ranker.probability(self.rec, who, item_ids, channel)
+        if not self.personalized(user_id, personalized):
+            return self.rec.ranker.probability(self.rec, "\0anonymous", item_ids, channel)
+        recent = stored.loc[stored["item_id"].notna()] if stored is not None and len(stored) else None
+        return self.rec.ranker.probability(self.rec, user_id, item_ids, channel, recent)

@@ -69,7 +69,8 @@ class OmniDecide:
     def bid(self, request: BidRequest) -> BidResponse:
         """Per candidate item: calibrated purchase probability, impression value and bid multiplier for one user on
         one ad channel (the user's churn figures, when given, add a retention credit)."""
-        return _call(self.recommender, request.user_id, lambda r: self._bidder(r).bid(request))
+        stored = self.store.recent(request.user_id)
+        return _call(self.recommender, request.user_id, lambda r: self._bidder(r).bid(request, stored))
 
     def _bidder(self, runtime: RecommenderRuntime) -> Bidder:
         if runtime.tag not in self._bidders:

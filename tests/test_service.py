@@ -293,3 +293,17 @@ def test_personalisation_switched_off_uses_no_history(client, synth_world):
     assert [c["purchase_probability"] for c in bid_off["candidates"]] == \
         [c["purchase_probability"] for c in bid_anon["candidates"]]
     assert all(c["value"] == pytest.approx(c["purchase_probability"] * c["item_value"]) for c in bid_off["candidates"])
+
+
+def test_bid_reacts_to_an_item_carted_minutes_ago(client, synth_world):
+    """Retargeting: after /events records a cart, the bid's purchase probability for that item goes up."""
+    user = pd.read_csv(synth_world / "users.csv", dtype=str)["user_id"].iloc[5]
+    top = {i["item_id"] for i in post(client, "/recommend", {"user_id": user, "k": 50}).json()["items"]}
+    items = pd.read_csv(synth_world / "items.csv", dtype={"item_id": str})
+    item = next(i for i in items.loc[items["stock"] > 0, "item_id"] if i not in top)
+    req = {"user_id": user, "channel": "douyin", "candidates": [item], "reference_value": 1.0}
+    before = post(client, "/bid", req).json()["candidates"][0]["purchase_probability"]
+    cart = {"user_id": user, "item_id": item, "event": "cart", "timestamp": "2026-06-01T09:58:00"}
+    assert client.post("/events", json={"request": {"events": [cart]}}).json() == {"accepted": 1}
+    after = post(client, "/bid", req).json()["candidates"][0]["purchase_probability"]
+    assert after > 2 * before, (before, after)

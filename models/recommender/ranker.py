@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 FEATURES = ["gnn_z", "stage1", "repeat", "n_bought", "due_ratio", "log_pop", "log_pop_channel", "cat_affinity",
             "price", "rebuy_share", "own_event"]
@@ -83,8 +84,10 @@ class SecondStage:
         return self.rescore_batch(rec, score[None], z[None], rep[None], row[None], nb[None], lb[None], allowed[None],
                                   now, [channel])[0]
 
-    def probability(self, rec, user_id: str, item_ids: list[str], channel: str | None = None) -> list[float]:
-        row, cons, nb, lb, _ = rec.user_state(user_id)
+    def probability(self, rec, user_id: str, item_ids: list[str], channel: str | None = None,
+                    recent: pd.DataFrame | None = None) -> list[float]:
+        """`recent`: fresh events not seen in training (an item carted on the app minutes ago counts now)."""
+        row, cons, nb, lb, _ = rec.user_state(user_id, recent)
         score, z, rep, allowed = rec.stage1(row[None], cons[None], nb[None], lb[None])
         idx = np.array([rec.item_index.get(str(i), -1) for i in item_ids])
         ok = idx >= 0
