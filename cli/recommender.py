@@ -29,12 +29,17 @@ def train_recommender(events: Path = typer.Option(..., "--events"), items: Optio
 @app.command("recommend")
 def recommend(users: Path = typer.Option(..., "--users"), k: int = typer.Option(20, "--k"),
               output: Path = typer.Option(..., "--output"), model: Optional[str] = typer.Option(None, "--model"),
-              store_id: Optional[str] = typer.Option(None, "--store-id"), channel: Optional[str] = typer.Option(None, "--channel")) -> None:
+              store_id: Optional[str] = typer.Option(None, "--store-id"), channel: Optional[str] = typer.Option(None, "--channel"),
+              segment: Optional[str] = typer.Option(None, "--segment", help="COLUMN=VALUE, e.g. member_level=gold: "
+                                                    "users unknown to the model get this segment's popular items")) -> None:
     """Batch top-K for each listed user id; writes user_id, rank, item_id, score, reason."""
     from serving.recommender import RecommendRequest, RecommenderRuntime
+    from training import progress
 
     if k < 1:
         raise InputError(f"--k must be at least 1, got {k}")
+    if segment is not None and "=" not in segment:
+        raise InputError(f"--segment {segment!r}: expected COLUMN=VALUE, e.g. member_level=gold")
     if not users.exists():
         raise InputError(f"{users}: no such file")
     listed = [line.strip() for line in users.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
@@ -48,11 +53,12 @@ def recommend(users: Path = typer.Option(..., "--users"), k: int = typer.Option(
         console.print(f"warning: no store_stock rows for store {store_id!r}; only global stock applies", highlight=False)
     output.parent.mkdir(parents=True, exist_ok=True)
     n_fallback = 0
-    with open(output, "w", newline="", encoding="utf-8") as f:
+    with open(output, "w", newline="", encoding="utf-8") as f, progress.task("recommend", len(ids)):
         w = csv.writer(f)
         w.writerow(["user_id", "rank", "item_id", "score", "reason"])
         for uid in ids:
-            resp = rt.recommend(RecommendRequest(user_id=uid, k=k, store_id=store_id, channel=channel))
+            progress.step(uid)
+            resp = rt.recommend(RecommendRequest(user_id=uid, k=k, store_id=store_id, channel=channel, segment=segment))
             n_fallback += resp.fallback
             for it in resp.items:
                 w.writerow([uid, it.rank, it.item_id, f"{it.score:.6g}", it.reason])

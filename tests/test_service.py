@@ -307,3 +307,17 @@ def test_bid_reacts_to_an_item_carted_minutes_ago(client, synth_world):
     assert client.post("/events", json={"request": {"events": [cart]}}).json() == {"accepted": 1}
     after = post(client, "/bid", req).json()["candidates"][0]["purchase_probability"]
     assert after > 2 * before, (before, after)
+
+
+def test_recommend_cli_segment_for_unknown_users(tags, tmp_path):
+    import cli.recommender  # noqa: F401  (registers `recommend`)
+
+    users = tmp_path / "users.txt"
+    users.write_text("walk-in-1\nwalk-in-2\n")
+    out = tmp_path / "recs.csv"
+    res = runner.invoke(app, ["recommend", "--users", str(users), "--k", "3", "--output", str(out),
+                              "--segment", "member_level=gold"])
+    assert res.exit_code == 0, res.output
+    assert pd.read_csv(out)["reason"].str.contains("with gold members").all()
+    bad = runner.invoke(app, ["recommend", "--users", str(users), "--k", "3", "--output", str(out), "--segment", "gold"])
+    assert bad.exit_code != 0 and "COLUMN=VALUE" in str(bad.exception)
