@@ -1,5 +1,4 @@
 """`train allocator`, `allocate` (plan, re-plan, errors) as the planner calls them."""
-import json
 
 import numpy as np
 import pandas as pd

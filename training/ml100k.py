@@ -12,7 +12,6 @@ import io
 import logging
 import subprocess
 import sys
-import tempfile
 import urllib.request
 import zipfile
 from pathlib import Path

@@ -141,7 +141,6 @@ def activity(day: np.ndarray, churn_day: np.ndarray, fade_days: np.ndarray) -> n
 
 def _events_block(rng, users: pd.DataFrame, days: int, start: pd.Timestamp, meta: np.ndarray, samplers,
                   stockout_day: np.ndarray, price: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
-    n_cat = len(CATEGORIES)
     cat_of = meta[:, 0].astype(int)
     consumable = np.array([c[1] for c in CATEGORIES])
     cycle = np.array([c[2] or 0 for c in CATEGORIES], dtype=float)

@@ -505,7 +505,7 @@ def _active_set(curves: Curves, S: float, lo: np.ndarray, hi: np.ndarray, x0: np
     exactly (their own softmax) and the rest sharing what is left; a channel leaves its bound when its marginal ROI
     says it wants to (at its max but below the free channels' marginal ROI, or at its min but above it), a free
     channel that crosses a bound is held at it. Starts from the bounds x0 violates."""
-    T, C = curves.T, curves.C
+    C = curves.C
     S = min(S, float(hi.sum()))
     eps = 1e-9 * max(S, 1.0)
     y0 = np.asarray(x0, float).sum(0)
