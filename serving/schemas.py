@@ -36,4 +36,6 @@ class ForgetRequest(BaseModel):
 class ForgetResponse(BaseModel):
     user_id: str
     deleted_events: int
-    note: str = "deleted from the online store; trained model versions forget the user at their next retrain"
+    deleted_log_lines: int
+    note: str = ("deleted from the online store and the decision log (the deletion itself is logged under a hash); "
+                 "trained model versions forget the user at their next retrain")

@@ -7,6 +7,7 @@ that trains it; bad input answers 400 naming the field and the reason. Nothing h
 """
 from __future__ import annotations
 
+from hashlib import sha256
 from typing import Any, Callable, TypeVar
 
 import bentoml
@@ -14,6 +15,7 @@ from bentoml.exceptions import InvalidArgument, ServiceUnavailable
 
 from models.errors import InputError
 from serving.allocator import AllocatorRuntime, PlanRequest, PlanResponse
+from serving.audit import DecisionLog
 from serving.bidder import BidRequest, BidResponse, Bidder
 from serving.churn import ChurnRequest, ChurnResponse, ChurnService
 from serving.recommender import (RecommenderRuntime, RecommendRequest, RecommendResponse, SimilarRequest,
@@ -38,11 +40,14 @@ def _call(versions: Versions, key: str, fn: Callable[[Any], T]) -> T:
 
 @bentoml.service(name="omnidecide", traffic={"timeout": 30})
 class OmniDecide:
+    """Every model behind one HTTP service; each answered request leaves a line in the decision log."""
+
     def __init__(self) -> None:
         self.recommender = Versions("recommender", RecommenderRuntime)
         self.churn = Versions("churn", ChurnService)
         self.allocator = Versions("allocator", AllocatorRuntime)
         self.store = OnlineStore()
+        self.log = DecisionLog()
         self._bidders: dict[str, Bidder] = {}  # by recommender tag: production and canary each have one
 
     @bentoml.api(route="/recommend")
@@ -50,27 +55,41 @@ class OmniDecide:
         """Top-K items for a user on a page view, with a reason per item; the user's events from `/events` and the
         request's `recent_events` both steer it."""
         stored = self.store.recent(request.user_id)
-        return _call(self.recommender, request.user_id, lambda r: r.recommend(request, stored=stored))
+        resp = _call(self.recommender, request.user_id, lambda r: r.recommend(request, stored=stored))
+        self.log.write("recommend", resp.model, request.user_id, {
+            "fallback": resp.fallback, "channel": request.channel, "store_id": request.store_id,
+            "personalized": request.personalized, "items": [[i.item_id, i.reason] for i in resp.items]})
+        return resp
 
     @bentoml.api(route="/events")
     def events(self, request: EventsRequest) -> EventsResponse:
         """Storefront events as they happen; committed before the answer, used by the user's next `/recommend`."""
         try:
-            return EventsResponse(accepted=self.store.append([e.model_dump() for e in request.events]))
+            accepted = self.store.append([e.model_dump() for e in request.events])
         except InputError as e:
             raise InvalidArgument(str(e)) from e
+        self.log.write("events", None, None, {"accepted": accepted})
+        return EventsResponse(accepted=accepted)
 
     @bentoml.api(route="/forget_user")
     def forget_user(self, request: ForgetRequest) -> ForgetResponse:
         """Deletion entry point: removes every event of the user held by the online store."""
-        return ForgetResponse(user_id=request.user_id, deleted_events=self.store.forget(request.user_id))
+        deleted = self.store.forget(request.user_id)
+        lines = self.log.forget(request.user_id)
+        self.log.write("forget_user", None, None, {"subject_sha256": sha256(request.user_id.encode()).hexdigest(),
+                                                   "deleted_events": deleted, "deleted_log_lines": lines})
+        return ForgetResponse(user_id=request.user_id, deleted_events=deleted, deleted_log_lines=lines)
 
     @bentoml.api(route="/bid")
     def bid(self, request: BidRequest) -> BidResponse:
         """Per candidate item: calibrated purchase probability, impression value and bid multiplier for one user on
         one ad channel (the user's churn figures, when given, add a retention credit)."""
         stored = self.store.recent(request.user_id)
-        return _call(self.recommender, request.user_id, lambda r: self._bidder(r).bid(request, stored))
+        resp = _call(self.recommender, request.user_id, lambda r: self._bidder(r).bid(request, stored))
+        self.log.write("bid", resp.model, request.user_id, {
+            "channel": request.channel, "personalized": resp.personalized, "reference_value": resp.reference_value,
+            "bids": [[c.item_id, round(c.purchase_probability, 6), round(c.bid_multiplier, 4)] for c in resp.candidates]})
+        return resp
 
     def _bidder(self, runtime: RecommenderRuntime) -> Bidder:
         if runtime.tag not in self._bidders:
@@ -82,17 +101,28 @@ class OmniDecide:
     @bentoml.api(route="/similar_items")
     def similar_items(self, request: SimilarRequest) -> SimilarResponse:
         """Items close to a given item in the recommender's embedding space (in stock only)."""
-        return _call(self.recommender, request.item_id, lambda r: r.similar(request))
+        resp = _call(self.recommender, request.item_id, lambda r: r.similar(request))
+        self.log.write("similar_items", resp.model, request.item_id, {"items": [i.item_id for i in resp.items]})
+        return resp
 
     @bentoml.api(route="/predict_churn")
     def predict_churn(self, request: ChurnRequest) -> ChurnResponse:
         """Churn probability, risk tier, RFM segment, expected spend and reason for customers from their events."""
-        return _call(self.churn, request.events[0].user_id, lambda r: r.score(request))
+        resp = _call(self.churn, request.events[0].user_id, lambda r: r.score(request))
+        self.log.write_many("predict_churn", resp.model, [
+            (c.user_id, {"as_of": resp.as_of, "churn_probability": c.churn_probability, "risk_tier": c.risk_tier,
+                         "reason": c.reason}) for c in resp.customers])
+        return resp
 
     @bentoml.api(route="/allocate")
     def allocate(self, request: PlanRequest) -> PlanResponse:
         """Budget plan per channel and period under reserve, bounds and ROI floors; re-plans from actuals."""
-        return _call(self.allocator, request.model_dump_json(), lambda r: r.plan(request)[0])
+        resp = _call(self.allocator, request.model_dump_json(), lambda r: r.plan(request)[0])
+        self.log.write("allocate", resp.model, None, {
+            "request": request.model_dump(exclude={"actuals_csv"}), "actual_periods": resp.actual_periods,
+            "expected_incremental_revenue": resp.expected_incremental_revenue,
+            "spend": {c: v.spend for c, v in resp.per_channel.items()}})
+        return resp
 
     @bentoml.api(route="/models")
     def models(self) -> dict[str, Any]:

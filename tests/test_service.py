@@ -5,6 +5,7 @@ error codes are the real ones without opening a port.
 """
 from __future__ import annotations
 
+import json
 import warnings
 
 import pandas as pd
@@ -321,3 +322,23 @@ def test_recommend_cli_segment_for_unknown_users(tags, tmp_path):
     assert pd.read_csv(out)["reason"].str.contains("with gold members").all()
     bad = runner.invoke(app, ["recommend", "--users", str(users), "--k", "3", "--output", str(out), "--segment", "gold"])
     assert bad.exit_code != 0 and "COLUMN=VALUE" in str(bad.exception)
+
+
+def test_decision_log_explains_each_answer_and_forgets_on_request(client, synth_world):
+    from serving.audit import DecisionLog
+
+    user = pd.read_csv(synth_world / "users.csv", dtype=str)["user_id"].iloc[7]
+    body = post(client, "/recommend", {"user_id": user, "k": 4}).json()
+    post(client, "/predict_churn", {"as_of": "2026-03-01", "events": [
+        {"user_id": user, "timestamp": "2026-01-10", "event": "purchase", "amount": 20}]})
+    log = DecisionLog()
+    mine = [x for x in log.read() if x["subject"] == user]
+    shown = [x for x in mine if x["endpoint"] == "recommend"][-1]
+    assert shown["model"] == body["model"]
+    assert shown["items"] == [[i["item_id"], i["reason"]] for i in body["items"]]
+    assert any(x["endpoint"] == "predict_churn" and x["risk_tier"] for x in mine)
+
+    gone = client.post("/forget_user", json={"request": {"user_id": user}}).json()
+    assert gone["deleted_log_lines"] == len(mine)
+    assert not [x for x in log.read() if x["subject"] == user or user in json.dumps(x)]
+    assert log.read()[-1]["endpoint"] == "forget_user"  # the deletion is traced, under a hash
