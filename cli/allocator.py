@@ -80,6 +80,9 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
         if s.get("channel_ratio"):
             console.print("channel response recalibrated (realised/expected, shrunk): "
                           + ", ".join(f"{c} {r:.2f}" for c, r in s["channel_ratio"].items()), highlight=False)
+        if s.get("draws_effective"):
+            console.print("response draws reweighted by the measured channel revenue; effective draws per channel: "
+                          + ", ".join(f"{c} {v:.1f}" for c, v in s["draws_effective"].items()), highlight=False)
     print(f"budget {budget:,.2f}  reserve {s['reserve']:,.2f}  planned spend {s['planned_spend']:,.2f}"
           + (f"  unallocated {s['unallocated']:,.2f}" if s["unallocated"] > 0.01 else ""))
     print(f"expected incremental revenue {s['expected_incremental_revenue']:,.2f}  ROI {s['roi']:.3f}")

@@ -137,8 +137,11 @@ def test_replanning_recalibrates_channels_to_measured_revenue(runtime, tmp_path)
     for c in ch:
         meas[f"revenue_{c}"] = exp_[c].to_numpy() * (2.0 if c == up else 0.5 if c == down else 1.0)
     _, base = runtime.plan(req, actuals=act)
-    _, cal = runtime.plan(req, actuals=meas)
-    r = cal.summary["channel_ratio"]
+    _, cal = runtime.plan(req, actuals=meas)  # default: ensemble reweighted, then rescaled
+    # the rescaling alone (no reweighting): the shrunk ratio against the plain ensemble mean, exactly
+    from models.allocator.artifact import Updating
+
+    r = runtime.allocator.plan(4e6, 10, reserve=0.0, actuals=meas, updating=Updating(reweight=False)).summary["channel_ratio"]
     n = {c: int((act[f"spend_{c}"] > 0).sum()) for c in (up, down)}  # periods it spent in (and was measured); n0 = 2
     assert np.isclose(r[up], 2.0 ** (n[up] / (n[up] + 2)), rtol=0.01)
     assert np.isclose(r[down], 0.5 ** (n[down] / (n[down] + 2)), rtol=0.01)
@@ -147,6 +150,54 @@ def test_replanning_recalibrates_channels_to_measured_revenue(runtime, tmp_path)
     assert cal.spend[k:, j_up].sum() > base.spend[k:, j_up].sum() * 1.05
     assert cal.spend[k:, j_down].sum() < base.spend[k:, j_down].sum() * 0.95
     assert cal.spend.sum() <= 4e6 + 1e-6
+    f = tmp_path / "measured.csv"
+    meas.to_csv(f, index=False)
+    res = runner.invoke(app, ["allocate", "--budget", "4000000", "--periods", "10", "--reserve", "0", "--output",
+                              str(tmp_path / "p.csv"), "--actuals", str(f), "--model", runtime.tag])
+    assert res.exit_code == 0, res.output
+    out_text = " ".join(res.output.split())  # (rich wraps long lines at the test terminal width)
+    assert "effective draws per channel" in out_text and "recalibrated" in out_text, res.output
     bad = meas.assign(revenue_nochannel=1.0)
     with pytest.raises(InputError, match="--actuals"):
         runtime.plan(req, actuals=bad)
+
+
+def test_reweighting_moves_the_ensemble_towards_the_world_that_was_measured(runtime):
+    """Bayesian update of the planning ensemble: channel revenue measured (10% lognormal noise) from one of the
+    draws for 6 periods -> that draw gains weight on every channel that spent, the reweighted expectation of the
+    remaining periods is closer to its revenue than the plain mean, and tempering keeps >= ess_min x K draws."""
+    from models.allocator.artifact import Updating
+
+    alloc = runtime.allocator
+    ch = alloc.channels
+    T, k = 12, 6
+    B = float(alloc.history.spend[-52:].sum(1).mean() * T)
+    first = alloc.plan(B, T, reserve=0.0)
+    x_act = first.spend[:k] * np.exp(np.random.default_rng(1).normal(0, 0.3, (k, len(ch))))  # some spend variation
+    ens = alloc.ensemble(k)
+    K = ens.K
+    E = np.stack([w.revenue(x_act) for w in ens.worlds]).sum(1)  # (K, C); the truth: the most atypical draw
+    dist = np.abs(np.log(np.maximum(E, 1e-9) / np.maximum(E.mean(0), 1e-9))).sum(1)
+    j = int(np.argmax(dist))
+    rng = np.random.default_rng(0)
+    meas = ens.worlds[j].revenue(x_act) * np.exp(rng.normal(0, 0.1, x_act.shape))
+    upd = Updating()
+    W, _, info = alloc.draw_weights(x_act, meas, upd)
+    spent = x_act.sum(0) > 0
+    assert W.shape == (K, len(ch)) and np.allclose(W.sum(0), 1.0)
+    assert np.all(W[j, spent] > 1.0 / K)
+    assert np.all(info["ess"] >= upd.ess_min * K - 1e-6)
+    # the rest of the horizon, as re-planning would see it: reweighted expectation vs plain mean vs the truth draw
+    rest = alloc.ensemble(T - k, start=k, actual_spend=x_act)
+    x_rest = first.spend[k:]
+    truth = rest.worlds[j].revenue(x_rest).sum(0)
+    plain = rest.revenue(x_rest).sum(0)
+    rew = rest.reweighted(W).revenue(x_rest).sum(0)
+    assert np.abs(rew - truth)[spent].sum() < 0.8 * np.abs(plain - truth)[spent].sum()
+    # through plan(): the summary reports the effective number of draws per channel
+    act = pd.DataFrame({"period": range(1, k + 1), **{f"spend_{c}": x_act[:, i] for i, c in enumerate(ch)},
+                        **{f"revenue_{c}": meas[:, i] for i, c in enumerate(ch)}})
+    res = alloc.plan(B, T, reserve=0.0, actuals=act)
+    eff = res.summary["draws_effective"]
+    assert set(eff) == set(ch) and min(eff.values()) >= upd.ess_min * K - 0.01 and min(eff.values()) < K - 0.5
+    assert res.spend.sum() <= B + 1e-6

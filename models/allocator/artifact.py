@@ -39,6 +39,20 @@ def _to_cents(x: np.ndarray) -> np.ndarray:
 
 
 @dataclass
+class Updating:
+    """Re-planning from measured channel revenue (`revenue_<channel>` in the actuals); see `Allocator.draw_weights`.
+    reweight: Bayesian update of the planning ensemble (draws reweighted by the likelihood of what was measured);
+    rescale: then each channel's level multiplied by its shrunk realised / expected ratio (vs the updated ensemble)."""
+
+    reweight: bool = True
+    sigma: float = 0.15  # lognormal sd of a measured channel-period revenue around a draw's prediction
+    ess_min: float = 0.5  # tempering: keep each channel's effective number of draws >= ess_min x K
+    per_channel: bool = True  # weights per channel (the objective is separable) or one joint weight per draw
+    rescale: bool = True
+    prior_periods: float = 2.0  # shrinkage of the rescaling ratio
+
+
+@dataclass
 class PlanResult:
     table: pd.DataFrame  # period, channel, spend, expected_revenue
     spend: np.ndarray  # (T, C), including actual periods
@@ -181,21 +195,67 @@ class Allocator:
                     ch_rev[:, j] = v.to_numpy(float)
         return x, rev, ch_rev
 
-    def channel_ratio(self, x_act: np.ndarray, ch_rev: np.ndarray, prior_periods: float = 2.0) -> np.ndarray:
+    def channel_ratio(self, x_act: np.ndarray, ch_rev: np.ndarray, prior_periods: float = 2.0,
+                      expected: np.ndarray | None = None) -> np.ndarray:
         """Realised / expected incremental revenue per channel over the elapsed periods (where it spent and was
         measured), shrunk towards 1 as if `prior_periods` periods had matched the fit: exp(n / (n + n0) * log ratio),
         clipped to [1/3, 3]. Multiplies the channel's effect size when re-planning (the planner recalibrated to what
-        was realised: the fit pins a channel's level worst, see BENCHMARKS)."""
-        exp_ = self.ensemble(len(x_act)).revenue(x_act)
+        was realised: the fit pins a channel's level worst, see BENCHMARKS). `expected` (k, C): the expectation to
+        compare with (default: the planning ensemble's mean)."""
+        exp_ = self.ensemble(len(x_act)).revenue(x_act) if expected is None else expected
         seen = np.isfinite(ch_rev) & (x_act > 0)
         num, den = np.where(seen, ch_rev, 0.0).sum(0), np.where(seen, exp_, 0.0).sum(0)
         n = seen.sum(0)
         raw = np.clip(np.where(den > 0, num / np.maximum(den, 1e-12), 1.0), 1 / 3, 3)
         return np.exp(n / (n + prior_periods) * np.log(np.where(den > 0, raw, 1.0)))
 
+    def draw_weights(self, x_act: np.ndarray, ch_rev: np.ndarray, upd: "Updating") -> tuple[np.ndarray, np.ndarray, dict]:
+        """Bayesian update of the planning ensemble from measured channel revenue.
+
+        Each draw k predicts each channel's incremental revenue E[k, t, c] in the elapsed periods (its own adstock
+        from the end of the history); the measurement is taken as lognormal around it with sd `upd.sigma`
+        (attribution noise + per-period model error). Channels are separable in the plan's objective, so each
+        channel gets its own weights over the draws (`per_channel`; else one joint weight per draw). The
+        likelihood is tempered: raised to the largest power <= 1 that keeps the effective sample size
+        >= `upd.ess_min` x K, so a few periods cannot collapse the ensemble onto one draw.
+        Returns (weights (K, C), each column summing to 1; per-draw expectations E (K, k, C); info)."""
+        ens = self.ensemble(len(x_act))
+        E = np.stack([w.revenue(x_act) for w in ens.worlds])  # (K, k, C)
+        K, _, C = E.shape
+        seen = np.isfinite(ch_rev) & (x_act > 0) & (np.nan_to_num(ch_rev) > 0)
+        r = np.log(np.where(seen, np.nan_to_num(ch_rev), 1.0))[None] - np.log(np.where(seen[None], np.maximum(E, 1e-12), 1.0))
+        ll = -0.5 * (np.where(seen[None], r, 0.0) / upd.sigma) ** 2
+        ll = ll.sum(1)  # (K, C)
+        if not upd.per_channel:
+            ll = np.repeat(ll.sum(1, keepdims=True), C, axis=1)
+
+        def weights(tau, col):
+            z = tau * col
+            w = np.exp(z - z.max())
+            return w / w.sum()
+
+        W, taus = np.full((K, C), 1.0 / K), np.zeros(C)
+        for c in range(C):
+            if not seen[:, c].any():
+                continue
+            ess = lambda tau, c=c: 1.0 / (weights(tau, ll[:, c]) ** 2).sum()  # noqa: E731
+            if ess(1.0) >= upd.ess_min * K:
+                tau = 1.0
+            else:  # ESS falls as tau grows: bisection for the largest tau that keeps it
+                lo_, hi_ = 0.0, 1.0
+                for _ in range(40):
+                    mid = 0.5 * (lo_ + hi_)
+                    lo_, hi_ = (mid, hi_) if ess(mid) >= upd.ess_min * K else (lo_, mid)
+                tau = lo_
+            W[:, c], taus[c] = weights(tau, ll[:, c]), tau
+        info = {"tempering": taus, "ess": 1.0 / (W ** 2).sum(0)}
+        return W, E, info
+
     def plan(self, budget: float, periods: int, *, reserve: float = 0.15, lo: dict | None = None, hi: dict | None = None,
-             roi_floor: dict | None = None, actuals: pd.DataFrame | None = None, use_agent: bool | None = None) -> PlanResult:
-        """use_agent: None = as training decided (the agent is served only if it beat the planner on held-out worlds)."""
+             roi_floor: dict | None = None, actuals: pd.DataFrame | None = None, use_agent: bool | None = None,
+             updating: "Updating | None" = None) -> PlanResult:
+        """use_agent: None = as training decided (the agent is served only if it beat the planner on held-out worlds).
+        updating: how measured channel revenue in the actuals updates the planning ensemble (default `Updating()`)."""
         if use_agent is None:
             use_agent = bool(self.info.get("agent_enabled", True))
         if periods < 1:
@@ -241,10 +301,18 @@ class Allocator:
             if exp_media > 0:
                 ratio = float(np.clip((rev_act.sum() - base.sum()) / exp_media, 0.0, 3.0))
         ens = self.ensemble(periods - k, start=k, actual_spend=x_act)
-        ch_ratio = None
-        if k and ch_rev is not None:  # measured channel revenue: recalibrate each channel's level before re-planning
-            ch_ratio = self.channel_ratio(x_act, ch_rev)
-            ens, rest = ens.scaled(ch_ratio), rest.scaled(ch_ratio)
+        ch_ratio = ess = None
+        upd = updating or Updating()
+        if k and ch_rev is not None:  # measured channel revenue: update the ensemble, recalibrate each channel's level
+            expected = None
+            if upd.reweight:
+                W, E, winfo = self.draw_weights(x_act, ch_rev, upd)
+                ens = ens.reweighted(W)
+                expected = np.einsum("kc,ktc->tc", W, E)
+                ess = winfo["ess"]
+            if upd.rescale:
+                ch_ratio = self.channel_ratio(x_act, ch_rev, upd.prior_periods, expected=expected)
+                ens, rest = ens.scaled(ch_ratio), rest.scaled(ch_ratio)
         base_plan = best_plan(ens, cons, channels=self.channels)
         x = base_plan
         if use_agent and self.policy is not None:
@@ -283,5 +351,6 @@ class Allocator:
                    "planned_spend": s.spend, "unallocated": max(held - res_amt, 0.0),
                    "expected_incremental_revenue": s.incremental_revenue, "roi": s.roi, "per_channel": s.per_channel,
                    "agent": bool(use_agent and self.policy is not None), "realised_ratio": ratio,
-                   "channel_ratio": None if ch_ratio is None else dict(zip(self.channels, ch_ratio.round(4).tolist()))}
+                   "channel_ratio": None if ch_ratio is None else dict(zip(self.channels, ch_ratio.round(4).tolist())),
+                   "draws_effective": None if ess is None else dict(zip(self.channels, ess.round(2).tolist()))}
         return PlanResult(table=table, spend=full_spend, summary=summary, n_actual=k)

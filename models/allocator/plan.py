@@ -194,6 +194,16 @@ class Ensemble:
     def scaled(self, ratio: np.ndarray) -> "Ensemble":
         return Ensemble([w.scaled(ratio) for w in self.worlds])
 
+    def reweighted(self, weights: np.ndarray) -> "Ensemble":
+        """Expected revenue under weights over the worlds instead of the plain mean: (K,) or (K, C) (per channel),
+        each column summing to 1. World k's channel c is scaled by K * w[k, c] (the stack divides by K); worlds with
+        no weight left on any channel are dropped."""
+        w = np.asarray(weights, float)
+        w = np.broadcast_to(w[:, None] if w.ndim == 1 else w, (self.K, self.C))
+        keep = np.flatnonzero(w.max(1) > 1e-6 * w.max())
+        K = len(keep)
+        return Ensemble([self.worlds[k].scaled(K * w[k] / w[keep].sum(0).clip(1e-300)) for k in keep])
+
     def replicate(self, n: int) -> "Ensemble":
         return Ensemble([w.replicate(n) for w in self.worlds])
 
