@@ -50,7 +50,7 @@ from scipy.optimize import minimize  # noqa: E402
 from scipy.special import gammaln  # noqa: E402
 
 from models.churn import features as F  # noqa: E402
-from models.churn.calibration import Calibrator, fit_platt  # noqa: E402
+from models.calibration import Calibrator, fit_platt  # noqa: E402
 from models.metrics import auc, classification_report  # noqa: E402
 from training.churn.pipeline import Config, evaluate, fit, labelled, training_as_ofs  # noqa: E402
 from training.io import load  # noqa: E402

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from models.churn import features as F
-from models.churn.calibration import Calibrator, fit_calibrator
+from models.calibration import Calibrator, fit_calibrator
 from models.churn.segments import reasons, risk_tier, segment
 from models.metrics import auc, expected_calibration_error
 from training.churn.pipeline import Config, evaluate, fit

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from models.churn import features as F
-from models.churn.calibration import Calibrator
+from models.calibration import Calibrator
 from models.churn.net import ChurnEnsemble
 from models.churn.segments import reasons, risk_tier, segment
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from models.calibration import Calibrator
+
 FEATURES = ["gnn_z", "stage1", "repeat", "n_bought", "due_ratio", "log_pop", "log_pop_channel", "cat_affinity",
             "price", "rebuy_share", "own_event"]
 N_CAND = 50
@@ -48,10 +50,18 @@ def features(rec, cand: np.ndarray, score, z, rep, rows, nb, lb, now, channels) 
 
 
 class SecondStage:
-    def __init__(self, ranker=None, classifier=None, use_for_ranking: bool = False, info: dict | None = None):
+    def __init__(self, ranker=None, classifier=None, use_for_ranking: bool = False, info: dict | None = None,
+                 calibrator: Calibrator | None = None):
         self.ranker, self.classifier = ranker, classifier
         self.use_for_ranking = use_for_ranking
         self.info = info or {}
+        # the classifier learns on validation candidates, whose base rate differs from the holdout's (fewer held-out
+        # items per user); a calibrator fitted on holdout candidates maps its output to the holdout's rates
+        self.calibrator = calibrator or Calibrator()
+
+    def calibrated(self, p: np.ndarray) -> np.ndarray:
+        p = np.clip(np.asarray(p, dtype=float), 1e-9, 1 - 1e-9)
+        return self.calibrator(np.log(p / (1 - p)))
 
     @classmethod
     def fit(cls, X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0) -> "SecondStage":
@@ -95,7 +105,7 @@ class SecondStage:
         if ok.any():
             cand = idx[ok][None, :]
             F = features(rec, cand, score, z, rep, row[None], nb[None], lb[None], None, [channel])
-            out[ok] = self.classifier.predict_proba(F[0])[:, 1]
+            out[ok] = self.calibrated(self.classifier.predict_proba(F[0])[:, 1])
         return out.tolist()
 
     # --- persistence -------------------------------------------------------------------------------
@@ -103,7 +113,8 @@ class SecondStage:
         folder = Path(folder)
         self.ranker.booster_.save_model(str(folder / "ranker.txt"))
         self.classifier.booster_.save_model(str(folder / "classifier.txt"))
-        (folder / "second_stage.json").write_text(json.dumps({"use_for_ranking": self.use_for_ranking, "info": self.info}))
+        (folder / "second_stage.json").write_text(json.dumps({"use_for_ranking": self.use_for_ranking, "info": self.info,
+                                                              "calibrator": self.calibrator.to_dict()}))
 
     @classmethod
     def load(cls, folder: Path) -> "SecondStage | None":
@@ -115,7 +126,8 @@ class SecondStage:
         meta = json.loads((folder / "second_stage.json").read_text())
         return cls(_Booster(lgb.Booster(model_file=str(folder / "ranker.txt")), False),
                    _Booster(lgb.Booster(model_file=str(folder / "classifier.txt")), True),
-                   meta["use_for_ranking"], meta["info"])
+                   meta["use_for_ranking"], meta["info"],
+                   Calibrator.from_dict(meta["calibrator"]) if "calibrator" in meta else None)
 
 
 class _Booster:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from models.churn import features as F
-from models.churn.calibration import fit_calibrator
+from models.calibration import fit_calibrator
 from models.churn.model import ChurnModel, Scaler
 from models.churn.net import ChurnEnsemble, ChurnNet
 from models.churn.segments import rfm_edges

@@ -194,6 +194,7 @@ def fit_second_stage(train, test, items, rec, rec_fit, val, seed):
     """Fit LightGBM on validation candidates (stage 1 fit without them), judge it on the holdout candidates.
 
     Kept for ranking only if it lifts holdout NDCG@20; its probability is always kept, with its calibration."""
+    from models.calibration import fit_calibrator
     from models.metrics import classification_report, ndcg_at_k, recall_at_k
     from models.recommender.ranker import SecondStage
 
@@ -209,10 +210,14 @@ def fit_second_stage(train, test, items, rec, rec_fit, val, seed):
     base = ndcg_at_k(cands, rel, K)
     lifted = ndcg_at_k(reranked, rel, K)
     ss.use_for_ranking = bool(lifted > base * 1.005)
-    cal = classification_report(yt, p)
+    pc = np.clip(p, 1e-9, 1 - 1e-9)
+    ss.calibrator, cinfo = fit_calibrator(np.log(pc / (1 - pc)), yt, seed)
+    p_cf = cinfo["cross_fitted_prob"]  # each candidate calibrated by a calibrator that did not see it
+    cal = classification_report(yt, p_cf)
     info = {"second_stage_ndcg@20": lifted, "second_stage_recall@20": recall_at_k(reranked, rel, K),
             "stage1_candidates_ndcg@20": base, "second_stage_kept_for_ranking": ss.use_for_ranking,
-            **{f"purchase_prob_{k}": v for k, v in cal.items()}, "purchase_prob_mean": float(p.mean()),
+            **{f"purchase_prob_{k}": v for k, v in cal.items()}, "purchase_prob_mean": float(p_cf.mean()),
+            "purchase_prob_raw_ece": classification_report(yt, p)["ece"], "purchase_prob_calibration": cinfo["method"],
             "purchase_rate_candidates": float(yt.mean())}
     ss.info = info
     return ss, info

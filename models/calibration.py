@@ -1,7 +1,8 @@
-"""Probability calibration fitted on the validation window: Platt scaling, optionally followed by isotonic.
+"""Probability calibration on held-out data: Platt scaling, optionally followed by isotonic.
 
-The method is chosen by cross-fitted ECE (fit on one half of the validation customers, measure on the
-other, both ways), so the reported validation ECE is not measured on the data the calibrator saw.
+Used by the churn model (on its validation window) and the recommender's purchase probability (on holdout
+candidates). The method is chosen by cross-fitted ECE (fit on one half, measure on the other, both ways), so the
+reported ECE is not measured on the data the calibrator saw.
 """
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def fit_isotonic(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Calibrator:
-    """Maps raw churn logits to calibrated probabilities."""
+    """Maps raw logits to calibrated probabilities."""
 
     def __init__(self, a: float = 1.0, b: float = 0.0, iso_x: list | None = None, iso_y: list | None = None):
         self.a, self.b = a, b
