@@ -176,6 +176,10 @@ def test_consent_off_and_purchase_probability(trained, synth_world):
     items = [r.item_id for r in rt.recommend(_req(u, k=5)).items] + ["not-an-item"]
     p = rt.purchase_probability(u, items, "app")
     assert all(0 <= x <= 1 for x in p[:-1]) and np.isnan(p[-1])
+    # the served probability is the calibrated one, and the calibrator survived save/load
+    ss = rt.rec.ranker
+    assert ss.calibrator.to_dict() != type(ss.calibrator)().to_dict()
+    assert m["purchase_prob_ece"] <= m["purchase_prob_raw_ece"] + 0.005
 
 
 def test_new_customer_gets_segment_popularity(synth_world, trained):
