@@ -74,15 +74,18 @@ def requests_for(world: Path, n: int, seed: int = 0) -> dict[str, list[dict | No
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=5000)
+    ap.add_argument("--items", type=int, default=400, help="catalogue size of the synthetic world")
     ap.add_argument("--requests", type=int, default=300, help="sequential requests per endpoint")
     ap.add_argument("--concurrency", type=int, default=8)
     args = ap.parse_args()
     import httpx
 
-    world = ROOT / "data" / f"bench-service-{args.users}"
+    world = ROOT / "data" / f"bench-service-{args.users}" if args.items == 400 else \
+        ROOT / "data" / f"bench-service-{args.users}-{args.items}"
     omni = [str(Path(sys.executable).with_name("omnidecide"))]
     if not (world / "truth.json").exists():
-        subprocess.run(omni + ["data", "synth", "--out", str(world), "--users", str(args.users), "--seed", "0"], check=True)
+        subprocess.run(omni + ["data", "synth", "--out", str(world), "--users", str(args.users), "--seed", "0",
+                               "--items", str(args.items)], check=True)
     env = {**os.environ, "BENTOML_HOME": tempfile.mkdtemp(prefix="omnidecide-bench-service-")}
     t0 = time.perf_counter()
     subprocess.run(omni + ["train", "all", "--data", str(world)], check=True, env=env, cwd=ROOT)
@@ -126,7 +129,8 @@ def main() -> None:
 
     print(f"Run: `{' '.join(['.venv/bin/python', 'bench/service.py'] + sys.argv[1:])}` — "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} CPU cores, "
-          f"load average {os.getloadavg()[0]:.1f}; synthetic world {args.users} users (seed 0); `train all` {train_s:.0f} s; "
+          f"load average {os.getloadavg()[0]:.1f}; synthetic world {args.users} users, {args.items} items (seed 0); "
+          f"`train all` {train_s:.0f} s; "
           f"one server process (BentoML default), client on the same machine.\n")
     print(f"| endpoint | p50 ms | p95 ms | p99 ms | max ms | req/s with {args.concurrency} clients |")
     print("|---|---|---|---|---|---|")
