@@ -211,7 +211,9 @@ class Recommender:
             n_cat = len(self.categories)
             warm_cat = self.item_cat[~cold]
             cnt = np.bincount(warm_cat, minlength=n_cat)
-            sums = np.stack([np.bincount(warm_cat, weights=zz[~cold], minlength=n_cat) for zz in z])
+            onehot = sp.csr_matrix((np.ones(len(warm_cat)), (np.arange(len(warm_cat)), warm_cat)),
+                                   shape=(len(warm_cat), n_cat))
+            sums = np.asarray((onehot.T @ z[:, ~cold].T).T)  # per row: sum of warm scores by category
             cat_mean = np.where(cnt > 0, sums / np.maximum(cnt, 1), z.mean(1, keepdims=True))
             z[:, cold] = cat_mean[:, self.item_cat[cold]] - 0.5
         rep = np.zeros_like(z)

@@ -22,6 +22,7 @@ GRID = {"c": (0.25, 0.35), "mu": (0.02, 0.03, 0.04, 0.055), "p": (3.0, 4.0)}
 # mu is moved to the size of the graph it is applied to: mu * (edges_tuned / edges)^MU_SIZE_EXPONENT.
 MU_SIZE_EXPONENT = 1.0
 REP_WEIGHTS = (0.5, 1.0, 2.0, 4.0)
+MAX_TUNING_USERS = 3000  # validation users scored per setting: the tuning cost stops growing with the user base
 
 
 def edges(events: pd.DataFrame) -> int:
@@ -158,6 +159,9 @@ def tune(train: pd.DataFrame, items: pd.DataFrame | None, seed: int, has_repeats
     best, trials = None, []
     rec = Recommender.build(fit_part, items, params=GNNParams(seed=seed))
     uidx, rel, now = relevant_sets(rec, val)
+    if len(uidx) > MAX_TUNING_USERS:  # a fixed random sample (seeded) of the validation users
+        keep = np.sort(np.random.default_rng(seed).choice(len(uidx), MAX_TUNING_USERS, replace=False))
+        uidx, rel, now = uidx[keep], [rel[j] for j in keep], now[keep]
     rw0 = StageParams(rep_weight=1.0)
     # graph-filter parameters first (stage weight fixed), then the re-buy weight for the chosen filter.
     # The eigenbasis depends only on the graph (normalisation, side nodes), so each graph is decomposed once.
