@@ -10,7 +10,6 @@ an impression of the top-20 recommendations to a fixed sample of training users 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -106,13 +105,12 @@ class Bidder:
 
 
 def _item_values(runtime: RecommenderRuntime) -> tuple[np.ndarray, str]:
-    """Price × margin from the training items.csv when it has a margin, else price, else 1 (value in purchases)."""
+    """Price × margin from the runtime's items.csv when it has a margin, else price, else 1 (value in purchases)."""
     rec = runtime.rec
     if rec.price is None:
         return np.ones(len(rec.item_ids)), "purchases"
     value = np.nan_to_num(np.asarray(rec.price, float), nan=0.0)
-    files = [Path(f) for f in runtime.metadata.get("files", [])]
-    items = next((f for f in files if f.name.startswith("items") and f.exists()), None)
+    items = runtime.items_file
     if items is not None:
         head = pd.read_csv(items, nrows=0).columns
         if "margin" in head:

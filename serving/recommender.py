@@ -92,8 +92,10 @@ class RecommenderRuntime:
         self.rec = Recommender.load(Path(model.path))
         files = [Path(f) for f in self.metadata.get("files", [])]
         items = items or next((f for f in files if f.name.startswith("items")), None)
-        if items is not None and Path(items).exists():
-            self._refresh_stock(Path(items))
+        # the catalogue file this runtime reads (stock here, margins in the bidder); None when it is gone
+        self.items_file = Path(items) if items is not None and Path(items).exists() else None
+        if self.items_file is not None:
+            self._refresh_stock(self.items_file)
         if store_stock is None and items is not None:
             cand = Path(items).with_name("store_stock.csv")
             store_stock = cand if cand.exists() else None
@@ -120,8 +122,9 @@ class RecommenderRuntime:
         if req.recent_events:
             recent = pd.DataFrame([e.model_dump() for e in req.recent_events])
             recent["timestamp"] = pd.to_datetime(recent["timestamp"], utc=True).dt.tz_localize(None)
-        if stored is not None and len(stored):
-            stored = stored.loc[stored["item_id"].notna(), ["item_id", "event", "timestamp"]]
+        stored = _item_events(stored)
+        if stored is not None:
+            stored = stored[["item_id", "event", "timestamp"]]
             recent = stored if recent is None else pd.concat([stored, recent], ignore_index=True)
         ignored = sorted(set(recent["item_id"]) - self.rec.item_index.keys()) if recent is not None else []
         stock = self.store_stock.get(str(req.store_id)) if req.store_id else None
@@ -154,5 +157,12 @@ class RecommenderRuntime:
             return [float("nan")] * len(item_ids)
         if not self.personalized(user_id, personalized):
             return self.rec.ranker.probability(self.rec, "\0anonymous", item_ids, channel)
-        recent = stored.loc[stored["item_id"].notna()] if stored is not None and len(stored) else None
-        return self.rec.ranker.probability(self.rec, user_id, item_ids, channel, recent)
+        return self.rec.ranker.probability(self.rec, user_id, item_ids, channel, _item_events(stored))
+
+
+def _item_events(stored: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The online-store events that name an item (item-less purchases say nothing about items); None when none."""
+    if stored is None:
+        return None
+    stored = stored.loc[stored["item_id"].notna()]
+    return stored if len(stored) else None
