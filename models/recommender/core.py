@@ -59,7 +59,8 @@ def segment_popularity(user: np.ndarray, item: np.ndarray, weight: np.ndarray, n
     out: dict[str, np.ndarray] = {}
     if users is None or "user_id" not in users.columns:
         return out
-    us = users.drop_duplicates("user_id").set_index(users.drop_duplicates("user_id")["user_id"].astype(str))
+    us = users.drop_duplicates("user_id")
+    us = us.set_index(us["user_id"].astype(str))
     uid = pd.Series(user).astype(str)
     for col in SEGMENTS:
         if col not in us.columns:
