@@ -10,7 +10,7 @@ from models.errors import InputError
 def main() -> None:
     """Run the CLI; input errors print one clear line (file/row/flag and reason) and exit 2, never a traceback."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from cli import allocator, churn, data, lifecycle, recommender  # noqa: F401  (registers commands)
+    from cli import allocator, churn, data, lifecycle, recommender, report  # noqa: F401  (registers commands)
     from cli.app import app, console
     from cli.progress import progress_bar
 

@@ -101,23 +101,78 @@ def serve(port: int = typer.Option(3000, "--port"), host: str = typer.Option("12
     os.execve(sys.executable, cmd, env)  # become the server: signals (Ctrl-C, SIGTERM) reach it directly
 
 
-def _not_yet(verb: str, issue: str) -> None:
-    raise InputError(f"`omnidecide {verb}` is not implemented yet ({issue})")
+MODEL_HELP = "recommender, churn or allocator (repeatable; default: every model the folder feeds)"
+
+
+def _fresh_data(data: Path, names: Optional[list[str]]) -> dict:
+    from training import backtest, registry
+
+    found = backtest.from_folder(data)
+    for n in names or []:
+        if n not in registry.MODEL_NAMES:
+            raise InputError(f"--model {n}: expected one of {', '.join(registry.MODEL_NAMES)}")
+        if n not in found:
+            raise InputError(f"--model {n}: --data {data} has no {'marketing_mix.csv' if n == 'allocator' else 'events.csv'}")
+    return {n: d for n, d in found.items() if not names or n in names}
+
+
+def _fmt(x: object) -> str:
+    return f"{x:.4f}" if isinstance(x, float) else "—" if x is None else str(x)
 
 
 @app.command("retrain")
-def retrain() -> None:
-    """Retrain, compare with production and promote when better (not implemented yet)."""
-    _not_yet("retrain", "lifecycle issue to come")
+def retrain(data: Path = typer.Option(..., "--data", help="Folder of fresh canonical files (events.csv, marketing_mix.csv, ...)"),
+            model: Optional[list[str]] = typer.Option(None, "--model", help=MODEL_HELP),
+            promote: bool = typer.Option(False, "--promote", help="Promote a version that holds up at once (default: 5% canary)"),
+            share: float = typer.Option(0.05, "--share", help="Canary traffic share of a version that holds up"),
+            tolerance: float = typer.Option(0.01, "--tolerance",
+                                            help="Release a retrained version up to this much worse than production on "
+                                                 "the primary figure (it has the fresher data)"),
+            seed: int = typer.Option(0, "--seed")) -> None:
+    """Retrain on fresh data, judge it beside production on the newest window, release it as a canary if it holds up."""
+    from training import lifecycle
+
+    if not 0 < share <= 1:
+        raise InputError(f"--share {share}: must be in (0, 1]")
+    for name, d in _fresh_data(data, model).items():
+        o = lifecycle.retrain(d, promote=promote, share=share, tolerance=tolerance, seed=seed)
+        old = o.production_metrics[o.metric] if o.production_metrics else None
+        decision = {"canary": f"canary {o.tag} at {share:.0%}", "promoted": f"promoted {o.tag}"}.get(o.decision, o.decision)
+        change = "" if o.change is None else f" ({o.change:+.1%})"
+        if not o.window:  # nothing was judged
+            console.print(f"[bold]{name}[/] -> {decision}", highlight=False)
+        else:
+            console.print(f"[bold]{name}[/] window {o.window}: {o.metric} production {_fmt(old)}, retrained "
+                          f"{_fmt(o.challenger_metrics[o.metric])}{change} -> {decision}", highlight=False)
+        for note in o.notes:
+            console.print(f"  note: {note}", highlight=False)
 
 
 @app.command("monitor")
-def monitor() -> None:
-    """Drift and quality watch over recent data (not implemented yet)."""
-    _not_yet("monitor", "lifecycle issue to come")
+def monitor(data: Path = typer.Option(..., "--data", help="Folder of recent canonical files"),
+            model: Optional[list[str]] = typer.Option(None, "--model", help=MODEL_HELP),
+            dry_run: bool = typer.Option(False, "--dry-run", help="Report what would be done to canaries; change nothing")) -> None:
+    """Drift, quality since release and canary health; ramps up or ends canaries. Exits 1 when anything alerts."""
+    from serving.audit import DecisionLog
+    from training import lifecycle
 
-
-@app.command("report")
-def report() -> None:
-    """Summary report of models and their figures (not implemented yet)."""
-    _not_yet("report", "lifecycle issue to come")
+    log = DecisionLog()
+    results = {}
+    for name, d in _fresh_data(data, model).items():
+        since = lifecycle.canary_since(name)
+        health = log.health(since) if since else {}
+        results[name] = r = lifecycle.monitor(d, health, act=not dry_run)
+        q = r["quality"]
+        prod = q.get("production")
+        figure = _fmt(prod.get(q["metric"])) if isinstance(prod, dict) else prod
+        console.print(f"[bold]{name}[/] {r.get('production', '')}: {q.get('metric', '')} {figure}"
+                      + (f" ({q['change_since_release']:+.1%} since release)" if "change_since_release" in q else ""),
+                      highlight=False)
+        for a in r["alerts"]:
+            console.print(f"  [red]alert[/] {a}", highlight=False)
+        for a in r["actions"]:
+            console.print(f"  action: {a}", highlight=False)
+    path = lifecycle.save_report(results)
+    console.print(f"written: {path}", highlight=False)
+    if any(r["alerts"] for r in results.values()):
+        raise typer.Exit(1)

@@ -3,10 +3,13 @@
 Thin on purpose: every endpoint hands a typed pydantic request to a runtime (serving/<model>.py) that was
 loaded once in `__init__`; `serving.routing` picks production or a canary per request and follows promotions
 and rollbacks without a restart. A model missing from the store makes its endpoints answer 503 with the command
-that trains it; bad input answers 400 naming the field and the reason. Nothing here computes features.
+that trains it; bad input answers 400 naming the field and the reason; any other failure of a model call is logged
+with the failing version's tag and answers 500. Every decision-log line carries the model call's `ms`, the serving
+health that `omnidecide report` and the monitor read per version. Nothing here computes features.
 """
 from __future__ import annotations
 
+import time
 from hashlib import sha256
 from typing import Any, Callable, TypeVar
 
@@ -27,15 +30,26 @@ from serving.schemas import EventsRequest, EventsResponse, ForgetRequest, Forget
 T = TypeVar("T")
 
 
-def _call(versions: Versions, key: str, fn: Callable[[Any], T]) -> T:
-    """Run `fn` on the version that serves `key`: 503 when the model is not in the store, 400 on bad input."""
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def _call(versions: Versions, key: str, fn: Callable[[Any], T], log: DecisionLog | None = None,
+          endpoint: str = "") -> tuple[T, float]:
+    """Run `fn` on the version that serves `key`, timed (ms): 503 when the model is not in the store, 400 on bad
+    input; anything else is logged with the failing version's tag, then re-raised (500)."""
     runtime = versions.pick(key)
     if runtime is None:
         raise ServiceUnavailable(versions.error or f"{versions.name} not loaded")
+    start = time.perf_counter()
     try:
-        return fn(runtime)
+        return fn(runtime), _ms(start)
     except InputError as e:
         raise InvalidArgument(str(e)) from e
+    except Exception as e:
+        if log is not None:
+            log.error(endpoint, getattr(runtime, "tag", None), e, _ms(start))
+        raise
 
 
 @bentoml.service(name="omnidecide", traffic={"timeout": 30})
@@ -55,29 +69,33 @@ class OmniDecide:
         """Top-K items for a user on a page view, with a reason per item; the user's events from `/events` and the
         request's `recent_events` both steer it."""
         stored = self.store.recent(request.user_id)
-        resp = _call(self.recommender, request.user_id, lambda r: r.recommend(request, stored=stored))
+        resp, ms = _call(self.recommender, request.user_id, lambda r: r.recommend(request, stored=stored),
+                         self.log, "recommend")
         self.log.write("recommend", resp.model, request.user_id, {
             "fallback": resp.fallback, "channel": request.channel, "store_id": request.store_id,
-            "personalized": request.personalized, "items": [[i.item_id, i.reason] for i in resp.items]})
+            "personalized": request.personalized, "items": [[i.item_id, i.reason] for i in resp.items]}, ms=ms)
         return resp
 
     @bentoml.api(route="/events")
     def events(self, request: EventsRequest) -> EventsResponse:
         """Storefront events as they happen; committed before the answer, used by the user's next `/recommend`."""
+        start = time.perf_counter()
         try:
             accepted = self.store.append([e.model_dump() for e in request.events])
         except InputError as e:
             raise InvalidArgument(str(e)) from e
-        self.log.write("events", None, None, {"accepted": accepted})
+        self.log.write("events", None, None, {"accepted": accepted}, ms=_ms(start))
         return EventsResponse(accepted=accepted)
 
     @bentoml.api(route="/forget_user")
     def forget_user(self, request: ForgetRequest) -> ForgetResponse:
         """Deletion entry point: removes every event of the user held by the online store."""
+        start = time.perf_counter()
         deleted = self.store.forget(request.user_id)
         lines = self.log.forget(request.user_id)
         self.log.write("forget_user", None, None, {"subject_sha256": sha256(request.user_id.encode()).hexdigest(),
-                                                   "deleted_events": deleted, "deleted_log_lines": lines})
+                                                   "deleted_events": deleted, "deleted_log_lines": lines},
+                       ms=_ms(start))
         return ForgetResponse(user_id=request.user_id, deleted_events=deleted, deleted_log_lines=lines)
 
     @bentoml.api(route="/bid")
@@ -85,10 +103,12 @@ class OmniDecide:
         """Per candidate item: calibrated purchase probability, impression value and bid multiplier for one user on
         one ad channel (the user's churn figures, when given, add a retention credit)."""
         stored = self.store.recent(request.user_id)
-        resp = _call(self.recommender, request.user_id, lambda r: self._bidder(r).bid(request, stored))
+        resp, ms = _call(self.recommender, request.user_id, lambda r: self._bidder(r).bid(request, stored),
+                         self.log, "bid")
         self.log.write("bid", resp.model, request.user_id, {
             "channel": request.channel, "personalized": resp.personalized, "reference_value": resp.reference_value,
-            "bids": [[c.item_id, round(c.purchase_probability, 6), round(c.bid_multiplier, 4)] for c in resp.candidates]})
+            "bids": [[c.item_id, round(c.purchase_probability, 6), round(c.bid_multiplier, 4)] for c in resp.candidates]},
+            ms=ms)
         return resp
 
     def _bidder(self, runtime: RecommenderRuntime) -> Bidder:
@@ -101,27 +121,28 @@ class OmniDecide:
     @bentoml.api(route="/similar_items")
     def similar_items(self, request: SimilarRequest) -> SimilarResponse:
         """Items close to a given item in the recommender's embedding space (in stock only)."""
-        resp = _call(self.recommender, request.item_id, lambda r: r.similar(request))
-        self.log.write("similar_items", resp.model, request.item_id, {"items": [i.item_id for i in resp.items]})
+        resp, ms = _call(self.recommender, request.item_id, lambda r: r.similar(request), self.log, "similar_items")
+        self.log.write("similar_items", resp.model, request.item_id, {"items": [i.item_id for i in resp.items]},
+                       ms=ms)
         return resp
 
     @bentoml.api(route="/predict_churn")
     def predict_churn(self, request: ChurnRequest) -> ChurnResponse:
         """Churn probability, risk tier, RFM segment, expected spend and reason for customers from their events."""
-        resp = _call(self.churn, request.events[0].user_id, lambda r: r.score(request))
-        self.log.write_many("predict_churn", resp.model, [
-            (c.user_id, {"as_of": resp.as_of, "churn_probability": c.churn_probability, "risk_tier": c.risk_tier,
-                         "reason": c.reason}) for c in resp.customers])
+        resp, ms = _call(self.churn, request.events[0].user_id, lambda r: r.score(request), self.log, "predict_churn")
+        rows = [(c.user_id, {"as_of": resp.as_of, "churn_probability": c.churn_probability, "risk_tier": c.risk_tier,
+                             "reason": c.reason}) for c in resp.customers]
+        self.log.write_many("predict_churn", resp.model, rows or [(None, {"as_of": resp.as_of, "customers": 0})], ms=ms)
         return resp
 
     @bentoml.api(route="/allocate")
     def allocate(self, request: PlanRequest) -> PlanResponse:
         """Budget plan per channel and period under reserve, bounds and ROI floors; re-plans from actuals."""
-        resp = _call(self.allocator, request.model_dump_json(), lambda r: r.plan(request)[0])
+        resp, ms = _call(self.allocator, request.model_dump_json(), lambda r: r.plan(request)[0], self.log, "allocate")
         self.log.write("allocate", resp.model, None, {
             "request": request.model_dump(exclude={"actuals_csv"}), "actual_periods": resp.actual_periods,
             "expected_incremental_revenue": resp.expected_incremental_revenue,
-            "spend": {c: v.spend for c, v in resp.per_channel.items()}})
+            "spend": {c: v.spend for c, v in resp.per_channel.items()}}, ms=ms)
         return resp
 
     @bentoml.api(route="/models")

@@ -64,6 +64,21 @@ def test_serves_the_promoted_versions(client, tags):
         assert served[name]["stages"]["production"] == tag
 
 
+def test_versions_keep_their_training_data_profile_and_end(tags):
+    """What the monitor compares fresh data with: each version's data profile and the last date it was fit on."""
+    from training import registry
+
+    for name, tag in tags.items():
+        meta = registry.get(name, tag).info.metadata
+        assert meta["data_end"].startswith("2026-06-") and meta["data_fingerprint"] and meta["metrics"], (name, meta)
+        profile = meta["profile"]
+        if name == "allocator":
+            assert profile["mean_weekly_revenue"] > 0 and 0 < profile["share_spend.douyin"] < 1
+        else:
+            assert 0 < profile["share_event.purchase"] < 0.5 and profile["active_users_per_week"] > 100
+            assert sum(v for k, v in profile.items() if k.startswith("share_channel.")) == pytest.approx(1.0)
+
+
 def test_recommend_known_user_in_stock_with_reasons(client, synth_world):
     users = pd.read_csv(synth_world / "users.csv", dtype=str)["user_id"]
     items = pd.read_csv(synth_world / "items.csv", dtype={"item_id": str})
@@ -324,6 +339,22 @@ def test_recommend_cli_segment_for_unknown_users(tags, tmp_path):
     assert bad.exit_code != 0 and "COLUMN=VALUE" in str(bad.exception)
 
 
+def test_a_failing_version_answers_500_and_the_log_names_it(client, tags, monkeypatch):
+    """A bug in a model call (not bad input) answers 500; the decision log says which version failed, how, how fast."""
+    from serving.audit import DecisionLog
+    from serving.recommender import RecommenderRuntime
+
+    def broken(self, request):
+        raise RuntimeError("embedding table out of step")
+
+    monkeypatch.setattr(RecommenderRuntime, "similar", broken)
+    r = post(client, "/similar_items", {"item_id": "any", "k": 3})
+    assert r.status_code == 500
+    line = DecisionLog().read()[-1]
+    assert (line["endpoint"], line["model"]) == ("similar_items", tags["recommender"])
+    assert line["error"] == "RuntimeError: embedding table out of step" and isinstance(line["ms"], float)
+
+
 def test_decision_log_explains_each_answer_and_forgets_on_request(client, synth_world):
     from serving.audit import DecisionLog
 
@@ -334,7 +365,7 @@ def test_decision_log_explains_each_answer_and_forgets_on_request(client, synth_
     log = DecisionLog()
     mine = [x for x in log.read() if x["subject"] == user]
     shown = [x for x in mine if x["endpoint"] == "recommend"][-1]
-    assert shown["model"] == body["model"]
+    assert shown["model"] == body["model"] and isinstance(shown["ms"], float)
     assert shown["items"] == [[i["item_id"], i["reason"]] for i in body["items"]]
     assert any(x["endpoint"] == "predict_churn" and x["risk_tier"] for x in mine)
 

@@ -87,7 +87,11 @@ def path(name: str, tag: str | None = None) -> Path:
 def versions(name: str | None = None) -> list[dict[str, Any]]:
     """Every version, newest first, with its stage."""
     rows = []
-    for model in bentoml.models.list(name):
+    try:
+        stored = bentoml.models.list(name)
+    except NotFound:  # BentoML raises for a name with no versions yet
+        stored = []
+    for model in stored:
         model_name = model.tag.name
         if model_name not in MODEL_NAMES:
             continue
@@ -127,9 +131,30 @@ def stages(name: str) -> dict[str, Any]:
 
 def _log(entry: dict) -> None:
     """Append-only audit log of lifecycle decisions (who serves what, since when, why)."""
-    entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **entry}
+    entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **_jsonable(entry)}
+    home().mkdir(parents=True, exist_ok=True)
     with open(home() / "lifecycle.log.jsonl", "a") as f:
         f.write(json.dumps(entry) + "\n")
+
+
+def record(action: str, **fields: Any) -> None:
+    """Log a lifecycle decision that changes no stage (a rejected retrain, a monitor alert)."""
+    _log({"action": action, **fields})
+
+
+def decisions(name: str | None = None) -> list[dict[str, Any]]:
+    """The lifecycle log, oldest first (only `name`'s entries when given)."""
+    f = home() / "lifecycle.log.jsonl"
+    rows = [json.loads(x) for x in f.read_text().splitlines() if x.strip()] if f.exists() else []
+    return [r for r in rows if name is None or str(r.get("tag") or r.get("name") or "").split(":")[0] == name]
+
+
+def serving_tag(name: str) -> str | None:
+    """The tag production traffic gets: the promoted version, else the latest; None when there is no version."""
+    try:
+        return str(get(name).tag)
+    except RegistryError:
+        return None
 
 
 def promote(tag: str, *, reason: str = "manual") -> dict[str, Any]:
@@ -160,6 +185,18 @@ def rollback(name: str, *, reason: str = "manual") -> dict[str, Any]:
     st.pop("canary", None)
     _write_stages(all_stages)
     _log({"action": "rollback", "tag": st["production"], "replaced": bad, "reason": reason})
+    return st
+
+
+def end_canary(name: str, *, reason: str = "manual") -> dict[str, Any]:
+    """Stop sending traffic to the canary (production keeps serving everyone)."""
+    all_stages = _read_stages()
+    st = all_stages.get(name, {})
+    canary = st.pop("canary", None)
+    if canary is None:
+        raise RegistryError(f"{name}: no canary to end")
+    _write_stages(all_stages)
+    _log({"action": "end_canary", "tag": canary["tag"], "share": canary.get("share"), "reason": reason})
     return st
 
 

@@ -7,6 +7,7 @@ from models.allocator.mmm import history_from_frame
 from training import progress, registry
 from training.allocator.pipeline import Config, run  # noqa: F401  (re-exported for the bench)
 from training.io import load
+from training.profile import data_end, profile
 
 
 def train(history: Path, *, seed: int = 0, timesteps: int | None = None, n_boot: int | None = None) -> str:
@@ -27,4 +28,6 @@ def train(history: Path, *, seed: int = 0, timesteps: int | None = None, n_boot:
         progress.step("save")
         return registry.save("allocator", alloc.save, metrics=metrics, params=params,
                              data_fingerprint=registry.fingerprint([history]),
-                             extra={"channels": h.channels, "diagnostics": alloc.info.get("diagnostics", {})})
+                             extra={"channels": h.channels, "diagnostics": alloc.info.get("diagnostics", {}),
+                                    "profile": profile("marketing_mix", loaded.data),
+                                    "data_end": data_end(loaded.data, "date")})

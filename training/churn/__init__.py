@@ -8,6 +8,7 @@ from models.errors import InputError
 from training import progress, registry
 from training.churn.pipeline import Config, evaluate, fit  # noqa: F401  (re-exported for the bench)
 from training.io import load
+from training.profile import data_end, profile
 
 
 def parse_as_of(prep: F.Prepared, as_of: str | None) -> float | None:
@@ -38,4 +39,6 @@ def train(events: Path, *, horizon_days: int = 90, as_of: str | None = None, see
         params = {k: v for k, v in cfg.__dict__.items() if v is not None}  # the store rejects None
         progress.step("save")
         return registry.save("churn", model.save, metrics=metrics, params=params,
-                             data_fingerprint=registry.fingerprint([events]), extra={"training": info})
+                             data_fingerprint=registry.fingerprint([events]),
+                             extra={"training": info, "profile": profile("events", loaded.data),
+                                    "data_end": data_end(loaded.data, "timestamp")})

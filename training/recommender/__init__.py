@@ -5,6 +5,7 @@ from pathlib import Path
 
 from training import progress, registry
 from training.io import load
+from training.profile import data_end, profile
 
 
 def train(events: Path, items: Path | None = None, users: Path | None = None, *, seed: int = 0) -> str:
@@ -27,4 +28,5 @@ def train(events: Path, items: Path | None = None, users: Path | None = None, *,
         return registry.save("recommender", rec.save, metrics=metrics, params=params,
                              data_fingerprint=registry.fingerprint(paths),
                              extra={"files": [str(p) for p in paths], "n_users": len(rec.user_ids),
-                                    "n_items": len(rec.item_ids)})
+                                    "n_items": len(rec.item_ids), "profile": profile("events", ev),
+                                    "data_end": data_end(ev, "timestamp")})
