@@ -38,8 +38,11 @@ def predict_churn(events: Path = typer.Option(..., "--events", help="Canonical e
                   horizon_days: int = typer.Option(90, "--horizon-days", help="Must match the model's horizon"),
                   output: Path = typer.Option(..., "--output", help="CSV to write"),
                   model: Optional[str] = typer.Option(None, "--model", help="Tag; default: the promoted version, else the "
-                                                      "latest trained for this horizon")) -> None:
-    """One row per customer: user_id, churn_probability, risk_tier, segment, expected_spend, reason."""
+                                                      "latest trained for this horizon"),
+                  previous: Optional[Path] = typer.Option(None, "--previous", help="An earlier CHURN.csv: adds "
+                                                          "previous_probability, change and alert (moved > 15 points)")) -> None:
+    """One row per customer: user_id, churn_probability, risk_tier, segment, expected_spend, reason
+    (with --previous also previous_probability, change, alert)."""
     import pandas as pd
 
     from serving.churn import ChurnService
@@ -52,8 +55,33 @@ def predict_churn(events: Path = typer.Option(..., "--events", help="Canonical e
     service = ChurnService(model, horizon_days=horizon_days)
     loaded = load(events, "events")
     table = service.score_frame(loaded.data, when, horizon_days)
+    if previous is not None:
+        from models.churn.segments import score_changes
+        table = score_changes(table, read_previous(previous))
     output.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(output, index=False)
     tiers = table["risk_tier"].value_counts().to_dict()
     console.print(f"{output}: {len(table)} customers scored with {service.tag} "
                   f"(high {tiers.get('high', 0)}, medium {tiers.get('medium', 0)}, low {tiers.get('low', 0)})", highlight=False)
+    if previous is not None:
+        rising = int((table["alert"] & (table["change"] > 0)).sum())
+        console.print(f"score alerts (moved > 15 points since {previous.name}): {int(table['alert'].sum())}, "
+                      f"{rising} of them rising", highlight=False)
+
+
+def read_previous(path: Path):
+    """An earlier `predict churn` output; a row whose probability is not a number in [0, 1] is an error naming it."""
+    import pandas as pd
+
+    if not path.exists():
+        raise InputError(f"--previous {path}: no such file")
+    prev = pd.read_csv(path, dtype={"user_id": str}, encoding="utf-8-sig")
+    missing = {"user_id", "churn_probability"} - set(prev.columns)
+    if missing:
+        raise InputError(f"--previous {path}: missing column(s) {', '.join(sorted(missing))}")
+    p = pd.to_numeric(prev["churn_probability"], errors="coerce")
+    bad = prev.index[p.isna() | (p < 0) | (p > 1) | prev["user_id"].isna()]
+    if len(bad):
+        raise InputError(f"--previous {path}: row {bad[0] + 2}: churn_probability {prev.loc[bad[0], 'churn_probability']!r} "
+                         f"is not a probability (or user_id is empty); {len(bad)} such row(s)")
+    return prev.assign(churn_probability=p)

@@ -57,6 +57,32 @@ def test_predict_one_row_per_customer_with_history(trained, synth_world, tmp_pat
     assert set(table["risk_tier"]) <= {"high", "medium", "low"} and table["reason"].str.len().gt(0).all()
 
 
+def test_previous_scores_flag_customers_whose_score_moved_more_than_15_points(trained, synth_world, tmp_path):
+    """CRM's alert: a score that moved > 15 points since the last run; the contract's columns stay first."""
+    base = ["predict", "churn", "--events", str(synth_world / "events.csv"), "--horizon-days", "90", "--model", trained]
+    first = tmp_path / "march.csv"
+    assert runner.invoke(app, [*base, "--as-of", "2026-03-01", "--output", str(first)]).exit_code == 0
+    prev = pd.read_csv(first, dtype={"user_id": str})
+    prev.loc[0, "churn_probability"] = 0.0 if prev.loc[0, "churn_probability"] >= 0.5 else 1.0  # edit one customer
+    prev.to_csv(first, index=False)
+    out = tmp_path / "april.csv"
+    res = runner.invoke(app, [*base, "--as-of", "2026-04-01", "--output", str(out), "--previous", str(first)])
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(out, dtype={"user_id": str}, keep_default_na=False)
+    assert list(table.columns) == [*OUTPUT_COLUMNS, "previous_probability", "change", "alert"]
+    known = table[table["previous_probability"] != ""].astype({"previous_probability": float, "change": float})
+    assert len(known) == len(set(table["user_id"]) & set(prev["user_id"]))
+    moved = (known["churn_probability"] - known["previous_probability"]).abs() > 0.15 + 1e-9
+    assert (known["alert"].astype(str) == "True").eq(moved).all()
+    assert known.set_index("user_id").loc[prev.loc[0, "user_id"], "alert"] in (True, "True")  # the edited one
+    assert "score alerts" in res.output
+    prev = prev.astype({"churn_probability": object})
+    prev.loc[3, "churn_probability"] = "abc"
+    prev.to_csv(first, index=False)
+    res = runner.invoke(app, [*base, "--as-of", "2026-04-01", "--output", str(out), "--previous", str(first)])
+    assert res.exit_code != 0 and "row 5" in str(res.exception)
+
+
 def test_horizon_mismatch_is_a_clear_error(trained, synth_world, tmp_path):
     res = runner.invoke(app, ["predict", "churn", "--events", str(synth_world / "events.csv"), "--as-of", "2026-05-01",
                               "--horizon-days", "30", "--output", str(tmp_path / "x.csv"), "--model", trained])

@@ -175,3 +175,22 @@ def test_retrain_does_nothing_when_production_has_seen_all_the_data(fresh, own_s
     assert o.decision.startswith("kept production") and o.tag is None and "periods" in o.notes[0]
     assert len(registry.versions("allocator")) == n_versions
     assert registry.decisions("allocator")[-1]["action"] == "retrain_skipped"
+
+
+def test_monitor_alerts_when_churn_scores_move(fresh, synth_world, own_stages):
+    from training import churn
+
+    shutil.rmtree(registry.home() / "monitor", ignore_errors=True)
+    tag = registry.serving_tag("churn") or churn.train(synth_world / "events.csv")
+    registry.promote(tag, reason="test")
+    first = lifecycle.monitor(fresh["churn"], {}, act=False)
+    assert "first run" in first["scores"]["baseline"] and 0 < first["scores"]["now"]["mean_churn_probability"] < 1
+    assert not any(a.startswith("churn scores") for a in first["alerts"])
+    d = fresh["churn"]
+    ev = d.frame
+    users = ev["user_id"].unique()
+    silent = ev["user_id"].isin(users[: len(users) * 2 // 3]) & (ev["timestamp"] >= d.end - pd.Timedelta(days=60))
+    quiet = ev[~silent].reset_index(drop=True)  # two thirds of the customers silent for two months
+    r = lifecycle.monitor(backtest.Data("churn", quiet, files=d.files), {}, act=False)
+    assert any(a.startswith("churn scores: mean_churn_probability moved +") for a in r["alerts"])
+    shutil.rmtree(registry.home() / "monitor")

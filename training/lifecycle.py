@@ -154,6 +154,24 @@ def _drift_alert(row: dict) -> str:
     return f"{row['attribute']} moved {row['change']:+.0%} ({row['reference']:.4g} → {row['current']:.4g})"
 
 
+def _score_drift(model: Any, data: backtest.Data, tag: str) -> dict[str, Any]:
+    """Production's churn scores today (mean probability, risk-tier shares) against their first monitor run."""
+    from training.profile import drift
+
+    as_of = data.end.normalize() + pd.Timedelta(days=1)
+    table = model.score(data.frame, as_of)
+    now = {"mean_churn_probability": float(table["churn_probability"].mean()),
+           "mean_expected_spend": float(table["expected_spend"].mean()),
+           **{f"share_risk.{t}": float((table["risk_tier"] == t).mean()) for t in ("high", "medium", "low")}}
+    key = f"{tag}#scores"
+    base = _baselines().get(key)
+    if base is None:
+        _save_baseline(key, now)
+        return {"as_of": str(as_of.date()), "now": now, "baseline": "first run: kept as the scores at release"}
+    ref = {k: v for k, v in base.items() if k != "at"}
+    return {"as_of": str(as_of.date()), "now": now, "baseline": base, "drift": drift(ref, now)}
+
+
 def canary_step(share: float) -> float:
     """The next traffic share of a healthy canary (1.0 = promote)."""
     return next((s for s in CANARY_STEPS if s > share + 1e-9), 1.0)
@@ -187,7 +205,7 @@ def monitor(data: backtest.Data, health: dict[str, dict], *, act: bool = True) -
         out["alerts"].append(f"no {name} version in the store: train one with `omnidecide train {name}`")
         return out
     out["production"] = tag
-    _, meta = backtest.load_version(name, tag)
+    obj, meta = backtest.load_version(name, tag)
     ref = meta.get("profile")
     if ref:
         rows = drift(ref, profile("marketing_mix" if name == "allocator" else "events", data.frame))
@@ -195,6 +213,9 @@ def monitor(data: backtest.Data, health: dict[str, dict], *, act: bool = True) -
         out["alerts"] += [_drift_alert(r) for r in rows if r.get("alert")]
     else:
         out["quality"]["note"] = f"{tag} has no training profile (trained before profiles were kept): no drift check"
+    if name == "churn":  # what CRM sees: the scores themselves moving, before any label has matured
+        out["scores"] = _score_drift(obj, data, tag)
+        out["alerts"] += [f"churn scores: {_drift_alert(r)}" for r in out["scores"].get("drift", []) if r.get("alert")]
     metric = backtest.PRIMARY[name][0]
     q = out["quality"]
     q["metric"] = metric

@@ -103,3 +103,19 @@ def reasons(rfm: pd.DataFrame, prob: np.ndarray, noun: str = "purchase") -> list
             else:
                 out.append(f"last {noun} {_ago(rec)}")
     return out
+
+
+SCORE_ALERT = 0.15  # CRM's rule: a churn score that moved more than 15 points since the last run raises an alert
+
+
+def score_changes(table: pd.DataFrame, previous: pd.DataFrame, threshold: float = SCORE_ALERT) -> pd.DataFrame:
+    """`table` plus previous_probability, change (points of probability) and alert (|change| > threshold) per customer.
+
+    Absolute points, not a relative change: 0.02 -> 0.03 is +50% of almost nothing, 0.40 -> 0.56 is a customer
+    slipping away. Customers not in `previous` get no previous figure and no alert."""
+    prev = previous.drop_duplicates("user_id", keep="last").set_index("user_id")["churn_probability"]
+    out = table.copy()
+    out["previous_probability"] = out["user_id"].map(prev)
+    out["change"] = (out["churn_probability"] - out["previous_probability"]).round(4)
+    out["alert"] = out["change"].abs() > threshold
+    return out
