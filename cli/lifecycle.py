@@ -165,9 +165,12 @@ def monitor(data: Path = typer.Option(..., "--data", help="Folder of recent cano
         q = r["quality"]
         prod = q.get("production")
         figure = _fmt(prod.get(q["metric"])) if isinstance(prod, dict) else prod
-        console.print(f"[bold]{name}[/] {r.get('production', '')}: {q.get('metric', '')} {figure}"
-                      + (f" ({q['change_since_release']:+.1%} since release)" if "change_since_release" in q else ""),
-                      highlight=False)
+        if "production" in r:
+            console.print(f"[bold]{name}[/] {r['production']}: {q['metric']} {figure}"
+                          + (f" ({q['change_since_release']:+.1%} since release)" if "change_since_release" in q else ""),
+                          highlight=False)
+        else:
+            console.print(f"[bold]{name}[/]: nothing served", highlight=False)
         for a in r["alerts"]:
             console.print(f"  [red]alert[/] {a}", highlight=False)
         for a in r["actions"]:
