@@ -1,6 +1,8 @@
 """The `omnidecide` command tree. Each verb's module adds its commands to these apps."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.console import Console
 
@@ -16,3 +18,11 @@ app.add_typer(predict_app, name="predict")
 app.add_typer(models_app, name="models")
 
 console = Console(stderr=True)
+
+
+def audit_export(command: str, output: Path, rows: int, customers: int, model: str | None) -> None:
+    """Log a customer-level export (who, when, what); print the alarms it raised (odd hours, unusual size)."""
+    from training import exports
+
+    for alarm in exports.record(command, output, rows, customers, model):
+        console.print(f"[yellow]audit alarm:[/] {alarm} (logged in {exports.LOG_NAME})", highlight=False)

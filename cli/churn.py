@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from cli.app import console, predict_app, train_app
+from cli.app import audit_export, console, predict_app, train_app
 from models.errors import InputError
 
 
@@ -63,6 +63,7 @@ def predict_churn(events: Path = typer.Option(..., "--events", help="Canonical e
     tiers = table["risk_tier"].value_counts().to_dict()
     console.print(f"{output}: {len(table)} customers scored with {service.tag} "
                   f"(high {tiers.get('high', 0)}, medium {tiers.get('medium', 0)}, low {tiers.get('low', 0)})", highlight=False)
+    audit_export("predict churn", output, len(table), len(table), service.tag)
     if previous is not None:
         rising = int((table["alert"] & (table["change"] > 0)).sum())
         console.print(f"score alerts (moved > 15 points since {previous.name}): {int(table['alert'].sum())}, "

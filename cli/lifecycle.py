@@ -175,7 +175,10 @@ def monitor(data: Path = typer.Option(..., "--data", help="Folder of recent cano
             console.print(f"  [red]alert[/] {a}", highlight=False)
         for a in r["actions"]:
             console.print(f"  action: {a}", highlight=False)
-    path = lifecycle.save_report(results)
+    alarms = lifecycle.export_alarms(lifecycle.last_run())
+    for a in alarms:
+        console.print(f"  [red]export alarm[/] {a}", highlight=False)
+    path = lifecycle.save_report(results, alarms)
     console.print(f"written: {path}", highlight=False)
-    if any(r["alerts"] for r in results.values()):
+    if alarms or any(r["alerts"] for r in results.values()):
         raise typer.Exit(1)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cli.app import app, console, train_app
+from cli.app import app, audit_export, console, train_app
 from models.errors import InputError
 
 
@@ -52,7 +52,7 @@ def recommend(users: Path = typer.Option(..., "--users"), k: int = typer.Option(
     if store_id and store_id not in rt.store_stock:
         console.print(f"warning: no store_stock rows for store {store_id!r}; only global stock applies", highlight=False)
     output.parent.mkdir(parents=True, exist_ok=True)
-    n_fallback = 0
+    n_fallback = n_rows = 0
     with open(output, "w", newline="", encoding="utf-8") as f, progress.task("recommend", len(ids)):
         w = csv.writer(f)
         w.writerow(["user_id", "rank", "item_id", "score", "reason"])
@@ -62,4 +62,7 @@ def recommend(users: Path = typer.Option(..., "--users"), k: int = typer.Option(
             n_fallback += resp.fallback
             for it in resp.items:
                 w.writerow([uid, it.rank, it.item_id, f"{it.score:.6g}", it.reason])
+            n_rows += len(resp.items)
     console.print(f"wrote {output}: {len(ids)} users ({n_fallback} cold-start fallback), model {rt.tag}", highlight=False)
+    audit_export("recommend", output, n_rows, len(ids), rt.tag)
+

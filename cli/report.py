@@ -153,14 +153,27 @@ def build(days: int = 7, now: datetime | None = None) -> str:
                   "", f"### Lifecycle decisions (last {N_DECISIONS}, newest first)", "", *_decisions(name), ""]
         if watched:
             lines += ["### Latest monitor run", "", *watched, ""]
+    lines += [f"## Customer-level exports (last {days} days)", "", *_exports(now - timedelta(days=days)), ""]
     return "\n".join(lines)
+
+
+def _exports(since: datetime) -> list[str]:
+    """Who exported what, when, and the alarms raised (odd hours, unusual size): the export audit."""
+    from training import exports
+
+    rows = exports.read(since)
+    if not rows:
+        return ["None logged."]
+    return _table(["at (local)", "user", "command", "output", "rows", "customers", "model", "alarms"],
+                  [[r["local_time"], f"{r['user']}@{r['host']}", r["command"], r["output"], r["rows"], r["customers"],
+                    r["model"], "; ".join(r["alarms"]) or "—"] for r in reversed(rows[-N_DECISIONS * 2:])])
 
 
 @app.command("report")
 def report(output: Optional[Path] = typer.Option(None, "--output", help="Write the Markdown here (default: stdout)"),
            days: int = typer.Option(7, "--days", help="Serving health over this many past days")) -> None:
     """A Markdown report: what serves (production, canary, rollbacks), versions with their metrics and data,
-    lifecycle decisions, serving health per version and the latest monitor results."""
+    lifecycle decisions, serving health per version, the latest monitor results and the customer-level exports."""
     text = build(days)
     if output is None:
         typer.echo(text)

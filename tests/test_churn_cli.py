@@ -76,6 +76,9 @@ def test_previous_scores_flag_customers_whose_score_moved_more_than_15_points(tr
     assert (known["alert"].astype(str) == "True").eq(moved).all()
     assert known.set_index("user_id").loc[prev.loc[0, "user_id"], "alert"] in (True, "True")  # the edited one
     assert "score alerts" in res.output
+    from training import exports
+    last = exports.read()[-1]  # the export audit saw it: who, what, how many customers
+    assert last["command"] == "predict churn" and last["output"] == str(out) and last["customers"] == len(table)
     prev = prev.astype({"churn_probability": object})
     prev.loc[3, "churn_probability"] = "abc"
     prev.to_csv(first, index=False)

@@ -276,9 +276,27 @@ def canary_since(name: str) -> datetime | None:
     return None
 
 
-def save_report(models: dict[str, dict]) -> Path:
+def last_run() -> datetime | None:
+    """When `monitor` last wrote its results (None before the first run)."""
+    f = _state_dir() / "latest.json"
+    try:
+        return datetime.fromisoformat(json.loads(f.read_text())["at"]) if f.exists() else None
+    except (ValueError, KeyError, json.JSONDecodeError):
+        return None
+
+
+def export_alarms(since: datetime | None) -> list[str]:
+    """The export audit's alarms since `since`, one line each (who, what, why)."""
+    from training import exports
+
+    return [f"{r['at']} {r['user']}@{r['host']} `{r['command']}` -> {r['output']} ({r['rows']} rows): {a}"
+            for r in exports.read(since) for a in r.get("alarms", [])]
+
+
+def save_report(models: dict[str, dict], export_alarms: list[str] | None = None) -> Path:
     """`monitor/latest.json` (read by `omnidecide report`) and one line per run in `monitor/history.jsonl`."""
-    doc = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "models": models}
+    doc = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "models": models,
+           "export_alarms": export_alarms or []}
     text = json.dumps(doc, default=str)
     d = _state_dir()
     (d / "latest.json").write_text(json.dumps(doc, indent=1, default=str))
