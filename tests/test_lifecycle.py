@@ -51,6 +51,7 @@ def test_backtest_judges_every_version_on_the_same_customers_and_flags_a_seen_wi
     assert again["seen_window"] is True and again["n"] == m["n"]
     assert backtest.relative_change("recommender", {"ndcg@20": 0.55}, {"ndcg@20": 0.5}) == pytest.approx(0.1)
     assert backtest.relative_change("allocator", {"accuracy": 0.99}, {"accuracy": 0.90}) == pytest.approx(0.1)
+    assert backtest.relative_change("recommender", {"ndcg@20": 0.1}, {"ndcg@20": 0.0}) == float("inf")
 
 
 def test_retrain_releases_a_better_version_as_a_5_percent_canary(fresh, stale_recommender, own_stages):

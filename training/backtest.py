@@ -248,6 +248,8 @@ def relative_change(name: str, new: dict[str, Any], old: dict[str, Any]) -> floa
     """How much better `new` is than `old` on the primary figure, as a fraction (negative = worse)."""
     key, higher = PRIMARY[name]
     a, b = float(new[key]), float(old[key])
-    if not np.isfinite(a) or not np.isfinite(b) or b == 0:
+    if not np.isfinite(a) or not np.isfinite(b):
         return float("nan")
+    if b == 0:  # from nothing: any gain is infinitely better
+        return 0.0 if a == 0 else float(np.inf if (a > 0) == higher else -np.inf)
     return (a - b) / abs(b) if higher else (b - a) / abs(b)
