@@ -201,7 +201,7 @@ def main() -> None:
             alloc.plan(B, T, reserve=0.15, actuals=act)
             rp.append((time.perf_counter() - t1) * 1000)
         longer = {f"re-plan ms after {k} weeks of actuals (median / max of 5)": f"{np.median(rp):.0f} / {np.max(rp):.0f}"}
-        for TT in (52, 104):  # the optimiser's cost grows with T (T x T adstock matrices)
+        for TT in (52, 104):  # the optimiser's cost grows with T (dense T x T adstock up to 48 periods, blocks beyond)
             BB = reference_budget(h, TT)
             for name, kw in (("budget", {}), ("rules", {"lo": {ch[0]: 0.1 * BB}, "hi": {ch[1]: 0.05 * BB}, "roi_floor": {ch[2]: 3.0}})):
                 ms = []

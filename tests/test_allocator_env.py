@@ -178,7 +178,7 @@ def test_long_horizons_blocked_adstock_matches_reference(T_):
     rng = np.random.default_rng(T_)
     cv = Curves(decay=np.array([0.1, 0.5, 0.85]), half=np.array([5e4, 1e5, 2e5]), slope=np.array([0.8, 1.6, 2.8]),
                 beta=np.array([2e5, 5e5, 8e5]), mult=1 + rng.random(T_), init=np.array([1e4, 5e4, 3e5]))
-    assert cv.T > 3 * cv.BLOCK
+    assert cv.T > cv.FULL_T
     x = rng.uniform(0, 1e5, (T_, C))
     ref = media_revenue(x, cv.decay, cv.half, cv.slope, cv.beta, initial=cv.init, multiplier=cv.mult)
     zero = media_revenue(np.zeros_like(x), cv.decay, cv.half, cv.slope, cv.beta, initial=cv.init, multiplier=cv.mult)
@@ -189,3 +189,24 @@ def test_long_horizons_blocked_adstock_matches_reference(T_):
         e = np.zeros_like(x)
         e[t, c] = 1.0
         assert np.isclose(g[t, c], (cv.revenue(x + e).sum() - cv.revenue(x - e).sum()) / 2, rtol=1e-4)
+
+
+def test_feasible_plan_is_left_unchanged_by_projection():
+    """project_plan returns an already feasible plan as is (its shortcut): the period-by-period pass would not move it."""
+    from models.allocator.plan import project_period
+
+    rng = np.random.default_rng(7)
+    for _ in range(30):
+        x = rng.uniform(0, 1e4, (T, C)) * (rng.random((T, C)) < 0.7)
+        y = x.sum(0)
+        lo = np.where(rng.random(C) < 0.5, y * rng.uniform(0, 1, C), 0.0)
+        hi = np.where(rng.random(C) < 0.5, y * rng.uniform(1, 2, C), np.inf)
+        cons = Constraints(budget=x.sum() * rng.uniform(1, 1.3) / 0.85, reserve=0.15, lo=lo, hi=hi)
+        out = project_plan(x, cons)
+        assert np.array_equal(out, x)
+        left, lo_left, hi_left, ref = cons.spendable, lo.copy(), hi.copy(), x.copy()
+        for t in range(T):  # the pass the shortcut skips
+            ref[t] = project_period(x[t], left, hi_left, lo_left, t == T - 1)
+            left -= ref[t].sum()
+            lo_left, hi_left = np.maximum(lo_left - ref[t], 0), np.maximum(hi_left - ref[t], 0)
+        assert np.allclose(ref, x, rtol=1e-12, atol=1e-9)
