@@ -152,7 +152,8 @@ def retrain(data: Path = typer.Option(..., "--data", help="Folder of fresh canon
 def monitor(data: Path = typer.Option(..., "--data", help="Folder of recent canonical files"),
             model: Optional[list[str]] = typer.Option(None, "--model", help=MODEL_HELP),
             dry_run: bool = typer.Option(False, "--dry-run", help="Report what would be done to canaries; change nothing")) -> None:
-    """Drift, quality since release and canary health; ramps up or ends canaries. Exits 1 when anything alerts."""
+    """Drift, quality since release, churn scores, canary health, export alarms; ramps up or ends canaries. Exits 1
+    when anything alerts."""
     from serving.audit import DecisionLog
     from training import lifecycle
 
