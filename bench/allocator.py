@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/allocator.py [--timesteps 20000] [--periods 26] [--quick]
     .venv/bin/python bench/allocator.py --validate 10-29   # re-planning variants on validation worlds (no agent)
+    .venv/bin/python bench/allocator.py --validate 10-29 --reported   # same, histories with platform-reported revenue
 
 For each world (seed, channel set): fit the response model on its 156-week marketing_mix history, train the
 residual PPO agent, then play every plan for the next T periods on the TRUE curves (truth of the synthetic world)
@@ -108,24 +109,27 @@ def plans(alloc, h, truth, T, B, reserve):
     return out
 
 
-def validation_world(seed: int) -> tuple[pd.DataFrame, dict]:
-    """A validation world (never the benchmark's seeds 0-4): 3-6 channels drawn with the seed's own generator."""
+def validation_world(seed: int, reported: bool = False) -> tuple[pd.DataFrame, dict]:
+    """A validation world (never the benchmark's seeds 0-4): 3-6 channels drawn with the seed's own generator.
+    reported: the history also carries platform-reported channel revenue (biased, noisy `revenue_<channel>`)."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(3, 7))
     chans = [MMM_CHANNELS[i] for i in sorted(rng.choice(len(MMM_CHANNELS), n, replace=False))]
-    return make_marketing_mix(seed, channels=chans)
+    return make_marketing_mix(seed, channels=chans, reported=reported)
 
 
-def validate(seeds, T: int = 26, noise_seed: int = 0) -> None:
+def validate(seeds, T: int = 26, noise_seed: int = 0, reported: bool = False) -> None:
     """Re-planning variants on validation worlds: fit (no agent), then the closed loop of `replanned_weekly`
     (reserve 0) for each variant; true incremental revenue / oracle per world, then mean (worst) and worlds >= 0.98."""
     variants = {"open loop (no re-planning)": None, "rescaling only (previous rule)": Updating(reweight=False),
                 "reweighting only": Updating(rescale=False), "reweighting + rescaling (default)": Updating()}
     rows = []
     for seed in seeds:
-        df, truth = validation_world(seed)
+        df, truth = validation_world(seed, reported)
         h = history_from_frame(df)
+        t0 = time.time()
         alloc, _ = run(h, Config(seed=seed, timesteps=0, n_boot=20))
+        t_fit = time.time() - t0
         B = reference_budget(h, T)
         true = horizon_curves(truth_params({"marketing_mix": truth}, h.channels), h, T)
         orc = true.revenue(oracle_plan(true, Constraints(budget=B, reserve=0.0))).sum()
@@ -134,12 +138,16 @@ def validate(seeds, T: int = 26, noise_seed: int = 0) -> None:
             x = (alloc.plan(B, T, reserve=0.0).spend if upd is None
                  else replanned_weekly(alloc, true, T, B, 0.0, seed=noise_seed, updating=upd))
             row[name] = true.revenue(x).sum() / orc
+        row["fit s (two fits + bootstrap)"] = t_fit
         rows.append(row)
         print(f"done seed {seed}", file=sys.stderr, flush=True)
     res = pd.DataFrame(rows)
     cols = list(variants)
-    summ = [{"world": "**mean**", **res[cols].mean().to_dict()}, {"world": "worst", **res[cols].min().to_dict()},
+    summ = [{"world": "**mean**", **res[cols + ["fit s (two fits + bootstrap)"]].mean().to_dict()},
+            {"world": "worst", **res[cols].min().to_dict()},
             {"world": "worlds >= 0.98", **{c: f"{int((res[c] >= 0.98).sum())}/{len(res)}" for c in cols}}]
+    print(f"histories {'with' if reported else 'without'} platform-reported channel revenue; "
+          f"load average at the end {os.getloadavg()[0]:.2f}\n")
     print(markdown(pd.concat([res, pd.DataFrame(summ)], ignore_index=True)))
 
 
@@ -150,17 +158,19 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2 worlds, 3000 steps (smoke run)")
     ap.add_argument("--validate", help="seed range like 10-29: re-planning variants on validation worlds, then exit")
     ap.add_argument("--noise-seed", type=int, default=0, help="with --validate: seed of the measurement noise")
+    ap.add_argument("--reported", action="store_true", help="histories carry platform-reported channel revenue "
+                    "(revenue_<channel>: per-channel bias U(0.8, 1.6), lognormal noise 0.2)")
     args = ap.parse_args()
     if args.validate:
         a, b = (int(v) for v in args.validate.split("-"))
-        validate(range(a, b + 1), args.periods, args.noise_seed)
+        validate(range(a, b + 1), args.periods, args.noise_seed, args.reported)
         return
     worlds = WORLDS[:2] if args.quick else WORLDS
     steps = 3000 if args.quick else args.timesteps
     T = args.periods
     rows, reserve_rows, timing = [], [], []
     for seed, chans in worlds:
-        df, truth = make_marketing_mix(seed, channels=list(chans))
+        df, truth = make_marketing_mix(seed, channels=list(chans), reported=args.reported)
         h = history_from_frame(df)
         t0 = time.time()
         alloc, metrics = run(h, Config(seed=seed, timesteps=steps, n_boot=20, n_eval_worlds=16))

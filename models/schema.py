@@ -76,7 +76,7 @@ TOUCHPOINTS = TableSpec(
 )
 MARKETING_MIX = TableSpec(
     "marketing_mix", {"date": "date", "revenue": "nonneg"},
-    required=("date", "revenue"), unique=("date",), prefixed={"spend_": "nonneg"},
+    required=("date", "revenue"), unique=("date",), prefixed={"spend_": "nonneg", "revenue_": "nonneg"},
 )
 TABLES = {t.name: t for t in (EVENTS, ITEMS, STORE_STOCK, USERS, TOUCHPOINTS, MARKETING_MIX)}
 

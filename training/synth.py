@@ -306,10 +306,15 @@ def _touchpoints_block(rng, users, days, start, taste, samplers, brand_pref):
 
 
 def make_marketing_mix(seed: int, channels: list[str] | None = None, weeks: int = 156,
-                       end: pd.Timestamp = END) -> tuple[pd.DataFrame, dict]:
+                       end: pd.Timestamp = END, reported: bool = False,
+                       reported_bias: tuple[float, float] = (0.8, 1.6), reported_noise: float = 0.2) -> tuple[pd.DataFrame, dict]:
     """Weekly revenue = baseline(trend, season, peaks, promo) + sum of per-channel adstock/Hill media effects.
 
     Spend is confounded on purpose: marketers spend more in peak weeks, when the baseline is high too.
+    reported (opt-in; off leaves every column and the truth unchanged): also write `revenue_<channel>`, the
+    platform-reported revenue a marketer gets from Douyin / Tmall / WeChat: bias_c x the channel's true incremental
+    revenue that week x lognormal(0, reported_noise), bias_c ~ U(reported_bias) per channel (platforms over-claim),
+    drawn from its own generator so the other columns do not move.
     """
     rng = np.random.default_rng([seed, 7])
     channels = channels or MMM_CHANNELS
@@ -344,6 +349,13 @@ def make_marketing_mix(seed: int, channels: list[str] | None = None, weeks: int 
     for j, ch in enumerate(channels):
         df[f"spend_{ch}"] = spend[:, j]
     df["promo"] = promo
+    if reported:
+        rrng = np.random.default_rng([seed, 7, 1])
+        bias = rrng.uniform(*reported_bias, len(channels))
+        rep = media * bias * rrng.lognormal(0, reported_noise, media.shape)
+        for j, ch in enumerate(channels):
+            df[f"revenue_{ch}"] = np.round(rep[:, j], 2)
+            params[ch]["reported_bias"] = float(bias[j])
     truth = {
         "channels": params,
         "baseline": {"level": level, "trend_per_week": trend, "season_amplitude": amp, "season_phase": phase,

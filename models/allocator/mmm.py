@@ -95,6 +95,9 @@ class History:
     controls: np.ndarray  # (n, K)
     control_names: list[str]
     step_days: int
+    # (n, C) platform-reported revenue per channel (`revenue_<channel>` columns), NaN where a channel has none; None
+    # when the history carries no reports. Trusted for each channel's shape over time only (see _Problem).
+    reported: np.ndarray | None = None
 
     @property
     def peaks(self) -> np.ndarray:
@@ -109,7 +112,8 @@ class History:
 
 
 def history_from_frame(df: pd.DataFrame, source: str = "history") -> History:
-    """marketing_mix.csv (already validated) -> History. Controls: every non-spend numeric column besides date/revenue."""
+    """marketing_mix.csv (already validated) -> History. Controls: every non-spend numeric column besides date/revenue
+    and `revenue_<channel>` (a channel's platform-reported revenue, carried as History.reported instead)."""
     spend_cols = [c for c in df.columns if c.startswith("spend_")]
     if not spend_cols:
         raise InputError(f"{source}: no spend_<channel> columns")
@@ -120,17 +124,22 @@ def history_from_frame(df: pd.DataFrame, source: str = "history") -> History:
         raise InputError(f"{source}: {len(df)} periods; at least 52 (a year) are needed to separate season from media")
     ctrl = []
     for c in df.columns:
-        if c in ("date", "revenue") or c in spend_cols:
+        if c in ("date", "revenue") or c in spend_cols or c.startswith("revenue_"):
             continue
         v = pd.to_numeric(df[c], errors="coerce")
         if v.notna().all() and v.std() > 0:
             ctrl.append(c)
     step = int(round(np.median(np.diff(df["date"].to_numpy()).astype("timedelta64[D]").astype(float))))
     spend = df[spend_cols].apply(pd.to_numeric, errors="coerce").fillna(0.0).to_numpy(float)
+    channels = [c[len("spend_"):] for c in spend_cols]
+    reported = None
+    if any(f"revenue_{c}" in df.columns for c in channels):
+        reported = np.column_stack([pd.to_numeric(df[f"revenue_{c}"], errors="coerce").to_numpy(float)
+                                    if f"revenue_{c}" in df.columns else np.full(len(df), np.nan) for c in channels])
     return History(dates=pd.DatetimeIndex(df["date"]), revenue=pd.to_numeric(df["revenue"]).to_numpy(float), spend=spend,
-                   channels=[c[len("spend_"):] for c in spend_cols],
+                   channels=channels,
                    controls=df[ctrl].apply(pd.to_numeric).to_numpy(float) if ctrl else np.zeros((len(df), 0)),
-                   control_names=ctrl, step_days=max(step, 1))
+                   control_names=ctrl, step_days=max(step, 1), reported=reported)
 
 
 def baseline_basis(woy: np.ndarray, t_scaled: np.ndarray, peaks: np.ndarray) -> np.ndarray:
@@ -154,9 +163,16 @@ class _Problem:
     """Variable projection. Nonlinear: decay, log half, slope per channel and the media peak multiplier m.
     Linear (solved exactly for each nonlinear guess): beta per channel, the baseline as the expansion of
     level*(1+trend t)*(1+fourier)*(1+peak lifts) into {1,t} x {1,sin,cos,...} x {1,618,d11} terms, and controls.
-    Revenue is scaled by its mean, spend by each channel's mean."""
+    Revenue is scaled by its mean, spend by each channel's mean.
 
-    def __init__(self, h: History, prior: dict | None = None):
+    Platform-reported channel revenue (h.reported), when present, adds one residual per channel and reported week:
+    log(reported) - log(k_c * hill(adstock) * peak mult), weighted as lognormal noise of sd `report_sigma` against the
+    revenue rows' noise. k_c is free per channel (profiled out: the mean log ratio), so the platforms' multiplicative
+    over-claiming never reaches beta: the reports only pin each channel's shape over time (decay, saturation, peak
+    lift), which 156 weeks of total revenue under habitual spend cannot; beta stays the total-revenue regression's.
+    Weeks with a zero or missing report are skipped."""
+
+    def __init__(self, h: History, prior: dict | None = None, report_sigma: float = 0.2):
         self.h = h
         self.prior = PRIOR if prior is None else {**PRIOR, **prior}
         self.C, self.K = len(h.channels), h.controls.shape[1]
@@ -176,6 +192,15 @@ class _Problem:
         self.cs = np.maximum(np.abs(h.controls).max(0), 1e-9) if self.K else np.zeros(0)
         self.ctrl = h.controls / self.cs if self.K else np.zeros((n, 0))
         self.prior_scale = 0.0
+        self.report_sigma = report_sigma
+        self.rep_log = None
+        if h.reported is not None:
+            r = np.asarray(h.reported, float)
+            ok = np.isfinite(r) & (r > 0)
+            if ok.sum(0).max() >= 2:
+                self.rep_ok = ok
+                self.rep_log = np.log(np.where(ok, r, 1.0))
+                self.rep_n = np.maximum(ok.sum(0), 1)
         C = self.C
         # theta = [decay C | log half C | slope C | m]
         self.bounds = (np.concatenate([np.zeros(C), np.full(C, np.log(0.1)), np.full(C, SLOPE_RANGE[0]), [-0.5]]),
@@ -204,6 +229,8 @@ class _Problem:
         if self.prior_scale <= 0:
             return r
         C = self.C
+        if self.rep_log is not None:
+            r = np.concatenate([r, (self.prior_scale / self.report_sigma) * self.report_residual(th, X)])
         decay, log_half, slope = th[:C], th[C:2 * C], th[2 * C:3 * C]
         P = self.prior
         z = np.concatenate([(decay - P["decay"][0]) / P["decay"][1],
@@ -211,6 +238,12 @@ class _Problem:
                             (slope - P["slope"][0]) / P["slope"][1],
                             [(th[3 * C] - P["media_peak_mult"][0]) / P["media_peak_mult"][1]]])
         return np.concatenate([r, self.prior_scale * z])
+
+    def report_residual(self, th: np.ndarray, X: np.ndarray | None = None) -> np.ndarray:
+        """Shape rows, unweighted: log report - log curve per reported week, each channel's level k_c profiled out."""
+        X = self._design(th) if X is None else X
+        d = np.where(self.rep_ok, self.rep_log - np.log(np.maximum(X[:, :self.C], 1e-12)), 0.0)
+        return np.where(self.rep_ok, d - d.sum(0) / self.rep_n, 0.0)[self.rep_ok]
 
     def start(self, rng: np.random.Generator, jitter: bool) -> np.ndarray:
         C = self.C
@@ -253,10 +286,13 @@ class FitResult:
 
 
 def fit(h: History, *, n_starts: int = 4, n_boot: int = 20, seed: int = 0, block: int = 8,
-        prior: dict | None = None) -> FitResult:
+        prior: dict | None = None, report_sigma: float | None = None) -> FitResult:
     """Point fit (best of several starts) and `n_boot` moving-block residual-bootstrap refits. `prior`: entries that
-    replace PRIOR's (e.g. another Hill-slope prior, for planning over more than one prior)."""
-    prob = _Problem(h, prior)
+    replace PRIOR's (e.g. another Hill-slope prior, for planning over more than one prior). With reported channel
+    revenue in `h`, `report_sigma` is its lognormal noise; None = estimated from the fit's report residuals (start at
+    0.2, two refits; noisier platforms then weigh less). The bootstrap resamples the revenue residuals only; the
+    reports stay as measured."""
+    prob = _Problem(h, prior, 0.2 if report_sigma is None else report_sigma)
     rng = np.random.default_rng(seed)
     best, best_cost = None, np.inf
     th0, cost0 = prob.solve(prob.y, prob.start(rng, jitter=False))
@@ -266,6 +302,12 @@ def fit(h: History, *, n_starts: int = 4, n_boot: int = 20, seed: int = 0, block
         th, cost = prob.solve(prob.y, prob.start(rng, jitter=s > 0))
         if cost < best_cost:
             best, best_cost = th, cost
+    if prob.rep_log is not None and report_sigma is None:
+        for _ in range(2):
+            d = prob.report_residual(best)
+            dof = max(len(d) - int(prob.rep_ok.any(0).sum()), 1)  # one level k_c per reported channel
+            prob.report_sigma = float(np.clip(np.sqrt((d ** 2).sum() / dof), 0.05, 1.0))
+            best, _ = prob.solve(prob.y, best)
     fitted = prob.predict_scaled(best)
     resid = prob.y - fitted
     n = len(resid)
@@ -286,6 +328,8 @@ def fit(h: History, *, n_starts: int = 4, n_boot: int = 20, seed: int = 0, block
         "media_share_per_channel": dict(zip(h.channels, (media.sum(0) / h.revenue.sum()).round(5).tolist())),
         "historical_roi": dict(zip(h.channels, (media.sum(0) / np.maximum(h.spend.sum(0), 1e-9)).round(4).tolist())),
         "n_periods": n, "n_boot": n_boot,
+        **({"report_sigma": prob.report_sigma, "reported_channels": int(prob.rep_ok.any(0).sum())}
+           if prob.rep_log is not None else {}),
         "decay_sd": dict(zip(h.channels, np.std([s.decay for s in samples], 0).round(4).tolist())) if samples else {},
     }
     return FitResult(params=params, samples=samples, history=h, diagnostics=diag)
