@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.errors import InputError
 from models.allocator.mmm import fit, history_from_frame, peak_flags
 from models.response import hill
 
@@ -85,6 +86,8 @@ def test_platform_reported_revenue_pins_each_channels_response(fitted):
     h = history_from_frame(df)
     assert h.control_names == h0.control_names and h.reported.shape == (len(df), len(h.channels))
     assert np.allclose(h.reported, df[rep_cols].to_numpy())
+    with pytest.raises(InputError, match="revenue_tiktok"):  # a report for a channel with no spend is an error
+        history_from_frame(df.assign(revenue_tiktok=1.0))
     plain = history_from_frame(df.drop(columns=rep_cols))
     assert plain.reported is None
     res_plain = fit(plain, n_boot=0, seed=0)

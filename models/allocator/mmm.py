@@ -132,6 +132,10 @@ def history_from_frame(df: pd.DataFrame, source: str = "history") -> History:
     step = int(round(np.median(np.diff(df["date"].to_numpy()).astype("timedelta64[D]").astype(float))))
     spend = df[spend_cols].apply(pd.to_numeric, errors="coerce").fillna(0.0).to_numpy(float)
     channels = [c[len("spend_"):] for c in spend_cols]
+    orphans = [c for c in df.columns if c.startswith("revenue_") and c[len("revenue_"):] not in channels]
+    if orphans:
+        raise InputError(f"{source}: {', '.join(orphans)}: platform-reported revenue needs its channel's spend_ column "
+                         f"(channels: {', '.join(channels)}); rename a control that is not a channel's revenue")
     reported = None
     if any(f"revenue_{c}" in df.columns for c in channels):
         reported = np.column_stack([pd.to_numeric(df[f"revenue_{c}"], errors="coerce").to_numpy(float)
