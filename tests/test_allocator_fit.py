@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.errors import InputError
 from models.allocator.mmm import fit, history_from_frame, peak_flags
+from models.errors import InputError
 from models.response import hill
 
 
