@@ -7,6 +7,7 @@ user sees one version consistently while the canary runs.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -45,6 +46,7 @@ class Versions(Generic[T]):
         key = tag or "latest"
         if key not in self._loaded:
             self._loaded[key] = self._load(tag)
+            gc.freeze()  # a version loaded after start-up leaves the collector's sight too (see OmniDecide.__init__)
         return self._loaded[key]
 
     def refresh(self, force: bool = False) -> None:
