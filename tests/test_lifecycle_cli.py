@@ -1,0 +1,58 @@
+"""`omnidecide retrain` / `monitor` as an engineer runs them: flags, messages and exit codes."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import cli.lifecycle  # noqa: F401  (registers the commands)
+from cli.app import app
+from models.errors import InputError
+from training import registry
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def own_stages():
+    f = registry.home() / "stages.json"
+    saved = f.read_text() if f.exists() else None
+    yield
+    if saved is None:
+        f.unlink(missing_ok=True)
+    else:
+        f.write_text(saved)
+
+
+@pytest.fixture(scope="module")
+def allocator_tag(synth_world) -> str:
+    from training import allocator
+
+    return allocator.train(synth_world / "marketing_mix.csv", timesteps=0, n_boot=2)
+
+
+def test_unknown_model_and_missing_folder_are_clear_errors(synth_world, tmp_path):
+    res = runner.invoke(app, ["retrain", "--data", str(synth_world), "--model", "bogus"])
+    assert isinstance(res.exception, InputError) and "--model bogus" in str(res.exception)
+    res = runner.invoke(app, ["monitor", "--data", str(tmp_path / "nope")])
+    assert isinstance(res.exception, InputError) and "not a folder" in str(res.exception)
+    (tmp_path / "only").mkdir()
+    res = runner.invoke(app, ["monitor", "--data", str(tmp_path / "only")])
+    assert isinstance(res.exception, InputError) and "no events.csv or marketing_mix.csv" in str(res.exception)
+
+
+def test_retrain_says_why_it_did_nothing(synth_world, allocator_tag, own_stages):
+    registry.promote(allocator_tag, reason="test")
+    res = runner.invoke(app, ["retrain", "--data", str(synth_world), "--model", "allocator"])
+    assert res.exit_code == 0, res.output
+    assert "kept production: nothing to judge on" in res.output and "periods" in res.output
+
+
+def test_monitor_writes_its_results_and_exits_by_alerts(synth_world, allocator_tag, own_stages):
+    registry.promote(allocator_tag, reason="test")
+    res = runner.invoke(app, ["monitor", "--data", str(synth_world), "--model", "allocator", "--dry-run"])
+    latest = json.loads((registry.home() / "monitor" / "latest.json").read_text())
+    alerts = latest["models"]["allocator"]["alerts"] + latest["export_alarms"]
+    assert res.exit_code == (1 if alerts else 0), res.output
+    assert latest["models"]["allocator"]["production"] == allocator_tag and "written:" in res.output
