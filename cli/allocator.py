@@ -28,9 +28,18 @@ def train_allocator(history: Path = typer.Option(..., "--history"),
                     seed: int = typer.Option(0, "--seed"),
                     timesteps: Optional[int] = typer.Option(None, "--timesteps", help="PPO steps (default: quick)")) -> None:
     """Fit the response model, build the env, train the agent, evaluate, save a version; prints the tag."""
+    from training import registry
     from training.allocator import train
 
-    print(train(history, seed=seed, timesteps=timesteps))
+    tag = train(history, seed=seed, timesteps=timesteps)
+    meta = registry.get("allocator", tag).info.metadata
+    m, d = meta["metrics"], meta.get("diagnostics", {})
+    reports = (f"; platform reports for {d['reported_channels']} channel(s), noise {d['report_sigma']:.2f}"
+               if "reported_channels" in d else "")
+    console.print(f"fit R² {m['fit_r2']:.3f}, MAPE {m['fit_mape']:.3f}, media share of revenue {m['fit_media_share']:.3f}"
+                  f"{reports}; agent {'served' if m.get('agent_enabled') else 'gated off (the planner serves)'}; "
+                  f"trained in {m['train_seconds']:.0f} s", highlight=False)
+    print(tag)
 
 
 @app.command("allocate")
