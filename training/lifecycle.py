@@ -132,9 +132,9 @@ def _save_baseline(tag: str, metrics: dict) -> None:
     (_state_dir() / "baseline.json").write_text(json.dumps(b, indent=1, default=str))
 
 
-def _judge(data: backtest.Data, tag: str, cut: pd.Timestamp) -> tuple[dict | None, str | None]:
-    """(metrics, why not) of a version on the window: not judged when it has seen the window or labels are missing."""
-    obj, meta = backtest.load_version(data.name, tag)
+def _judge(data: backtest.Data, obj: Any, meta: dict, cut: pd.Timestamp) -> tuple[dict | None, str | None]:
+    """(metrics, why not) of a loaded version on the window: not judged when it has seen the window or labels are
+    missing."""
     try:
         m = backtest.evaluate(data, obj, cut, data_end=meta.get("data_end"))
     except InputError as e:
@@ -221,7 +221,7 @@ def monitor(data: backtest.Data, health: dict[str, dict], *, act: bool = True) -
     q["metric"] = metric
     try:
         cut = backtest.cutoff(data, _horizon(meta), meta.get("data_end"))
-        current, why = _judge(data, tag, cut)
+        current, why = _judge(data, obj, meta, cut)
     except backtest.NothingToJudge as e:
         cut, current, why = None, None, f"not judged: {e}"
     if current is None:
@@ -242,26 +242,25 @@ def monitor(data: backtest.Data, health: dict[str, dict], *, act: bool = True) -
     canary = registry.stages(name).get("canary")
     if canary:
         out["canary"] = canary
-        c_metrics, c_why = _judge(data, canary["tag"], cut) if cut is not None else (None, why)
+        c_metrics, c_why = (_judge(data, *backtest.load_version(name, canary["tag"]), cut) if cut is not None
+                            else (None, why))
         change = backtest.relative_change(name, c_metrics, current) if c_metrics and current else None
         q["canary"] = c_metrics or c_why
         verdict, why = canary_verdict(health.get(canary["tag"], {}), health.get(tag, {}), change)
+        nxt = canary_step(float(canary["share"]))
         action = {"end": f"end canary {canary['tag']}: {why}",
-                  "wait": f"keep canary {canary['tag']} at {canary['share']:.0%}: {why}"}.get(verdict)
-        if verdict == "ramp":
-            nxt = canary_step(float(canary["share"]))
-            action = (f"promote {canary['tag']}: {why}" if nxt >= 1.0
-                      else f"ramp canary {canary['tag']} {canary['share']:.0%} → {nxt:.0%}: {why}")
+                  "wait": f"keep canary {canary['tag']} at {canary['share']:.0%}: {why}",
+                  "ramp": (f"promote {canary['tag']}: {why}" if nxt >= 1.0
+                           else f"ramp canary {canary['tag']} {canary['share']:.0%} → {nxt:.0%}: {why}")}[verdict]
         out["actions"].append(action if act else f"(dry run) {action}")
         if verdict == "end":
             out["alerts"].append(action)
         if act and verdict == "end":
             registry.end_canary(name, reason=f"monitor: {why}")
+        elif act and verdict == "ramp" and nxt >= 1.0:
+            registry.promote(canary["tag"], reason=f"monitor: canary healthy at {canary['share']:.0%}: {why}")
         elif act and verdict == "ramp":
-            if canary_step(float(canary["share"])) >= 1.0:
-                registry.promote(canary["tag"], reason=f"monitor: canary healthy at {canary['share']:.0%}: {why}")
-            else:
-                registry.set_canary(canary["tag"], canary_step(float(canary["share"])), reason=f"monitor: {why}")
+            registry.set_canary(canary["tag"], nxt, reason=f"monitor: {why}")
     return out
 
 
