@@ -37,3 +37,21 @@ def ml100k_dir(tmp_path_factory) -> Path:
     except InputError as e:
         pytest.skip(f"ML-100K not reachable: {e}")
     return out
+
+
+@pytest.fixture()
+def own_stages():
+    """The test store is shared by the session: after a test that promotes or sets canaries, the stages file is put
+    back as it was and the monitor's state (baselines, latest run) is removed."""
+    import shutil
+
+    from training import registry
+
+    f = registry.home() / "stages.json"
+    saved = f.read_text() if f.exists() else None
+    yield
+    shutil.rmtree(registry.home() / "monitor", ignore_errors=True)
+    if saved is None:
+        f.unlink(missing_ok=True)
+    else:
+        f.write_text(saved)

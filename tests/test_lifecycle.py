@@ -11,18 +11,6 @@ import pytest
 from training import backtest, lifecycle, registry
 
 
-@pytest.fixture()
-def own_stages():
-    """The test store is shared by the session: put the stages file back as it was after each test."""
-    f = registry.home() / "stages.json"
-    saved = f.read_text() if f.exists() else None
-    yield
-    if saved is None:
-        f.unlink(missing_ok=True)
-    else:
-        f.write_text(saved)
-
-
 @pytest.fixture(scope="module")
 def stale_recommender(synth_world, tmp_path_factory) -> str:
     """A recommender trained on the world minus its last 150 days: what production looks like after months."""

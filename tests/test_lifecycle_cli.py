@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -13,19 +12,6 @@ from models.errors import InputError
 from training import registry
 
 runner = CliRunner()
-
-
-@pytest.fixture()
-def own_stages():
-    """The test store is shared by the session: stages put back, monitor state removed, after each test."""
-    f = registry.home() / "stages.json"
-    saved = f.read_text() if f.exists() else None
-    yield
-    shutil.rmtree(registry.home() / "monitor", ignore_errors=True)
-    if saved is None:
-        f.unlink(missing_ok=True)
-    else:
-        f.write_text(saved)
 
 
 @pytest.fixture(scope="module")
