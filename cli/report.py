@@ -136,7 +136,7 @@ def build(days: int = 7, now: datetime | None = None) -> str:
     log = DecisionLog()
     health = log.health(now - timedelta(days=days))
     monitor, monitor_note = _latest_monitor(registry.home())
-    every = registry.versions()  # by name, BentoML raises NotFound for a model with no versions
+    every = registry.versions()  # one store listing, split by model below
     lines = [f"# omnidecide report — {now:%Y-%m-%d %H:%M} UTC", "",
              f"Model store `{registry.home()}`; decision log `{log.folder}`.",
              f"Latest monitor run: {monitor.get('at', '?')}." if monitor else monitor_note or "", ""]
