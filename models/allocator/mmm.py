@@ -247,7 +247,7 @@ class _Problem:
         """Shape rows, unweighted: log report - log curve per reported week, each channel's level k_c profiled out."""
         X = self._design(th) if X is None else X
         d = np.where(self.rep_ok, self.rep_log - np.log(np.maximum(X[:, :self.C], 1e-12)), 0.0)
-        return np.where(self.rep_ok, d - d.sum(0) / self.rep_n, 0.0)[self.rep_ok]
+        return (d - d.sum(0) / self.rep_n)[self.rep_ok]
 
     def start(self, rng: np.random.Generator, jitter: bool) -> np.ndarray:
         C = self.C
