@@ -56,6 +56,12 @@ def oracle_plan(true, cons, seed=0):
     return best_plan(true, cons, starts, iters=500, tol=1e-7)
 
 
+def true_and_oracle(h, truth: dict, T: int, B: float, reserve: float = 0.0):
+    """The world's TRUE curves over the next T periods and the oracle's incremental revenue on them."""
+    true = horizon_curves(truth_params(truth, h.channels), h, T)
+    return true, true.revenue(oracle_plan(true, Constraints(budget=B, reserve=reserve))).sum()
+
+
 def replanned_weekly(alloc, true, T, B, reserve, seed=0, noise=0.1, **kw):
     """Closed loop through the product's re-planning: each week `allocate --actuals` with the weeks so far (spend and
     each channel's incremental revenue realised on the TRUE curves, measured with `noise` lognormal error as
@@ -76,11 +82,10 @@ def replanned_weekly(alloc, true, T, B, reserve, seed=0, noise=0.1, **kw):
 
 def plans(alloc, h, truth, T, B, reserve):
     """All plans for one world -> {name: true incremental revenue}, plus oracle."""
-    tp = truth_params(truth, h.channels)
-    true = horizon_curves(tp, h, T)
+    true, orc = true_and_oracle(h, truth, T, B, reserve)
     fitted = alloc.curves(T)
     cons = Constraints(budget=B, reserve=reserve)
-    out = {"oracle": true.revenue(oracle_plan(true, cons)).sum()}
+    out = {"oracle": orc}
     C = len(h.channels)
     hist_roi = np.array([alloc.info["diagnostics"]["historical_roi"][c] for c in h.channels])
     n = len(h.spend)
@@ -131,8 +136,7 @@ def validate(seeds, T: int = 26, noise_seed: int = 0, reported: bool = False) ->
         alloc, _ = run(h, Config(seed=seed, timesteps=0, n_boot=20))
         t_fit = time.time() - t0
         B = reference_budget(h, T)
-        true = horizon_curves(truth_params({"marketing_mix": truth}, h.channels), h, T)
-        orc = true.revenue(oracle_plan(true, Constraints(budget=B, reserve=0.0))).sum()
+        true, orc = true_and_oracle(h, truth, T, B)
         row = {"world": f"seed {seed}, {len(h.channels)} ch"}
         for name, upd in variants.items():
             x = (alloc.plan(B, T, reserve=0.0).spend if upd is None

@@ -33,10 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from allocator import WORLDS, markdown, oracle_plan, validation_world  # noqa: E402
-from models.allocator.mmm import (DECAY_MAX, PRIOR, SLOPE_RANGE, MMMParams, _Problem, fit,  # noqa: E402
+from allocator import WORLDS, markdown, true_and_oracle, validation_world  # noqa: E402
+from models.allocator.mmm import (DECAY_MAX, PRIOR, SLOPE_RANGE, MMMParams, _Problem,  # noqa: E402
                                   history_from_frame, horizon_curves, truth_params)
 from models.allocator.plan import Constraints, Ensemble, best_plan  # noqa: E402
+from models.response import media_revenue  # noqa: E402
 from training.allocator.pipeline import Config, reference_budget, run  # noqa: E402
 from training.synth import make_marketing_mix  # noqa: E402
 
@@ -104,20 +105,16 @@ class Posterior:
         return np.where(ok, lp, -np.inf)
 
     def media(self, z: np.ndarray) -> np.ndarray:
+        """(n, W, C) incremental revenue per period, walker and channel."""
         decay, half, slope, beta, m = self.natural(z)
-        stock = np.zeros_like(decay)
-        out = np.empty((len(z), len(self.y), self.C))
-        for t in range(len(self.y)):
-            stock = self.spend[t] + decay * stock
-            out[:, t] = stock
-        mult = 1 + m[:, None] * self.peak[None, :]
-        return beta[:, None] / (1 + (half[:, None] / np.maximum(out, 1e-12)) ** slope[:, None]) * mult[:, :, None]
+        spend = np.broadcast_to(self.spend[:, None, :], (len(self.y), len(z), self.C))
+        return media_revenue(spend, decay, half, slope, beta, multiplier=(1 + np.outer(self.peak, m))[:, :, None])
 
     def logp(self, z: np.ndarray) -> np.ndarray:
         out = self.logprior(z)
         inside = np.isfinite(out)
         if inside.any():
-            r = self.y - self.media(z[inside]).sum(2)  # (W, n)
+            r = self.y - self.media(z[inside]).sum(2).T  # (W, n)
             rss = (r ** 2).sum(1) - ((r @ self.Q) ** 2).sum(1)  # the baseline integrated out (flat prior)
             ll = -rss / (2 * self.sigma ** 2) if "sigma" in self.knows else -0.5 * self.dof * np.log(rss)
             out[inside] += ll
@@ -192,12 +189,11 @@ def world_row(name: str, seed: int, df: pd.DataFrame, truth: dict, T: int, draws
     h = history_from_frame(df)
     rng = np.random.default_rng(seed)
     alloc, _ = run(h, Config(seed=seed, timesteps=0, n_boot=20))
-    boot = fit(h, n_boot=draws, seed=seed).samples  # the walkers start on the product's own bootstrap fits
+    boot = alloc.samples  # the walkers start on the product's own bootstrap fits
     B = reference_budget(h, T)
     cons = Constraints(budget=B, reserve=0.0)
-    tp = truth_params({"marketing_mix": truth}, h.channels)
-    true = horizon_curves(tp, h, T)
-    orc = true.revenue(oracle_plan(true, cons)).sum()
+    tp = truth_params(truth, h.channels)
+    true, orc = true_and_oracle(h, truth, T, B)
     row = {"world": name, "served plan": true.revenue(alloc.plan(B, T, reserve=0.0).spend).sum() / orc}
     for v in variants:
         knows, mu, sd = VARIANTS[v]
@@ -221,8 +217,7 @@ def seed_spread(worlds, T: int, n: int) -> None:
     for name, df, truth in worlds:
         h = history_from_frame(df)
         B = reference_budget(h, T)
-        true = horizon_curves(truth_params({"marketing_mix": truth}, h.channels), h, T)
-        orc = true.revenue(oracle_plan(true, Constraints(budget=B, reserve=0.0))).sum()
+        true, orc = true_and_oracle(h, truth, T, B)
         fits = [run(h, Config(seed=s, timesteps=0, n_boot=20))[0] for s in range(n)]
         r = np.array([true.revenue(a.plan(B, T, reserve=0.0).spend).sum() for a in fits]) / orc
         rows.append({"world": name, "mean": r.mean(), "sd": r.std(), "min": r.min(), "max": r.max()})
