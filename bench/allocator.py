@@ -24,12 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from models.allocator.artifact import Updating  # noqa: E402
-from models.allocator.env import rollout  # noqa: E402
-from models.allocator.mmm import history_from_frame, horizon_curves, truth_params  # noqa: E402
-from models.allocator.plan import Constraints, best_plan, myopic, spread  # noqa: E402
-from training.allocator.pipeline import Config, reference_budget, run  # noqa: E402
-from training.synth import MMM_CHANNELS, make_marketing_mix  # noqa: E402
+from omnidecide.models.allocator.artifact import Updating  # noqa: E402
+from omnidecide.models.allocator.env import rollout  # noqa: E402
+from omnidecide.models.allocator.mmm import history_from_frame, horizon_curves, truth_params  # noqa: E402
+from omnidecide.models.allocator.plan import Constraints, best_plan, myopic, spread  # noqa: E402
+from omnidecide.training.allocator.pipeline import Config, reference_budget, run  # noqa: E402
+from omnidecide.training.synth import MMM_CHANNELS, make_marketing_mix  # noqa: E402
 
 WORLDS = [
     (0, MMM_CHANNELS), (1, MMM_CHANNELS), (2, MMM_CHANNELS),
@@ -250,9 +250,9 @@ def main() -> None:
 def attribution_bench(users=(2000,), seeds=(0, 1)) -> None:
     import tempfile
 
-    from models.allocator.attribution import attribute
-    from training.io import load
-    from training.synth import generate
+    from omnidecide.models.allocator.attribution import attribute
+    from omnidecide.store.io import load
+    from omnidecide.training.synth import generate
 
     rows = []
     for n in users:

@@ -34,12 +34,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from allocator import WORLDS, markdown, true_and_oracle, validation_world  # noqa: E402
-from models.allocator.mmm import (DECAY_MAX, PRIOR, SLOPE_RANGE, MMMParams, _Problem,  # noqa: E402
+from omnidecide.models.allocator.mmm import (DECAY_MAX, PRIOR, SLOPE_RANGE, MMMParams, _Problem,  # noqa: E402
                                   history_from_frame, horizon_curves, truth_params)
-from models.allocator.plan import Constraints, Ensemble, best_plan  # noqa: E402
-from models.response import media_revenue  # noqa: E402
-from training.allocator.pipeline import Config, reference_budget, run  # noqa: E402
-from training.synth import make_marketing_mix  # noqa: E402
+from omnidecide.models.allocator.plan import Constraints, Ensemble, best_plan  # noqa: E402
+from omnidecide.models.response import media_revenue  # noqa: E402
+from omnidecide.training.allocator.pipeline import Config, reference_budget, run  # noqa: E402
+from omnidecide.training.synth import make_marketing_mix  # noqa: E402
 
 LO = np.array([0.1, 0.8, 1.0, 1.5])  # decay, half ratio r, slope, ROI at typical spend: the generator's boxes
 HI = np.array([0.7, 2.0, 2.5, 7.0])

@@ -49,11 +49,11 @@ import torch  # noqa: E402
 from scipy.optimize import minimize  # noqa: E402
 from scipy.special import gammaln  # noqa: E402
 
-from models.churn import features as F  # noqa: E402
-from models.calibration import Calibrator, fit_platt  # noqa: E402
-from models.metrics import auc, classification_report  # noqa: E402
-from training.churn.pipeline import Config, evaluate, fit, labelled, training_as_ofs  # noqa: E402
-from training.io import load  # noqa: E402
+from omnidecide.models.churn import features as F  # noqa: E402
+from omnidecide.models.calibration import Calibrator, fit_platt  # noqa: E402
+from omnidecide.models.metrics import auc, classification_report  # noqa: E402
+from omnidecide.training.churn.pipeline import Config, evaluate, fit, labelled, training_as_ofs  # noqa: E402
+from omnidecide.store.io import load  # noqa: E402
 
 LIFETIMES_WHEEL = "lifetimes==0.11.3"
 LIFETIMES_WHEEL_SHA256 = "261e3dc89977c2b60767ca6728aaa29d429de0c814635070a749c36555895da8"
@@ -100,7 +100,7 @@ def cdnow_events() -> pd.DataFrame:
 
 
 def synth_world(users: int, seed: int = 7) -> Path:
-    from training.synth import generate
+    from omnidecide.training.synth import generate
 
     out = cache() / f"synth-{users}-{seed}"
     if not (out / "truth_users.csv").exists():
@@ -109,7 +109,7 @@ def synth_world(users: int, seed: int = 7) -> Path:
 
 
 def ml100k_events() -> pd.DataFrame:
-    from training import ml100k
+    from omnidecide.training import ml100k
 
     out = cache() / "ml-100k"
     if not (out / "events.csv").exists():
@@ -260,9 +260,9 @@ def run_dataset(name: str, events: pd.DataFrame, horizon: int, seed: int, truth:
 
 def speed(world: Path, seed: int) -> dict:
     """train() end to end on the synth world, and scoring throughput on 100k customers."""
-    from training.churn import train
-    from training import registry
-    from models.churn.model import ChurnModel
+    from omnidecide.training.churn import train
+    from omnidecide.store import registry
+    from omnidecide.models.churn.model import ChurnModel
 
     load_before = os.getloadavg()[0]
     t = time.perf_counter()

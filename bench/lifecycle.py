@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="omnidecide-bench-lifecycle-")
 sys.path.insert(0, str(ROOT))
 
-from training import backtest, lifecycle, ml100k, registry  # noqa: E402
-from training.synth import generate  # noqa: E402
+from omnidecide.store import registry  # noqa: E402
+from omnidecide.training import backtest, lifecycle, ml100k  # noqa: E402
+from omnidecide.training.synth import generate  # noqa: E402
 
 
 def stale_copy(src: Path, dst: Path, days: int) -> None:
@@ -47,7 +48,7 @@ def stale_copy(src: Path, dst: Path, days: int) -> None:
 
 
 def train_production(folder: Path, names: list[str]) -> dict[str, str]:
-    from training import allocator, churn, recommender
+    from omnidecide.training import allocator, churn, recommender
 
     tags = {}
     if "recommender" in names:

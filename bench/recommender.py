@@ -26,12 +26,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.metrics import catalog_coverage, long_tail_share, ranking_report, tail_items_by_popularity  # noqa: E402
-from models.recommender.baselines import EASE, ItemKNN, Popularity  # noqa: E402
-from models.recommender.core import Recommender  # noqa: E402
-from training import splits  # noqa: E402
-from training.io import load  # noqa: E402
-from training.recommender import pipeline  # noqa: E402
+from omnidecide.models.metrics import catalog_coverage, long_tail_share, ranking_report, tail_items_by_popularity  # noqa: E402
+from omnidecide.models.recommender.baselines import EASE, ItemKNN, Popularity  # noqa: E402
+from omnidecide.models.recommender.core import Recommender  # noqa: E402
+from omnidecide.training import splits  # noqa: E402
+from omnidecide.store.io import load  # noqa: E402
+from omnidecide.training.recommender import pipeline  # noqa: E402
 
 K = 20
 
@@ -168,7 +168,7 @@ def run_synth(data: Path, seed: int, max_users: int = 500) -> dict:
     total = time.time() - t
     _, strict, _ = pipeline.fit_and_evaluate(strict_events(ev), items, None, seed=seed)
     # diversity at several MMR lambdas, on holdout users (the serving rules path, stock rules off)
-    from models.recommender import rules
+    from omnidecide.models.recommender import rules
     train, test = pipeline.holdout(ev, seed, True)
     r2 = Recommender.build(train, items, params=rec.gnn.params, stage=rec.stage)
     r2.ranker = rec.ranker

@@ -1,18 +1,19 @@
-"""Entry point of the `omnidecide` console script."""
+"""The `omnidecide` command: thin verbs over public functions of `training`, `store` and `serving` (never their
+internals). The top of the layers; nothing imports it."""
 from __future__ import annotations
 
 import logging
 import sys
 
-from models.errors import InputError
+from omnidecide.models.errors import InputError
 
 
 def main() -> None:
     """Run the CLI; input errors print one clear line (file/row/flag and reason) and exit 2, never a traceback."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from cli import allocator, churn, data, lifecycle, recommender, report  # noqa: F401  (registers commands)
-    from cli.app import app, console
-    from cli.progress import progress_bar
+    from omnidecide.cli import allocator, churn, data, lifecycle, recommender, report  # noqa: F401  (registers commands)
+    from omnidecide.cli.app import app, console
+    from omnidecide.cli.progress import progress_bar
 
     try:
         with progress_bar():

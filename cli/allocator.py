@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from cli.app import app, console, train_app
-from models.errors import InputError
+from omnidecide.cli.app import app, console, train_app
+from omnidecide.models.errors import InputError
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, float]:
@@ -28,8 +28,8 @@ def train_allocator(history: Path = typer.Option(..., "--history"),
                     seed: int = typer.Option(0, "--seed"),
                     timesteps: Optional[int] = typer.Option(None, "--timesteps", help="PPO steps (default: quick)")) -> None:
     """Fit the response model, build the env, train the agent, evaluate, save a version; prints the tag."""
-    from training import registry
-    from training.allocator import train
+    from omnidecide.store import registry
+    from omnidecide.training.allocator import train
 
     tag = train(history, seed=seed, timesteps=timesteps)
     meta = registry.get("allocator", tag).info.metadata
@@ -59,7 +59,7 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
     """
     import pandas as pd
 
-    from serving.allocator import PlanRequest
+    from omnidecide.serving.allocator import PlanRequest
 
     if not 0 <= reserve < 1:
         raise InputError(f"--reserve must be a share in [0, 1), got {reserve}")
@@ -72,7 +72,7 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
         if not actuals.exists():
             raise InputError(f"--actuals {actuals}: no such file")
         act = pd.read_csv(actuals)
-    from serving.allocator import AllocatorRuntime
+    from omnidecide.serving.allocator import AllocatorRuntime
 
     rt = AllocatorRuntime(model)
     req = PlanRequest(budget=budget, periods=periods, reserve=reserve, min=_pairs(min_, "--min"),
@@ -110,8 +110,8 @@ def attribute(touchpoints: Path = typer.Option(..., "--touchpoints"), events: Pa
     Conversions are the purchase events of EVENTS; journeys are each user's touches in time order, closed by a
     purchase within --window-days of the last touch, or by a gap longer than that (not converted).
     """
-    from models.allocator.attribution import attribute as run
-    from training.io import load
+    from omnidecide.models.allocator.attribution import attribute as run
+    from omnidecide.store.io import load
 
     if window_days <= 0:
         raise InputError(f"--window-days must be positive, got {window_days}")

@@ -22,7 +22,7 @@ console = Console(stderr=True)
 
 def audit_export(command: str, output: Path, rows: int, customers: int, model: str | None) -> None:
     """Log a customer-level export (who, when, what); print the alarms it raised (odd hours, unusual size)."""
-    from training import exports
+    from omnidecide.training import exports
 
     for alarm in exports.record(command, output, rows, customers, model):
         console.print(f"[yellow]audit alarm:[/] {alarm} (logged in {exports.LOG_NAME})", highlight=False)

@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from cli.app import audit_export, console, predict_app, train_app
-from models.errors import InputError
+from omnidecide.cli.app import audit_export, console, predict_app, train_app
+from omnidecide.models.errors import InputError
 
 
 @train_app.command("churn")
@@ -20,8 +20,8 @@ def train_churn(events: Path = typer.Option(..., "--events", help="Canonical eve
     Earlier as-of windows (every 14 days, labels ending before the validation as-of) are stacked for
     training; the as-of window is the validation set, on which the probabilities are calibrated.
     """
-    from training import registry
-    from training.churn import train
+    from omnidecide.store import registry
+    from omnidecide.training.churn import train
 
     tag = train(events, horizon_days=horizon_days, as_of=as_of)
     m = registry.get("churn", tag).info.metadata
@@ -45,8 +45,8 @@ def predict_churn(events: Path = typer.Option(..., "--events", help="Canonical e
     (with --previous also previous_probability, change, alert)."""
     import pandas as pd
 
-    from serving.churn import ChurnService
-    from training.io import load
+    from omnidecide.serving.churn import ChurnService
+    from omnidecide.store.io import load
 
     try:
         when = pd.Timestamp(as_of)
@@ -56,7 +56,7 @@ def predict_churn(events: Path = typer.Option(..., "--events", help="Canonical e
     loaded = load(events, "events")
     table = service.score_frame(loaded.data, when, horizon_days)
     if previous is not None:
-        from models.churn.segments import score_changes
+        from omnidecide.models.churn.segments import score_changes
         table = score_changes(table, read_previous(previous))
     output.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(output, index=False)

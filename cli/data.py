@@ -6,14 +6,14 @@ from typing import Optional
 
 import typer
 
-from cli.app import console, data_app
+from omnidecide.cli.app import console, data_app
 
 
 @data_app.command("fetch")
 def fetch(dataset: str = typer.Argument(..., help="Dataset name: ml-100k"),
           out: Path = typer.Option(..., "--out", help="Folder for the canonical files")) -> None:
     """Download a public dataset (checksummed, cached) and write it as canonical files."""
-    from training import ml100k
+    from omnidecide.training import ml100k
 
     if dataset != "ml-100k":
         raise typer.BadParameter(f"unknown dataset {dataset!r}; available: ml-100k", param_hint="DATASET")
@@ -31,7 +31,7 @@ def synth(out: Path = typer.Option(..., "--out", help="Folder for the canonical 
           corrupt: float = typer.Option(0.0, "--corrupt", min=0.0, max=0.5,
                                         help="Share of event rows to corrupt on purpose (counted in truth.json)")) -> None:
     """Generate the synthetic omnichannel world with planted, documented structure (see docs/data.md)."""
-    from training import synth as synth_mod
+    from omnidecide.training import synth as synth_mod
 
     truth = synth_mod.generate(out, n_users=users, seed=seed, n_items=items, days=days, corrupt=corrupt)
     console.print(f"wrote {out}: {truth['counts']}")
@@ -45,7 +45,7 @@ def validate(events: Optional[Path] = typer.Option(None, "--events", help="event
              store_stock: Optional[Path] = typer.Option(None, "--store-stock", help="store_stock.csv"),
              marketing_mix: Optional[Path] = typer.Option(None, "--marketing-mix", help="marketing_mix.csv")) -> None:
     """Count good and rejected rows by reason; write rejects beside each input; exit 1 if any row was rejected."""
-    from training.io import load
+    from omnidecide.store.io import load
 
     files = {"events": events, "items": items, "users": users, "touchpoints": touchpoints,
              "store_stock": store_stock, "marketing_mix": marketing_mix}

@@ -10,14 +10,14 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from cli.app import app, console, models_app, train_app
-from models.errors import InputError
+from omnidecide.cli.app import app, console, models_app, train_app
+from omnidecide.models.errors import InputError
 
 
 @models_app.command("list")
 def list_models(name: Optional[str] = typer.Argument(None, help="recommender, churn or allocator")) -> None:
     """Every stored version, newest first, with its stage and headline metrics."""
-    from training import registry
+    from omnidecide.store import registry
 
     rows = registry.versions(name)
     table = Table("tag", "created", "stage", "metrics")
@@ -30,7 +30,7 @@ def list_models(name: Optional[str] = typer.Argument(None, help="recommender, ch
 @models_app.command("show")
 def show(tag: str = typer.Argument(..., help="name:version, or a name for the serving version")) -> None:
     """Metadata of one version: metrics, params, data fingerprint, stage."""
-    from training import registry
+    from omnidecide.store import registry
 
     name = tag.split(":")[0]
     model = registry.get(name, tag if ":" in tag else None)
@@ -42,7 +42,7 @@ def show(tag: str = typer.Argument(..., help="name:version, or a name for the se
 def promote(tag: str = typer.Argument(..., help="name:version to serve"),
             reason: str = typer.Option("manual", "--reason")) -> None:
     """Serve this version; the one it replaces is kept for rollback."""
-    from training import registry
+    from omnidecide.store import registry
 
     st = registry.promote(tag, reason=reason)
     console.print(f"production: {st['production']}")
@@ -52,7 +52,7 @@ def promote(tag: str = typer.Argument(..., help="name:version to serve"),
 def rollback(name: str = typer.Argument(..., help="recommender, churn or allocator"),
              reason: str = typer.Option("manual", "--reason")) -> None:
     """Serve the previously promoted version again."""
-    from training import registry
+    from omnidecide.store import registry
 
     st = registry.rollback(name, reason=reason)
     console.print(f"production: {st['production']}")
@@ -62,7 +62,7 @@ def rollback(name: str = typer.Argument(..., help="recommender, churn or allocat
 def canary(tag: str = typer.Argument(..., help="name:version to try"),
            share: float = typer.Option(0.05, "--share", help="Share of traffic, 0..1 (default 5%)")) -> None:
     """Send a share of traffic to a version beside production."""
-    from training import registry
+    from omnidecide.store import registry
 
     st = registry.set_canary(tag, share)
     console.print(f"canary: {st['canary']}")
@@ -71,7 +71,7 @@ def canary(tag: str = typer.Argument(..., help="name:version to try"),
 @train_app.command("all")
 def train_all(data: Path = typer.Option(..., "--data", help="Folder of canonical files, e.g. from `data synth`")) -> None:
     """Train every model whose input is in the folder; prints each tag."""
-    from training import allocator, churn, recommender
+    from omnidecide.training import allocator, churn, recommender
 
     if not data.is_dir():
         raise InputError(f"--data {data}: not a folder")
@@ -92,11 +92,11 @@ def train_all(data: Path = typer.Option(..., "--data", help="Folder of canonical
 @app.command("serve")
 def serve(port: int = typer.Option(3000, "--port"), host: str = typer.Option("127.0.0.1", "--host")) -> None:
     """Serve every model over HTTP (BentoML): promoted versions, else the latest."""
-    from training import registry
+    from omnidecide.store import registry
 
     env = {**os.environ, "BENTOML_HOME": str(registry.home())}
     root = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:OmniDecide", "--port", str(port), "--host", host]
+    cmd = [sys.executable, "-m", "bentoml", "serve", "omnidecide.serving.service:OmniDecide", "--port", str(port), "--host", host]
     os.chdir(root)
     os.execve(sys.executable, cmd, env)  # become the server: signals (Ctrl-C, SIGTERM) reach it directly
 
@@ -105,7 +105,8 @@ MODEL_HELP = "recommender, churn or allocator (repeatable; default: every model 
 
 
 def _fresh_data(data: Path, names: Optional[list[str]]) -> dict:
-    from training import backtest, registry
+    from omnidecide.store import registry
+    from omnidecide.training import backtest
 
     found = backtest.from_folder(data)
     for n in names or []:
@@ -130,7 +131,7 @@ def retrain(data: Path = typer.Option(..., "--data", help="Folder of fresh canon
                                                  "the primary figure (it has the fresher data)"),
             seed: int = typer.Option(0, "--seed")) -> None:
     """Retrain on fresh data, judge it beside production on the newest window, release it as a canary if it holds up."""
-    from training import lifecycle
+    from omnidecide.training import lifecycle
 
     if not 0 < share <= 1:
         raise InputError(f"--share {share}: must be in (0, 1]")
@@ -154,8 +155,8 @@ def monitor(data: Path = typer.Option(..., "--data", help="Folder of recent cano
             dry_run: bool = typer.Option(False, "--dry-run", help="Report what would be done to canaries; change nothing")) -> None:
     """Drift, quality since release, churn scores, canary health, export alarms; ramps up or ends canaries. Exits 1
     when anything alerts."""
-    from serving.audit import DecisionLog
-    from training import lifecycle
+    from omnidecide.serving.audit import DecisionLog
+    from omnidecide.training import lifecycle
 
     log = DecisionLog()
     results = {}

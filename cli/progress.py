@@ -6,8 +6,8 @@ from typing import Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from cli.app import console
-from training import progress
+from omnidecide.cli.app import console
+from omnidecide.training import progress
 
 
 @contextmanager

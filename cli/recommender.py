@@ -7,16 +7,16 @@ from typing import Optional
 
 import typer
 
-from cli.app import app, audit_export, console, train_app
-from models.errors import InputError
+from omnidecide.cli.app import app, audit_export, console, train_app
+from omnidecide.models.errors import InputError
 
 
 @train_app.command("recommender")
 def train_recommender(events: Path = typer.Option(..., "--events"), items: Optional[Path] = typer.Option(None, "--items"),
                       users: Optional[Path] = typer.Option(None, "--users")) -> None:
     """Validate, train the GNN recommender, evaluate on a holdout, save a version; prints the tag."""
-    from training import recommender as training
-    from training import registry
+    from omnidecide.training import recommender as training
+    from omnidecide.store import registry
 
     tag = training.train(events, items, users)
     m = registry.get("recommender", tag).info.metadata.get("metrics", {})
@@ -33,8 +33,8 @@ def recommend(users: Path = typer.Option(..., "--users"), k: int = typer.Option(
               segment: Optional[str] = typer.Option(None, "--segment", help="COLUMN=VALUE, e.g. member_level=gold: "
                                                     "users unknown to the model get this segment's popular items")) -> None:
     """Batch top-K for each listed user id; writes user_id, rank, item_id, score, reason."""
-    from serving.recommender import RecommendRequest, RecommenderRuntime
-    from training import progress
+    from omnidecide.serving.recommender import RecommendRequest, RecommenderRuntime
+    from omnidecide.training import progress
 
     if k < 1:
         raise InputError(f"--k must be at least 1, got {k}")

@@ -13,8 +13,8 @@ from typing import Any, Optional
 
 import typer
 
-from cli.app import app, console
-from models.errors import InputError
+from omnidecide.cli.app import app, console
+from omnidecide.models.errors import InputError
 
 # The figures a reader compares across versions; other metrics stay in `omnidecide models show`.
 HEADLINE = {
@@ -58,7 +58,7 @@ def _versions(name: str, every: list[dict[str, Any]]) -> list[str]:
 
 
 def _decisions(name: str) -> list[str]:
-    from training import registry
+    from omnidecide.store import registry
 
     def details(entry: dict[str, Any]) -> str:  # share, replaced, figures: whatever the entry carries
         return ", ".join(f"{k}={_fmt(v)}" for k, v in entry.items()
@@ -110,7 +110,7 @@ def _latest_monitor(home: Path) -> tuple[dict[str, Any] | None, str | None]:
 
 def _serving(name: str) -> list[str]:
     """Who serves: production, canary with its share, rollback targets and the rollbacks done."""
-    from training import registry
+    from omnidecide.store import registry
 
     st = registry.stages(name)
     latest = registry.serving_tag(name)
@@ -127,8 +127,8 @@ def _serving(name: str) -> list[str]:
 
 def build(days: int = 7, now: datetime | None = None) -> str:
     """The report as Markdown; serving health over the last `days` days of the decision log."""
-    from serving.audit import DecisionLog
-    from training import registry
+    from omnidecide.serving.audit import DecisionLog
+    from omnidecide.store import registry
 
     if days < 1:
         raise InputError(f"--days {days}: must be at least 1")
@@ -159,7 +159,7 @@ def build(days: int = 7, now: datetime | None = None) -> str:
 
 def _exports(since: datetime) -> list[str]:
     """Who exported what, when, and the alarms raised (odd hours, unusual size): the export audit."""
-    from training import exports
+    from omnidecide.training import exports
 
     rows = exports.read(since)
     if not rows:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.metrics import expected_calibration_error
+from omnidecide.models.metrics import expected_calibration_error
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

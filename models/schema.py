@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from models.errors import InputError
+from omnidecide.models.errors import InputError
 
 EVENT_TYPES = ("view", "click", "cart", "purchase", "rating", "return", "coupon_claim", "coupon_redeem")
 ITEMLESS_EVENTS = ("purchase", "coupon_claim", "coupon_redeem")  # item_id may be empty for these

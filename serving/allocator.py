@@ -8,8 +8,7 @@ from typing import Optional
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from models.allocator.artifact import Allocator
-from training import registry
+from omnidecide.store import loader
 
 
 class PlanRequest(BaseModel):
@@ -56,9 +55,8 @@ class AllocatorRuntime:
     """Plain runtime class: the constructor loads the version (promoted or latest unless a tag is given)."""
 
     def __init__(self, tag: str | None = None):
-        model = registry.get("allocator", tag)
-        self.tag = str(model.tag)
-        self.allocator = Allocator.load(model.path)
+        v = loader.load("allocator", tag)
+        self.tag, self.allocator = v.tag, v.model
 
     @property
     def channels(self) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from training import registry
+from omnidecide.store import registry
 
 
 def _utc(text: str) -> datetime:

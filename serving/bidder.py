@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from models.bidding import BidPolicy, impression_value, multiplier
-from models.errors import InputError
-from serving.recommender import RecommenderRuntime, RecommendRequest
+from omnidecide.models.bidding import BidPolicy, impression_value, multiplier
+from omnidecide.models.errors import InputError
+from omnidecide.serving.recommender import RecommenderRuntime, RecommendRequest
 
 REFERENCE_USERS = 32
 REFERENCE_K = 20
@@ -114,7 +114,7 @@ def _item_values(runtime: RecommenderRuntime) -> tuple[np.ndarray, str]:
     if items is not None:
         head = pd.read_csv(items, nrows=0).columns
         if "margin" in head:
-            from training.io import load
+            from omnidecide.store.io import load
             it = load(items, "items", write=False).data.set_index("item_id")["margin"].astype(float)
             margin = it.reindex(pd.Index(rec.item_ids)).to_numpy()
             if np.isfinite(margin).any():

@@ -12,11 +12,11 @@ from typing import Optional
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from models.churn.model import ChurnModel
-from models.errors import InputError
-from models.schema import EVENTS, validate_records
-from serving.schemas import Event
-from training import registry
+from omnidecide.models.churn.model import ChurnModel
+from omnidecide.models.errors import InputError
+from omnidecide.models.schema import EVENTS, validate_records
+from omnidecide.serving.schemas import Event
+from omnidecide.store import loader, registry
 
 
 class ChurnRequest(BaseModel):
@@ -60,7 +60,7 @@ class ChurnService:
 
     def __init__(self, tag: str | None = None, horizon_days: int | None = None):
         self.tag = resolve_tag(tag, horizon_days)
-        self.model = ChurnModel.load(registry.path("churn", self.tag))
+        self.model: ChurnModel = loader.load("churn", self.tag).model
 
     @property
     def horizon_days(self) -> int:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.schema import EVENTS, validate_records
-from training import registry
+from omnidecide.models.schema import EVENTS, validate_records
+from omnidecide.store import registry
 
 COLUMNS = ("user_id", "item_id", "event", "timestamp", "channel", "store_id", "received")
 

@@ -12,11 +12,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from models.errors import InputError
-from models.recommender import rules
-from models.recommender.core import Recommender
-from models.schema import EVENT_TYPES
-from training import registry
+from omnidecide.models.errors import InputError
+from omnidecide.models.recommender import rules
+from omnidecide.models.schema import EVENT_TYPES
+from omnidecide.store import loader
 
 
 class RecentEvent(BaseModel):
@@ -86,10 +85,8 @@ class RecommenderRuntime:
     exists; per-store stock comes from `store_stock` (default: store_stock.csv beside the training items.csv)."""
 
     def __init__(self, tag: str | None = None, *, store_stock: Path | None = None, items: Path | None = None) -> None:
-        model = registry.get("recommender", tag)
-        self.tag = str(model.tag)
-        self.metadata = dict(model.info.metadata)
-        self.rec = Recommender.load(Path(model.path))
+        v = loader.load("recommender", tag)
+        self.tag, self.metadata, self.rec = v.tag, v.metadata, v.model
         files = [Path(f) for f in self.metadata.get("files", [])]
         items = items or next((f for f in files if f.name.startswith("items")), None)
         # the catalogue file this runtime reads (stock here, margins in the bidder); None when it is gone
@@ -101,13 +98,13 @@ class RecommenderRuntime:
             store_stock = cand if cand.exists() else None
         self.store_stock: dict[str, dict[str, float]] = {}
         if store_stock is not None:
-            from training.io import load
+            from omnidecide.store.io import load
             ss = load(store_stock, "store_stock").data
             for s, g in ss.groupby("store_id"):
                 self.store_stock[str(s)] = dict(zip(g["item_id"].astype(str), g["stock"].astype(float)))
 
     def _refresh_stock(self, items: Path) -> None:
-        from training.io import load
+        from omnidecide.store.io import load
         it = load(items, "items", write=False).data
         if "stock" in it.columns:
             st = it.set_index("item_id")["stock"].astype(float)

@@ -15,8 +15,8 @@ import threading
 import time
 from typing import Callable, Generic, TypeVar
 
-from models.errors import InputError
-from training import registry
+from omnidecide.models.errors import InputError
+from omnidecide.store import registry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

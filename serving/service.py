@@ -17,16 +17,16 @@ from typing import Any, Callable, TypeVar
 import bentoml
 from bentoml.exceptions import InvalidArgument, ServiceUnavailable
 
-from models.errors import InputError
-from serving.allocator import AllocatorRuntime, PlanRequest, PlanResponse
-from serving.audit import DecisionLog
-from serving.bidder import BidRequest, BidResponse, Bidder
-from serving.churn import ChurnRequest, ChurnResponse, ChurnService
-from serving.recommender import (RecommenderRuntime, RecommendRequest, RecommendResponse, SimilarRequest,
+from omnidecide.models.errors import InputError
+from omnidecide.serving.allocator import AllocatorRuntime, PlanRequest, PlanResponse
+from omnidecide.serving.audit import DecisionLog
+from omnidecide.serving.bidder import BidRequest, BidResponse, Bidder
+from omnidecide.serving.churn import ChurnRequest, ChurnResponse, ChurnService
+from omnidecide.serving.recommender import (RecommenderRuntime, RecommendRequest, RecommendResponse, SimilarRequest,
                                  SimilarResponse)
-from serving.online_store import OnlineStore
-from serving.routing import Versions
-from serving.schemas import EventsRequest, EventsResponse, ForgetRequest, ForgetResponse
+from omnidecide.serving.online_store import OnlineStore
+from omnidecide.serving.routing import Versions
+from omnidecide.serving.schemas import EventsRequest, EventsResponse, ForgetRequest, ForgetResponse
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ SYNTH_SEED = 0
 @pytest.fixture(scope="session")
 def synth_world(tmp_path_factory) -> Path:
     """A 600-user synthetic world (seed 0): canonical files + truth.json + truth_users.csv."""
-    from training.synth import generate
+    from omnidecide.training.synth import generate
 
     out = tmp_path_factory.mktemp("synth")
     generate(out, n_users=SYNTH_USERS, seed=SYNTH_SEED)
@@ -28,8 +28,8 @@ def synth_world(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def ml100k_dir(tmp_path_factory) -> Path:
     """ML-100K as canonical files; skips when no source is reachable (use with @pytest.mark.network)."""
-    from models.errors import InputError
-    from training import ml100k
+    from omnidecide.models.errors import InputError
+    from omnidecide.training import ml100k
 
     out = tmp_path_factory.mktemp("ml100k")
     try:
@@ -45,7 +45,7 @@ def own_stages():
     back as it was and the monitor's state (baselines, latest run) is removed."""
     import shutil
 
-    from training import registry
+    from omnidecide.store import registry
 
     f = registry.home() / "stages.json"
     saved = f.read_text() if f.exists() else None

@@ -5,29 +5,29 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import cli.allocator  # noqa: F401  (registers the commands)
-from cli.app import app
-from models.errors import InputError
+import omnidecide.cli.allocator  # noqa: F401  (registers the commands)
+from omnidecide.cli.app import app
+from omnidecide.models.errors import InputError
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def tag(synth_world):
-    from training.allocator import train
+    from omnidecide.training.allocator import train
 
     return train(synth_world / "marketing_mix.csv", seed=0, timesteps=256, n_boot=2)
 
 
 @pytest.fixture(scope="module")
 def runtime(tag):
-    from serving.allocator import AllocatorRuntime
+    from omnidecide.serving.allocator import AllocatorRuntime
 
     return AllocatorRuntime(tag)
 
 
 def test_train_saves_version_with_fit_and_agent(tag):
-    from training import registry
+    from omnidecide.store import registry
 
     v = [r for r in registry.versions("allocator") if r["tag"] == tag][0]
     assert v["metrics"]["fit_r2"] > 0.95
@@ -57,7 +57,7 @@ def test_allocate_writes_plan_within_budget(tag, synth_world, tmp_path):
 
 
 def test_rules_are_honoured(runtime):
-    from serving.allocator import PlanRequest
+    from omnidecide.serving.allocator import PlanRequest
 
     ch = runtime.channels
     req = PlanRequest(budget=3e6, periods=8, reserve=0.1, min={ch[0]: 400_000}, max={ch[1]: 50_000},
@@ -85,7 +85,7 @@ def test_infeasible_or_bad_rules_are_input_errors_naming_the_flag(tag, tmp_path,
 
 
 def test_replanning_carries_state_forward(runtime, tmp_path):
-    from serving.allocator import PlanRequest
+    from omnidecide.serving.allocator import PlanRequest
 
     ch = runtime.channels
     req = PlanRequest(budget=4e6, periods=10, reserve=0.0)
@@ -123,7 +123,7 @@ def test_replanning_carries_state_forward(runtime, tmp_path):
 def test_replanning_recalibrates_channels_to_measured_revenue(runtime, tmp_path):
     """revenue_<channel> in the actuals: a channel that earned twice what the fit expected gets more of the rest of
     the budget, one that earned half gets less; an unknown channel column is an --actuals error."""
-    from serving.allocator import PlanRequest
+    from omnidecide.serving.allocator import PlanRequest
 
     ch = runtime.channels
     req = PlanRequest(budget=4e6, periods=10, reserve=0.0)
@@ -139,7 +139,7 @@ def test_replanning_recalibrates_channels_to_measured_revenue(runtime, tmp_path)
     _, base = runtime.plan(req, actuals=act)
     _, cal = runtime.plan(req, actuals=meas)  # default: ensemble reweighted, then rescaled
     # the rescaling alone (no reweighting): the shrunk ratio against the plain ensemble mean, exactly
-    from models.allocator.artifact import Updating
+    from omnidecide.models.allocator.artifact import Updating
 
     r = runtime.allocator.plan(4e6, 10, reserve=0.0, actuals=meas, updating=Updating(reweight=False)).summary["channel_ratio"]
     n = {c: int((act[f"spend_{c}"] > 0).sum()) for c in (up, down)}  # periods it spent in (and was measured); n0 = 2
@@ -166,7 +166,7 @@ def test_reweighting_moves_the_ensemble_towards_the_world_that_was_measured(runt
     """Bayesian update of the planning ensemble: channel revenue measured (10% lognormal noise) from one of the
     draws for 6 periods -> that draw gains weight on every channel that spent, the reweighted expectation of the
     remaining periods is closer to its revenue than the plain mean, and tempering keeps >= ess_min x K draws."""
-    from models.allocator.artifact import Updating
+    from omnidecide.models.allocator.artifact import Updating
 
     alloc = runtime.allocator
     ch = alloc.channels

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from models.allocator.env import AllocatorEnv, rollout
-from models.allocator.plan import (Constraints, Curves, best_plan, check_constraints, enforce_roi_floor, myopic,
+from omnidecide.models.allocator.env import AllocatorEnv, rollout
+from omnidecide.models.allocator.plan import (Constraints, Curves, best_plan, check_constraints, enforce_roi_floor, myopic,
                                    project_plan, spread)
-from models.errors import InputError
-from models.response import media_revenue
+from omnidecide.models.errors import InputError
+from omnidecide.models.response import media_revenue
 
 T, C = 12, 3
 CHANNELS = ["a", "b", "c"]
@@ -112,7 +112,7 @@ def test_infeasible_constraints_name_the_flag():
 def test_capped_projection_is_exact_and_nearest():
     from scipy.optimize import minimize
 
-    from models.allocator.plan import project_capped
+    from omnidecide.models.allocator.plan import project_capped
 
     rng = np.random.default_rng(1)
     for _ in range(25):
@@ -193,7 +193,7 @@ def test_long_horizons_blocked_adstock_matches_reference(T_):
 
 def test_feasible_plan_is_left_unchanged_by_projection():
     """project_plan returns an already feasible plan as is (its shortcut): the period-by-period pass would not move it."""
-    from models.allocator.plan import project_period
+    from omnidecide.models.allocator.plan import project_period
 
     rng = np.random.default_rng(7)
     for _ in range(30):

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.allocator.mmm import fit, history_from_frame, peak_flags
-from models.errors import InputError
-from models.response import hill
+from omnidecide.models.allocator.mmm import fit, history_from_frame, peak_flags
+from omnidecide.models.errors import InputError
+from omnidecide.models.response import hill
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_season_is_not_credited_to_media(fitted):
 
 
 def test_bootstrap_draws_and_roundtrip(fitted):
-    from models.allocator.mmm import MMMParams
+    from omnidecide.models.allocator.mmm import MMMParams
 
     h, res, _ = fitted
     assert len(res.samples) == 3
@@ -78,7 +78,7 @@ def test_platform_reported_revenue_pins_each_channels_response(fitted):
     trusts only each channel's shape over time (a free level per channel), and the response at typical spend moves
     closer to the planted one in every channel on average; the reports never become controls, and without them the
     fit is exactly the one above."""
-    from training.synth import make_marketing_mix
+    from omnidecide.training.synth import make_marketing_mix
 
     h0, res0, truth = fitted
     df, _ = make_marketing_mix(0, reported=True)

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
-import cli.allocator  # noqa: F401
-from cli.app import app
-from models.allocator.attribution import attribute, build_paths, markov_removal
+import omnidecide.cli.allocator  # noqa: F401
+from omnidecide.cli.app import app
+from omnidecide.models.allocator.attribution import attribute, build_paths, markov_removal
 
 runner = CliRunner()
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from models.bidding import BidPolicy, impression_value, multiplier
+from omnidecide.models.bidding import BidPolicy, impression_value, multiplier
 
 
 def test_value_is_probability_times_basket_plus_retention_credit():

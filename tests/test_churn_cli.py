@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import cli.churn  # noqa: F401  (registers the commands)
-from cli.app import app
-from models.churn.model import OUTPUT_COLUMNS
+import omnidecide.cli.churn  # noqa: F401  (registers the commands)
+from omnidecide.cli.app import app
+from omnidecide.models.churn.model import OUTPUT_COLUMNS
 
 runner = CliRunner()
 
@@ -34,7 +34,7 @@ def trained(synth_world):
 
 
 def test_train_saves_metrics_params_fingerprint(trained):
-    from training import registry
+    from omnidecide.store import registry
 
     meta = registry.get("churn", trained).info.metadata
     assert meta["params"]["horizon_days"] == 90
@@ -76,7 +76,7 @@ def test_previous_scores_flag_customers_whose_score_moved_more_than_15_points(tr
     assert (known["alert"].astype(str) == "True").eq(moved).all()
     assert known.set_index("user_id").loc[prev.loc[0, "user_id"], "alert"] in (True, "True")  # the edited one
     assert "score alerts" in res.output
-    from training import exports
+    from omnidecide.training import exports
     last = exports.read()[-1]  # the export audit saw it: who, what, how many customers
     assert last["command"] == "predict churn" and last["output"] == str(out) and last["customers"] == len(table)
     prev = prev.astype({"churn_probability": object})
@@ -120,7 +120,7 @@ def test_item_less_purchase_log_end_to_end(tmp_path):
 
 
 def test_service_scores_request(trained):
-    from serving.churn import ChurnRequest, ChurnService
+    from omnidecide.serving.churn import ChurnRequest, ChurnService
 
     svc = ChurnService(trained)
     req = ChurnRequest(as_of="2026-05-01", horizon_days=90, events=[

@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 import torch
 
-from models.churn import features as F
-from models.churn.net import ChurnNet
-from models.errors import InputError
-from models.schema import EVENTS, validate
+from omnidecide.models.churn import features as F
+from omnidecide.models.churn.net import ChurnNet
+from omnidecide.models.errors import InputError
+from omnidecide.models.schema import EVENTS, validate
 
 
 def purchase_log() -> pd.DataFrame:
@@ -45,7 +45,7 @@ def test_item_less_purchase_log_labels_and_rfm():
 
 
 def test_no_leakage_across_as_of(synth_world):
-    from training.io import load
+    from omnidecide.store.io import load
 
     events = load(synth_world / "events.csv", "events").data
     prep = F.prepare(events)
@@ -118,7 +118,7 @@ def test_activity_log_without_purchases_uses_all_events():
 
 
 def test_static_ramps_piecewise_linear_and_round_trip():
-    from models.churn.model import Scaler
+    from omnidecide.models.churn.model import Scaler
 
     rng = np.random.default_rng(0)
     static = np.c_[rng.exponential(3.0, 2000), np.zeros(2000), rng.normal(size=2000)].astype(np.float32)

@@ -3,12 +3,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.churn import features as F
-from models.calibration import Calibrator, fit_calibrator
-from models.churn.segments import reasons, risk_tier, segment
-from models.metrics import auc, expected_calibration_error
-from training.churn.pipeline import Config, evaluate, fit
-from training.io import load
+from omnidecide.models.churn import features as F
+from omnidecide.models.calibration import Calibrator, fit_calibrator
+from omnidecide.models.churn.segments import reasons, risk_tier, segment
+from omnidecide.models.metrics import auc, expected_calibration_error
+from omnidecide.training.churn.pipeline import Config, evaluate, fit
+from omnidecide.store.io import load
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cli.app import app
-import cli.data  # noqa: F401  (registers the commands)
-import cli.lifecycle  # noqa: F401
-from training import ml100k
+from omnidecide.cli.app import app
+import omnidecide.cli.data  # noqa: F401  (registers the commands)
+import omnidecide.cli.lifecycle  # noqa: F401
+from omnidecide.training import ml100k
 
 runner = CliRunner()
 
@@ -31,7 +31,7 @@ def test_synth_then_validate_clean_and_corrupt(tmp_path):
 
 
 def test_missing_column_is_one_line_error(tmp_path, capsys):
-    from cli import main
+    from omnidecide.cli import main
 
     f = tmp_path / "events.csv"
     f.write_text("user_id,timestamp\nu,2025-01-01\n")

@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from models.errors import InputError
-from training import exports, lifecycle
+from omnidecide.models.errors import InputError
+from omnidecide.training import exports, lifecycle
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from serving.audit import DecisionLog
+from omnidecide.serving.audit import DecisionLog
 
 
 def test_health_counts_requests_errors_and_latency_per_version(tmp_path):
@@ -54,8 +54,8 @@ class _Flaky:
 
 
 def test_a_failing_model_call_is_logged_with_its_tag_then_raised(tmp_path):
-    from serving.routing import Versions
-    from serving.service import _call
+    from omnidecide.serving.routing import Versions
+    from omnidecide.serving.service import _call
 
     log = DecisionLog(tmp_path)
     versions = Versions("recommender", lambda tag: _Flaky())

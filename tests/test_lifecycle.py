@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training import backtest, lifecycle, registry
+from omnidecide.store import loader, registry
+from omnidecide.training import backtest, lifecycle
 
 
 @pytest.fixture(scope="module")
 def stale_recommender(synth_world, tmp_path_factory) -> str:
     """A recommender trained on the world minus its last 150 days: what production looks like after months."""
-    from training import recommender
+    from omnidecide.training import recommender
 
     ev = pd.read_csv(synth_world / "events.csv", dtype=str)
     ts = pd.to_datetime(ev["timestamp"])
@@ -32,7 +33,7 @@ def test_backtest_judges_every_version_on_the_same_customers_and_flags_a_seen_wi
     data = fresh["recommender"]
     cut = backtest.cutoff(data)
     assert cut == (data.end - pd.Timedelta(days=backtest.RECOMMENDER_WINDOW_DAYS)).normalize()
-    model, meta = backtest.load_version("recommender", stale_recommender)
+    model, meta = loader.load_version("recommender", stale_recommender)
     m = backtest.evaluate(data, model, cut, data_end=meta["data_end"])
     assert m["seen_window"] is False and m["n"] > 50 and 0 < m["ndcg@20"] <= m["hitrate@20"] <= 1
     again = backtest.evaluate(data, model, cut, data_end=str(cut))
@@ -51,7 +52,7 @@ def test_retrain_releases_a_better_version_as_a_5_percent_canary(fresh, stale_re
     assert st["production"] == stale_recommender and st["canary"] == {"tag": o.tag, "share": 0.05}
     last = registry.decisions("recommender")[-1]
     assert last["action"] == "canary" and "ndcg@20" in last["reason"] and o.tag == last["tag"]
-    new_meta = backtest.load_version("recommender", o.tag)[1]
+    new_meta = loader.load_version("recommender", o.tag)[1]
     assert new_meta["data_end"] >= str(fresh["recommender"].end.date())  # refitted on all the data
 
 
@@ -154,7 +155,7 @@ def test_the_window_starts_after_what_production_has_seen(fresh):
 
 
 def test_retrain_does_nothing_when_production_has_seen_all_the_data(fresh, own_stages):
-    from training import allocator
+    from omnidecide.training import allocator
 
     d = fresh["allocator"]
     tag = allocator.train(d.files[0], timesteps=0, n_boot=2)
@@ -167,7 +168,7 @@ def test_retrain_does_nothing_when_production_has_seen_all_the_data(fresh, own_s
 
 
 def test_monitor_alerts_when_churn_scores_move(fresh, synth_world, own_stages):
-    from training import churn
+    from omnidecide.training import churn
 
     shutil.rmtree(registry.home() / "monitor", ignore_errors=True)
     tag = registry.serving_tag("churn") or churn.train(synth_world / "events.csv")

@@ -6,17 +6,17 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-import cli.lifecycle  # noqa: F401  (registers the commands)
-from cli.app import app
-from models.errors import InputError
-from training import registry
+import omnidecide.cli.lifecycle  # noqa: F401  (registers the commands)
+from omnidecide.cli.app import app
+from omnidecide.models.errors import InputError
+from omnidecide.store import registry
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def allocator_tag(synth_world) -> str:
-    from training import allocator
+    from omnidecide.training import allocator
 
     return allocator.train(synth_world / "marketing_mix.csv", timesteps=0, n_boot=2)
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from models import metrics as m
+from omnidecide.models import metrics as m
 
 TOPK = [["a", "b", "c", "d"], ["x", "y", "z", "w"], ["p", "q", "r", "s"]]
 REL = [{"b", "d", "e"}, {"x"}, set()]  # third user has nothing relevant: ignored

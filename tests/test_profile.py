@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from models.errors import InputError
-from training.profile import data_end, drift, profile
+from omnidecide.models.errors import InputError
+from omnidecide.training.profile import data_end, drift, profile
 
 END = pd.Timestamp("2026-06-28 18:00")
 

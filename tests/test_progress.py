@@ -1,5 +1,5 @@
 """Long work reports its steps; without a listener the reports cost nothing and print nothing."""
-from training import progress
+from omnidecide.training import progress
 
 
 def test_steps_reach_the_listener_in_order_and_finish_at_total():
@@ -14,7 +14,7 @@ def test_steps_reach_the_listener_in_order_and_finish_at_total():
 
 
 def test_synth_reports_blocks(tmp_path):
-    from training.synth import generate
+    from omnidecide.training.synth import generate
 
     seen = []
     with progress.listening(lambda *a: seen.append(a)):

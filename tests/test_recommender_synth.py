@@ -8,17 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.errors import InputError
-from models.recommender import rules
-from models.recommender.core import Recommender
-from models.recommender.gnn import GNNParams
-from training.io import load
+from omnidecide.models.errors import InputError
+from omnidecide.models.recommender import rules
+from omnidecide.models.recommender.core import Recommender
+from omnidecide.models.recommender.gnn import GNNParams
+from omnidecide.store.io import load
 
 
 @pytest.fixture(scope="module")
 def trained(synth_world):
-    from serving.recommender import RecommenderRuntime
-    from training import recommender, registry
+    from omnidecide.serving.recommender import RecommenderRuntime
+    from omnidecide.store import registry
+    from omnidecide.training import recommender
 
     tag = recommender.train(synth_world / "events.csv", synth_world / "items.csv", synth_world / "users.csv", seed=0)
     return tag, registry.get("recommender", tag).info.metadata, RecommenderRuntime(tag)
@@ -49,7 +50,7 @@ def test_repeat_heavy_beats_buy_again(trained):
 
 
 def _req(user, **kw):
-    from serving.recommender import RecommendRequest
+    from omnidecide.serving.recommender import RecommendRequest
     return RecommendRequest(user_id=user, k=kw.pop("k", 20), **kw)
 
 
@@ -98,7 +99,7 @@ def test_exclusions_diversity_similar_and_reasons(trained):
     assert not {r.item_id for r in rt.recommend(_req(u, exclude=excl)).items} & set(excl)
     cats = lambda resp: len({rec.item_cat[rec.item_index[r.item_id]] for r in resp.items})  # noqa: E731
     assert cats(rt.recommend(_req(u, diversity=0.7))) > cats(base)
-    from serving.recommender import SimilarRequest
+    from omnidecide.serving.recommender import SimilarRequest
     item = rec.item_ids[np.argmax(rec.gnn.d_item)]
     sim = rt.similar(SimilarRequest(item_id=item, k=10))
     same = [rec.item_cat[rec.item_index[r.item_id]] == rec.item_cat[rec.item_index[item]] for r in sim.items]
@@ -158,8 +159,8 @@ def test_cli_train_and_recommend(trained, synth_world, tmp_path):
 def _cli(args):
     from typer.testing import CliRunner
 
-    import cli.recommender  # noqa: F401  (registers the commands)
-    from cli.app import app
+    import omnidecide.cli.recommender  # noqa: F401  (registers the commands)
+    from omnidecide.cli.app import app
     return CliRunner().invoke(app, args)
 
 

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from training import registry
+from omnidecide.store import registry
 
 
 def _save(value: str) -> str:

@@ -7,10 +7,10 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-import cli.report  # noqa: F401  (registers `report`)
-from cli.app import app
-from serving.audit import DecisionLog
-from training import registry
+import omnidecide.cli.report  # noqa: F401  (registers `report`)
+from omnidecide.cli.app import app
+from omnidecide.serving.audit import DecisionLog
+from omnidecide.store import registry
 
 runner = CliRunner()
 

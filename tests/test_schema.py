@@ -4,8 +4,8 @@ import io
 import pandas as pd
 import pytest
 
-from models.schema import EVENTS, ITEMS, SchemaError, parse_timestamps, validate
-from training.io import load
+from omnidecide.models.schema import EVENTS, ITEMS, SchemaError, parse_timestamps, validate
+from omnidecide.store.io import load
 
 NOW = pd.Timestamp("2026-11-24")
 

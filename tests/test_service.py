@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import cli.lifecycle  # noqa: F401  (registers `train all`)
-from cli.app import app
+import omnidecide.cli.lifecycle  # noqa: F401  (registers `train all`)
+from omnidecide.cli.app import app
 
 with warnings.catch_warnings():  # starlette nags about httpx versions; the client works the same
     warnings.simplefilter("ignore")
@@ -25,7 +25,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def tags(synth_world, monkeypatch_module) -> dict[str, str]:
     """Every model trained by `omnidecide train all` on the synthetic world, then promoted."""
-    from training import registry
+    from omnidecide.store import registry
 
     monkeypatch_module.setenv("OMNIDECIDE_CHURN_FIT_SECONDS", "4")  # quality is tested in test_churn_model
     res = runner.invoke(app, ["train", "all", "--data", str(synth_world)])
@@ -47,7 +47,7 @@ def monkeypatch_module():
 
 @pytest.fixture(scope="module")
 def client(tags):
-    from serving.service import OmniDecide
+    from omnidecide.serving.service import OmniDecide
 
     with TestClient(OmniDecide.to_asgi()) as c:
         yield c
@@ -66,7 +66,7 @@ def test_serves_the_promoted_versions(client, tags):
 
 def test_versions_keep_their_training_data_profile_and_end(tags):
     """What the monitor compares fresh data with: each version's data profile and the last date it was fit on."""
-    from training import registry
+    from omnidecide.store import registry
 
     for name, tag in tags.items():
         meta = registry.get(name, tag).info.metadata
@@ -156,9 +156,9 @@ def test_missing_model_is_503_and_does_not_take_the_others_down():
     """A model absent from the store is served as None with the reason; its endpoints then answer 503."""
     from bentoml.exceptions import ServiceUnavailable
 
-    from models.errors import InputError
-    from serving.routing import Versions
-    from serving.service import _call
+    from omnidecide.models.errors import InputError
+    from omnidecide.serving.routing import Versions
+    from omnidecide.serving.service import _call
 
     def no_allocator(tag):
         raise InputError("no allocator in the store; run `omnidecide train allocator --history F`")
@@ -173,8 +173,8 @@ def test_missing_model_is_503_and_does_not_take_the_others_down():
 def test_canary_share_is_sticky_and_rollback_applies_without_restart(monkeypatch):
     from types import SimpleNamespace
 
-    from models.errors import InputError
-    from serving import routing
+    from omnidecide.models.errors import InputError
+    from omnidecide.serving import routing
 
     stages: dict = {"production": "m:a"}
     monkeypatch.setattr(routing.registry, "stages", lambda name: stages)
@@ -211,7 +211,7 @@ def test_predict_churn_for_browsers_who_never_bought(client):
 
 def test_recommend_cli_reads_a_users_file_as_spreadsheets_write_it(tags, synth_world, tmp_path):
     """BOM, header, blank lines and a repeated id: every listed user gets exactly one block of k rows."""
-    import cli.recommender  # noqa: F401  (registers `recommend`)
+    import omnidecide.cli.recommender  # noqa: F401  (registers `recommend`)
 
     known = pd.read_csv(synth_world / "users.csv", dtype=str)["user_id"].iloc[0]
     users = tmp_path / "users.txt"
@@ -227,7 +227,7 @@ def test_recommend_cli_reads_a_users_file_as_spreadsheets_write_it(tags, synth_w
 
 def test_events_endpoint_feeds_the_next_page_view_and_forget_deletes(client, synth_world):
     """A new visitor's carts posted to /events steer their next /recommend; a bad batch is refused whole."""
-    from serving.online_store import OnlineStore
+    from omnidecide.serving.online_store import OnlineStore
 
     items = pd.read_csv(synth_world / "items.csv", dtype={"item_id": str})
     cat_items = items.groupby("category")["item_id"].apply(list).iloc[1]
@@ -252,7 +252,7 @@ def test_events_endpoint_feeds_the_next_page_view_and_forget_deletes(client, syn
 
 
 def test_online_store_keeps_a_bounded_history_per_user(tmp_path):
-    from serving.online_store import OnlineStore
+    from omnidecide.serving.online_store import OnlineStore
 
     store = OnlineStore(tmp_path / "s.sqlite3", keep_per_user=5)
     store.append([{"user_id": "u", "item_id": f"i{n}", "event": "view", "timestamp": f"2026-01-01T10:00:{n:02d}"}
@@ -326,7 +326,7 @@ def test_bid_reacts_to_an_item_carted_minutes_ago(client, synth_world):
 
 
 def test_recommend_cli_segment_for_unknown_users(tags, tmp_path):
-    import cli.recommender  # noqa: F401  (registers `recommend`)
+    import omnidecide.cli.recommender  # noqa: F401  (registers `recommend`)
 
     users = tmp_path / "users.txt"
     users.write_text("walk-in-1\nwalk-in-2\n")
@@ -341,8 +341,8 @@ def test_recommend_cli_segment_for_unknown_users(tags, tmp_path):
 
 def test_a_failing_version_answers_500_and_the_log_names_it(client, tags, monkeypatch):
     """A bug in a model call (not bad input) answers 500; the decision log says which version failed, how, how fast."""
-    from serving.audit import DecisionLog
-    from serving.recommender import RecommenderRuntime
+    from omnidecide.serving.audit import DecisionLog
+    from omnidecide.serving.recommender import RecommenderRuntime
 
     def broken(self, request):
         raise RuntimeError("embedding table out of step")
@@ -356,7 +356,7 @@ def test_a_failing_version_answers_500_and_the_log_names_it(client, tags, monkey
 
 
 def test_decision_log_explains_each_answer_and_forgets_on_request(client, synth_world):
-    from serving.audit import DecisionLog
+    from omnidecide.serving.audit import DecisionLog
 
     user = pd.read_csv(synth_world / "users.csv", dtype=str)["user_id"].iloc[7]
     body = post(client, "/recommend", {"user_id": user, "k": 4}).json()

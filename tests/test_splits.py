@@ -1,7 +1,7 @@
 """Splitters: no row lost or duplicated, right rows on each side."""
 import pandas as pd
 
-from training import splits
+from omnidecide.training import splits
 
 
 def events():

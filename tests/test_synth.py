@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.response import media_revenue
-from training.io import load
-from training.synth import generate, is_peak
+from omnidecide.models.response import media_revenue
+from omnidecide.store.io import load
+from omnidecide.training.synth import generate, is_peak
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.errors import InputError
-from models.metrics import ranking_report
-from training import registry
+from omnidecide.models.errors import InputError
+from omnidecide.models.metrics import ranking_report
 
 RECOMMENDER_WINDOW_DAYS = 14
 ALLOCATOR_WINDOW = 13
@@ -59,7 +58,7 @@ class Data:
 
 def from_folder(folder: Path) -> dict[str, Data]:
     """The models a folder of canonical files (as `data synth` writes) can feed, with their data."""
-    from training.io import load
+    from omnidecide.store.io import load
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -100,7 +99,7 @@ def cutoff(data: Data, horizon_days: int = 90, seen_until: str | None = None) ->
                                      f"than {MIN_WINDOW_DAYS} days it has not seen")
         return cut
     if data.name == "churn":
-        from models.churn import features as F
+        from omnidecide.models.churn import features as F
 
         prep = F.prepare(data.frame)
         cut = prep.date(F.default_as_of(prep, horizon_days))
@@ -131,33 +130,19 @@ def before(data: Data, cut: pd.Timestamp) -> Data:
 
 # --- loading and fitting -------------------------------------------------------------------------------
 
-def load_version(name: str, tag: str) -> tuple[Any, dict]:
-    """The stored model object (what serving loads) and its metadata."""
-    model = registry.get(name, tag)
-    path = Path(model.path)
-    if name == "recommender":
-        from models.recommender.core import Recommender
-        obj = Recommender.load(path)
-    elif name == "churn":
-        from models.churn.model import ChurnModel
-        obj = ChurnModel.load(path)
-    else:
-        from models.allocator.artifact import Allocator
-        obj = Allocator.load(path)
-    return obj, dict(model.info.metadata)
 
 
 def fit(data: Data, *, horizon_days: int = 90, seed: int = 0) -> Any:
     """A challenger fitted by the model's own training pipeline on `data` (not saved)."""
     if data.name == "recommender":
-        from training.recommender.pipeline import fit_and_evaluate
+        from omnidecide.training.recommender.pipeline import fit_and_evaluate
         return fit_and_evaluate(data.frame, data.items, data.users, seed=seed)[0]
     if data.name == "churn":
-        from models.churn import features as F
-        from training.churn.pipeline import Config, fit as fit_churn
+        from omnidecide.models.churn import features as F
+        from omnidecide.training.churn.pipeline import Config, fit as fit_churn
         return fit_churn(F.prepare(data.frame), Config(horizon_days=horizon_days, seed=seed))[0]
-    from models.allocator.mmm import history_from_frame
-    from training.allocator.pipeline import Config, run
+    from omnidecide.models.allocator.mmm import history_from_frame
+    from omnidecide.training.allocator.pipeline import Config, run
     return run(history_from_frame(data.frame, "marketing mix"), Config(seed=seed))[0]
 
 
@@ -177,8 +162,8 @@ def evaluate(data: Data, model: Any, cut: pd.Timestamp, *, data_end: str | None 
 
 
 def _recommender(data: Data, rec: Any, cut: pd.Timestamp, data_end: str | None, seed: int) -> dict[str, Any]:
-    from models.recommender import rules
-    from models.recommender.core import CONSUMED, seconds
+    from omnidecide.models.recommender import rules
+    from omnidecide.models.recommender.core import CONSUMED, seconds
 
     ev = data.frame[data.frame["item_id"].notna()]
     after = ev[(ev["timestamp"] >= cut) & ev["event"].isin(CONSUMED)]
@@ -205,8 +190,8 @@ def _recommender(data: Data, rec: Any, cut: pd.Timestamp, data_end: str | None, 
 
 
 def _churn(data: Data, model: Any, cut: pd.Timestamp) -> dict[str, Any]:
-    from models.churn import features as F
-    from training.churn.pipeline import evaluate as evaluate_churn
+    from omnidecide.models.churn import features as F
+    from omnidecide.training.churn.pipeline import evaluate as evaluate_churn
 
     prep = F.prepare(data.frame, model.target_events)
     as_of = prep.day(cut)
@@ -217,7 +202,7 @@ def _churn(data: Data, model: Any, cut: pd.Timestamp) -> dict[str, Any]:
 
 
 def _allocator(data: Data, alloc: Any, cut: pd.Timestamp) -> dict[str, Any]:
-    from models.allocator.mmm import history_from_frame, peak_flags
+    from omnidecide.models.allocator.mmm import history_from_frame, peak_flags
 
     h = history_from_frame(data.frame, "marketing mix")
     missing = sorted(set(alloc.channels) - set(h.channels))

@@ -19,8 +19,8 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from models.errors import InputError
-from training import registry
+from omnidecide.models.errors import InputError
+from omnidecide.store import registry
 
 SIZE_FACTOR = 3.0
 MIN_ROWS_FOR_SIZE_ALARM = 1000

@@ -22,8 +22,9 @@ from typing import Any
 
 import pandas as pd
 
-from models.errors import InputError
-from training import backtest, progress, registry
+from omnidecide.models.errors import InputError
+from omnidecide.store import loader, registry
+from omnidecide.training import backtest, progress
 
 QUALITY_DROP = 0.05  # production judged > 5% worse than at release: retrain
 CANARY_STEPS = (0.05, 0.25, 0.5, 1.0)  # traffic share of a canary, step by step; 1.0 = promote
@@ -53,13 +54,13 @@ def _horizon(meta: dict | None) -> int:
 def _train_final(data: backtest.Data, horizon_days: int, seed: int) -> str:
     """Fit on all the data through the model's usual entry point (validation, metrics, profile, save)."""
     if data.name == "recommender":
-        from training import recommender
+        from omnidecide.training import recommender
         files = {p.stem: p for p in data.files}
         return recommender.train(files["events"], items=files.get("items"), users=files.get("users"), seed=seed)
     if data.name == "churn":
-        from training import churn
+        from omnidecide.training import churn
         return churn.train(data.files[0], horizon_days=horizon_days, seed=seed)
-    from training import allocator
+    from omnidecide.training import allocator
     return allocator.train(data.files[0], seed=seed)
 
 
@@ -68,7 +69,7 @@ def retrain(data: backtest.Data, *, promote: bool = False, share: float = CANARY
     """Challenger vs production on the newest window; release the refitted challenger when it holds up."""
     name = data.name
     champion = registry.serving_tag(name)
-    champ_obj, champ_meta = backtest.load_version(name, champion) if champion else (None, None)
+    champ_obj, champ_meta = loader.load_version(name, champion) if champion else (None, None)
     horizon = _horizon(champ_meta)
     metric = backtest.PRIMARY[name][0]
     with progress.task(f"retrain {name}", 4):
@@ -156,7 +157,7 @@ def _drift_alert(row: dict) -> str:
 
 def _score_drift(model: Any, data: backtest.Data, tag: str) -> dict[str, Any]:
     """Production's churn scores today (mean probability, risk-tier shares) against their first monitor run."""
-    from training.profile import drift
+    from omnidecide.training.profile import drift
 
     as_of = data.end.normalize() + pd.Timedelta(days=1)
     table = model.score(data.frame, as_of)
@@ -196,7 +197,7 @@ def canary_verdict(canary: dict, production: dict, quality_change: float | None)
 def monitor(data: backtest.Data, health: dict[str, dict], *, act: bool = True) -> dict[str, Any]:
     """Alerts, drift rows, quality and the canary decision for one model. `health`: per tag serving figures since
     the canary started (from the decision log). With `act`, the canary decision is carried out."""
-    from training.profile import drift, profile
+    from omnidecide.training.profile import drift, profile
 
     name = data.name
     out: dict[str, Any] = {"alerts": [], "drift": [], "quality": {}, "actions": []}
@@ -205,7 +206,7 @@ def monitor(data: backtest.Data, health: dict[str, dict], *, act: bool = True) -
         out["alerts"].append(f"no {name} version in the store: train one with `omnidecide train {name}`")
         return out
     out["production"] = tag
-    obj, meta = backtest.load_version(name, tag)
+    obj, meta = loader.load_version(name, tag)
     ref = meta.get("profile")
     if ref:
         rows = drift(ref, profile("marketing_mix" if name == "allocator" else "events", data.frame))
@@ -242,7 +243,7 @@ def monitor(data: backtest.Data, health: dict[str, dict], *, act: bool = True) -
     canary = registry.stages(name).get("canary")
     if canary:
         out["canary"] = canary
-        c_metrics, c_why = (_judge(data, *backtest.load_version(name, canary["tag"]), cut) if cut is not None
+        c_metrics, c_why = (_judge(data, *loader.load_version(name, canary["tag"]), cut) if cut is not None
                             else (None, why))
         change = backtest.relative_change(name, c_metrics, current) if c_metrics and current else None
         q["canary"] = c_metrics or c_why
@@ -286,7 +287,7 @@ def last_run() -> datetime | None:
 
 def export_alarms(since: datetime | None) -> list[str]:
     """The export audit's alarms since `since`, one line each (who, what, why)."""
-    from training import exports
+    from omnidecide.training import exports
 
     return [f"{r['at']} {r['user']}@{r['host']} `{r['command']}` -> {r['output']} ({r['rows']} rows): {a}"
             for r in exports.read(since) for a in r.get("alarms", [])]

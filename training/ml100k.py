@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import platformdirs
 
-from models.errors import InputError
+from omnidecide.models.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from models.errors import InputError
+from omnidecide.models.errors import InputError
 
 EVENTS_WINDOW_DAYS = 28  # four weeks: long enough to smooth a weekday pattern, short enough to be "now"
 MIX_WINDOW_ROWS = 13  # a quarter of weekly marketing-mix rows

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.response import media_revenue
-from training import progress
+from omnidecide.models.response import media_revenue
+from omnidecide.training import progress
 
 BLOCK = 10_000
 END = pd.Timestamp("2026-07-01")  # exclusive end of the event history; start = END - days

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.allocator.env import AllocatorEnv
-from models.allocator.mmm import History, MMMParams, horizon_curves, peak_flags
-from models.allocator.plan import (Constraints, Curves, Ensemble, best_plan, check_constraints, enforce_roi_floor,
+from omnidecide.models.allocator.env import AllocatorEnv
+from omnidecide.models.allocator.mmm import History, MMMParams, horizon_curves, peak_flags
+from omnidecide.models.allocator.plan import (Constraints, Curves, Ensemble, best_plan, check_constraints, enforce_roi_floor,
                                    project_plan, summarise)
-from models.errors import InputError
-from models.response import geometric_adstock
+from omnidecide.models.errors import InputError
+from omnidecide.models.response import geometric_adstock
 
 RESERVE = "reserve"
 

@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from models.allocator.plan import Constraints, Curves, best_plan, project_period
+from omnidecide.models.allocator.plan import Constraints, Curves, best_plan, project_period
 
 
 class AllocatorEnv(gym.Env):

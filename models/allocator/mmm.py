@@ -18,8 +18,8 @@ import pandas as pd
 from scipy.optimize import least_squares
 from scipy.signal import lfilter
 
-from models.errors import InputError
-from models.response import geometric_adstock, hill
+from omnidecide.models.errors import InputError
+from omnidecide.models.response import geometric_adstock, hill
 
 N_FOURIER = 1
 # Weakly informative priors (MAP), as Bayesian MMMs use: 156 weekly points pin the response near the spend
@@ -342,7 +342,7 @@ def fit(h: History, *, n_starts: int = 4, n_boot: int = 20, seed: int = 0, block
 def horizon_curves(params: MMMParams, h: History, periods: int, start: int = 0, init: np.ndarray | None = None,
                    peak_any: np.ndarray | None = None):
     """Curves for periods start+1 .. start+periods after the history end (season from the calendar)."""
-    from models.allocator.plan import Curves
+    from omnidecide.models.allocator.plan import Curves
 
     if peak_any is None:
         peak_any = peak_flags(h.future_dates(periods, start), h.step_days).max(1)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.errors import InputError
+from omnidecide.models.errors import InputError
 
 
 @dataclass

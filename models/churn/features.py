@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.errors import InputError
+from omnidecide.models.errors import InputError
 
 # Event types counted per bin (besides the target events, which get their own purchase/amount columns).
 COUNTED = ("view", "click", "cart", "purchase", "rating", "return", "coupon_claim", "coupon_redeem")
@@ -64,7 +64,7 @@ class Prepared:
 
 
 def prepare(events: pd.DataFrame, target_events: tuple[str, ...] | None = None) -> Prepared:
-    """Canonical events (as `training.io.load` returns them) -> sorted arrays.
+    """Canonical events (as `omnidecide.store.io.load` returns them) -> sorted arrays.
 
     `target_events`: which events count as a purchase. Default: `purchase` when the log has any,
     else every event (an activity log such as ML-100K ratings: churn = no activity in the horizon).

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from models.churn import features as F
-from models.calibration import Calibrator
-from models.churn.net import ChurnEnsemble
-from models.churn.segments import reasons, risk_tier, segment
+from omnidecide.models.churn import features as F
+from omnidecide.models.calibration import Calibrator
+from omnidecide.models.churn.net import ChurnEnsemble
+from omnidecide.models.churn.segments import reasons, risk_tier, segment
 
 OUTPUT_COLUMNS = ["user_id", "churn_probability", "risk_tier", "segment", "expected_spend", "reason"]
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from models.recommender.gnn import GNNParams, GraphFilterGNN
-from models.recommender.repeat import DAY, RepeatModel
+from omnidecide.models.recommender.gnn import GNNParams, GraphFilterGNN
+from omnidecide.models.recommender.repeat import DAY, RepeatModel
 
 # Edge weight per event type (the strongest event of a user-item pair sets the edge).
 EVENT_WEIGHTS = {"purchase": 1.0, "rating": 1.0, "cart": 0.6, "click": 0.35, "view": 0.2, "coupon_redeem": 0.2,
@@ -307,6 +307,6 @@ class Recommender:
                   item_cat=z["item_cat"], categories=z["categories"], stock=z["stock"], pop=pop,
                   stage=StageParams(**meta["stage"]), titles=titles,
                   price=z["price"] if len(z["price"]) else None, no_consent=set(meta["no_consent"]), **mats)
-        from models.recommender.ranker import SecondStage
+        from omnidecide.models.recommender.ranker import SecondStage
         rec.ranker = SecondStage.load(folder)
         return rec

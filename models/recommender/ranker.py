@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.calibration import Calibrator
+from omnidecide.models.calibration import Calibrator
 
 FEATURES = ["gnn_z", "stage1", "repeat", "n_bought", "due_ratio", "log_pop", "log_pop_channel", "cat_affinity",
             "price", "rebuy_share", "own_event"]

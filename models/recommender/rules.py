@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.recommender.core import Recommender
-from models.recommender.repeat import DAY
+from omnidecide.models.recommender.core import Recommender
+from omnidecide.models.recommender.repeat import DAY
 
 VERBS = {"purchase": "bought", "rating": "rated", "cart": "carted", "click": "clicked", "view": "viewed"}
 

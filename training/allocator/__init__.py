@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.allocator.mmm import history_from_frame
-from training import progress, registry
-from training.allocator.pipeline import Config, run  # noqa: F401  (re-exported for the bench)
-from training.io import load
-from training.profile import data_end, profile
+from omnidecide.models.allocator.mmm import history_from_frame
+from omnidecide.store import registry
+from omnidecide.training import progress
+from omnidecide.training.allocator.pipeline import Config, run  # noqa: F401  (re-exported for the bench)
+from omnidecide.store.io import load
+from omnidecide.training.profile import data_end, profile
 
 
 def train(history: Path, *, seed: int = 0, timesteps: int | None = None, n_boot: int | None = None) -> str:

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.allocator.artifact import Allocator
-from models.allocator.env import rollout
-from models.allocator.mmm import History, MMMParams, fit
-from models.allocator.plan import Constraints
+from omnidecide.models.allocator.artifact import Allocator
+from omnidecide.models.allocator.env import rollout
+from omnidecide.models.allocator.mmm import History, MMMParams, fit
+from omnidecide.models.allocator.plan import Constraints
 
 log = logging.getLogger(__name__)
 

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.churn import features as F
-from models.errors import InputError
-from training import progress, registry
-from training.churn.pipeline import Config, evaluate, fit  # noqa: F401  (re-exported for the bench)
-from training.io import load
-from training.profile import data_end, profile
+from omnidecide.models.churn import features as F
+from omnidecide.models.errors import InputError
+from omnidecide.store import registry
+from omnidecide.training import progress
+from omnidecide.training.churn.pipeline import Config, evaluate, fit  # noqa: F401  (re-exported for the bench)
+from omnidecide.store.io import load
+from omnidecide.training.profile import data_end, profile
 
 
 def parse_as_of(prep: F.Prepared, as_of: str | None) -> float | None:

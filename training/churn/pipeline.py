@@ -16,13 +16,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from models.churn import features as F
-from models.calibration import fit_calibrator
-from models.churn.model import ChurnModel, Scaler
-from models.churn.net import ChurnEnsemble, ChurnNet
-from models.churn.segments import rfm_edges
-from models.errors import InputError
-from models.metrics import auc, classification_report
+from omnidecide.models.churn import features as F
+from omnidecide.models.calibration import fit_calibrator
+from omnidecide.models.churn.model import ChurnModel, Scaler
+from omnidecide.models.churn.net import ChurnEnsemble, ChurnNet
+from omnidecide.models.churn.segments import rfm_edges
+from omnidecide.models.errors import InputError
+from omnidecide.models.metrics import auc, classification_report
 
 @dataclass
 class Config:

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training import progress, registry
-from training.io import load
-from training.profile import data_end, profile
+from omnidecide.store import registry
+from omnidecide.training import progress
+from omnidecide.store.io import load
+from omnidecide.training.profile import data_end, profile
 
 
 def train(events: Path, items: Path | None = None, users: Path | None = None, *, seed: int = 0) -> str:
     """Validate the files, tune on validation, evaluate on a holdout, refit on all data, save; returns the tag."""
-    from models.errors import InputError
-    from training.recommender.pipeline import fit_and_evaluate
+    from omnidecide.models.errors import InputError
+    from omnidecide.training.recommender.pipeline import fit_and_evaluate
 
     with progress.task("train recommender", 3):
         progress.step(f"load and validate {Path(events).name}")

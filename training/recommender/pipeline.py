@@ -8,10 +8,10 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from models.metrics import ranking_report
-from models.recommender.core import CONSUMED, EVENT_WEIGHTS, Recommender, StageParams, seconds
-from models.recommender.gnn import GNNParams, GraphFilterGNN
-from training import splits
+from omnidecide.models.metrics import ranking_report
+from omnidecide.models.recommender.core import CONSUMED, EVENT_WEIGHTS, Recommender, StageParams, seconds
+from omnidecide.models.recommender.gnn import GNNParams, GraphFilterGNN
+from omnidecide.training import splits
 
 K = 20
 NORMS = ((0.25, 0.3), (0.5, 0.3))  # (user, item) normalisation exponents of the graph
@@ -38,7 +38,7 @@ def for_size(gp: GNNParams, n_tuned: int, n: int) -> GNNParams:
 
 def detect_repeats(events: pd.DataFrame) -> tuple[bool, float]:
     """Does anyone re-buy? (share of buyer-item pairs bought on two or more days, over items with re-buys)."""
-    from models.recommender.repeat import MIN_REBUY_SHARE
+    from omnidecide.models.recommender.repeat import MIN_REBUY_SHARE
 
     buys = events[(events["event"] == "purchase") & events["item_id"].notna()]
     if not len(buys):
@@ -90,7 +90,7 @@ def stage1_batch(rec: Recommender, u: np.ndarray, now: np.ndarray):
 
 def second_stage_data(rec: Recommender, test: pd.DataFrame):
     """Candidates (stage-1 top-N), features and labels for the users of `test`."""
-    from models.recommender.ranker import candidates, features
+    from omnidecide.models.recommender.ranker import candidates, features
 
     uidx, rel, now = relevant_sets(rec, test)
     chans = test_channels(rec, test, uidx)
@@ -198,9 +198,9 @@ def fit_second_stage(train, test, items, rec, rec_fit, val, seed):
     """Fit LightGBM on validation candidates (stage 1 fit without them), judge it on the holdout candidates.
 
     Kept for ranking only if it lifts holdout NDCG@20; its probability is always kept, with its calibration."""
-    from models.calibration import fit_calibrator
-    from models.metrics import classification_report, ndcg_at_k, recall_at_k
-    from models.recommender.ranker import SecondStage
+    from omnidecide.models.calibration import fit_calibrator
+    from omnidecide.models.metrics import classification_report, ndcg_at_k, recall_at_k
+    from omnidecide.models.recommender.ranker import SecondStage
 
     Xv, yv, gv, _, _ = second_stage_data(rec_fit, val)
     if yv.sum() < 5 or yv.sum() == len(yv):

@@ -24,7 +24,7 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 import bentoml  # noqa: E402  (BENTOML_HOME must be set first)
 from bentoml.exceptions import NotFound  # noqa: E402
 
-from models.errors import InputError  # noqa: E402
+from omnidecide.models.errors import InputError  # noqa: E402
 
 MODEL_NAMES = ("recommender", "churn", "allocator")
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import platformdirs
 
-from models.schema import TABLES, SchemaError, TableSpec, Validation, validate
+from omnidecide.models.schema import TABLES, SchemaError, TableSpec, Validation, validate
 
 log = logging.getLogger(__name__)
 
