@@ -7,6 +7,7 @@ reported ECE is not measured on the data the calibrator saw.
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import isotonic_regression
 
 from omnidecide.models.metrics import expected_calibration_error
 
@@ -48,20 +49,15 @@ def fit_platt(logit: np.ndarray, y: np.ndarray, iters: int = 50) -> tuple[float,
 
 
 def fit_isotonic(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pool-adjacent-violators: increasing step function as (x knots, y values) for np.interp."""
+    """Increasing step function fitted by pool-adjacent-violators (scipy), as (x knots, y values) for np.interp:
+    each pooled block contributes its lowest and highest x at the block's value."""
     order = np.argsort(p, kind="stable")
-    x, t = p[order], y[order].astype(float)
-    vals, wts, xs_lo, xs_hi = [], [], [], []
-    for xi, ti in zip(x, t):
-        vals.append(ti); wts.append(1.0); xs_lo.append(xi); xs_hi.append(xi)
-        while len(vals) > 1 and vals[-2] >= vals[-1]:
-            w = wts[-2] + wts[-1]
-            v = (vals[-2] * wts[-2] + vals[-1] * wts[-1]) / w
-            vals[-2:], wts[-2:] = [v], [w]
-            xs_hi[-2:] = [xs_hi[-1]]
-            xs_lo[-2:] = [xs_lo[-2]]
-    knots_x = np.ravel(np.column_stack([xs_lo, xs_hi]))
-    knots_y = np.repeat(vals, 2)
+    x = p[order]
+    fitted = isotonic_regression(y[order].astype(float), increasing=True).x
+    starts = np.flatnonzero(np.r_[True, np.diff(fitted) != 0])  # first index of each block of equal values
+    ends = np.r_[starts[1:], len(x)] - 1
+    knots_x = np.ravel(np.column_stack([x[starts], x[ends]]))
+    knots_y = np.repeat(fitted[starts], 2)
     # keep probabilities away from exactly 0/1
     return knots_x, np.clip(knots_y, 1e-4, 1 - 1e-4)
 

@@ -1,5 +1,8 @@
 """The data verbs as other tools call them: exit codes, files written, one-line errors."""
 import json
+import os
+import subprocess
+import sys
 import zipfile
 
 import pandas as pd
@@ -47,9 +50,14 @@ def test_missing_column_is_one_line_error(tmp_path, capsys):
     assert "events.csv" in err and "missing required column" in err and "Traceback" not in err
 
 
-def test_models_list_on_empty_store():
-    res = runner.invoke(app, ["models", "list"])
-    assert res.exit_code == 0
+def test_models_list_on_empty_store(tmp_path):
+    """A store with no versions says so and where it looked (a fresh process: BentoML reads BENTOML_HOME once)."""
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "empty-store")}
+    res = subprocess.run([sys.executable, "-m", "omnidecide.cli", "models", "list"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    said = res.stdout + res.stderr  # the CLI's console writes to stderr
+    assert "no versions in" in said and "empty-store" in said
 
 
 def test_ml100k_wheel_parsing_and_checksum(tmp_path, monkeypatch):

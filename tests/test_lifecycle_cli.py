@@ -38,10 +38,18 @@ def test_retrain_says_why_it_did_nothing(synth_world, allocator_tag, own_stages)
     assert "kept production: nothing to judge on" in res.output and "periods" in res.output
 
 
-def test_monitor_writes_its_results_and_exits_by_alerts(synth_world, allocator_tag, own_stages):
+def test_monitor_alerts_on_drifted_spend_and_exits_1(synth_world, allocator_tag, own_stages, tmp_path):
+    """Douyin's spend doubled over the last 13 weeks: a drift alert on it, exit 1, results written."""
+    import pandas as pd
+
     registry.promote(allocator_tag, reason="test")
-    res = runner.invoke(app, ["monitor", "--data", str(synth_world), "--model", "allocator", "--dry-run"])
+    mix = pd.read_csv(synth_world / "marketing_mix.csv")
+    mix.loc[mix.index[-13:], "spend_douyin"] *= 2.0
+    (tmp_path / "fresh").mkdir()
+    mix.to_csv(tmp_path / "fresh" / "marketing_mix.csv", index=False)
+    res = runner.invoke(app, ["monitor", "--data", str(tmp_path / "fresh"), "--model", "allocator", "--dry-run"])
     latest = json.loads((registry.home() / "monitor" / "latest.json").read_text())
-    alerts = latest["models"]["allocator"]["alerts"] + latest["export_alarms"]
-    assert res.exit_code == (1 if alerts else 0), res.output
+    alerts = latest["models"]["allocator"]["alerts"]
+    assert res.exit_code == 1, res.output
+    assert any("douyin" in json.dumps(a) for a in alerts), alerts
     assert latest["models"]["allocator"]["production"] == allocator_tag and "written:" in res.output
