@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -51,9 +51,12 @@ class Data:
     files: tuple[Path, ...] = ()
 
     @property
+    def time_column(self) -> str:
+        return "date" if self.name == "allocator" else "timestamp"
+
+    @property
     def end(self) -> pd.Timestamp:
-        col = "date" if self.name == "allocator" else "timestamp"
-        return pd.Timestamp(pd.to_datetime(self.frame[col]).max())
+        return pd.Timestamp(pd.to_datetime(self.frame[self.time_column]).max())
 
 
 def from_folder(folder: Path) -> dict[str, Data]:
@@ -90,24 +93,32 @@ def cutoff(data: Data, horizon_days: int = 90, seen_until: str | None = None) ->
     on data it never saw (a weekly retrain then compares the recipe refitted on the newer data with production on
     the days since production was trained); too little left raises NothingToJudge."""
     seen = pd.Timestamp(seen_until) if seen_until else None
-    if data.name == "recommender":
-        cut = (data.end - pd.Timedelta(days=RECOMMENDER_WINDOW_DAYS)).normalize()
-        if seen is not None and seen >= cut:
-            cut = (seen + pd.Timedelta(days=1)).normalize()
-            if cut > data.end - pd.Timedelta(days=MIN_WINDOW_DAYS):
-                raise NothingToJudge(f"production was trained on data up to {seen}; the data ends {data.end}: fewer "
-                                     f"than {MIN_WINDOW_DAYS} days it has not seen")
-        return cut
-    if data.name == "churn":
-        from omnidecide.models.churn import features as F
+    return _JUDGES[data.name].cutoff(data, horizon_days, seen)
 
-        prep = F.prepare(data.frame)
-        cut = prep.date(F.default_as_of(prep, horizon_days))
-        if seen is not None and seen >= cut:
-            raise NothingToJudge(f"production was trained on events up to {seen}, past the start of the newest "
-                                 f"{horizon_days}-day label window ({cut.date()}): judge it once the data reach "
-                                 f"{(seen + pd.Timedelta(days=horizon_days)).date()}")
-        return cut
+
+def _recommender_cutoff(data: Data, horizon_days: int, seen: pd.Timestamp | None) -> pd.Timestamp:
+    cut = (data.end - pd.Timedelta(days=RECOMMENDER_WINDOW_DAYS)).normalize()
+    if seen is not None and seen >= cut:
+        cut = (seen + pd.Timedelta(days=1)).normalize()
+        if cut > data.end - pd.Timedelta(days=MIN_WINDOW_DAYS):
+            raise NothingToJudge(f"production was trained on data up to {seen}; the data ends {data.end}: fewer "
+                                 f"than {MIN_WINDOW_DAYS} days it has not seen")
+    return cut
+
+
+def _churn_cutoff(data: Data, horizon_days: int, seen: pd.Timestamp | None) -> pd.Timestamp:
+    from omnidecide.models.churn import features as F
+
+    prep = F.prepare(data.frame)
+    cut = prep.date(F.default_as_of(prep, horizon_days))
+    if seen is not None and seen >= cut:
+        raise NothingToJudge(f"production was trained on events up to {seen}, past the start of the newest "
+                             f"{horizon_days}-day label window ({cut.date()}): judge it once the data reach "
+                             f"{(seen + pd.Timedelta(days=horizon_days)).date()}")
+    return cut
+
+
+def _allocator_cutoff(data: Data, horizon_days: int, seen: pd.Timestamp | None) -> pd.Timestamp:
     dates = pd.DatetimeIndex(pd.to_datetime(data.frame["date"]).sort_values())
     if len(dates) < 52 + ALLOCATOR_WINDOW:
         raise InputError(f"marketing mix: {len(dates)} periods; a backtest needs a year plus {ALLOCATOR_WINDOW} periods")
@@ -123,24 +134,29 @@ def cutoff(data: Data, horizon_days: int = 90, seen_until: str | None = None) ->
 
 def before(data: Data, cut: pd.Timestamp) -> Data:
     """The same data restricted to what was known before `cut` (what a challenger may train on)."""
-    col = "date" if data.name == "allocator" else "timestamp"
-    keep = pd.to_datetime(data.frame[col]) < cut
+    keep = pd.to_datetime(data.frame[data.time_column]) < cut
     return Data(data.name, data.frame[keep].reset_index(drop=True), data.items, data.users, data.files)
 
 
-# --- loading and fitting -------------------------------------------------------------------------------
-
-
+# --- fitting -------------------------------------------------------------------------------------------
 
 def fit(data: Data, *, horizon_days: int = 90, seed: int = 0) -> Any:
     """A challenger fitted by the model's own training pipeline on `data` (not saved)."""
-    if data.name == "recommender":
-        from omnidecide.training.recommender.pipeline import fit_and_evaluate
-        return fit_and_evaluate(data.frame, data.items, data.users, seed=seed)[0]
-    if data.name == "churn":
-        from omnidecide.models.churn import features as F
-        from omnidecide.training.churn.pipeline import Config, fit as fit_churn
-        return fit_churn(F.prepare(data.frame), Config(horizon_days=horizon_days, seed=seed))[0]
+    return _JUDGES[data.name].fit(data, horizon_days, seed)
+
+
+def _fit_recommender(data: Data, horizon_days: int, seed: int) -> Any:
+    from omnidecide.training.recommender.pipeline import fit_and_evaluate
+    return fit_and_evaluate(data.frame, data.items, data.users, seed=seed)[0]
+
+
+def _fit_churn(data: Data, horizon_days: int, seed: int) -> Any:
+    from omnidecide.models.churn import features as F
+    from omnidecide.training.churn.pipeline import Config, fit as fit_churn
+    return fit_churn(F.prepare(data.frame), Config(horizon_days=horizon_days, seed=seed))[0]
+
+
+def _fit_allocator(data: Data, horizon_days: int, seed: int) -> Any:
     from omnidecide.models.allocator.mmm import history_from_frame
     from omnidecide.training.allocator.pipeline import Config, run
     return run(history_from_frame(data.frame, "marketing mix"), Config(seed=seed))[0]
@@ -152,12 +168,7 @@ def evaluate(data: Data, model: Any, cut: pd.Timestamp, *, data_end: str | None 
     """Quality of `model` on the window starting at `cut`. `data_end`: the end of the version's training data (what it
     has seen; None = unknown). Returns the metrics plus `n` (customers or periods judged) and `seen_window`."""
     seen = data_end is not None and pd.Timestamp(data_end) >= cut
-    if data.name == "recommender":
-        out = _recommender(data, model, cut, data_end, seed)
-    elif data.name == "churn":
-        out = _churn(data, model, cut)
-    else:
-        out = _allocator(data, model, cut)
+    out = _JUDGES[data.name].evaluate(data, model, cut, data_end, seed)
     return {**out, "window_start": str(cut.date()), "window_end": str(data.end.date()), "seen_window": bool(seen)}
 
 
@@ -189,7 +200,7 @@ def _recommender(data: Data, rec: Any, cut: pd.Timestamp, data_end: str | None, 
     return {**ranking_report(tops, rel, K), "n": len(users)}
 
 
-def _churn(data: Data, model: Any, cut: pd.Timestamp) -> dict[str, Any]:
+def _churn(data: Data, model: Any, cut: pd.Timestamp, data_end: str | None, seed: int) -> dict[str, Any]:
     from omnidecide.models.churn import features as F
     from omnidecide.training.churn.pipeline import evaluate as evaluate_churn
 
@@ -201,7 +212,7 @@ def _churn(data: Data, model: Any, cut: pd.Timestamp) -> dict[str, Any]:
     return {**metrics, "n": len(table), "churn_rate": float(table["y"].mean()), "mean_probability": float(table["p"].mean())}
 
 
-def _allocator(data: Data, alloc: Any, cut: pd.Timestamp) -> dict[str, Any]:
+def _allocator(data: Data, alloc: Any, cut: pd.Timestamp, data_end: str | None, seed: int) -> dict[str, Any]:
     from omnidecide.models.allocator.mmm import history_from_frame, peak_flags
 
     h = history_from_frame(data.frame, "marketing mix")
@@ -223,6 +234,22 @@ def _allocator(data: Data, alloc: Any, cut: pd.Timestamp) -> dict[str, Any]:
     r2 = float(1 - np.sum((y - yhat) ** 2) / max(np.sum((y - y.mean()) ** 2), 1e-12))
     bias = float(np.mean(yhat - y) / max(np.mean(np.abs(y)), 1e-9))
     return {"accuracy": 1 - mape, "mape": mape, "r2": r2, "bias": bias, "n": int(w.sum())}
+
+
+@dataclass(frozen=True)
+class _Judge:
+    """How one model is backtested: where its window starts, how a challenger is fitted, how a version is scored."""
+
+    cutoff: Callable[[Data, int, pd.Timestamp | None], pd.Timestamp]
+    fit: Callable[[Data, int, int], Any]
+    evaluate: Callable[[Data, Any, pd.Timestamp, str | None, int], dict[str, Any]]
+
+
+_JUDGES = {
+    "recommender": _Judge(_recommender_cutoff, _fit_recommender, _recommender),
+    "churn": _Judge(_churn_cutoff, _fit_churn, _churn),
+    "allocator": _Judge(_allocator_cutoff, _fit_allocator, _allocator),
+}
 
 
 def primary(name: str, metrics: dict[str, Any]) -> float:

@@ -53,15 +53,16 @@ def _horizon(meta: dict | None) -> int:
 
 def _train_final(data: backtest.Data, horizon_days: int, seed: int) -> str:
     """Fit on all the data through the model's usual entry point (validation, metrics, profile, save)."""
-    if data.name == "recommender":
-        from omnidecide.training import recommender
-        files = {p.stem: p for p in data.files}
-        return recommender.train(files["events"], items=files.get("items"), users=files.get("users"), seed=seed)
-    if data.name == "churn":
-        from omnidecide.training import churn
-        return churn.train(data.files[0], horizon_days=horizon_days, seed=seed)
-    from omnidecide.training import allocator
-    return allocator.train(data.files[0], seed=seed)
+    from omnidecide.training import allocator, churn, recommender
+
+    files = {p.stem: p for p in data.files}
+    train = {
+        "recommender": lambda: recommender.train(files["events"], items=files.get("items"), users=files.get("users"),
+                                                 seed=seed),
+        "churn": lambda: churn.train(files["events"], horizon_days=horizon_days, seed=seed),
+        "allocator": lambda: allocator.train(files["marketing_mix"], seed=seed),
+    }
+    return train[data.name]()
 
 
 def retrain(data: backtest.Data, *, promote: bool = False, share: float = CANARY_STEPS[0], tolerance: float = 0.01,
