@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi import checks as openapi_checks
 
-FUZZ_EXAMPLES = int(os.environ.get("OMNIDECIDE_FUZZ_EXAMPLES", "25"))
+FUZZ_EXAMPLES = int(os.environ.get("OMNIDECIDE_FUZZ_EXAMPLES", "40"))
 CHECKS = [schemathesis.checks.not_a_server_error, openapi_checks.status_code_conformance,
           openapi_checks.content_type_conformance, openapi_checks.response_schema_conformance]
 
@@ -29,7 +29,21 @@ OPERATIONS = [("POST", p) for p in ("/recommend", "/events", "/forget_user", "/b
 @pytest.fixture(scope="module")
 def fuzz_schema(served_client):
     """The document the service itself serves; calls go to the same in-process app (no port)."""
-    schema = schemathesis.openapi.from_asgi("/docs.json", served_client.app)
+    app = served_client.app
+
+    async def without_lifespan(scope, receive, send):
+        """Schemathesis opens a test client per call; its lifespan would build (and at the end tear down) the
+        service every time. The shared client already runs it."""
+        if scope["type"] != "lifespan":
+            return await app(scope, receive, send)
+        while True:
+            message = await receive()
+            kind = message["type"].rsplit(".", 1)[-1]
+            await send({"type": f"lifespan.{kind}.complete"})
+            if kind == "shutdown":
+                return
+
+    schema = schemathesis.openapi.from_asgi("/docs.json", without_lifespan)
     schema.config.generation.update(max_examples=FUZZ_EXAMPLES, database="none")
     return schema
 
