@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Optional
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from omnidecide.serving.errors import ErrorBody
@@ -45,22 +45,27 @@ class Readiness(BaseModel):
 
 
 def _endpoints() -> list[tuple[str, type[BaseModel] | None, Any, str]]:
-    from omnidecide.serving.allocator import PlanRequest, PlanResponse
-    from omnidecide.serving.bidder import BidRequest, BidResponse
-    from omnidecide.serving.churn import ChurnRequest, ChurnResponse
-    from omnidecide.serving.recommender import RecommendRequest, RecommendResponse, SimilarRequest, SimilarResponse
-    from omnidecide.serving.schemas import EventsRequest, EventsResponse, ForgetRequest, ForgetResponse
+    """(route, request model or None, answer type, docstring) of every `@bentoml.api` of the service, so a new
+    endpoint appears here without an edit."""
+    import typing
+
+    from _bentoml_sdk.io_models import IOMixin
+
     from omnidecide.serving.service import OmniDecide
 
-    docs = {name: (api.doc or "").strip() for name, api in OmniDecide.apis.items()}
-    return [("/recommend", RecommendRequest, RecommendResponse, docs["recommend"]),
-            ("/events", EventsRequest, EventsResponse, docs["events"]),
-            ("/forget_user", ForgetRequest, ForgetResponse, docs["forget_user"]),
-            ("/bid", BidRequest, BidResponse, docs["bid"]),
-            ("/similar_items", SimilarRequest, SimilarResponse, docs["similar_items"]),
-            ("/predict_churn", ChurnRequest, ChurnResponse, docs["predict_churn"]),
-            ("/allocate", PlanRequest, PlanResponse, docs["allocate"]),
-            ("/models", None, dict[str, ModelState], docs["models"])]
+    out = []
+    for name, api in OmniDecide.apis.items():
+        spec = api.input_spec
+        # input_spec=Model: BentoML subclasses Model with its IOMixin; the model itself is the request schema
+        req = next((b for b in spec.__mro__[1:] if issubclass(b, BaseModel) and b is not BaseModel
+                    and not issubclass(b, IOMixin)), None)
+        if req is None and spec.model_fields:
+            req = spec  # individual parameters: BentoML's generated model
+        answer = typing.get_type_hints(api.func).get("return", Any)
+        if name == "models":
+            answer = dict[str, ModelState]
+        out.append((api.route, req, answer, (api.doc or "").strip()))
+    return out
 
 
 def _json(schema: dict, example: Any = None) -> dict:
@@ -79,13 +84,16 @@ def document() -> dict:
             models.append((req, "validation"))
         if isinstance(resp, type) and issubclass(resp, BaseModel):
             models.append((resp, "serialization"))
+    answers = {id(resp): TypeAdapter(resp).json_schema(ref_template=REF, mode="serialization")
+               for _, _, resp, _ in endpoints if not (isinstance(resp, type) and issubclass(resp, BaseModel))}
     refs, defs = models_json_schema(models, ref_template=REF)
     components = defs.get("$defs", {})
+    for schema in answers.values():  # a plain answer type (a dict of models): its models join the components
+        components.update(schema.pop("$defs", {}))
     error = {"description": "", "content": _json({"$ref": REF.format(model="ErrorBody")})}
     paths: dict = {}
     for route, req, resp, doc in endpoints:
-        resp_schema = (refs[(resp, "serialization")] if (resp, "serialization") in refs else
-                       {"type": "object", "additionalProperties": {"$ref": REF.format(model="ModelState")}})
+        resp_schema = refs[(resp, "serialization")] if (resp, "serialization") in refs else answers[id(resp)]
         op: dict = {"operationId": route.strip("/"), "summary": doc.split("\n")[0], "description": doc,
                     "responses": {"200": {"description": "the answer", "content": _json(resp_schema)},
                                   **{s: {**error, "description": d} for s, d in ERRORS.items()}}}

@@ -22,8 +22,10 @@ CHECKS = [schemathesis.checks.not_a_server_error, openapi_checks.status_code_con
           openapi_checks.content_type_conformance, openapi_checks.response_schema_conformance]
 
 
-OPERATIONS = [("POST", p) for p in ("/recommend", "/events", "/forget_user", "/bid", "/similar_items",
-                                     "/predict_churn", "/allocate", "/models")] + [("GET", "/readyz")]
+from omnidecide.serving.service import OmniDecide  # noqa: E402
+
+# every endpoint of the service (a new one is fuzzed without an edit here), and readiness
+OPERATIONS = [("POST", api.route) for api in OmniDecide.apis.values()] + [("GET", "/readyz")]
 
 
 @pytest.fixture(scope="module")
