@@ -4,33 +4,41 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from omnidecide.serving.limits import Id, MaybeId, RequestModel, TimestampOrText, limited
 
 
-class Event(BaseModel):
+class Event(RequestModel):
     """One canonical event (docs/data.md). Checked by `models.schema.validate_records`, the rules every loader
     uses, so an unknown event type or an impossible timestamp is refused with the record's index."""
 
-    user_id: str
-    timestamp: datetime | str
-    event: str
-    item_id: Optional[str] = None
+    user_id: Id
+    timestamp: TimestampOrText
+    event: str = Field(..., max_length=32)
+    item_id: Optional[MaybeId] = None
     quantity: Optional[float] = None
     amount: Optional[float] = None
-    channel: Optional[str] = None
-    store_id: Optional[str] = None
+    channel: Optional[MaybeId] = None
+    store_id: Optional[MaybeId] = None
 
 
-class EventsRequest(BaseModel):
-    events: list[Event] = Field(..., min_length=1, max_length=10_000)
+class EventsRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"events": [
+        {"user_id": "u0000001", "timestamp": "2026-06-01T10:00:00+08:00", "event": "cart", "item_id": "i00001",
+         "channel": "app"}]}})
+
+    events: list[Event] = Field(..., min_length=1, **limited("events", "storefront events"))
 
 
 class EventsResponse(BaseModel):
     accepted: int
 
 
-class ForgetRequest(BaseModel):
-    user_id: str = Field(..., min_length=1)
+class ForgetRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"user_id": "u0000001"}})
+
+    user_id: Id
 
 
 class ForgetResponse(BaseModel):

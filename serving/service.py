@@ -2,9 +2,11 @@
 
 Thin on purpose: every endpoint hands a typed pydantic request to a runtime (serving/<model>.py) that was
 loaded once in `__init__`; `serving.routing` picks production or a canary per request and follows promotions
-and rollbacks without a restart. A model missing from the store makes its endpoints answer 503 with the command
-that trains it; bad input answers 400 naming the field and the reason; any other failure of a model call is logged
-with the failing version's tag and answers 500. Every decision-log line carries the model call's `ms`, the serving
+and rollbacks without a restart. A model missing from the store, or a version that does not load, makes only its
+own endpoints answer 503 with the reason and the command that fixes it (degraded, shown by /readyz and /models);
+bad input answers 400 naming the field and the reason; any other failure of a model call is logged with the failing
+version's tag and answers 500. Limits, the one error body and the checks before parsing live in serving/limits.py
+and serving/errors.py. Every decision-log line carries the model call's `ms`, the serving
 health that `omnidecide report` and the monitor read per version. Nothing here computes features.
 """
 from __future__ import annotations
@@ -15,9 +17,9 @@ from hashlib import sha256
 from typing import Any, Callable, TypeVar
 
 import bentoml
-from bentoml.exceptions import InvalidArgument, ServiceUnavailable
 
-from omnidecide.models.errors import InputError
+from omnidecide.serving import watchdog
+from omnidecide.serving.errors import BAD_INPUT, ApiError, Guard, answers
 from omnidecide.serving.allocator import AllocatorRuntime, PlanRequest, PlanResponse
 from omnidecide.serving.audit import DecisionLog
 from omnidecide.serving.bidder import BidRequest, BidResponse, Bidder
@@ -37,16 +39,16 @@ def _ms(start: float) -> float:
 
 def _call(versions: Versions, key: str, fn: Callable[[Any], T], log: DecisionLog | None = None,
           endpoint: str = "") -> tuple[T, float]:
-    """Run `fn` on the version that serves `key`, timed (ms): 503 when the model is not in the store, 400 on bad
-    input; anything else is logged with the failing version's tag, then re-raised (500)."""
+    """Run `fn` on the version that serves `key`, timed (ms): 503 (ApiError) when the model is not served, bad input
+    passes through (400 by `answers`); anything else is logged with the failing version's tag, then re-raised."""
     runtime = versions.pick(key)
     if runtime is None:
-        raise ServiceUnavailable(versions.error or f"{versions.name} not loaded")
+        raise ApiError(503, "model_unavailable", versions.error or f"{versions.name} not loaded")
     start = time.perf_counter()
     try:
         return fn(runtime), _ms(start)
-    except InputError as e:
-        raise InvalidArgument(str(e)) from e
+    except BAD_INPUT:
+        raise
     except Exception as e:
         if log is not None:
             log.error(endpoint, getattr(runtime, "tag", None), e, _ms(start))
@@ -64,16 +66,19 @@ class OmniDecide:
         self.store = OnlineStore()
         self.log = DecisionLog()
         self._bidders: dict[str, Bidder] = {}  # by recommender tag: production and canary each have one
+        watchdog.exit_with_parent()  # under `omnidecide serve`: a killed parent never leaves this worker behind
         # Everything loaded so far lives as long as the process: move it out of the collector's sight, so that a
         # full (generation-2) collection no longer walks the loaded models and libraries on some request (one
         # ~200 ms pause every few hundred requests; see BENCHMARKS "Service").
         gc.collect()
         gc.freeze()
 
-    @bentoml.api(route="/recommend")
-    def recommend(self, request: RecommendRequest) -> RecommendResponse:
+    @bentoml.api(route="/recommend", input_spec=RecommendRequest)
+    @answers(set(RecommendRequest.model_fields))
+    def recommend(self, **fields: Any) -> RecommendResponse:
         """Top-K items for a user on a page view, with a reason per item; the user's events from `/events` and the
         request's `recent_events` both steer it."""
+        request = RecommendRequest.model_construct(**fields)  # validated by BentoML against input_spec
         stored = self.store.recent(request.user_id)
         resp, ms = _call(self.recommender, request.user_id, lambda r: r.recommend(request, stored=stored),
                          self.log, "recommend")
@@ -82,20 +87,21 @@ class OmniDecide:
             "personalized": request.personalized, "items": [[i.item_id, i.reason] for i in resp.items]}, ms=ms)
         return resp
 
-    @bentoml.api(route="/events")
-    def events(self, request: EventsRequest) -> EventsResponse:
+    @bentoml.api(route="/events", input_spec=EventsRequest)
+    @answers(set(EventsRequest.model_fields))
+    def events(self, **fields: Any) -> EventsResponse:
         """Storefront events as they happen; committed before the answer, used by the user's next `/recommend`."""
+        request = EventsRequest.model_construct(**fields)  # validated by BentoML against input_spec
         start = time.perf_counter()
-        try:
-            accepted = self.store.append([e.model_dump() for e in request.events])
-        except InputError as e:
-            raise InvalidArgument(str(e)) from e
+        accepted = self.store.append([e.model_dump() for e in request.events])
         self.log.write("events", None, None, {"accepted": accepted}, ms=_ms(start))
         return EventsResponse(accepted=accepted)
 
-    @bentoml.api(route="/forget_user")
-    def forget_user(self, request: ForgetRequest) -> ForgetResponse:
+    @bentoml.api(route="/forget_user", input_spec=ForgetRequest)
+    @answers(set(ForgetRequest.model_fields))
+    def forget_user(self, **fields: Any) -> ForgetResponse:
         """Deletion entry point: removes every event of the user held by the online store."""
+        request = ForgetRequest.model_construct(**fields)  # validated by BentoML against input_spec
         start = time.perf_counter()
         deleted = self.store.forget(request.user_id)
         lines = self.log.forget(request.user_id)
@@ -104,10 +110,12 @@ class OmniDecide:
                        ms=_ms(start))
         return ForgetResponse(user_id=request.user_id, deleted_events=deleted, deleted_log_lines=lines)
 
-    @bentoml.api(route="/bid")
-    def bid(self, request: BidRequest) -> BidResponse:
+    @bentoml.api(route="/bid", input_spec=BidRequest)
+    @answers(set(BidRequest.model_fields))
+    def bid(self, **fields: Any) -> BidResponse:
         """Per candidate item: calibrated purchase probability, impression value and bid multiplier for one user on
         one ad channel (the user's churn figures, when given, add a retention credit)."""
+        request = BidRequest.model_construct(**fields)  # validated by BentoML against input_spec
         stored = self.store.recent(request.user_id)
         resp, ms = _call(self.recommender, request.user_id, lambda r: self._bidder(r).bid(request, stored),
                          self.log, "bid")
@@ -124,26 +132,32 @@ class OmniDecide:
             self._bidders[runtime.tag] = Bidder(runtime)
         return self._bidders[runtime.tag]
 
-    @bentoml.api(route="/similar_items")
-    def similar_items(self, request: SimilarRequest) -> SimilarResponse:
+    @bentoml.api(route="/similar_items", input_spec=SimilarRequest)
+    @answers(set(SimilarRequest.model_fields))
+    def similar_items(self, **fields: Any) -> SimilarResponse:
         """Items close to a given item in the recommender's embedding space (in stock only)."""
+        request = SimilarRequest.model_construct(**fields)  # validated by BentoML against input_spec
         resp, ms = _call(self.recommender, request.item_id, lambda r: r.similar(request), self.log, "similar_items")
         self.log.write("similar_items", resp.model, request.item_id, {"items": [i.item_id for i in resp.items]},
                        ms=ms)
         return resp
 
-    @bentoml.api(route="/predict_churn")
-    def predict_churn(self, request: ChurnRequest) -> ChurnResponse:
+    @bentoml.api(route="/predict_churn", input_spec=ChurnRequest)
+    @answers(set(ChurnRequest.model_fields))
+    def predict_churn(self, **fields: Any) -> ChurnResponse:
         """Churn probability, risk tier, RFM segment, expected spend and reason for customers from their events."""
+        request = ChurnRequest.model_construct(**fields)  # validated by BentoML against input_spec
         resp, ms = _call(self.churn, request.events[0].user_id, lambda r: r.score(request), self.log, "predict_churn")
         rows = [(c.user_id, {"as_of": resp.as_of, "churn_probability": c.churn_probability, "risk_tier": c.risk_tier,
                              "reason": c.reason}) for c in resp.customers]
         self.log.write_many("predict_churn", resp.model, rows or [(None, {"as_of": resp.as_of, "customers": 0})], ms=ms)
         return resp
 
-    @bentoml.api(route="/allocate")
-    def allocate(self, request: PlanRequest) -> PlanResponse:
+    @bentoml.api(route="/allocate", input_spec=PlanRequest)
+    @answers(set(PlanRequest.model_fields))
+    def allocate(self, **fields: Any) -> PlanResponse:
         """Budget plan per channel and period under reserve, bounds and ROI floors; re-plans from actuals."""
+        request = PlanRequest.model_construct(**fields)  # validated by BentoML against input_spec
         resp, ms = _call(self.allocator, request.model_dump_json(), lambda r: r.plan(request)[0], self.log, "allocate")
         self.log.write("allocate", resp.model, None, {
             "request": request.model_dump(exclude={"actuals_csv"}), "actual_periods": resp.actual_periods,
@@ -155,3 +169,12 @@ class OmniDecide:
     def models(self) -> dict[str, Any]:
         """Which version each endpoint serves (and any canary with its share), or why it serves none."""
         return {v.name: v.describe() for v in (self.recommender, self.churn, self.allocator)}
+
+    def readiness(self) -> dict[str, Any]:
+        """GET /readyz: `ready`, or `degraded` naming the models not served (their endpoints answer 503)."""
+        models = self.models()
+        degraded = [name for name, m in models.items() if m["degraded"]]
+        return {"status": "degraded" if degraded else "ready", "degraded": degraded, "models": models}
+
+
+OmniDecide.add_asgi_middleware(Guard)
