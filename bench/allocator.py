@@ -24,10 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from omnidecide.models.allocator.artifact import Updating  # noqa: E402
+from allocator_baselines import myopic, spread  # noqa: E402
+from omnidecide.models.allocator.actuals import Updating  # noqa: E402
 from omnidecide.models.allocator.env import rollout  # noqa: E402
 from omnidecide.models.allocator.mmm import history_from_frame, horizon_curves, truth_params  # noqa: E402
-from omnidecide.models.allocator.plan import Constraints, best_plan, myopic, spread  # noqa: E402
+from omnidecide.models.allocator.constraints import Constraints  # noqa: E402
+from omnidecide.models.allocator.solvers import best_plan  # noqa: E402
 from omnidecide.training.allocator.pipeline import Config, reference_budget, run  # noqa: E402
 from omnidecide.training.synth import MMM_CHANNELS, make_marketing_mix  # noqa: E402
 

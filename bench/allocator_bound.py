@@ -36,7 +36,9 @@ import pandas as pd  # noqa: E402
 from allocator import WORLDS, markdown, true_and_oracle, validation_world  # noqa: E402
 from omnidecide.models.allocator.mmm import (DECAY_MAX, PRIOR, SLOPE_RANGE, MMMParams, _Problem,  # noqa: E402
                                   history_from_frame, horizon_curves, truth_params)
-from omnidecide.models.allocator.plan import Constraints, Ensemble, best_plan  # noqa: E402
+from omnidecide.models.allocator.constraints import Constraints  # noqa: E402
+from omnidecide.models.allocator.curves import Ensemble  # noqa: E402
+from omnidecide.models.allocator.solvers import best_plan  # noqa: E402
 from omnidecide.models.response import media_revenue  # noqa: E402
 from omnidecide.training.allocator.pipeline import Config, reference_budget, run  # noqa: E402
 from omnidecide.training.synth import make_marketing_mix  # noqa: E402

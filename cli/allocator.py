@@ -61,12 +61,9 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
 
     from omnidecide.serving.allocator import PlanRequest
 
-    if not 0 <= reserve < 1:
-        raise InputError(f"--reserve must be a share in [0, 1), got {reserve}")
-    if budget <= 0:
-        raise InputError(f"--budget must be positive, got {budget}")
-    if periods < 1:
-        raise InputError(f"--periods must be at least 1, got {periods}")
+    from omnidecide.models.allocator.constraints import check_request
+
+    check_request(budget, periods, reserve)  # (before loading the model; Allocator.plan checks all flags again)
     act = None
     if actuals is not None:
         if not actuals.exists():

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
-from scipy.signal import lfilter
 
+from omnidecide.models.allocator.curves import Curves
 from omnidecide.models.errors import InputError
 from omnidecide.models.response import geometric_adstock, hill
 
@@ -159,10 +159,6 @@ def baseline_basis(woy: np.ndarray, t_scaled: np.ndarray, peaks: np.ndarray) -> 
 
 # --- fitting --------------------------------------------------------------------------------------
 
-def _adstock(x: np.ndarray, decay: np.ndarray) -> np.ndarray:
-    return np.stack([lfilter([1.0], [1.0, -d], x[:, j]) for j, d in enumerate(decay)], axis=1)
-
-
 class _Problem:
     """Variable projection. Nonlinear: decay, log half, slope per channel and the media peak multiplier m.
     Linear (solved exactly for each nonlinear guess): beta per channel, the baseline as the expansion of
@@ -213,7 +209,7 @@ class _Problem:
     def _design(self, th: np.ndarray) -> np.ndarray:
         C = self.C
         decay, half, slope, m = th[:C], np.exp(th[C:2 * C]), th[2 * C:3 * C], th[3 * C]
-        media = hill(_adstock(self.x, decay), half, slope) * (1 + m * self.peak_any)[:, None]
+        media = hill(geometric_adstock(self.x, decay), half, slope) * (1 + m * self.peak_any)[:, None]
         return np.concatenate([media, self.base, self.ctrl], axis=1)
 
     def linear(self, th: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -340,10 +336,8 @@ def fit(h: History, *, n_starts: int = 4, n_boot: int = 20, seed: int = 0, block
 
 
 def horizon_curves(params: MMMParams, h: History, periods: int, start: int = 0, init: np.ndarray | None = None,
-                   peak_any: np.ndarray | None = None):
+                   peak_any: np.ndarray | None = None) -> Curves:
     """Curves for periods start+1 .. start+periods after the history end (season from the calendar)."""
-    from omnidecide.models.allocator.plan import Curves
-
     if peak_any is None:
         peak_any = peak_flags(h.future_dates(periods, start), h.step_days).max(1)
     if init is None:

@@ -15,7 +15,6 @@ on the curve's shape (the point fit, its diagnostics and the heuristics stay on 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 
@@ -25,7 +24,7 @@ import torch
 from omnidecide.models.allocator.artifact import Allocator
 from omnidecide.models.allocator.env import rollout
 from omnidecide.models.allocator.mmm import History, MMMParams, fit
-from omnidecide.models.allocator.plan import Constraints
+from omnidecide.models.allocator.constraints import Constraints
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +109,14 @@ def evaluate(alloc: Allocator, env, worlds: list[MMMParams], scales=(1.0,)) -> d
             "agent_over_planner_max": float(ratios.max()), "eval_worlds": len(ratios)}
 
 
+def agent_gate(metrics: dict) -> bool:
+    """Serve the agent only if its corrections beat the planner alone on the held-out worlds (strictly)."""
+    return bool(metrics["agent_over_planner_mean"] > 1.0)
+
+
 def run(h: History, cfg: Config) -> tuple[Allocator, dict]:
     t0 = time.time()
-    torch.set_num_threads(cfg.threads)
-    os.environ.setdefault("OMP_NUM_THREADS", str(cfg.threads))
+    torch.set_num_threads(cfg.threads)  # (OMP_NUM_THREADS would only act before numpy/torch load: set it in the shell)
     res = fit(h, n_boot=cfg.n_boot, seed=cfg.seed)
     t_fit = time.time() - t0
     alloc = Allocator(params=res.params, samples=res.samples, history=h, alpha=cfg.alpha,
@@ -137,7 +140,7 @@ def run(h: History, cfg: Config) -> tuple[Allocator, dict]:
         metrics.update(evaluate(alloc, env, test_worlds))
         # gate (automatic rollback of a failed optimisation): corrections that do not beat the planner on held-out
         # worlds are not served; the agent stays in the version for inspection and `use_agent=True` forces it.
-        alloc.info["agent_enabled"] = bool(metrics["agent_over_planner_mean"] > 1.0)
+        alloc.info["agent_enabled"] = agent_gate(metrics)
         metrics["agent_enabled"] = alloc.info["agent_enabled"]
     metrics["train_seconds"] = time.time() - t0
     alloc.info["metrics"] = metrics
