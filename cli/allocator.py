@@ -48,7 +48,11 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
              min_: list[str] = typer.Option([], "--min"), max_: list[str] = typer.Option([], "--max"),
              roi_floor: list[str] = typer.Option([], "--roi-floor"), actuals: Optional[Path] = typer.Option(None, "--actuals"),
              model: Optional[str] = typer.Option(None, "--model")) -> None:
-    """Plan spend per channel and period within budget and rules; writes period, channel, spend, expected_revenue.
+    """Plan spend per channel and period within budget and rules; writes period, channel, spend, expected_revenue,
+    revenue_p10, revenue_p90 (the cell's 80% interval over the posterior draws), identification (the channel's, 0-1).
+
+    Robust by default: budget moves away from last year's mix only as far as the posterior backs the move (a channel
+    the history cannot identify stays near its historical spend).
 
     --min/--max CH=AMOUNT bound a channel's total over the horizon; --roi-floor CH=X keeps its expected ROI >= X;
     --reserve (share of B) is held back and written as one row `period=1, channel=reserve`;
@@ -92,10 +96,14 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
     print(f"budget {budget:,.2f}  reserve {s['reserve']:,.2f}  planned spend {s['planned_spend']:,.2f}"
           + (f"  unallocated {s['unallocated']:,.2f}" if s["unallocated"] > 0.01 else ""))
     print(f"expected incremental revenue {s['expected_incremental_revenue']:,.2f}  ROI {s['roi']:.3f}")
-    print(f"{'channel':<20}{'spend':>16}{'incr. revenue':>18}{'ROI':>8}{'marginal ROI':>14}")
+    print(f"last year's mix at this budget: expected incremental revenue {s['historical_mix_revenue']:,.2f}")
+    print(f"{'channel':<20}{'spend':>16}{'hist. spend':>16}{'incr. revenue':>18}{'80% interval':>28}{'identified':>11}"
+          f"{'ROI':>8}{'marginal ROI':>14}")
     for c, v in s["per_channel"].items():
         roi = f"{v['roi']:.2f}" if v["roi"] == v["roi"] else "-"
-        print(f"{c:<20}{v['spend']:>16,.2f}{v['incremental_revenue']:>18,.2f}{roi:>8}{v['marginal_roi']:>14.2f}")
+        band = f"{v['revenue_p10']:,.0f} - {v['revenue_p90']:,.0f}"
+        print(f"{c:<20}{v['spend']:>16,.2f}{v['historical_spend']:>16,.2f}{v['incremental_revenue']:>18,.2f}{band:>28}"
+              f"{v['identification']:>11.2f}{roi:>8}{v['marginal_roi']:>14.2f}")
 
 
 @app.command("attribute")

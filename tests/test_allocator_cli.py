@@ -79,7 +79,12 @@ def test_allocate_writes_plan_within_budget(tag, synth_world, tmp_path):
     res = runner.invoke(app, ["allocate", "--budget", "3000000", "--periods", "8", "--output", str(out), "--model", tag])
     assert res.exit_code == 0, res.output
     plan = pd.read_csv(out)
-    assert list(plan.columns) == ["period", "channel", "spend", "expected_revenue"]
+    assert list(plan.columns) == ["period", "channel", "spend", "expected_revenue", "revenue_p10", "revenue_p90",
+                                  "identification"]
+    cells = plan[plan["channel"] != "reserve"]
+    assert (cells["revenue_p10"] <= cells["expected_revenue"] + 0.01).all()
+    assert (cells["expected_revenue"] <= cells["revenue_p90"] + 0.01).all()
+    assert cells["identification"].between(0, 1).all()
     channels = [c[len("spend_"):] for c in pd.read_csv(synth_world / "marketing_mix.csv", nrows=1).columns if c.startswith("spend_")]
     media = plan[plan["channel"] != "reserve"]
     assert set(media["channel"]) == set(channels)
@@ -90,6 +95,7 @@ def test_allocate_writes_plan_within_budget(tag, synth_world, tmp_path):
     assert media["spend"].sum() <= 3_000_000 * 0.85 + 1e-6
     assert media["spend"].sum() >= 3_000_000 * 0.85 - 0.01 * len(channels)  # rounding to cents loses < 1 cent a channel
     assert "expected incremental revenue" in res.output and "marginal ROI" in res.output
+    assert "80% interval" in res.output and "identified" in res.output and "last year's mix" in res.output
     # reserve 0: no reserve row
     runner.invoke(app, ["allocate", "--budget", "3000000", "--periods", "8", "--output", str(out), "--reserve", "0", "--model", tag])
     assert "reserve" not in set(pd.read_csv(out)["channel"])

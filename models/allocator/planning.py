@@ -2,8 +2,10 @@
 
 `plan(alloc, ...)`: validate the flags (constraints.request_constraints) -> read the actuals -> the state after
 them -> update the planning ensemble from measured channel revenue -> the planner's full-horizon plan on the
-ensemble -> the agent's period-by-period correction (only where training let it serve) -> made exactly feasible and
-rounded to cents -> the PLAN table and its summary.
+ensemble, robust by default (models/allocator/robust.py: moves away from the historical mix only as far as the
+posterior backs them) -> the agent's period-by-period correction (only where training let it serve) -> made exactly
+feasible and rounded to cents -> the PLAN table (with each cell's 80% interval over the posterior draws and each
+channel's identification) and its summary.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import pandas as pd
 from omnidecide.models.allocator.actuals import Actuals, Updating, channel_ratio, draw_weights, parse_actuals
 from omnidecide.models.allocator.constraints import Constraints, enforce_roi_floor, project_plan, request_constraints
 from omnidecide.models.allocator.curves import Curves, Ensemble
+from omnidecide.models.allocator.robust import (RobustObjective, channel_uncertainty, historical_plan, identification,
+                                                trust_region)
 from omnidecide.models.allocator.solvers import best_plan
 from omnidecide.models.response import geometric_adstock
 
@@ -127,24 +131,27 @@ def agent_corrected(alloc, upd: Updated, cons: Constraints, base_plan: np.ndarra
     return env.spend
 
 
-def plan_table(alloc, act: Actuals, x: np.ndarray, ens: Ensemble, periods: int, budget: float, reserve: float
-               ) -> tuple[pd.DataFrame, float]:
-    """The PLAN rows: the actual periods (expected revenue on the plain ensemble), the planned ones, the reserve row."""
+COLUMNS = ["period", "channel", "spend", "expected_revenue", "revenue_p10", "revenue_p90", "identification"]
+
+
+def plan_table(alloc, act: Actuals, x: np.ndarray, ens: Ensemble, periods: int, budget: float, reserve: float,
+               ident: np.ndarray) -> tuple[pd.DataFrame, float]:
+    """The PLAN rows: the actual periods (expected revenue on the plain ensemble), the planned ones, the reserve row;
+    each with the 10th and 90th percentile of its revenue over the posterior draws and its channel's identification."""
     k = act.k
-    rev = ens.revenue(x)
     rows = []
-    if k:
-        act_rev = alloc.ensemble(k).revenue(act.spend)
-        for t in range(k):
+    parts = [(0, act.spend, alloc.ensemble(k))] if k else []
+    for off, xs, e in parts + [(k, x, ens)]:
+        rev, per = e.revenue(xs), e.per_world(xs)
+        p10, p90 = np.percentile(per, 10, axis=0), np.percentile(per, 90, axis=0)
+        for t in range(len(xs)):
             for j, c in enumerate(alloc.channels):
-                rows.append((t + 1, c, float(act.spend[t, j]), round(float(act_rev[t, j]), 2)))
-    for t in range(periods - k):
-        for j, c in enumerate(alloc.channels):
-            rows.append((k + t + 1, c, float(x[t, j]), round(float(rev[t, j]), 2)))
+                rows.append((off + t + 1, c, float(xs[t, j]), round(float(rev[t, j]), 2), round(float(p10[t, j]), 2),
+                             round(float(p90[t, j]), 2), round(float(ident[j]), 3)))
     res_amt = float(np.floor(budget * reserve * 100) / 100)
     if res_amt > 0:
-        rows.append((1, RESERVE, res_amt, 0.0))
-    table = pd.DataFrame(rows, columns=["period", "channel", "spend", "expected_revenue"])
+        rows.append((1, RESERVE, res_amt, 0.0, 0.0, 0.0, float("nan")))
+    table = pd.DataFrame(rows, columns=COLUMNS)
     if table["spend"].sum() > budget + 1e-6:  # cannot happen: projection + rounding down; a bug if it does
         raise RuntimeError(f"plan spends {table['spend'].sum():,.2f} > budget {budget:,.2f}")
     return table, res_amt
@@ -152,9 +159,10 @@ def plan_table(alloc, act: Actuals, x: np.ndarray, ens: Ensemble, periods: int, 
 
 def plan(alloc, budget: float, periods: int, *, reserve: float = 0.15, lo: dict | None = None, hi: dict | None = None,
          roi_floor: dict | None = None, actuals: pd.DataFrame | None = None, use_agent: bool | None = None,
-         updating: Updating | None = None) -> PlanResult:
+         updating: Updating | None = None, robust: bool = True) -> PlanResult:
     """use_agent: None = as training decided (the agent is served only if it beat the planner on held-out worlds).
-    updating: how measured channel revenue in the actuals updates the planning ensemble (default `Updating()`)."""
+    updating: how measured channel revenue in the actuals updates the planning ensemble (default `Updating()`).
+    robust: False = maximise the posterior's expected revenue alone (the planner before issue K; for comparison)."""
     channels = alloc.channels
     if use_agent is None:
         use_agent = bool(alloc.info.get("agent_enabled", True))
@@ -163,17 +171,30 @@ def plan(alloc, budget: float, periods: int, *, reserve: float = 0.15, lo: dict 
     act = (parse_actuals(actuals, channels, periods) if actuals is not None else Actuals.none(len(channels)))
     cons = request_constraints(channels, budget, periods, reserve, lo, hi, roi_floor, act.spend)
     upd = state_after(alloc, act, periods, updating or Updating())
-    x = best_plan(upd.ens, cons, channels=channels)
+    x_hist = historical_plan(alloc.history.spend, periods - act.k, act.k, cons.spendable)
+    ident = identification(upd.ens, x_hist)
+    if robust:
+        x = best_plan(RobustObjective(upd.ens, x_hist), trust_region(cons, x_hist, ident), channels=channels)
+    else:
+        x = best_plan(upd.ens, cons, channels=channels)
     if use_agent:
         x = agent_corrected(alloc, upd, cons, x, act.k)
     x = to_cents(project_plan(enforce_roi_floor(x, upd.ens, cons, channels), cons))
-    table, res_amt = plan_table(alloc, act, x, upd.ens, periods, budget, reserve)
+    unc = channel_uncertainty(upd.ens, x)
+    table, res_amt = plan_table(alloc, act, x, upd.ens, periods, budget, reserve, ident)
     full_spend = np.vstack([act.spend, x])
     s = summarise(x, upd.ens, channels)
+    hist_rev = upd.ens.revenue(x_hist).sum(0)
+    for j, c in enumerate(channels):
+        s.per_channel[c].update({"revenue_p10": float(unc["p10"][j]), "revenue_p90": float(unc["p90"][j]),
+                                 "identification": float(ident[j]),
+                                 "historical_spend": float(x_hist[:, j].sum()),
+                                 "historical_revenue": float(hist_rev[j])})
     summary = {"budget": budget, "periods": periods, "reserve": res_amt, "actual_periods": act.k,
                "planned_spend": s.spend, "unallocated": max(budget - float(full_spend.sum()) - res_amt, 0.0),
                "expected_incremental_revenue": s.incremental_revenue, "roi": s.roi, "per_channel": s.per_channel,
-               "agent": use_agent, "realised_ratio": upd.realised_ratio,
+               "agent": use_agent, "robust": robust, "realised_ratio": upd.realised_ratio,
+               "historical_mix_revenue": float(hist_rev.sum()),
                "channel_ratio": None if upd.channel_ratio is None else dict(zip(channels, upd.channel_ratio.round(4).tolist())),
                "draws_effective": None if upd.ess is None else dict(zip(channels, upd.ess.round(2).tolist()))}
     return PlanResult(table=table, spend=full_spend, summary=summary, n_actual=act.k)

@@ -308,7 +308,7 @@ def best_plan(curves: Curves, cons: Constraints, starts: list[np.ndarray] | None
         x = optimise(curves, cons, s, iters=iters, tol=tol)
         if channels is not None:
             x = project_plan(enforce_roi_floor(x, curves, cons, channels), cons)
-        v = curves.revenue(x).sum()
+        v = curves.value_grad(x)[0]  # the objective itself (expected revenue, or its robust form)
         if v > best_v:
             best, best_v = x, v
     return best
