@@ -81,15 +81,18 @@ OPEN = ["equal split", "historical mix", "expected-revenue planner (before issue
         "Bayes reference"]
 
 
-def open_loop_families(quick: bool, T: int, steps: int, draws: int = 64) -> None:
+def open_loop_families(quick: bool, T: int, steps: int, draws: int = 64, which: str = "both") -> None:
     """Issue K's bars, open loop, reserve 0: both world families, every plan played on the TRUE response, as a share
     of the oracle's incremental revenue. The Bayes reference: bench/allocator_bound.py's posterior under the
     product's priors + a log-normal ROI prior LN(log 3, 0.7) (the variant that needs nothing from the generator)."""
     from allocator_bound import VARIANTS, Posterior, bayes_plan
 
-    fam = [("ours", f"seed {s}, {len(c)} ch", s, *make_marketing_mix(s, channels=list(c)))
-           for s, c in (WORLDS[:2] if quick else WORLDS)]
-    fam += [("seasonal", f"seed {s}, 5 ch", s, *make_seasonal_world(s)) for s in range(3 if quick else 5)]
+    fam = []
+    if which in ("both", "ours"):
+        fam += [("ours", f"seed {s}, {len(c)} ch", s, *make_marketing_mix(s, channels=list(c)))
+                for s, c in (WORLDS[:2] if quick else WORLDS)]
+    if which in ("both", "seasonal"):
+        fam += [("seasonal", f"seed {s}, 5 ch", s, *make_seasonal_world(s)) for s in range(3 if quick else 5)]
     rows = []
     for family, name, seed, df, truth in fam:
         h = history_from_frame(df)
@@ -229,7 +232,8 @@ def main() -> None:
     ap.add_argument("--timesteps", type=int, default=20_000)
     ap.add_argument("--periods", type=int, default=26)
     ap.add_argument("--quick", action="store_true", help="2 worlds, 3000 steps (smoke run)")
-    ap.add_argument("--families", action="store_true", help="only issue K's open-loop table on both world families")
+    ap.add_argument("--families", nargs="?", const="both", choices=["both", "ours", "seasonal"],
+                    help="only issue K's open-loop table, on both world families (or one)")
     ap.add_argument("--bayes-steps", type=int, default=3000, help="MCMC steps of the Bayes reference (burn-in, sampling)")
     ap.add_argument("--validate", help="seed range like 10-29: re-planning variants on validation worlds, then exit")
     ap.add_argument("--noise-seed", type=int, default=0, help="with --validate: seed of the measurement noise")
@@ -241,7 +245,7 @@ def main() -> None:
         validate(range(a, b + 1), args.periods, args.noise_seed, args.reported)
         return
     if args.families:
-        open_loop_families(args.quick, args.periods, args.bayes_steps)
+        open_loop_families(args.quick, args.periods, args.bayes_steps, which=args.families)
         return
     worlds = WORLDS[:2] if args.quick else WORLDS
     steps = 3000 if args.quick else args.timesteps

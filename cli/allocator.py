@@ -26,16 +26,18 @@ def _pairs(values: list[str], flag: str) -> dict[str, float]:
 @train_app.command("allocator")
 def train_allocator(history: Path = typer.Option(..., "--history"),
                     seed: int = typer.Option(0, "--seed"),
-                    timesteps: Optional[int] = typer.Option(None, "--timesteps", help="PPO steps (default: quick)")) -> None:
+                    timesteps: Optional[int] = typer.Option(None, "--timesteps", help="PPO steps (default: quick)"),
+                    lift_tests: Optional[Path] = typer.Option(None, "--lift-tests", help="lift.csv: channel, start, end, "
+                                                              "incremental_revenue, ci_low, ci_high (docs/data.md)")) -> None:
     """Fit the response model, build the env, train the agent, evaluate, save a version; prints the tag."""
     from omnidecide.store import registry
     from omnidecide.training.allocator import train
 
-    tag = train(history, seed=seed, timesteps=timesteps)
+    tag = train(history, seed=seed, timesteps=timesteps, lift_tests=lift_tests)
     meta = registry.get("allocator", tag).info.metadata
     m, d = meta["metrics"], meta.get("diagnostics", {})
     reports = (f"; platform reports for {d['reported_channels']} channel(s), noise {d['report_sigma']:.2f}"
-               if "reported_channels" in d else "")
+               if "reported_channels" in d else "") + (f"; {m['lift_tests']} lift test(s)" if m.get("lift_tests") else "")
     console.print(f"fit R² {m['fit_r2']:.3f}, MAPE {m['fit_mape']:.3f}, media share of revenue {m['fit_media_share']:.3f}"
                   f"{reports}; agent {'served' if m.get('agent_enabled') else 'gated off (the planner serves)'}; "
                   f"trained in {m['train_seconds']:.0f} s", highlight=False)

@@ -114,16 +114,17 @@ def agent_gate(metrics: dict) -> bool:
     return bool(metrics["agent_over_planner_mean"] > 1.0)
 
 
-def run(h: History, cfg: Config) -> tuple[Allocator, dict]:
+def run(h: History, cfg: Config, lift: list | None = None) -> tuple[Allocator, dict]:
+    """lift: lift tests (models/allocator/lift.py) that both fits also match."""
     t0 = time.time()
     torch.set_num_threads(cfg.threads)  # (OMP_NUM_THREADS would only act before numpy/torch load: set it in the shell)
-    res = fit(h, n_boot=cfg.n_boot, seed=cfg.seed)
+    res = fit(h, n_boot=cfg.n_boot, seed=cfg.seed, lift=lift)
     t_fit = time.time() - t0
     alloc = Allocator(params=res.params, samples=res.samples, history=h, alpha=cfg.alpha,
                       info={"diagnostics": res.diagnostics})
     alt = None
     if cfg.alt_slope_prior is not None:
-        res_alt = fit(h, n_boot=cfg.n_boot, seed=cfg.seed, prior={"slope": tuple(cfg.alt_slope_prior)})
+        res_alt = fit(h, n_boot=cfg.n_boot, seed=cfg.seed, prior={"slope": tuple(cfg.alt_slope_prior)}, lift=lift)
         alt = (res_alt.params, res_alt.samples)
         alloc.info["alt_fit"] = {"slope_prior": list(cfg.alt_slope_prior), "r2": res_alt.diagnostics["r2"],
                                  "media_share": res_alt.diagnostics["media_share"]}
@@ -132,7 +133,7 @@ def run(h: History, cfg: Config) -> tuple[Allocator, dict]:
     alloc.worlds = widened_worlds(res.params, res.samples, cfg.n_plan_worlds, cfg.widen, rng, alt)
     train_worlds = widened_worlds(res.params, res.samples, cfg.n_worlds, cfg.widen, rng, alt)
     test_worlds = widened_worlds(res.params, res.samples, cfg.n_eval_worlds, cfg.widen, rng, alt)
-    metrics = {"fit_r2": res.diagnostics["r2"], "fit_mape": res.diagnostics["mape"],
+    metrics = {"lift_tests": len(lift or []), "fit_r2": res.diagnostics["r2"], "fit_mape": res.diagnostics["mape"],
                "fit_media_share": res.diagnostics["media_share"], "fit_seconds": t_fit}
     if cfg.timesteps > 0:
         model, env = train_agent(alloc, cfg, train_worlds)
