@@ -96,6 +96,14 @@ def test_allocate_writes_plan_within_budget(tag, synth_world, tmp_path):
     assert media["spend"].sum() >= 3_000_000 * 0.85 - 0.01 * len(channels)  # rounding to cents loses < 1 cent a channel
     assert "expected incremental revenue" in res.output and "marginal ROI" in res.output
     assert "80% interval" in res.output and "identified" in res.output and "last year's mix" in res.output
+    # --explore: one proposed experiment per channel, least identified first
+    ex = tmp_path / "explore.csv"
+    res = runner.invoke(app, ["allocate", "--budget", "3000000", "--periods", "8", "--output", str(out), "--model", tag,
+                              "--explore", str(ex)])
+    assert res.exit_code == 0, res.output
+    e = pd.read_csv(ex)
+    assert set(e["channel"]) == set(channels) and e["identification"].is_monotonic_increasing
+    assert {"weeks", "change", "expected_revenue_cost", "expected_narrowing", "interval_width_now"} <= set(e.columns)
     # reserve 0: no reserve row
     runner.invoke(app, ["allocate", "--budget", "3000000", "--periods", "8", "--output", str(out), "--reserve", "0", "--model", tag])
     assert "reserve" not in set(pd.read_csv(out)["channel"])

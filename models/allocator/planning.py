@@ -31,6 +31,9 @@ class PlanResult:
     spend: np.ndarray  # (T, C), including actual periods
     summary: dict
     n_actual: int = 0
+    ensemble: Ensemble | None = None  # the planning ensemble over the planned periods (after any update)
+    historical: np.ndarray | None = None  # last year's mix over the planned periods, at this budget
+    identification: np.ndarray | None = None  # (C,)
 
 
 @dataclass
@@ -197,4 +200,5 @@ def plan(alloc, budget: float, periods: int, *, reserve: float = 0.15, lo: dict 
                "historical_mix_revenue": float(hist_rev.sum()),
                "channel_ratio": None if upd.channel_ratio is None else dict(zip(channels, upd.channel_ratio.round(4).tolist())),
                "draws_effective": None if upd.ess is None else dict(zip(channels, upd.ess.round(2).tolist()))}
-    return PlanResult(table=table, spend=full_spend, summary=summary, n_actual=act.k)
+    return PlanResult(table=table, spend=full_spend, summary=summary, n_actual=act.k, ensemble=upd.ens,
+                      historical=x_hist, identification=ident)
