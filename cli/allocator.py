@@ -51,7 +51,8 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
              roi_floor: list[str] = typer.Option([], "--roi-floor"), actuals: Optional[Path] = typer.Option(None, "--actuals"),
              model: Optional[str] = typer.Option(None, "--model"),
              explore: Optional[Path] = typer.Option(None, "--explore", help="also write an experiment plan (CSV): "
-                                                    "channels to vary, when, by how much, cost, expected narrowing")) -> None:
+                                                    "channels to vary, when, by how much, cost, expected narrowing"),
+             report: Optional[Path] = typer.Option(None, "--report", help="also write a one-page HTML report")) -> None:
     """Plan spend per channel and period within budget and rules; writes period, channel, spend, expected_revenue,
     revenue_p10, revenue_p90 (the cell's 80% interval over the posterior draws), identification (the channel's, 0-1).
 
@@ -67,6 +68,8 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
     --explore EXPERIMENTS.csv proposes one experiment per channel, least identified first: pulses of +/-50% over the
     first 8 weeks, their expected revenue cost and how much narrower the channel's 80% interval is expected to get
     (re-planning's own update rule, simulated under each posterior draw), beside what the plan alone would teach.
+    --report plan.html writes a self-contained one-pager: response curves with bands, the plan by period and channel,
+    marginal ROI, the cost of the reserve and of each rule, and what changed since the plan that was at --output.
     """
     import pandas as pd
 
@@ -86,6 +89,7 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
     req = PlanRequest(budget=budget, periods=periods, reserve=reserve, min=_pairs(min_, "--min"),
                       max=_pairs(max_, "--max"), roi_floor=_pairs(roi_floor, "--roi-floor"))
     resp, res = rt.plan(req, actuals=act)
+    previous = pd.read_csv(output) if report is not None and output.exists() else None
     output.parent.mkdir(parents=True, exist_ok=True)
     res.table.to_csv(output, index=False)
     s = res.summary
@@ -111,6 +115,13 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
         band = f"{v['revenue_p10']:,.0f} - {v['revenue_p90']:,.0f}"
         print(f"{c:<20}{v['spend']:>16,.2f}{v['historical_spend']:>16,.2f}{v['incremental_revenue']:>18,.2f}{band:>28}"
               f"{v['identification']:>11.2f}{roi:>8}{v['marginal_roi']:>14.2f}")
+    if report is not None:
+        from omnidecide.cli.allocator_report import write_report
+
+        write_report(report, rt.allocator, res, rt.tag, {"budget": budget, "periods": periods, "reserve": reserve,
+                                                         "lo": req.min, "hi": req.max, "roi_floor": req.roi_floor,
+                                                         "actuals": act}, previous)
+        print(f"report written to {report}")
     if explore is not None:
         from omnidecide.models.allocator.explore import experiment_plan
 

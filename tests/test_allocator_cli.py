@@ -109,6 +109,24 @@ def test_allocate_writes_plan_within_budget(tag, synth_world, tmp_path):
     assert "reserve" not in set(pd.read_csv(out)["channel"])
 
 
+def test_report_is_one_self_contained_page_with_the_figures(tag, tmp_path):
+    import base64
+    import re
+
+    out, rep = tmp_path / "plan.csv", tmp_path / "plan.html"
+    args = ["allocate", "--budget", "3000000", "--periods", "8", "--output", str(out), "--model", tag]
+    assert runner.invoke(app, args).exit_code == 0  # an earlier plan at the same path: "what changed" compares to it
+    res = runner.invoke(app, [*args, "--reserve", "0.1", "--max", "douyin=100000", "--report", str(rep)])
+    assert res.exit_code == 0, res.output
+    page = rep.read_text()
+    imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(imgs) == 3 and all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in imgs)
+    assert "http://" not in page and "https://" not in page  # nothing to fetch
+    for section in ("Response curves", "Plan by period", "Marginal ROI", "Cost of the reserve", "What changed"):
+        assert section in page
+    assert "--max" in page and "douyin=100000" in page and "previous spend" in page
+
+
 def test_rules_are_honoured(runtime):
     from omnidecide.serving.allocator import PlanRequest
 
