@@ -3,11 +3,14 @@
     .venv/bin/python bench/allocator.py [--timesteps 20000] [--periods 26] [--quick]
     .venv/bin/python bench/allocator.py --validate 10-29   # re-planning variants on validation worlds (no agent)
     .venv/bin/python bench/allocator.py --validate 10-29 --reported   # same, histories with platform-reported revenue
+    .venv/bin/python bench/allocator.py --families [ours|seasonal] [--bayes-steps 1500]   # issue K's open-loop table only
 
 For each world (seed, channel set): fit the response model on its 156-week marketing_mix history, train the
 residual PPO agent, then play every plan for the next T periods on the TRUE curves (truth of the synthetic world)
 and report its incremental revenue as a share of the oracle's (a nonlinear full-horizon optimiser that knows the
-true curves). Reserve 0 for the comparison; then the cost of the default 15% reserve. Prints markdown tables.
+true curves). Reserve 0 for the comparison; then the cost of the default 15% reserve; then issue K's open-loop table
+on both world families (ours and training/mmm_worlds.py's) with the equal split, the historical mix, the Bayes
+reference (bench/allocator_bound.py) and the oracle. Prints markdown tables.
 """
 from __future__ import annotations
 

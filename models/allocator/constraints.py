@@ -9,7 +9,7 @@ it through `Allocator.plan`); every error names its flag.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -66,24 +66,30 @@ def check_request(budget: float, periods: int, reserve: float) -> None:
 
 
 def request_constraints(channels: list[str], budget: float, periods: int, reserve: float, lo: dict | None,
-                        hi: dict | None, roi_floor: dict | None, actual_spend: np.ndarray | None = None) -> Constraints:
-    """A plan request's flags -> Constraints (after `actual_spend` (k, C) already went out), or an InputError naming
-    the flag: the one validation of the allocator's flags."""
+                        hi: dict | None, roi_floor: dict | None) -> Constraints:
+    """A plan request's flags -> Constraints, or an InputError naming the flag: the one validation of the
+    allocator's flags (`after_actuals` then adds what the elapsed periods already spent)."""
     check_request(budget, periods, reserve)
     cons = Constraints(budget=budget, reserve=reserve, lo=channel_amounts(lo, channels, "--min", 0.0),
                        hi=channel_amounts(hi, channels, "--max", np.inf),
                        roi_floor=channel_amounts(roi_floor, channels, "--roi-floor", np.nan))
     check_rules(cons, channels)
-    x = np.zeros((0, len(channels))) if actual_spend is None else np.asarray(actual_spend, float)
-    if x.sum() > budget * (1 - reserve) + 1e-6:
-        raise InputError(f"--actuals: {x.sum():,.2f} already spent, more than --budget {budget:,.2f} less --reserve "
-                         f"{reserve:.0%}; raise --budget or lower --reserve")
-    done = x.sum(0)
-    cons.spent, cons.spent_per_channel = float(x.sum()), done
-    need = np.maximum(cons.lo - done, 0).sum()
-    if need > cons.spendable + 1e-6:
-        raise InputError(f"--min: the minimums still needed ({need:,.2f}) exceed the budget left ({cons.spendable:,.2f})")
     return cons
+
+
+def after_actuals(cons: Constraints, actual_spend: np.ndarray) -> Constraints:
+    """The rules for the rest of the horizon once `actual_spend` (k, C) went out; over-spent budget or minimums that
+    no longer fit are InputErrors naming the flag."""
+    x = np.asarray(actual_spend, float)
+    if x.sum() > cons.budget * (1 - cons.reserve) + 1e-6:
+        raise InputError(f"--actuals: {x.sum():,.2f} already spent, more than --budget {cons.budget:,.2f} less --reserve "
+                         f"{cons.reserve:.0%}; raise --budget or lower --reserve")
+    done = x.sum(0)
+    out = replace(cons, spent=float(x.sum()), spent_per_channel=done)
+    need = np.maximum(cons.lo - done, 0).sum()
+    if need > out.spendable + 1e-6:
+        raise InputError(f"--min: the minimums still needed ({need:,.2f}) exceed the budget left ({out.spendable:,.2f})")
+    return out
 
 
 def check_rules(cons: Constraints, channels: list[str]) -> None:

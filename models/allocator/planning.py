@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from omnidecide.models.allocator.actuals import Actuals, Updating, channel_ratio, draw_weights, parse_actuals
-from omnidecide.models.allocator.constraints import Constraints, enforce_roi_floor, project_plan, request_constraints
+from omnidecide.models.allocator.constraints import (Constraints, after_actuals, enforce_roi_floor, project_plan,
+                                                     request_constraints)
 from omnidecide.models.allocator.curves import Curves, Ensemble
 from omnidecide.models.allocator.robust import (RobustObjective, channel_uncertainty, historical_plan, identification,
                                                 trust_region)
@@ -170,9 +171,9 @@ def plan(alloc, budget: float, periods: int, *, reserve: float = 0.15, lo: dict 
     if use_agent is None:
         use_agent = bool(alloc.info.get("agent_enabled", True))
     use_agent = bool(use_agent and alloc.policy is not None)
-    request_constraints(channels, budget, periods, reserve, lo, hi, roi_floor)  # flags first, then the file
+    cons = request_constraints(channels, budget, periods, reserve, lo, hi, roi_floor)  # flags first, then the file
     act = (parse_actuals(actuals, channels, periods) if actuals is not None else Actuals.none(len(channels)))
-    cons = request_constraints(channels, budget, periods, reserve, lo, hi, roi_floor, act.spend)
+    cons = after_actuals(cons, act.spend)
     upd = state_after(alloc, act, periods, updating or Updating())
     x_hist = historical_plan(alloc.history.spend, periods - act.k, act.k, cons.spendable)
     ident = identification(upd.ens, x_hist)
