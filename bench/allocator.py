@@ -3,11 +3,14 @@
     .venv/bin/python bench/allocator.py [--timesteps 20000] [--periods 26] [--quick]
     .venv/bin/python bench/allocator.py --validate 10-29   # re-planning variants on validation worlds (no agent)
     .venv/bin/python bench/allocator.py --validate 10-29 --reported   # same, histories with platform-reported revenue
+    .venv/bin/python bench/allocator.py --families [ours|seasonal] [--bayes-steps 1500]   # issue K's open-loop table only
 
 For each world (seed, channel set): fit the response model on its 156-week marketing_mix history, train the
 residual PPO agent, then play every plan for the next T periods on the TRUE curves (truth of the synthetic world)
 and report its incremental revenue as a share of the oracle's (a nonlinear full-horizon optimiser that knows the
-true curves). Reserve 0 for the comparison; then the cost of the default 15% reserve. Prints markdown tables.
+true curves). Reserve 0 for the comparison; then the cost of the default 15% reserve; then issue K's open-loop table
+on both world families (ours and training/mmm_worlds.py's) with the equal split, the historical mix, the Bayes
+reference (bench/allocator_bound.py) and the oracle. Prints markdown tables.
 """
 from __future__ import annotations
 
@@ -24,11 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from omnidecide.models.allocator.artifact import Updating  # noqa: E402
+from allocator_baselines import myopic, spread  # noqa: E402
+from omnidecide.models.allocator.actuals import Updating  # noqa: E402
 from omnidecide.models.allocator.env import rollout  # noqa: E402
 from omnidecide.models.allocator.mmm import history_from_frame, horizon_curves, truth_params  # noqa: E402
-from omnidecide.models.allocator.plan import Constraints, best_plan, myopic, spread  # noqa: E402
+from omnidecide.models.allocator.robust import historical_plan  # noqa: E402
+from omnidecide.models.allocator.constraints import Constraints  # noqa: E402
+from omnidecide.models.allocator.solvers import best_plan  # noqa: E402
 from omnidecide.training.allocator.pipeline import Config, reference_budget, run  # noqa: E402
+from omnidecide.training.mmm_worlds import make_seasonal_world, world_response  # noqa: E402
 from omnidecide.training.synth import MMM_CHANNELS, make_marketing_mix  # noqa: E402
 
 WORLDS = [
@@ -37,7 +44,7 @@ WORLDS = [
     (4, ["xiaohongshu", "douyin", "kol_live"]),
 ]
 COLS = ["equal split", "last year's mix", "prop. to hist. ROI", "myopic (fitted)", "full-horizon (fitted)",
-        "ensemble planner (agent off)", "RL plan (open loop)", "RL (closed loop)", "served plan",
+        "expected-revenue planner (before issue K)", "ensemble planner (agent off)", "RL plan (open loop)", "RL (closed loop)", "served plan",
         "re-planned weekly, rescaling only (previous rule)", "served plan re-planned weekly (measured channel revenue)"]
 
 
@@ -60,6 +67,73 @@ def true_and_oracle(h, truth: dict, T: int, B: float, reserve: float = 0.0):
     """The world's TRUE curves over the next T periods and the oracle's incremental revenue on them."""
     true = horizon_curves(truth_params(truth, h.channels), h, T)
     return true, true.revenue(oracle_plan(true, Constraints(budget=B, reserve=reserve))).sum()
+
+
+def family_truth(family: str, h, truth: dict, T: int, B: float):
+    """The TRUE response over the next T periods and the oracle's incremental revenue, for either world family."""
+    if family == "ours":
+        return true_and_oracle(h, truth, T, B)
+    true = world_response(truth, h.spend, T, h.channels)
+    rng = np.random.default_rng(0)
+    cons = Constraints(budget=B, reserve=0.0)
+    starts = [rng.dirichlet(np.ones(T * true.C)).reshape(T, true.C) * B for _ in range(4)]
+    return true, true.revenue(best_plan(true, cons, starts, iters=500, tol=1e-7)).sum()
+
+
+OPEN = ["equal split", "historical mix", "expected-revenue planner (before issue K)", "served plan (robust)",
+        "Bayes reference"]
+
+
+def open_loop_families(quick: bool, T: int, steps: int, draws: int = 64, which: str = "both") -> None:
+    """Issue K's bars, open loop, reserve 0: both world families, every plan played on the TRUE response, as a share
+    of the oracle's incremental revenue. The Bayes reference: bench/allocator_bound.py's posterior under the
+    product's priors + a log-normal ROI prior LN(log 3, 0.7) (the variant that needs nothing from the generator)."""
+    from allocator_bound import VARIANTS, Posterior, bayes_plan
+
+    fam = []
+    if which in ("both", "ours"):
+        fam += [("ours", f"seed {s}, {len(c)} ch", s, *make_marketing_mix(s, channels=list(c)))
+                for s, c in (WORLDS[:2] if quick else WORLDS)]
+    if which in ("both", "seasonal"):
+        fam += [("seasonal", f"seed {s}, 5 ch", s, *make_seasonal_world(s)) for s in range(3 if quick else 5)]
+    rows = []
+    for family, name, seed, df, truth in fam:
+        h = history_from_frame(df)
+        alloc, _ = run(h, Config(seed=seed, timesteps=0, n_boot=20))
+        B = reference_budget(h, T)
+        cons = Constraints(budget=B, reserve=0.0)
+        true, orc = family_truth(family, h, truth, T, B)
+        served = alloc.plan(B, T, reserve=0.0)
+        x = {"equal split": spread(np.ones(len(h.channels)), T, cons),
+             "historical mix": historical_plan(h.spend, T, 0, cons.spendable),
+             "expected-revenue planner (before issue K)": alloc.plan(B, T, reserve=0.0, robust=False).spend,
+             "served plan (robust)": served.spend}
+        knows, mu, sd = VARIANTS["Bayes: product priors + ROI prior LN(log 3, 0.7)"]
+        post = Posterior(h, truth, knows, mu, sd)
+        rng = np.random.default_rng(seed)
+        W = max(2 * draws, 8 * post.d + 2)
+        start = np.stack([post.point(alloc.samples[k % len(alloc.samples)]) for k in range(W)])
+        x["Bayes reference"] = bayes_plan(post, h, start + rng.normal(0, 0.01, start.shape), T, cons, draws, steps, rng)[0]
+        row = {"family": family, "world": name, **{k: true.revenue(v).sum() / orc for k, v in x.items()}}
+        pc = served.summary["per_channel"]
+        row["identification (min-max)"] = (f"{min(v['identification'] for v in pc.values()):.2f}-"
+                                           f"{max(v['identification'] for v in pc.values()):.2f}")
+        rows.append(row)
+        print(f"done {family} {name}", file=sys.stderr, flush=True)
+    res = pd.DataFrame(rows)
+    out = []
+    for family, g in res.groupby("family", sort=False):
+        out.append(g)
+        served = g["served plan (robust)"]
+        out.append(pd.DataFrame([{"family": family, "world": "**mean**", **g[OPEN].mean().to_dict(),
+                                  "identification (min-max)": ""},
+                                 {"family": family, "world": "served - Bayes ref. (mean); below equal / hist. (worlds)",
+                                  "served plan (robust)": f"{(served - g['Bayes reference']).mean():+.4f}; "
+                                  f"{int((served < g['equal split']).sum())} / {int((served < g['historical mix']).sum())} "
+                                  f"of {len(g)}"}]))
+    print(f"\nIssue K, open loop, reserve 0, T={T}: TRUE incremental revenue / oracle's, both world families "
+          f"(Bayes reference: {steps}+{steps} MCMC steps, {draws} draws); load average at the end {os.getloadavg()[0]:.2f}\n")
+    print(markdown(pd.concat(out, ignore_index=True).fillna("")))
 
 
 def replanned_weekly(alloc, true, T, B, reserve, seed=0, noise=0.1, **kw):
@@ -96,6 +170,7 @@ def plans(alloc, h, truth, T, B, reserve):
         "prop. to hist. ROI": spread(np.maximum(hist_roi, 1e-9), T, cons),
         "myopic (fitted)": myopic(fitted, cons),
         "full-horizon (fitted)": best_plan(fitted, cons),
+        "expected-revenue planner (before issue K)": alloc.plan(B, T, reserve=reserve, use_agent=False, robust=False).spend,
         "ensemble planner (agent off)": alloc.plan(B, T, reserve=reserve, use_agent=False).spend,
         "RL plan (open loop)": alloc.plan(B, T, reserve=reserve, use_agent=True).spend,
         "served plan": alloc.plan(B, T, reserve=reserve).spend,
@@ -160,6 +235,9 @@ def main() -> None:
     ap.add_argument("--timesteps", type=int, default=20_000)
     ap.add_argument("--periods", type=int, default=26)
     ap.add_argument("--quick", action="store_true", help="2 worlds, 3000 steps (smoke run)")
+    ap.add_argument("--families", nargs="?", const="both", choices=["both", "ours", "seasonal"],
+                    help="only issue K's open-loop table, on both world families (or one)")
+    ap.add_argument("--bayes-steps", type=int, default=3000, help="MCMC steps of the Bayes reference (burn-in, sampling)")
     ap.add_argument("--validate", help="seed range like 10-29: re-planning variants on validation worlds, then exit")
     ap.add_argument("--noise-seed", type=int, default=0, help="with --validate: seed of the measurement noise")
     ap.add_argument("--reported", action="store_true", help="histories carry platform-reported channel revenue "
@@ -168,6 +246,9 @@ def main() -> None:
     if args.validate:
         a, b = (int(v) for v in args.validate.split("-"))
         validate(range(a, b + 1), args.periods, args.noise_seed, args.reported)
+        return
+    if args.families:
+        open_loop_families(args.quick, args.periods, args.bayes_steps, which=args.families)
         return
     worlds = WORLDS[:2] if args.quick else WORLDS
     steps = 3000 if args.quick else args.timesteps
@@ -244,6 +325,7 @@ def main() -> None:
     print(markdown(pd.DataFrame(reserve_rows)))
     print("\nTiming and fit:\n")
     print(markdown(pd.DataFrame(timing), ".3f"))
+    open_loop_families(args.quick, T, args.bayes_steps)
     attribution_bench()
 
 

@@ -33,12 +33,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from allocator import WORLDS, markdown, true_and_oracle, validation_world  # noqa: E402
+from allocator import WORLDS, family_truth, markdown, true_and_oracle, validation_world  # noqa: E402
 from omnidecide.models.allocator.mmm import (DECAY_MAX, PRIOR, SLOPE_RANGE, MMMParams, _Problem,  # noqa: E402
                                   history_from_frame, horizon_curves, truth_params)
-from omnidecide.models.allocator.plan import Constraints, Ensemble, best_plan  # noqa: E402
+from omnidecide.models.allocator.constraints import Constraints  # noqa: E402
+from omnidecide.models.allocator.curves import Ensemble  # noqa: E402
+from omnidecide.models.allocator.solvers import best_plan  # noqa: E402
 from omnidecide.models.response import media_revenue  # noqa: E402
 from omnidecide.training.allocator.pipeline import Config, reference_budget, run  # noqa: E402
+from omnidecide.training.mmm_worlds import make_seasonal_world  # noqa: E402
 from omnidecide.training.synth import make_marketing_mix  # noqa: E402
 
 LO = np.array([0.1, 0.8, 1.0, 1.5])  # decay, half ratio r, slope, ROI at typical spend: the generator's boxes
@@ -61,8 +64,9 @@ class Posterior:
         self.knows, self.roi_mu, self.roi_sd = knows, roi_mu, roi_sd
         self.typical = (np.array([ch[c]["typical_spend"] for c in h.channels]) if "scale" in knows
                         else h.spend.mean(0))
-        self.m_true = truth["peak_media_multiplier"] - 1.0
-        self.sigma = truth["baseline"]["noise_sd_share"] * truth["baseline"]["level"]
+        # (only read when given: the second world family has neither a peak multiplier nor an additive noise level)
+        self.m_true = truth["peak_media_multiplier"] - 1.0 if "m" in knows else None
+        self.sigma = truth["baseline"]["noise_sd_share"] * truth["baseline"]["level"] if "sigma" in knows else None
         self.spend, self.C = h.spend, len(h.channels)
         self.peak = prob.peak_any
         X = np.concatenate([prob.base, prob.ctrl], axis=1)  # baseline basis + controls (promo)
@@ -185,15 +189,14 @@ def bayes_plan(post: Posterior, h, start: np.ndarray, T: int, cons: Constraints,
 
 
 def world_row(name: str, seed: int, df: pd.DataFrame, truth: dict, T: int, draws: int, steps: int,
-              variants: list[str]) -> dict:
+              variants: list[str], family: str = "ours") -> dict:
     h = history_from_frame(df)
     rng = np.random.default_rng(seed)
     alloc, _ = run(h, Config(seed=seed, timesteps=0, n_boot=20))
     boot = alloc.samples  # the walkers start on the product's own bootstrap fits
     B = reference_budget(h, T)
     cons = Constraints(budget=B, reserve=0.0)
-    tp = truth_params(truth, h.channels)
-    true, orc = true_and_oracle(h, truth, T, B)
+    true, orc = family_truth(family, h, truth, T, B)
     row = {"world": name, "served plan": true.revenue(alloc.plan(B, T, reserve=0.0).spend).sum() / orc}
     for v in variants:
         knows, mu, sd = VARIANTS[v]
@@ -204,9 +207,10 @@ def world_row(name: str, seed: int, df: pd.DataFrame, truth: dict, T: int, draws
         t0 = time.time()
         x, diag = bayes_plan(post, h, start, T, cons, draws, steps, rng)
         row[v] = true.revenue(x).sum() / orc
+        gap = (f"{post.logp(post.point(truth_params(truth, h.channels))[None])[0] - diag['lp'][1]:.1f}"
+               if family == "ours" else "-")  # (the second family's truth is not in the model's parameter space)
         row[f"{v}: log post burn-in / end, truth - median, acc, s"] = (
-            f"{diag['lp'][0]:.1f} / {diag['lp'][1]:.1f}, {post.logp(post.point(tp)[None])[0] - diag['lp'][1]:.1f}, "
-            f"{diag['acc']:.2f}, {time.time() - t0:.0f}")
+            f"{diag['lp'][0]:.1f} / {diag['lp'][1]:.1f}, {gap}, {diag['acc']:.2f}, {time.time() - t0:.0f}")
     return row
 
 
@@ -256,7 +260,9 @@ def check_sampler(dim: int = 24, walkers: int = 128) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--worlds", default="bench", help="'bench' (bench/allocator.py's five) or a seed range like 10-29")
+    ap.add_argument("--worlds", default="bench", help="'bench' (bench/allocator.py's five), a seed range like 10-29, "
+                    "or 'seasonal' / 'seasonal:0-4' (the second world family, training/mmm_worlds.py; only the "
+                    "product-prior variants apply there: its generator has no priors in the model's parameter space)")
     ap.add_argument("--draws", type=int, default=64, help="posterior draws the plan averages over")
     ap.add_argument("--steps", type=int, default=3000, help="MCMC steps for burn-in, and again for sampling")
     ap.add_argument("--periods", type=int, default=26)
@@ -264,7 +270,11 @@ def main() -> None:
     ap.add_argument("--spread", type=int, default=0, help="instead: the served plan over this many training seeds")
     ap.add_argument("--check-sampler", action="store_true", help="instead: the sampler on a known Gaussian")
     args = ap.parse_args()
-    if args.worlds == "bench":
+    family = "seasonal" if args.worlds.startswith("seasonal") else "ours"
+    if family == "seasonal":
+        a, b = (int(v) for v in (args.worlds.split(":")[1] if ":" in args.worlds else "0-4").split("-"))
+        worlds = [(f"seed {s}, 5 ch", *make_seasonal_world(s)) for s in range(a, b + 1)]
+    elif args.worlds == "bench":
         worlds = [(f"seed {s}, {len(c)} ch", *make_marketing_mix(s, channels=list(c))) for s, c in WORLDS]
     else:
         a, b = (int(v) for v in args.worlds.split("-"))
@@ -279,10 +289,12 @@ def main() -> None:
         seed_spread(worlds, args.periods, args.spread)
         return
     variants = [v for i, v in enumerate(VARIANTS) if str(i) in args.variants.split(",")]
+    if family == "seasonal":
+        variants = [v for v in variants if not VARIANTS[v][0]]
     rows = []
     for name, df, truth in worlds:
         seed = int(name.split()[1].rstrip(","))
-        rows.append(world_row(name, seed, df, truth, args.periods, args.draws, args.steps, variants))
+        rows.append(world_row(name, seed, df, truth, args.periods, args.draws, args.steps, variants, family))
         print(f"done {name}: {rows[-1]}", file=sys.stderr, flush=True)
     res = pd.DataFrame(rows)
     num = ["served plan", *variants]

@@ -26,16 +26,18 @@ def _pairs(values: list[str], flag: str) -> dict[str, float]:
 @train_app.command("allocator")
 def train_allocator(history: Path = typer.Option(..., "--history"),
                     seed: int = typer.Option(0, "--seed"),
-                    timesteps: Optional[int] = typer.Option(None, "--timesteps", help="PPO steps (default: quick)")) -> None:
+                    timesteps: Optional[int] = typer.Option(None, "--timesteps", help="PPO steps (default: quick)"),
+                    lift_tests: Optional[Path] = typer.Option(None, "--lift-tests", help="lift.csv: channel, start, end, "
+                                                              "incremental_revenue, ci_low, ci_high (docs/data.md)")) -> None:
     """Fit the response model, build the env, train the agent, evaluate, save a version; prints the tag."""
     from omnidecide.store import registry
     from omnidecide.training.allocator import train
 
-    tag = train(history, seed=seed, timesteps=timesteps)
+    tag = train(history, seed=seed, timesteps=timesteps, lift_tests=lift_tests)
     meta = registry.get("allocator", tag).info.metadata
     m, d = meta["metrics"], meta.get("diagnostics", {})
     reports = (f"; platform reports for {d['reported_channels']} channel(s), noise {d['report_sigma']:.2f}"
-               if "reported_channels" in d else "")
+               if "reported_channels" in d else "") + (f"; {m['lift_tests']} lift test(s)" if m.get("lift_tests") else "")
     console.print(f"fit R² {m['fit_r2']:.3f}, MAPE {m['fit_mape']:.3f}, media share of revenue {m['fit_media_share']:.3f}"
                   f"{reports}; agent {'served' if m.get('agent_enabled') else 'gated off (the planner serves)'}; "
                   f"trained in {m['train_seconds']:.0f} s", highlight=False)
@@ -47,8 +49,15 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
              output: Path = typer.Option(..., "--output"), reserve: float = typer.Option(0.15, "--reserve"),
              min_: list[str] = typer.Option([], "--min"), max_: list[str] = typer.Option([], "--max"),
              roi_floor: list[str] = typer.Option([], "--roi-floor"), actuals: Optional[Path] = typer.Option(None, "--actuals"),
-             model: Optional[str] = typer.Option(None, "--model")) -> None:
-    """Plan spend per channel and period within budget and rules; writes period, channel, spend, expected_revenue.
+             model: Optional[str] = typer.Option(None, "--model"),
+             explore: Optional[Path] = typer.Option(None, "--explore", help="also write an experiment plan (CSV): "
+                                                    "channels to vary, when, by how much, cost, expected narrowing"),
+             report: Optional[Path] = typer.Option(None, "--report", help="also write a one-page HTML report")) -> None:
+    """Plan spend per channel and period within budget and rules; writes period, channel, spend, expected_revenue,
+    revenue_p10, revenue_p90 (the cell's 80% interval over the posterior draws), identification (the channel's, 0-1).
+
+    Robust by default: budget moves away from last year's mix only as far as the posterior backs the move (a channel
+    the history cannot identify stays near its historical spend).
 
     --min/--max CH=AMOUNT bound a channel's total over the horizon; --roi-floor CH=X keeps its expected ROI >= X;
     --reserve (share of B) is held back and written as one row `period=1, channel=reserve`;
@@ -56,17 +65,19 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
     revenue_<channel> = the channel's measured incremental revenue, e.g. attributed) re-plans the rest from the adstock
     those periods left (the actual rows are written as periods 1..k); with revenue_<channel> each channel's response
     is first recalibrated to its realised / expected revenue (shrunk towards 1 over the first periods).
+    --explore EXPERIMENTS.csv proposes one experiment per channel, least identified first: pulses of +/-50% over the
+    first 8 weeks, their expected revenue cost and how much narrower the channel's 80% interval is expected to get
+    (re-planning's own update rule, simulated under each posterior draw), beside what the plan alone would teach.
+    --report plan.html writes a self-contained one-pager: response curves with bands, the plan by period and channel,
+    marginal ROI, the cost of the reserve and of each rule, and what changed since the plan that was at --output.
     """
     import pandas as pd
 
     from omnidecide.serving.allocator import PlanRequest
 
-    if not 0 <= reserve < 1:
-        raise InputError(f"--reserve must be a share in [0, 1), got {reserve}")
-    if budget <= 0:
-        raise InputError(f"--budget must be positive, got {budget}")
-    if periods < 1:
-        raise InputError(f"--periods must be at least 1, got {periods}")
+    from omnidecide.models.allocator.constraints import check_request
+
+    check_request(budget, periods, reserve)  # (before loading the model; Allocator.plan checks all flags again)
     act = None
     if actuals is not None:
         if not actuals.exists():
@@ -78,6 +89,7 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
     req = PlanRequest(budget=budget, periods=periods, reserve=reserve, min=_pairs(min_, "--min"),
                       max=_pairs(max_, "--max"), roi_floor=_pairs(roi_floor, "--roi-floor"))
     resp, res = rt.plan(req, actuals=act)
+    previous = pd.read_csv(output) if report is not None and output.exists() else None
     output.parent.mkdir(parents=True, exist_ok=True)
     res.table.to_csv(output, index=False)
     s = res.summary
@@ -95,10 +107,31 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
     print(f"budget {budget:,.2f}  reserve {s['reserve']:,.2f}  planned spend {s['planned_spend']:,.2f}"
           + (f"  unallocated {s['unallocated']:,.2f}" if s["unallocated"] > 0.01 else ""))
     print(f"expected incremental revenue {s['expected_incremental_revenue']:,.2f}  ROI {s['roi']:.3f}")
-    print(f"{'channel':<20}{'spend':>16}{'incr. revenue':>18}{'ROI':>8}{'marginal ROI':>14}")
+    print(f"last year's mix at this budget: expected incremental revenue {s['historical_mix_revenue']:,.2f}")
+    print(f"{'channel':<20}{'spend':>16}{'hist. spend':>16}{'incr. revenue':>18}{'80% interval':>28}{'identified':>11}"
+          f"{'ROI':>8}{'marginal ROI':>14}")
     for c, v in s["per_channel"].items():
         roi = f"{v['roi']:.2f}" if v["roi"] == v["roi"] else "-"
-        print(f"{c:<20}{v['spend']:>16,.2f}{v['incremental_revenue']:>18,.2f}{roi:>8}{v['marginal_roi']:>14.2f}")
+        band = f"{v['revenue_p10']:,.0f} - {v['revenue_p90']:,.0f}"
+        print(f"{c:<20}{v['spend']:>16,.2f}{v['historical_spend']:>16,.2f}{v['incremental_revenue']:>18,.2f}{band:>28}"
+              f"{v['identification']:>11.2f}{roi:>8}{v['marginal_roi']:>14.2f}")
+    if report is not None:
+        from omnidecide.cli.allocator_report import write_report
+
+        write_report(report, rt.allocator, res, rt.tag, {"budget": budget, "periods": periods, "reserve": reserve,
+                                                         "lo": req.min, "hi": req.max, "roi_floor": req.roi_floor,
+                                                         "actuals": act}, previous)
+        print(f"report written to {report}")
+    if explore is not None:
+        from omnidecide.models.allocator.explore import experiment_plan
+
+        k = res.n_actual
+        exp_ = experiment_plan(res.ensemble, res.spend[k:], rt.channels, res.identification, res.historical)
+        explore.parent.mkdir(parents=True, exist_ok=True)
+        exp_.to_csv(explore, index=False)
+        print(f"\nexperiment plan written to {explore} (weeks counted from period {k + 1}):")
+        print(exp_[["channel", "identification", "weeks", "spend_moved", "expected_revenue_cost", "expected_narrowing",
+                    "narrowing_beyond_plan_alone"]].to_string(index=False))
 
 
 @app.command("attribute")

@@ -30,6 +30,9 @@ class PlanRow(BaseModel):
     channel: str
     spend: float
     expected_revenue: float
+    revenue_p10: Optional[float] = Field(None, description="10th percentile of the cell's revenue over the posterior draws")
+    revenue_p90: Optional[float] = Field(None, description="90th percentile of the cell's revenue over the posterior draws")
+    identification: Optional[float] = Field(None, description="how well the history identifies the channel, 0-1")
 
 
 class ChannelSummary(BaseModel):
@@ -37,6 +40,11 @@ class ChannelSummary(BaseModel):
     incremental_revenue: float
     roi: Optional[float]
     marginal_roi: float
+    revenue_p10: Optional[float] = Field(None, description="80% interval of the channel's incremental revenue: low end")
+    revenue_p90: Optional[float] = Field(None, description="80% interval of the channel's incremental revenue: high end")
+    identification: Optional[float] = Field(None, description="0-1: 1 = the posterior draws agree on what the channel "
+                                            "returns at its historical spend; 0 = the history cannot tell")
+    historical_spend: Optional[float] = Field(None, description="the channel's total under last year's mix, this budget")
 
 
 class PlanResponse(BaseModel):
@@ -78,11 +86,15 @@ class AllocatorRuntime:
                                   roi_floor=req.roi_floor, actuals=actuals)
         s = res.summary
         resp = PlanResponse(
-            model=self.tag, rows=[PlanRow(**r) for r in res.table.to_dict("records")],
+            model=self.tag, rows=[PlanRow(**{k: _num(v) if isinstance(v, float) else v for k, v in r.items()})
+                                  for r in res.table.to_dict("records")],
             expected_incremental_revenue=s["expected_incremental_revenue"], planned_spend=s["planned_spend"],
             roi=_num(s["roi"]), reserve=s["reserve"], actual_periods=s["actual_periods"],
             per_channel={c: ChannelSummary(spend=v["spend"], incremental_revenue=v["incremental_revenue"], roi=_num(v["roi"]),
-                                           marginal_roi=v["marginal_roi"]) for c, v in s["per_channel"].items()},
+                                           marginal_roi=v["marginal_roi"], revenue_p10=v["revenue_p10"],
+                                           revenue_p90=v["revenue_p90"], identification=v["identification"],
+                                           historical_spend=v["historical_spend"])
+                         for c, v in s["per_channel"].items()},
             latency_ms=(time.perf_counter() - t0) * 1000)
         return resp, res
 

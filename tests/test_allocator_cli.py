@@ -30,9 +30,48 @@ def test_train_saves_version_with_fit_and_agent(tag):
     from omnidecide.store import registry
 
     v = [r for r in registry.versions("allocator") if r["tag"] == tag][0]
-    assert v["metrics"]["fit_r2"] > 0.95
-    assert "agent_over_planner_mean" in v["metrics"]
+    m = v["metrics"]
+    assert m["fit_r2"] > 0.95
+    # the agent was evaluated against its planner on the held-out worlds, and the gate follows that figure
+    assert m["eval_worlds"] == 8 and 0.5 < m["agent_over_planner_mean"] < 1.5
+    assert m["agent_over_planner_min"] <= m["agent_over_planner_mean"] <= m["agent_over_planner_max"]
+    assert m["agent_enabled"] == (m["agent_over_planner_mean"] > 1.0)
     assert (registry.path("allocator", tag) / "agent.zip").exists()
+
+
+class _PushFirst:
+    """A stand-in policy with a large, fixed correction: every period moves budget towards the first channel."""
+
+    def __init__(self, C: int):
+        self.a = np.zeros(C + 2, np.float32)
+        self.a[0], self.a[1:C] = 1.0, -1.0
+
+    def predict(self, obs, deterministic=True):
+        return self.a, None
+
+
+def test_agent_is_served_only_when_it_beat_its_planner(runtime):
+    """The gate: `agent_enabled` (set in training from agent / planner on held-out worlds) decides whether the agent's
+    corrections reach the served plan; forcing use_agent overrides it either way."""
+    import dataclasses
+
+    from omnidecide.training.allocator.pipeline import agent_gate
+
+    assert agent_gate({"agent_over_planner_mean": 1.003}) and not agent_gate({"agent_over_planner_mean": 0.999})
+    assert not agent_gate({"agent_over_planner_mean": 1.0})
+    base = runtime.allocator
+    C = len(base.channels)
+    planner = base.plan(3e6, 8, reserve=0.0, use_agent=False)
+    for enabled in (False, True):
+        alloc = dataclasses.replace(base, policy=_PushFirst(C), info={**base.info, "agent_enabled": enabled})
+        served = alloc.plan(3e6, 8, reserve=0.0)
+        assert served.summary["agent"] is enabled
+        moved = bool(np.abs(served.spend - planner.spend).sum() > 0.05 * planner.spend.sum())
+        assert moved is enabled
+        if enabled:
+            assert served.spend[:, 0].sum() > planner.spend[:, 0].sum()
+        forced = alloc.plan(3e6, 8, reserve=0.0, use_agent=not enabled)
+        assert forced.summary["agent"] is (not enabled)
 
 
 def test_allocate_writes_plan_within_budget(tag, synth_world, tmp_path):
@@ -40,7 +79,12 @@ def test_allocate_writes_plan_within_budget(tag, synth_world, tmp_path):
     res = runner.invoke(app, ["allocate", "--budget", "3000000", "--periods", "8", "--output", str(out), "--model", tag])
     assert res.exit_code == 0, res.output
     plan = pd.read_csv(out)
-    assert list(plan.columns) == ["period", "channel", "spend", "expected_revenue"]
+    assert list(plan.columns) == ["period", "channel", "spend", "expected_revenue", "revenue_p10", "revenue_p90",
+                                  "identification"]
+    cells = plan[plan["channel"] != "reserve"]
+    assert (cells["revenue_p10"] <= cells["expected_revenue"] + 0.01).all()
+    assert (cells["expected_revenue"] <= cells["revenue_p90"] + 0.01).all()
+    assert cells["identification"].between(0, 1).all()
     channels = [c[len("spend_"):] for c in pd.read_csv(synth_world / "marketing_mix.csv", nrows=1).columns if c.startswith("spend_")]
     media = plan[plan["channel"] != "reserve"]
     assert set(media["channel"]) == set(channels)
@@ -51,9 +95,36 @@ def test_allocate_writes_plan_within_budget(tag, synth_world, tmp_path):
     assert media["spend"].sum() <= 3_000_000 * 0.85 + 1e-6
     assert media["spend"].sum() >= 3_000_000 * 0.85 - 0.01 * len(channels)  # rounding to cents loses < 1 cent a channel
     assert "expected incremental revenue" in res.output and "marginal ROI" in res.output
+    assert "80% interval" in res.output and "identified" in res.output and "last year's mix" in res.output
+    # --explore: one proposed experiment per channel, least identified first
+    ex = tmp_path / "explore.csv"
+    res = runner.invoke(app, ["allocate", "--budget", "3000000", "--periods", "8", "--output", str(out), "--model", tag,
+                              "--explore", str(ex)])
+    assert res.exit_code == 0, res.output
+    e = pd.read_csv(ex)
+    assert set(e["channel"]) == set(channels) and e["identification"].is_monotonic_increasing
+    assert {"weeks", "change", "expected_revenue_cost", "expected_narrowing", "interval_width_now"} <= set(e.columns)
     # reserve 0: no reserve row
     runner.invoke(app, ["allocate", "--budget", "3000000", "--periods", "8", "--output", str(out), "--reserve", "0", "--model", tag])
     assert "reserve" not in set(pd.read_csv(out)["channel"])
+
+
+def test_report_is_one_self_contained_page_with_the_figures(tag, tmp_path):
+    import base64
+    import re
+
+    out, rep = tmp_path / "plan.csv", tmp_path / "plan.html"
+    args = ["allocate", "--budget", "3000000", "--periods", "8", "--output", str(out), "--model", tag]
+    assert runner.invoke(app, args).exit_code == 0  # an earlier plan at the same path: "what changed" compares to it
+    res = runner.invoke(app, [*args, "--reserve", "0.1", "--max", "douyin=100000", "--report", str(rep)])
+    assert res.exit_code == 0, res.output
+    page = rep.read_text()
+    imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(imgs) == 3 and all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in imgs)
+    assert "http://" not in page and "https://" not in page  # nothing to fetch
+    for section in ("Response curves", "Plan by period", "Marginal ROI", "Cost of the reserve", "What changed"):
+        assert section in page
+    assert "--max" in page and "douyin=100000" in page and "previous spend" in page
 
 
 def test_rules_are_honoured(runtime):
@@ -139,7 +210,7 @@ def test_replanning_recalibrates_channels_to_measured_revenue(runtime, tmp_path)
     _, base = runtime.plan(req, actuals=act)
     _, cal = runtime.plan(req, actuals=meas)  # default: ensemble reweighted, then rescaled
     # the rescaling alone (no reweighting): the shrunk ratio against the plain ensemble mean, exactly
-    from omnidecide.models.allocator.artifact import Updating
+    from omnidecide.models.allocator.actuals import Updating
 
     r = runtime.allocator.plan(4e6, 10, reserve=0.0, actuals=meas, updating=Updating(reweight=False)).summary["channel_ratio"]
     n = {c: int((act[f"spend_{c}"] > 0).sum()) for c in (up, down)}  # periods it spent in (and was measured); n0 = 2
@@ -166,7 +237,7 @@ def test_reweighting_moves_the_ensemble_towards_the_world_that_was_measured(runt
     """Bayesian update of the planning ensemble: channel revenue measured (10% lognormal noise) from one of the
     draws for 6 periods -> that draw gains weight on every channel that spent, the reweighted expectation of the
     remaining periods is closer to its revenue than the plain mean, and tempering keeps >= ess_min x K draws."""
-    from omnidecide.models.allocator.artifact import Updating
+    from omnidecide.models.allocator.actuals import Updating, draw_weights
 
     alloc = runtime.allocator
     ch = alloc.channels
@@ -182,11 +253,12 @@ def test_reweighting_moves_the_ensemble_towards_the_world_that_was_measured(runt
     rng = np.random.default_rng(0)
     meas = ens.worlds[j].revenue(x_act) * np.exp(rng.normal(0, 0.1, x_act.shape))
     upd = Updating()
-    W, _, info = alloc.draw_weights(x_act, meas, upd)
+    du = draw_weights(alloc.ensemble(k), x_act, meas, upd)
+    W = du.weights
     spent = x_act.sum(0) > 0
     assert W.shape == (K, len(ch)) and np.allclose(W.sum(0), 1.0)
     assert np.all(W[j, spent] > 1.0 / K)
-    assert np.all(info["ess"] >= upd.ess_min * K - 1e-6)
+    assert np.all(du.ess >= upd.ess_min * K - 1e-6)
     # the rest of the horizon, as re-planning would see it: reweighted expectation vs plain mean vs the truth draw
     rest = alloc.ensemble(T - k, start=k, actual_spend=x_act)
     x_rest = first.spend[k:]

@@ -1,13 +1,23 @@
 """Env and planners on curves built in-test: constraints hold exactly, the checker passes, optimisers beat heuristics."""
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
 from omnidecide.models.allocator.env import AllocatorEnv, rollout
-from omnidecide.models.allocator.plan import (Constraints, Curves, best_plan, check_constraints, enforce_roi_floor, myopic,
-                                   project_plan, spread)
+from omnidecide.models.allocator.constraints import Constraints, enforce_roi_floor, project_plan, request_constraints
+from omnidecide.models.allocator.curves import FULL_T, Curves
+from omnidecide.models.allocator.solvers import best_plan
 from omnidecide.models.errors import InputError
 from omnidecide.models.response import media_revenue
+
+_spec = importlib.util.spec_from_file_location("allocator_baselines",
+                                               Path(__file__).resolve().parents[1] / "bench" / "allocator_baselines.py")
+_baselines = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_baselines)
+myopic, spread = _baselines.myopic, _baselines.spread  # the benchmark's heuristic baselines
 
 T, C = 12, 3
 CHANNELS = ["a", "b", "c"]
@@ -97,11 +107,15 @@ def test_constraints_and_roi_floor_are_exact():
 
 def test_infeasible_constraints_name_the_flag():
     with pytest.raises(InputError, match="--min"):
-        check_constraints(Constraints(budget=1e6, reserve=0.15, lo=np.array([5e5, 5e5, 0])), CHANNELS)
+        request_constraints(CHANNELS, 1e6, T, 0.15, {"a": 5e5, "b": 5e5}, None, None)
     with pytest.raises(InputError, match="--min is above --max"):
-        check_constraints(Constraints(budget=1e6, reserve=0.0, lo=np.array([2e5, 0, 0]), hi=np.array([1e5, 1e9, 1e9])), CHANNELS)
+        request_constraints(CHANNELS, 1e6, T, 0.0, {"a": 2e5}, {"a": 1e5}, None)
     with pytest.raises(InputError, match="--reserve"):
-        check_constraints(Constraints(budget=1e6, reserve=1.2), CHANNELS)
+        request_constraints(CHANNELS, 1e6, T, 1.2, None, None, None)
+    with pytest.raises(InputError, match="--max nochannel"):
+        request_constraints(CHANNELS, 1e6, T, 0.0, None, {"nochannel": 5.0}, None)
+    with pytest.raises(InputError, match="--periods"):
+        request_constraints(CHANNELS, 1e6, 0, 0.0, None, None, None)
     cv = curves()
     cons = Constraints(budget=1e6, reserve=0.0, lo=np.array([0, 0, 9e5]), roi_floor=np.array([np.nan, np.nan, 50.0]))
     x = project_plan(np.full((T, C), 1e6 / (T * C)), cons)
@@ -112,7 +126,7 @@ def test_infeasible_constraints_name_the_flag():
 def test_capped_projection_is_exact_and_nearest():
     from scipy.optimize import minimize
 
-    from omnidecide.models.allocator.plan import project_capped
+    from omnidecide.models.allocator.constraints import project_capped
 
     rng = np.random.default_rng(1)
     for _ in range(25):
@@ -178,7 +192,7 @@ def test_long_horizons_blocked_adstock_matches_reference(T_):
     rng = np.random.default_rng(T_)
     cv = Curves(decay=np.array([0.1, 0.5, 0.85]), half=np.array([5e4, 1e5, 2e5]), slope=np.array([0.8, 1.6, 2.8]),
                 beta=np.array([2e5, 5e5, 8e5]), mult=1 + rng.random(T_), init=np.array([1e4, 5e4, 3e5]))
-    assert cv.T > cv.FULL_T
+    assert cv.T > FULL_T
     x = rng.uniform(0, 1e5, (T_, C))
     ref = media_revenue(x, cv.decay, cv.half, cv.slope, cv.beta, initial=cv.init, multiplier=cv.mult)
     zero = media_revenue(np.zeros_like(x), cv.decay, cv.half, cv.slope, cv.beta, initial=cv.init, multiplier=cv.mult)
@@ -193,7 +207,7 @@ def test_long_horizons_blocked_adstock_matches_reference(T_):
 
 def test_feasible_plan_is_left_unchanged_by_projection():
     """project_plan returns an already feasible plan as is (its shortcut): the period-by-period pass would not move it."""
-    from omnidecide.models.allocator.plan import project_period
+    from omnidecide.models.allocator.constraints import project_period
 
     rng = np.random.default_rng(7)
     for _ in range(30):

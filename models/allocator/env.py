@@ -22,7 +22,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from omnidecide.models.allocator.plan import Constraints, Curves, best_plan, project_period
+from omnidecide.models.allocator.constraints import Constraints, project_period
+from omnidecide.models.allocator.curves import Curves
+from omnidecide.models.allocator.solvers import best_plan
 
 
 class AllocatorEnv(gym.Env):
@@ -96,6 +98,8 @@ class AllocatorEnv(gym.Env):
             self.world = self.worlds[int(self.np_random.integers(len(self.worlds)))]
         scale = options.get("budget_scale", self.budget_scales[int(self.np_random.integers(len(self.budget_scales)))])
         self._setup(float(scale))
+        if "ratio" in options:  # a realised/expected ROI already known at the start (re-planning with revenue)
+            self.ratio = np.asarray(options["ratio"], float).copy()
         return self._obs(), {}
 
     def spend_for(self, action: np.ndarray) -> np.ndarray:
@@ -120,7 +124,7 @@ class AllocatorEnv(gym.Env):
         new = x + curves.decay * stock
         z = curves.decay * zero
         m = curves.mult[self.t]
-        rev = curves.beta * m * (curves._h(new) - curves._h(z))
+        rev = curves.beta * m * (curves.h(new) - curves.h(z))
         return rev, new, z
 
     def step(self, action):
@@ -128,7 +132,7 @@ class AllocatorEnv(gym.Env):
         w_rev, self.w_stock, self.w_zero = self._period_revenue(self.world, self.w_stock, self.w_zero, x)
         p_zero = self.planning.decay ** (self.t + 1) * self.planning.init
         p_new = x + self.planning.decay * self.p_stock
-        p_rev = self.planning.beta * self.planning.mult[self.t] * (self.planning._h(p_new) - self.planning._h(p_zero))
+        p_rev = self.planning.beta * self.planning.mult[self.t] * (self.planning.h(p_new) - self.planning.h(p_zero))
         self.p_stock = p_new
         # realised/expected ROI per channel, as attribution would measure it (noisy), averaged over recent periods
         seen = w_rev * np.exp(self.np_random.normal(0, self.ratio_noise, self.C)) if self.ratio_noise else w_rev

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
-from scipy.signal import lfilter
 
+from omnidecide.models.allocator.curves import Curves
 from omnidecide.models.errors import InputError
 from omnidecide.models.response import geometric_adstock, hill
 
@@ -159,10 +159,6 @@ def baseline_basis(woy: np.ndarray, t_scaled: np.ndarray, peaks: np.ndarray) -> 
 
 # --- fitting --------------------------------------------------------------------------------------
 
-def _adstock(x: np.ndarray, decay: np.ndarray) -> np.ndarray:
-    return np.stack([lfilter([1.0], [1.0, -d], x[:, j]) for j, d in enumerate(decay)], axis=1)
-
-
 class _Problem:
     """Variable projection. Nonlinear: decay, log half, slope per channel and the media peak multiplier m.
     Linear (solved exactly for each nonlinear guess): beta per channel, the baseline as the expansion of
@@ -176,8 +172,9 @@ class _Problem:
     lift), which 156 weeks of total revenue under habitual spend cannot; beta stays the total-revenue regression's.
     Weeks with a zero or missing report are skipped."""
 
-    def __init__(self, h: History, prior: dict | None = None, report_sigma: float = 0.2):
+    def __init__(self, h: History, prior: dict | None = None, report_sigma: float = 0.2, lift: list | None = None):
         self.h = h
+        self.lift = list(lift or [])  # models/allocator/lift.py LiftTests: extra rows of the linear fit
         self.prior = PRIOR if prior is None else {**PRIOR, **prior}
         self.C, self.K = len(h.channels), h.controls.shape[1]
         self.ys = float(h.revenue.mean())
@@ -213,11 +210,26 @@ class _Problem:
     def _design(self, th: np.ndarray) -> np.ndarray:
         C = self.C
         decay, half, slope, m = th[:C], np.exp(th[C:2 * C]), th[2 * C:3 * C], th[3 * C]
-        media = hill(_adstock(self.x, decay), half, slope) * (1 + m * self.peak_any)[:, None]
+        media = hill(geometric_adstock(self.x, decay), half, slope) * (1 + m * self.peak_any)[:, None]
         return np.concatenate([media, self.base, self.ctrl], axis=1)
+
+    def _lift_rows(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """One row per lift test: the channel's media column summed over the test's weeks = the measured revenue,
+        weighted as (its sd) against the revenue rows' noise (prior_scale); none before the noise is estimated."""
+        if not self.lift or self.prior_scale <= 0:
+            return None
+        A, b = np.zeros((len(self.lift), X.shape[1])), np.zeros(len(self.lift))
+        for i, lt in enumerate(self.lift):
+            w = self.prior_scale * self.ys / lt.sd
+            A[i, lt.channel] = w * X[lt.weeks, lt.channel].sum()
+            b[i] = w * lt.incremental_revenue / self.ys
+        return A, b
 
     def linear(self, th: np.ndarray, y: np.ndarray) -> np.ndarray:
         X = self._design(th)
+        rows = self._lift_rows(X)
+        if rows is not None:
+            X, y = np.vstack([X, rows[0]]), np.concatenate([y, rows[1]])
         coef = np.linalg.lstsq(X, y, rcond=None)[0]
         neg = coef[:self.C] < 0
         if neg.any():  # effect sizes are non-negative: drop the channels that came out negative and refit
@@ -229,9 +241,13 @@ class _Problem:
 
     def residual(self, th: np.ndarray, y: np.ndarray) -> np.ndarray:
         X = self._design(th)
-        r = X @ self.linear(th, y) - y
+        coef = self.linear(th, y)
+        r = X @ coef - y
         if self.prior_scale <= 0:
             return r
+        rows = self._lift_rows(X)
+        if rows is not None:
+            r = np.concatenate([r, rows[0] @ coef - rows[1]])
         C = self.C
         if self.rep_log is not None:
             r = np.concatenate([r, (self.prior_scale / self.report_sigma) * self.report_residual(th, X)])
@@ -290,13 +306,14 @@ class FitResult:
 
 
 def fit(h: History, *, n_starts: int = 4, n_boot: int = 20, seed: int = 0, block: int = 8,
-        prior: dict | None = None, report_sigma: float | None = None) -> FitResult:
+        prior: dict | None = None, report_sigma: float | None = None, lift: list | None = None) -> FitResult:
     """Point fit (best of several starts) and `n_boot` moving-block residual-bootstrap refits. `prior`: entries that
     replace PRIOR's (e.g. another Hill-slope prior, for planning over more than one prior). With reported channel
     revenue in `h`, `report_sigma` is its lognormal noise; None = estimated from the fit's report residuals (start at
-    0.2, two refits; noisier platforms then weigh less). The bootstrap resamples the revenue residuals only; the
-    reports stay as measured."""
-    prob = _Problem(h, prior, 0.2 if report_sigma is None else report_sigma)
+    0.2, two refits; noisier platforms then weigh less). `lift`: lift tests (models/allocator/lift.py), rows of the
+    fit weighted by their intervals. The bootstrap resamples the revenue residuals only; reports and lift tests stay
+    as measured."""
+    prob = _Problem(h, prior, 0.2 if report_sigma is None else report_sigma, lift)
     rng = np.random.default_rng(seed)
     best, best_cost = None, np.inf
     th0, cost0 = prob.solve(prob.y, prob.start(rng, jitter=False))
@@ -340,10 +357,8 @@ def fit(h: History, *, n_starts: int = 4, n_boot: int = 20, seed: int = 0, block
 
 
 def horizon_curves(params: MMMParams, h: History, periods: int, start: int = 0, init: np.ndarray | None = None,
-                   peak_any: np.ndarray | None = None):
+                   peak_any: np.ndarray | None = None) -> Curves:
     """Curves for periods start+1 .. start+periods after the history end (season from the calendar)."""
-    from omnidecide.models.allocator.plan import Curves
-
     if peak_any is None:
         peak_any = peak_flags(h.future_dates(periods, start), h.step_days).max(1)
     if init is None:

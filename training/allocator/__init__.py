@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omnidecide.models.allocator.lift import parse_lift_tests
 from omnidecide.models.allocator.mmm import history_from_frame
+from omnidecide.models.errors import InputError
 from omnidecide.store import registry
 from omnidecide.training import progress
 from omnidecide.training.allocator.pipeline import Config, run  # noqa: F401  (re-exported for the bench)
@@ -11,24 +13,41 @@ from omnidecide.store.io import load
 from omnidecide.training.profile import data_end, profile
 
 
-def train(history: Path, *, seed: int = 0, timesteps: int | None = None, n_boot: int | None = None) -> str:
-    """Fit, train the residual agent, evaluate, save; returns the tag (`allocator:<version>`)."""
+def read_lift_tests(path: Path, h) -> list:
+    """lift.csv -> LiftTests on the history's weeks (InputError naming the file, row and field when bad)."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"--lift-tests {path}: no such file")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise InputError(f"--lift-tests {path}: not a readable CSV ({e})") from e
+    return parse_lift_tests(df, h.channels, h.dates, f"--lift-tests {path.name}")
+
+
+def train(history: Path, *, seed: int = 0, timesteps: int | None = None, n_boot: int | None = None,
+          lift_tests: Path | None = None) -> str:
+    """Fit, train the residual agent, evaluate, save; returns the tag (`allocator:<version>`). lift_tests: lift.csv
+    (docs/data.md) whose measured channel revenue the fit also matches."""
     with progress.task("train allocator", 3):
         progress.step(f"load and validate {Path(history).name}")
         loaded = load(history, "marketing_mix")
         h = history_from_frame(loaded.data, str(history))
+        lift = read_lift_tests(lift_tests, h) if lift_tests is not None else None
         cfg = Config(seed=seed)
         if timesteps is not None:
             cfg.timesteps = timesteps
         if n_boot is not None:
             cfg.n_boot = n_boot
         progress.step("fit the response model with bootstrap, train the agent, evaluate")
-        alloc, metrics = run(h, cfg)
+        alloc, metrics = run(h, cfg, lift)
         metrics["rows_rejected"] = loaded.n_rejected
         params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}
         progress.step("save")
         return registry.save("allocator", alloc.save, metrics=metrics, params=params,
-                             data_fingerprint=registry.fingerprint([history]),
+                             data_fingerprint=registry.fingerprint([history] + ([lift_tests] if lift_tests else [])),
                              extra={"channels": h.channels, "diagnostics": alloc.info.get("diagnostics", {}),
                                     "profile": profile("marketing_mix", loaded.data),
                                     "data_end": data_end(loaded.data, "date")})

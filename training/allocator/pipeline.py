@@ -15,7 +15,6 @@ on the curve's shape (the point fit, its diagnostics and the heuristics stay on 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 
@@ -25,7 +24,7 @@ import torch
 from omnidecide.models.allocator.artifact import Allocator
 from omnidecide.models.allocator.env import rollout
 from omnidecide.models.allocator.mmm import History, MMMParams, fit
-from omnidecide.models.allocator.plan import Constraints
+from omnidecide.models.allocator.constraints import Constraints
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +109,22 @@ def evaluate(alloc: Allocator, env, worlds: list[MMMParams], scales=(1.0,)) -> d
             "agent_over_planner_max": float(ratios.max()), "eval_worlds": len(ratios)}
 
 
-def run(h: History, cfg: Config) -> tuple[Allocator, dict]:
+def agent_gate(metrics: dict) -> bool:
+    """Serve the agent only if its corrections beat the planner alone on the held-out worlds (strictly)."""
+    return bool(metrics["agent_over_planner_mean"] > 1.0)
+
+
+def run(h: History, cfg: Config, lift: list | None = None) -> tuple[Allocator, dict]:
+    """lift: lift tests (models/allocator/lift.py) that both fits also match."""
     t0 = time.time()
-    torch.set_num_threads(cfg.threads)
-    os.environ.setdefault("OMP_NUM_THREADS", str(cfg.threads))
-    res = fit(h, n_boot=cfg.n_boot, seed=cfg.seed)
+    torch.set_num_threads(cfg.threads)  # (OMP_NUM_THREADS would only act before numpy/torch load: set it in the shell)
+    res = fit(h, n_boot=cfg.n_boot, seed=cfg.seed, lift=lift)
     t_fit = time.time() - t0
     alloc = Allocator(params=res.params, samples=res.samples, history=h, alpha=cfg.alpha,
                       info={"diagnostics": res.diagnostics})
     alt = None
     if cfg.alt_slope_prior is not None:
-        res_alt = fit(h, n_boot=cfg.n_boot, seed=cfg.seed, prior={"slope": tuple(cfg.alt_slope_prior)})
+        res_alt = fit(h, n_boot=cfg.n_boot, seed=cfg.seed, prior={"slope": tuple(cfg.alt_slope_prior)}, lift=lift)
         alt = (res_alt.params, res_alt.samples)
         alloc.info["alt_fit"] = {"slope_prior": list(cfg.alt_slope_prior), "r2": res_alt.diagnostics["r2"],
                                  "media_share": res_alt.diagnostics["media_share"]}
@@ -129,7 +133,7 @@ def run(h: History, cfg: Config) -> tuple[Allocator, dict]:
     alloc.worlds = widened_worlds(res.params, res.samples, cfg.n_plan_worlds, cfg.widen, rng, alt)
     train_worlds = widened_worlds(res.params, res.samples, cfg.n_worlds, cfg.widen, rng, alt)
     test_worlds = widened_worlds(res.params, res.samples, cfg.n_eval_worlds, cfg.widen, rng, alt)
-    metrics = {"fit_r2": res.diagnostics["r2"], "fit_mape": res.diagnostics["mape"],
+    metrics = {"lift_tests": len(lift or []), "fit_r2": res.diagnostics["r2"], "fit_mape": res.diagnostics["mape"],
                "fit_media_share": res.diagnostics["media_share"], "fit_seconds": t_fit}
     if cfg.timesteps > 0:
         model, env = train_agent(alloc, cfg, train_worlds)
@@ -137,7 +141,7 @@ def run(h: History, cfg: Config) -> tuple[Allocator, dict]:
         metrics.update(evaluate(alloc, env, test_worlds))
         # gate (automatic rollback of a failed optimisation): corrections that do not beat the planner on held-out
         # worlds are not served; the agent stays in the version for inspection and `use_agent=True` forces it.
-        alloc.info["agent_enabled"] = bool(metrics["agent_over_planner_mean"] > 1.0)
+        alloc.info["agent_enabled"] = agent_gate(metrics)
         metrics["agent_enabled"] = alloc.info["agent_enabled"]
     metrics["train_seconds"] = time.time() - t0
     alloc.info["metrics"] = metrics

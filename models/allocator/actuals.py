@@ -1,0 +1,149 @@
+"""Actuals and updating: what the elapsed periods of a horizon spent and earned, and how that updates the plan.
+
+ACTUALS.csv (the `--actuals` flag): one row per elapsed period (in order; `period` 1..k or `date` to sort by), a
+`spend_<channel>` column per channel (missing = 0), optional `revenue`, optional `revenue_<channel>` (the channel's
+measured incremental revenue in that period, e.g. attributed). Measured channel revenue updates the planning
+ensemble (Bayesian reweighting of its draws) and then rescales each channel's level (shrunk realised / expected).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from omnidecide.models.allocator.curves import Ensemble
+from omnidecide.models.errors import InputError
+
+
+@dataclass
+class Updating:
+    """Re-planning from measured channel revenue (`revenue_<channel>` in the actuals); see `draw_weights`.
+    reweight: Bayesian update of the planning ensemble (draws reweighted by the likelihood of what was measured);
+    rescale: then each channel's level multiplied by its shrunk realised / expected ratio (vs the updated ensemble)."""
+
+    reweight: bool = True
+    sigma: float = 0.15  # lognormal sd of a measured channel-period revenue around a draw's prediction
+    ess_min: float = 0.5  # tempering: keep each channel's effective number of draws >= ess_min x K
+    per_channel: bool = True  # weights per channel (the objective is separable) or one joint weight per draw
+    rescale: bool = True
+    prior_periods: float = 2.0  # shrinkage of the rescaling ratio
+
+
+@dataclass
+class Actuals:
+    """The elapsed periods: spend (k, C), total revenue (k,) or None, measured channel revenue (k, C) (nan where
+    not given) or None."""
+
+    spend: np.ndarray
+    revenue: np.ndarray | None = None
+    channel_revenue: np.ndarray | None = None
+
+    @property
+    def k(self) -> int:
+        return len(self.spend)
+
+    @classmethod
+    def none(cls, C: int) -> "Actuals":
+        return cls(np.zeros((0, C)))
+
+
+@dataclass
+class DrawUpdate:
+    """The Bayesian update of the planning ensemble: weights (K, C), each column summing to 1; each draw's expected
+    channel revenue over the elapsed periods (K, k, C); the tempering power and effective number of draws per channel."""
+
+    weights: np.ndarray
+    expected: np.ndarray
+    tempering: np.ndarray
+    ess: np.ndarray
+
+
+def _numbers(df: pd.DataFrame, col: str, source: str, nonneg: bool) -> np.ndarray:
+    v = pd.to_numeric(df[col], errors="coerce")
+    bad = v.isna() | ((v < 0) if nonneg else False)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
+        raise InputError(f"{source}: row {row}: {col} must be a number{' >= 0' if nonneg else ''}, got {df[col].iloc[row - 1]!r}")
+    return v.to_numpy(float)
+
+
+def parse_actuals(actuals: pd.DataFrame, channels: list[str], periods: int, source: str = "--actuals") -> Actuals:
+    """ACTUALS.csv (see the module docstring) -> Actuals; a bad column or value is an InputError naming it."""
+    df = actuals.copy()
+    if "period" in df:
+        df = df.sort_values("period", key=lambda s: pd.to_numeric(s, errors="coerce"))
+    elif "date" in df:
+        df = df.sort_values("date")
+    unknown = [c for c in df.columns if c.startswith(("spend_", "revenue_")) and c.split("_", 1)[1] not in channels]
+    if unknown:
+        raise InputError(f"{source}: unknown channel column(s) {', '.join(unknown)}; the model knows {', '.join(channels)}")
+    if not any(c.startswith("spend_") for c in df.columns):
+        raise InputError(f"{source}: no spend_<channel> columns")
+    if len(df) >= periods:
+        raise InputError(f"{source}: {len(df)} periods of actuals but --periods is {periods}; nothing left to plan")
+    x = np.zeros((len(df), len(channels)))
+    for j, c in enumerate(channels):
+        if f"spend_{c}" in df:
+            x[:, j] = _numbers(df, f"spend_{c}", source, nonneg=True)
+    rev = _numbers(df, "revenue", source, nonneg=False) if "revenue" in df else None
+    ch_rev = None
+    if any(c.startswith("revenue_") for c in df.columns):
+        ch_rev = np.full((len(df), len(channels)), np.nan)
+        for j, c in enumerate(channels):
+            if f"revenue_{c}" in df:
+                ch_rev[:, j] = _numbers(df, f"revenue_{c}", source, nonneg=False)
+    return Actuals(x, rev, ch_rev)
+
+
+def channel_ratio(x_act: np.ndarray, ch_rev: np.ndarray, expected: np.ndarray, prior_periods: float = 2.0) -> np.ndarray:
+    """Realised / expected incremental revenue per channel over the elapsed periods (where it spent and was
+    measured), shrunk towards 1 as if `prior_periods` periods had matched the fit: exp(n / (n + n0) * log ratio),
+    clipped to [1/3, 3]. Multiplies the channel's effect size when re-planning (the planner recalibrated to what
+    was realised: the fit pins a channel's level worst, see BENCHMARKS). `expected` (k, C): the expectation to
+    compare with (the planning ensemble's mean, or its reweighted mean)."""
+    seen = np.isfinite(ch_rev) & (x_act > 0)
+    num, den = np.where(seen, ch_rev, 0.0).sum(0), np.where(seen, expected, 0.0).sum(0)
+    n = seen.sum(0)
+    raw = np.clip(np.where(den > 0, num / np.maximum(den, 1e-12), 1.0), 1 / 3, 3)
+    return np.exp(n / (n + prior_periods) * np.log(np.where(den > 0, raw, 1.0)))
+
+
+def draw_weights(ens: Ensemble, x_act: np.ndarray, ch_rev: np.ndarray, upd: Updating) -> DrawUpdate:
+    """Bayesian update of the planning ensemble `ens` (over the elapsed periods) from measured channel revenue.
+
+    Each draw k predicts each channel's incremental revenue E[k, t, c] in the elapsed periods (its own adstock
+    from the end of the history); the measurement is taken as lognormal around it with sd `upd.sigma`
+    (attribution noise + per-period model error). Channels are separable in the plan's objective, so each
+    channel gets its own weights over the draws (`per_channel`; else one joint weight per draw). The
+    likelihood is tempered: raised to the largest power <= 1 that keeps the effective sample size
+    >= `upd.ess_min` x K, so a few periods cannot collapse the ensemble onto one draw."""
+    E = np.stack([w.revenue(x_act) for w in ens.worlds])  # (K, k, C)
+    K, _, C = E.shape
+    seen = np.isfinite(ch_rev) & (x_act > 0) & (np.nan_to_num(ch_rev) > 0)
+    r = np.log(np.where(seen, np.nan_to_num(ch_rev), 1.0))[None] - np.log(np.where(seen[None], np.maximum(E, 1e-12), 1.0))
+    ll = -0.5 * (np.where(seen[None], r, 0.0) / upd.sigma) ** 2
+    ll = ll.sum(1)  # (K, C)
+    if not upd.per_channel:
+        ll = np.repeat(ll.sum(1, keepdims=True), C, axis=1)
+
+    def weights(tau, col):
+        z = tau * col
+        w = np.exp(z - z.max())
+        return w / w.sum()
+
+    W, taus = np.full((K, C), 1.0 / K), np.zeros(C)
+    for c in range(C):
+        if not seen[:, c].any():
+            continue
+        ess = lambda tau, c=c: 1.0 / (weights(tau, ll[:, c]) ** 2).sum()  # noqa: E731
+        if ess(1.0) >= upd.ess_min * K:
+            tau = 1.0
+        else:  # ESS falls as tau grows: bisection for the largest tau that keeps it
+            lo_, hi_ = 0.0, 1.0
+            for _ in range(40):
+                mid = 0.5 * (lo_ + hi_)
+                lo_, hi_ = (mid, hi_) if ess(mid) >= upd.ess_min * K else (lo_, mid)
+            tau = lo_
+        W[:, c], taus[c] = weights(tau, ll[:, c]), tau
+    return DrawUpdate(weights=W, expected=E, tempering=taus, ess=1.0 / (W ** 2).sum(0))

@@ -1,0 +1,74 @@
+"""Lift tests (`train allocator --lift-tests lift.csv`): they tighten the fit where the history is weak; bad rows are
+errors naming the row and field."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import omnidecide.cli.allocator  # noqa: F401  (registers the commands)
+from omnidecide.cli.app import app
+from omnidecide.models.allocator.lift import parse_lift_tests
+from omnidecide.models.allocator.mmm import fit, history_from_frame, truth_params
+from omnidecide.models.errors import InputError
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def world(synth_world):
+    df = pd.read_csv(synth_world / "marketing_mix.csv")
+    truth = json.loads((synth_world / "truth.json").read_text())
+    h = history_from_frame(df)
+    return h, truth
+
+
+def window_contribution(p, h, weeks):
+    return p.media(h.spend, h.peaks.max(1))[weeks].sum(0)
+
+
+def test_lift_tests_pull_the_fit_to_what_was_measured(world):
+    """Two 8-week lift tests on the channels the fit gets most wrong in their windows, measured exactly with a +-10%
+    interval: the fitted contribution in those windows moves to within the interval, and the bootstrap spread there
+    narrows."""
+    h, truth = world
+    true = truth_params(truth, h.channels)
+    weeks = np.zeros(len(h.dates), bool)
+    weeks[100:108] = True
+    base = fit(h, n_boot=4, n_starts=2, seed=0)
+    true_w = window_contribution(true, h, weeks)
+    err0 = np.abs(window_contribution(base.params, h, weeks) / true_w - 1)
+    worst = np.argsort(-err0)[:2]
+    assert err0[worst].min() > 0.1  # the history alone leaves them off by more than the tests' intervals
+    lift = pd.DataFrame([{"channel": h.channels[c], "start": h.dates[100].date(), "end": h.dates[107].date(),
+                          "incremental_revenue": true_w[c], "ci_low": 0.9 * true_w[c], "ci_high": 1.1 * true_w[c]}
+                         for c in worst])
+    tests = parse_lift_tests(lift, h.channels, h.dates)
+    assert [t.weeks.sum() for t in tests] == [8, 8]
+    tight = fit(h, n_boot=4, n_starts=2, seed=0, lift=tests)
+    err1 = np.abs(window_contribution(tight.params, h, weeks) / true_w - 1)
+    assert np.all(err1[worst] < 0.1) and np.all(err1[worst] < 0.5 * err0[worst])
+    sd = lambda res: np.std([window_contribution(s, h, weeks) for s in res.samples], 0) / true_w  # noqa: E731
+    assert np.all(sd(tight)[worst] < sd(base)[worst])
+
+
+@pytest.mark.parametrize("row,field", [
+    ({"channel": "nochannel"}, "channel"),
+    ({"start": "not a date"}, "start"),
+    ({"end": "2001-01-01"}, "end"),
+    ({"incremental_revenue": "abc"}, "incremental_revenue"),
+    ({"ci_low": 9e9}, "ci_low"),
+])
+def test_bad_lift_rows_name_row_and_field(world, synth_world, tmp_path, row, field):
+    h, _ = world
+    good = {"channel": h.channels[0], "start": str(h.dates[10].date()), "end": str(h.dates[13].date()),
+            "incremental_revenue": 1000.0, "ci_low": 500.0, "ci_high": 1500.0}
+    f = tmp_path / "lift.csv"
+    pd.DataFrame([good, {**good, **row}]).to_csv(f, index=False)
+    res = runner.invoke(app, ["train", "allocator", "--history", str(synth_world / "marketing_mix.csv"),
+                              "--lift-tests", str(f), "--timesteps", "0"])
+    assert isinstance(res.exception, InputError), res.output
+    assert "row 2" in str(res.exception) and field in str(res.exception)
+    with pytest.raises(InputError, match="missing column"):
+        parse_lift_tests(pd.DataFrame([good]).drop(columns="ci_high"), h.channels, h.dates)
