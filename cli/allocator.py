@@ -140,7 +140,7 @@ def attribute(touchpoints: Path = typer.Option(..., "--touchpoints"), events: Pa
     out.to_csv(output, index=False)
     a = out.attrs
     console.print(f"{a['paths']} journeys, {a['conversions']} with a purchase within {a['lookback_days']:g} days of a "
-                  f"touch, {a['explained']:.0f} of them explained by the channels (model: {a['model']}); written to "
+                  f"touch, {max(a['explained'], 0):.0f} of them explained by the channels (model: {a['model']}); written to "
                   f"{output}", highlight=False)
     print(out[["channel", "share", "share_low", "share_high", "markov_share", "last_click_share",
                "first_click_share"]].to_string(index=False))
