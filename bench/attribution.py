@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -70,8 +71,11 @@ def main() -> None:
     args = ap.parse_args()
     print(f"# {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M} UTC, {platform.machine()} {platform.processor() or ''}, "
           f"python {platform.python_version()}")
-    rows = [score(kind, s, users, args.bootstrap)
-            for kind, users in (("synth", args.synth_users), ("journeys", args.journey_users)) for s in args.seeds]
+    rows = []
+    for kind, users in (("synth", args.synth_users), ("journeys", args.journey_users)):
+        for s in args.seeds:
+            rows.append(score(kind, s, users, args.bootstrap))
+            print(f"  {kind} seed {s}: ours {rows[-1]['ours']:.3f}", file=sys.stderr, flush=True)
     print("\n| generator | seed | users | journeys | converted | lookback d | model | "
           + " | ".join(f"L1 {m}" for m in METHODS) + " | planted in our 90% int. | ours s |")
     print("|" + "---|" * (len(METHODS) + 9))

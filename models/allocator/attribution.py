@@ -4,8 +4,8 @@ Journeys: a customer's touches, split where two touches are more than `window_da
 a purchase comes within the lookback of one of its touches (read off the data by default: the lag after a last
 touch by which 95% of the purchases above the organic rate have happened). Most purchases are organic, so each
 journey carries the probability that a purchase lands in its lookback anyway: the customer's own purchase rate in
-the 60 days before the journey, shrunk to their rate outside every journey and that to everyone's (unexposed
-customers included).
+the 60 days before and after the journey (before and after: a trend in their activity cancels), shrunk to their
+rate outside every journey and that to everyone's (unexposed customers included).
 
 Our estimate: P(purchase) = 1 - (1 - organic)(1 - ad), with `ad` a model of the journey's channels (additive
 hazards, i.e. independent causes, or logistic; channel present or touch counts: whichever predicts held-out
@@ -66,6 +66,7 @@ def markov_removal(paths: list[list[str]], converted: list[bool], channels: list
 
 DAY = 86_400
 PRE_DAYS = 60  # the pre-period whose purchases set a journey's organic baseline
+EXCESS_SHARE = 0.95  # the lookback holds this share of the purchases above the organic rate
 
 
 @dataclass
@@ -116,8 +117,9 @@ def journeys(touch: pd.DataFrame, conv: pd.DataFrame, channels: list[str], gap_d
     lo, hi = sec.min(), sec.max()
     room = np.minimum(np.minimum(nxt - last, (hi - last % 10**10)), gap_days * DAY) / DAY  # days each window can see
 
-    # organic rate: the customer's purchases in the PRE_DAYS before the journey, shrunk to their rate over their whole
-    # span outside journey windows (itself shrunk to everyone's, exposed or not)
+    # organic rate: the customer's purchases in the PRE_DAYS before the journey (after the previous one's window)
+    # and after it, shrunk to their rate over their whole span outside journey windows (itself shrunk to everyone's,
+    # exposed or not)
     n_users = len(codes)
     first = tk[starts]
     during = (last - first) / DAY
@@ -131,14 +133,22 @@ def journeys(touch: pd.DataFrame, conv: pd.DataFrame, channels: list[str], gap_d
     n_buy = np.bincount(pk // 10**10, minlength=n_users)
     n_in = np.bincount(user, weights=inside, minlength=n_users)
     d_in = np.bincount(user, weights=during + room, minlength=n_users)
-    n_out = np.maximum(n_buy - n_in, 0)
+    n_out = np.maximum(n_buy - n_in - 1, 0)  # the span starts at the customer's first event: do not count it
     d_out = np.maximum((u_hi - u_lo) / DAY - d_in, 1.0)
     lam0 = max(n_out.sum() / d_out.sum(), 1e-9)
     lam_u = (n_out + 1.0) / (d_out + 1.0 / lam0)  # gamma(1, lam0) prior: one purchase's worth of evidence
-    pre_lo = np.maximum(first - PRE_DAYS * DAY, user * 10**10 + u_lo[user])
-    n_pre = np.searchsorted(pk, first, side="left") - np.searchsorted(pk, pre_lo, side="left")
+    prev_end = np.r_[0, last[:-1] + (room[:-1] * DAY).astype(np.int64)]  # the previous journey's window is not organic
+    prev_end = np.where(np.r_[False, user[1:] == user[:-1]], prev_end, 0)
+    pre_lo = np.minimum(np.maximum.reduce([first - PRE_DAYS * DAY, user * 10**10 + u_lo[user], prev_end]), first)
+    n_pre = np.searchsorted(pk, first, side="left") - np.searchsorted(pk, pre_lo, side="right")  # nor its start
     d_pre = (first - pre_lo) / DAY
-    lam = (n_pre + 2.0) / (d_pre + 2.0 / lam_u[user])
+    # and in the PRE_DAYS after its window (before the next journey): a trend in the customer's activity cancels
+    post_lo = last + int(gap_days * DAY)
+    post_hi = np.minimum.reduce([post_lo + PRE_DAYS * DAY, nxt, np.full_like(last, hi) + user * 10**10])
+    post_hi = np.maximum(post_hi, post_lo)
+    n_post = np.searchsorted(pk, post_hi, side="left") - np.searchsorted(pk, post_lo, side="left")
+    d_post = (post_hi - post_lo) / DAY
+    lam = (n_pre + n_post + 2.0) / (d_pre + d_post + 2.0 / lam_u[user])
 
     if window_days is None:
         window_days = _lookback(pk, last, room, lam, gap_days)
@@ -170,7 +180,7 @@ def _lookback(pk: np.ndarray, last: np.ndarray, room: np.ndarray, lam: np.ndarra
     top = excess.max()
     if top <= 0:
         return float(gap_days)
-    return float(max(edges[np.argmax(excess >= 0.95 * top)], 0.25))
+    return float(max(edges[np.argmax(excess >= EXCESS_SHARE * top)], 0.25))
 
 
 LINKS = ("hazard", "logit")
