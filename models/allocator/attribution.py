@@ -65,7 +65,7 @@ def markov_removal(paths: list[list[str]], converted: list[bool], channels: list
 
 
 DAY = 86_400
-PRE_DAYS = 60  # the pre-period whose purchases set a journey's organic baseline
+PRE_DAYS = 60  # days before and after a journey whose purchases set its organic baseline
 EXCESS_SHARE = 0.95  # the lookback holds this share of the purchases above the organic rate
 
 
@@ -73,9 +73,9 @@ EXCESS_SHARE = 0.95  # the lookback holds this share of the purchases above the 
 class Journeys:
     """Touch clusters (a gap longer than `gap_days` starts a new one), each with its outcome and organic baseline.
 
-    converted: a purchase within the lookback window after the journey's last touch; organic: the probability that
-    such a purchase happens anyway, from the customer's own purchase rate outside every journey's window (shrunk to
-    the rate of all customers, exposed or not); X: touches per channel.
+    converted: a purchase within the lookback of one of the journey's touches; organic: the probability that such a
+    purchase happens anyway, from the customer's own purchase rate around the journey; X: touches per channel;
+    window_days: the lookback used.
     """
 
     paths: list[list[str]]
@@ -114,7 +114,7 @@ def journeys(touch: pd.DataFrame, conv: pd.DataFrame, channels: list[str], gap_d
     user = last // 10**10
     nxt = np.where(nxt // 10**10 == user, nxt, np.iinfo(np.int64).max)
     sec = np.r_[tk % 10**10, pk % 10**10]
-    lo, hi = sec.min(), sec.max()
+    hi = sec.max()
     room = np.minimum(np.minimum(nxt - last, (hi - last % 10**10)), gap_days * DAY) / DAY  # days each window can see
 
     # organic rate: the customer's purchases in the PRE_DAYS before the journey (after the previous one's window)
