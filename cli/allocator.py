@@ -137,25 +137,43 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
 @app.command("attribute")
 def attribute(touchpoints: Path = typer.Option(..., "--touchpoints"), events: Path = typer.Option(..., "--events"),
               output: Path = typer.Option(..., "--output"),
-              window_days: float = typer.Option(16.0, "--window-days", help="max gap inside a journey and before its conversion")) -> None:
-    """Markov-chain multi-touch attribution beside last-click and first-click.
+              window_days: float = typer.Option(16.0, "--window-days", help="touches further apart than this start a new journey"),
+              lookback_days: Optional[float] = typer.Option(None, "--lookback-days", help="a purchase this long after a touch counts for its journey (default: read off the data)"),
+              bootstrap: int = typer.Option(100, "--bootstrap", help="journey resamples for the interval (0: none)"),
+              seed: int = typer.Option(0, "--seed")) -> None:
+    """Multi-touch attribution that counts only the purchases journeys can explain, with a 90% interval per channel,
+    beside Markov, last-click, first-click and linear shares.
 
-    Conversions are the purchase events of EVENTS; journeys are each user's touches in time order, closed by a
-    purchase within --window-days of the last touch, or by a gap longer than that (not converted).
+    Conversions are the purchase events of EVENTS (every customer's, exposed or not: they set the organic
+    baseline); journeys are each user's touches in time order, split by gaps longer than --window-days.
     """
     from omnidecide.models.allocator.attribution import attribute as run
     from omnidecide.store.io import load
 
     if window_days <= 0:
         raise InputError(f"--window-days must be positive, got {window_days}")
-    tp = load(touchpoints, "touchpoints").data
-    ev = load(events, "events").data
+    if lookback_days is not None and not 0 < lookback_days <= window_days:
+        raise InputError(f"--lookback-days must be in (0, --window-days={window_days}], got {lookback_days}")
+    if bootstrap < 0:
+        raise InputError(f"--bootstrap must be >= 0, got {bootstrap}")
+    tl, el = load(touchpoints, "touchpoints"), load(events, "events")
+    for loaded in (tl, el):
+        if loaded.n_rejected:
+            console.print(loaded.summary(), highlight=False)
+    tp, ev = tl.data, el.data
     if tp.empty:
-        raise InputError(f"{touchpoints}: no usable touchpoints")
+        raise InputError(f"{touchpoints}: no usable touchpoints ({tl.n_rejected} rows rejected"
+                         + (f", reasons in {tl.rejects_path}" if tl.rejects_path else "") + ")")
     conv = ev[ev["event"] == "purchase"]
-    out = run(tp.assign(ts=tp["timestamp"]), conv.assign(ts=conv["timestamp"])[["user_id", "ts"]], window_days)
+    if conv.empty:
+        raise InputError(f"{events}: no purchase events, so no conversion to attribute")
+    out = run(tp.assign(ts=tp["timestamp"]), conv.assign(ts=conv["timestamp"])[["user_id", "ts"]], window_days,
+              lookback_days, bootstrap, seed)
     output.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(output, index=False)
-    console.print(f"{out.attrs['paths']} journeys, {out.attrs['conversions']} converted; written to {output}", highlight=False)
-    print(out[["channel", "markov_share", "last_click_share", "first_click_share"]].to_string(index=False))
-
+    a = out.attrs
+    console.print(f"{a['paths']} journeys, {a['conversions']} with a purchase within {a['lookback_days']:g} days of a "
+                  f"touch, {max(a['explained'], 0):.0f} of them explained by the channels (model: {a['model']}); written to "
+                  f"{output}", highlight=False)
+    print(out[["channel", "share", "share_low", "share_high", "markov_share", "last_click_share",
+               "first_click_share"]].to_string(index=False))
