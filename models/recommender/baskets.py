@@ -161,4 +161,4 @@ class UPCF:
         inter = (self.H[users] @ self.H.T).toarray()
         den = np.maximum(self.size[users][:, None], 1) ** self.asym * np.maximum(self.size[None, :], 1) ** (1 - self.asym)
         sim = (inter / den) ** self.q
-        return np.asarray(sp.csr_matrix(sim) @ self.P)
+        return (sp.csr_matrix(sim) @ self.P).toarray()

@@ -35,6 +35,7 @@ class StageParams:
     rep_weight: float = 1.0  # how strongly a due re-buy (learned item cycle) competes with a discovery item
     graph_shift: float = 3.0   # discovery score = sigmoid(z_graph - shift)
     tifu_w: float = 0.0      # weight of the user's TIFU basket score (scaled to 1 per user) added on top
+    pop_w: float = 0.0       # weight of recent popularity (z-scored log) added to the graph z before the sigmoid
     serve: str = "model"     # "buy_again": the plain personal-frequency list served instead (it won on validation)
 
 
@@ -100,10 +101,11 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def combine(z: np.ndarray, rep: np.ndarray, tifu: np.ndarray, stage: StageParams) -> np.ndarray:
-    """The stage-1 score from its parts: the better of discovery (graph) and a due re-buy (learned item cycle), plus
-    the TIFU basket score scaled to 1 per user."""
-    score = np.maximum(_sigmoid(z - stage.graph_shift), stage.rep_weight * rep)
+def combine(z: np.ndarray, rep: np.ndarray, tifu: np.ndarray, stage: StageParams, pop_z: np.ndarray) -> np.ndarray:
+    """The stage-1 score from its parts: the better of discovery (graph, plus recent popularity) and a due re-buy
+    (learned item cycle), plus the TIFU basket score scaled to 1 per user."""
+    disc = z + stage.pop_w * pop_z[None, :] if stage.pop_w else z
+    score = np.maximum(_sigmoid(disc - stage.graph_shift), stage.rep_weight * rep)
     if stage.tifu_w > 0:
         score = score + stage.tifu_w * tifu / np.maximum(tifu.max(1, keepdims=True), 1e-12)
     return score
@@ -285,7 +287,12 @@ class Recommender:
         allowed = ~(st.cons & (self.repeat.item_share[None, :] <= 0))
         if self.stage.serve == "buy_again" and not model:
             return buy_again_scores(st.nb, self.pop["global"]), z, rep, allowed
-        return combine(z, rep, st.tifu, self.stage), z, rep, allowed
+        return combine(z, rep, st.tifu, self.stage, self.pop_z()), z, rep, allowed
+
+    def pop_z(self) -> np.ndarray:
+        """z-scored log of recent (30-day half-life) popularity over the catalogue."""
+        lp = np.log1p(self.pop["global"])
+        return (lp - lp.mean()) / max(float(lp.std()), 1e-12)
 
     def embeddings(self) -> np.ndarray:
         if self._emb is None:

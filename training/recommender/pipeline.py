@@ -29,6 +29,7 @@ GRID = {"c": (0.25, 0.35), "mu": (0.02, 0.03, 0.04, 0.055), "p": (3.0, 4.0)}
 # mu is moved to the size of the graph it is applied to: mu * (edges_tuned / edges)^MU_SIZE_EXPONENT.
 MU_SIZE_EXPONENT = 1.0
 REP_WEIGHTS = (0.5, 1.0, 2.0, 4.0)
+POP_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)  # recent popularity added to the graph score (time splits reward it)
 TIFU_WEIGHTS = (0.0, 0.3, 1.0, 3.0, 10.0)
 # TIFU-KNN settings tried on validation: (group size m, r_g) fits x (neighbours k, alpha) scorings; r_b stays 0.9
 TIFU_FITS = ((3, 0.7), (7, 0.7), (7, 0.9))
@@ -149,7 +150,7 @@ class Parts:
         self.st.tifu = self.rec.tifu.scores(self.uidx)
 
     def tops(self, stage: StageParams) -> list[np.ndarray]:
-        return top_k(combine(self.z, self.rep, self.st.tifu, stage), self.allowed)
+        return top_k(combine(self.z, self.rep, self.st.tifu, stage, self.rec.pop_z()), self.allowed)
 
 
 def _key(m: dict) -> float:
@@ -187,8 +188,14 @@ def tune(train: pd.DataFrame, items: pd.DataFrame | None, seed: int, has_repeats
     rec.graph = graphs[(best[1].user_exp, best[1].beta, best[1].side_w)]
     rec.graph.params = best[1]
     chosen_tifu, best_m = None, best[2]
+    parts = Parts(rec, uidx, now)
+    for pw in POP_WEIGHTS[1:]:
+        cand = replace(stage, pop_w=pw)
+        m = ranking_report(parts.tops(cand), rel, K)
+        trials.append({"pop_w": pw, **m})
+        if _key(m) > _key(best_m):
+            stage, best_m = cand, m
     if rec.repeat.has_repeats or rec.tifu is not None:
-        parts = Parts(rec, uidx, now)
         if rec.tifu is not None:  # TIFU-KNN on its own first (as its paper tunes it), then its weight in our score
             t_best = None
             for m_, r_g in TIFU_FITS:
@@ -206,7 +213,7 @@ def tune(train: pd.DataFrame, items: pd.DataFrame | None, seed: int, has_repeats
             parts.refresh_tifu()
         s_best = None
         for tw, rw in itertools.product(TIFU_WEIGHTS if rec.tifu is not None else (0.0,), REP_WEIGHTS):
-            cand = StageParams(rep_weight=rw, tifu_w=tw)
+            cand = replace(stage, rep_weight=rw, tifu_w=tw)
             m = ranking_report(parts.tops(cand), rel, K)
             trials.append({"rep_weight": rw, "tifu_w": tw, **m})
             if s_best is None or _key(m) > s_best[0]:

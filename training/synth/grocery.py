@@ -40,8 +40,8 @@ MAX_GAP_DAYS = 30
 def _catalogue(rng: np.random.Generator, n_items: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     share = np.array([d[1] for d in DEPARTMENTS])
     dept = np.sort(rng.choice(len(DEPARTMENTS), n_items, p=share / share.sum()))
-    pop = 1.0 / (rng.permutation(n_items) + 1.0) ** 0.9  # Zipf over the whole catalogue
-    pop *= np.where(np.isin(dept, [0, 1]), 2.0, 1.0)      # produce and dairy top the charts
+    pop = 1.0 / (rng.permutation(n_items) + 1.0) ** 0.75  # Zipf over the whole catalogue
+    pop *= np.where(np.isin(dept, [0, 1]), 1.5, 1.0)      # produce and dairy top the charts
     price = np.round(np.array([DEPARTMENTS[d][3] for d in dept]) * rng.lognormal(0, 0.4, n_items), 2)
     items = pd.DataFrame({"item_id": [f"g{i:05d}" for i in range(n_items)],
                           "category": [DEPARTMENTS[d][0] for d in dept], "price": price,
@@ -63,7 +63,7 @@ def _customer(rng: np.random.Generator, pop: np.ndarray, dept: np.ndarray, join:
     sw = np.sqrt(w)  # staples: popular items, but less concentrated than single purchases
     for j in rng.choice(len(pop), rng.integers(1, 4), p=sw / sw.sum(), replace=False):  # staples
         rep_items.append(int(j))
-        rep_logit.append(float(rng.normal(2.2, 0.5)))
+        rep_logit.append(float(rng.normal(1.4, 0.6)))
     gaps = []
     for _ in range(n_orders - 1):
         base *= rng.lognormal(0, 0.12)  # the rhythm drifts
@@ -85,12 +85,12 @@ def _customer(rng: np.random.Generator, pop: np.ndarray, dept: np.ndarray, join:
             if j in basket:
                 continue
             basket.append(j)
-            if j not in rep_items and rng.random() < join[dept[j]]:
+            if j not in rep_items and rng.random() < min(0.95, 4 * join[dept[j]]):
                 rep_items.append(j)
-                rep_logit.append(float(rng.normal(-1.3, 0.9)))
+                rep_logit.append(float(rng.normal(-3.3, 1.0)))
         orders.append((int(d), basket))
         # tastes drift: every repertoire item's logit moves; a few fall out of favour for good
-        rep_logit = list(np.array(rep_logit) + rng.normal(0, 0.25, len(rep_logit)) - 0.6 * (rng.random(len(rep_logit)) < 0.02))
+        rep_logit = list(np.array(rep_logit) + rng.normal(0, 0.35, len(rep_logit)) - 0.6 * (rng.random(len(rep_logit)) < 0.02))
     return orders
 
 
