@@ -146,3 +146,18 @@ def test_grocery_world_matches_its_published_facts(tmp_path):
     top_share = pairs.groupby("user_id").max() / per_user_orders
     assert (top_share >= 0.7).mean() > 0.5
     assert splits.last_basket(ev)[1]["user_id"].nunique() == ev["user_id"].nunique()
+
+
+def test_cli_synth_world_option(tmp_path):
+    from typer.testing import CliRunner
+
+    import omnidecide.cli.data  # noqa: F401  (registers the commands)
+    from omnidecide.cli.app import app
+    from omnidecide.models.errors import InputError
+
+    r = CliRunner().invoke(app, ["data", "synth", "--out", str(tmp_path / "g"), "--world", "grocery", "--users", "30",
+                                 "--items", "100"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "g" / "truth.json").read_text())["world"] == "grocery"
+    bad = CliRunner().invoke(app, ["data", "synth", "--out", str(tmp_path / "x"), "--world", "moon"])
+    assert isinstance(bad.exception, InputError) and "--world" in str(bad.exception)

@@ -17,7 +17,7 @@ class Row:
     item_id: str
     score: float
     reason: str
-    source: str  # gnn | repeat | substitute | new_item | fallback
+    source: str  # gnn (the graph filter; name kept for the API) | repeat | substitute | new_item | fallback
 
 
 def in_stock_mask(rec: Recommender, store_stock: dict[str, float] | None = None) -> np.ndarray:
