@@ -88,7 +88,7 @@ def neighbours(V: sp.csr_matrix, k: int, chunk: int = 2048) -> np.ndarray:
     Vn = sp.csr_matrix(sp.diags(1.0 / np.maximum(np.sqrt(np.asarray(V.multiply(V).sum(1)).ravel()), 1e-12)) @ V)
     n = V.shape[0]
     k = max(0, min(k, n - 1))
-    out = np.full((n, k), -1, dtype=np.int64)
+    out = np.full((n, k), -1, dtype=np.int32)  # k x 4 bytes per user are stored with the model
     if k == 0:
         return out
     for s in range(0, n, chunk):
