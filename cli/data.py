@@ -29,11 +29,19 @@ def synth(out: Path = typer.Option(..., "--out", help="Folder for the canonical 
           items: int = typer.Option(400, "--items", min=20, help="Catalogue size"),
           days: int = typer.Option(365, "--days", min=60, help="Days of event history"),
           corrupt: float = typer.Option(0.0, "--corrupt", min=0.0, max=0.5,
-                                        help="Share of event rows to corrupt on purpose (counted in truth.json)")) -> None:
+                                        help="Share of event rows to corrupt on purpose (counted in truth.json)"),
+          world: str = typer.Option("default", "--world",
+                                    help="default: the omnichannel world; grocery: repeat baskets shaped by published "
+                                         "grocery facts (events, items, users, truth.json only)")) -> None:
     """Generate the synthetic omnichannel world with planted, documented structure (see docs/data.md)."""
+    from omnidecide.models.errors import InputError
     from omnidecide.training import synth as synth_mod
 
-    truth = synth_mod.generate(out, n_users=users, seed=seed, n_items=items, days=days, corrupt=corrupt)
+    if world not in synth_mod.WORLDS:
+        raise InputError(f"--world: unknown world {world!r}; one of {', '.join(synth_mod.WORLDS)}")
+    if world == "grocery" and corrupt:
+        raise InputError("--corrupt: only the default world can be corrupted")
+    truth = synth_mod.generate(out, n_users=users, seed=seed, n_items=items, days=days, corrupt=corrupt, world=world)
     console.print(f"wrote {out}: {truth['counts']}")
 
 
