@@ -101,6 +101,20 @@ def serve(port: int = typer.Option(3000, "--port"), host: str = typer.Option("12
     os.execve(sys.executable, cmd, env)  # become the server: signals (Ctrl-C, SIGTERM) reach it directly
 
 
+@app.command("purge")
+def purge() -> None:
+    """Apply the retention rules now (the service also does, hourly): decision-log lines and online-store events older
+    than OMNIDECIDE_RETENTION_DAYS (default 90), events beyond each user's newest 200, old idempotency keys."""
+    from omnidecide.serving import retention
+    from omnidecide.serving.audit import DecisionLog
+    from omnidecide.serving.online_store import OnlineStore
+
+    store = OnlineStore()
+    removed = retention.purge(store, DecisionLog(store.db))
+    console.print(f"purged from {store.db.describe()}: {removed['events']} events, "
+                  f"{removed['decision_lines']} decision-log lines", highlight=False)
+
+
 MODEL_HELP = "recommender, churn or allocator (repeatable; default: every model the folder feeds)"
 
 

@@ -23,6 +23,9 @@ class Event(BaseModel):
 
 class EventsRequest(BaseModel):
     events: list[Event] = Field(..., min_length=1, max_length=10_000)
+    idempotency_key: Optional[str] = Field(None, min_length=1, max_length=200, description=(
+        "Names this batch: a retry with the same key answers what the first call answered and stores nothing twice "
+        "(keys are remembered 7 days)"))
 
 
 class EventsResponse(BaseModel):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import time
-from hashlib import sha256
 from typing import Any, Callable, TypeVar
 
 import bentoml
@@ -24,6 +23,7 @@ from omnidecide.serving.bidder import BidRequest, BidResponse, Bidder
 from omnidecide.serving.churn import ChurnRequest, ChurnResponse, ChurnService
 from omnidecide.serving.recommender import (RecommenderRuntime, RecommendRequest, RecommendResponse, SimilarRequest,
                                  SimilarResponse)
+from omnidecide.serving import retention
 from omnidecide.serving.online_store import OnlineStore
 from omnidecide.serving.routing import Versions
 from omnidecide.serving.schemas import EventsRequest, EventsResponse, ForgetRequest, ForgetResponse
@@ -63,6 +63,7 @@ class OmniDecide:
         self.allocator = Versions("allocator", AllocatorRuntime)
         self.store = OnlineStore()
         self.log = DecisionLog()
+        retention.start(self.store, self.log)
         self._bidders: dict[str, Bidder] = {}  # by recommender tag: production and canary each have one
         # Everything loaded so far lives as long as the process: move it out of the collector's sight, so that a
         # full (generation-2) collection no longer walks the loaded models and libraries on some request (one
@@ -87,7 +88,7 @@ class OmniDecide:
         """Storefront events as they happen; committed before the answer, used by the user's next `/recommend`."""
         start = time.perf_counter()
         try:
-            accepted = self.store.append([e.model_dump() for e in request.events])
+            accepted = self.store.append([e.model_dump() for e in request.events], request.idempotency_key)
         except InputError as e:
             raise InvalidArgument(str(e)) from e
         self.log.write("events", None, None, {"accepted": accepted}, ms=_ms(start))
@@ -95,11 +96,12 @@ class OmniDecide:
 
     @bentoml.api(route="/forget_user")
     def forget_user(self, request: ForgetRequest) -> ForgetResponse:
-        """Deletion entry point: removes every event of the user held by the online store."""
+        """Deletion entry point: removes the user's events (online store) and decision-log lines; the service caches
+        nothing per user. The deletion itself is logged under the keyed hash."""
         start = time.perf_counter()
         deleted = self.store.forget(request.user_id)
         lines = self.log.forget(request.user_id)
-        self.log.write("forget_user", None, None, {"subject_sha256": sha256(request.user_id.encode()).hexdigest(),
+        self.log.write("forget_user", None, None, {"forgotten": self.log.key(request.user_id),
                                                    "deleted_events": deleted, "deleted_log_lines": lines},
                        ms=_ms(start))
         return ForgetResponse(user_id=request.user_id, deleted_events=deleted, deleted_log_lines=lines)

@@ -41,17 +41,13 @@ def ml100k_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def own_stages():
-    """The test store is shared by the session: after a test that promotes or sets canaries, the stages file is put
-    back as it was and the monitor's state (baselines, latest run) is removed."""
+    """The test store is shared by the session: after a test that promotes or sets canaries, the stages are put
+    back as they were and the monitor's state (baselines, latest run) is removed."""
     import shutil
 
     from omnidecide.store import registry
 
-    f = registry.home() / "stages.json"
-    saved = f.read_text() if f.exists() else None
+    saved = registry._read_stages()
     yield
     shutil.rmtree(registry.home() / "monitor", ignore_errors=True)
-    if saved is None:
-        f.unlink(missing_ok=True)
-    else:
-        f.write_text(saved)
+    registry._write_stages(saved)

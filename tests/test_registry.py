@@ -35,8 +35,7 @@ def test_save_get_promote_rollback_canary():
     assert str(registry.get("churn").tag) == a and "canary" not in registry.stages("churn")
     with pytest.raises(registry.RegistryError, match="no earlier"):
         registry.rollback("churn")
-    log = (registry.home() / "lifecycle.log.jsonl").read_text().splitlines()
-    assert [json.loads(line)["action"] for line in log][-4:] == ["promote", "promote", "canary", "rollback"]
+    assert [e["action"] for e in registry.decisions("churn")][-4:] == ["promote", "promote", "canary", "rollback"]
 
 
 def test_unknown_things_are_clear_errors():

@@ -251,14 +251,17 @@ def test_events_endpoint_feeds_the_next_page_view_and_forget_deletes(client, syn
     assert post(client, "/recommend", {"user_id": user, "k": 5}).json()["fallback"] is True
 
 
-def test_online_store_keeps_a_bounded_history_per_user(tmp_path):
+def test_online_store_reads_a_bounded_history_per_user_and_the_purge_applies_it(tmp_path):
     from omnidecide.serving.online_store import OnlineStore
+    from omnidecide.store.db import Database
 
-    store = OnlineStore(tmp_path / "s.sqlite3", keep_per_user=5)
+    store = OnlineStore(Database(f"sqlite:///{tmp_path / 's.sqlite3'}"), keep_per_user=5)
     store.append([{"user_id": "u", "item_id": f"i{n}", "event": "view", "timestamp": f"2026-01-01T10:00:{n:02d}"}
                   for n in range(8)])
     recent = store.recent("u")
-    assert list(recent["item_id"]) == ["i7", "i6", "i5", "i4", "i3"]  # newest first, oldest dropped
+    assert list(recent["item_id"]) == ["i7", "i6", "i5", "i4", "i3"]  # newest first: reads apply the retention rule
+    assert store.count("u") == 8  # ... but what was acknowledged is kept until the purge job
+    assert store.purge(older_than_days=10_000) == 3 and store.count("u") == 5
     assert store.purge(older_than_days=0) == 5 and store.recent("u").empty
 
 
@@ -363,7 +366,8 @@ def test_decision_log_explains_each_answer_and_forgets_on_request(client, synth_
     post(client, "/predict_churn", {"as_of": "2026-03-01", "events": [
         {"user_id": user, "timestamp": "2026-01-10", "event": "purchase", "amount": 20}]})
     log = DecisionLog()
-    mine = [x for x in log.read() if x["subject"] == user]
+    mine = [x for x in log.read() if x["subject"] == log.key(user)]
+    assert mine == log.about(user) and user not in json.dumps(log.read())  # keyed by HMAC, never the raw id
     shown = [x for x in mine if x["endpoint"] == "recommend"][-1]
     assert shown["model"] == body["model"] and isinstance(shown["ms"], float)
     assert shown["items"] == [[i["item_id"], i["reason"]] for i in body["items"]]
@@ -371,5 +375,5 @@ def test_decision_log_explains_each_answer_and_forgets_on_request(client, synth_
 
     gone = client.post("/forget_user", json={"request": {"user_id": user}}).json()
     assert gone["deleted_log_lines"] == len(mine)
-    assert not [x for x in log.read() if x["subject"] == user or user in json.dumps(x)]
+    assert not [x for x in log.read() if x["subject"] == log.key(user)] and not log.about(user)
     assert log.read()[-1]["endpoint"] == "forget_user"  # the deletion is traced, under a hash
