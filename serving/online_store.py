@@ -91,6 +91,10 @@ class OnlineStore:
             first = self._first_answer(idempotency_key)
             if first is not None:
                 return first
+        for n, r in enumerate(records):
+            for k, v in r.items():
+                if isinstance(v, str) and not storable(v):
+                    raise InputError(f"events[{n}].{k}: not storable text (a NUL character or a lone surrogate)")
         clean = validate_records(records, EVENTS)
         received = time.time()
         rows = [(r.user_id, _opt(r, "item_id"), r.event, r.timestamp.timestamp(), _opt(r, "channel"),
@@ -121,19 +125,23 @@ class OnlineStore:
 
     def recent(self, user_id: str, limit: int = 50) -> pd.DataFrame:
         """The user's latest events (newest first, at most `keep_per_user`), timestamps naive UTC."""
-        out = pd.DataFrame(self.db.query(
-            "SELECT item_id, event, ts, channel, store_id FROM events WHERE user_id = ? ORDER BY ts DESC, id DESC "
-            "LIMIT ?", (user_id, min(limit, self.keep_per_user))),
-            columns=["item_id", "event", "timestamp", "channel", "store_id"])
+        rows = self.db.query("SELECT item_id, event, ts, channel, store_id FROM events WHERE user_id = ? "
+                             "ORDER BY ts DESC, id DESC LIMIT ?", (user_id, min(limit, self.keep_per_user))) \
+            if storable(user_id) else []  # an id no event could be stored under has none
+        out = pd.DataFrame(rows, columns=["item_id", "event", "timestamp", "channel", "store_id"])
         out["timestamp"] = pd.to_datetime(out["timestamp"].astype(float), unit="s")
         return out
 
     def count(self, user_id: str) -> int:
         """Every stored event of the user, retained or waiting for the purge."""
+        if not storable(user_id):
+            return 0
         return int(self.db.query("SELECT COUNT(*) FROM events WHERE user_id = ?", (user_id,))[0][0])
 
     def forget(self, user_id: str) -> int:
         """Delete every stored event of a user; returns how many were deleted."""
+        if not storable(user_id):
+            return 0
         with self.db.transaction():
             return self.db.execute("DELETE FROM events WHERE user_id = ?", (user_id,))
 
@@ -148,6 +156,15 @@ class OnlineStore:
                 "ORDER BY ts DESC, id DESC) AS n FROM events) ranked WHERE n > ?)", (self.keep_per_user,))
             self.db.execute("DELETE FROM event_batches WHERE received < ?", (time.time() - KEY_DAYS * 86400,))
         return n
+
+
+def storable(text: str) -> bool:
+    """Text both databases can hold: valid UTF-8 (no lone surrogate, which JSON can carry) and no NUL."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def _opt(row, col: str) -> str | None:
