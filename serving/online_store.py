@@ -9,8 +9,9 @@ reads); only `purge` — run hourly by the service and by `omnidecide purge` —
 those older than the retention window, never the batch being acknowledged. A batch may carry an idempotency key:
 a retry with the same key answers what the first call answered and stores nothing twice.
 
-Concurrent batches are committed together (group commit): one thread writes every batch waiting at that moment in
-one transaction and answers them all, so a commit's cost is shared instead of paid per request.
+Concurrent batches are validated and committed together (group commit): one thread checks every batch waiting at
+that moment in one pass of the schema (whose cost is mostly fixed per call) and writes them in one transaction, then
+answers them all; a batch with a bad record is refused alone, with its own record numbers.
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ COLUMNS = ("user_id", "item_id", "event", "ts", "channel", "store_id", "received
 @dataclass
 class _Batch:
     key: str | None
-    rows: list[tuple]
+    records: list[dict]
+    rows: list[tuple] = field(default_factory=list)
     accepted: int | None = None
     error: BaseException | None = None
     done: bool = False
@@ -61,7 +63,7 @@ class _GroupCommit:
             self.commit(group)
         except BaseException as e:  # every batch of a failed transaction fails: none of them was stored
             for b in group:
-                b.error = e
+                b.error = b.error or e
         with self._cond:
             for b in group:
                 b.done = True
@@ -95,21 +97,40 @@ class OnlineStore:
             for k, v in r.items():
                 if isinstance(v, str) and not storable(v):
                     raise InputError(f"events[{n}].{k}: not storable text (a NUL character or a lone surrogate)")
-        clean = validate_records(records, EVENTS)
-        received = time.time()
-        rows = [(r.user_id, _opt(r, "item_id"), r.event, r.timestamp.timestamp(), _opt(r, "channel"),
-                 _opt(r, "store_id"), received)
-                for r in clean.assign(timestamp=clean["timestamp"].dt.tz_localize("UTC")).itertuples()]
-        if not rows and idempotency_key is None:
-            return 0
-        return self._group.submit(_Batch(idempotency_key, rows))
+        return self._group.submit(_Batch(idempotency_key, records))
 
     def _first_answer(self, key: str) -> int | None:
         row = self.db.query("SELECT accepted FROM event_batches WHERE key = ?", (key,))
         return int(row[0][0]) if row else None
 
+    def _validate(self, group: list[_Batch], received: float) -> None:
+        """Rows for each batch, or its InputError: one schema pass for the whole group; when that finds a bad record,
+        each batch again on its own, so each answer names its own records."""
+        def rows(clean: pd.DataFrame) -> list[tuple]:
+            clean = clean.assign(timestamp=clean["timestamp"].dt.tz_localize("UTC"))
+            return [(r.user_id, _opt(r, "item_id"), r.event, r.timestamp.timestamp(), _opt(r, "channel"),
+                     _opt(r, "store_id"), received) for r in clean.itertuples()]
+
+        if len(group) > 1:
+            try:
+                together = rows(validate_records([r for b in group for r in b.records], EVENTS))
+            except InputError:
+                pass
+            else:
+                start = 0
+                for b in group:
+                    b.rows, start = together[start:start + len(b.records)], start + len(b.records)
+                return
+        for b in group:
+            try:
+                b.rows = rows(validate_records(b.records, EVENTS))
+            except InputError as e:
+                b.error = e
+
     def _commit(self, group: list[_Batch]) -> None:
         now = time.time()
+        self._validate(group, now)
+        group = [b for b in group if b.error is None]
         with self.db.transaction():
             rows = []
             for b in group:

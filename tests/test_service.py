@@ -388,3 +388,63 @@ def test_bodies_are_flat_json_and_the_openapi_document_shows_them(client):
         schema = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
         assert "request" not in schema["properties"] and schema["example"], path
         assert set(schema["example"]) <= set(schema["properties"]), path
+
+
+def test_odd_user_ids_never_break_forget_user_or_report(client):
+    """[M] 1: after a /recommend for "a\\u2028b" (a line separator to str.splitlines), /forget_user and `report` used
+    to fail for good (500 / JSONDecodeError reading the log back)."""
+    import omnidecide.cli.report  # noqa: F401  (registers `report`)
+
+    for user in ("a\u2028b", "\x85", "\x1c", "\ud800"):
+        assert post(client, "/recommend", {"user_id": user, "k": 3}).status_code == 200
+    for user in ("a\u2028b", "\x85", "\x1c", "\ud800", "someone-else"):
+        r = client.post("/forget_user", json={"user_id": user})
+        assert r.status_code == 200, r.text
+        assert r.json()["deleted_log_lines"] == (0 if user == "someone-else" else 1)
+    res = runner.invoke(app, ["report"])
+    assert res.exit_code == 0, res.output
+
+
+def test_events_posted_to_one_replica_steer_the_others_recommend_and_promotions_reach_both(
+        tags, synth_world, serve, pg_url, monkeypatch):
+    """Two service processes on one PostgreSQL ([H] 3): an event posted to one is used by the other's next
+    /recommend; a promotion reaches both within about a second (each checks the stages once a second)."""
+    import shutil
+    import time
+
+    import bentoml
+    import httpx
+
+    from omnidecide.store import registry
+
+    monkeypatch.setenv("OMNIDECIDE_DATABASE_URL", pg_url)
+    for tag in tags.values():
+        registry.promote(tag, reason="replicas")
+    env = {"BENTOML_HOME": str(registry.home()), "OMNIDECIDE_DATABASE_URL": pg_url,
+           "OMNIDECIDE_HASH_SECRET": "test-secret"}
+    a, b = serve(env), serve(env)
+    items = pd.read_csv(synth_world / "items.csv", dtype={"item_id": str})
+    cat_items = items.groupby("category")["item_id"].apply(list).iloc[2]
+    user = "replica-visitor"
+    assert httpx.post(f"{b}/recommend", json={"user_id": user, "k": 5}).json()["fallback"] is True
+    carts = [{"user_id": user, "item_id": i, "event": "cart", "timestamp": "2026-01-05T10:00:00"} for i in cat_items[:3]]
+    assert httpx.post(f"{a}/events", json={"events": carts}).json() == {"accepted": 3}
+    body = httpx.post(f"{b}/recommend", json={"user_id": user, "k": 10}).json()
+    assert body["fallback"] is False and sum(i["item_id"] in set(cat_items) for i in body["items"]) >= 5, body
+
+    source = registry.get("churn", tags["churn"])
+    meta = dict(source.info.metadata)
+    copy = registry.save("churn", lambda folder: shutil.copytree(source.path, folder, dirs_exist_ok=True),
+                         metrics=meta.pop("metrics"), params=meta.pop("params"),
+                         data_fingerprint=meta.pop("data_fingerprint"), extra=meta)
+    try:
+        start = time.monotonic()
+        registry.promote(copy, reason="replicas")
+        pending = {a, b}
+        while pending and time.monotonic() - start < 30:
+            pending = {s for s in pending if httpx.post(f"{s}/models", json={}).json()["churn"]["tag"] != copy}
+            time.sleep(0.05)
+        took = time.monotonic() - start
+        assert not pending and took < 3.0, f"promotion reached both replicas after {took:.2f} s"
+    finally:
+        bentoml.models.delete(copy)
