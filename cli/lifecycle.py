@@ -92,9 +92,15 @@ def train_all(data: Path = typer.Option(..., "--data", help="Folder of canonical
 @app.command("serve")
 def serve(port: int = typer.Option(3000, "--port"), host: str = typer.Option("127.0.0.1", "--host")) -> None:
     """Serve every model over HTTP (BentoML): promoted versions, else the latest."""
+    from omnidecide.serving import watchdog
     from omnidecide.store import registry
 
-    env = {**os.environ, "BENTOML_HOME": str(registry.home())}
+    holder = watchdog.port_holder(host, port)
+    if holder is not None:
+        raise InputError(f"--port {port}: {host}:{port} is already held by {holder}; stop it (a server left from an "
+                         f"earlier run?) or choose another --port")
+    # the workers stop themselves when this process (the BentoML arbiter after exec) dies, even by SIGKILL
+    env = {**os.environ, "BENTOML_HOME": str(registry.home()), watchdog.ENV: "1"}
     root = Path(__file__).resolve().parents[1]
     cmd = [sys.executable, "-m", "bentoml", "serve", "omnidecide.serving.service:OmniDecide", "--port", str(port), "--host", host]
     os.chdir(root)

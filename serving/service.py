@@ -2,9 +2,11 @@
 
 Thin on purpose: every endpoint hands a typed pydantic request to a runtime (serving/<model>.py) that was
 loaded once in `__init__`; `serving.routing` picks production or a canary per request and follows promotions
-and rollbacks without a restart. A model missing from the store makes its endpoints answer 503 with the command
-that trains it; bad input answers 400 naming the field and the reason; any other failure of a model call is logged
-with the failing version's tag and answers 500. Every decision-log line carries the model call's `ms`, the serving
+and rollbacks without a restart. A model missing from the store, or a version that does not load, makes only its
+own endpoints answer 503 with the reason and the command that fixes it (degraded, shown by /readyz and /models);
+bad input answers 400 naming the field and the reason; any other failure of a model call is logged with the failing
+version's tag and answers 500. Limits, the one error body and the checks before parsing live in serving/limits.py
+and serving/errors.py. Every decision-log line carries the model call's `ms`, the serving
 health that `omnidecide report` and the monitor read per version. Nothing here computes features.
 """
 from __future__ import annotations
@@ -14,9 +16,9 @@ import time
 from typing import Any, Callable, TypeVar
 
 import bentoml
-from bentoml.exceptions import InvalidArgument, ServiceUnavailable
 
-from omnidecide.models.errors import InputError
+from omnidecide.serving import watchdog
+from omnidecide.serving.errors import BAD_INPUT, ApiError, Guard, answers, set_readiness
 from omnidecide.serving.allocator import AllocatorRuntime, PlanRequest, PlanResponse
 from omnidecide.serving.audit import DecisionLog
 from omnidecide.serving.bidder import BidRequest, BidResponse, Bidder
@@ -37,16 +39,16 @@ def _ms(start: float) -> float:
 
 def _call(versions: Versions, key: str, fn: Callable[[Any], T], log: DecisionLog | None = None,
           endpoint: str = "") -> tuple[T, float]:
-    """Run `fn` on the version that serves `key`, timed (ms): 503 when the model is not in the store, 400 on bad
-    input; anything else is logged with the failing version's tag, then re-raised (500)."""
+    """Run `fn` on the version that serves `key`, timed (ms): 503 (ApiError) when the model is not served, bad input
+    passes through (400 by `answers`); anything else is logged with the failing version's tag, then re-raised."""
     runtime = versions.pick(key)
     if runtime is None:
-        raise ServiceUnavailable(versions.error or f"{versions.name} not loaded")
+        raise ApiError(503, "model_unavailable", versions.error or f"{versions.name} not loaded")
     start = time.perf_counter()
     try:
         return fn(runtime), _ms(start)
-    except InputError as e:
-        raise InvalidArgument(str(e)) from e
+    except BAD_INPUT:
+        raise
     except Exception as e:
         if log is not None:
             log.error(endpoint, getattr(runtime, "tag", None), e, _ms(start))
@@ -65,6 +67,8 @@ class OmniDecide:
         self.log = DecisionLog()
         retention.start(self.store, self.log)
         self._bidders: dict[str, Bidder] = {}  # by recommender tag: production and canary each have one
+        set_readiness(self.readiness)
+        watchdog.exit_with_parent()  # under `omnidecide serve`: a killed parent never leaves this worker behind
         # Everything loaded so far lives as long as the process: move it out of the collector's sight, so that a
         # full (generation-2) collection no longer walks the loaded models and libraries on some request (one
         # ~200 ms pause every few hundred requests; see BENCHMARKS "Service").
@@ -72,6 +76,7 @@ class OmniDecide:
         gc.freeze()
 
     @bentoml.api(route="/recommend", input_spec=RecommendRequest)
+    @answers(set(RecommendRequest.model_fields))
     def recommend(self, **fields: Any) -> RecommendResponse:
         """Top-K items for a user on a page view, with a reason per item; the user's events from `/events` and the
         request's `recent_events` both steer it."""
@@ -85,18 +90,17 @@ class OmniDecide:
         return resp
 
     @bentoml.api(route="/events", input_spec=EventsRequest)
+    @answers(set(EventsRequest.model_fields))
     def events(self, **fields: Any) -> EventsResponse:
         """Storefront events as they happen; committed before the answer, used by the user's next `/recommend`."""
         request = EventsRequest.model_construct(**fields)  # validated by BentoML against input_spec
         start = time.perf_counter()
-        try:
-            accepted = self.store.append([e.model_dump() for e in request.events], request.idempotency_key)
-        except InputError as e:
-            raise InvalidArgument(str(e)) from e
+        accepted = self.store.append([e.model_dump() for e in request.events], request.idempotency_key)
         self.log.write("events", None, None, {"accepted": accepted}, ms=_ms(start))
         return EventsResponse(accepted=accepted)
 
     @bentoml.api(route="/forget_user", input_spec=ForgetRequest)
+    @answers(set(ForgetRequest.model_fields))
     def forget_user(self, **fields: Any) -> ForgetResponse:
         """Deletion entry point: removes the user's events (online store) and decision-log lines; the service caches
         nothing per user. The deletion itself is logged under the keyed hash."""
@@ -110,6 +114,7 @@ class OmniDecide:
         return ForgetResponse(user_id=request.user_id, deleted_events=deleted, deleted_log_lines=lines)
 
     @bentoml.api(route="/bid", input_spec=BidRequest)
+    @answers(set(BidRequest.model_fields))
     def bid(self, **fields: Any) -> BidResponse:
         """Per candidate item: calibrated purchase probability, impression value and bid multiplier for one user on
         one ad channel (the user's churn figures, when given, add a retention credit)."""
@@ -131,6 +136,7 @@ class OmniDecide:
         return self._bidders[runtime.tag]
 
     @bentoml.api(route="/similar_items", input_spec=SimilarRequest)
+    @answers(set(SimilarRequest.model_fields))
     def similar_items(self, **fields: Any) -> SimilarResponse:
         """Items close to a given item in the recommender's embedding space (in stock only)."""
         request = SimilarRequest.model_construct(**fields)  # validated by BentoML against input_spec
@@ -140,6 +146,7 @@ class OmniDecide:
         return resp
 
     @bentoml.api(route="/predict_churn", input_spec=ChurnRequest)
+    @answers(set(ChurnRequest.model_fields))
     def predict_churn(self, **fields: Any) -> ChurnResponse:
         """Churn probability, risk tier, RFM segment, expected spend and reason for customers from their events."""
         request = ChurnRequest.model_construct(**fields)  # validated by BentoML against input_spec
@@ -150,6 +157,7 @@ class OmniDecide:
         return resp
 
     @bentoml.api(route="/allocate", input_spec=PlanRequest)
+    @answers(set(PlanRequest.model_fields))
     def allocate(self, **fields: Any) -> PlanResponse:
         """Budget plan per channel and period under reserve, bounds and ROI floors; re-plans from actuals."""
         request = PlanRequest.model_construct(**fields)  # validated by BentoML against input_spec
@@ -164,3 +172,12 @@ class OmniDecide:
     def models(self) -> dict[str, Any]:
         """Which version each endpoint serves (and any canary with its share), or why it serves none."""
         return {v.name: v.describe() for v in (self.recommender, self.churn, self.allocator)}
+
+    def readiness(self) -> dict[str, Any]:
+        """GET /readyz: `ready`, or `degraded` naming the models not served (their endpoints answer 503)."""
+        models = self.models()
+        degraded = [name for name, m in models.items() if m["degraded"]]
+        return {"status": "degraded" if degraded else "ready", "degraded": degraded, "models": models}
+
+
+OmniDecide.add_asgi_middleware(Guard)

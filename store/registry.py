@@ -184,10 +184,21 @@ def serving_tag(name: str) -> str | None:
         return None
 
 
+def _loads(name: str, tag: str) -> None:
+    """Refuse to stage a version that does not load (raises VersionLoadError naming it and why)."""
+    from omnidecide.store.loader import load  # the loader imports this module
+
+    load(name, tag)
+
+
 def promote(tag: str, *, reason: str = "manual") -> dict[str, Any]:
-    """Make `tag` the production version; the one it replaces is kept for rollback."""
+    """Make `tag` the production version, once it is shown to load; the one it replaces is kept for rollback.
+
+    The first promotion replaces no pinned version but the latest one, which was serving until then: that one is
+    kept for rollback (so the first promotion can be undone), unless it is the promoted version itself."""
     model = _by_tag(tag)
     name, tag = model.tag.name, str(model.tag)
+    _loads(name, tag)
     with _changing_stages():
         return _promote(name, tag, reason)
 
@@ -195,7 +206,7 @@ def promote(tag: str, *, reason: str = "manual") -> dict[str, Any]:
 def _promote(name: str, tag: str, reason: str) -> dict[str, Any]:
     all_stages = _read_stages()
     st = all_stages.setdefault(name, {})
-    previous = st.get("production")
+    previous = st.get("production") or serving_tag(name)
     if previous and previous != tag:
         st.setdefault("history", []).append(previous)
     st["production"] = tag
@@ -216,7 +227,9 @@ def _rollback(name: str, reason: str) -> dict[str, Any]:
     all_stages = _read_stages()
     st = all_stages.get(name, {})
     if not st.get("history"):
-        raise RegistryError(f"{name}: no earlier promoted version to roll back to")
+        raise RegistryError(f"{name}: no earlier version to roll back to (nothing else served before "
+                            f"{st.get('production') or 'the latest version'}); promote another with "
+                            f"`omnidecide models promote TAG` (see `omnidecide models list {name}`)")
     bad = st.get("production")
     st["production"] = st["history"].pop()
     st.pop("canary", None)
@@ -247,6 +260,7 @@ def set_canary(tag: str, share: float, *, reason: str = "manual") -> dict[str, A
     if not 0 < share <= 1:
         raise RegistryError(f"canary share must be in (0, 1], got {share}")
     model = _by_tag(tag)
+    _loads(model.tag.name, str(model.tag))
     with _changing_stages():
         all_stages = _read_stages()
         st = all_stages.setdefault(model.tag.name, {})
