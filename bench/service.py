@@ -73,7 +73,8 @@ def requests_for(world: Path, n: int, seed: int = 0) -> dict[str, list[dict | No
 
 
 def ingest(batches: int = 600, batch_size: int = 100, clients: int = 8) -> None:
-    """`--ingest`: `/events` throughput in batches of `batch_size`, on the embedded SQLite and on PostgreSQL (the
+    """`--ingest`: `/events` throughput in batches of `batch_size` and `/customer_scores` lookup latency, on the
+    embedded SQLite and on PostgreSQL (the
     server `scripts/services/postgres.sh` starts; skipped with a note when it is not running), each through a real
     server with no models (ingestion needs none), `clients` concurrent clients, then every acknowledged event counted
     back in the database. Prints a markdown table with date, machine, load and command."""
@@ -86,7 +87,8 @@ def ingest(batches: int = 600, batch_size: int = 100, clients: int = 8) -> None:
     url_file = Path("/tmp/omnidecide-test-database-url")
     pg = os.environ.get("OMNIDECIDE_TEST_DATABASE_URL") or (url_file.read_text().strip() if url_file.exists() else "")
     omni = [str(Path(sys.executable).with_name("omnidecide"))]
-    rows = []
+    rows: list[tuple] = []
+    lookups: list[tuple] = []
     for backend in ("SQLite (embedded)", "PostgreSQL"):
         home = tempfile.mkdtemp(prefix="omnidecide-bench-ingest-")
         env = {**os.environ, "BENTOML_HOME": home}
@@ -148,6 +150,7 @@ def ingest(batches: int = 600, batch_size: int = 100, clients: int = 8) -> None:
             stored = Database(url).query("SELECT COUNT(*) FROM events")[0][0] - 10 * batch_size
             p50, p99 = np.percentile(latencies, [50, 99])
             rows.append((backend, acked[0] / wall, p50, p99, f"{stored}/{acked[0]}", ""))
+            lookups.extend((backend, *row) for row in score_lookups(base, Database(url)))
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(30)
@@ -160,6 +163,38 @@ def ingest(batches: int = 600, batch_size: int = 100, clients: int = 8) -> None:
     for backend, eps, p50, p99, kept, note in rows:
         figs = "| — | — | — | — " if eps is None else f"| {eps:,.0f} | {p50:.1f} | {p99:.1f} | {kept} "
         print(f"| {backend} {figs}| {note} |")
+    print("\n`/customer_scores` over 50,000 published scores (sequential calls, half the ids unknown):\n")
+    print("| store | ids per call | calls | p50 ms | p99 ms |")
+    print("|---|---|---|---|---|")
+    for backend, n, calls, p50, p99 in lookups:
+        print(f"| {backend} | {n:,} | {calls} | {p50:.1f} | {p99:.1f} |")
+
+
+def score_lookups(base: str, db) -> list[tuple[int, int, float, float]]:
+    """Publish 50,000 customer scores into the server's database, then time `/customer_scores` for 1 and 1,000 ids
+    per call: (ids, calls, p50 ms, p99 ms)."""
+    import httpx
+
+    from omnidecide.store import scores
+
+    n = 50_000
+    table = pd.DataFrame({"user_id": [f"s{i}" for i in range(n)], "churn_probability": np.linspace(0, 1, n),
+                          "risk_tier": "low", "segment": "loyal", "expected_spend": 10.0, "reason": "bench"})
+    scores.publish(table, "churn:bench", "2026-06-30", db)
+    rng = random.Random(0)
+    out = []
+    with httpx.Client(base_url=base, timeout=60) as c:
+        for ids, calls in ((1, 300), (1000, 100)):
+            lat = []
+            for k in range(calls + 5):
+                body = {"user_ids": [f"s{rng.randrange(2 * n)}" for _ in range(ids)]}  # half unknown
+                t = time.perf_counter()
+                r = c.post("/customer_scores", json=body)
+                if k >= 5:  # warm-up
+                    lat.append((time.perf_counter() - t) * 1000)
+                assert r.status_code == 200, r.text[:300]
+            out.append((ids, calls, *np.percentile(lat, [50, 99])))
+    return out
 
 
 def main() -> None:

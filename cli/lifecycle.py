@@ -197,6 +197,10 @@ def monitor(data: Path = typer.Option(..., "--data", help="Folder of recent cano
             console.print(f"  [red]alert[/] {a}", highlight=False)
         for a in r["actions"]:
             console.print(f"  action: {a}", highlight=False)
+    stale = lifecycle.stale_scores_alert() if "churn" in results else None
+    if stale:
+        results["churn"]["alerts"].append(stale)
+        console.print(f"  [red]alert[/] {stale}", highlight=False)
     alarms = lifecycle.export_alarms(lifecycle.last_run())
     for a in alarms:
         console.print(f"  [red]export alarm[/] {a}", highlight=False)

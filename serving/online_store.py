@@ -25,6 +25,7 @@ import pandas as pd
 from omnidecide.models.errors import InputError
 from omnidecide.models.schema import EVENTS, validate_records
 from omnidecide.store import db as database
+from omnidecide.store.db import storable
 
 KEEP_PER_USER = 200  # fresh events a read sees per user (newest first); older ones wait for the purge
 KEY_DAYS = 7  # how long an idempotency key is remembered
@@ -177,15 +178,6 @@ class OnlineStore:
                 "ORDER BY ts DESC, id DESC) AS n FROM events) ranked WHERE n > ?)", (self.keep_per_user,))
             self.db.execute("DELETE FROM event_batches WHERE received < ?", (time.time() - KEY_DAYS * 86400,))
         return n
-
-
-def storable(text: str) -> bool:
-    """Text both databases can hold: valid UTF-8 (no lone surrogate, which JSON can carry) and no NUL."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return "\x00" not in text
 
 
 def _opt(row, col: str) -> str | None:

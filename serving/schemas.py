@@ -48,5 +48,6 @@ class ForgetResponse(BaseModel):
     user_id: str
     deleted_events: int
     deleted_log_lines: int
-    note: str = ("deleted from the online store and the decision log (the deletion itself is logged under a hash); "
+    deleted_scores: int = 0
+    note: str = ("deleted from the online store, the decision log and the stored scores (the deletion itself is logged under a hash); "
                  "trained model versions forget the user at their next retrain")

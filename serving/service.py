@@ -27,7 +27,9 @@ from omnidecide.serving.recommender import (RecommenderRuntime, RecommendRequest
                                  SimilarResponse)
 from omnidecide.serving import retention
 from omnidecide.serving.online_store import OnlineStore
+from omnidecide.serving import scores
 from omnidecide.serving.routing import Versions
+from omnidecide.store import scores as stored_scores
 from omnidecide.serving.schemas import EventsRequest, EventsResponse, ForgetRequest, ForgetResponse
 
 T = TypeVar("T")
@@ -108,10 +110,13 @@ class OmniDecide:
         start = time.perf_counter()
         deleted = self.store.forget(request.user_id)
         lines = self.log.forget(request.user_id)
+        gone_scores = stored_scores.forget(request.user_id, self.store.db)
         self.log.write("forget_user", None, None, {"forgotten": self.log.key(request.user_id),
-                                                   "deleted_events": deleted, "deleted_log_lines": lines},
+                                                   "deleted_events": deleted, "deleted_log_lines": lines,
+                                                   "deleted_scores": gone_scores},
                        ms=_ms(start))
-        return ForgetResponse(user_id=request.user_id, deleted_events=deleted, deleted_log_lines=lines)
+        return ForgetResponse(user_id=request.user_id, deleted_events=deleted, deleted_log_lines=lines,
+                              deleted_scores=gone_scores)
 
     @bentoml.api(route="/bid", input_spec=BidRequest)
     @answers(set(BidRequest.model_fields))
@@ -119,11 +124,14 @@ class OmniDecide:
         """Per candidate item: calibrated purchase probability, impression value and bid multiplier for one user on
         one ad channel (the user's churn figures, when given, add a retention credit)."""
         request = BidRequest.model_construct(**fields)  # validated by BentoML against input_spec
+        request, churn_source = scores.for_bid(request, self.store.db)
         stored = self.store.recent(request.user_id)
         resp, ms = _call(self.recommender, request.user_id, lambda r: self._bidder(r).bid(request, stored),
                          self.log, "bid")
+        resp.churn_source = churn_source
         self.log.write("bid", resp.model, request.user_id, {
             "channel": request.channel, "personalized": resp.personalized, "reference_value": resp.reference_value,
+            "churn_source": churn_source,
             "bids": [[c.item_id, round(c.purchase_probability, 6), round(c.bid_multiplier, 4)] for c in resp.candidates]},
             ms=ms)
         return resp
@@ -166,6 +174,18 @@ class OmniDecide:
             "request": request.model_dump(exclude={"actuals_csv"}), "actual_periods": resp.actual_periods,
             "expected_incremental_revenue": resp.expected_incremental_revenue,
             "spend": {c: v.spend for c, v in resp.per_channel.items()}}, ms=ms)
+        return resp
+
+    @bentoml.api(route="/customer_scores", input_spec=scores.ScoresRequest)
+    @answers(set(scores.ScoresRequest.model_fields))
+    def customer_scores(self, **fields: Any) -> scores.ScoresResponse:
+        """Stored churn scores by customer id (published by `omnidecide predict churn --publish`), each with its
+        model version, as-of date and age; ids with no stored score are listed as unknown."""
+        request = scores.ScoresRequest.model_construct(**fields)  # validated by BentoML against input_spec
+        start = time.perf_counter()
+        resp = scores.lookup(request.user_ids, self.store.db)
+        self.log.write_many("customer_scores", None, [(s.user_id, {"score_model": s.model, "as_of": s.as_of})
+                                                      for s in resp.scores] or [(None, {"found": 0})], ms=_ms(start))
         return resp
 
     @bentoml.api(route="/models")

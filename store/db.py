@@ -36,11 +36,26 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE TABLE stages (name TEXT PRIMARY KEY, body TEXT NOT NULL)",
         "CREATE TABLE lifecycle (id {id}, at TEXT NOT NULL, line TEXT NOT NULL)",
     ]),
+    (2, "customer scores published by `predict churn --publish`", [
+        "CREATE TABLE customer_scores (user_id TEXT PRIMARY KEY, churn_probability {float} NOT NULL, "
+        "risk_tier TEXT, segment TEXT, expected_spend {float}, reason TEXT, model TEXT NOT NULL, as_of TEXT NOT NULL, "
+        "published_at {float} NOT NULL)",
+        "CREATE INDEX customer_scores_published ON customer_scores (published_at)",
+    ]),
 ]
 DIALECT = {
     "sqlite": {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "float": "DOUBLE PRECISION"},
     "postgresql": {"id": "BIGSERIAL PRIMARY KEY", "float": "DOUBLE PRECISION"},
 }
+
+
+def storable(text: str) -> bool:
+    """Text both databases can hold: valid UTF-8 (no lone surrogate, which JSON can carry) and no NUL."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def default_url() -> str:

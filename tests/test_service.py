@@ -448,3 +448,39 @@ def test_events_posted_to_one_replica_steer_the_others_recommend_and_promotions_
         assert not pending and took < 3.0, f"promotion reached both replicas after {took:.2f} s"
     finally:
         bentoml.models.delete(copy)
+
+
+def test_scores_published_by_predict_churn_answer_customer_scores_and_bid(client, synth_world, tmp_path):
+    """[N]: `predict churn --publish` stores the scores; /customer_scores answers known and unknown ids; /bid uses the
+    stored score when the request has none and says which it used; /forget_user removes the stored score."""
+    import omnidecide.cli.churn  # noqa: F401  (registers `predict churn`)
+
+    events = pd.read_csv(synth_world / "events.csv", dtype=str)
+    as_of = str((pd.Timestamp(events["timestamp"].max()) + pd.Timedelta(days=1)).date())
+    res = runner.invoke(app, ["predict", "churn", "--events", str(synth_world / "events.csv"), "--as-of", as_of,
+                              "--output", str(tmp_path / "churn.csv"), "--publish"])
+    assert res.exit_code == 0, res.output
+    assert "published" in res.output
+    table = pd.read_csv(tmp_path / "churn.csv", dtype={"user_id": str})
+    known = table.sort_values("churn_probability").iloc[-1]
+    r = client.post("/customer_scores", json={"user_ids": [known.user_id, "nobody"]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["unknown"] == ["nobody"] and [s["user_id"] for s in body["scores"]] == [known.user_id]
+    got = body["scores"][0]
+    assert got["churn_probability"] == pytest.approx(known.churn_probability) and got["as_of"] == as_of
+    assert got["model"].startswith("churn:") and got["age_days"] < 1
+
+    items = pd.read_csv(synth_world / "items.csv", dtype={"item_id": str})["item_id"].iloc[:5].tolist()
+    bid = {"user_id": known.user_id, "channel": "douyin", "candidates": items}
+    stored = post(client, "/bid", bid).json()
+    given = post(client, "/bid", {**bid, "churn_probability": 0.0, "expected_spend": 0.0}).json()
+    nobody = post(client, "/bid", {**bid, "user_id": "nobody"}).json()
+    assert (stored["churn_source"], given["churn_source"], nobody["churn_source"]) == ("stored", "request", "none")
+    if known.churn_probability > 0 and known.expected_spend > 0:  # the stored score adds a retention credit
+        assert stored["candidates"][0]["value"] > given["candidates"][0]["value"]
+    assert client.post("/customer_scores", json={"user_ids": []}).status_code in (400, 422)
+
+    gone = client.post("/forget_user", json={"user_id": known.user_id}).json()
+    assert gone["deleted_scores"] == 1
+    assert client.post("/customer_scores", json={"user_ids": [known.user_id]}).json()["unknown"] == [known.user_id]
