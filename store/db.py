@@ -97,8 +97,8 @@ class Database:
 
     def _conn(self) -> Any:
         c = getattr(self._local, "conn", None)
-        if c is not None and self._local.pid == os.getpid():
-            return c
+        if c is not None and self._local.pid == os.getpid() and not getattr(c, "broken", False):
+            return c  # (a PostgreSQL connection broken by a server restart is replaced on the next call)
         if self.kind == "sqlite":
             c = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             c.execute("PRAGMA journal_mode=WAL")
