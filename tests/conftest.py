@@ -133,3 +133,39 @@ def serve():
         except ProcessLookupError:
             pass
         proc.wait(30)
+
+
+@pytest.fixture(scope="session")
+def served_tags(synth_world) -> dict[str, str]:
+    """Every model trained by `omnidecide train all` on the synthetic world, then promoted (shared by the service
+    tests: training once keeps the suite within CI time)."""
+    from typer.testing import CliRunner
+
+    import omnidecide.cli.lifecycle  # noqa: F401  (registers `train all`)
+    from omnidecide.cli.app import app
+    from omnidecide.store import registry
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMNIDECIDE_CHURN_FIT_SECONDS", "4")  # quality is tested in test_churn_model
+        res = CliRunner().invoke(app, ["train", "all", "--data", str(synth_world)])
+    assert res.exit_code == 0, res.output
+    printed = [line for line in res.stdout.splitlines() if ":" in line and " " not in line.strip()]
+    out = {t.split(":")[0]: t for t in printed}
+    assert set(out) == {"recommender", "churn", "allocator"}, res.stdout
+    for t in out.values():
+        registry.promote(t, reason="test_service")
+    return out
+
+
+@pytest.fixture(scope="session")
+def served_client(served_tags):
+    """The BentoML app in-process (Starlette's test client): real routes, validation and error codes, no port."""
+    import warnings
+
+    with warnings.catch_warnings():  # starlette nags about httpx versions; the client works the same
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+    from omnidecide.serving.service import OmniDecide
+
+    with TestClient(OmniDecide.to_asgi()) as c:
+        yield c

@@ -12,45 +12,23 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-import omnidecide.cli.lifecycle  # noqa: F401  (registers `train all`)
 from omnidecide.cli.app import app
 
 with warnings.catch_warnings():  # starlette nags about httpx versions; the client works the same
     warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient
+    from starlette.testclient import TestClient  # noqa: F401
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def tags(synth_world, monkeypatch_module) -> dict[str, str]:
-    """Every model trained by `omnidecide train all` on the synthetic world, then promoted."""
-    from omnidecide.store import registry
-
-    monkeypatch_module.setenv("OMNIDECIDE_CHURN_FIT_SECONDS", "4")  # quality is tested in test_churn_model
-    res = runner.invoke(app, ["train", "all", "--data", str(synth_world)])
-    assert res.exit_code == 0, res.output
-    printed = [line for line in res.stdout.splitlines() if ":" in line and " " not in line.strip()]
-    out = {t.split(":")[0]: t for t in printed}
-    assert set(out) == {"recommender", "churn", "allocator"}, res.stdout
-    for t in out.values():
-        registry.promote(t, reason="test_service")
-    return out
+def tags(served_tags) -> dict[str, str]:
+    return served_tags
 
 
 @pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def client(tags):
-    from omnidecide.serving.service import OmniDecide
-
-    with TestClient(OmniDecide.to_asgi()) as c:
-        yield c
+def client(served_client):
+    return served_client
 
 
 def post(client: TestClient, route: str, request: dict):
