@@ -107,6 +107,20 @@ def serve(port: int = typer.Option(3000, "--port"), host: str = typer.Option("12
     os.execve(sys.executable, cmd, env)  # become the server: signals (Ctrl-C, SIGTERM) reach it directly
 
 
+@app.command("purge")
+def purge() -> None:
+    """Apply the retention rules now (the service also does, hourly): decision-log lines and online-store events older
+    than OMNIDECIDE_RETENTION_DAYS (default 90), events beyond each user's newest 200, old idempotency keys."""
+    from omnidecide.serving import retention
+    from omnidecide.serving.audit import DecisionLog
+    from omnidecide.serving.online_store import OnlineStore
+
+    store = OnlineStore()
+    removed = retention.purge(store, DecisionLog(store.db))
+    console.print(f"purged from {store.db.describe()}: {removed['events']} events, "
+                  f"{removed['decision_lines']} decision-log lines", highlight=False)
+
+
 MODEL_HELP = "recommender, churn or allocator (repeatable; default: every model the folder feeds)"
 
 
@@ -183,6 +197,10 @@ def monitor(data: Path = typer.Option(..., "--data", help="Folder of recent cano
             console.print(f"  [red]alert[/] {a}", highlight=False)
         for a in r["actions"]:
             console.print(f"  action: {a}", highlight=False)
+    stale = lifecycle.stale_scores_alert() if "churn" in results else None
+    if stale:
+        results["churn"]["alerts"].append(stale)
+        console.print(f"  [red]alert[/] {stale}", highlight=False)
     alarms = lifecycle.export_alarms(lifecycle.last_run())
     for a in alarms:
         console.print(f"  [red]export alarm[/] {a}", highlight=False)

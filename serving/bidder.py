@@ -56,6 +56,8 @@ class BidResponse(BaseModel):
     personalized: bool
     candidates: list[BidCandidate]
     unknown_items: list[str]
+    churn_source: str = Field("none", description="where the churn figures of the retention credit came from: "
+                              "request, stored (published by `predict churn --publish`) or none")
 
 
 class Bidder:

@@ -29,6 +29,9 @@ class EventsRequest(RequestModel):
          "channel": "app"}]}})
 
     events: list[Event] = Field(..., min_length=1, **limited("events", "storefront events"))
+    idempotency_key: Optional[str] = Field(None, min_length=1, max_length=200, description=(
+        "Names this batch: a retry with the same key answers what the first call answered and stores nothing twice "
+        "(keys are remembered 7 days)"))
 
 
 class EventsResponse(BaseModel):
@@ -45,5 +48,6 @@ class ForgetResponse(BaseModel):
     user_id: str
     deleted_events: int
     deleted_log_lines: int
-    note: str = ("deleted from the online store and the decision log (the deletion itself is logged under a hash); "
+    deleted_scores: int = 0
+    note: str = ("deleted from the online store, the decision log and the stored scores (the deletion itself is logged under a hash); "
                  "trained model versions forget the user at their next retrain")

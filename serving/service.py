@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gc
 import time
-from hashlib import sha256
 from typing import Any, Callable, TypeVar
 
 import bentoml
@@ -26,8 +25,11 @@ from omnidecide.serving.bidder import BidRequest, BidResponse, Bidder
 from omnidecide.serving.churn import ChurnRequest, ChurnResponse, ChurnService
 from omnidecide.serving.recommender import (RecommenderRuntime, RecommendRequest, RecommendResponse, SimilarRequest,
                                  SimilarResponse)
+from omnidecide.serving import retention
 from omnidecide.serving.online_store import OnlineStore
+from omnidecide.serving import scores
 from omnidecide.serving.routing import Versions
+from omnidecide.store import scores as stored_scores
 from omnidecide.serving.schemas import EventsRequest, EventsResponse, ForgetRequest, ForgetResponse
 
 T = TypeVar("T")
@@ -65,6 +67,7 @@ class OmniDecide:
         self.allocator = Versions("allocator", AllocatorRuntime)
         self.store = OnlineStore()
         self.log = DecisionLog()
+        retention.start(self.store, self.log)
         self._bidders: dict[str, Bidder] = {}  # by recommender tag: production and canary each have one
         watchdog.exit_with_parent()  # under `omnidecide serve`: a killed parent never leaves this worker behind
         # Everything loaded so far lives as long as the process: move it out of the collector's sight, so that a
@@ -93,22 +96,26 @@ class OmniDecide:
         """Storefront events as they happen; committed before the answer, used by the user's next `/recommend`."""
         request = EventsRequest.model_construct(**fields)  # validated by BentoML against input_spec
         start = time.perf_counter()
-        accepted = self.store.append([e.model_dump() for e in request.events])
+        accepted = self.store.append([e.model_dump() for e in request.events], request.idempotency_key)
         self.log.write("events", None, None, {"accepted": accepted}, ms=_ms(start))
         return EventsResponse(accepted=accepted)
 
     @bentoml.api(route="/forget_user", input_spec=ForgetRequest)
     @answers(set(ForgetRequest.model_fields))
     def forget_user(self, **fields: Any) -> ForgetResponse:
-        """Deletion entry point: removes every event of the user held by the online store."""
+        """Deletion entry point: removes the user's events (online store) and decision-log lines; the service caches
+        nothing per user. The deletion itself is logged under the keyed hash."""
         request = ForgetRequest.model_construct(**fields)  # validated by BentoML against input_spec
         start = time.perf_counter()
         deleted = self.store.forget(request.user_id)
         lines = self.log.forget(request.user_id)
-        self.log.write("forget_user", None, None, {"subject_sha256": sha256(request.user_id.encode()).hexdigest(),
-                                                   "deleted_events": deleted, "deleted_log_lines": lines},
+        gone_scores = stored_scores.forget(request.user_id, self.store.db)
+        self.log.write("forget_user", None, None, {"forgotten": self.log.key(request.user_id),
+                                                   "deleted_events": deleted, "deleted_log_lines": lines,
+                                                   "deleted_scores": gone_scores},
                        ms=_ms(start))
-        return ForgetResponse(user_id=request.user_id, deleted_events=deleted, deleted_log_lines=lines)
+        return ForgetResponse(user_id=request.user_id, deleted_events=deleted, deleted_log_lines=lines,
+                              deleted_scores=gone_scores)
 
     @bentoml.api(route="/bid", input_spec=BidRequest)
     @answers(set(BidRequest.model_fields))
@@ -116,11 +123,14 @@ class OmniDecide:
         """Per candidate item: calibrated purchase probability, impression value and bid multiplier for one user on
         one ad channel (the user's churn figures, when given, add a retention credit)."""
         request = BidRequest.model_construct(**fields)  # validated by BentoML against input_spec
+        request, churn_source = scores.for_bid(request, self.store.db)
         stored = self.store.recent(request.user_id)
         resp, ms = _call(self.recommender, request.user_id, lambda r: self._bidder(r).bid(request, stored),
                          self.log, "bid")
+        resp.churn_source = churn_source
         self.log.write("bid", resp.model, request.user_id, {
             "channel": request.channel, "personalized": resp.personalized, "reference_value": resp.reference_value,
+            "churn_source": churn_source,
             "bids": [[c.item_id, round(c.purchase_probability, 6), round(c.bid_multiplier, 4)] for c in resp.candidates]},
             ms=ms)
         return resp
@@ -163,6 +173,18 @@ class OmniDecide:
             "request": request.model_dump(exclude={"actuals_csv"}), "actual_periods": resp.actual_periods,
             "expected_incremental_revenue": resp.expected_incremental_revenue,
             "spend": {c: v.spend for c, v in resp.per_channel.items()}}, ms=ms)
+        return resp
+
+    @bentoml.api(route="/customer_scores", input_spec=scores.ScoresRequest)
+    @answers(set(scores.ScoresRequest.model_fields))
+    def customer_scores(self, **fields: Any) -> scores.ScoresResponse:
+        """Stored churn scores by customer id (published by `omnidecide predict churn --publish`), each with its
+        model version, as-of date and age; ids with no stored score are listed as unknown."""
+        request = scores.ScoresRequest.model_construct(**fields)  # validated by BentoML against input_spec
+        start = time.perf_counter()
+        resp = scores.lookup(request.user_ids, self.store.db)
+        self.log.write_many("customer_scores", None, [(s.user_id, {"score_model": s.model, "as_of": s.as_of})
+                                                      for s in resp.scores] or [(None, {"found": 0})], ms=_ms(start))
         return resp
 
     @bentoml.api(route="/models")

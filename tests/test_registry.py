@@ -39,9 +39,8 @@ def test_save_get_promote_rollback_canary(monkeypatch, own_stages):
     assert str(registry.get("churn").tag) == c
     with pytest.raises(registry.RegistryError, match="no earlier"):
         registry.rollback("churn")
-    log = (registry.home() / "lifecycle.log.jsonl").read_text().splitlines()
-    assert [json.loads(line)["action"] for line in log][-5:] == ["promote", "promote", "canary", "rollback",
-                                                                 "rollback"]
+    assert [e["action"] for e in registry.decisions("churn")][-5:] == ["promote", "promote", "canary", "rollback",
+                                                                      "rollback"]
 
 
 def test_unknown_things_are_clear_errors():
