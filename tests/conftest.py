@@ -55,3 +55,24 @@ def own_stages():
         f.unlink(missing_ok=True)
     else:
         f.write_text(saved)
+
+
+@pytest.fixture(scope="session")
+def trained(synth_world) -> dict[str, str]:
+    """`omnidecide train all` on the synthetic world, once per session: model name -> tag (not promoted)."""
+    from typer.testing import CliRunner
+
+    import omnidecide.cli.lifecycle  # noqa: F401  (registers `train all`)
+    from omnidecide.cli.app import app
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OMNIDECIDE_CHURN_FIT_SECONDS", "4")  # quality is tested in test_churn_model
+    try:
+        res = CliRunner().invoke(app, ["train", "all", "--data", str(synth_world)])
+    finally:
+        mp.undo()
+    assert res.exit_code == 0, res.output
+    tags = [line.strip() for line in res.stdout.splitlines() if ":" in line and " " not in line.strip()]
+    out = {t.split(":")[0]: t for t in tags}
+    assert set(out) == {"recommender", "churn", "allocator"}, res.stdout
+    return out

@@ -22,7 +22,8 @@ def train(events: Path, items: Path | None = None, users: Path | None = None, *,
         if ev["item_id"].notna().sum() < 10:
             raise InputError(f"{events}: fewer than 10 events with an item_id; nothing to learn from")
         progress.step("tune on validation, evaluate on holdout, second stage, refit")
-        rec, metrics, params = fit_and_evaluate(ev, it, us, seed=seed)
+        figures: dict = {}
+        rec, metrics, params = fit_and_evaluate(ev, it, us, seed=seed, figures=figures)
         paths = [p for p in (events, items, users) if p]
         params["seed"] = seed
         progress.step("save")
@@ -30,4 +31,4 @@ def train(events: Path, items: Path | None = None, users: Path | None = None, *,
                              data_fingerprint=registry.fingerprint(paths),
                              extra={"files": [str(p) for p in paths], "n_users": len(rec.user_ids),
                                     "n_items": len(rec.item_ids), "profile": profile("events", ev),
-                                    "data_end": data_end(ev, "timestamp")})
+                                    "data_end": data_end(ev, "timestamp"), "figures": figures})

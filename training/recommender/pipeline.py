@@ -199,7 +199,7 @@ def fit_second_stage(train, test, items, rec, rec_fit, val, seed):
 
     Kept for ranking only if it lifts holdout NDCG@20; its probability is always kept, with its calibration."""
     from omnidecide.models.calibration import fit_calibrator
-    from omnidecide.models.metrics import classification_report, ndcg_at_k, recall_at_k
+    from omnidecide.models.metrics import classification_report, ndcg_at_k, recall_at_k, reliability_curve
     from omnidecide.models.recommender.ranker import SecondStage
 
     Xv, yv, gv, _, _ = second_stage_data(rec_fit, val)
@@ -222,13 +222,15 @@ def fit_second_stage(train, test, items, rec, rec_fit, val, seed):
             "stage1_candidates_ndcg@20": base, "second_stage_kept_for_ranking": ss.use_for_ranking,
             **{f"purchase_prob_{k}": v for k, v in cal.items()}, "purchase_prob_mean": float(p_cf.mean()),
             "purchase_prob_raw_ece": classification_report(yt, p)["ece"], "purchase_prob_calibration": cinfo["method"],
-            "purchase_rate_candidates": float(yt.mean())}
+            "purchase_rate_candidates": float(yt.mean()), "purchase_prob_reliability": reliability_curve(yt, p_cf)}
     ss.info = info
     return ss, info
 
 
-def fit_and_evaluate(events: pd.DataFrame, items: pd.DataFrame | None, users: pd.DataFrame | None, seed: int = 0):
-    """Tune on validation, evaluate on the holdout, refit on everything. Returns (model, metrics, params)."""
+def fit_and_evaluate(events: pd.DataFrame, items: pd.DataFrame | None, users: pd.DataFrame | None, seed: int = 0,
+                     figures: dict | None = None):
+    """Tune on validation, evaluate on the holdout, refit on everything. Returns (model, metrics, params).
+    `figures`, when given, receives what the version's report draws (see training.recommender.figures)."""
     t_start = time.time()
     has_repeats, rebuy_share = detect_repeats(events)
     train, test = holdout(events, seed, has_repeats)
@@ -240,9 +242,13 @@ def fit_and_evaluate(events: pd.DataFrame, items: pd.DataFrame | None, users: pd
         metrics.update({f"buy_again_{k}": v for k, v in baseline_topk(rec, test, "buy_again").items()})
     metrics.update({f"validation_{k}": v for k, v in tinfo["validation"].items()})
     ranker, rinfo = fit_second_stage(train, test, items, rec, tinfo["model"], tinfo["val"], seed)
+    reliability = rinfo.pop("purchase_prob_reliability", None)  # a curve, not a metric: goes to `figures`
     metrics.update(rinfo)
     rec.ranker = ranker
     metrics.update({f"holdout_{k}": v for k, v in evaluate(rec, test).items()})  # what serving does
+    if figures is not None:
+        from omnidecide.training.recommender.figures import holdout_figures
+        figures.update(holdout_figures(rec, test, has_repeats), purchase_prob_reliability=reliability)
     t_fit = time.time()
     gp = for_size(gp, tinfo["n_tuned"], edges(events))
     final = Recommender.build(events, items, users, params=gp, stage=sp_)
