@@ -18,6 +18,7 @@ import bentoml
 from bentoml.exceptions import InvalidArgument, ServiceUnavailable
 
 from omnidecide.models.errors import InputError
+from omnidecide.serving import admin, auth, catalogue, metrics
 from omnidecide.serving.allocator import AllocatorRuntime, PlanRequest, PlanResponse
 from omnidecide.serving.audit import DecisionLog
 from omnidecide.serving.bidder import BidRequest, BidResponse, Bidder
@@ -42,15 +43,19 @@ def _call(versions: Versions, key: str, fn: Callable[[Any], T], log: DecisionLog
     runtime = versions.pick(key)
     if runtime is None:
         raise ServiceUnavailable(versions.error or f"{versions.name} not loaded")
-    start = time.perf_counter()
+    start, tag = time.perf_counter(), getattr(runtime, "tag", None)
     try:
-        return fn(runtime), _ms(start)
+        out = fn(runtime)
     except InputError as e:
+        metrics.model_call(endpoint, tag, "bad_input", time.perf_counter() - start)
         raise InvalidArgument(str(e)) from e
     except Exception as e:
+        metrics.model_call(endpoint, tag, "error", time.perf_counter() - start)
         if log is not None:
-            log.error(endpoint, getattr(runtime, "tag", None), e, _ms(start))
+            log.error(endpoint, tag, e, _ms(start))
         raise
+    metrics.model_call(endpoint, tag, "ok", time.perf_counter() - start)
+    return out, _ms(start)
 
 
 @bentoml.service(name="omnidecide", traffic={"timeout": 30})
@@ -58,10 +63,12 @@ class OmniDecide:
     """Every model behind one HTTP service; each answered request leaves a line in the decision log."""
 
     def __init__(self) -> None:
+        auth.refuse_open_public()  # before loading anything: no keys on a public address is a refusal to start
         self.recommender = Versions("recommender", RecommenderRuntime)
         self.churn = Versions("churn", ChurnService)
         self.allocator = Versions("allocator", AllocatorRuntime)
         self.store = OnlineStore()
+        self.catalogue = catalogue.shared()
         self.log = DecisionLog()
         self._bidders: dict[str, Bidder] = {}  # by recommender tag: production and canary each have one
         # Everything loaded so far lives as long as the process: move it out of the collector's sight, so that a
@@ -155,3 +162,44 @@ class OmniDecide:
     def models(self) -> dict[str, Any]:
         """Which version each endpoint serves (and any canary with its share), or why it serves none."""
         return {v.name: v.describe() for v in (self.recommender, self.churn, self.allocator)}
+
+    @bentoml.api(route="/items", input_spec=catalogue.ItemsRequest)
+    def items(self, items: list[catalogue.ItemUpdate]) -> catalogue.ItemsResponse:
+        """Upsert catalogue rows (stock, per-store stock, price, margin, category, new items); the next
+        `/recommend`, `/similar_items` and `/bid` on every worker honour them."""
+        start = time.perf_counter()
+        resp = self.catalogue.upsert(items)
+        self.log.write("items", None, None, {"accepted": resp.accepted, "store_stock_rows": resp.store_stock_rows,
+                                             "catalogue_version": resp.catalogue_version}, ms=_ms(start))
+        return resp
+
+    @bentoml.api(route="/admin/promote")
+    def admin_promote(self, model: str, version: str, reason: str = "", ctx: bentoml.Context = None) -> dict[str, Any]:
+        """Serve `version` (name:version or the version alone) of `model`; the replaced one is kept for rollback."""
+        return _admin(ctx, lambda key: admin.promote(model, version, key, reason))
+
+    @bentoml.api(route="/admin/rollback")
+    def admin_rollback(self, model: str, reason: str = "", ctx: bentoml.Context = None) -> dict[str, Any]:
+        """Serve the previously promoted version of `model` again."""
+        return _admin(ctx, lambda key: admin.rollback(model, key, reason))
+
+    @bentoml.api(route="/admin/canary")
+    def admin_canary(self, model: str, version: str = "", share: float = 0.05, reason: str = "",
+                     ctx: bentoml.Context = None) -> dict[str, Any]:
+        """Send `share` (0..1] of `model`'s traffic to `version`; share 0 ends the canary."""
+        return _admin(ctx, lambda key: admin.canary(model, version, share, key, reason))
+
+
+def _admin(ctx: bentoml.Context | None, act: Callable[[str], T]) -> T:
+    """Run an admin act in the name of the request's key (checked again here: the act is logged under it)."""
+    try:
+        key = auth.authorize(ctx.request.headers.get("authorization") if ctx is not None else None, "admin")
+        return act(key)
+    except auth.AuthError as e:
+        raise InvalidArgument(e.message) from e
+    except InputError as e:
+        raise InvalidArgument(str(e)) from e
+
+
+OmniDecide.add_asgi_middleware(metrics.MetricsMiddleware)  # outermost: refused requests are counted too
+OmniDecide.add_asgi_middleware(auth.KeyMiddleware)

@@ -23,26 +23,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def tags(synth_world, monkeypatch_module) -> dict[str, str]:
-    """Every model trained by `omnidecide train all` on the synthetic world, then promoted."""
-    from omnidecide.store import registry
-
-    monkeypatch_module.setenv("OMNIDECIDE_CHURN_FIT_SECONDS", "4")  # quality is tested in test_churn_model
-    res = runner.invoke(app, ["train", "all", "--data", str(synth_world)])
-    assert res.exit_code == 0, res.output
-    printed = [line for line in res.stdout.splitlines() if ":" in line and " " not in line.strip()]
-    out = {t.split(":")[0]: t for t in printed}
-    assert set(out) == {"recommender", "churn", "allocator"}, res.stdout
-    for t in out.values():
-        registry.promote(t, reason="test_service")
-    return out
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
+def tags(trained) -> dict[str, str]:
+    """Every model trained by `omnidecide train all` on the synthetic world, then promoted (conftest)."""
+    return trained
 
 
 @pytest.fixture(scope="module")
