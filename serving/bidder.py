@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from omnidecide.models.bidding import BidPolicy, impression_value, multiplier
 from omnidecide.models.errors import InputError
@@ -25,6 +25,9 @@ REFERENCE_K = 20
 
 
 class BidRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "user_id": "u0000001", "channel": "douyin", "candidates": ["i00001", "i00002"], "churn_probability": 0.4}})
+
     user_id: str
     channel: str = Field(..., description="ad channel of the auction, e.g. douyin, wechat_moments, tmall_ads, search")
     candidates: list[str] = Field(..., min_length=1, max_length=200, description="item ids the ad could show")

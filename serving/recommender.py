@@ -9,7 +9,7 @@ from typing import Literal, Optional
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from omnidecide.models.errors import InputError
 from omnidecide.models.recommender import rules
@@ -26,6 +26,10 @@ class RecentEvent(BaseModel):
 
 
 class RecommendRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "user_id": "u0000001", "k": 10, "channel": "douyin",
+        "recent_events": [{"item_id": "i00001", "event": "cart", "timestamp": "2026-06-01T10:00:00+08:00"}]}})
+
     user_id: str
     k: int = Field(20, ge=1, le=500)
     recent_events: list[RecentEvent] = Field(default_factory=list, description="fresh events of this session (inductive)")
@@ -68,6 +72,8 @@ class RecommendResponse(BaseModel):
 
 
 class SimilarRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"item_id": "i00001", "k": 5}})
+
     item_id: str
     k: int = Field(10, ge=1, le=500)
     store_id: Optional[str] = None

@@ -77,10 +77,11 @@ class OmniDecide:
         gc.collect()
         gc.freeze()
 
-    @bentoml.api(route="/recommend")
-    def recommend(self, request: RecommendRequest) -> RecommendResponse:
+    @bentoml.api(route="/recommend", input_spec=RecommendRequest)
+    def recommend(self, **fields: Any) -> RecommendResponse:
         """Top-K items for a user on a page view, with a reason per item; the user's events from `/events` and the
         request's `recent_events` both steer it."""
+        request = RecommendRequest.model_construct(**fields)  # validated by BentoML against input_spec
         stored = self.store.recent(request.user_id)
         resp, ms = _call(self.recommender, request.user_id, lambda r: r.recommend(request, stored=stored),
                          self.log, "recommend")
@@ -89,9 +90,10 @@ class OmniDecide:
             "personalized": request.personalized, "items": [[i.item_id, i.reason] for i in resp.items]}, ms=ms)
         return resp
 
-    @bentoml.api(route="/events")
-    def events(self, request: EventsRequest) -> EventsResponse:
+    @bentoml.api(route="/events", input_spec=EventsRequest)
+    def events(self, **fields: Any) -> EventsResponse:
         """Storefront events as they happen; committed before the answer, used by the user's next `/recommend`."""
+        request = EventsRequest.model_construct(**fields)  # validated by BentoML against input_spec
         start = time.perf_counter()
         try:
             accepted = self.store.append([e.model_dump() for e in request.events])
@@ -100,9 +102,10 @@ class OmniDecide:
         self.log.write("events", None, None, {"accepted": accepted}, ms=_ms(start))
         return EventsResponse(accepted=accepted)
 
-    @bentoml.api(route="/forget_user")
-    def forget_user(self, request: ForgetRequest) -> ForgetResponse:
+    @bentoml.api(route="/forget_user", input_spec=ForgetRequest)
+    def forget_user(self, **fields: Any) -> ForgetResponse:
         """Deletion entry point: removes every event of the user held by the online store."""
+        request = ForgetRequest.model_construct(**fields)  # validated by BentoML against input_spec
         start = time.perf_counter()
         deleted = self.store.forget(request.user_id)
         lines = self.log.forget(request.user_id)
@@ -111,10 +114,11 @@ class OmniDecide:
                        ms=_ms(start))
         return ForgetResponse(user_id=request.user_id, deleted_events=deleted, deleted_log_lines=lines)
 
-    @bentoml.api(route="/bid")
-    def bid(self, request: BidRequest) -> BidResponse:
+    @bentoml.api(route="/bid", input_spec=BidRequest)
+    def bid(self, **fields: Any) -> BidResponse:
         """Per candidate item: calibrated purchase probability, impression value and bid multiplier for one user on
         one ad channel (the user's churn figures, when given, add a retention credit)."""
+        request = BidRequest.model_construct(**fields)  # validated by BentoML against input_spec
         stored = self.store.recent(request.user_id)
         resp, ms = _call(self.recommender, request.user_id, lambda r: self._bidder(r).bid(request, stored),
                          self.log, "bid")
@@ -131,26 +135,29 @@ class OmniDecide:
             self._bidders[runtime.tag] = Bidder(runtime)
         return self._bidders[runtime.tag]
 
-    @bentoml.api(route="/similar_items")
-    def similar_items(self, request: SimilarRequest) -> SimilarResponse:
+    @bentoml.api(route="/similar_items", input_spec=SimilarRequest)
+    def similar_items(self, **fields: Any) -> SimilarResponse:
         """Items close to a given item in the recommender's embedding space (in stock only)."""
+        request = SimilarRequest.model_construct(**fields)  # validated by BentoML against input_spec
         resp, ms = _call(self.recommender, request.item_id, lambda r: r.similar(request), self.log, "similar_items")
         self.log.write("similar_items", resp.model, request.item_id, {"items": [i.item_id for i in resp.items]},
                        ms=ms)
         return resp
 
-    @bentoml.api(route="/predict_churn")
-    def predict_churn(self, request: ChurnRequest) -> ChurnResponse:
+    @bentoml.api(route="/predict_churn", input_spec=ChurnRequest)
+    def predict_churn(self, **fields: Any) -> ChurnResponse:
         """Churn probability, risk tier, RFM segment, expected spend and reason for customers from their events."""
+        request = ChurnRequest.model_construct(**fields)  # validated by BentoML against input_spec
         resp, ms = _call(self.churn, request.events[0].user_id, lambda r: r.score(request), self.log, "predict_churn")
         rows = [(c.user_id, {"as_of": resp.as_of, "churn_probability": c.churn_probability, "risk_tier": c.risk_tier,
                              "reason": c.reason}) for c in resp.customers]
         self.log.write_many("predict_churn", resp.model, rows or [(None, {"as_of": resp.as_of, "customers": 0})], ms=ms)
         return resp
 
-    @bentoml.api(route="/allocate")
-    def allocate(self, request: PlanRequest) -> PlanResponse:
+    @bentoml.api(route="/allocate", input_spec=PlanRequest)
+    def allocate(self, **fields: Any) -> PlanResponse:
         """Budget plan per channel and period under reserve, bounds and ROI floors; re-plans from actuals."""
+        request = PlanRequest.model_construct(**fields)  # validated by BentoML against input_spec
         resp, ms = _call(self.allocator, request.model_dump_json(), lambda r: r.plan(request)[0], self.log, "allocate")
         self.log.write("allocate", resp.model, None, {
             "request": request.model_dump(exclude={"actuals_csv"}), "actual_periods": resp.actual_periods,
