@@ -90,11 +90,20 @@ def train_all(data: Path = typer.Option(..., "--data", help="Folder of canonical
 
 
 @app.command("serve")
-def serve(port: int = typer.Option(3000, "--port"), host: str = typer.Option("127.0.0.1", "--host")) -> None:
-    """Serve every model over HTTP (BentoML): promoted versions, else the latest."""
+def serve(port: int = typer.Option(3000, "--port"), host: str = typer.Option("127.0.0.1", "--host"),
+          workers: int = typer.Option(1, "--workers", min=1, help="Worker processes (they share the online store, "
+                                      "catalogue and stages through the database)")) -> None:
+    """Serve every model over HTTP (BentoML): promoted versions, else the latest. Beyond 127.0.0.1 it needs an API
+    key (`omnidecide keys create`)."""
+    from omnidecide.serving import auth
     from omnidecide.store import registry
 
-    env = {**os.environ, "BENTOML_HOME": str(registry.home())}
+    try:
+        auth.refuse_open_public(host)
+    except RuntimeError as e:
+        raise InputError(str(e)) from e
+    options = " ".join(x for x in (os.environ.get("BENTOML_CONFIG_OPTIONS", ""), f"services.omnidecide.workers={workers}") if x)
+    env = {**os.environ, "BENTOML_HOME": str(registry.home()), "BENTOML_CONFIG_OPTIONS": options}
     root = Path(__file__).resolve().parents[1]
     cmd = [sys.executable, "-m", "bentoml", "serve", "omnidecide.serving.service:OmniDecide", "--port", str(port), "--host", host]
     os.chdir(root)

@@ -12,8 +12,8 @@ user=$(sed -n 2p data/synth/users.csv | cut -d, -f1)
 cat <<EOT
 
 Serving every model on http://127.0.0.1:$port (Swagger UI at /, Ctrl-C stops). Try:
-  curl -s -X POST localhost:$port/recommend -H 'content-type: application/json' -d '{"request": {"user_id": "$user", "k": 5}}'
-  curl -s -X POST localhost:$port/allocate -H 'content-type: application/json' -d '{"request": {"budget": 1000000, "periods": 8}}'
+  curl -s -X POST localhost:$port/recommend -H 'content-type: application/json' -d '{"user_id": "$user", "k": 5}'
+  curl -s -X POST localhost:$port/allocate -H 'content-type: application/json' -d '{"budget": 1000000, "periods": 8}'
 From another shell (.venv/bin on PATH): omnidecide monitor --data data/synth; omnidecide report
 EOT
 exec omnidecide serve --port "$port"

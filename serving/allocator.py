@@ -6,12 +6,14 @@ import time
 from typing import Optional
 
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from omnidecide.store import loader
 
 
 class PlanRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"budget": 1000000, "periods": 8, "reserve": 0.15}})
+
     budget: float = Field(..., gt=0, description="total budget B for the horizon (reserve included)")
     periods: int = Field(..., ge=1, le=156, description="number of periods T to plan")
     reserve: float = Field(0.15, ge=0, lt=1, description="strategic reserve, share of B held back")

@@ -10,7 +10,7 @@ from datetime import date
 from typing import Optional
 
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from omnidecide.models.churn.model import ChurnModel
 from omnidecide.models.errors import InputError
@@ -20,6 +20,9 @@ from omnidecide.store import loader, registry
 
 
 class ChurnRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"as_of": "2026-03-01", "events": [
+        {"user_id": "u0000001", "timestamp": "2026-01-10T12:00:00", "event": "purchase", "amount": 20.0}]}})
+
     events: list[Event] = Field(..., min_length=1, max_length=1_000_000)
     as_of: date
     horizon_days: Optional[int] = Field(None, description="must match the model's horizon when given")

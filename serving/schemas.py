@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Event(BaseModel):
@@ -22,6 +22,10 @@ class Event(BaseModel):
 
 
 class EventsRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"events": [
+        {"user_id": "u0000001", "timestamp": "2026-06-01T10:00:00+08:00", "event": "cart", "item_id": "i00001",
+         "channel": "app"}]}})
+
     events: list[Event] = Field(..., min_length=1, max_length=10_000)
 
 
@@ -30,6 +34,8 @@ class EventsResponse(BaseModel):
 
 
 class ForgetRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"user_id": "u0000001"}})
+
     user_id: str = Field(..., min_length=1)
 
 

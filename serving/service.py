@@ -18,9 +18,11 @@ import bentoml
 from bentoml.exceptions import InvalidArgument, ServiceUnavailable
 
 from omnidecide.models.errors import InputError
+from omnidecide.serving import admin, auth, catalogue, metrics
 from omnidecide.serving.allocator import AllocatorRuntime, PlanRequest, PlanResponse
 from omnidecide.serving.audit import DecisionLog
 from omnidecide.serving.bidder import BidRequest, BidResponse, Bidder
+from omnidecide.serving.console.app import app as console_app
 from omnidecide.serving.churn import ChurnRequest, ChurnResponse, ChurnService
 from omnidecide.serving.recommender import (RecommenderRuntime, RecommendRequest, RecommendResponse, SimilarRequest,
                                  SimilarResponse)
@@ -42,26 +44,33 @@ def _call(versions: Versions, key: str, fn: Callable[[Any], T], log: DecisionLog
     runtime = versions.pick(key)
     if runtime is None:
         raise ServiceUnavailable(versions.error or f"{versions.name} not loaded")
-    start = time.perf_counter()
+    start, tag = time.perf_counter(), getattr(runtime, "tag", None)
     try:
-        return fn(runtime), _ms(start)
+        out = fn(runtime)
     except InputError as e:
+        metrics.model_call(endpoint, tag, "bad_input", time.perf_counter() - start)
         raise InvalidArgument(str(e)) from e
     except Exception as e:
+        metrics.model_call(endpoint, tag, "error", time.perf_counter() - start)
         if log is not None:
-            log.error(endpoint, getattr(runtime, "tag", None), e, _ms(start))
+            log.error(endpoint, tag, e, _ms(start))
         raise
+    metrics.model_call(endpoint, tag, "ok", time.perf_counter() - start)
+    return out, _ms(start)
 
 
 @bentoml.service(name="omnidecide", traffic={"timeout": 30})
+@bentoml.asgi_app(console_app, path="/ui")  # the web console (serving/console)
 class OmniDecide:
     """Every model behind one HTTP service; each answered request leaves a line in the decision log."""
 
     def __init__(self) -> None:
+        auth.refuse_open_public()  # before loading anything: no keys on a public address is a refusal to start
         self.recommender = Versions("recommender", RecommenderRuntime)
         self.churn = Versions("churn", ChurnService)
         self.allocator = Versions("allocator", AllocatorRuntime)
         self.store = OnlineStore()
+        self.catalogue = catalogue.shared()
         self.log = DecisionLog()
         self._bidders: dict[str, Bidder] = {}  # by recommender tag: production and canary each have one
         # Everything loaded so far lives as long as the process: move it out of the collector's sight, so that a
@@ -70,10 +79,11 @@ class OmniDecide:
         gc.collect()
         gc.freeze()
 
-    @bentoml.api(route="/recommend")
-    def recommend(self, request: RecommendRequest) -> RecommendResponse:
+    @bentoml.api(route="/recommend", input_spec=RecommendRequest)
+    def recommend(self, **fields: Any) -> RecommendResponse:
         """Top-K items for a user on a page view, with a reason per item; the user's events from `/events` and the
         request's `recent_events` both steer it."""
+        request = RecommendRequest.model_construct(**fields)  # validated by BentoML against input_spec
         stored = self.store.recent(request.user_id)
         resp, ms = _call(self.recommender, request.user_id, lambda r: r.recommend(request, stored=stored),
                          self.log, "recommend")
@@ -82,9 +92,10 @@ class OmniDecide:
             "personalized": request.personalized, "items": [[i.item_id, i.reason] for i in resp.items]}, ms=ms)
         return resp
 
-    @bentoml.api(route="/events")
-    def events(self, request: EventsRequest) -> EventsResponse:
+    @bentoml.api(route="/events", input_spec=EventsRequest)
+    def events(self, **fields: Any) -> EventsResponse:
         """Storefront events as they happen; committed before the answer, used by the user's next `/recommend`."""
+        request = EventsRequest.model_construct(**fields)  # validated by BentoML against input_spec
         start = time.perf_counter()
         try:
             accepted = self.store.append([e.model_dump() for e in request.events])
@@ -93,9 +104,10 @@ class OmniDecide:
         self.log.write("events", None, None, {"accepted": accepted}, ms=_ms(start))
         return EventsResponse(accepted=accepted)
 
-    @bentoml.api(route="/forget_user")
-    def forget_user(self, request: ForgetRequest) -> ForgetResponse:
+    @bentoml.api(route="/forget_user", input_spec=ForgetRequest)
+    def forget_user(self, **fields: Any) -> ForgetResponse:
         """Deletion entry point: removes every event of the user held by the online store."""
+        request = ForgetRequest.model_construct(**fields)  # validated by BentoML against input_spec
         start = time.perf_counter()
         deleted = self.store.forget(request.user_id)
         lines = self.log.forget(request.user_id)
@@ -104,10 +116,11 @@ class OmniDecide:
                        ms=_ms(start))
         return ForgetResponse(user_id=request.user_id, deleted_events=deleted, deleted_log_lines=lines)
 
-    @bentoml.api(route="/bid")
-    def bid(self, request: BidRequest) -> BidResponse:
+    @bentoml.api(route="/bid", input_spec=BidRequest)
+    def bid(self, **fields: Any) -> BidResponse:
         """Per candidate item: calibrated purchase probability, impression value and bid multiplier for one user on
         one ad channel (the user's churn figures, when given, add a retention credit)."""
+        request = BidRequest.model_construct(**fields)  # validated by BentoML against input_spec
         stored = self.store.recent(request.user_id)
         resp, ms = _call(self.recommender, request.user_id, lambda r: self._bidder(r).bid(request, stored),
                          self.log, "bid")
@@ -124,26 +137,29 @@ class OmniDecide:
             self._bidders[runtime.tag] = Bidder(runtime)
         return self._bidders[runtime.tag]
 
-    @bentoml.api(route="/similar_items")
-    def similar_items(self, request: SimilarRequest) -> SimilarResponse:
+    @bentoml.api(route="/similar_items", input_spec=SimilarRequest)
+    def similar_items(self, **fields: Any) -> SimilarResponse:
         """Items close to a given item in the recommender's embedding space (in stock only)."""
+        request = SimilarRequest.model_construct(**fields)  # validated by BentoML against input_spec
         resp, ms = _call(self.recommender, request.item_id, lambda r: r.similar(request), self.log, "similar_items")
         self.log.write("similar_items", resp.model, request.item_id, {"items": [i.item_id for i in resp.items]},
                        ms=ms)
         return resp
 
-    @bentoml.api(route="/predict_churn")
-    def predict_churn(self, request: ChurnRequest) -> ChurnResponse:
+    @bentoml.api(route="/predict_churn", input_spec=ChurnRequest)
+    def predict_churn(self, **fields: Any) -> ChurnResponse:
         """Churn probability, risk tier, RFM segment, expected spend and reason for customers from their events."""
+        request = ChurnRequest.model_construct(**fields)  # validated by BentoML against input_spec
         resp, ms = _call(self.churn, request.events[0].user_id, lambda r: r.score(request), self.log, "predict_churn")
         rows = [(c.user_id, {"as_of": resp.as_of, "churn_probability": c.churn_probability, "risk_tier": c.risk_tier,
                              "reason": c.reason}) for c in resp.customers]
         self.log.write_many("predict_churn", resp.model, rows or [(None, {"as_of": resp.as_of, "customers": 0})], ms=ms)
         return resp
 
-    @bentoml.api(route="/allocate")
-    def allocate(self, request: PlanRequest) -> PlanResponse:
+    @bentoml.api(route="/allocate", input_spec=PlanRequest)
+    def allocate(self, **fields: Any) -> PlanResponse:
         """Budget plan per channel and period under reserve, bounds and ROI floors; re-plans from actuals."""
+        request = PlanRequest.model_construct(**fields)  # validated by BentoML against input_spec
         resp, ms = _call(self.allocator, request.model_dump_json(), lambda r: r.plan(request)[0], self.log, "allocate")
         self.log.write("allocate", resp.model, None, {
             "request": request.model_dump(exclude={"actuals_csv"}), "actual_periods": resp.actual_periods,
@@ -155,3 +171,44 @@ class OmniDecide:
     def models(self) -> dict[str, Any]:
         """Which version each endpoint serves (and any canary with its share), or why it serves none."""
         return {v.name: v.describe() for v in (self.recommender, self.churn, self.allocator)}
+
+    @bentoml.api(route="/items", input_spec=catalogue.ItemsRequest)
+    def items(self, items: list[catalogue.ItemUpdate]) -> catalogue.ItemsResponse:
+        """Upsert catalogue rows (stock, per-store stock, price, margin, category, new items); the next
+        `/recommend`, `/similar_items` and `/bid` on every worker honour them."""
+        start = time.perf_counter()
+        resp = self.catalogue.upsert(items)
+        self.log.write("items", None, None, {"accepted": resp.accepted, "store_stock_rows": resp.store_stock_rows,
+                                             "catalogue_version": resp.catalogue_version}, ms=_ms(start))
+        return resp
+
+    @bentoml.api(route="/admin/promote")
+    def admin_promote(self, model: str, version: str, reason: str = "", ctx: bentoml.Context = None) -> dict[str, Any]:
+        """Serve `version` (name:version or the version alone) of `model`; the replaced one is kept for rollback."""
+        return _admin(ctx, lambda key: admin.promote(model, version, key, reason))
+
+    @bentoml.api(route="/admin/rollback")
+    def admin_rollback(self, model: str, reason: str = "", ctx: bentoml.Context = None) -> dict[str, Any]:
+        """Serve the previously promoted version of `model` again."""
+        return _admin(ctx, lambda key: admin.rollback(model, key, reason))
+
+    @bentoml.api(route="/admin/canary")
+    def admin_canary(self, model: str, version: str = "", share: float = 0.05, reason: str = "",
+                     ctx: bentoml.Context = None) -> dict[str, Any]:
+        """Send `share` (0..1] of `model`'s traffic to `version`; share 0 ends the canary."""
+        return _admin(ctx, lambda key: admin.canary(model, version, share, key, reason))
+
+
+def _admin(ctx: bentoml.Context | None, act: Callable[[str], T]) -> T:
+    """Run an admin act in the name of the request's key (checked again here: the act is logged under it)."""
+    try:
+        key = auth.authorize(ctx.request.headers.get("authorization") if ctx is not None else None, "admin")
+        return act(key)
+    except auth.AuthError as e:
+        raise InvalidArgument(e.message) from e
+    except InputError as e:
+        raise InvalidArgument(str(e)) from e
+
+
+OmniDecide.add_asgi_middleware(metrics.MetricsMiddleware)  # outermost: refused requests are counted too
+OmniDecide.add_asgi_middleware(auth.KeyMiddleware)

@@ -39,6 +39,30 @@ def ml100k_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def trained(synth_world) -> dict[str, str]:
+    """Every model trained by `omnidecide train all` on the synthetic world, then promoted (once per session)."""
+    from typer.testing import CliRunner
+
+    import omnidecide.cli.lifecycle  # noqa: F401  (registers `train all`)
+    from omnidecide.cli.app import app
+    from omnidecide.store import registry
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OMNIDECIDE_CHURN_FIT_SECONDS", "4")  # quality is tested in test_churn_model
+    try:
+        res = CliRunner().invoke(app, ["train", "all", "--data", str(synth_world)])
+    finally:
+        mp.undo()
+    assert res.exit_code == 0, res.output
+    printed = [line for line in res.stdout.splitlines() if ":" in line and " " not in line.strip()]
+    out = {t.split(":")[0]: t for t in printed}
+    assert set(out) == {"recommender", "churn", "allocator"}, res.stdout
+    for t in out.values():
+        registry.promote(t, reason="tests")
+    return out
+
+
 @pytest.fixture()
 def own_stages():
     """The test store is shared by the session: after a test that promotes or sets canaries, the stages file is put
@@ -55,24 +79,3 @@ def own_stages():
         f.unlink(missing_ok=True)
     else:
         f.write_text(saved)
-
-
-@pytest.fixture(scope="session")
-def trained(synth_world) -> dict[str, str]:
-    """`omnidecide train all` on the synthetic world, once per session: model name -> tag (not promoted)."""
-    from typer.testing import CliRunner
-
-    import omnidecide.cli.lifecycle  # noqa: F401  (registers `train all`)
-    from omnidecide.cli.app import app
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("OMNIDECIDE_CHURN_FIT_SECONDS", "4")  # quality is tested in test_churn_model
-    try:
-        res = CliRunner().invoke(app, ["train", "all", "--data", str(synth_world)])
-    finally:
-        mp.undo()
-    assert res.exit_code == 0, res.output
-    tags = [line.strip() for line in res.stdout.splitlines() if ":" in line and " " not in line.strip()]
-    out = {t.split(":")[0]: t for t in tags}
-    assert set(out) == {"recommender", "churn", "allocator"}, res.stdout
-    return out

@@ -23,26 +23,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def tags(synth_world, monkeypatch_module) -> dict[str, str]:
-    """Every model trained by `omnidecide train all` on the synthetic world, then promoted."""
-    from omnidecide.store import registry
-
-    monkeypatch_module.setenv("OMNIDECIDE_CHURN_FIT_SECONDS", "4")  # quality is tested in test_churn_model
-    res = runner.invoke(app, ["train", "all", "--data", str(synth_world)])
-    assert res.exit_code == 0, res.output
-    printed = [line for line in res.stdout.splitlines() if ":" in line and " " not in line.strip()]
-    out = {t.split(":")[0]: t for t in printed}
-    assert set(out) == {"recommender", "churn", "allocator"}, res.stdout
-    for t in out.values():
-        registry.promote(t, reason="test_service")
-    return out
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
+def tags(trained) -> dict[str, str]:
+    """Every model trained by `omnidecide train all` on the synthetic world, then promoted (conftest)."""
+    return trained
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +37,7 @@ def client(tags):
 
 
 def post(client: TestClient, route: str, request: dict):
-    return client.post(route, json={"request": request})
+    return client.post(route, json=request)
 
 
 def test_serves_the_promoted_versions(client, tags):
@@ -234,19 +217,19 @@ def test_events_endpoint_feeds_the_next_page_view_and_forget_deletes(client, syn
     user = "online-visitor"
     bad = [{"user_id": user, "item_id": cat_items[0], "event": "cart", "timestamp": "2026-01-05T10:00:00"},
            {"user_id": user, "item_id": cat_items[1], "event": "wishlist", "timestamp": "2026-01-05T10:01:00"}]
-    r = client.post("/events", json={"request": {"events": bad}})
+    r = client.post("/events", json={"events": bad})
     assert r.status_code == 400 and "events[1]: unknown event" in r.text
     assert post(client, "/recommend", {"user_id": user, "k": 5}).json()["fallback"] is True  # nothing was stored
 
     good = [{"user_id": user, "item_id": i, "event": "cart", "timestamp": "2026-01-05T10:00:00+08:00"}
             for i in cat_items[:3]]
-    assert client.post("/events", json={"request": {"events": good}}).json() == {"accepted": 3}
+    assert client.post("/events", json={"events": good}).json() == {"accepted": 3}
     assert len(OnlineStore().recent(user)) == 3  # committed: a fresh connection (a restarted worker) sees it
     body = post(client, "/recommend", {"user_id": user, "k": 10}).json()
     assert body["fallback"] is False
     assert sum(i["item_id"] in set(cat_items) for i in body["items"]) >= 5, body
 
-    gone = client.post("/forget_user", json={"request": {"user_id": user}}).json()
+    gone = client.post("/forget_user", json={"user_id": user}).json()
     assert gone["deleted_events"] == 3
     assert post(client, "/recommend", {"user_id": user, "k": 5}).json()["fallback"] is True
 
@@ -320,7 +303,7 @@ def test_bid_reacts_to_an_item_carted_minutes_ago(client, synth_world):
     req = {"user_id": user, "channel": "douyin", "candidates": [item], "reference_value": 1.0}
     before = post(client, "/bid", req).json()["candidates"][0]["purchase_probability"]
     cart = {"user_id": user, "item_id": item, "event": "cart", "timestamp": "2026-06-01T09:58:00"}
-    assert client.post("/events", json={"request": {"events": [cart]}}).json() == {"accepted": 1}
+    assert client.post("/events", json={"events": [cart]}).json() == {"accepted": 1}
     after = post(client, "/bid", req).json()["candidates"][0]["purchase_probability"]
     assert after > 2 * before, (before, after)
 
@@ -369,7 +352,18 @@ def test_decision_log_explains_each_answer_and_forgets_on_request(client, synth_
     assert shown["items"] == [[i["item_id"], i["reason"]] for i in body["items"]]
     assert any(x["endpoint"] == "predict_churn" and x["risk_tier"] for x in mine)
 
-    gone = client.post("/forget_user", json={"request": {"user_id": user}}).json()
+    gone = client.post("/forget_user", json={"user_id": user}).json()
     assert gone["deleted_log_lines"] == len(mine)
     assert not [x for x in log.read() if x["subject"] == user or user in json.dumps(x)]
     assert log.read()[-1]["endpoint"] == "forget_user"  # the deletion is traced, under a hash
+
+
+def test_bodies_are_flat_json_and_the_openapi_document_shows_them(client):
+    """Storefronts post `{"user_id": ..., "k": ...}`, not `{"request": {...}}`; /docs.json shows that flat schema."""
+    assert post(client, "/recommend", {"user_id": "flat-caller", "k": 3}).status_code == 200
+    assert client.post("/recommend", json={"request": {"user_id": "flat-caller", "k": 3}}).status_code == 400
+    doc = client.get("/docs.json").json()
+    for path in ("/recommend", "/events", "/forget_user", "/bid", "/similar_items", "/predict_churn", "/allocate"):
+        schema = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert "request" not in schema["properties"] and schema["example"], path
+        assert set(schema["example"]) <= set(schema["properties"]), path

@@ -97,7 +97,7 @@
     var headers = { "content-type": "application/json" };
     if (key()) headers.authorization = "Bearer " + key();
     status.textContent = "planning…";
-    fetch(form.dataset.allocate, { method: "POST", headers: headers, body: JSON.stringify({ request: body }) })
+    fetch(form.dataset.allocate, { method: "POST", headers: headers, body: JSON.stringify(body) })
       .then(function (r) {
         return r.text().then(function (t) {
           if (!r.ok) throw new Error(r.status + ": " + t.slice(0, 300));
