@@ -60,7 +60,7 @@ def test_report_html_has_every_plot(trained, tmp_path, own_stages):
     text = out.read_text()
     _self_contained(text)
     for name, titles in TITLES.items():
-        assert f"{name}: {trained[name]}" in text
+        assert f"<h2>{trained[name]}</h2>" in text
         for title in titles:
             assert _drawn(text, title), (name, title)
     assert text.count("<h3>Decision history</h3>") == 3  # each model's lifecycle (promotions were just logged)

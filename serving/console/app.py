@@ -111,12 +111,18 @@ def page(request: Request, template: str, status: int = 200, **ctx: Any) -> HTML
 
 
 def guarded(scope: str):
-    """Route decorator: without a key of `scope` the page shows the login form (401) or says why (403)."""
+    """Route decorator: without a valid key the browser goes to the sign-in page; with a key lacking `scope` the
+    page says so (403)."""
     def wrap(fn):
         async def inner(request: Request) -> Response:
             try:
                 who = _who(request, scope)
             except AuthError as e:
+                if e.status == 401:  # no key, or one revoked since: sign in (again)
+                    root = request.scope.get("root_path", "")
+                    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                    err = f"&err={_q(e.message)}" if _key(request) else ""
+                    return RedirectResponse(f"{root}/login?next={_q(target)}{err}", status_code=303)
                 return page(request, "login.html", status=e.status, error=e.message, scope=scope,
                             next=request.url.path)
             request.state.key_name = who

@@ -115,7 +115,7 @@ def version_section(name: str, tag: str | None = None, *, drawn: bool = False) -
             figs = [Figure(**f) for f in json.loads(saved.read_text(encoding="utf-8"))]
         except (OSError, ValueError, TypeError) as e:
             log.warning("%s: %s unreadable (%s); drawing again", tag, saved, e)
-    return Section(f"{name}: {tag}", figs or model_figures(name, meta, Path(stored.path)), table(["", ""], info))
+    return Section(tag, figs or model_figures(name, meta, Path(stored.path)), table(["", ""], info))
 
 
 def version_sections(name: str, tag: str | None = None, health: dict[str, dict] | None = None) -> list[Section]:
@@ -148,7 +148,7 @@ def figure_html(f: Figure) -> str:
 def version_html(name: str, tag: str | None = None, health: dict[str, dict] | None = None) -> str:
     now = datetime.now(timezone.utc)
     sections = version_sections(name, tag, health)
-    return render(f"omnidecide {sections[0].heading.split(': ', 1)[1]}", sections, f"drawn {now:%Y-%m-%d %H:%M} UTC")
+    return render(f"omnidecide {sections[0].heading}", sections, f"drawn {now:%Y-%m-%d %H:%M} UTC")
 
 
 def store_html(health: dict[str, dict] | None = None) -> str:
