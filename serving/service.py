@@ -26,7 +26,7 @@ from omnidecide.serving.churn import ChurnRequest, ChurnResponse, ChurnService
 from omnidecide.serving.recommender import (RecommenderRuntime, RecommendRequest, RecommendResponse, SimilarRequest,
                                  SimilarResponse)
 from omnidecide.serving.online_store import OnlineStore
-from omnidecide.serving.routing import Versions
+from omnidecide.serving.routing import Versions, declared_models
 from omnidecide.serving.schemas import EventsRequest, EventsResponse, ForgetRequest, ForgetResponse
 
 T = TypeVar("T")
@@ -208,5 +208,6 @@ def _admin(ctx: bentoml.Context | None, act: Callable[[str], T]) -> T:
         raise InvalidArgument(str(e)) from e
 
 
+OmniDecide.models.extend(declared_models())
 OmniDecide.add_asgi_middleware(metrics.MetricsMiddleware)  # outermost: refused requests are counted too
 OmniDecide.add_asgi_middleware(auth.KeyMiddleware)
