@@ -180,6 +180,11 @@ class OmniDecide:
                                              "catalogue_version": resp.catalogue_version}, ms=_ms(start))
         return resp
 
+    @bentoml.api(route="/noop")
+    def noop(self) -> dict[str, Any]:
+        """Does nothing: what BentoML (and the key check) cost per request, the floor bench/service.py compares with."""
+        return {}
+
     @bentoml.api(route="/admin/promote")
     def admin_promote(self, model: str, version: str, reason: str = "", ctx: bentoml.Context = None) -> dict[str, Any]:
         """Serve `version` (name:version or the version alone) of `model`; the replaced one is kept for rollback."""
