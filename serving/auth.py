@@ -1,8 +1,8 @@
 """Who may call what: `Authorization: Bearer <key>` checked against the keys of `store.keys`, by scope per path.
 
-`read`: recommend, similar_items, bid, predict_churn, allocate, models. `ingest`: events, items. `admin`:
-forget_user and /admin/* (promote, rollback, canary); an admin key may call everything, an ingest key cannot read
-(see store/keys.py). Health, readiness, metrics and the API docs stay open; any other path needs an admin key, so a
+`read`: recommend, similar_items, bid, predict_churn, allocate, models (and /noop, the benchmark's floor).
+`ingest`: events, items. `admin`: forget_user and /admin/* (promote, rollback, canary); an admin key may call
+everything, an ingest key cannot read (see store/keys.py). Health, readiness, metrics and the API docs stay open; any other path needs an admin key, so a
 new endpoint is closed until it is given a scope here. A missing or unknown key answers 401, a key without the
 scope 403, both as JSON `{"error": ..., "detail": ...}`.
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 SCOPE_OF = {
     "/recommend": "read", "/similar_items": "read", "/bid": "read", "/predict_churn": "read", "/allocate": "read",
-    "/models": "read",
+    "/models": "read", "/noop": "read",
     "/events": "ingest", "/items": "ingest",
     "/forget_user": "admin",
 }

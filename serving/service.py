@@ -27,7 +27,7 @@ from omnidecide.serving.churn import ChurnRequest, ChurnResponse, ChurnService
 from omnidecide.serving.recommender import (RecommenderRuntime, RecommendRequest, RecommendResponse, SimilarRequest,
                                  SimilarResponse)
 from omnidecide.serving.online_store import OnlineStore
-from omnidecide.serving.routing import Versions
+from omnidecide.serving.routing import Versions, declared_models
 from omnidecide.serving.schemas import EventsRequest, EventsResponse, ForgetRequest, ForgetResponse
 
 T = TypeVar("T")
@@ -182,6 +182,11 @@ class OmniDecide:
                                              "catalogue_version": resp.catalogue_version}, ms=_ms(start))
         return resp
 
+    @bentoml.api(route="/noop")
+    def noop(self) -> dict[str, Any]:
+        """Does nothing: what BentoML (and the key check) cost per request, the floor bench/service.py compares with."""
+        return {}
+
     @bentoml.api(route="/admin/promote")
     def admin_promote(self, model: str, version: str, reason: str = "", ctx: bentoml.Context = None) -> dict[str, Any]:
         """Serve `version` (name:version or the version alone) of `model`; the replaced one is kept for rollback."""
@@ -210,5 +215,6 @@ def _admin(ctx: bentoml.Context | None, act: Callable[[str], T]) -> T:
         raise InvalidArgument(str(e)) from e
 
 
+OmniDecide.models.extend(declared_models())
 OmniDecide.add_asgi_middleware(metrics.MetricsMiddleware)  # outermost: refused requests are counted too
 OmniDecide.add_asgi_middleware(auth.KeyMiddleware)
