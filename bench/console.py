@@ -1,7 +1,7 @@
 """Benchmark: how long each console page takes to answer on the demo world, cold (first visit draws and caches a
 report's figures) and warm, beside `/healthz` and `/models` through the same app: one run, one machine.
 
-    BENTOML_HOME=model_store .venv/bin/python bench/console.py [--repeat 5]
+    BENTOML_HOME=model_store .venv/bin/python bench/console.py [--repeat 5] [--promote]
 
 Uses the model store as `scripts/demo.sh` leaves it (run the demo once first). The service runs in-process (its
 ASGI app under Starlette's test client: no network, so the figure is the server's own time). With no API keys
@@ -26,7 +26,9 @@ PAGES = ["/ui/", "/ui/recommend?user_id={user}", "/ui/whatif", "/ui/reports", "/
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--user", default=None, help="customer id for the preview (default: the first in the store)")
+    ap.add_argument("--user", default=None, help="customer id for the preview (default: the synthetic world's first)")
+    ap.add_argument("--promote", action="store_true", help="first promote each serving version (logs a decision, so "
+                    "the reports' lifecycle figures have something to draw; changes the store's stages)")
     args = ap.parse_args()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -34,6 +36,12 @@ def main() -> None:
     from omnidecide.serving.service import OmniDecide
 
     user = args.user or "u0000000"  # the synthetic world's first customer
+    if args.promote:
+        from omnidecide.store import registry
+
+        for name in registry.MODEL_NAMES:
+            if (tag := registry.serving_tag(name)) is not None:
+                registry.promote(tag, reason="bench/console.py")
     key = os.environ.get("OMNIDECIDE_CONSOLE_KEY")
     rows = []
     with TestClient(OmniDecide.to_asgi()) as c:
