@@ -64,7 +64,7 @@ def _get(url: str, key: str | None = None, body: dict | None = None) -> tuple[in
 
 
 @pytest.fixture(scope="module")
-def world(trained, synth_world):
+def world(trained, synth_world, tmp_path_factory):
     """Two recommender versions (the second a copy of the first's artefacts under a new tag, so a promotion
     visibly changes what serves), everything promoted, keys for both scopes, the service on a free port."""
     from omnidecide.store import registry
@@ -81,6 +81,8 @@ def world(trained, synth_world):
                            extra={k: v for k, v in meta.items() if k not in ("metrics", "params", "data_fingerprint")})
     for tag in trained.values():
         registry.promote(tag, reason="test_console_browser")
+    mp = pytest.MonkeyPatch()  # keys of this module only, in their own file (the server inherits the setting)
+    mp.setenv("OMNIDECIDE_KEYS_FILE", str(tmp_path_factory.mktemp("console-keys") / "keys.json"))
     keys = {"admin": _key("admin", "console-admin-test"), "read": _key("read", "console-read-test")}
     port = _free_port()
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -114,8 +116,7 @@ def world(trained, synth_world):
             stages.unlink(missing_ok=True)
         else:
             stages.write_text(saved)
-        _cli("keys", "revoke", "console-admin-test")
-        _cli("keys", "revoke", "console-read-test")
+        mp.undo()
 
 
 @pytest.fixture(scope="module")

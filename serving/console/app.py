@@ -32,6 +32,7 @@ from starlette.staticfiles import StaticFiles
 from omnidecide.models.errors import InputError
 from omnidecide.serving.auth import AuthError, authorize
 from omnidecide.store import registry
+from omnidecide.store.reports import headline
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -153,8 +154,6 @@ async def models(request: Request) -> Response:
     for name in registry.MODEL_NAMES:
         st = registry.stages(name)
         served = getattr(svc, name).describe() if svc is not None else {"tag": registry.serving_tag(name)}
-        from omnidecide.store.reports import headline
-
         versions = [{**v, "headline": headline(name, v["metrics"]), "health": h.get(v["tag"])}
                     for v in every if v["name"] == name][:8]
         rows.append({"name": name, "serving": served.get("tag"), "error": served.get("error"),
@@ -266,7 +265,7 @@ async def report(request: Request) -> Response:
 
         return HTMLResponse(reports.render(f"omnidecide {sections[0].heading}", sections),
                             headers={"content-disposition": f'attachment; filename="{name}-report.html"'})
-    return page(request, "reports.html", names=registry.MODEL_NAMES, name=name, sections=sections,
+    return page(request, "reports.html", names=registry.MODEL_NAMES, name=name, sections=sections, request_tag=tag,
                 title=f"Report: {name}")
 
 

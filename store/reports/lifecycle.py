@@ -83,7 +83,7 @@ def figures(name: str, health: dict[str, dict] | None = None) -> list[Figure]:
                 ts, vs = zip(*shares)
                 ax.step(ts, vs, where="post", color=PALETTE[0], marker="o", ms=3)
                 ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
-                fig.autofmt_xdate()
+                ax.tick_params(axis="x", labelrotation=30, labelsize=7)
             ax.set(title="canary share of traffic", ylim=(-0.02, 1.02))
             ax = axes[0][1]
             if mine:
@@ -93,7 +93,7 @@ def figures(name: str, health: dict[str, dict] | None = None) -> list[Figure]:
                 for y, t in enumerate(tags):
                     ax.text(p95[y], y, f" {mine[t]['requests']} req, {mine[t]['error_rate']:.1%} err", va="center",
                             fontsize=7)
-                ax.set(title="serving p95 latency (ms)")
+                ax.set(title="serving p95 latency (ms)", xlim=(0, max(max(p95), 1.0) * 1.8))
             else:
                 ax.text(0.5, 0.5, "no requests logged", ha="center", va="center", transform=ax.transAxes)
                 ax.set(title="serving health")
