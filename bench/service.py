@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/service.py [--users 5000] [--requests 300] [--concurrency 8]
     .venv/bin/python bench/service.py --throughput [--items 10000]   # /recommend vs a no-op endpoint, 2 workers
+    .venv/bin/python bench/service.py --ingest [--batches 600] [--concurrency 8]   # /events throughput only
 
 Builds a synthetic world (cached under data/), trains every model into a private model store, starts the BentoML
 server as users would, then times each endpoint from a client on the same machine: sequential requests for the
@@ -72,6 +73,131 @@ def requests_for(world: Path, n: int, seed: int = 0) -> dict[str, list[dict | No
     }
 
 
+def ingest(batches: int = 600, batch_size: int = 100, clients: int = 8) -> None:
+    """`--ingest`: `/events` throughput in batches of `batch_size` and `/customer_scores` lookup latency, on the
+    embedded SQLite and on PostgreSQL (the
+    server `scripts/services/postgres.sh` starts; skipped with a note when it is not running), each through a real
+    server with no models (ingestion needs none), `clients` concurrent clients, then every acknowledged event counted
+    back in the database. Prints a markdown table with date, machine, load and command."""
+    import threading
+
+    import httpx
+
+    from omnidecide.store.db import Database
+
+    url_file = Path("/tmp/omnidecide-test-database-url")
+    pg = os.environ.get("OMNIDECIDE_TEST_DATABASE_URL") or (url_file.read_text().strip() if url_file.exists() else "")
+    omni = [str(Path(sys.executable).with_name("omnidecide"))]
+    rows: list[tuple] = []
+    lookups: list[tuple] = []
+    for backend in ("SQLite (embedded)", "PostgreSQL"):
+        home = tempfile.mkdtemp(prefix="omnidecide-bench-ingest-")
+        env = {**os.environ, "BENTOML_HOME": home}
+        url = f"sqlite:///{home}/omnidecide.sqlite3"
+        if backend == "PostgreSQL":
+            if not pg:
+                rows.append((backend, None, None, None, None, "not run: start scripts/services/postgres.sh"))
+                continue
+            import psycopg
+            name = f"omnidecide_bench_{os.getpid()}"
+            with psycopg.connect(pg, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                admin.execute(f'CREATE DATABASE "{name}"')
+            url = pg.rsplit("/", 1)[0] + f"/{name}"
+            env.update(OMNIDECIDE_DATABASE_URL=url, OMNIDECIDE_HASH_SECRET="bench")
+        port = free_port()
+        server = subprocess.Popen(omni + ["serve", "--port", str(port)], env=env, cwd=ROOT, start_new_session=True,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(180):
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(1)
+            now = "2026-06-01T10:00:00"
+
+            def body(n: int) -> dict:
+                return {"events": [{"user_id": f"u{(n * batch_size + k) % 5000}", "item_id": f"i{k % 400}",
+                                    "event": "view", "timestamp": now, "channel": "app"} for k in range(batch_size)],
+                        "idempotency_key": f"b{n}"}
+
+            with httpx.Client(base_url=base, timeout=60) as c:  # warm-up
+                for n in range(10):
+                    assert c.post("/events", json=body(-1 - n)).status_code == 200
+            latencies: list[float] = []
+            acked = [0]
+            lock = threading.Lock()
+            todo = iter(range(batches))
+
+            def client() -> None:
+                with httpx.Client(base_url=base, timeout=60) as c:
+                    for n in todo:  # shared iterator: each batch posted once
+                        t = time.perf_counter()
+                        r = c.post("/events", json=body(n))
+                        with lock:
+                            latencies.append((time.perf_counter() - t) * 1000)
+                            acked[0] += r.json()["accepted"] if r.status_code == 200 else 0
+
+            threads = [threading.Thread(target=client) for _ in range(clients)]
+            t0 = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.perf_counter() - t0
+            stored = Database(url).query("SELECT COUNT(*) FROM events")[0][0] - 10 * batch_size
+            p50, p99 = np.percentile(latencies, [50, 99])
+            rows.append((backend, acked[0] / wall, p50, p99, f"{stored}/{acked[0]}", ""))
+            lookups.extend((backend, *row) for row in score_lookups(base, Database(url)))
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(30)
+    print(f"Run: `{' '.join(['.venv/bin/python', 'bench/service.py'] + sys.argv[1:])}` — "
+          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} CPU cores, "
+          f"load average {os.getloadavg()[0]:.1f}; {batches} batches of {batch_size} events from {clients} concurrent "
+          f"clients on the same machine, one server process (BentoML default), each batch with an idempotency key.\n")
+    print("| store | events/s | batch p50 ms | batch p99 ms | stored / acknowledged | note |")
+    print("|---|---|---|---|---|---|")
+    for backend, eps, p50, p99, kept, note in rows:
+        figs = "| — | — | — | — " if eps is None else f"| {eps:,.0f} | {p50:.1f} | {p99:.1f} | {kept} "
+        print(f"| {backend} {figs}| {note} |")
+    print("\n`/customer_scores` over 50,000 published scores (sequential calls, half the ids unknown):\n")
+    print("| store | ids per call | calls | p50 ms | p99 ms |")
+    print("|---|---|---|---|---|")
+    for backend, n, calls, p50, p99 in lookups:
+        print(f"| {backend} | {n:,} | {calls} | {p50:.1f} | {p99:.1f} |")
+
+
+def score_lookups(base: str, db) -> list[tuple[int, int, float, float]]:
+    """Publish 50,000 customer scores into the server's database, then time `/customer_scores` for 1 and 1,000 ids
+    per call: (ids, calls, p50 ms, p99 ms)."""
+    import httpx
+
+    from omnidecide.store import scores
+
+    n = 50_000
+    table = pd.DataFrame({"user_id": [f"s{i}" for i in range(n)], "churn_probability": np.linspace(0, 1, n),
+                          "risk_tier": "low", "segment": "loyal", "expected_spend": 10.0, "reason": "bench"})
+    scores.publish(table, "churn:bench", "2026-06-30", db)
+    rng = random.Random(0)
+    out = []
+    with httpx.Client(base_url=base, timeout=60) as c:
+        for ids, calls in ((1, 300), (1000, 100)):
+            lat = []
+            for k in range(calls + 5):
+                body = {"user_ids": [f"s{rng.randrange(2 * n)}" for _ in range(ids)]}  # half unknown
+                t = time.perf_counter()
+                r = c.post("/customer_scores", json=body)
+                if k >= 5:  # warm-up
+                    lat.append((time.perf_counter() - t) * 1000)
+                assert r.status_code == 200, r.text[:300]
+            out.append((ids, calls, *np.percentile(lat, [50, 99])))
+    return out
+
+
 def main() -> None:
     if "--throughput" in sys.argv:  # /recommend at 10,000 items vs a no-op endpoint, 2 workers (issue H)
         sys.path.insert(0, str(Path(__file__).parent))
@@ -83,7 +209,11 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=400, help="catalogue size of the synthetic world")
     ap.add_argument("--requests", type=int, default=300, help="sequential requests per endpoint")
     ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--ingest", action="store_true", help="only /events throughput in batches of 100 (SQLite, PostgreSQL)")
+    ap.add_argument("--batches", type=int, default=600, help="with --ingest: batches of 100 events to post")
     args = ap.parse_args()
+    if args.ingest:
+        return ingest(args.batches, clients=args.concurrency)
     import httpx
 
     world = ROOT / "data" / f"bench-service-{args.users}" if args.items == 400 else \

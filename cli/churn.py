@@ -40,7 +40,9 @@ def predict_churn(events: Path = typer.Option(..., "--events", help="Canonical e
                   model: Optional[str] = typer.Option(None, "--model", help="Tag; default: the promoted version, else the "
                                                       "latest trained for this horizon"),
                   previous: Optional[Path] = typer.Option(None, "--previous", help="An earlier CHURN.csv: adds "
-                                                          "previous_probability, change and alert (moved > 15 points)")) -> None:
+                                                          "previous_probability, change and alert (moved > 15 points)"),
+                  publish: bool = typer.Option(False, "--publish", help="Also store the scores in the service's "
+                                               "database, for /customer_scores and /bid by customer id")) -> None:
     """One row per customer: user_id, churn_probability, risk_tier, segment, expected_spend, reason
     (with --previous also previous_probability, change, alert)."""
     import pandas as pd
@@ -64,6 +66,11 @@ def predict_churn(events: Path = typer.Option(..., "--events", help="Canonical e
     console.print(f"{output}: {len(table)} customers scored with {service.tag} "
                   f"(high {tiers.get('high', 0)}, medium {tiers.get('medium', 0)}, low {tiers.get('low', 0)})", highlight=False)
     audit_export("predict churn", output, len(table), len(table), service.tag)
+    if publish:
+        from omnidecide.store import db, scores
+
+        n = scores.publish(table, service.tag, str(when.date()))
+        console.print(f"published {n} scores to {db.connect().describe()}", highlight=False)
     if previous is not None:
         rising = int((table["alert"] & (table["change"] > 0)).sum())
         console.print(f"score alerts (moved > 15 points since {previous.name}): {int(table['alert'].sum())}, "

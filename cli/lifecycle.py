@@ -95,19 +95,38 @@ def serve(port: int = typer.Option(3000, "--port"), host: str = typer.Option("12
                                       "catalogue and stages through the database)")) -> None:
     """Serve every model over HTTP (BentoML): promoted versions, else the latest. Beyond 127.0.0.1 it needs an API
     key (`omnidecide keys create`)."""
-    from omnidecide.serving import auth
+    from omnidecide.serving import auth, watchdog
     from omnidecide.store import registry
 
     try:
         auth.refuse_open_public(host)
     except RuntimeError as e:
         raise InputError(str(e)) from e
+    holder = watchdog.port_holder(host, port)
+    if holder is not None:
+        raise InputError(f"--port {port}: {host}:{port} is already held by {holder}; stop it (a server left from an "
+                         f"earlier run?) or choose another --port")
     options = " ".join(x for x in (os.environ.get("BENTOML_CONFIG_OPTIONS", ""), f"services.omnidecide.workers={workers}") if x)
-    env = {**os.environ, "BENTOML_HOME": str(registry.home()), "BENTOML_CONFIG_OPTIONS": options}
+    # the workers stop themselves when this process (the BentoML arbiter after exec) dies, even by SIGKILL
+    env = {**os.environ, "BENTOML_HOME": str(registry.home()), "BENTOML_CONFIG_OPTIONS": options, watchdog.ENV: "1"}
     root = Path(__file__).resolve().parents[1]
     cmd = [sys.executable, "-m", "bentoml", "serve", "omnidecide.serving.service:OmniDecide", "--port", str(port), "--host", host]
     os.chdir(root)
     os.execve(sys.executable, cmd, env)  # become the server: signals (Ctrl-C, SIGTERM) reach it directly
+
+
+@app.command("purge")
+def purge() -> None:
+    """Apply the retention rules now (the service also does, hourly): decision-log lines and online-store events older
+    than OMNIDECIDE_RETENTION_DAYS (default 90), events beyond each user's newest 200, old idempotency keys."""
+    from omnidecide.serving import retention
+    from omnidecide.serving.audit import DecisionLog
+    from omnidecide.serving.online_store import OnlineStore
+
+    store = OnlineStore()
+    removed = retention.purge(store, DecisionLog(store.db))
+    console.print(f"purged from {store.db.describe()}: {removed['events']} events, "
+                  f"{removed['decision_lines']} decision-log lines", highlight=False)
 
 
 MODEL_HELP = "recommender, churn or allocator (repeatable; default: every model the folder feeds)"
@@ -186,6 +205,10 @@ def monitor(data: Path = typer.Option(..., "--data", help="Folder of recent cano
             console.print(f"  [red]alert[/] {a}", highlight=False)
         for a in r["actions"]:
             console.print(f"  action: {a}", highlight=False)
+    stale = lifecycle.stale_scores_alert() if "churn" in results else None
+    if stale:
+        results["churn"]["alerts"].append(stale)
+        console.print(f"  [red]alert[/] {stale}", highlight=False)
     alarms = lifecycle.export_alarms(lifecycle.last_run())
     for a in alarms:
         console.print(f"  [red]export alarm[/] {a}", highlight=False)

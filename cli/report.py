@@ -138,7 +138,7 @@ def build(days: int = 7, now: datetime | None = None) -> str:
     monitor, monitor_note = _latest_monitor(registry.home())
     every = registry.versions()  # one store listing, split by model below
     lines = [f"# omnidecide report — {now:%Y-%m-%d %H:%M} UTC", "",
-             f"Model store `{registry.home()}`; decision log `{log.folder}`.",
+             f"Model store `{registry.home()}`; decision log and stages in {log.db.describe()}.",
              f"Latest monitor run: {monitor.get('at', '?')}." if monitor else monitor_note or "", ""]
     for name in registry.MODEL_NAMES:
         if monitor is None:

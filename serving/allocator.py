@@ -8,18 +8,20 @@ from typing import Optional
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from omnidecide.models.errors import InputError
+from omnidecide.serving.limits import RequestModel
 from omnidecide.store import loader
 
 
-class PlanRequest(BaseModel):
+class PlanRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra={"example": {"budget": 1000000, "periods": 8, "reserve": 0.15}})
 
-    budget: float = Field(..., gt=0, description="total budget B for the horizon (reserve included)")
+    budget: float = Field(..., gt=0, le=1e13, description="total budget B for the horizon (reserve included)")
     periods: int = Field(..., ge=1, le=156, description="number of periods T to plan")
     reserve: float = Field(0.15, ge=0, lt=1, description="strategic reserve, share of B held back")
-    min: dict[str, float] = Field(default_factory=dict, description="channel -> minimum total spend over the horizon")
-    max: dict[str, float] = Field(default_factory=dict, description="channel -> maximum total spend over the horizon")
-    roi_floor: dict[str, float] = Field(default_factory=dict, description="channel -> minimum expected ROI")
+    min: dict[str, float] = Field(default_factory=dict, max_length=100, description="channel -> minimum total spend over the horizon")
+    max: dict[str, float] = Field(default_factory=dict, max_length=100, description="channel -> maximum total spend over the horizon")
+    roi_floor: dict[str, float] = Field(default_factory=dict, max_length=100, description="channel -> minimum expected ROI")
     actuals_csv: Optional[str] = Field(None, description="ACTUALS.csv text: elapsed periods, spend_<channel>, revenue")
 
 
@@ -68,7 +70,10 @@ class AllocatorRuntime:
         """Returns (PlanResponse, PlanResult)."""
         t0 = time.perf_counter()
         if actuals is None and req.actuals_csv:
-            actuals = pd.read_csv(io.StringIO(req.actuals_csv))
+            try:
+                actuals = pd.read_csv(io.StringIO(req.actuals_csv))
+            except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
+                raise InputError(f"actuals_csv: not a readable CSV ({e})") from e
         res = self.allocator.plan(req.budget, req.periods, reserve=req.reserve, lo=req.min, hi=req.max,
                                   roi_floor=req.roi_floor, actuals=actuals)
         s = res.summary

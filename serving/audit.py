@@ -1,9 +1,14 @@
-"""Decision log: one JSON line per answered request — which version decided what, for whom, and why.
+"""Decision log: one line per answered request — which version decided what, for whom, and why.
 
 Our users must be able to explain every algorithmic decision after the fact (which items a customer was shown and
-why, which bid multiplier, which plan) and trace every query. Lines go to `<model store>/decisions/YYYY-MM-DD.jsonl`
-(`OMNIDECIDE_DECISION_LOG` overrides the folder). A line holds ids, the version, and the decision with its reasons —
-never the request's raw behaviour beyond what was decided on. `purge` drops days older than the retention window.
+why, which bid multiplier, which plan) and trace every query. Lines live in the shared database's `decisions`
+table (`omnidecide.store.db`), one JSON document each, so every replica writes to one log and `report` / `monitor`
+read it back as rows — never by splitting a text file, which broke on ids holding line separators (U+2028, \\x85).
+
+Privacy: a line names its customer by a keyed hash, HMAC-SHA256 with the secret in `OMNIDECIDE_HASH_SECRET`
+(`subject`), never by the raw id; without the variable, the embedded (SQLite) mode makes a random secret once in
+`<model store>/hash_secret`, while PostgreSQL mode refuses to start, since every replica must hash alike. Lines older
+than the retention period (`OMNIDECIDE_RETENTION_DAYS`, default 90) are purged; `forget` removes a customer's lines.
 
 Every line of an answered request also carries `ms` (server time of the model call), and a model call that fails
 unexpectedly leaves an `error` line with the failing version's tag, so `health` can tell a canary's error rate and
@@ -11,101 +16,130 @@ latency from production's without another monitoring system.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
-import threading
+import secrets
 import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from omnidecide.models.errors import InputError
+from omnidecide.store import db as database
 from omnidecide.store import registry
 
+SECRET_ENV = "OMNIDECIDE_HASH_SECRET"
+RETENTION_ENV = "OMNIDECIDE_RETENTION_DAYS"
 
-def _utc(text: str) -> datetime:
-    at = datetime.fromisoformat(text)
+
+def retention_days() -> float:
+    raw = os.environ.get(RETENTION_ENV, "90")
+    try:
+        days = float(raw)
+        if not days > 0:
+            raise ValueError
+    except ValueError as e:
+        raise InputError(f"{RETENTION_ENV}={raw!r}: expected a positive number of days") from e
+    return days
+
+
+def hash_secret(db: database.Database) -> bytes:
+    """The HMAC key: `OMNIDECIDE_HASH_SECRET`, else (embedded mode only) a random one kept in the model store."""
+    if os.environ.get(SECRET_ENV):
+        return os.environ[SECRET_ENV].encode()
+    if db.kind != "sqlite":
+        raise InputError(f"{SECRET_ENV} is not set: with a shared database every replica must hash customer ids "
+                         "with the same secret (e.g. `export OMNIDECIDE_HASH_SECRET=$(openssl rand -hex 32)`)")
+    f = registry.home() / "hash_secret"
+    if not f.exists():
+        f.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    return f.read_text().strip().encode()
+
+
+def _utc(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
 
 
-def default_folder() -> Path:
-    return Path(os.environ.get("OMNIDECIDE_DECISION_LOG") or registry.home() / "decisions")
-
-
 class DecisionLog:
-    def __init__(self, folder: Path | None = None) -> None:
-        self.folder = Path(folder or default_folder())
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+    def __init__(self, db: database.Database | None = None) -> None:
+        self.db = db or database.connect()
+        self._secret = hash_secret(self.db)
+
+    def key(self, subject: str | None) -> str | None:
+        """What the log stores for a customer id: its HMAC, hex."""
+        if subject is None:
+            return None
+        return hmac.new(self._secret, subject.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
     def write(self, endpoint: str, model: str | None, subject: str | None, decision: dict[str, Any],
               ms: float | None = None) -> None:
         self.write_many(endpoint, model, [(subject, decision)], ms=ms)
 
     def write_many(self, endpoint: str, model: str | None, rows: list[tuple[str | None, dict[str, Any]]],
-                   ms: float | None = None) -> None:
+                   ms: float | None = None, at: datetime | None = None) -> None:
         """One line per (subject, decision): a batch about many customers stays deletable customer by customer.
 
         The lines of one batch share a `batch` id, so `health` counts the request once."""
-        now = datetime.now(timezone.utc)
+        now = _utc(at or datetime.now(timezone.utc))
         head: dict[str, Any] = {"at": now.isoformat(timespec="milliseconds"), "endpoint": endpoint, "model": model}
         tail: dict[str, Any] = {} if ms is None else {"ms": round(ms, 3)}
         if len(rows) > 1:
             tail["batch"] = uuid.uuid4().hex[:12]
-        text = "".join(json.dumps({**head, "subject": subject, **decision, **tail}, ensure_ascii=False, default=str)
-                       + "\n" for subject, decision in rows)
-        with self._lock, open(self.folder / f"{now:%Y-%m-%d}.jsonl", "a", encoding="utf-8") as f:
-            f.write(text)
+        lines = []
+        for subject, decision in rows:
+            key = self.key(subject)
+            lines.append((now.timestamp(), endpoint, model, key,
+                          json.dumps({**head, "subject": key, **decision, **tail}, default=str)))
+        with self.db.transaction():
+            self.db.executemany("INSERT INTO decisions (at, endpoint, model, subject, line) VALUES (?, ?, ?, ?, ?)",
+                                lines)
 
     def error(self, endpoint: str, model: str | None, exc: BaseException, ms: float) -> None:
         """A model call that failed unexpectedly (the client got a 500): which version, what, after how long."""
         self.write(endpoint, model, None, {"error": f"{type(exc).__name__}: {exc}"}, ms=ms)
 
     def read(self, day: str | None = None) -> list[dict]:
-        """Every line of one day (default today, UTC)."""
-        day = day or f"{datetime.now(timezone.utc):%Y-%m-%d}"
-        path = self.folder / f"{day}.jsonl"
-        return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+        """Every line of one day (default today, UTC), oldest first."""
+        start = datetime.fromisoformat(day).replace(tzinfo=timezone.utc) if day else \
+            datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        rows = self.db.query("SELECT line FROM decisions WHERE at >= ? AND at < ? ORDER BY id",
+                             (start.timestamp(), (start + timedelta(days=1)).timestamp()))
+        return [json.loads(r[0]) for r in rows]
+
+    def about(self, subject: str) -> list[dict]:
+        """Every line about one customer, oldest first (what an access request is answered with)."""
+        return [json.loads(r[0]) for r in
+                self.db.query("SELECT line FROM decisions WHERE subject = ? ORDER BY id", (self.key(subject),))]
 
     def forget(self, subject: str) -> int:
         """Remove every line about `subject` (a deletion request); returns how many lines were removed."""
-        removed = 0
-        with self._lock:
-            for path in sorted(self.folder.glob("*.jsonl")):
-                lines = path.read_text(encoding="utf-8").splitlines()
-                keep = [x for x in lines if json.loads(x).get("subject") != subject]
-                if len(keep) < len(lines):
-                    removed += len(lines) - len(keep)
-                    tmp = path.with_suffix(".tmp")
-                    tmp.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
-                    tmp.replace(path)
-        return removed
+        with self.db.transaction():
+            return self.db.execute("DELETE FROM decisions WHERE subject = ?", (self.key(subject),))
 
-    def purge(self, older_than_days: int) -> int:
-        """Delete day files older than the retention window; returns how many."""
-        cutoff = (datetime.now(timezone.utc) - timedelta(days=older_than_days)).strftime("%Y-%m-%d")
-        gone = [p for p in self.folder.glob("*.jsonl") if p.stem < cutoff]
-        for p in gone:
-            p.unlink()
-        return len(gone)
+    def purge(self, older_than_days: float | None = None) -> int:
+        """Delete lines older than the retention period; returns how many."""
+        days = retention_days() if older_than_days is None else older_than_days
+        cutoff = datetime.now(timezone.utc) - timedelta(days=days)
+        with self.db.transaction():
+            return self.db.execute("DELETE FROM decisions WHERE at < ?", (cutoff.timestamp(),))
 
     def health(self, since: datetime) -> dict[str, dict[str, Any]]:
         """Per model version since `since`: requests, errors, error rate, p50/p95 latency (ms, answered requests).
 
         What a canary is judged on beside quality. Lines without a model (`/events`, `/forget_user`) are not counted;
         lines from before `ms` was logged count as requests only."""
-        since = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
-        first_day = f"{since.astimezone(timezone.utc):%Y-%m-%d}"
         requests: dict[str, dict[Any, tuple[bool, Any]]] = {}  # tag -> request -> (failed, ms)
-        for path in sorted(self.folder.glob("*.jsonl")):
-            if path.stem < first_day:
-                continue
-            for n, text in enumerate(path.read_text(encoding="utf-8").splitlines()):
-                line = json.loads(text)
-                if line.get("model") and _utc(line["at"]) >= since:
-                    key = line.get("batch") or (path.stem, n)  # a batch's lines are one request
-                    requests.setdefault(line["model"], {})[key] = ("error" in line, line.get("ms"))
+        for n, model, text in self.db.query("SELECT id, model, line FROM decisions WHERE at >= ? AND model IS NOT "
+                                            "NULL ORDER BY id", (_utc(since).timestamp(),)):
+            line = json.loads(text)
+            key = line.get("batch") or n  # a batch's lines are one request
+            requests.setdefault(model, {})[key] = ("error" in line, line.get("ms"))
         out = {}
         for tag, reqs in requests.items():
             errors = sum(failed for failed, _ in reqs.values())

@@ -4,7 +4,7 @@
 `ingest`: events, items. `admin`: forget_user and /admin/* (promote, rollback, canary); an admin key may call
 everything, an ingest key cannot read (see store/keys.py). Health, readiness, metrics and the API docs stay open; any other path needs an admin key, so a
 new endpoint is closed until it is given a scope here. A missing or unknown key answers 401, a key without the
-scope 403, both as JSON `{"error": ..., "detail": ...}`.
+scope 403, both in the service's error body `{"error": "unauthorized"|"forbidden", "message": ..., "field": null}`.
 
 With no key configured the service is open, which is only allowed on the loopback interface: `refuse_open_public`
 stops a worker bound to any other address (and `omnidecide serve` checks before starting), and a public server
@@ -51,7 +51,8 @@ class AuthError(Exception):
         self.key = key  # the key's name when it was valid but lacked the scope
 
     def body(self) -> dict:
-        return {"error": "unauthorized" if self.status == 401 else "forbidden", "detail": self.message}
+        """The service's one error body (serving/errors.py)."""
+        return {"error": "unauthorized" if self.status == 401 else "forbidden", "message": self.message, "field": None}
 
 
 def scope_for(path: str) -> str | None:

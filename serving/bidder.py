@@ -18,19 +18,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from omnidecide.models.bidding import BidPolicy, impression_value, multiplier
 from omnidecide.models.errors import InputError
+from omnidecide.serving.limits import Id, RequestModel, limited
 from omnidecide.serving.recommender import RecommenderRuntime, RecommendRequest
 
 REFERENCE_USERS = 32
 REFERENCE_K = 20
 
 
-class BidRequest(BaseModel):
+class BidRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra={"example": {
         "user_id": "u0000001", "channel": "douyin", "candidates": ["i00001", "i00002"], "churn_probability": 0.4}})
 
-    user_id: str
-    channel: str = Field(..., description="ad channel of the auction, e.g. douyin, wechat_moments, tmall_ads, search")
-    candidates: list[str] = Field(..., min_length=1, max_length=200, description="item ids the ad could show")
+    user_id: Id
+    channel: Id = Field(..., description="ad channel of the auction, e.g. douyin, wechat_moments, tmall_ads, search")
+    candidates: list[Id] = Field(..., min_length=1, **limited("candidates", "item ids the ad could show"))
     churn_probability: Optional[float] = Field(None, ge=0, le=1, description="from /predict_churn for this user")
     expected_spend: Optional[float] = Field(None, ge=0, description="from /predict_churn for this user")
     reference_value: Optional[float] = Field(None, gt=0, description="value that means multiplier 1.0")
@@ -55,6 +56,8 @@ class BidResponse(BaseModel):
     personalized: bool
     candidates: list[BidCandidate]
     unknown_items: list[str]
+    churn_source: str = Field("none", description="where the churn figures of the retention credit came from: "
+                              "request, stored (published by `predict churn --publish`) or none")
 
 
 class Bidder:

@@ -1,9 +1,8 @@
 """The live catalogue: stock, prices, margins and new items as they change, without retraining.
 
 `POST /items` upserts items (every field but `item_id` optional; a field left out keeps its value; `store_id` makes
-`stock` that store's). Updates are stored where the online store lives (a table of their own in its SQLite file,
-behind `Catalogue`, so every worker and replica sees them and the storage can move with the online store) under a
-rising catalogue version. Each serving runtime starts from the catalogue snapshot inside its model version and
+`stock` that store's). Updates are stored where the online store lives (tables of their own in the deployment's
+database, behind `Catalogue`, so every worker and replica sees them) under a rising catalogue version. Each serving runtime starts from the catalogue snapshot inside its model version and
 applies the live changes newer than the last it saw before answering (`LiveOverlay.sync`: one indexed read per
 request when nothing changed). An item the version does not know joins its catalogue as a cold item, scored by
 content: its category (models/recommender/extend.py).
@@ -11,17 +10,16 @@ content: its category (models/recommender/extend.py).
 from __future__ import annotations
 
 import json
-import sqlite3
+import os
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from omnidecide.serving.online_store import default_path
+from omnidecide.store import db as database
 
 KNOWN = ("item_id", "store_id", "stock", "price", "margin", "category", "title")
 
@@ -56,88 +54,92 @@ class Changes:
     store_stock: list[tuple[str, str, float]] = field(default_factory=list)  # (store_id, item_id, stock)
 
 
+TABLES = [
+    "CREATE TABLE IF NOT EXISTS catalogue_version (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)",
+    "INSERT INTO catalogue_version (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+    "CREATE TABLE IF NOT EXISTS catalogue_items (item_id TEXT PRIMARY KEY, category TEXT, price DOUBLE PRECISION, "
+    "margin DOUBLE PRECISION, stock DOUBLE PRECISION, title TEXT, attrs TEXT, version INTEGER NOT NULL, "
+    "updated DOUBLE PRECISION NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS catalogue_items_version ON catalogue_items (version)",
+    "CREATE TABLE IF NOT EXISTS catalogue_store_stock (store_id TEXT NOT NULL, item_id TEXT NOT NULL, "
+    "stock DOUBLE PRECISION NOT NULL, version INTEGER NOT NULL, updated DOUBLE PRECISION NOT NULL, "
+    "PRIMARY KEY (store_id, item_id))",
+    "CREATE INDEX IF NOT EXISTS catalogue_store_stock_version ON catalogue_store_stock (version)",
+]
+UPSERT_ITEM = (
+    "INSERT INTO catalogue_items (item_id, category, price, margin, stock, title, attrs, version, updated) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (item_id) DO UPDATE SET "
+    "category = coalesce(excluded.category, catalogue_items.category), "
+    "price = coalesce(excluded.price, catalogue_items.price), margin = coalesce(excluded.margin, catalogue_items.margin), "
+    "stock = coalesce(excluded.stock, catalogue_items.stock), title = coalesce(excluded.title, catalogue_items.title), "
+    "attrs = coalesce(excluded.attrs, catalogue_items.attrs), version = excluded.version, updated = excluded.updated")
+UPSERT_STOCK = (
+    "INSERT INTO catalogue_store_stock (store_id, item_id, stock, version, updated) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (store_id, item_id) DO UPDATE SET stock = excluded.stock, version = excluded.version, "
+    "updated = excluded.updated")
+
+
 class Catalogue:
-    """Live catalogue rows in SQLite (WAL, a connection per thread); one write transaction per upsert."""
+    """Live catalogue rows in the deployment's database (`store.db`: PostgreSQL when OMNIDECIDE_DATABASE_URL says so,
+    else SQLite beside the model store), so every worker and replica reads the same catalogue. One transaction per
+    upsert, under the database's write lock, so catalogue versions never interleave."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = Path(path or default_path())
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        with self._db() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("CREATE TABLE IF NOT EXISTS catalogue_version (id INTEGER PRIMARY KEY CHECK (id = 1), "
-                       "version INTEGER NOT NULL)")
-            db.execute("INSERT OR IGNORE INTO catalogue_version VALUES (1, 0)")
-            db.execute("CREATE TABLE IF NOT EXISTS catalogue_items (item_id TEXT PRIMARY KEY, category TEXT, "
-                       "price REAL, margin REAL, stock REAL, title TEXT, attrs TEXT, version INTEGER NOT NULL, "
-                       "updated REAL NOT NULL)")
-            db.execute("CREATE INDEX IF NOT EXISTS catalogue_items_version ON catalogue_items (version)")
-            db.execute("CREATE TABLE IF NOT EXISTS catalogue_store_stock (store_id TEXT NOT NULL, item_id TEXT NOT NULL, "
-                       "stock REAL NOT NULL, version INTEGER NOT NULL, updated REAL NOT NULL, "
-                       "PRIMARY KEY (store_id, item_id))")
-            db.execute("CREATE INDEX IF NOT EXISTS catalogue_store_stock_version ON catalogue_store_stock (version)")
-
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = sqlite3.connect(self.path, timeout=10)
-            db.execute("PRAGMA synchronous=NORMAL")
-        return db
+    def __init__(self, db: database.Database | None = None) -> None:
+        self.db = db or database.connect()
+        with self.db.transaction(lock=True):  # tables of their own (not a numbered migration: none of theirs changes)
+            for sql in TABLES:
+                self.db.execute(sql)
 
     def upsert(self, items: list[ItemUpdate]) -> ItemsResponse:
         """Store the rows in one transaction under a new catalogue version."""
         now = time.time()
-        with self._db() as db:
-            db.execute("UPDATE catalogue_version SET version = version + 1 WHERE id = 1")
-            version = db.execute("SELECT version FROM catalogue_version WHERE id = 1").fetchone()[0]
-            rows, stock_rows = [], []
-            for it in items:
-                extra = {k: v for k, v in (it.model_extra or {}).items() if v is not None}
-                global_stock = it.stock if it.store_id is None else None
-                rows.append((it.item_id, it.category, it.price, it.margin, global_stock, it.title,
-                             json.dumps(extra, default=str) if extra else None, version, now))
-                if it.store_id is not None and it.stock is not None:
-                    stock_rows.append((it.store_id, it.item_id, it.stock, version, now))
-            db.executemany(
-                "INSERT INTO catalogue_items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (item_id) DO UPDATE SET "
-                "category = coalesce(excluded.category, category), price = coalesce(excluded.price, price), "
-                "margin = coalesce(excluded.margin, margin), stock = coalesce(excluded.stock, stock), "
-                "title = coalesce(excluded.title, title), attrs = coalesce(excluded.attrs, attrs), "
-                "version = excluded.version, updated = excluded.updated", rows)
-            db.executemany("INSERT INTO catalogue_store_stock VALUES (?, ?, ?, ?, ?) ON CONFLICT (store_id, item_id) "
-                           "DO UPDATE SET stock = excluded.stock, version = excluded.version, updated = excluded.updated",
-                           stock_rows)
+        rows, stock_rows = [], []
+        for it in items:
+            extra = {k: v for k, v in (it.model_extra or {}).items() if v is not None}
+            global_stock = it.stock if it.store_id is None else None
+            rows.append([it.item_id, it.category, it.price, it.margin, global_stock, it.title,
+                         json.dumps(extra, default=str) if extra else None, 0, now])
+            if it.store_id is not None and it.stock is not None:
+                stock_rows.append([it.store_id, it.item_id, it.stock, 0, now])
+        with self.db.transaction(lock=True):
+            self.db.execute("UPDATE catalogue_version SET version = version + 1 WHERE id = 1")
+            version = int(self.db.query("SELECT version FROM catalogue_version WHERE id = 1")[0][0])
+            for r in rows:
+                r[7] = version
+            for r in stock_rows:
+                r[3] = version
+            self.db.executemany(UPSERT_ITEM, rows)
+            if stock_rows:
+                self.db.executemany(UPSERT_STOCK, stock_rows)
         return ItemsResponse(accepted=len(rows), store_stock_rows=len(stock_rows), catalogue_version=version)
 
     def version(self) -> int:
-        return self._db().execute("SELECT version FROM catalogue_version WHERE id = 1").fetchone()[0]
+        return int(self.db.query("SELECT version FROM catalogue_version WHERE id = 1")[0][0])
 
     def changes(self, since: int) -> Changes:
-        """Rows changed after catalogue version `since` (0: everything), read in one snapshot."""
-        db = self._db()
-        with db:
-            db.execute("BEGIN")  # one read transaction: the version and the rows agree
-            version = db.execute("SELECT version FROM catalogue_version WHERE id = 1").fetchone()[0]
-            cur = db.execute("SELECT item_id, category, price, margin, stock, title, attrs FROM catalogue_items "
-                             "WHERE version > ? ORDER BY version, item_id", (since,))
-            cols = [d[0] for d in cur.description]
-            items = [dict(zip(cols, r)) for r in cur.fetchall()]
-            stock = db.execute("SELECT store_id, item_id, stock FROM catalogue_store_stock WHERE version > ? "
-                               "ORDER BY version", (since,)).fetchall()
+        """Rows changed after catalogue version `since` (0: everything), read in one transaction."""
+        cols = ["item_id", "category", "price", "margin", "stock", "title", "attrs"]
+        with self.db.transaction():
+            version = int(self.db.query("SELECT version FROM catalogue_version WHERE id = 1")[0][0])
+            items = [dict(zip(cols, r)) for r in self.db.query(
+                f"SELECT {', '.join(cols)} FROM catalogue_items WHERE version > ? AND version <= ? "
+                "ORDER BY version, item_id", (since, version))]
+            stock = self.db.query("SELECT store_id, item_id, stock FROM catalogue_store_stock WHERE version > ? AND "
+                                  "version <= ? ORDER BY version", (since, version))
         return Changes(version, items, [(str(s), str(i), float(v)) for s, i, v in stock])
 
 
-_shared: dict[Path, Catalogue] = {}
+_shared: dict[tuple[int, str], Catalogue] = {}
 _shared_lock = threading.Lock()
 
 
-def shared(path: Path | None = None) -> Catalogue:
-    """One Catalogue per file and process (runtimes of every version share it)."""
-    path = Path(path or default_path())
+def shared() -> Catalogue:
+    """One Catalogue per database and process (runtimes of every version share it)."""
+    db = database.connect()
     with _shared_lock:
-        if path not in _shared:
-            _shared[path] = Catalogue(path)
-        return _shared[path]
+        if (os.getpid(), db.url) not in _shared:
+            _shared[(os.getpid(), db.url)] = Catalogue(db)
+        return _shared[(os.getpid(), db.url)]
 
 
 class LiveOverlay:

@@ -15,17 +15,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from omnidecide.models.churn.model import ChurnModel
 from omnidecide.models.errors import InputError
 from omnidecide.models.schema import EVENTS, validate_records
+from omnidecide.serving.limits import Day, RequestModel, limited
 from omnidecide.serving.schemas import Event
 from omnidecide.store import loader, registry
 
 
-class ChurnRequest(BaseModel):
+class ChurnRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra={"example": {"as_of": "2026-03-01", "events": [
         {"user_id": "u0000001", "timestamp": "2026-01-10T12:00:00", "event": "purchase", "amount": 20.0}]}})
 
-    events: list[Event] = Field(..., min_length=1, max_length=1_000_000)
-    as_of: date
-    horizon_days: Optional[int] = Field(None, description="must match the model's horizon when given")
+    events: list[Event] = Field(..., min_length=1, **limited("churn_events", "the customers' events"))
+    as_of: Day
+    horizon_days: Optional[int] = Field(None, ge=1, le=3650, description="must match the model's horizon when given")
 
 
 class ChurnScore(BaseModel):

@@ -1,87 +1,183 @@
 """The online store: fresh events per user, written by storefronts seconds ago, read on the next page view.
 
 Training sees events hours or days late; this store closes the gap. `POST /events` validates a batch whole
-(the same schema as every loader) and commits it to SQLite before answering, so an acknowledged event survives a
-restart; `/recommend` merges the user's stored events with those in the request (the recommender infers the
-user's embedding from them, no retraining). `forget` really deletes a user's events (PIPL/GDPR deletion entry
-point); `purge` drops events older than the retention window.
+(the same schema as every loader) and commits it to the shared database (`omnidecide.store.db`: PostgreSQL, or
+SQLite by default) before answering, so an acknowledged event survives a crash and every replica reads it.
+
+What is acknowledged is kept: a read sees the user's newest `keep_per_user` events (the retention rule applied to
+reads); only `purge` — run hourly by the service and by `omnidecide purge` — deletes, the events beyond that and
+those older than the retention window, never the batch being acknowledged. A batch may carry an idempotency key:
+a retry with the same key answers what the first call answered and stores nothing twice.
+
+Concurrent batches are validated and committed together (group commit): one thread checks every batch waiting at
+that moment in one pass of the schema (whose cost is mostly fixed per call) and writes them in one transaction, then
+answers them all; a batch with a bad record is refused alone, with its own record numbers.
 """
 from __future__ import annotations
 
-import os
-import sqlite3
 import threading
 import time
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pandas as pd
 
+from omnidecide.models.errors import InputError
 from omnidecide.models.schema import EVENTS, validate_records
-from omnidecide.store import registry
+from omnidecide.store import db as database
+from omnidecide.store.db import storable
 
-COLUMNS = ("user_id", "item_id", "event", "timestamp", "channel", "store_id", "received")
+KEEP_PER_USER = 200  # fresh events a read sees per user (newest first); older ones wait for the purge
+KEY_DAYS = 7  # how long an idempotency key is remembered
+COLUMNS = ("user_id", "item_id", "event", "ts", "channel", "store_id", "received")
 
 
-def default_path() -> Path:
-    """`OMNIDECIDE_ONLINE_STORE`, else `online_store.sqlite3` in the model store's home (one place per deployment)."""
-    return Path(os.environ.get("OMNIDECIDE_ONLINE_STORE") or registry.home() / "online_store.sqlite3")
+@dataclass
+class _Batch:
+    key: str | None
+    records: list[dict]
+    rows: list[tuple] = field(default_factory=list)
+    accepted: int | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+@dataclass
+class _GroupCommit:
+    """Leader-follower group commit: whoever finds no commit running writes every waiting batch in one
+    transaction; the others wait for their answer."""
+
+    commit: Callable[[list[_Batch]], None]
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _queue: list[_Batch] = field(default_factory=list)
+    _writing: bool = False
+
+    def submit(self, batch: _Batch) -> int:
+        with self._cond:
+            self._queue.append(batch)
+            while not batch.done and self._writing:
+                self._cond.wait()
+            if batch.done:
+                return _answer(batch)
+            self._writing, group, self._queue = True, self._queue, []
+        try:
+            self.commit(group)
+        except BaseException as e:  # every batch of a failed transaction fails: none of them was stored
+            for b in group:
+                b.error = b.error or e
+        with self._cond:
+            for b in group:
+                b.done = True
+            self._writing = False
+            self._cond.notify_all()
+        return _answer(batch)
+
+
+def _answer(batch: _Batch) -> int:
+    if batch.error is not None:
+        raise batch.error
+    return int(batch.accepted or 0)
 
 
 class OnlineStore:
-    """SQLite in WAL mode: one writer at a time, readers never blocked; a connection per thread."""
-
-    def __init__(self, path: Path | None = None, *, keep_per_user: int = 200) -> None:
-        self.path = Path(path or default_path())
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, db: database.Database | None = None, *, keep_per_user: int = KEEP_PER_USER) -> None:
+        self.db = db or database.connect()
         self.keep_per_user = keep_per_user
-        self._local = threading.local()
-        with self._db() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("CREATE TABLE IF NOT EXISTS events (user_id TEXT NOT NULL, item_id TEXT, event TEXT NOT NULL, "
-                       "timestamp REAL NOT NULL, channel TEXT, store_id TEXT, received REAL NOT NULL)")
-            db.execute("CREATE INDEX IF NOT EXISTS events_user ON events (user_id, timestamp)")
+        self._group = _GroupCommit(self._commit)
 
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = sqlite3.connect(self.path, timeout=10)
-            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
-        return db
+    def append(self, records: list[dict], idempotency_key: str | None = None) -> int:
+        """Validate all, then commit all; a bad record refuses the batch (InputError naming each bad record).
+        With `idempotency_key`, a batch already stored under that key is answered as it was the first time."""
+        if idempotency_key is not None:
+            if not idempotency_key.strip() or len(idempotency_key) > 200:
+                raise InputError("idempotency_key: 1 to 200 characters")
+            first = self._first_answer(idempotency_key)
+            if first is not None:
+                return first
+        for n, r in enumerate(records):
+            for k, v in r.items():
+                if isinstance(v, str) and not storable(v):
+                    raise InputError(f"events[{n}].{k}: not storable text (a NUL character or a lone surrogate)")
+        return self._group.submit(_Batch(idempotency_key, records))
 
-    def append(self, records: list[dict]) -> int:
-        """Validate all, then commit all; a bad record refuses the batch (InputError naming each bad record)."""
-        clean = validate_records(records, EVENTS)
-        if not len(clean):
-            return 0
-        received = time.time()
-        rows = [(r.user_id, _opt(r, "item_id"), r.event, r.timestamp.timestamp(), _opt(r, "channel"),
-                 _opt(r, "store_id"), received)
-                for r in clean.assign(timestamp=clean["timestamp"].dt.tz_localize("UTC")).itertuples()]
-        with self._db() as db:  # one transaction: all rows or none
-            db.executemany(f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            users = sorted({r[0] for r in rows})
-            db.executemany("DELETE FROM events WHERE user_id = ? AND rowid NOT IN (SELECT rowid FROM events "
-                           "WHERE user_id = ? ORDER BY timestamp DESC LIMIT ?)",
-                           [(u, u, self.keep_per_user) for u in users])
-        return len(rows)
+    def _first_answer(self, key: str) -> int | None:
+        row = self.db.query("SELECT accepted FROM event_batches WHERE key = ?", (key,))
+        return int(row[0][0]) if row else None
+
+    def _validate(self, group: list[_Batch], received: float) -> None:
+        """Rows for each batch, or its InputError: one schema pass for the whole group; when that finds a bad record,
+        each batch again on its own, so each answer names its own records."""
+        def rows(clean: pd.DataFrame) -> list[tuple]:
+            clean = clean.assign(timestamp=clean["timestamp"].dt.tz_localize("UTC"))
+            return [(r.user_id, _opt(r, "item_id"), r.event, r.timestamp.timestamp(), _opt(r, "channel"),
+                     _opt(r, "store_id"), received) for r in clean.itertuples()]
+
+        if len(group) > 1:
+            try:
+                together = rows(validate_records([r for b in group for r in b.records], EVENTS))
+            except InputError:
+                pass
+            else:
+                start = 0
+                for b in group:
+                    b.rows, start = together[start:start + len(b.records)], start + len(b.records)
+                return
+        for b in group:
+            try:
+                b.rows = rows(validate_records(b.records, EVENTS))
+            except InputError as e:
+                b.error = e
+
+    def _commit(self, group: list[_Batch]) -> None:
+        now = time.time()
+        self._validate(group, now)
+        group = [b for b in group if b.error is None]
+        with self.db.transaction():
+            rows = []
+            for b in group:
+                if b.key is not None and not self.db.execute(
+                        "INSERT INTO event_batches (key, accepted, received) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                        (b.key, len(b.rows), now)):
+                    b.accepted = self._first_answer(b.key)  # a concurrent retry got there first
+                    continue
+                b.accepted = len(b.rows)
+                rows += b.rows
+            if rows:
+                self.db.executemany(f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def recent(self, user_id: str, limit: int = 50) -> pd.DataFrame:
-        """The user's latest events (newest first) as canonical columns, timestamps naive UTC."""
-        cur = self._db().execute("SELECT item_id, event, timestamp, channel, store_id FROM events WHERE user_id = ? "
-                                 "ORDER BY timestamp DESC LIMIT ?", (user_id, limit))
-        out = pd.DataFrame(cur.fetchall(), columns=["item_id", "event", "timestamp", "channel", "store_id"])
-        out["timestamp"] = pd.to_datetime(out["timestamp"], unit="s")
+        """The user's latest events (newest first, at most `keep_per_user`), timestamps naive UTC."""
+        rows = self.db.query("SELECT item_id, event, ts, channel, store_id FROM events WHERE user_id = ? "
+                             "ORDER BY ts DESC, id DESC LIMIT ?", (user_id, min(limit, self.keep_per_user))) \
+            if storable(user_id) else []  # an id no event could be stored under has none
+        out = pd.DataFrame(rows, columns=["item_id", "event", "timestamp", "channel", "store_id"])
+        out["timestamp"] = pd.to_datetime(out["timestamp"].astype(float), unit="s")
         return out
+
+    def count(self, user_id: str) -> int:
+        """Every stored event of the user, retained or waiting for the purge."""
+        if not storable(user_id):
+            return 0
+        return int(self.db.query("SELECT COUNT(*) FROM events WHERE user_id = ?", (user_id,))[0][0])
 
     def forget(self, user_id: str) -> int:
         """Delete every stored event of a user; returns how many were deleted."""
-        with self._db() as db:
-            return db.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
+        if not storable(user_id):
+            return 0
+        with self.db.transaction():
+            return self.db.execute("DELETE FROM events WHERE user_id = ?", (user_id,))
 
-    def purge(self, older_than_days: float) -> int:
+    def purge(self, older_than_days: float = 90.0) -> int:
+        """The retention rule applied to storage: drop events older than the window and, per user, those beyond the
+        newest `keep_per_user` (which reads no longer see); forget idempotency keys after `KEY_DAYS`."""
         cutoff = time.time() - older_than_days * 86400
-        with self._db() as db:
-            return db.execute("DELETE FROM events WHERE timestamp < ?", (cutoff,)).rowcount
+        with self.db.transaction():
+            n = self.db.execute("DELETE FROM events WHERE ts < ?", (cutoff,))
+            n += self.db.execute(
+                "DELETE FROM events WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY user_id "
+                "ORDER BY ts DESC, id DESC) AS n FROM events) ranked WHERE n > ?)", (self.keep_per_user,))
+            self.db.execute("DELETE FROM event_batches WHERE received < ?", (time.time() - KEY_DAYS * 86400,))
+        return n
 
 
 def _opt(row, col: str) -> str | None:

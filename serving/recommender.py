@@ -14,34 +14,36 @@ from pydantic import BaseModel, ConfigDict, Field
 from omnidecide.models.errors import InputError
 from omnidecide.models.recommender import rules
 from omnidecide.models.schema import EVENT_TYPES
+from omnidecide.serving.limits import Id, RequestModel, Timestamp, limited
 from omnidecide.store import loader
 
 
-class RecentEvent(BaseModel):
+class RecentEvent(RequestModel):
     """A fresh event of this session; an unknown event type or an unparsable timestamp is a 400, not a silent skip."""
 
-    item_id: str = Field(..., min_length=1)
+    item_id: Id
     event: Literal[EVENT_TYPES] = "view"  # type: ignore[valid-type]
-    timestamp: Optional[datetime] = None
+    timestamp: Optional[Timestamp] = None
 
 
-class RecommendRequest(BaseModel):
+class RecommendRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra={"example": {
         "user_id": "u0000001", "k": 10, "channel": "douyin",
         "recent_events": [{"item_id": "i00001", "event": "cart", "timestamp": "2026-06-01T10:00:00+08:00"}]}})
 
-    user_id: str
+    user_id: Id
     k: int = Field(20, ge=1, le=500)
-    recent_events: list[RecentEvent] = Field(default_factory=list, description="fresh events of this session (inductive)")
-    store_id: Optional[str] = None
-    channel: Optional[str] = None
-    exclude: list[str] = Field(default_factory=list)
+    recent_events: list[RecentEvent] = Field(default_factory=list,
+                                             **limited("recent_events", "fresh events of this session (inductive)"))
+    store_id: Optional[Id] = None
+    channel: Optional[Id] = None
+    exclude: list[Id] = Field(default_factory=list, **limited("exclude", "item ids never to recommend"))
     diversity: float = Field(0.0, ge=0.0, le=1.0, description="MMR lambda: 0 = pure relevance")
     personalized: bool = Field(True, description="false: the user switched personalisation off; no history is used")
-    attributes: dict[str, str] = Field(default_factory=dict, description="users.csv-style attributes of the customer "
+    attributes: dict[str, str] = Field(default_factory=dict, max_length=20, description="users.csv-style attributes of the customer "
                                        "(member_level, age_band, gender, city): a new customer gets their segment's "
                                        "popular items")
-    segment: Optional[str] = Field(None, description="one segment as column=value, e.g. member_level=gold")
+    segment: Optional[str] = Field(None, max_length=200, description="one segment as column=value, e.g. member_level=gold")
 
     def segments(self) -> dict[str, str]:
         """`attributes` plus `segment`, as column -> value."""
@@ -71,12 +73,12 @@ class RecommendResponse(BaseModel):
                                             description="recent_events items the model's catalogue does not hold")
 
 
-class SimilarRequest(BaseModel):
+class SimilarRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra={"example": {"item_id": "i00001", "k": 5}})
 
-    item_id: str
+    item_id: Id
     k: int = Field(10, ge=1, le=500)
-    store_id: Optional[str] = None
+    store_id: Optional[Id] = None
 
 
 class SimilarResponse(BaseModel):

@@ -15,11 +15,12 @@ import threading
 import time
 from typing import Callable, Generic, TypeVar
 
-from omnidecide.models.errors import InputError
 from omnidecide.store import registry
+from omnidecide.store.loader import VersionLoadError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+RETRY_S = 10.0  # a model that is not served is looked for again this often, without a stages change
 
 
 def bucket(name: str, key: str) -> float:
@@ -33,7 +34,7 @@ class Versions(Generic[T]):
     def __init__(self, name: str, load: Callable[[str | None], T], *, check_every_s: float = 1.0) -> None:
         self.name, self._load, self._every = name, load, check_every_s
         self._lock = threading.Lock()
-        self._checked = 0.0
+        self._checked = self._failed_at = 0.0
         self._seen: dict | None = None
         self.production: T | None = None
         self.canary: T | None = None
@@ -56,21 +57,23 @@ class Versions(Generic[T]):
         with self._lock:
             self._checked = now
             stages = registry.stages(self.name)
-            if not force and stages == self._seen:
+            retry = self.error is not None and now - self._failed_at >= RETRY_S  # e.g. a model trained meanwhile
+            if not force and stages == self._seen and not retry:
                 return
             self._seen = json.loads(json.dumps(stages))  # a snapshot, not a live reference
             try:
                 self.production, self.error = self._get(stages.get("production")), None
-            except InputError as e:  # missing model: its endpoints answer 503, the others keep serving
+            except Exception as e:  # noqa: BLE001 - missing or unloadable: its endpoints answer 503, others serve
                 log.warning("%s not served: %s", self.name, e)
-                self.production, self.error = None, str(e)
+                self.production, self.error = None, f"{e}. {self.fix(e)}"
             canary = stages.get("canary") or {}
             try:
                 self.canary = self._get(canary["tag"]) if canary else None
                 self.share = float(canary.get("share", 0.0)) if self.canary is not None else 0.0
-            except InputError as e:
+            except Exception as e:  # noqa: BLE001 - a broken canary leaves production serving everyone
                 log.warning("%s canary %s not served: %s", self.name, canary.get("tag"), e)
                 self.canary, self.share = None, 0.0
+            self._failed_at = now
             keep = {stages.get("production") or "latest", canary.get("tag")}
             self._loaded = {k: v for k, v in self._loaded.items() if k in keep}
 
@@ -81,9 +84,19 @@ class Versions(Generic[T]):
             return self.canary
         return self.production
 
+    def fix(self, e: Exception) -> str:
+        """The commands that bring this model back, for the 503 body and /readyz."""
+        if isinstance(e, VersionLoadError):
+            return (f"Fix: `omnidecide models rollback {self.name}`, or promote a version that loads "
+                    f"(`omnidecide models list {self.name}`, `omnidecide models promote TAG`), or train a new one "
+                    f"with `omnidecide train {self.name}`")
+        return "" if "omnidecide train" in str(e) else f"Fix: train one with `omnidecide train {self.name}`"
+
     def describe(self) -> dict:
+        """What /models and /readyz show: the tag served (None when none), and when none, why and the fix."""
         self.refresh()
         return {"tag": getattr(self.production, "tag", None), "error": self.error,
+                "degraded": self.production is None,
                 "canary": {"tag": self.canary.tag, "share": self.share} if self.canary is not None else None,
                 "stages": registry.stages(self.name)}
 

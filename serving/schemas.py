@@ -6,42 +6,48 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from omnidecide.serving.limits import Id, RequestModel, TimestampOrText, limited
 
-class Event(BaseModel):
+
+class Event(RequestModel):
     """One canonical event (docs/data.md). Checked by `models.schema.validate_records`, the rules every loader
     uses, so an unknown event type or an impossible timestamp is refused with the record's index."""
 
-    user_id: str
-    timestamp: datetime | str
-    event: str
-    item_id: Optional[str] = None
+    user_id: Id
+    timestamp: TimestampOrText
+    event: str = Field(..., max_length=32)
+    item_id: Optional[Id] = None
     quantity: Optional[float] = None
     amount: Optional[float] = None
-    channel: Optional[str] = None
-    store_id: Optional[str] = None
+    channel: Optional[Id] = None
+    store_id: Optional[Id] = None
 
 
-class EventsRequest(BaseModel):
+class EventsRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra={"example": {"events": [
         {"user_id": "u0000001", "timestamp": "2026-06-01T10:00:00+08:00", "event": "cart", "item_id": "i00001",
          "channel": "app"}]}})
 
-    events: list[Event] = Field(..., min_length=1, max_length=10_000)
+    events: list[Event] = Field(..., min_length=1, **limited("events", "storefront events"))
+    idempotency_key: Optional[str] = Field(None, min_length=1, max_length=200, description=(
+        "Names this batch: a retry with the same key answers what the first call answered and stores nothing twice "
+        "(keys are remembered 7 days)"))
 
 
 class EventsResponse(BaseModel):
     accepted: int
 
 
-class ForgetRequest(BaseModel):
+class ForgetRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra={"example": {"user_id": "u0000001"}})
 
-    user_id: str = Field(..., min_length=1)
+    user_id: Id
 
 
 class ForgetResponse(BaseModel):
     user_id: str
     deleted_events: int
     deleted_log_lines: int
-    note: str = ("deleted from the online store and the decision log (the deletion itself is logged under a hash); "
+    deleted_scores: int = 0
+    note: str = ("deleted from the online store, the decision log and the stored scores (the deletion itself is logged under a hash); "
                  "trained model versions forget the user at their next retrain")

@@ -2,23 +2,23 @@
 
 Thin on purpose: every endpoint hands a typed pydantic request to a runtime (serving/<model>.py) that was
 loaded once in `__init__`; `serving.routing` picks production or a canary per request and follows promotions
-and rollbacks without a restart. A model missing from the store makes its endpoints answer 503 with the command
-that trains it; bad input answers 400 naming the field and the reason; any other failure of a model call is logged
-with the failing version's tag and answers 500. Every decision-log line carries the model call's `ms`, the serving
+and rollbacks without a restart. A model missing from the store, or a version that does not load, makes only its
+own endpoints answer 503 with the reason and the command that fixes it (degraded, shown by /readyz and /models);
+bad input answers 400 naming the field and the reason; any other failure of a model call is logged with the failing
+version's tag and answers 500. Limits, the one error body and the checks before parsing live in serving/limits.py
+and serving/errors.py. Every decision-log line carries the model call's `ms`, the serving
 health that `omnidecide report` and the monitor read per version. Nothing here computes features.
 """
 from __future__ import annotations
 
 import gc
 import time
-from hashlib import sha256
 from typing import Any, Callable, TypeVar
 
 import bentoml
-from bentoml.exceptions import InvalidArgument, ServiceUnavailable
 
-from omnidecide.models.errors import InputError
-from omnidecide.serving import admin, auth, catalogue, metrics
+from omnidecide.serving import admin, auth, catalogue, metrics, watchdog
+from omnidecide.serving.errors import BAD_INPUT, ApiError, Guard, answers, set_readiness
 from omnidecide.serving.allocator import AllocatorRuntime, PlanRequest, PlanResponse
 from omnidecide.serving.audit import DecisionLog
 from omnidecide.serving.bidder import BidRequest, BidResponse, Bidder
@@ -26,8 +26,11 @@ from omnidecide.serving.console.app import app as console_app
 from omnidecide.serving.churn import ChurnRequest, ChurnResponse, ChurnService
 from omnidecide.serving.recommender import (RecommenderRuntime, RecommendRequest, RecommendResponse, SimilarRequest,
                                  SimilarResponse)
+from omnidecide.serving import retention
 from omnidecide.serving.online_store import OnlineStore
+from omnidecide.serving import scores
 from omnidecide.serving.routing import Versions, declared_models
+from omnidecide.store import scores as stored_scores
 from omnidecide.serving.schemas import EventsRequest, EventsResponse, ForgetRequest, ForgetResponse
 
 T = TypeVar("T")
@@ -39,17 +42,17 @@ def _ms(start: float) -> float:
 
 def _call(versions: Versions, key: str, fn: Callable[[Any], T], log: DecisionLog | None = None,
           endpoint: str = "") -> tuple[T, float]:
-    """Run `fn` on the version that serves `key`, timed (ms): 503 when the model is not in the store, 400 on bad
-    input; anything else is logged with the failing version's tag, then re-raised (500)."""
+    """Run `fn` on the version that serves `key`, timed (ms): 503 (ApiError) when the model is not served, bad input
+    passes through (400 by `answers`); anything else is logged with the failing version's tag, then re-raised."""
     runtime = versions.pick(key)
     if runtime is None:
-        raise ServiceUnavailable(versions.error or f"{versions.name} not loaded")
+        raise ApiError(503, "model_unavailable", versions.error or f"{versions.name} not loaded")
     start, tag = time.perf_counter(), getattr(runtime, "tag", None)
     try:
         out = fn(runtime)
-    except InputError as e:
+    except BAD_INPUT:
         metrics.model_call(endpoint, tag, "bad_input", time.perf_counter() - start)
-        raise InvalidArgument(str(e)) from e
+        raise
     except Exception as e:
         metrics.model_call(endpoint, tag, "error", time.perf_counter() - start)
         if log is not None:
@@ -72,7 +75,10 @@ class OmniDecide:
         self.store = OnlineStore()
         self.catalogue = catalogue.shared()
         self.log = DecisionLog()
+        retention.start(self.store, self.log)
         self._bidders: dict[str, Bidder] = {}  # by recommender tag: production and canary each have one
+        set_readiness(self.readiness)
+        watchdog.exit_with_parent()  # under `omnidecide serve`: a killed parent never leaves this worker behind
         # Everything loaded so far lives as long as the process: move it out of the collector's sight, so that a
         # full (generation-2) collection no longer walks the loaded models and libraries on some request (one
         # ~200 ms pause every few hundred requests; see BENCHMARKS "Service").
@@ -80,6 +86,7 @@ class OmniDecide:
         gc.freeze()
 
     @bentoml.api(route="/recommend", input_spec=RecommendRequest)
+    @answers(set(RecommendRequest.model_fields))
     def recommend(self, **fields: Any) -> RecommendResponse:
         """Top-K items for a user on a page view, with a reason per item; the user's events from `/events` and the
         request's `recent_events` both steer it."""
@@ -93,39 +100,46 @@ class OmniDecide:
         return resp
 
     @bentoml.api(route="/events", input_spec=EventsRequest)
+    @answers(set(EventsRequest.model_fields))
     def events(self, **fields: Any) -> EventsResponse:
         """Storefront events as they happen; committed before the answer, used by the user's next `/recommend`."""
         request = EventsRequest.model_construct(**fields)  # validated by BentoML against input_spec
         start = time.perf_counter()
-        try:
-            accepted = self.store.append([e.model_dump() for e in request.events])
-        except InputError as e:
-            raise InvalidArgument(str(e)) from e
+        accepted = self.store.append([e.model_dump() for e in request.events], request.idempotency_key)
         self.log.write("events", None, None, {"accepted": accepted}, ms=_ms(start))
         return EventsResponse(accepted=accepted)
 
     @bentoml.api(route="/forget_user", input_spec=ForgetRequest)
+    @answers(set(ForgetRequest.model_fields))
     def forget_user(self, **fields: Any) -> ForgetResponse:
-        """Deletion entry point: removes every event of the user held by the online store."""
+        """Deletion entry point: removes the user's events (online store) and decision-log lines; the service caches
+        nothing per user. The deletion itself is logged under the keyed hash."""
         request = ForgetRequest.model_construct(**fields)  # validated by BentoML against input_spec
         start = time.perf_counter()
         deleted = self.store.forget(request.user_id)
         lines = self.log.forget(request.user_id)
-        self.log.write("forget_user", None, None, {"subject_sha256": sha256(request.user_id.encode()).hexdigest(),
-                                                   "deleted_events": deleted, "deleted_log_lines": lines},
+        gone_scores = stored_scores.forget(request.user_id, self.store.db)
+        self.log.write("forget_user", None, None, {"forgotten": self.log.key(request.user_id),
+                                                   "deleted_events": deleted, "deleted_log_lines": lines,
+                                                   "deleted_scores": gone_scores},
                        ms=_ms(start))
-        return ForgetResponse(user_id=request.user_id, deleted_events=deleted, deleted_log_lines=lines)
+        return ForgetResponse(user_id=request.user_id, deleted_events=deleted, deleted_log_lines=lines,
+                              deleted_scores=gone_scores)
 
     @bentoml.api(route="/bid", input_spec=BidRequest)
+    @answers(set(BidRequest.model_fields))
     def bid(self, **fields: Any) -> BidResponse:
         """Per candidate item: calibrated purchase probability, impression value and bid multiplier for one user on
         one ad channel (the user's churn figures, when given, add a retention credit)."""
         request = BidRequest.model_construct(**fields)  # validated by BentoML against input_spec
+        request, churn_source = scores.for_bid(request, self.store.db)
         stored = self.store.recent(request.user_id)
         resp, ms = _call(self.recommender, request.user_id, lambda r: self._bidder(r).bid(request, stored),
                          self.log, "bid")
+        resp.churn_source = churn_source
         self.log.write("bid", resp.model, request.user_id, {
             "channel": request.channel, "personalized": resp.personalized, "reference_value": resp.reference_value,
+            "churn_source": churn_source,
             "bids": [[c.item_id, round(c.purchase_probability, 6), round(c.bid_multiplier, 4)] for c in resp.candidates]},
             ms=ms)
         return resp
@@ -138,6 +152,7 @@ class OmniDecide:
         return self._bidders[runtime.tag]
 
     @bentoml.api(route="/similar_items", input_spec=SimilarRequest)
+    @answers(set(SimilarRequest.model_fields))
     def similar_items(self, **fields: Any) -> SimilarResponse:
         """Items close to a given item in the recommender's embedding space (in stock only)."""
         request = SimilarRequest.model_construct(**fields)  # validated by BentoML against input_spec
@@ -147,6 +162,7 @@ class OmniDecide:
         return resp
 
     @bentoml.api(route="/predict_churn", input_spec=ChurnRequest)
+    @answers(set(ChurnRequest.model_fields))
     def predict_churn(self, **fields: Any) -> ChurnResponse:
         """Churn probability, risk tier, RFM segment, expected spend and reason for customers from their events."""
         request = ChurnRequest.model_construct(**fields)  # validated by BentoML against input_spec
@@ -157,6 +173,7 @@ class OmniDecide:
         return resp
 
     @bentoml.api(route="/allocate", input_spec=PlanRequest)
+    @answers(set(PlanRequest.model_fields))
     def allocate(self, **fields: Any) -> PlanResponse:
         """Budget plan per channel and period under reserve, bounds and ROI floors; re-plans from actuals."""
         request = PlanRequest.model_construct(**fields)  # validated by BentoML against input_spec
@@ -167,12 +184,31 @@ class OmniDecide:
             "spend": {c: v.spend for c, v in resp.per_channel.items()}}, ms=ms)
         return resp
 
+    @bentoml.api(route="/customer_scores", input_spec=scores.ScoresRequest)
+    @answers(set(scores.ScoresRequest.model_fields))
+    def customer_scores(self, **fields: Any) -> scores.ScoresResponse:
+        """Stored churn scores by customer id (published by `omnidecide predict churn --publish`), each with its
+        model version, as-of date and age; ids with no stored score are listed as unknown."""
+        request = scores.ScoresRequest.model_construct(**fields)  # validated by BentoML against input_spec
+        start = time.perf_counter()
+        resp = scores.lookup(request.user_ids, self.store.db)
+        self.log.write_many("customer_scores", None, [(s.user_id, {"score_model": s.model, "as_of": s.as_of})
+                                                      for s in resp.scores] or [(None, {"found": 0})], ms=_ms(start))
+        return resp
+
     @bentoml.api(route="/models")
     def models(self) -> dict[str, Any]:
         """Which version each endpoint serves (and any canary with its share), or why it serves none."""
         return {v.name: v.describe() for v in (self.recommender, self.churn, self.allocator)}
 
+    def readiness(self) -> dict[str, Any]:
+        """GET /readyz: `ready`, or `degraded` naming the models not served (their endpoints answer 503)."""
+        models = self.models()
+        degraded = [name for name, m in models.items() if m["degraded"]]
+        return {"status": "degraded" if degraded else "ready", "degraded": degraded, "models": models}
+
     @bentoml.api(route="/items", input_spec=catalogue.ItemsRequest)
+    @answers(set(catalogue.ItemsRequest.model_fields))
     def items(self, items: list[catalogue.ItemUpdate]) -> catalogue.ItemsResponse:
         """Upsert catalogue rows (stock, per-store stock, price, margin, category, new items); the next
         `/recommend`, `/similar_items` and `/bid` on every worker honour them."""
@@ -204,17 +240,17 @@ class OmniDecide:
         return _admin(ctx, lambda key: admin.canary(model, version, share, key, reason))
 
 
+@answers({"model", "version", "share", "reason"})
 def _admin(ctx: bentoml.Context | None, act: Callable[[str], T]) -> T:
     """Run an admin act in the name of the request's key (checked again here: the act is logged under it)."""
     try:
         key = auth.authorize(ctx.request.headers.get("authorization") if ctx is not None else None, "admin")
-        return act(key)
     except auth.AuthError as e:
-        raise InvalidArgument(e.message) from e
-    except InputError as e:
-        raise InvalidArgument(str(e)) from e
+        raise ApiError(e.status, e.body()["error"], e.message) from e
+    return act(key)
 
 
 OmniDecide.models.extend(declared_models())
 OmniDecide.add_asgi_middleware(metrics.MetricsMiddleware)  # outermost: refused requests are counted too
-OmniDecide.add_asgi_middleware(auth.KeyMiddleware)
+OmniDecide.add_asgi_middleware(auth.KeyMiddleware)  # before Guard reads a body: no key, no work
+OmniDecide.add_asgi_middleware(Guard)

@@ -1,7 +1,7 @@
 """The model store: versions live in BentoML's store (`BENTOML_HOME`, default `<repo>/model_store`).
 
 Training writes versions here; serving and the CLI read them. Which version serves is a small pointer
-file beside BentoML's own folders (`stages.json`): the promoted version, the ones it replaced (for
+per model in the shared database (`store.db`, table `stages`): the promoted version, the ones it replaced (for
 rollback) and an optional canary with its traffic share. No pointer means "latest".
 """
 from __future__ import annotations
@@ -109,35 +109,63 @@ def versions(name: str | None = None) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["created"], reverse=True)
 
 
-# --- stages -----------------------------------------------------------------------------------------
+# --- stages ---------------------------------------------------------------------------------------
+# Stages and the lifecycle log live in the shared database (`store.db`: PostgreSQL when
+# OMNIDECIDE_DATABASE_URL is set, else SQLite in this home), so a promotion reaches every replica at its next check.
 
-def _stages_file() -> Path:
-    return home() / "stages.json"
+def _db() -> Any:
+    from omnidecide.store import db
+
+    return _import_files(db.connect())
+
+
+def _import_files(database: Any) -> Any:
+    """Once per store: the stages file and lifecycle log of the file era move into the database (renamed *.imported)."""
+    old, log = home() / "stages.json", home() / "lifecycle.log.jsonl"
+    if old.exists() or log.exists():
+        with database.transaction(lock=True):
+            if old.exists():
+                for name, body in json.loads(old.read_text()).items():
+                    database.execute("INSERT INTO stages (name, body) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                                     (name, json.dumps(body)))
+                old.replace(old.with_name("stages.json.imported"))
+            if log.exists():
+                database.executemany("INSERT INTO lifecycle (at, line) VALUES (?, ?)",
+                                     [(json.loads(x).get("at", ""), x) for x in log.read_text().splitlines()
+                                      if x.strip()])
+                log.replace(log.with_name("lifecycle.log.jsonl.imported"))
+    return database
 
 
 def _read_stages() -> dict[str, dict]:
-    f = _stages_file()
-    return json.loads(f.read_text()) if f.exists() else {}
+    return {name: json.loads(body) for name, body in _db().query("SELECT name, body FROM stages")}
 
 
 def _write_stages(all_stages: dict[str, dict]) -> None:
-    f = _stages_file()
-    f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_suffix(".tmp")
-    tmp.write_text(json.dumps(all_stages, indent=2))
-    tmp.replace(f)  # atomic: a reader never sees half a file
+    """Replace every model's stages in one transaction: a reader never sees half a change."""
+    database = _db()
+    with database.transaction():
+        database.execute("DELETE FROM stages")
+        database.executemany("INSERT INTO stages (name, body) VALUES (?, ?)",
+                             [(name, json.dumps(st)) for name, st in all_stages.items()])
+
+
+def _changing_stages() -> Any:
+    """A transaction in which stages are read, changed and written by one process at a time."""
+    return _db().transaction(lock=True)
 
 
 def stages(name: str) -> dict[str, Any]:
-    return _read_stages().get(name, {})
+    rows = _db().query("SELECT body FROM stages WHERE name = ?", (name,))
+    return json.loads(rows[0][0]) if rows else {}
 
 
 def _log(entry: dict) -> None:
     """Append-only audit log of lifecycle decisions (who serves what, since when, why)."""
     entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **_jsonable(entry)}
-    home().mkdir(parents=True, exist_ok=True)
-    with open(home() / "lifecycle.log.jsonl", "a") as f:
-        f.write(json.dumps(entry) + "\n")
+    database = _db()
+    with database.transaction():
+        database.execute("INSERT INTO lifecycle (at, line) VALUES (?, ?)", (entry["at"], json.dumps(entry)))
 
 
 def record(action: str, **fields: Any) -> None:
@@ -147,8 +175,7 @@ def record(action: str, **fields: Any) -> None:
 
 def decisions(name: str | None = None) -> list[dict[str, Any]]:
     """The lifecycle log, oldest first (only `name`'s entries when given)."""
-    f = home() / "lifecycle.log.jsonl"
-    rows = [json.loads(x) for x in f.read_text().splitlines() if x.strip()] if f.exists() else []
+    rows = [json.loads(r[0]) for r in _db().query("SELECT line FROM lifecycle ORDER BY id")]
     return [r for r in rows if name is None or str(r.get("tag") or r.get("name") or "").split(":")[0] == name]
 
 
@@ -160,13 +187,29 @@ def serving_tag(name: str) -> str | None:
         return None
 
 
+def _loads(name: str, tag: str) -> None:
+    """Refuse to stage a version that does not load (raises VersionLoadError naming it and why)."""
+    from omnidecide.store.loader import load  # the loader imports this module
+
+    load(name, tag)
+
+
 def promote(tag: str, *, reason: str = "manual") -> dict[str, Any]:
-    """Make `tag` the production version; the one it replaces is kept for rollback."""
+    """Make `tag` the production version, once it is shown to load; the one it replaces is kept for rollback.
+
+    The first promotion replaces no pinned version but the latest one, which was serving until then: that one is
+    kept for rollback (so the first promotion can be undone), unless it is the promoted version itself."""
     model = _by_tag(tag)
     name, tag = model.tag.name, str(model.tag)
+    _loads(name, tag)
+    with _changing_stages():
+        return _promote(name, tag, reason)
+
+
+def _promote(name: str, tag: str, reason: str) -> dict[str, Any]:
     all_stages = _read_stages()
     st = all_stages.setdefault(name, {})
-    previous = st.get("production")
+    previous = st.get("production") or serving_tag(name)
     if previous and previous != tag:
         st.setdefault("history", []).append(previous)
     st["production"] = tag
@@ -179,10 +222,17 @@ def promote(tag: str, *, reason: str = "manual") -> dict[str, Any]:
 
 def rollback(name: str, *, reason: str = "manual") -> dict[str, Any]:
     """Serve the previously promoted version again."""
+    with _changing_stages():
+        return _rollback(name, reason)
+
+
+def _rollback(name: str, reason: str) -> dict[str, Any]:
     all_stages = _read_stages()
     st = all_stages.get(name, {})
     if not st.get("history"):
-        raise RegistryError(f"{name}: no earlier promoted version to roll back to")
+        raise RegistryError(f"{name}: no earlier version to roll back to (nothing else served before "
+                            f"{st.get('production') or 'the latest version'}); promote another with "
+                            f"`omnidecide models promote TAG` (see `omnidecide models list {name}`)")
     bad = st.get("production")
     st["production"] = st["history"].pop()
     st.pop("canary", None)
@@ -193,6 +243,11 @@ def rollback(name: str, *, reason: str = "manual") -> dict[str, Any]:
 
 def end_canary(name: str, *, reason: str = "manual") -> dict[str, Any]:
     """Stop sending traffic to the canary (production keeps serving everyone)."""
+    with _changing_stages():
+        return _end_canary(name, reason)
+
+
+def _end_canary(name: str, reason: str) -> dict[str, Any]:
     all_stages = _read_stages()
     st = all_stages.get(name, {})
     canary = st.pop("canary", None)
@@ -208,9 +263,11 @@ def set_canary(tag: str, share: float, *, reason: str = "manual") -> dict[str, A
     if not 0 < share <= 1:
         raise RegistryError(f"canary share must be in (0, 1], got {share}")
     model = _by_tag(tag)
-    all_stages = _read_stages()
-    st = all_stages.setdefault(model.tag.name, {})
-    st["canary"] = {"tag": str(model.tag), "share": share}
-    _write_stages(all_stages)
-    _log({"action": "canary", "tag": str(model.tag), "share": share, "reason": reason})
+    _loads(model.tag.name, str(model.tag))
+    with _changing_stages():
+        all_stages = _read_stages()
+        st = all_stages.setdefault(model.tag.name, {})
+        st["canary"] = {"tag": str(model.tag), "share": share}
+        _write_stages(all_stages)
+        _log({"action": "canary", "tag": str(model.tag), "share": share, "reason": reason})
     return st

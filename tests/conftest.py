@@ -65,17 +65,95 @@ def trained(synth_world) -> dict[str, str]:
 
 @pytest.fixture()
 def own_stages():
-    """The test store is shared by the session: after a test that promotes or sets canaries, the stages file is put
-    back as it was and the monitor's state (baselines, latest run) is removed."""
+    """The test store is shared by the session: after a test that promotes or sets canaries, the stages are put
+    back as they were and the monitor's state (baselines, latest run) is removed."""
     import shutil
 
     from omnidecide.store import registry
 
-    f = registry.home() / "stages.json"
-    saved = f.read_text() if f.exists() else None
+    saved = registry._read_stages()
     yield
     shutil.rmtree(registry.home() / "monitor", ignore_errors=True)
-    if saved is None:
-        f.unlink(missing_ok=True)
-    else:
-        f.write_text(saved)
+    registry._write_stages(saved)
+
+
+PG_URL_FILE = Path("/tmp/omnidecide-test-database-url")  # written by scripts/services/postgres.sh
+
+
+@pytest.fixture
+def pg_url(monkeypatch):
+    """A fresh PostgreSQL database for one test, dropped after, on the server `scripts/services/postgres.sh` starts
+    (its URL from OMNIDECIDE_TEST_DATABASE_URL or the file the script writes). Unreachable: fails under CI (these
+    tests must run there), skipped elsewhere with the command that starts it."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    url = os.environ.get("OMNIDECIDE_TEST_DATABASE_URL") or (PG_URL_FILE.read_text().strip()
+                                                            if PG_URL_FILE.exists() else "")
+    try:
+        admin = psycopg.connect(url, autocommit=True, connect_timeout=5) if url else None
+        why = "no URL"
+    except psycopg.OperationalError as e:
+        admin, why = None, str(e).strip()
+    if admin is None:
+        msg = f"PostgreSQL not reachable ({why}): run `bash scripts/services/postgres.sh` (scripts/test.sh does)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    name = f"omnidecide_t_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    monkeypatch.setenv("OMNIDECIDE_HASH_SECRET", "test-secret")
+    try:
+        yield urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def serve():
+    """Start `omnidecide serve` processes (each in its own session, killed with its workers after the test):
+    `serve(env) -> base URL`, ready when it returns."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    started: list[subprocess.Popen] = []
+
+    def start(env: dict[str, str]) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        omni = str(Path(sys.executable).with_name("omnidecide"))
+        err = tempfile.TemporaryFile()  # a pipe nobody reads could fill and block the server
+        proc = subprocess.Popen([omni, "serve", "--port", str(port)], env={**os.environ, **env},
+                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=err)
+        started.append(proc)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                err.seek(0)
+                raise RuntimeError(f"server exited {proc.returncode}: {err.read().decode()[-3000:]}")
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    return base
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError("server not ready in 180 s")
+
+    start.processes = started  # type: ignore[attr-defined]
+    yield start
+    for proc in started:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(30)

@@ -42,7 +42,7 @@ def env(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     home = tmp_path_factory.mktemp("auth")
     mp.setenv("OMNIDECIDE_KEYS_FILE", str(home / "keys.json"))
-    mp.setenv("OMNIDECIDE_ONLINE_STORE", str(home / "online.sqlite3"))
+    mp.setenv("OMNIDECIDE_DATABASE_URL", f"sqlite:///{home / 'state.sqlite3'}")
     mp.delenv("OMNIDECIDE_API_KEYS", raising=False)
     yield home
     mp.undo()
@@ -102,13 +102,13 @@ def test_each_endpoint_answers_401_403_200_by_scope(client, keys, synth_world, t
         r = client.post(route, json=data)
         assert r.status_code == 401 and r.json()["error"] == "unauthorized", (route, r.text)
         r = client.post(route, json=data, headers=bearer("od_not-a-key"))
-        assert r.status_code == 401 and "unknown" in r.json()["detail"], route
+        assert r.status_code == 401 and "unknown" in r.json()["message"], route
         for key_scope, key in keys.items():
             r = client.post(route, json=data, headers=bearer(key))
             allowed = key_scope in (scope, "admin")
             if not allowed:
                 assert r.status_code == 403 and r.json()["error"] == "forbidden", (route, key_scope, r.text)
-                assert scope in r.json()["detail"]
+                assert scope in r.json()["message"]
             elif route in ("/admin/rollback", "/admin/canary"):  # let through; nothing to roll back or end: 400 why
                 assert r.status_code == 400 and "churn: no " in r.text, (route, r.text)
             else:
@@ -163,7 +163,7 @@ def test_keys_from_the_environment(client, keys, monkeypatch):
 
     monkeypatch.setenv("OMNIDECIDE_API_KEYS", f"container-ingest:ingest:{digest('od_from-env')}")
     r = client.post("/models", json={}, headers=bearer("od_from-env"))
-    assert r.status_code == 403 and "container-ingest" in r.json()["detail"]
+    assert r.status_code == 403 and "container-ingest" in r.json()["message"]
     listed = runner.invoke(app, ["keys", "list", "--env"])
     assert f"container-ingest:ingest:{digest('od_from-env')}" in listed.stdout
     monkeypatch.setenv("OMNIDECIDE_API_KEYS", "broken-entry")

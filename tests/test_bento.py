@@ -53,7 +53,7 @@ def server(trained, tmp_path_factory):
     target = {**env, "BENTOML_HOME": str(tmp / "target-home"), "OMNIDECIDE_KEYS_FILE": str(tmp / "no-keys.json"),
               "OMNIDECIDE_API_KEYS": f"ops:admin:{hashlib.sha256(KEY.encode()).hexdigest()}",
               "BENTOML_CONFIG_OPTIONS": "services.omnidecide.workers=2"}
-    target.pop("OMNIDECIDE_ONLINE_STORE", None)
+    target.pop("OMNIDECIDE_DATABASE_URL", None)  # the target store keeps its own embedded database
     empty = tmp / "empty"
     empty.mkdir()
     for name in registry.MODEL_NAMES:

@@ -20,7 +20,7 @@ with warnings.catch_warnings():
 @pytest.fixture(scope="module")
 def client(trained, tmp_path_factory):
     mp = pytest.MonkeyPatch()
-    mp.setenv("OMNIDECIDE_ONLINE_STORE", str(tmp_path_factory.mktemp("catalogue") / "online.sqlite3"))
+    mp.setenv("OMNIDECIDE_DATABASE_URL", f"sqlite:///{tmp_path_factory.mktemp('catalogue') / 'state.sqlite3'}")
     from omnidecide.serving.service import OmniDecide
 
     with TestClient(OmniDecide.to_asgi()) as c:
@@ -122,11 +122,13 @@ def test_catalogue_changes_reach_another_process_view(trained, tmp_path, world):
     """Two runtimes on one catalogue file (as two workers are): a change written through one is seen by the other."""
     from omnidecide.serving.catalogue import Catalogue, ItemUpdate, LiveOverlay
     from omnidecide.serving.recommender import RecommenderRuntime
+    from omnidecide.store.db import Database
 
     items, _ = world
     item = items.loc[items["stock"] > 0, "item_id"].iloc[0]
     a, b = (RecommenderRuntime(trained["recommender"], live=False) for _ in range(2))
-    a.live, b.live = LiveOverlay(Catalogue(tmp_path / "c.sqlite3")), LiveOverlay(Catalogue(tmp_path / "c.sqlite3"))
+    url = f"sqlite:///{tmp_path / 'c.sqlite3'}"  # two connections, as two worker processes have
+    a.live, b.live = LiveOverlay(Catalogue(Database(url))), LiveOverlay(Catalogue(Database(url)))
     a.live.catalogue.upsert([ItemUpdate(item_id=item, stock=0)])
     b.sync()
     assert b.rec.stock[b.rec.item_index[item]] == 0

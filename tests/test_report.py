@@ -18,9 +18,8 @@ runner = CliRunner()
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     """Two churn versions (one promoted, one a 5% canary) and a decision log; the shared store is put back after."""
-    monkeypatch.setenv("OMNIDECIDE_DECISION_LOG", str(tmp_path / "decisions"))
-    kept = {f: f.read_bytes() if f.exists() else None
-            for f in (registry.home() / "stages.json", registry.home() / "monitor" / "latest.json")}
+    kept = {f: f.read_bytes() if f.exists() else None for f in (registry.home() / "monitor" / "latest.json",)}
+    stages = registry._read_stages()
     tags = []
     for auc in (0.71, 0.74):
         tags.append(registry.save("churn", lambda folder: (folder / "w.json").write_text("{}"),
@@ -39,6 +38,7 @@ def store(tmp_path, monkeypatch):
 
     for tag in tags:
         bentoml.models.delete(tag)
+    registry._write_stages(stages)
     for f, data in kept.items():
         if data is None:
             f.unlink(missing_ok=True)

@@ -50,7 +50,8 @@ def _in_quiet_hours(hour: int, start: int, end: int) -> bool:
 def read(since: datetime | None = None) -> list[dict[str, Any]]:
     """Export lines, oldest first (only those at or after `since` when given)."""
     f = _file()
-    rows = [json.loads(x) for x in f.read_text(encoding="utf-8").splitlines() if x.strip()] if f.exists() else []
+    # split on "\n" only: str.splitlines() also splits on U+2028, \x85, \x1c..., which a path may hold
+    rows = [json.loads(x) for x in f.read_text(encoding="utf-8").split("\n") if x.strip()] if f.exists() else []
     if since is not None:
         rows = [r for r in rows if datetime.fromisoformat(r["at"]) >= since]
     return rows
@@ -74,5 +75,5 @@ def record(command: str, output: Path, rows: int, customers: int, model: str | N
     f = _file()
     f.parent.mkdir(parents=True, exist_ok=True)
     with open(f, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+        fh.write(json.dumps(line) + "\n")  # ASCII: no raw line separator ever inside a line
     return alarms

@@ -285,6 +285,19 @@ def last_run() -> datetime | None:
         return None
 
 
+def stale_scores_alert(max_age_days: float | None = None) -> str | None:
+    """An alert when the customer scores `/customer_scores` and `/bid` answer from were published longer ago than
+    `OMNIDECIDE_SCORE_MAX_AGE_DAYS` (default 2); None when fresh or when none are published."""
+    from omnidecide.store import scores
+
+    limit = scores.max_age_days() if max_age_days is None else max_age_days
+    f = scores.freshness()
+    if not f["scores"] or f["newest_age_days"] <= limit:
+        return None
+    return (f"customer scores are {f['newest_age_days']:.1f} days old (limit {limit:g}; {f['scores']} stored): "
+            "run `omnidecide predict churn --publish`")
+
+
 def export_alarms(since: datetime | None) -> list[str]:
     """The export audit's alarms since `since`, one line each (who, what, why)."""
     from omnidecide.training import exports

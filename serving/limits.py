@@ -1,0 +1,93 @@
+"""Request limits of the HTTP service, read once from the environment, and the field types that enforce them.
+
+Why: without limits one client posting a 2 MB `recent_events` list slows every other caller's `/recommend` by
+orders of magnitude, and a 1 MB user id ends up in the decision log. Every limit is named in the error it causes
+(413 for the body, 422 for a list or an id that is too long, 400 for a malformed value) and can be raised by its
+environment variable (README "Limits"). Timestamps are bounded to the years 1900-2200 because pandas (nanosecond
+timestamps) cannot hold dates outside roughly 1677-2262: `9999-12-31` is a bad request, not a server error.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from datetime import date, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+# No C0/C1 control characters (NUL included) and no Unicode line or paragraph separators in an id: they break
+# line-oriented logs and exports. The same rule is the `pattern` the OpenAPI document shows.
+ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]+$"
+FIRST_YEAR, LAST_YEAR = 1900, 2200
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Each field is read from OMNIDECIDE_MAX_<FIELD NAME IN CAPITALS>, e.g. OMNIDECIDE_MAX_BODY_BYTES."""
+
+    body_bytes: int = 8 * 1024 * 1024  # a /predict_churn batch of ~50k events fits
+    id_chars: int = 128  # user, item, store and channel ids
+    recent_events: int = 200  # per /recommend
+    exclude: int = 1000  # per /recommend
+    candidates: int = 500  # per /bid
+    events: int = 10_000  # per /events batch
+    churn_events: int = 100_000  # per /predict_churn
+
+    @staticmethod
+    def env_name(field: str) -> str:
+        return f"OMNIDECIDE_MAX_{field.upper()}"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "Limits":
+        env = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            raw = env.get(cls.env_name(f.name))
+            if raw is not None:
+                try:
+                    values[f.name] = int(raw)
+                except ValueError:
+                    raise ValueError(f"{cls.env_name(f.name)}={raw!r}: expected a whole number") from None
+                if values[f.name] < 1:
+                    raise ValueError(f"{cls.env_name(f.name)}={raw!r}: must be at least 1")
+        return cls(**values)
+
+
+LIMITS = Limits.from_env()
+
+
+def _in_range(value: date) -> date:
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ValueError(f"year {value.year} is outside {FIRST_YEAR}-{LAST_YEAR}")
+    return value
+
+
+def _str_time_in_range(value: datetime | str) -> datetime | str:
+    """A timestamp given as text is parsed by the data rules later; an ISO date outside the range is refused here."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return value  # not ISO: `validate_records` names the row and the reason
+        _in_range(parsed)
+        return value
+    return _in_range(value)
+
+
+Id = Annotated[str, Field(min_length=1, max_length=LIMITS.id_chars, pattern=ID_PATTERN)]
+Day = Annotated[date, AfterValidator(_in_range)]
+Timestamp = Annotated[datetime, AfterValidator(_in_range)]
+TimestampOrText = Annotated[datetime | str, AfterValidator(_str_time_in_range)]
+
+
+def limited(name: str, what: str = "") -> dict:
+    """`Field(**limited("recent_events"))`: max_length from the limit, and a description that names its variable."""
+    n = getattr(LIMITS, name)
+    return {"max_length": n, "description": f"{what + '; ' if what else ''}at most {n} "
+                                            f"(raise with {Limits.env_name(name)})"}
+
+
+class RequestModel(BaseModel):
+    """Base of every request body: no NaN or infinity in a number (JSON cannot carry them; Python's parser can)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)

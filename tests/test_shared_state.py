@@ -1,0 +1,197 @@
+"""Shared state ([H] 3, 6, 7; [M] 1, 4): one database for every process, SQLite by default, PostgreSQL when named;
+what is acknowledged is kept (idempotency, retention by reads and purge, SIGKILL); the decision log keyed by HMAC,
+purged after the retention period, forgetting a customer whatever characters their id holds."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from omnidecide.serving.audit import DecisionLog
+from omnidecide.serving.online_store import OnlineStore
+from omnidecide.store import db as database
+from omnidecide.store import registry
+
+ODD_IDS = ["a\u2028b", "\x85", "\x1c", "c\u2029d\x0ce", "e\nf", "\ud800"]  # line separators, a lone surrogate
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path) -> database.Database:
+    """The same tests on both backends: embedded SQLite and PostgreSQL."""
+    if request.param == "sqlite":
+        return database.Database(f"sqlite:///{tmp_path / 'state.sqlite3'}")
+    return database.Database(request.getfixturevalue("pg_url"))
+
+
+def events(user: str, n: int, start: int = 0) -> list[dict]:
+    return [{"user_id": user, "item_id": f"i{k}", "event": "view",
+             "timestamp": (datetime(2026, 1, 1) + timedelta(seconds=k)).isoformat()} for k in range(start, start + n)]
+
+
+def test_sqlite_in_the_model_store_is_the_default(monkeypatch):
+    monkeypatch.delenv(database.ENV_URL, raising=False)
+    db = database.connect()
+    assert db.kind == "sqlite" and db.path == registry.home() / "omnidecide.sqlite3"
+    assert [r[0] for r in db.query("SELECT version FROM schema_migrations ORDER BY version")] == \
+        [m[0] for m in database.MIGRATIONS]
+    assert database.Database(db.url).migrate() == []  # a second process finds every migration applied
+    assert OnlineStore().db is db and DecisionLog().db is db
+
+
+def test_a_url_that_is_not_a_database_is_a_clear_error(monkeypatch):
+    from omnidecide.models.errors import InputError
+
+    monkeypatch.setenv(database.ENV_URL, "mysql://x")
+    with pytest.raises(InputError, match="OMNIDECIDE_DATABASE_URL.*postgresql://"):
+        database.connect()
+
+
+def test_postgresql_mode_needs_the_hash_secret(pg_url, monkeypatch):
+    from omnidecide.models.errors import InputError
+
+    monkeypatch.delenv("OMNIDECIDE_HASH_SECRET")
+    with pytest.raises(InputError, match="OMNIDECIDE_HASH_SECRET"):
+        DecisionLog(database.Database(pg_url))
+
+
+def test_a_retry_with_the_same_idempotency_key_stores_nothing_twice(db):
+    store = OnlineStore(db)
+    assert store.append(events("u", 3), idempotency_key="batch-1") == 3
+    assert store.append(events("u", 3), idempotency_key="batch-1") == 3  # the first answer, again
+    assert store.append(events("u", 5, start=10), idempotency_key="batch-1") == 3  # a key names one batch
+    assert store.count("u") == 3
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(store.append(events("v", 4), idempotency_key="k2")))
+               for _ in range(6)]  # concurrent retries: committed together or one after another, stored once
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [4] * 6 and store.count("v") == 4
+    assert store.append(events("v", 4)) == 4 and store.count("v") == 8  # no key: every batch is stored
+
+
+def test_acknowledged_events_are_kept_and_reads_apply_the_retention_rule(db):
+    """[M] 4: 250 events acknowledged for one user are all stored; reads see the newest 200; only the purge trims."""
+    store = OnlineStore(db)
+    for start in range(0, 250, 50):
+        assert store.append(events("heavy", 50, start=start)) == 50
+    assert store.count("heavy") == 250
+    recent = store.recent("heavy", limit=1000)
+    assert len(recent) == 200 and recent["item_id"].iloc[0] == "i249" and recent["item_id"].iloc[-1] == "i50"
+    assert store.purge(older_than_days=100_000) == 50 and store.count("heavy") == 200
+    assert store.purge(older_than_days=0) == 200
+
+
+def test_decision_log_keys_customers_by_hmac_and_purges_after_retention(db, monkeypatch):
+    monkeypatch.setenv("OMNIDECIDE_HASH_SECRET", "s1")
+    log = DecisionLog(db)
+    log.write("recommend", "recommender:a", "alice", {"items": [["i1", "why"]]}, ms=1.0)
+    old = datetime.now(timezone.utc) - timedelta(days=91)
+    log.write_many("recommend", "recommender:a", [("alice", {"items": []})], ms=1.0, at=old)
+    [line] = log.read()
+    assert line["subject"] == log.key("alice") and "alice" not in json.dumps(log.read())
+    assert len(log.about("alice")) == 2
+    monkeypatch.setenv("OMNIDECIDE_HASH_SECRET", "s2")
+    assert DecisionLog(db).key("alice") != line["subject"]  # keyed: without the secret the hash names nobody
+    monkeypatch.setenv("OMNIDECIDE_HASH_SECRET", "s1")
+    assert log.purge() == 1 and len(log.about("alice")) == 1  # default retention: 90 days
+    monkeypatch.setenv("OMNIDECIDE_RETENTION_DAYS", "0.000001")
+    time.sleep(0.2)
+    assert log.purge() == 1 and not log.about("alice")
+
+
+def test_odd_ids_never_break_forget_health_or_report(db, monkeypatch):
+    """[M] 1: ids holding characters str.splitlines() splits on (U+2028, \\x85, \\x1c, ...) used to break every later
+    forget_user, report and monitor (JSONDecodeError on reading the log back)."""
+    import omnidecide.cli.report  # noqa: F401  (registers `report`)
+    from omnidecide.cli.app import app
+
+    monkeypatch.setenv("OMNIDECIDE_HASH_SECRET", "s")
+    log, store = DecisionLog(db), OnlineStore(db)
+    for user in ODD_IDS:
+        log.write("recommend", "recommender:odd", user, {"items": [[user, "because " + user]]}, ms=2.0)
+        log.write_many("predict_churn", "churn:odd", [(user, {"reason": user}), ("other", {})], ms=3.0)
+        if user.strip() and "\ud800" not in user:  # the schema refuses blank ids; a lone surrogate is no storable
+            store.append(events(user, 2))             # text; the log hashes both
+    h = log.health(datetime.now(timezone.utc) - timedelta(minutes=5))
+    assert h["recommender:odd"]["requests"] == len(ODD_IDS) and h["churn:odd"]["requests"] == len(ODD_IDS)
+    for user in ODD_IDS:
+        assert log.forget(user) == 2
+        assert store.forget(user) == (2 if user.strip() and "\ud800" not in user else 0)
+    assert len(log.about("other")) == len(ODD_IDS)
+    monkeypatch.setattr(database, "default_url", lambda: db.url)  # report reads this database
+    res = CliRunner().invoke(app, ["report"])
+    assert res.exit_code == 0, res.output
+
+
+def test_two_processes_share_events_and_stages(pg_url, monkeypatch):
+    """What one process writes, another reads: events, a promotion, the lifecycle log (PostgreSQL)."""
+    monkeypatch.setenv(database.ENV_URL, pg_url)
+    tag = registry.save("churn", lambda folder: (folder / "w.json").write_text("{}"), metrics={}, params={},
+                        data_fingerprint="shared-state-test")
+    other = ("from omnidecide.serving.online_store import OnlineStore; from omnidecide.store import registry; "
+             "import json, sys; s = OnlineStore(); s.append([{'user_id': 'shared', 'event': 'view', "
+             "'item_id': 'i9', 'timestamp': '2026-01-01T10:00:00'}]); "
+             "print(json.dumps({'stages': registry.stages('churn'), 'items': list(s.recent('shared')['item_id'])}))")
+    registry.promote(tag, reason="from the first process")
+    out = subprocess.run([sys.executable, "-c", other], capture_output=True, text=True, env=os.environ.copy(),
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["stages"]["production"] == tag and seen["items"] == ["i9"]  # the other process sees the promotion
+    assert list(OnlineStore().recent("shared")["item_id"]) == ["i9"]  # ... and this one the other's event
+    assert registry.decisions("churn")[-1]["reason"] == "from the first process"
+    import bentoml
+
+    bentoml.models.delete(tag)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_sigkill_mid_stream_loses_no_acknowledged_event(backend, serve, tmp_path, request):
+    """Clients post batches of 100 while the server is killed with SIGKILL: every acknowledged event is stored."""
+    env = {"BENTOML_HOME": str(tmp_path / "store")}  # no models: /events needs none
+    url = f"sqlite:///{tmp_path / 'store' / 'omnidecide.sqlite3'}"
+    if backend == "postgresql":
+        url = env[database.ENV_URL] = request.getfixturevalue("pg_url")
+        env["OMNIDECIDE_HASH_SECRET"] = "s"
+    base = serve(env)
+    acked: list[str] = []
+    stop = threading.Event()
+
+    def client(n: int) -> None:
+        with httpx.Client(base_url=base, timeout=10) as c:
+            for b in range(10_000):
+                if stop.is_set():
+                    return
+                user = f"c{n}-b{b}"
+                try:
+                    r = c.post("/events", json={"events": events(user, 100)})
+                except httpx.TransportError:
+                    return
+                if r.status_code == 200 and r.json() == {"accepted": 100}:
+                    acked.append(user)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while len(acked) < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(serve.processes[-1].pid, signal.SIGKILL)  # the server and its worker, mid-stream
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert len(acked) >= 20
+    store = OnlineStore(database.Database(url))
+    lost = [u for u in acked if store.count(u) != 100]
+    assert not lost, f"{len(lost)} of {len(acked)} acknowledged batches missing after SIGKILL"
