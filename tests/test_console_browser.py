@@ -95,7 +95,7 @@ def world(trained, synth_world, tmp_path_factory):
         while time.monotonic() < deadline:
             assert proc.poll() is None, (SHOTS / "server.log").read_text()[-3000:]
             try:
-                with urllib.request.urlopen(base + "/readyz", timeout=5) as r:
+                with urllib.request.urlopen(base + "/healthz", timeout=5) as r:  # answers once models loaded
                     if r.status == 200:
                         break
             except OSError:
