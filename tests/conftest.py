@@ -63,6 +63,25 @@ def trained(synth_world) -> dict[str, str]:
     return out
 
 
+@pytest.fixture(scope="session")
+def service_app():
+    """Makes OmniDecide's ASGI app for an in-process client. BentoML registers its request metrics in
+    prometheus_client's global registry once per app, so a second app in one session (each service test module
+    has its own, with its own environment) first drops the previous app's."""
+
+    def make():
+        from prometheus_client import REGISTRY
+
+        from omnidecide.serving.service import OmniDecide
+
+        for collector, names in list(REGISTRY._collector_to_names.items()):
+            if any(n.startswith("bentoml_") for n in names):
+                REGISTRY.unregister(collector)
+        return OmniDecide.to_asgi()
+
+    return make
+
+
 @pytest.fixture()
 def own_stages():
     """The test store is shared by the session: after a test that promotes or sets canaries, the stages are put

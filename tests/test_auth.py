@@ -54,10 +54,8 @@ def keys(env) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def client(trained, keys):
-    from omnidecide.serving.service import OmniDecide
-
-    with TestClient(OmniDecide.to_asgi()) as c:
+def client(trained, keys, service_app):
+    with TestClient(service_app()) as c:
         yield c
 
 

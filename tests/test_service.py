@@ -29,10 +29,8 @@ def tags(trained) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def client(tags):
-    from omnidecide.serving.service import OmniDecide
-
-    with TestClient(OmniDecide.to_asgi()) as c:
+def client(tags, service_app):
+    with TestClient(service_app()) as c:
         yield c
 
 
