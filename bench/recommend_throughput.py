@@ -101,6 +101,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--items", type=int, default=10_000)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--store", type=Path, default=None,
+                    help="a model store (BENTOML_HOME) whose recommender was trained on this world: skips training")
     args = ap.parse_args(argv)
     import httpx
 
@@ -109,13 +111,16 @@ def main(argv: list[str]) -> None:
     if not (world / "truth.json").exists():
         subprocess.run(omni + ["data", "synth", "--out", str(world), "--users", str(args.users), "--seed", "0",
                                "--items", str(args.items)], check=True)
-    env = {**os.environ, "BENTOML_HOME": tempfile.mkdtemp(prefix="omnidecide-bench-throughput-")}
+    env = {**os.environ, "BENTOML_HOME": str(args.store or tempfile.mkdtemp(prefix="omnidecide-bench-throughput-"))}
+    env.pop("OMNIDECIDE_DATABASE_URL", None)  # the store's own embedded database
     t0 = time.perf_counter()
-    subprocess.run(omni + ["train", "recommender", "--events", str(world / "events.csv"), "--items",
-                           str(world / "items.csv"), "--users", str(world / "users.csv")], check=True, env=env, cwd=ROOT)
-    train_s = time.perf_counter() - t0
-    key = subprocess.run(omni + ["keys", "create", "--scope", "read", "--name", "bench"], check=True, env=env,
-                         capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    if args.store is None:
+        subprocess.run(omni + ["train", "recommender", "--events", str(world / "events.csv"), "--items",
+                               str(world / "items.csv"), "--users", str(world / "users.csv")], check=True, env=env,
+                       cwd=ROOT)
+    train = f"`train recommender` {time.perf_counter() - t0:.0f} s" if args.store is None else "store trained earlier"
+    key = subprocess.run(omni + ["keys", "create", "--scope", "read", "--name", f"bench-{os.getpid()}"], check=True,
+                         env=env, capture_output=True, text=True).stdout.strip().splitlines()[-1]
     port = _free_port()
     server = subprocess.Popen(omni + ["serve", "--port", str(port), "--workers", "2"], env=env, cwd=ROOT,
                               start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -152,7 +157,7 @@ def main(argv: list[str]) -> None:
     print(f"Run: `{' '.join(['.venv/bin/python', 'bench/service.py'] + argv)}` — "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} CPU cores, "
           f"load average {load0:.1f} before / {load1:.1f} after the timed runs; synthetic world {args.users} users, "
-          f"{args.items} items (seed 0), `train recommender` {train_s:.0f} s; `omnidecide serve --workers 2`, one "
+          f"{args.items} items (seed 0), {train}; `omnidecide serve --workers 2`, one "
           f"aiohttp client process on the same machine, {args.concurrency} requests in flight, {args.seconds:.0f} s "
           f"per run.\n")
     print("| endpoint | req/s run 1 | req/s run 2 | mean req/s | client CPU share | errors |")

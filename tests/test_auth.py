@@ -38,7 +38,7 @@ def create_key(scope: str, name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(trained, tmp_path_factory):  # trained first: its promotions go to the session database
     mp = pytest.MonkeyPatch()
     home = tmp_path_factory.mktemp("auth")
     mp.setenv("OMNIDECIDE_KEYS_FILE", str(home / "keys.json"))
