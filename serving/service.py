@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar
 import bentoml
 
 from omnidecide.serving import admin, auth, catalogue, metrics, watchdog
-from omnidecide.serving.errors import BAD_INPUT, ApiError, Guard, answers, bad_input, set_readiness
+from omnidecide.serving.errors import BAD_INPUT, ApiError, Guard, answers, bad_input
 from omnidecide.serving.allocator import AllocatorRuntime, PlanRequest, PlanResponse
 from omnidecide.serving.audit import DecisionLog
 from omnidecide.serving.bidder import BidRequest, BidResponse, Bidder
@@ -76,7 +76,6 @@ class OmniDecide:
         self.log = DecisionLog()
         retention.start(self.store, self.log)
         self._bidders: dict[str, Bidder] = {}  # by recommender tag: production and canary each have one
-        set_readiness(self.readiness)
         watchdog.exit_with_parent()  # under `omnidecide serve`: a killed parent never leaves this worker behind
         # Everything loaded so far lives as long as the process: move it out of the collector's sight, so that a
         # full (generation-2) collection no longer walks the loaded models and libraries on some request (one
