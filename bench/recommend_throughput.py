@@ -101,21 +101,29 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--items", type=int, default=10_000)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--world-items", type=int, default=None,
+                    help="train on a world of this many items and post the rest of --items to /items (cold items)")
+    ap.add_argument("--store", type=Path, default=None,
+                    help="a model store (BENTOML_HOME) whose recommender was trained on this world: skips training")
     args = ap.parse_args(argv)
     import httpx
 
-    world = ROOT / "data" / f"bench-service-{args.users}-{args.items}"
+    world_items = args.world_items or args.items
+    world = ROOT / "data" / f"bench-service-{args.users}-{world_items}"
     omni = [str(Path(sys.executable).with_name("omnidecide"))]
     if not (world / "truth.json").exists():
         subprocess.run(omni + ["data", "synth", "--out", str(world), "--users", str(args.users), "--seed", "0",
-                               "--items", str(args.items)], check=True)
-    env = {**os.environ, "BENTOML_HOME": tempfile.mkdtemp(prefix="omnidecide-bench-throughput-")}
+                               "--items", str(world_items)], check=True)
+    env = {**os.environ, "BENTOML_HOME": str(args.store or tempfile.mkdtemp(prefix="omnidecide-bench-throughput-"))}
+    env.pop("OMNIDECIDE_DATABASE_URL", None)  # the store's own embedded database
     t0 = time.perf_counter()
-    subprocess.run(omni + ["train", "recommender", "--events", str(world / "events.csv"), "--items",
-                           str(world / "items.csv"), "--users", str(world / "users.csv")], check=True, env=env, cwd=ROOT)
-    train_s = time.perf_counter() - t0
-    key = subprocess.run(omni + ["keys", "create", "--scope", "read", "--name", "bench"], check=True, env=env,
-                         capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    if args.store is None:
+        subprocess.run(omni + ["train", "recommender", "--events", str(world / "events.csv"), "--items",
+                               str(world / "items.csv"), "--users", str(world / "users.csv")], check=True, env=env,
+                       cwd=ROOT)
+    train = f"`train recommender` {time.perf_counter() - t0:.0f} s" if args.store is None else "store trained earlier"
+    key = subprocess.run(omni + ["keys", "create", "--scope", "read", "--name", f"bench-{os.getpid()}"], check=True,
+                         env=env, capture_output=True, text=True).stdout.strip().splitlines()[-1]
     port = _free_port()
     server = subprocess.Popen(omni + ["serve", "--port", str(port), "--workers", "2"], env=env, cwd=ROOT,
                               start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -133,9 +141,19 @@ def main(argv: list[str]) -> None:
             except httpx.HTTPError:
                 pass
             time.sleep(1)
-        n_items = httpx.post(f"{url}/recommend", json=rec[0], headers={"authorization": f"Bearer {key}"},
-                             timeout=60).json()
-        assert n_items.get("items"), n_items
+        if world_items < args.items:  # the rest of the catalogue arrives live (POST /items), as cold items
+            ingest = subprocess.run(omni + ["keys", "create", "--scope", "ingest", "--name", f"bench-in-{os.getpid()}"],
+                                    check=True, env=env, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            cats = pd.read_csv(world / "items.csv", dtype={"item_id": str})["category"].tolist()
+            new = [{"item_id": f"live{n:05d}", "category": rng.choice(cats), "price": round(rng.uniform(1, 99), 2),
+                    "margin": 0.3, "stock": 50} for n in range(args.items - world_items)]
+            for b in range(0, len(new), 1000):
+                r = httpx.post(f"{url}/items", json={"items": new[b: b + 1000]},
+                               headers={"authorization": f"Bearer {ingest}"}, timeout=120)
+                assert r.status_code == 200, r.text
+        first = httpx.post(f"{url}/recommend", json=rec[0], headers={"authorization": f"Bearer {key}"},
+                           timeout=120).json()
+        assert first.get("items"), first
         asyncio.run(closed_loop(url, "/recommend", rec, key, args.concurrency, 5))  # warm both workers
         load0 = os.getloadavg()[0]
         for _ in range(2):
@@ -152,7 +170,8 @@ def main(argv: list[str]) -> None:
     print(f"Run: `{' '.join(['.venv/bin/python', 'bench/service.py'] + argv)}` — "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} CPU cores, "
           f"load average {load0:.1f} before / {load1:.1f} after the timed runs; synthetic world {args.users} users, "
-          f"{args.items} items (seed 0), `train recommender` {train_s:.0f} s; `omnidecide serve --workers 2`, one "
+          f"{world_items} items (seed 0), {train}; served catalogue {args.items} items"
+          f"{f' ({args.items - world_items} posted to /items, cold)' if world_items < args.items else ''}; `omnidecide serve --workers 2`, one "
           f"aiohttp client process on the same machine, {args.concurrency} requests in flight, {args.seconds:.0f} s "
           f"per run.\n")
     print("| endpoint | req/s run 1 | req/s run 2 | mean req/s | client CPU share | errors |")

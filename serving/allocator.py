@@ -16,7 +16,7 @@ from omnidecide.store import loader
 class PlanRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra={"example": {"budget": 1000000, "periods": 8, "reserve": 0.15}})
 
-    budget: float = Field(..., gt=0, le=1e13, description="total budget B for the horizon (reserve included)")
+    budget: float = Field(..., ge=1, le=1e13, description="total budget B for the horizon (reserve included)")
     periods: int = Field(..., ge=1, le=156, description="number of periods T to plan")
     reserve: float = Field(0.15, ge=0, lt=1, description="strategic reserve, share of B held back")
     min: dict[str, float] = Field(default_factory=dict, max_length=100, description="channel -> minimum total spend over the horizon")

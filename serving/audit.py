@@ -70,6 +70,7 @@ class DecisionLog:
     def __init__(self, db: database.Database | None = None) -> None:
         self.db = db or database.connect()
         self._secret = hash_secret(self.db)
+        self._group = database.GroupCommit(self._insert)  # concurrent requests' lines share one commit
 
     def key(self, subject: str | None) -> str | None:
         """What the log stores for a customer id: its HMAC, hex."""
@@ -96,9 +97,12 @@ class DecisionLog:
             key = self.key(subject)
             lines.append((now.timestamp(), endpoint, model, key,
                           json.dumps({**head, "subject": key, **decision, **tail}, default=str)))
+        self._group.submit(lines)
+
+    def _insert(self, jobs: list[list[tuple]]) -> None:
         with self.db.transaction():
             self.db.executemany("INSERT INTO decisions (at, endpoint, model, subject, line) VALUES (?, ?, ?, ?, ?)",
-                                lines)
+                                [line for lines in jobs for line in lines])
 
     def error(self, endpoint: str, model: str | None, exc: BaseException, ms: float) -> None:
         """A model call that failed unexpectedly (the client got a 500): which version, what, after how long."""

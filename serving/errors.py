@@ -134,32 +134,30 @@ def _reshape(path: str, status: int, raw: bytes) -> dict:
     return {"error": _CODES.get(status, "error"), "message": str(message or status), "field": None}
 
 
-Readiness = Callable[[], dict]
-_readiness: list[Readiness] = []
-
-
-def set_readiness(fn: Readiness) -> None:
-    """The service registers how to describe its models' state (GET /readyz)."""
-    _readiness[:] = [fn]
-
-
 class Guard:
     """ASGI middleware in front of BentoML's app (see the module docstring)."""
 
     def __init__(self, app: Callable[..., Awaitable[None]], limits: Limits | None = None) -> None:
         self.app, self.limits = app, limits or LIMITS
+        self._service: Any = None  # this app's service instance (has `readiness()`), once BentoML built it
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if self._service is None:
+            from _bentoml_sdk.service import get_current_service
+            try:
+                self._service = get_current_service()
+            except Exception:  # noqa: BLE001 - still starting: BentoML's own /readyz answers 503
+                pass
         path, method = scope.get("path", ""), scope.get("method", "GET")
         if path == "/ui" or path.startswith("/ui/"):  # the web console: HTML pages and forms, its own answers
             return await self.app(scope, receive, send)
         if method == "GET" and path == "/docs.json":
             from omnidecide.serving.openapi import document
             return await JSONResponse(document())(scope, receive, send)
-        if method == "GET" and path == "/readyz" and _readiness:
-            state = await anyio.to_thread.run_sync(_readiness[0])
+        if method == "GET" and path == "/readyz" and hasattr(self._service, "readiness"):
+            state = await anyio.to_thread.run_sync(self._service.readiness)
             return await JSONResponse(state)(scope, receive, send)
         if method == "POST":
             refused = await self._refuse(scope, receive)

@@ -75,6 +75,8 @@ def _str_time_in_range(value: datetime | str) -> datetime | str:
 
 
 Id = Annotated[str, Field(min_length=1, max_length=LIMITS.id_chars, pattern=ID_PATTERN)]
+# an optional id may be empty (an item-less purchase exported as `item_id,""`): same limits otherwise
+MaybeId = Annotated[str, Field(max_length=LIMITS.id_chars, pattern=ID_PATTERN.replace("]+$", "]*$"))]
 Day = Annotated[date, AfterValidator(_in_range)]
 Timestamp = Annotated[datetime, AfterValidator(_in_range)]
 TimestampOrText = Annotated[datetime | str, AfterValidator(_str_time_in_range)]

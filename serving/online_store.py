@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -39,38 +38,6 @@ class _Batch:
     rows: list[tuple] = field(default_factory=list)
     accepted: int | None = None
     error: BaseException | None = None
-    done: bool = False
-
-
-@dataclass
-class _GroupCommit:
-    """Leader-follower group commit: whoever finds no commit running writes every waiting batch in one
-    transaction; the others wait for their answer."""
-
-    commit: Callable[[list[_Batch]], None]
-    _cond: threading.Condition = field(default_factory=threading.Condition)
-    _queue: list[_Batch] = field(default_factory=list)
-    _writing: bool = False
-
-    def submit(self, batch: _Batch) -> int:
-        with self._cond:
-            self._queue.append(batch)
-            while not batch.done and self._writing:
-                self._cond.wait()
-            if batch.done:
-                return _answer(batch)
-            self._writing, group, self._queue = True, self._queue, []
-        try:
-            self.commit(group)
-        except BaseException as e:  # every batch of a failed transaction fails: none of them was stored
-            for b in group:
-                b.error = b.error or e
-        with self._cond:
-            for b in group:
-                b.done = True
-            self._writing = False
-            self._cond.notify_all()
-        return _answer(batch)
 
 
 def _answer(batch: _Batch) -> int:
@@ -83,7 +50,7 @@ class OnlineStore:
     def __init__(self, db: database.Database | None = None, *, keep_per_user: int = KEEP_PER_USER) -> None:
         self.db = db or database.connect()
         self.keep_per_user = keep_per_user
-        self._group = _GroupCommit(self._commit)
+        self._group = database.GroupCommit(self._commit)
 
     def append(self, records: list[dict], idempotency_key: str | None = None) -> int:
         """Validate all, then commit all; a bad record refuses the batch (InputError naming each bad record).
@@ -98,7 +65,9 @@ class OnlineStore:
             for k, v in r.items():
                 if isinstance(v, str) and not storable(v):
                     raise InputError(f"events[{n}].{k}: not storable text (a NUL character or a lone surrogate)")
-        return self._group.submit(_Batch(idempotency_key, records))
+        batch = _Batch(idempotency_key, records)
+        self._group.submit(batch)
+        return _answer(batch)
 
     def _first_answer(self, key: str) -> int | None:
         row = self.db.query("SELECT accepted FROM event_batches WHERE key = ?", (key,))

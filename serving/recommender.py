@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from omnidecide.models.errors import InputError
 from omnidecide.models.recommender import rules
 from omnidecide.models.schema import EVENT_TYPES
-from omnidecide.serving.limits import Id, RequestModel, Timestamp, limited
+from omnidecide.serving.limits import Id, MaybeId, RequestModel, Timestamp, limited
 from omnidecide.store import loader
 
 
@@ -35,8 +35,8 @@ class RecommendRequest(RequestModel):
     k: int = Field(20, ge=1, le=500)
     recent_events: list[RecentEvent] = Field(default_factory=list,
                                              **limited("recent_events", "fresh events of this session (inductive)"))
-    store_id: Optional[Id] = None
-    channel: Optional[Id] = None
+    store_id: Optional[MaybeId] = None
+    channel: Optional[MaybeId] = None
     exclude: list[Id] = Field(default_factory=list, **limited("exclude", "item ids never to recommend"))
     diversity: float = Field(0.0, ge=0.0, le=1.0, description="MMR lambda: 0 = pure relevance")
     personalized: bool = Field(True, description="false: the user switched personalisation off; no history is used")
@@ -78,7 +78,7 @@ class SimilarRequest(RequestModel):
 
     item_id: Id
     k: int = Field(10, ge=1, le=500)
-    store_id: Optional[Id] = None
+    store_id: Optional[MaybeId] = None
 
 
 class SimilarResponse(BaseModel):

@@ -6,7 +6,7 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from omnidecide.serving.limits import Id, RequestModel, TimestampOrText, limited
+from omnidecide.serving.limits import Id, MaybeId, RequestModel, TimestampOrText, limited
 
 
 class Event(RequestModel):
@@ -16,11 +16,11 @@ class Event(RequestModel):
     user_id: Id
     timestamp: TimestampOrText
     event: str = Field(..., max_length=32)
-    item_id: Optional[Id] = None
+    item_id: Optional[MaybeId] = None
     quantity: Optional[float] = None
     amount: Optional[float] = None
-    channel: Optional[Id] = None
-    store_id: Optional[Id] = None
+    channel: Optional[MaybeId] = None
+    store_id: Optional[MaybeId] = None
 
 
 class EventsRequest(RequestModel):

@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar
 import bentoml
 
 from omnidecide.serving import admin, auth, catalogue, metrics, watchdog
-from omnidecide.serving.errors import BAD_INPUT, ApiError, Guard, answers, set_readiness
+from omnidecide.serving.errors import BAD_INPUT, ApiError, Guard, answers, bad_input
 from omnidecide.serving.allocator import AllocatorRuntime, PlanRequest, PlanResponse
 from omnidecide.serving.audit import DecisionLog
 from omnidecide.serving.bidder import BidRequest, BidResponse, Bidder
@@ -34,6 +34,7 @@ from omnidecide.store import scores as stored_scores
 from omnidecide.serving.schemas import EventsRequest, EventsResponse, ForgetRequest, ForgetResponse
 
 T = TypeVar("T")
+ADMIN_FIELDS = {"model", "version", "share", "reason"}
 
 
 def _ms(start: float) -> float:
@@ -77,7 +78,6 @@ class OmniDecide:
         self.log = DecisionLog()
         retention.start(self.store, self.log)
         self._bidders: dict[str, Bidder] = {}  # by recommender tag: production and canary each have one
-        set_readiness(self.readiness)
         watchdog.exit_with_parent()  # under `omnidecide serve`: a killed parent never leaves this worker behind
         # Everything loaded so far lives as long as the process: move it out of the collector's sight, so that a
         # full (generation-2) collection no longer walks the loaded models and libraries on some request (one
@@ -203,7 +203,8 @@ class OmniDecide:
 
     def readiness(self) -> dict[str, Any]:
         """GET /readyz: `ready`, or `degraded` naming the models not served (their endpoints answer 503)."""
-        models = self.models()
+        # not self.models(): outside a request BentoML routes an API method through HTTP, which needs a key
+        models = {v.name: v.describe() for v in (self.recommender, self.churn, self.allocator)}
         degraded = [name for name, m in models.items() if m["degraded"]]
         return {"status": "degraded" if degraded else "ready", "degraded": degraded, "models": models}
 
@@ -224,30 +225,35 @@ class OmniDecide:
         return {}
 
     @bentoml.api(route="/admin/promote")
-    def admin_promote(self, model: str, version: str, reason: str = "", ctx: bentoml.Context = None) -> dict[str, Any]:
+    def admin_promote(self, ctx: bentoml.Context, model: str, version: str, reason: str = "") -> dict[str, Any]:
         """Serve `version` (name:version or the version alone) of `model`; the replaced one is kept for rollback."""
         return _admin(ctx, lambda key: admin.promote(model, version, key, reason))
 
     @bentoml.api(route="/admin/rollback")
-    def admin_rollback(self, model: str, reason: str = "", ctx: bentoml.Context = None) -> dict[str, Any]:
+    def admin_rollback(self, ctx: bentoml.Context, model: str, reason: str = "") -> dict[str, Any]:
         """Serve the previously promoted version of `model` again."""
         return _admin(ctx, lambda key: admin.rollback(model, key, reason))
 
     @bentoml.api(route="/admin/canary")
-    def admin_canary(self, model: str, version: str = "", share: float = 0.05, reason: str = "",
-                     ctx: bentoml.Context = None) -> dict[str, Any]:
+    def admin_canary(self, ctx: bentoml.Context, model: str, version: str = "", share: float = 0.05,
+                     reason: str = "") -> dict[str, Any]:
         """Send `share` (0..1] of `model`'s traffic to `version`; share 0 ends the canary."""
         return _admin(ctx, lambda key: admin.canary(model, version, share, key, reason))
 
 
-@answers({"model", "version", "share", "reason"})
-def _admin(ctx: bentoml.Context | None, act: Callable[[str], T]) -> T:
-    """Run an admin act in the name of the request's key (checked again here: the act is logged under it)."""
+def _admin(ctx: bentoml.Context, act: Callable[[str], T]) -> T | Any:
+    """Run an admin act in the name of the request's key (checked again here: the act is logged under it). Errors
+    answer the service's error body; the status goes through `ctx`, which BentoML applies to any answer."""
     try:
-        key = auth.authorize(ctx.request.headers.get("authorization") if ctx is not None else None, "admin")
-    except auth.AuthError as e:
-        raise ApiError(e.status, e.body()["error"], e.message) from e
-    return act(key)
+        try:
+            key = auth.authorize(ctx.request.headers.get("authorization"), "admin")
+        except auth.AuthError as e:
+            raise ApiError(e.status, e.body()["error"], e.message) from e
+        return act(key)
+    except (ApiError, *BAD_INPUT) as e:
+        error = e if isinstance(e, ApiError) else bad_input(e, ADMIN_FIELDS)
+        ctx.response.status_code = error.status
+        return error.response()
 
 
 OmniDecide.models.extend(declared_models())

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -97,8 +97,8 @@ class Database:
 
     def _conn(self) -> Any:
         c = getattr(self._local, "conn", None)
-        if c is not None and self._local.pid == os.getpid():
-            return c
+        if c is not None and self._local.pid == os.getpid() and not getattr(c, "broken", False):
+            return c  # (a PostgreSQL connection broken by a server restart is replaced on the next call)
         if self.kind == "sqlite":
             c = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             c.execute("PRAGMA journal_mode=WAL")
@@ -183,6 +183,41 @@ class Database:
                              (number, name, time.time()))
                 applied.append(number)
         return applied
+
+
+class GroupCommit:
+    """Leader-follower group commit: a thread that finds no commit running writes every job waiting at that moment
+    (`commit(jobs)`, one transaction), then answers them all; the others wait for that. Under concurrency one
+    commit's cost (an fsync on PostgreSQL, the WAL append on SQLite) is shared by many requests instead of paid by
+    each; alone, a job commits at once. A failed commit raises in every thread whose job it held."""
+
+    def __init__(self, commit: Callable[[list[Any]], None]) -> None:
+        self._commit = commit
+        self._cond = threading.Condition()
+        self._queue: list[list[Any]] = []  # [job, done, error]
+        self._writing = False
+
+    def submit(self, job: Any) -> None:
+        slot = [job, False, None]
+        with self._cond:
+            self._queue.append(slot)
+            while not slot[1] and self._writing:
+                self._cond.wait()
+            if not slot[1]:
+                self._writing, group, self._queue = True, self._queue, []
+        if not slot[1]:
+            try:
+                self._commit([s[0] for s in group])
+            except BaseException as e:  # none of the group was stored
+                for s in group:
+                    s[2] = e
+            with self._cond:
+                for s in group:
+                    s[1] = True
+                self._writing = False
+                self._cond.notify_all()
+        if slot[2] is not None:
+            raise slot[2]
 
 
 _open: dict[tuple[int, str], Database] = {}

@@ -40,27 +40,28 @@ def ml100k_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained(synth_world) -> dict[str, str]:
-    """Every model trained by `omnidecide train all` on the synthetic world, then promoted (once per session)."""
-    from typer.testing import CliRunner
+def trained(served_tags) -> dict[str, str]:
+    """The promoted tags of the session's trained store (see served_tags)."""
+    return served_tags
 
-    import omnidecide.cli.lifecycle  # noqa: F401  (registers `train all`)
-    from omnidecide.cli.app import app
-    from omnidecide.store import registry
 
-    mp = pytest.MonkeyPatch()
-    mp.setenv("OMNIDECIDE_CHURN_FIT_SECONDS", "4")  # quality is tested in test_churn_model
-    try:
-        res = CliRunner().invoke(app, ["train", "all", "--data", str(synth_world)])
-    finally:
-        mp.undo()
-    assert res.exit_code == 0, res.output
-    printed = [line for line in res.stdout.splitlines() if ":" in line and " " not in line.strip()]
-    out = {t.split(":")[0]: t for t in printed}
-    assert set(out) == {"recommender", "churn", "allocator"}, res.stdout
-    for t in out.values():
-        registry.promote(t, reason="tests")
-    return out
+@pytest.fixture(scope="session")
+def service_app():
+    """Makes OmniDecide's ASGI app for an in-process client. BentoML registers its request metrics in
+    prometheus_client's global registry once per app, so a second app in one session (each service test module
+    has its own, with its own environment) first drops the previous app's."""
+
+    def make():
+        from prometheus_client import REGISTRY
+
+        from omnidecide.serving.service import OmniDecide
+
+        for collector, names in list(REGISTRY._collector_to_names.items()):
+            if any(n.startswith("bentoml_") for n in names):
+                REGISTRY.unregister(collector)
+        return OmniDecide.to_asgi()
+
+    return make
 
 
 @pytest.fixture()
@@ -157,3 +158,37 @@ def serve():
         except ProcessLookupError:
             pass
         proc.wait(30)
+
+
+@pytest.fixture(scope="session")
+def served_tags(synth_world) -> dict[str, str]:
+    """Every model trained by `omnidecide train all` on the synthetic world, then promoted (shared by the service
+    tests: training once keeps the suite within CI time)."""
+    from typer.testing import CliRunner
+
+    import omnidecide.cli.lifecycle  # noqa: F401  (registers `train all`)
+    from omnidecide.cli.app import app
+    from omnidecide.store import registry
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMNIDECIDE_CHURN_FIT_SECONDS", "4")  # quality is tested in test_churn_model
+        res = CliRunner().invoke(app, ["train", "all", "--data", str(synth_world)])
+    assert res.exit_code == 0, res.output
+    printed = [line for line in res.stdout.splitlines() if ":" in line and " " not in line.strip()]
+    out = {t.split(":")[0]: t for t in printed}
+    assert set(out) == {"recommender", "churn", "allocator"}, res.stdout
+    for t in out.values():
+        registry.promote(t, reason="test_service")
+    return out
+
+
+@pytest.fixture(scope="session")
+def served_client(served_tags, service_app):
+    """The BentoML app in-process (Starlette's test client): real routes, validation and error codes, no port."""
+    import warnings
+
+    with warnings.catch_warnings():  # starlette nags about httpx versions; the client works the same
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+    with TestClient(service_app()) as c:
+        yield c

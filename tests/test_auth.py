@@ -38,7 +38,7 @@ def create_key(scope: str, name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(trained, tmp_path_factory):  # trained first: its promotions go to the session database
     mp = pytest.MonkeyPatch()
     home = tmp_path_factory.mktemp("auth")
     mp.setenv("OMNIDECIDE_KEYS_FILE", str(home / "keys.json"))
@@ -54,10 +54,8 @@ def keys(env) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def client(trained, keys):
-    from omnidecide.serving.service import OmniDecide
-
-    with TestClient(OmniDecide.to_asgi()) as c:
+def client(trained, keys, service_app):
+    with TestClient(service_app()) as c:
         yield c
 
 

@@ -18,12 +18,10 @@ with warnings.catch_warnings():
 
 
 @pytest.fixture(scope="module")
-def client(trained, tmp_path_factory):
+def client(trained, tmp_path_factory, service_app):
     mp = pytest.MonkeyPatch()
     mp.setenv("OMNIDECIDE_DATABASE_URL", f"sqlite:///{tmp_path_factory.mktemp('catalogue') / 'state.sqlite3'}")
-    from omnidecide.serving.service import OmniDecide
-
-    with TestClient(OmniDecide.to_asgi()) as c:
+    with TestClient(service_app()) as c:
         yield c
     mp.undo()
 

@@ -15,8 +15,9 @@ def _save(value: str) -> str:
     return tag
 
 
-def test_save_get_promote_rollback_canary(monkeypatch):
+def test_save_get_promote_rollback_canary(monkeypatch, own_stages):
     monkeypatch.setattr(registry, "_loads", lambda name, tag: None)  # these toy artefacts are not real models
+    registry._write_stages({k: v for k, v in registry._read_stages().items() if k != "churn"})  # nothing promoted
     a, b, c = _save("a"), _save("b"), _save("c")
     assert a != b != c and a.startswith("churn:")
     assert registry.get("churn").tag.name == "churn"

@@ -18,6 +18,7 @@ runner = CliRunner()
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     """Two churn versions (one promoted, one a 5% canary) and a decision log; the shared store is put back after."""
+    monkeypatch.setattr(registry, "_loads", lambda name, tag: None)  # toy artefacts, not real models
     kept = {f: f.read_bytes() if f.exists() else None for f in (registry.home() / "monitor" / "latest.json",)}
     stages = registry._read_stages()
     tags = []

@@ -137,6 +137,7 @@ def test_odd_ids_never_break_forget_health_or_report(db, monkeypatch):
 def test_two_processes_share_events_and_stages(pg_url, monkeypatch):
     """What one process writes, another reads: events, a promotion, the lifecycle log (PostgreSQL)."""
     monkeypatch.setenv(database.ENV_URL, pg_url)
+    monkeypatch.setattr(registry, "_loads", lambda name, tag: None)  # a toy artefact, not a real model
     tag = registry.save("churn", lambda folder: (folder / "w.json").write_text("{}"), metrics={}, params={},
                         data_fingerprint="shared-state-test")
     other = ("from omnidecide.serving.online_store import OnlineStore; from omnidecide.store import registry; "

@@ -125,10 +125,16 @@ class GraphFilterGNN:
     def _rational(self, rows: sp.csr_matrix) -> np.ndarray:
         p = self.params
         d = self.d_graph
-        h = self.lam ** p.p / (self.lam ** p.p + p.mu ** p.p)
-        keep = h > 1e-4  # components with ~0 response cost time and add nothing
-        A = np.asarray(rows @ sp.diags(d ** -p.c) @ self.Q[:, keep])
-        return (A * h[keep][None, :]) @ self.Q[:, keep].T * (d ** p.c)[None, :]
+        key = (id(self.Q), id(d), p.p, p.mu, p.c)
+        if getattr(self, "_kept", (None,))[0] != key:
+            # the kept components and the degree scalings are fixed between fits: selecting them copies an
+            # items x components matrix, which at 10,000 items cost more than the scoring itself
+            h = self.lam ** p.p / (self.lam ** p.p + p.mu ** p.p)
+            keep = h > 1e-4  # components with ~0 response cost time and add nothing
+            Qk = np.ascontiguousarray(self.Q[:, keep])
+            self._kept = (key, Qk * (d ** -p.c)[:, None], h[keep], Qk.T * (d ** p.c)[None, :])
+        _, Q_in, h, Q_out = self._kept
+        return (np.asarray(rows @ Q_in) * h[None, :]) @ Q_out
 
     def _rescale(self) -> None:
         """Scale of each term, so the mixing weights mean the same thing on every data set."""
