@@ -1,6 +1,7 @@
 """Benchmark: latency of every HTTP endpoint through the real server (`omnidecide serve`), one run, one machine.
 
     .venv/bin/python bench/service.py [--users 5000] [--requests 300] [--concurrency 8]
+    .venv/bin/python bench/service.py --throughput [--items 10000]   # /recommend vs a no-op endpoint, 2 workers
     .venv/bin/python bench/service.py --faults [--users 2000] [--fuzz-examples 50]
     .venv/bin/python bench/service.py --ingest [--batches 600] [--concurrency 8]   # /events throughput, score lookups
 
@@ -407,6 +408,11 @@ def score_lookups(base: str, db) -> list[tuple[int, int, float, float]]:
 
 
 def main() -> None:
+    if "--throughput" in sys.argv:  # /recommend at 10,000 items vs a no-op endpoint, 2 workers (issue H)
+        sys.path.insert(0, str(Path(__file__).parent))
+        from recommend_throughput import main as throughput
+
+        return throughput(sys.argv[1:])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=5000)
     ap.add_argument("--items", type=int, default=400, help="catalogue size of the synthetic world")

@@ -11,7 +11,7 @@ from omnidecide.models.errors import InputError
 def main() -> None:
     """Run the CLI; input errors print one clear line (file/row/flag and reason) and exit 2, never a traceback."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from omnidecide.cli import allocator, churn, data, lifecycle, recommender, report  # noqa: F401  (registers commands)
+    from omnidecide.cli import allocator, churn, data, keys, lifecycle, recommender, report  # noqa: F401  (registers commands)
     from omnidecide.cli.app import app, console
     from omnidecide.cli.progress import progress_bar
 

@@ -90,17 +90,25 @@ def train_all(data: Path = typer.Option(..., "--data", help="Folder of canonical
 
 
 @app.command("serve")
-def serve(port: int = typer.Option(3000, "--port"), host: str = typer.Option("127.0.0.1", "--host")) -> None:
-    """Serve every model over HTTP (BentoML): promoted versions, else the latest."""
-    from omnidecide.serving import watchdog
+def serve(port: int = typer.Option(3000, "--port"), host: str = typer.Option("127.0.0.1", "--host"),
+          workers: int = typer.Option(1, "--workers", min=1, help="Worker processes (they share the online store, "
+                                      "catalogue and stages through the database)")) -> None:
+    """Serve every model over HTTP (BentoML): promoted versions, else the latest. Beyond 127.0.0.1 it needs an API
+    key (`omnidecide keys create`)."""
+    from omnidecide.serving import auth, watchdog
     from omnidecide.store import registry
 
+    try:
+        auth.refuse_open_public(host)
+    except RuntimeError as e:
+        raise InputError(str(e)) from e
     holder = watchdog.port_holder(host, port)
     if holder is not None:
         raise InputError(f"--port {port}: {host}:{port} is already held by {holder}; stop it (a server left from an "
                          f"earlier run?) or choose another --port")
+    options = " ".join(x for x in (os.environ.get("BENTOML_CONFIG_OPTIONS", ""), f"services.omnidecide.workers={workers}") if x)
     # the workers stop themselves when this process (the BentoML arbiter after exec) dies, even by SIGKILL
-    env = {**os.environ, "BENTOML_HOME": str(registry.home()), watchdog.ENV: "1"}
+    env = {**os.environ, "BENTOML_HOME": str(registry.home()), "BENTOML_CONFIG_OPTIONS": options, watchdog.ENV: "1"}
     root = Path(__file__).resolve().parents[1]
     cmd = [sys.executable, "-m", "bentoml", "serve", "omnidecide.serving.service:OmniDecide", "--port", str(port), "--host", host]
     os.chdir(root)

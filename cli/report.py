@@ -169,18 +169,41 @@ def _exports(since: datetime) -> list[str]:
                     r["model"], "; ".join(r["alarms"]) or "—"] for r in reversed(rows[-N_DECISIONS * 2:])])
 
 
-@app.command("report")
-def report(output: Optional[Path] = typer.Option(None, "--output", help="Write the Markdown here (default: stdout)"),
-           days: int = typer.Option(7, "--days", help="Serving health over this many past days")) -> None:
-    """A Markdown report: what serves (production, canary, rollbacks), versions with their metrics and data,
-    lifecycle decisions, serving health per version, the latest monitor results and the customer-level exports."""
-    text = build(days)
-    if output is None:
-        typer.echo(text)
-        return
+def build_html(days: int = 7, now: datetime | None = None) -> str:
+    """Every serving version's report with plots (`omnidecide.store.reports`) in one self-contained HTML page."""
+    from omnidecide.serving.audit import DecisionLog
+    from omnidecide.store import reports
+
+    if days < 1:
+        raise InputError(f"--days {days}: must be at least 1")
+    now = now or datetime.now(timezone.utc)
+    return reports.store_html(DecisionLog().health(now - timedelta(days=days)))
+
+
+def _write(output: Path, text: str, flag: str) -> None:
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text + "\n", encoding="utf-8")
     except OSError as e:
-        raise InputError(f"--output {output}: cannot write ({e.strerror})") from e
+        raise InputError(f"{flag} {output}: cannot write ({e.strerror})") from e
     console.print(f"written: {output}", highlight=False)
+
+
+@app.command("report")
+def report(output: Optional[Path] = typer.Option(None, "--output", help="Write the Markdown here (default: stdout)"),
+           html: Optional[Path] = typer.Option(None, "--html", help="Write one self-contained HTML page with every "
+                                               "plot (each serving version and its lifecycle) here; the Markdown "
+                                               "then goes only to --output, when given"),
+           days: int = typer.Option(7, "--days", help="Serving health over this many past days")) -> None:
+    """A Markdown report: what serves (production, canary, rollbacks), versions with their metrics and data,
+    lifecycle decisions, serving health per version, the latest monitor results and the customer-level exports.
+    With --html, also the plots: model quality, response curves and plans, drift, canaries and decisions."""
+    if html is not None:
+        _write(html, build_html(days), "--html")
+        if output is None:
+            return
+    text = build(days)
+    if output is None:
+        typer.echo(text)
+        return
+    _write(output, text, "--output")

@@ -139,3 +139,32 @@ def ranking_report(topk, relevant, k: int = 20) -> dict[str, float]:
         f"hitrate@{k}": hit_rate_at_k(topk, relevant, k),
         f"map@{k}": map_at_k(topk, relevant, k),
     }
+
+
+def reliability_curve(y_true, y_prob, n_bins: int = 10) -> dict[str, list[float]]:
+    """Calibration curve: per equal-width probability bin (empty bins left out), the mean predicted probability, the
+    observed rate and the count. What a report's calibration plot draws; the bins are those of
+    `expected_calibration_error`, so the plot and the ECE figure agree."""
+    y = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_prob, dtype=np.float64)
+    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    out: dict[str, list[float]] = {"mean_prob": [], "observed_rate": [], "count": []}
+    for b in range(n_bins):
+        m = bins == b
+        if m.any():
+            out["mean_prob"].append(float(p[m].mean()))
+            out["observed_rate"].append(float(y[m].mean()))
+            out["count"].append(int(m.sum()))
+    return out
+
+
+def lift_by_decile(y_true, y_score, n: int = 10) -> dict[str, list[float]]:
+    """Customers sorted by score, highest first, cut into `n` equal groups: each group's positive rate and its lift
+    over the overall rate (the lift chart CRM teams read: how much better than random the top decile is)."""
+    y = np.asarray(y_true, dtype=np.float64)
+    order = np.argsort(-np.asarray(y_score, dtype=np.float64), kind="stable")
+    groups = [g for g in np.array_split(y[order], n) if len(g)]
+    base = float(y.mean()) if len(y) else float("nan")
+    rates = [float(g.mean()) for g in groups]
+    return {"group": list(range(1, len(groups) + 1)), "rate": rates,
+            "lift": [r / base if base > 0 else float("nan") for r in rates]}

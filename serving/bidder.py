@@ -66,7 +66,6 @@ class Bidder:
     def __init__(self, runtime: RecommenderRuntime) -> None:
         self.rt = runtime
         rec = runtime.rec
-        self.value, self.unit = _item_values(runtime)
         self._reference: dict[str, float] = {}
         self._lock = threading.Lock()
         step = max(1, len(rec.user_ids) // REFERENCE_USERS)
@@ -86,11 +85,15 @@ class Bidder:
             return self._reference[channel]
 
     def _values(self, items: list[str]) -> np.ndarray:
-        idx = [self.rt.rec.item_index[i] for i in items]
-        return self.value[idx]
+        return _item_values(self.rt, [self.rt.rec.item_index[i] for i in items])[0]
+
+    @property
+    def unit(self) -> str:
+        return _item_values(self.rt, [])[1]
 
     def bid(self, req: BidRequest, stored: pd.DataFrame | None = None) -> BidResponse:
         """`stored`: the user's online-store events, so a cart on the app minutes ago raises the bid on that item."""
+        self.rt.sync()
         if self.rt.rec.ranker is None:
             raise InputError(f"{self.rt.tag} has no calibrated purchase probability (no second stage); retrain it")
         known = [i for i in dict.fromkeys(req.candidates) if i in self.rt.rec.item_index]
@@ -110,19 +113,14 @@ class Bidder:
                            value_unit=self.unit, personalized=personal, candidates=rows, unknown_items=unknown)
 
 
-def _item_values(runtime: RecommenderRuntime) -> tuple[np.ndarray, str]:
-    """Price × margin from the runtime's items.csv when it has a margin, else price, else 1 (value in purchases)."""
+def _item_values(runtime: RecommenderRuntime, idx: list[int]) -> tuple[np.ndarray, str]:
+    """Per item index: price × margin where the catalogue (version snapshot + live updates) has a margin, else price,
+    else 1 (value in purchases); and the unit of the whole catalogue."""
     rec = runtime.rec
     if rec.price is None:
-        return np.ones(len(rec.item_ids)), "purchases"
-    value = np.nan_to_num(np.asarray(rec.price, float), nan=0.0)
-    items = runtime.items_file
-    if items is not None:
-        head = pd.read_csv(items, nrows=0).columns
-        if "margin" in head:
-            from omnidecide.store.io import load
-            it = load(items, "items", write=False).data.set_index("item_id")["margin"].astype(float)
-            margin = it.reindex(pd.Index(rec.item_ids)).to_numpy()
-            if np.isfinite(margin).any():
-                return np.where(np.isfinite(margin), value * margin, value), "margin"
+        return np.ones(len(idx)), "purchases"
+    value = np.nan_to_num(np.asarray(rec.price[idx], float), nan=0.0)
+    margin = runtime.margin[idx]
+    if np.isfinite(runtime.margin).any():
+        return np.where(np.isfinite(margin), value * margin, value), "margin"
     return value, "revenue"

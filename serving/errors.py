@@ -151,6 +151,8 @@ class Guard:
             except Exception:  # noqa: BLE001 - still starting: BentoML's own /readyz answers 503
                 pass
         path, method = scope.get("path", ""), scope.get("method", "GET")
+        if path == "/ui" or path.startswith("/ui/"):  # the web console: HTML pages and forms, its own answers
+            return await self.app(scope, receive, send)
         if method == "GET" and path == "/docs.json":
             from omnidecide.serving.openapi import document
             return await JSONResponse(document())(scope, receive, send)

@@ -4,7 +4,6 @@ Plain class plus pydantic request/response models, so the BentoML service, the C
 """
 from __future__ import annotations
 
-from pathlib import Path
 from datetime import datetime
 from typing import Literal, Optional
 
@@ -89,40 +88,40 @@ class SimilarResponse(BaseModel):
 
 
 class RecommenderRuntime:
-    """Loads `tag` (default: promoted, else latest). Stock is refreshed from the training items.csv when it still
-    exists; per-store stock comes from `store_stock` (default: store_stock.csv beside the training items.csv)."""
+    """Loads `tag` (default: promoted, else latest) with the catalogue snapshot inside the version (stock, prices,
+    margins, per-store stock), then follows the live catalogue (`POST /items`) before each answer."""
 
-    def __init__(self, tag: str | None = None, *, store_stock: Path | None = None, items: Path | None = None) -> None:
+    def __init__(self, tag: str | None = None, *, live: bool = True) -> None:
+        from omnidecide.serving.catalogue import LiveOverlay, shared
+        from omnidecide.store import registry, snapshot
+
         v = loader.load("recommender", tag)
         self.tag, self.metadata, self.rec = v.tag, v.metadata, v.model
-        files = [Path(f) for f in self.metadata.get("files", [])]
-        items = items or next((f for f in files if f.name.startswith("items")), None)
-        # the catalogue file this runtime reads (stock here, margins in the bidder); None when it is gone
-        self.items_file = Path(items) if items is not None and Path(items).exists() else None
-        if self.items_file is not None:
-            self._refresh_stock(self.items_file)
-        if store_stock is None and items is not None:
-            cand = Path(items).with_name("store_stock.csv")
-            store_stock = cand if cand.exists() else None
+        items, store_stock = snapshot.read(registry.path("recommender", v.tag))
+        self.margin = np.full(len(self.rec.item_ids), np.nan)  # share of the price per item (NaN: unknown)
+        if items is not None:
+            it = items.drop_duplicates("item_id").set_index("item_id").reindex(pd.Index(self.rec.item_ids))
+            if "stock" in it.columns:
+                known = it["stock"].astype(float)
+                self.rec.stock = np.where(known.notna(), known.to_numpy(), self.rec.stock)
+            if "margin" in it.columns:
+                self.margin = it["margin"].astype(float).to_numpy()
         self.store_stock: dict[str, dict[str, float]] = {}
         if store_stock is not None:
-            from omnidecide.store.io import load
-            ss = load(store_stock, "store_stock").data
-            for s, g in ss.groupby("store_id"):
+            for s, g in store_stock.groupby("store_id"):
                 self.store_stock[str(s)] = dict(zip(g["item_id"].astype(str), g["stock"].astype(float)))
+        self.live = LiveOverlay(shared()) if live else None
+        self.sync()
 
-    def _refresh_stock(self, items: Path) -> None:
-        from omnidecide.store.io import load
-        it = load(items, "items", write=False).data
-        if "stock" in it.columns:
-            st = it.set_index("item_id")["stock"].astype(float)
-            idx = pd.Index(self.rec.item_ids)
-            known = st.reindex(idx)
-            self.rec.stock = np.where(known.notna(), known.to_numpy(), self.rec.stock)
+    def sync(self) -> None:
+        """Apply live catalogue changes not applied yet (cheap when there are none)."""
+        if self.live is not None:
+            self.live.sync(self)
 
     def recommend(self, req: RecommendRequest, now: float | None = None,
                   stored: pd.DataFrame | None = None) -> RecommendResponse:
         """`stored`: the user's events from the online store (item_id, event, timestamp), merged with the request's."""
+        self.sync()
         recent = None
         if req.recent_events:
             recent = pd.DataFrame([e.model_dump() for e in req.recent_events])
@@ -142,6 +141,7 @@ class RecommenderRuntime:
                                  items=items, ignored_recent_items=ignored)
 
     def similar(self, req: SimilarRequest) -> SimilarResponse:
+        self.sync()
         if req.item_id not in self.rec.item_index:
             raise InputError(f"item_id {req.item_id!r} is not in the catalogue of {self.tag}")
         stock = self.store_stock.get(str(req.store_id)) if req.store_id else None

@@ -99,3 +99,15 @@ class Versions(Generic[T]):
                 "degraded": self.production is None,
                 "canary": {"tag": self.canary.tag, "share": self.share} if self.canary is not None else None,
                 "stages": registry.stages(self.name)}
+
+
+def declared_models() -> list:
+    """The stored versions the service serves now (production, else latest, and any canary), as BentoML model
+    references: `bentoml build` records them in the Bento, so the Bento names the models it needs (and `bentoml
+    export` carries them). A model with no version yet is left out; its endpoints answer 503."""
+    from bentoml.models import BentoModel
+
+    tags = []
+    for name in registry.MODEL_NAMES:
+        tags += [registry.serving_tag(name), (registry.stages(name).get("canary") or {}).get("tag")]
+    return [BentoModel(t) for t in dict.fromkeys(t for t in tags if t)]

@@ -17,22 +17,24 @@ from typing import Any, Callable, TypeVar
 
 import bentoml
 
-from omnidecide.serving import watchdog
-from omnidecide.serving.errors import BAD_INPUT, ApiError, Guard, answers
+from omnidecide.serving import admin, auth, catalogue, metrics, watchdog
+from omnidecide.serving.errors import BAD_INPUT, ApiError, Guard, answers, bad_input
 from omnidecide.serving.allocator import AllocatorRuntime, PlanRequest, PlanResponse
 from omnidecide.serving.audit import DecisionLog
 from omnidecide.serving.bidder import BidRequest, BidResponse, Bidder
+from omnidecide.serving.console.app import app as console_app
 from omnidecide.serving.churn import ChurnRequest, ChurnResponse, ChurnService
 from omnidecide.serving.recommender import (RecommenderRuntime, RecommendRequest, RecommendResponse, SimilarRequest,
                                  SimilarResponse)
 from omnidecide.serving import retention
 from omnidecide.serving.online_store import OnlineStore
 from omnidecide.serving import scores
-from omnidecide.serving.routing import Versions
+from omnidecide.serving.routing import Versions, declared_models
 from omnidecide.store import scores as stored_scores
 from omnidecide.serving.schemas import EventsRequest, EventsResponse, ForgetRequest, ForgetResponse
 
 T = TypeVar("T")
+ADMIN_FIELDS = {"model", "version", "share", "reason"}
 
 
 def _ms(start: float) -> float:
@@ -46,26 +48,33 @@ def _call(versions: Versions, key: str, fn: Callable[[Any], T], log: DecisionLog
     runtime = versions.pick(key)
     if runtime is None:
         raise ApiError(503, "model_unavailable", versions.error or f"{versions.name} not loaded")
-    start = time.perf_counter()
+    start, tag = time.perf_counter(), getattr(runtime, "tag", None)
     try:
-        return fn(runtime), _ms(start)
+        out = fn(runtime)
     except BAD_INPUT:
+        metrics.model_call(endpoint, tag, "bad_input", time.perf_counter() - start)
         raise
     except Exception as e:
+        metrics.model_call(endpoint, tag, "error", time.perf_counter() - start)
         if log is not None:
-            log.error(endpoint, getattr(runtime, "tag", None), e, _ms(start))
+            log.error(endpoint, tag, e, _ms(start))
         raise
+    metrics.model_call(endpoint, tag, "ok", time.perf_counter() - start)
+    return out, _ms(start)
 
 
 @bentoml.service(name="omnidecide", traffic={"timeout": 30})
+@bentoml.asgi_app(console_app, path="/ui")  # the web console (serving/console)
 class OmniDecide:
     """Every model behind one HTTP service; each answered request leaves a line in the decision log."""
 
     def __init__(self) -> None:
+        auth.refuse_open_public()  # before loading anything: no keys on a public address is a refusal to start
         self.recommender = Versions("recommender", RecommenderRuntime)
         self.churn = Versions("churn", ChurnService)
         self.allocator = Versions("allocator", AllocatorRuntime)
         self.store = OnlineStore()
+        self.catalogue = catalogue.shared()
         self.log = DecisionLog()
         retention.start(self.store, self.log)
         self._bidders: dict[str, Bidder] = {}  # by recommender tag: production and canary each have one
@@ -194,9 +203,60 @@ class OmniDecide:
 
     def readiness(self) -> dict[str, Any]:
         """GET /readyz: `ready`, or `degraded` naming the models not served (their endpoints answer 503)."""
-        models = self.models()
+        # not self.models(): outside a request BentoML routes an API method through HTTP, which needs a key
+        models = {v.name: v.describe() for v in (self.recommender, self.churn, self.allocator)}
         degraded = [name for name, m in models.items() if m["degraded"]]
         return {"status": "degraded" if degraded else "ready", "degraded": degraded, "models": models}
 
+    @bentoml.api(route="/items", input_spec=catalogue.ItemsRequest)
+    @answers(set(catalogue.ItemsRequest.model_fields))
+    def items(self, items: list[catalogue.ItemUpdate]) -> catalogue.ItemsResponse:
+        """Upsert catalogue rows (stock, per-store stock, price, margin, category, new items); the next
+        `/recommend`, `/similar_items` and `/bid` on every worker honour them."""
+        start = time.perf_counter()
+        resp = self.catalogue.upsert(items)
+        self.log.write("items", None, None, {"accepted": resp.accepted, "store_stock_rows": resp.store_stock_rows,
+                                             "catalogue_version": resp.catalogue_version}, ms=_ms(start))
+        return resp
 
+    @bentoml.api(route="/noop")
+    def noop(self) -> dict[str, Any]:
+        """Does nothing: what BentoML (and the key check) cost per request, the floor bench/service.py compares with."""
+        return {}
+
+    @bentoml.api(route="/admin/promote")
+    def admin_promote(self, ctx: bentoml.Context, model: str, version: str, reason: str = "") -> dict[str, Any]:
+        """Serve `version` (name:version or the version alone) of `model`; the replaced one is kept for rollback."""
+        return _admin(ctx, lambda key: admin.promote(model, version, key, reason))
+
+    @bentoml.api(route="/admin/rollback")
+    def admin_rollback(self, ctx: bentoml.Context, model: str, reason: str = "") -> dict[str, Any]:
+        """Serve the previously promoted version of `model` again."""
+        return _admin(ctx, lambda key: admin.rollback(model, key, reason))
+
+    @bentoml.api(route="/admin/canary")
+    def admin_canary(self, ctx: bentoml.Context, model: str, version: str = "", share: float = 0.05,
+                     reason: str = "") -> dict[str, Any]:
+        """Send `share` (0..1] of `model`'s traffic to `version`; share 0 ends the canary."""
+        return _admin(ctx, lambda key: admin.canary(model, version, share, key, reason))
+
+
+def _admin(ctx: bentoml.Context, act: Callable[[str], T]) -> T | Any:
+    """Run an admin act in the name of the request's key (checked again here: the act is logged under it). Errors
+    answer the service's error body; the status goes through `ctx`, which BentoML applies to any answer."""
+    try:
+        try:
+            key = auth.authorize(ctx.request.headers.get("authorization"), "admin")
+        except auth.AuthError as e:
+            raise ApiError(e.status, e.body()["error"], e.message) from e
+        return act(key)
+    except (ApiError, *BAD_INPUT) as e:
+        error = e if isinstance(e, ApiError) else bad_input(e, ADMIN_FIELDS)
+        ctx.response.status_code = error.status
+        return error.response()
+
+
+OmniDecide.models.extend(declared_models())
+OmniDecide.add_asgi_middleware(metrics.MetricsMiddleware)  # outermost: refused requests are counted too
+OmniDecide.add_asgi_middleware(auth.KeyMiddleware)  # before Guard reads a body: no key, no work
 OmniDecide.add_asgi_middleware(Guard)

@@ -53,12 +53,15 @@ def _jsonable(obj: Any) -> Any:
 
 def save(name: str, write: Callable[[Path], None], *, metrics: dict, params: dict, data_fingerprint: str,
          extra: dict | None = None) -> str:
-    """Create a new version: `write(folder)` puts the artefacts in; metadata carries metrics/params/data. Returns the tag."""
+    """Create a new version: `write(folder)` puts the artefacts in; metadata carries metrics/params/data; a report
+    with plots (`report.html`) is drawn into it. Returns the tag."""
     if name not in MODEL_NAMES:
         raise RegistryError(f"unknown model name {name!r}; expected one of {MODEL_NAMES}")
     metadata = _jsonable({"metrics": metrics, "params": params, "data_fingerprint": data_fingerprint, **(extra or {})})
     with bentoml.models.create(name, metadata=metadata, labels={"owner": "omnidecide"}) as model:
         write(Path(model.path))
+        from omnidecide.store import reports  # matplotlib: imported only when a version is saved
+        reports.write_into(Path(model.path), name, metadata)  # report.html with plots, see store.reports
     return str(model.tag)
 
 

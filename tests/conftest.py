@@ -39,6 +39,31 @@ def ml100k_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def trained(served_tags) -> dict[str, str]:
+    """The promoted tags of the session's trained store (see served_tags)."""
+    return served_tags
+
+
+@pytest.fixture(scope="session")
+def service_app():
+    """Makes OmniDecide's ASGI app for an in-process client. BentoML registers its request metrics in
+    prometheus_client's global registry once per app, so a second app in one session (each service test module
+    has its own, with its own environment) first drops the previous app's."""
+
+    def make():
+        from prometheus_client import REGISTRY
+
+        from omnidecide.serving.service import OmniDecide
+
+        for collector, names in list(REGISTRY._collector_to_names.items()):
+            if any(n.startswith("bentoml_") for n in names):
+                REGISTRY.unregister(collector)
+        return OmniDecide.to_asgi()
+
+    return make
+
+
 @pytest.fixture()
 def own_stages():
     """The test store is shared by the session: after a test that promotes or sets canaries, the stages are put
@@ -158,14 +183,12 @@ def served_tags(synth_world) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def served_client(served_tags):
+def served_client(served_tags, service_app):
     """The BentoML app in-process (Starlette's test client): real routes, validation and error codes, no port."""
     import warnings
 
     with warnings.catch_warnings():  # starlette nags about httpx versions; the client works the same
         warnings.simplefilter("ignore")
         from starlette.testclient import TestClient
-    from omnidecide.serving.service import OmniDecide
-
-    with TestClient(OmniDecide.to_asgi()) as c:
+    with TestClient(service_app()) as c:
         yield c

@@ -54,6 +54,10 @@ class GraphFilterCF:
     sing: np.ndarray | None = None
     Q: np.ndarray | None = None            # items x m eigenvectors of the item graph
     lam: np.ndarray | None = None          # their eigenvalues, scaled to a maximum of 1
+    # the kept components with the degree scalings folded in, for the (Q, mu, p, c) they were computed for: fixed
+    # between fits, and selecting them copies an items x components matrix that at 10,000 items costs more than a
+    # request's scoring itself
+    _bases: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def fit(self, X: sp.csr_matrix, side: sp.csr_matrix | None = None) -> "GraphFilterCF":
         """X: users x items edge weights; side: side-information nodes x items (1 where the item has that category or
@@ -99,12 +103,20 @@ class GraphFilterCF:
 
     def score(self, rows: sp.csr_matrix) -> np.ndarray:
         """Scores (b x items) for item signals `rows` (b x items, the user's weighted history)."""
+        q_in, h, q_out = self._filter_bases()
+        return (np.asarray(sp.csr_matrix(rows, dtype=np.float64) @ q_in) * h[None, :]) @ q_out
+
+    def _filter_bases(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(D^-c Q_k, h_k, Q_k^T D^c) over the components whose response h is not ~0 (they cost time, add nothing)."""
         p = self.params
-        d = self.d_graph
-        h = self.lam ** p.p / (self.lam ** p.p + p.mu ** p.p)
-        keep = h > 1e-4  # components with ~0 response cost time and add nothing
-        A = np.asarray(sp.csr_matrix(rows, dtype=np.float64) @ sp.diags(d ** -p.c) @ self.Q[:, keep])
-        return (A * h[keep][None, :]) @ self.Q[:, keep].T * (d ** p.c)[None, :]
+        key = (id(self.Q), id(self.d_graph), p.p, p.mu, p.c)
+        if self._bases is None or self._bases[0] != key:
+            d = self.d_graph
+            h = self.lam ** p.p / (self.lam ** p.p + p.mu ** p.p)
+            keep = h > 1e-4
+            qk = np.ascontiguousarray(self.Q[:, keep])
+            self._bases = (key, qk * (d ** -p.c)[:, None], h[keep], qk.T * (d ** p.c)[None, :])
+        return self._bases[1:]
 
     def _graph(self) -> None:
         """The normalised bipartite adjacency as a torch CSR tensor, item nodes first then user/side nodes."""

@@ -41,5 +41,6 @@ def train(events: Path, *, horizon_days: int = 90, as_of: str | None = None, see
         progress.step("save")
         return registry.save("churn", model.save, metrics=metrics, params=params,
                              data_fingerprint=registry.fingerprint([events]),
-                             extra={"training": info, "profile": profile("events", loaded.data),
+                             extra={"figures": info.pop("figures"), "training": info,
+                                    "profile": profile("events", loaded.data),
                                     "data_end": data_end(loaded.data, "timestamp")})

@@ -20,9 +20,9 @@ from omnidecide.models.churn import features as F
 from omnidecide.models.calibration import fit_calibrator
 from omnidecide.models.churn.model import ChurnModel, Scaler
 from omnidecide.models.churn.net import ChurnEnsemble, ChurnNet
-from omnidecide.models.churn.segments import rfm_edges
+from omnidecide.models.churn.segments import rfm_edges, risk_tier, segment
 from omnidecide.models.errors import InputError
-from omnidecide.models.metrics import auc, classification_report
+from omnidecide.models.metrics import auc, classification_report, lift_by_decile, reliability_curve
 
 @dataclass
 class Config:
@@ -171,12 +171,24 @@ def _fit(prep: F.Prepared, cfg: Config, val_as_of: float | None) -> tuple[ChurnM
         "labels_overlap_validation": overlap,
     }
     info = {
+        "figures": validation_figures(val, cal_info["cross_fitted_prob"], model.edges),
         "validation_as_of": str(prep.date(val_as_of).date()),
         "training_as_ofs": [str(prep.date(a).date()) for a in as_ofs],
         "calibration": cal.method, "history": history, "target_events": list(prep.target_events),
         "spend_unit": prep.spend_unit, "torch_threads": cfg.threads, "cpu_count": os.cpu_count(),
     }
     return model, metrics, info
+
+
+def validation_figures(val, prob: np.ndarray, edges: dict) -> dict:
+    """What the version's report draws, on the validation customers (cross-fitted calibrated probabilities): the
+    calibration curve, the score histogram per risk tier, the lift by decile and the RFM segment sizes."""
+    y = val.churned.astype(float)
+    tiers = risk_tier(prob)
+    bins = np.linspace(0.0, 1.0, 21)
+    return {"reliability": reliability_curve(y, prob), "lift": lift_by_decile(y, prob), "score_bins": bins.tolist(),
+            "score_hist": {t: np.histogram(prob[tiers == t], bins)[0].tolist() for t in ("high", "medium", "low")},
+            "segments": pd.Series(segment(val.window.rfm, edges)).value_counts().to_dict()}
 
 
 def _train_member(arch: dict, data: tuple, vdata: tuple, cfg: Config, seed: int, deadline: float) -> tuple[ChurnNet, list]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omnidecide.store import registry
+from omnidecide.store import registry, snapshot
 from omnidecide.training import progress
 from omnidecide.store.io import load
 from omnidecide.training.profile import data_end, profile
@@ -19,15 +19,24 @@ def train(events: Path, items: Path | None = None, users: Path | None = None, *,
         ev = load(events, "events").data
         it = load(items, "items").data if items else None
         us = load(users, "users").data if users else None
+        # store_stock.csv beside items.csv: per-store stock, kept in the version with the items (no paths outside it)
+        ss_file = Path(items).with_name("store_stock.csv") if items else None
+        ss = load(ss_file, "store_stock").data if ss_file is not None and ss_file.exists() else None
         if ev["item_id"].notna().sum() < 10:
             raise InputError(f"{events}: fewer than 10 events with an item_id; nothing to learn from")
         progress.step("tune on validation, evaluate on holdout, second stage, refit")
-        rec, metrics, params = fit_and_evaluate(ev, it, us, seed=seed)
-        paths = [p for p in (events, items, users) if p]
+        figures: dict = {}
+        rec, metrics, params = fit_and_evaluate(ev, it, us, seed=seed, figures=figures)
+        paths = [p for p in (events, items, users, ss_file if ss is not None else None) if p]
         params["seed"] = seed
         progress.step("save")
-        return registry.save("recommender", rec.save, metrics=metrics, params=params,
+
+        def write(folder: Path) -> None:
+            rec.save(folder)
+            snapshot.write(folder, it, ss)
+
+        return registry.save("recommender", write, metrics=metrics, params=params,
                              data_fingerprint=registry.fingerprint(paths),
                              extra={"files": [str(p) for p in paths], "n_users": len(rec.user_ids),
                                     "n_items": len(rec.item_ids), "profile": profile("events", ev),
-                                    "data_end": data_end(ev, "timestamp")})
+                                    "data_end": data_end(ev, "timestamp"), "figures": figures})

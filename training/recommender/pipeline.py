@@ -289,7 +289,7 @@ def calibrate(ss, rec: Recommender, test: pd.DataFrame, seed: int) -> dict:
     """Fit the purchase-probability calibrator on the holdout candidates (cross-fitted ECE reported). Ranking is not
     touched: the calibrator is monotone and the ranker separate."""
     from omnidecide.models.calibration import fit_calibrator
-    from omnidecide.models.metrics import classification_report
+    from omnidecide.models.metrics import classification_report, reliability_curve
 
     uidx, rel, now = relevant_sets(rec, test)
     Xt, yt, _, _ = second_stage_data(rec, uidx, rel, now, test_channels(rec, test, uidx))
@@ -300,12 +300,13 @@ def calibrate(ss, rec: Recommender, test: pd.DataFrame, seed: int) -> dict:
     cal = classification_report(yt, p_cf)
     return {**{f"purchase_prob_{k}": v for k, v in cal.items()}, "purchase_prob_mean": float(p_cf.mean()),
             "purchase_prob_raw_ece": classification_report(yt, p)["ece"], "purchase_prob_calibration": cinfo["method"],
-            "purchase_rate_candidates": float(yt.mean())}
+            "purchase_rate_candidates": float(yt.mean()), "purchase_prob_reliability": reliability_curve(yt, p_cf)}
 
 
 def fit_and_evaluate(events: pd.DataFrame, items: pd.DataFrame | None, users: pd.DataFrame | None, seed: int = 0,
-                     protocol: str = "time"):
-    """Tune and choose on validation, evaluate on the holdout, refit on everything. Returns (model, metrics, params)."""
+                     protocol: str = "time", figures: dict | None = None):
+    """Tune and choose on validation, evaluate on the holdout, refit on everything. Returns (model, metrics, params).
+    `figures`, when given, receives what the version's report draws (see training.recommender.figures)."""
     t_start = time.time()
     has_repeats, rebuy_share = detect_repeats(events)
     train, test = holdout(events, seed, has_repeats, protocol)
@@ -320,11 +321,17 @@ def fit_and_evaluate(events: pd.DataFrame, items: pd.DataFrame | None, users: pd
         metrics.update({f"buy_again_{k}": v for k, v in baseline_topk(rec, test, "buy_again").items()})
     metrics.update({f"validation_{k}": v for k, v in tinfo["validation"].items()})
     metrics.update(rinfo)
+    reliability = None
     if ranker is not None:
-        metrics.update(calibrate(ranker, rec, test, seed))
+        cal = calibrate(ranker, rec, test, seed)
+        reliability = cal.pop("purchase_prob_reliability")  # a curve, not a metric: goes to `figures`
+        metrics.update(cal)
         ranker.info = {k: v for k, v in metrics.items() if k.startswith(("purchase_prob", "served", "validation_stage"))}
     rec.ranker = ranker
     metrics.update({f"holdout_{k}": v for k, v in evaluate(rec, test).items()})  # what serving does
+    if figures is not None:
+        from omnidecide.training.recommender.figures import holdout_figures
+        figures.update(holdout_figures(rec, test, has_repeats), purchase_prob_reliability=reliability)
     t_fit = time.time()
     gp = for_size(gp, tinfo["n_tuned"], edges(events))
     final = Recommender.build(events, items, users, params=gp, stage=stage, tifu=tinfo["tifu"])

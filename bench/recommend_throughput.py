@@ -1,0 +1,185 @@
+"""`/recommend` throughput at a 10,000-item catalogue beside a no-op endpoint of the same server (issue H, item 7).
+
+    .venv/bin/python bench/service.py --throughput [--users 3000] [--items 10000] [--seconds 20] [--concurrency 16]
+
+Trains the recommender on a synthetic world of `--items` items, creates a read key, starts `omnidecide serve
+--workers 2` and drives it from one asyncio client process (aiohttp) on the same machine:
+1. closed loop, `--concurrency` requests in flight: `/noop` (a `@bentoml.api` that returns {} — what BentoML and
+   the key check cost) and `/recommend` (a known user, k=20) alternately, twice each, so load drift on a shared
+   machine hits both; requests/s per run and the mean per endpoint;
+2. open loop at half `/recommend`'s requests/s: requests sent on a fixed schedule whatever the answers do, latency
+   counted from the scheduled send time (no coordinated omission): p50/p95/p99.
+Targets: /recommend >= 0.5x /noop requests/s; p99 <= 15 ms at half load. The client's CPU seconds per run are
+printed: where the client is saturated, both endpoints are capped by it and the ratio flatters /recommend.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import random
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+async def closed_loop(url: str, path: str, bodies: list[dict], key: str, concurrency: int, seconds: float) -> dict:
+    import aiohttp
+
+    done, errors = 0, 0
+    stop = time.perf_counter() + seconds
+    headers = {"authorization": f"Bearer {key}"}
+
+    async def worker(session, n: int) -> None:
+        nonlocal done, errors
+        i = n
+        while time.perf_counter() < stop:
+            async with session.post(url + path, json=bodies[i % len(bodies)], headers=headers) as r:
+                await r.read()
+                done += r.status == 200
+                errors += r.status != 200
+            i += concurrency
+
+    cpu0, t0 = _cpu(), time.perf_counter()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
+        await asyncio.gather(*(worker(s, n) for n in range(concurrency)))
+    wall = time.perf_counter() - t0
+    return {"rps": done / wall, "errors": errors, "client_cpu_share": (_cpu() - cpu0) / wall}
+
+
+async def open_loop(url: str, path: str, bodies: list[dict], key: str, rate: float, seconds: float) -> dict:
+    import aiohttp
+
+    n = int(rate * seconds)
+    lat = np.full(n, np.nan)
+    headers = {"authorization": f"Bearer {key}"}
+    start = time.perf_counter() + 0.2
+
+    async def one(session, i: int) -> None:
+        due = start + i / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        async with session.post(url + path, json=bodies[i % len(bodies)], headers=headers) as r:
+            await r.read()
+            if r.status == 200:
+                lat[i] = (time.perf_counter() - due) * 1000
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        await asyncio.gather(*(one(s, i) for i in range(n)))
+    ok = lat[np.isfinite(lat)]
+    p50, p95, p99 = np.percentile(ok, [50, 95, 99])
+    return {"rate": rate, "n": n, "failed": int(n - len(ok)), "p50": p50, "p95": p95, "p99": p99, "max": ok.max()}
+
+
+def main(argv: list[str]) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--throughput", action="store_true")
+    ap.add_argument("--users", type=int, default=3000)
+    ap.add_argument("--items", type=int, default=10_000)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--world-items", type=int, default=None,
+                    help="train on a world of this many items and post the rest of --items to /items (cold items)")
+    ap.add_argument("--store", type=Path, default=None,
+                    help="a model store (BENTOML_HOME) whose recommender was trained on this world: skips training")
+    args = ap.parse_args(argv)
+    import httpx
+
+    world_items = args.world_items or args.items
+    world = ROOT / "data" / f"bench-service-{args.users}-{world_items}"
+    omni = [str(Path(sys.executable).with_name("omnidecide"))]
+    if not (world / "truth.json").exists():
+        subprocess.run(omni + ["data", "synth", "--out", str(world), "--users", str(args.users), "--seed", "0",
+                               "--items", str(world_items)], check=True)
+    env = {**os.environ, "BENTOML_HOME": str(args.store or tempfile.mkdtemp(prefix="omnidecide-bench-throughput-"))}
+    env.pop("OMNIDECIDE_DATABASE_URL", None)  # the store's own embedded database
+    t0 = time.perf_counter()
+    if args.store is None:
+        subprocess.run(omni + ["train", "recommender", "--events", str(world / "events.csv"), "--items",
+                               str(world / "items.csv"), "--users", str(world / "users.csv")], check=True, env=env,
+                       cwd=ROOT)
+    train = f"`train recommender` {time.perf_counter() - t0:.0f} s" if args.store is None else "store trained earlier"
+    key = subprocess.run(omni + ["keys", "create", "--scope", "read", "--name", f"bench-{os.getpid()}"], check=True,
+                         env=env, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    port = _free_port()
+    server = subprocess.Popen(omni + ["serve", "--port", str(port), "--workers", "2"], env=env, cwd=ROOT,
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    rng = random.Random(0)
+    users = pd.read_csv(world / "users.csv", dtype=str, usecols=["user_id"])["user_id"].tolist()
+    rec = [{"user_id": rng.choice(users), "k": 20} for _ in range(2000)]
+    noop = [{}]
+    runs: dict[str, list[dict]] = {"/noop": [], "/recommend": []}
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        if world_items < args.items:  # the rest of the catalogue arrives live (POST /items), as cold items
+            ingest = subprocess.run(omni + ["keys", "create", "--scope", "ingest", "--name", f"bench-in-{os.getpid()}"],
+                                    check=True, env=env, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            cats = pd.read_csv(world / "items.csv", dtype={"item_id": str})["category"].tolist()
+            new = [{"item_id": f"live{n:05d}", "category": rng.choice(cats), "price": round(rng.uniform(1, 99), 2),
+                    "margin": 0.3, "stock": 50} for n in range(args.items - world_items)]
+            for b in range(0, len(new), 1000):
+                r = httpx.post(f"{url}/items", json={"items": new[b: b + 1000]},
+                               headers={"authorization": f"Bearer {ingest}"}, timeout=120)
+                assert r.status_code == 200, r.text
+        first = httpx.post(f"{url}/recommend", json=rec[0], headers={"authorization": f"Bearer {key}"},
+                           timeout=120).json()
+        assert first.get("items"), first
+        asyncio.run(closed_loop(url, "/recommend", rec, key, args.concurrency, 5))  # warm both workers
+        load0 = os.getloadavg()[0]
+        for _ in range(2):
+            for path, bodies in (("/noop", noop), ("/recommend", rec)):
+                runs[path].append(asyncio.run(closed_loop(url, path, bodies, key, args.concurrency, args.seconds)))
+        rps = {p: float(np.mean([r["rps"] for r in rs])) for p, rs in runs.items()}
+        half = asyncio.run(open_loop(url, "/recommend", rec, key, rps["/recommend"] / 2, args.seconds))
+        load1 = os.getloadavg()[0]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+
+    ratio = rps["/recommend"] / rps["/noop"]
+    print(f"Run: `{' '.join(['.venv/bin/python', 'bench/service.py'] + argv)}` — "
+          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} CPU cores, "
+          f"load average {load0:.1f} before / {load1:.1f} after the timed runs; synthetic world {args.users} users, "
+          f"{world_items} items (seed 0), {train}; served catalogue {args.items} items"
+          f"{f' ({args.items - world_items} posted to /items, cold)' if world_items < args.items else ''}; `omnidecide serve --workers 2`, one "
+          f"aiohttp client process on the same machine, {args.concurrency} requests in flight, {args.seconds:.0f} s "
+          f"per run.\n")
+    print("| endpoint | req/s run 1 | req/s run 2 | mean req/s | client CPU share | errors |")
+    print("|---|---|---|---|---|---|")
+    for path, rs in runs.items():
+        print(f"| {path} | {rs[0]['rps']:.0f} | {rs[1]['rps']:.0f} | {rps[path]:.0f} | "
+              f"{np.mean([r['client_cpu_share'] for r in rs]):.2f} | {sum(r['errors'] for r in rs)} |")
+    print(f"\n/recommend / /noop = **{ratio:.2f}x** (target >= 0.5x).\n")
+    print(f"Open loop at half /recommend's rate ({half['rate']:.0f} req/s, {half['n']} requests, "
+          f"{half['failed']} failed): p50 {half['p50']:.1f} ms, p95 {half['p95']:.1f} ms, **p99 {half['p99']:.1f} ms** "
+          f"(target <= 15 ms), max {half['max']:.1f} ms.")
