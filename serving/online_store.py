@@ -15,7 +15,6 @@ answers them all; a batch with a bad record is refused alone, with its own recor
 """
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 

@@ -4,7 +4,6 @@ Plain class plus pydantic request/response models, so the BentoML service, the C
 """
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal, Optional
 
 import numpy as np

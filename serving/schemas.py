@@ -1,7 +1,6 @@
 """Request models shared by more than one endpoint (per-model requests live beside their runtime)."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +16,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
