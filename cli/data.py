@@ -29,8 +29,20 @@ def synth(out: Path = typer.Option(..., "--out", help="Folder for the canonical 
           items: int = typer.Option(400, "--items", min=20, help="Catalogue size"),
           days: int = typer.Option(365, "--days", min=60, help="Days of event history"),
           corrupt: float = typer.Option(0.0, "--corrupt", min=0.0, max=0.5,
-                                        help="Share of event rows to corrupt on purpose (counted in truth.json)")) -> None:
+                                        help="Share of event rows to corrupt on purpose (counted in truth.json)"),
+          fmt: str = typer.Option("csv", "--format", help="csv: the planted world (truth.json); parquet: the scale world "
+                                  "streamed in row groups (training/scale_world.py), e.g. --users 1000000 --items 200000")) -> None:
     """Generate the synthetic omnichannel world with planted, documented structure (see docs/data.md)."""
+    if fmt == "parquet":
+        from omnidecide.training import scale_world
+
+        if corrupt:
+            raise typer.BadParameter("--corrupt is for the CSV world only", param_hint="--corrupt")
+        world = scale_world.generate(out, n_users=users, n_items=items, seed=seed, days=days)
+        console.print(f"wrote {out}: {world['counts']} in {world['seconds']} s")
+        return
+    if fmt != "csv":
+        raise typer.BadParameter(f"unknown format {fmt!r}; use csv or parquet", param_hint="--format")
     from omnidecide.training import synth as synth_mod
 
     truth = synth_mod.generate(out, n_users=users, seed=seed, n_items=items, days=days, corrupt=corrupt)
@@ -38,7 +50,7 @@ def synth(out: Path = typer.Option(..., "--out", help="Folder for the canonical 
 
 
 @data_app.command("validate")
-def validate(events: Optional[Path] = typer.Option(None, "--events", help="events.csv"),
+def validate(events: Optional[Path] = typer.Option(None, "--events", help="events.csv or .parquet"),
              items: Optional[Path] = typer.Option(None, "--items", help="items.csv"),
              users: Optional[Path] = typer.Option(None, "--users", help="users.csv"),
              touchpoints: Optional[Path] = typer.Option(None, "--touchpoints", help="touchpoints.csv"),
@@ -54,7 +66,7 @@ def validate(events: Optional[Path] = typer.Option(None, "--events", help="event
         raise typer.BadParameter("name at least one file, e.g. --events events.csv")
     any_rejected = False
     for table, path in given.items():
-        loaded = load(path, table)
+        loaded = load(path, table, keep=False)  # counts only: a 50M-row file is never held
         print(f"{table}: {loaded.n_good} good, {loaded.n_rejected} rejected")
         for why, n in sorted(loaded.counts.items(), key=lambda kv: (-kv[1], kv[0])):
             print(f"  {n:>8}  {why}")
