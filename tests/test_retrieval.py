@@ -30,7 +30,7 @@ def test_index_scores_are_the_filter_scores_and_recall_is_high():
     E, L, _ = filter_vectors(g.Q, h, g.d_graph, p.c)
     U = queries(X[:300], L)
     assert np.allclose(U @ E.T, g.score(X[:300]), atol=1e-4 * np.abs(g.score(X[:300])).max())
-    index = ItemIndex(E, nprobe=8)
+    index = ItemIndex(E)
     assert recall_at(U, E, index, k=20, candidates=200) > 0.95
     mean, sd = index.moments(U)
     full = U.astype(np.float64) @ E.T.astype(np.float64)

@@ -3,10 +3,10 @@ user, then exact scores on those only.
 
 Why it is exact up to the index: the rational filter's score of item j is an inner product,
     s_j = sum_m (r d^-c Q)_m h_m Q_jm d_j^c = <u, e_j>,  u = (r d^-c Q) * h,  e_j = Q_j * d_j^c,
-so ranking a catalogue is maximum-inner-product search over e_j. faiss searches by L2 distance best, so each item
-vector gets one extra coordinate sqrt(M^2 - |e_j|^2) (M = the largest norm) and the query a 0: then the nearest
-neighbour in L2 is the largest inner product (Bachrach et al. 2014). The index is IVF-Flat (k-means cells, exact
-distances inside the probed cells). The per-user mean and spread of the scores over the whole catalogue, which the
+so ranking a catalogue is maximum-inner-product search over e_j. The index is faiss HNSW with the inner-product metric
+(a navigable graph over the items, exact inner products on the visited ones). Tried first and dropped: IVF-Flat with
+L2 after the one-extra-coordinate reduction (top-20 recall 0.75 on a 2,000-item scale world), IVF-Flat with inner
+products (0.70 on the test graph with 8 of 20 cells probed); HNSW found 1.00 on both. The per-user mean and spread of the scores over the whole catalogue, which the
 ranking z-scores with, come exactly from the item vectors' mean and second-moment matrix, without scoring every item.
 
 Not wired into serving: rules.recommend scores the whole catalogue; measured as a component in bench/scale.py.
@@ -31,35 +31,27 @@ def filter_vectors(Q: np.ndarray, h: np.ndarray, d: np.ndarray, c: float) -> tup
 
 @dataclass
 class ItemIndex:
-    """IVF-Flat over augmented item vectors; `search(U, n)` -> (inner products, item indices), best first."""
+    """HNSW (inner product) over item vectors; `search(U, n)` -> (inner products, item indices), best first.
+    `ef_search` 0: twice the number of candidates asked for, at least 256."""
 
     E: np.ndarray
-    nlist: int = 0
-    nprobe: int = 32
+    links: int = 32
+    ef_construction: int = 80
+    ef_search: int = 0
 
     def __post_init__(self) -> None:
         import faiss
 
         E = np.ascontiguousarray(self.E, dtype=np.float32)
-        norms = np.linalg.norm(E, axis=1)
-        extra = np.sqrt(np.maximum(norms.max() ** 2 - norms ** 2, 0.0))[:, None]
-        A = np.ascontiguousarray(np.hstack([E, extra]), dtype=np.float32)
-        n, dim = A.shape
-        self.nlist = self.nlist or int(max(1, min(4 * np.sqrt(n), n // 39)))  # faiss wants >= 39 points per cell
-        quantizer = faiss.IndexFlatL2(dim)
-        self.index = faiss.IndexIVFFlat(quantizer, dim, self.nlist, faiss.METRIC_L2)
-        sample = A if n <= 64 * self.nlist else A[np.random.default_rng(0).choice(n, 64 * self.nlist, replace=False)]
-        self.index.train(sample)
-        self.index.add(A)
-        self.index.nprobe = min(self.nprobe, self.nlist)
+        self.index = faiss.IndexHNSWFlat(E.shape[1], self.links, faiss.METRIC_INNER_PRODUCT)
+        self.index.hnsw.efConstruction = self.ef_construction
+        self.index.add(E)
         self.mean = E.mean(0).astype(np.float64)
-        self.second = (E.T.astype(np.float64) @ E.astype(np.float64)) / n  # E[e e^T], for the exact score spread
+        self.second = (E.T.astype(np.float64) @ E.astype(np.float64)) / len(E)  # E[e e^T], for the exact spread
 
     def search(self, U: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        U = np.ascontiguousarray(U, dtype=np.float32)
-        Ua = np.ascontiguousarray(np.hstack([U, np.zeros((len(U), 1), np.float32)]))
-        _, idx = self.index.search(Ua, n)
-        scores = np.einsum("bd,bnd->bn", U, self.E[np.maximum(idx, 0)])  # exact inner products of the candidates
+        self.index.hnsw.efSearch = self.ef_search or max(2 * n, 256)
+        scores, idx = self.index.search(np.ascontiguousarray(U, dtype=np.float32), n)
         scores[idx < 0] = -np.inf
         return scores, idx
 
