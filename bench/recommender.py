@@ -1,18 +1,25 @@
-"""Recommender benchmark (issue B). Reproduces the tables in docs/BENCHMARKS.md, section "Recommender (issue B)".
+"""Recommender benchmark (issue 13). Reproduces the tables in docs/BENCHMARKS.md, section "Recommender".
 
-    python bench/recommender.py ml100k --data data/ml-100k --seeds 0 1 2
-    python bench/recommender.py synth  --data data/synth
+    python bench/recommender.py ml100k --data data/ml-100k [--random-seeds 0 1 2]
+    python bench/recommender.py repeat --data data/synth data/grocery
 
-ml100k: all ratings as implicit interactions, per-user random 80/20 split (training.splits.per_user_random, one split
-per seed), items seen in training excluded. Every method's hyper-parameters are chosen on a validation split carved
-from the training part (per_user_random again, seed + 1000); the chosen setting is refit on the whole training part
-and scored once on test. Same run: popularity, ItemKNN, EASE, a plain LightGCN (BPR), and our graph model.
-synth: last-basket split on the repeat-heavy synthetic world; our pipeline vs buy-again and popularity, plus
-diversity (coverage, long-tail share) at several MMR lambdas.
+ml100k (headline: time): all ratings as implicit interactions; a global time cutoff (the latest 20% of ratings are the
+test window, `training.splits.global_time_share`); every method's hyper-parameters are chosen on a validation window
+cut the same way from the training part (its latest 20%), the pick is refit on the whole training part and scored
+once on test users who have training history; items they rated in training are excluded. Popularity, ItemKNN, EASE
+and ours (the production pipeline's tuning). `--random-seeds`: also the per-user random 80/20 table (secondary, for
+comparison with the literature), one split per seed, validation carved the same way.
+
+repeat: each world's last basket per user is the test (`splits.last_basket`); the validation cut is the last basket
+of the training part. The repeat baselines (buy-again, TIFU-KNN, UP-CF@r; models/recommender/baskets.py) are tuned on
+that validation cut and refit on the training part; ours is `pipeline.fit_and_evaluate` (it tunes and chooses what
+serves on the same kind of cut). Baselines see purchases only; ours also sees views/carts where a world has them, so
+the default world is also run "strict": every training event on the test basket's day removed.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import sys
@@ -22,15 +29,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from omnidecide.models.metrics import catalog_coverage, long_tail_share, ranking_report, tail_items_by_popularity  # noqa: E402
+from omnidecide.models.metrics import ranking_report  # noqa: E402
 from omnidecide.models.recommender.baselines import EASE, ItemKNN, Popularity  # noqa: E402
+from omnidecide.models.recommender.baskets import TIFU, UPCF, buy_again_scores, frequency  # noqa: E402
 from omnidecide.models.recommender.core import Recommender  # noqa: E402
-from omnidecide.training import splits  # noqa: E402
+from omnidecide.models.recommender.graph_filter import FilterParams  # noqa: E402
 from omnidecide.store.io import load  # noqa: E402
+from omnidecide.training import splits  # noqa: E402
 from omnidecide.training.recommender import pipeline  # noqa: E402
 
 K = 20
@@ -45,110 +53,131 @@ def md(df: pd.DataFrame, index: bool = True) -> str:
     return "\n".join(lines)
 
 
-def _topk(S: np.ndarray, X: sp.csr_matrix, k: int = K) -> list[np.ndarray]:
+def _key(m: dict) -> float:
+    return m["recall@20"] + m["ndcg@20"]
+
+
+def _topk(S: np.ndarray, exclude: sp.csr_matrix | None = None, k: int = K) -> list[np.ndarray]:
     S = np.array(S, dtype=np.float64, copy=True)
-    S[X.nonzero()] = -np.inf
+    if exclude is not None:
+        S[exclude.nonzero()] = -np.inf
     top = np.argpartition(-S, k, axis=1)[:, :k]
     return list(np.take_along_axis(top, np.argsort(-np.take_along_axis(S, top, 1), 1, kind="stable"), 1))
 
 
-class Frame:
-    """Index users/items of a data set once; matrices for any subset of its rows."""
-
-    def __init__(self, ev: pd.DataFrame):
-        self.users = pd.Index(sorted(ev["user_id"].unique()))
-        self.items = pd.Index(sorted(ev["item_id"].unique()))
-
-    def X(self, df: pd.DataFrame) -> sp.csr_matrix:
-        u, i = self.users.get_indexer(df["user_id"]), self.items.get_indexer(df["item_id"])
-        return sp.csr_matrix((np.ones(len(df)), (u, i)), shape=(len(self.users), len(self.items)))
-
-    def relevant(self, df: pd.DataFrame) -> list[set]:
-        rel = [set() for _ in range(len(self.users))]
-        for u, i in zip(self.users.get_indexer(df["user_id"]), self.items.get_indexer(df["item_id"])):
-            rel[u].add(i)
-        return rel
+def index_of(train: pd.DataFrame, test: pd.DataFrame, items: pd.DataFrame):
+    """The users/items index our model uses for `train`, and the test users (with training history), their relevant
+    sets and user-item matrix of the training part."""
+    rec = Recommender.build(train, items, params=FilterParams(k=2))
+    uidx, rel, now = pipeline.relevant_sets(rec, test)
+    return rec, uidx, rel
 
 
-def lightgcn_bpr(X: sp.csr_matrix, *, dim: int = 64, layers: int = 3, lr: float = 1e-3, epochs: int = 1000,
-                 budget_s: float = 60.0, bs: int = 2048, l2: float = 1e-4, seed: int = 0) -> tuple[np.ndarray, dict]:
-    """Plain LightGCN (torch_geometric.nn.models.LightGCN), BPR with one uniform negative, stopped at a time budget."""
-    from torch_geometric.nn.models import LightGCN
+# --- ML-100K: time split (headline) and random split (secondary) -----------------------------------------------
+def ml100k_split(ev: pd.DataFrame, items: pd.DataFrame, split, seed: int) -> dict:
+    """One split: baselines tuned on the validation cut of the training part, ours through the pipeline's tuning."""
+    train, test = split(ev, seed)
+    fit, val = split(train, seed + 1000)
+    res = {}
+    idx_fit = index_of(fit, val, items)
+    idx_tr = index_of(train, test, items)
 
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    n_u, n_i = X.shape
-    Xc = X.tocoo()
-    ei = torch.tensor(np.vstack([np.concatenate([Xc.row, Xc.col + n_u]), np.concatenate([Xc.col + n_u, Xc.row])]),
-                      dtype=torch.long)
-    model = LightGCN(n_u + n_i, dim, layers)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    pu, pi = torch.tensor(Xc.row, dtype=torch.long), torch.tensor(Xc.col, dtype=torch.long)
-    t0, ep = time.time(), 0
-    while ep < epochs and time.time() - t0 < budget_s:
-        perm = torch.randperm(len(pu), generator=g)
-        for b in range(0, len(pu), bs):
-            idx = perm[b: b + bs]
-            neg = torch.randint(0, n_i, (len(idx),), generator=g)
-            src = torch.cat([pu[idx], pu[idx]])
-            dst = torch.cat([pi[idx], neg]) + n_u
-            rank = model(ei, torch.stack([src, dst]))
-            pos, negs = rank.chunk(2)
-            loss = model.recommendation_loss(pos, negs, node_id=torch.cat([src, dst]).unique(), lambda_reg=l2)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        ep += 1
-    with torch.no_grad():
-        emb = model.get_embedding(ei)
-    return (emb[:n_u] @ emb[n_u:].T).numpy(), {"epochs": ep, "seconds": round(time.time() - t0, 1)}
+    def X_of(rec: Recommender) -> sp.csr_matrix:
+        return (rec.X > 0).astype(np.float64).tocsr()
+
+    def pick(make, grid):
+        recf, uf, relf = idx_fit
+        Xf = X_of(recf)
+        best = max(grid, key=lambda g: _key(ranking_report(_topk(make(g).fit(Xf).scores(Xf[uf]), Xf[uf]), relf, K)))
+        rect, ut, relt = idx_tr
+        Xt = X_of(rect)
+        t = time.time()
+        model = make(best).fit(Xt)
+        secs = time.time() - t
+        return ranking_report(_topk(model.scores(Xt[ut]), Xt[ut]), relt, K), best, secs
+
+    res["popularity"] = pick(lambda g: Popularity(), [None])
+    res["ItemKNN"] = pick(lambda g: ItemKNN(k=g), [20, 50, 100, 200])
+    res["EASE"] = pick(lambda g: EASE(lam=g), [50, 100, 200, 300, 500, 800, 1200])
+    protocol = "random" if split is random_split else "time"
+    gp, stp, tinfo = pipeline.tune(train, items, seed, has_repeats=False, protocol=protocol)
+    gp = pipeline.for_size(gp, tinfo["n_tuned"], pipeline.edges(train))
+    t = time.time()
+    rec = Recommender.build(train, items, params=gp, stage=stp)
+    secs = time.time() - t
+    uidx, rel, now = pipeline.relevant_sets(rec, test)
+    res["graph filter (ours)"] = (ranking_report(pipeline.topk_stage1(rec, uidx, now), rel, K), gp.as_dict(), secs)
+    res["_n_test_users"] = len(uidx)
+    return res
 
 
-def run_ml100k(data: Path, seeds: list[int], lgcn_budget: float) -> dict:
+def time_split(ev: pd.DataFrame, seed: int):
+    return splits.global_time_share(ev, 0.2)
+
+
+def random_split(ev: pd.DataFrame, seed: int):
+    return splits.per_user_random(ev, 0.2, seed)
+
+
+def run_ml100k(data: Path, random_seeds: list[int]) -> dict:
     ev = load(data / "events.csv", "events").data
     items = load(data / "items.csv", "items").data
-    fr = Frame(ev)
-    rows = []
-    for seed in seeds:
-        train, test = splits.per_user_random(ev, 0.2, seed)
-        fit, val = splits.per_user_random(train, 0.2, seed + 1000)
-        Xf, Xt = fr.X(fit), fr.X(train)
-        rel_val, rel_test = fr.relevant(val), fr.relevant(test)
+    out = {}
+    for name, split, seeds in (("global time 80/20", time_split, [0]), ("per-user random 80/20", random_split, random_seeds)):
+        rows = []
+        for seed in seeds:
+            res = ml100k_split(ev, items, split, seed)
+            n_users = res.pop("_n_test_users")
+            for method, (m, chosen, secs) in res.items():
+                rows.append({"seed": seed, "method": method, **m, "fit_seconds": secs, "test_users": n_users,
+                             "chosen": json.dumps(chosen, default=str)})
+                print(f"{name} seed {seed} {method:22s} R@20 {m['recall@20']:.4f} N@20 {m['ndcg@20']:.4f} "
+                      f"fit {secs:.1f}s {chosen}", file=sys.stderr, flush=True)
+        if not rows:
+            continue
+        df = pd.DataFrame(rows)
+        table = df.groupby("method", sort=False).agg(recall=("recall@20", "mean"), recall_sd=("recall@20", "std"),
+                                                     ndcg=("ndcg@20", "mean"), ndcg_sd=("ndcg@20", "std"),
+                                                     fit_s=("fit_seconds", "mean"), test_users=("test_users", "mean"))
+        table["recall_vs_EASE"] = table["recall"] / table.loc["EASE", "recall"]
+        table["ndcg_vs_EASE"] = table["ndcg"] / table.loc["EASE", "ndcg"]
+        out[name] = {"table": table, "per_seed": df}
+    return out
 
-        def pick(make, grid):
-            best = max(grid, key=lambda g: sum(ranking_report(_topk(make(g).fit(Xf).scores(Xf), Xf), rel_val, K)[m]
-                                                for m in ("recall@20", "ndcg@20")))
-            t = time.time()
-            model = make(best).fit(Xt)
-            secs = time.time() - t
-            return ranking_report(_topk(model.scores(Xt), Xt), rel_test, K), best, secs
 
-        res = {}
-        res["popularity"] = pick(lambda g: Popularity(), [None])
-        res["ItemKNN"] = pick(lambda g: ItemKNN(k=g), [20, 50, 100, 200])
-        res["EASE"] = pick(lambda g: EASE(lam=g), [50, 100, 200, 300, 500, 800, 1200])
-        S, info = lightgcn_bpr(Xt, budget_s=lgcn_budget, seed=seed)
-        res["LightGCN (BPR, plain)"] = (ranking_report(_topk(S, Xt), rel_test, K), info, info["seconds"])
-        # our model: the production pipeline's tuning (validation carved from train) and scoring path
-        gp, stp, tinfo = pipeline.tune(train, items, seed, has_repeats=False)
-        gp = pipeline.for_size(gp, tinfo["n_tuned"], pipeline.edges(train))
-        t = time.time()
-        rec = Recommender.build(train, items, params=gp, stage=stp)
-        secs = time.time() - t
-        uidx, rel, now = pipeline.relevant_sets(rec, test)
-        res["GNN (ours)"] = (ranking_report(pipeline.topk_stage1(rec, uidx, now), rel, K), gp.as_dict(), secs)
-        for name, (m, chosen, secs) in res.items():
-            rows.append({"seed": seed, "method": name, **m, "fit_seconds": secs, "chosen": json.dumps(chosen, default=str)})
-            print(f"seed {seed} {name:24s} R@20 {m['recall@20']:.4f} N@20 {m['ndcg@20']:.4f} fit {secs:.1f}s {chosen}",
-                  file=sys.stderr, flush=True)
-    df = pd.DataFrame(rows)
-    table = df.groupby("method", sort=False).agg(
-        recall=("recall@20", "mean"), recall_sd=("recall@20", "std"), ndcg=("ndcg@20", "mean"),
-        ndcg_sd=("ndcg@20", "std"), fit_s=("fit_seconds", "mean"))
-    ease = table.loc["EASE"]
-    table["recall_vs_EASE"] = table["recall"] / ease["recall"]
-    table["ndcg_vs_EASE"] = table["ndcg"] / ease["ndcg"]
-    return {"per_seed": df, "table": table}
+# --- repeat worlds: last basket vs buy-again, TIFU-KNN, UP-CF@r ----------------------------------------------------
+TIFU_GRID = [dict(m=m, r_g=rg, k=k, alpha=a) for m, rg, k, a in itertools.product((3, 7), (0.7, 0.9), (100, 300), (0.7, 0.9))]
+UPCF_GRID = [dict(r=r, asym=a, q=q) for r, a, q in itertools.product((1, 5, 25, None), (0.25, 0.5, 0.75), (1, 5, 10, 50))]
+
+
+def repeat_baselines(train: pd.DataFrame, test: pd.DataFrame, items: pd.DataFrame, seed: int) -> dict:
+    """Buy-again, TIFU-KNN and UP-CF@r: settings chosen on the last basket of the training part, refit on it all."""
+    fit, val = splits.last_basket(train)
+    sets = {"fit": index_of(fit, val, items), "train": index_of(train, test, items)}
+
+    def report(part: str, scores) -> dict:
+        rec, u, rel = sets[part]
+        return ranking_report(_topk(scores(rec, u)), rel, K)
+
+    def buy_again(rec, u):
+        return buy_again_scores(frequency(rec.baskets)[u].toarray(), rec.pop["global"])
+
+    res = {"buy-again": (report("train", buy_again), None)}
+    for name, cls, grid in (("TIFU-KNN", TIFU, TIFU_GRID), ("UP-CF@r", UPCF, UPCF_GRID)):
+        fitted = {}
+
+        def scores(rec, u, g, part):
+            key = (part, json.dumps({k: v for k, v in g.items() if k not in ("k", "alpha", "asym", "q")}))
+            if key not in fitted:  # TIFU's neighbours/alpha and UP-CF's similarity settings need no refit
+                fitted[key] = cls(**{**g, **({"k": 300} if cls is TIFU else {})}).fit(rec.baskets)
+            model = fitted[key]
+            for k, v in g.items():
+                setattr(model, k, v)
+            return model.scores(u)
+
+        best = max(grid, key=lambda g: _key(report("fit", lambda rec, u: scores(rec, u, g, "fit"))))
+        res[name] = (report("train", lambda rec, u: scores(rec, u, best, "train")), best)
+    return res
 
 
 def strict_events(ev: pd.DataFrame) -> pd.DataFrame:
@@ -160,61 +189,57 @@ def strict_events(ev: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([train[cut.isna() | (train["timestamp"] < cut)], test]).sort_values("timestamp", kind="stable")
 
 
-def run_synth(data: Path, seed: int, max_users: int = 500) -> dict:
+def run_world(data: Path, seed: int, strict: bool) -> tuple[pd.DataFrame, dict]:
     ev = load(data / "events.csv", "events").data
     items = load(data / "items.csv", "items").data
+    if strict:
+        ev = strict_events(ev)
     t = time.time()
-    rec, metrics, params = pipeline.fit_and_evaluate(ev, items, None, seed=seed)
-    total = time.time() - t
-    _, strict, _ = pipeline.fit_and_evaluate(strict_events(ev), items, None, seed=seed)
-    # diversity at several MMR lambdas, on holdout users (the serving rules path, stock rules off)
-    from omnidecide.models.recommender import rules
-    train, test = pipeline.holdout(ev, seed, True)
-    r2 = Recommender.build(train, items, params=rec.gnn.params, stage=rec.stage)
-    r2.ranker = rec.ranker
-    r2.stock = np.full(len(r2.item_ids), np.inf)
-    uidx, rel, now = pipeline.relevant_sets(r2, test)
-    uidx, rel, now = uidx[:max_users], rel[:max_users], now[:max_users]
-    tail = tail_items_by_popularity({j: c for j, c in enumerate(np.asarray((r2.X > 0).sum(0)).ravel())})
-    div = []
-    for lam in (0.0, 0.3, 0.6):
-        tops = [np.array([r2.item_index[r.item_id] for r in rules.recommend(r2, str(r2.user_ids[u]), K, diversity=lam,
-                                                                             now=n)]) for u, n in zip(uidx, now)]
-        m = ranking_report(tops, rel, K)
-        div.append({"lambda": lam, **m, "coverage": catalog_coverage(tops, len(r2.item_ids)),
-                    "long_tail_share": long_tail_share(tops, tail)})
-    return {"metrics": metrics, "strict": strict, "params": params, "seconds": total, "diversity": pd.DataFrame(div)}
+    _, metrics, params = pipeline.fit_and_evaluate(ev, items, None, seed=seed)
+    secs = time.time() - t
+    train, test = splits.last_basket(ev)
+    base = repeat_baselines(train[train["event"] == "purchase"], test, items, seed)
+    rows = [{"method": "ours (served)", "recall@20": metrics["holdout_recall@20"], "ndcg@20": metrics["holdout_ndcg@20"],
+             "chosen": metrics["served_ranking"]},
+            {"method": "ours, stage 1 only", "recall@20": metrics["holdout_stage1_recall@20"],
+             "ndcg@20": metrics["holdout_stage1_ndcg@20"], "chosen": json.dumps(params["stage"])}]
+    rows += [{"method": name, "recall@20": m["recall@20"], "ndcg@20": m["ndcg@20"], "chosen": json.dumps(g)}
+             for name, (m, g) in base.items()]
+    rows.append({"method": "popularity", "recall@20": metrics["popularity_recall@20"],
+                 "ndcg@20": metrics["popularity_ndcg@20"], "chosen": ""})
+    df = pd.DataFrame(rows).set_index("method")
+    best = df.loc[["buy-again", "TIFU-KNN", "UP-CF@r"]]
+    df["recall_vs_best_baseline"] = df["recall@20"] / best["recall@20"].max()
+    df["ndcg_vs_best_baseline"] = df["ndcg@20"] / best["ndcg@20"].max()
+    info = {"pipeline_seconds": round(secs, 1), "tifu": params["tifu"],
+            "validation": {k: round(v, 4) for k, v in metrics.items() if k.startswith("validation_") and isinstance(v, float)},
+            "purchase_prob": {k: round(v, 4) for k, v in metrics.items() if k.startswith("purchase_prob") and isinstance(v, float)}}
+    return df, info
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("which", choices=["ml100k", "synth"])
-    ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--lightgcn-budget", type=float, default=60.0, help="seconds of BPR training for plain LightGCN")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("which", choices=["ml100k", "repeat"])
+    ap.add_argument("--data", type=Path, nargs="+", required=True)
+    ap.add_argument("--random-seeds", type=int, nargs="*", default=[0, 1, 2])
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    print(f"machine: {platform.machine()} {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-          f"cuda={torch.cuda.is_available()}; command: {' '.join(sys.argv)}")
+    print(f"machine: {platform.machine()}, python {platform.python_version()}; command: {' '.join(sys.argv)}")
     if args.which == "ml100k":
-        out = run_ml100k(args.data, args.seeds, args.lightgcn_budget)
-        print(md(out["table"]))
-        print()
-        print(md(out["per_seed"][["seed", "method", "recall@20", "ndcg@20", "fit_seconds", "chosen"]], index=False))
-    else:
-        out = run_synth(args.data, args.seeds[0])
-        print("| split | method | Recall@20 | NDCG@20 |\n|---|---|---|---|")
-        for split, m in (("last basket", out["metrics"]), ("last basket, no same-day events", out["strict"])):
-            for name, label in (("holdout", "ours (served: stage 1 + LightGBM if kept)"), ("holdout_stage1", "ours, stage 1 only"),
-                                ("buy_again", "buy-again"), ("popularity", "popularity")):
-                print(f"| {split} | {label} | {m[f'{name}_recall@20']:.4f} | {m[f'{name}_ndcg@20']:.4f} |")
-        for split, m in (("last basket", out["metrics"]), ("no same-day", out["strict"])):
-            print(split, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()
-                          if k.startswith(("second_stage", "purchase_prob", "stage1_cand", "total", "final"))})
-        print(out["params"])
-        print(md(out["diversity"], index=False))
-        print(f"pipeline seconds (tune + evaluate + refit): {out['seconds']:.1f}")
+        for name, out in run_ml100k(args.data[0], args.random_seeds).items():
+            print(f"\n#### {name}\n")
+            print(md(out["table"]))
+            print()
+            print(md(out["per_seed"][["seed", "method", "recall@20", "ndcg@20", "chosen"]], index=False))
+        return
+    for data in args.data:
+        truth = json.loads((data / "truth.json").read_text()) if (data / "truth.json").exists() else {}
+        world = truth.get("world", "default")
+        for strict in ((False, True) if world == "default" else (False,)):
+            df, info = run_world(data, args.seed, strict)
+            print(f"\n#### {data} ({world} world{', strict: no same-day events' if strict else ''})\n")
+            print(md(df))
+            print(json.dumps(info))
 
 
 if __name__ == "__main__":

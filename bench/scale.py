@@ -97,7 +97,7 @@ def stage_exact_check(out: Path, n_items: int = 3000, n_users: int = 20000) -> N
 
     import scipy.sparse as sp
 
-    from omnidecide.models.recommender.gnn import GNNParams, GraphFilterGNN
+    from omnidecide.models.recommender.graph_filter import FilterParams, GraphFilterCF
     from omnidecide.models.recommender.spectral import item_graph_eigen
 
     X = sp.load_npz(out / "X.npz").tocsc()
@@ -105,7 +105,7 @@ def stage_exact_check(out: Path, n_items: int = 3000, n_users: int = 20000) -> N
     X = X[:, items].tocsr()
     users = np.argsort(-np.asarray(X.getnnz(1)))[:n_users]
     X = X[users]
-    exact = GraphFilterGNN(GNNParams()).fit(X)  # n_items <= 4000: dense eigendecomposition
+    exact = GraphFilterCF(FilterParams()).fit(X)  # n_items <= 4000: dense eigendecomposition
     rows = X[:1000]
     seen = rows.toarray() > 0
     top = lambda m: np.argsort(-np.where(seen, -np.inf, m.score(rows)), 1)[:, :20]  # noqa: E731
@@ -133,7 +133,7 @@ def stage_ann(out: Path, n_users: int = 1000) -> None:
 
     f = np.load(out / "factors.npz")
     X = sp.load_npz(out / "X.npz")
-    p, mu, c = 4.0, 0.07, 0.35  # GNNParams defaults
+    p, mu, c = 4.0, 0.07, 0.35  # FilterParams defaults
     h = f["lam"] ** p / (f["lam"] ** p + mu ** p)
     E, L, keep = filter_vectors(f["Q"].astype(np.float64), h, np.maximum(f["d"], 1e-9), c)
     t0 = time.perf_counter()

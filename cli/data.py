@@ -30,22 +30,31 @@ def synth(out: Path = typer.Option(..., "--out", help="Folder for the canonical 
           days: int = typer.Option(365, "--days", min=60, help="Days of event history"),
           corrupt: float = typer.Option(0.0, "--corrupt", min=0.0, max=0.5,
                                         help="Share of event rows to corrupt on purpose (counted in truth.json)"),
+          world: str = typer.Option("default", "--world",
+                                    help="default: the omnichannel world; grocery: repeat baskets shaped by published "
+                                         "grocery facts (events, items, users, truth.json only)"),
           fmt: str = typer.Option("csv", "--format", help="csv: the planted world (truth.json); parquet: the scale world "
                                   "streamed in row groups (training/scale_world.py), e.g. --users 1000000 --items 200000")) -> None:
     """Generate the synthetic omnichannel world with planted, documented structure (see docs/data.md)."""
+    from omnidecide.models.errors import InputError
+
     if fmt == "parquet":
         from omnidecide.training import scale_world
 
-        if corrupt:
-            raise typer.BadParameter("--corrupt is for the CSV world only", param_hint="--corrupt")
-        world = scale_world.generate(out, n_users=users, n_items=items, seed=seed, days=days)
-        console.print(f"wrote {out}: {world['counts']} in {world['seconds']} s")
+        if corrupt or world != "default":
+            raise InputError("--format parquet writes the scale world; --corrupt and --world are for CSV worlds")
+        made = scale_world.generate(out, n_users=users, n_items=items, seed=seed, days=days)
+        console.print(f"wrote {out}: {made['counts']} in {made['seconds']} s")
         return
     if fmt != "csv":
-        raise typer.BadParameter(f"unknown format {fmt!r}; use csv or parquet", param_hint="--format")
+        raise InputError(f"--format: unknown format {fmt!r}; use csv or parquet")
     from omnidecide.training import synth as synth_mod
 
-    truth = synth_mod.generate(out, n_users=users, seed=seed, n_items=items, days=days, corrupt=corrupt)
+    if world not in synth_mod.WORLDS:
+        raise InputError(f"--world: unknown world {world!r}; one of {', '.join(synth_mod.WORLDS)}")
+    if world == "grocery" and corrupt:
+        raise InputError("--corrupt: only the default world can be corrupted")
+    truth = synth_mod.generate(out, n_users=users, seed=seed, n_items=items, days=days, corrupt=corrupt, world=world)
     console.print(f"wrote {out}: {truth['counts']}")
 
 

@@ -14,7 +14,7 @@ from omnidecide.models.errors import InputError
 @train_app.command("recommender")
 def train_recommender(events: Path = typer.Option(..., "--events"), items: Optional[Path] = typer.Option(None, "--items"),
                       users: Optional[Path] = typer.Option(None, "--users")) -> None:
-    """Validate, train the GNN recommender, evaluate on a holdout, save a version; prints the tag."""
+    """Validate, train the graph-filter recommender (GF-CF family), evaluate on a holdout, save a version; prints the tag."""
     from omnidecide.training import recommender as training
     from omnidecide.store import registry
 

@@ -11,7 +11,7 @@ import pytest
 from omnidecide.models.errors import InputError
 from omnidecide.models.recommender import rules
 from omnidecide.models.recommender.core import Recommender
-from omnidecide.models.recommender.gnn import GNNParams
+from omnidecide.models.recommender.graph_filter import FilterParams
 from omnidecide.store.io import load
 
 
@@ -100,7 +100,7 @@ def test_exclusions_diversity_similar_and_reasons(trained):
     cats = lambda resp: len({rec.item_cat[rec.item_index[r.item_id]] for r in resp.items})  # noqa: E731
     assert cats(rt.recommend(_req(u, diversity=0.7))) > cats(base)
     from omnidecide.serving.recommender import SimilarRequest
-    item = rec.item_ids[np.argmax(rec.gnn.d_item)]
+    item = rec.item_ids[np.argmax(rec.graph.d_item)]
     sim = rt.similar(SimilarRequest(item_id=item, k=10))
     same = [rec.item_cat[rec.item_index[r.item_id]] == rec.item_cat[rec.item_index[item]] for r in sim.items]
     assert len(sim.items) == 10 and np.mean(same) >= 0.5 and item not in {r.item_id for r in sim.items}
@@ -112,19 +112,19 @@ def test_new_item_gets_content_embedding_and_determinism(synth_world):
     items = load(synth_world / "items.csv", "items").data
     new = pd.DataFrame({"item_id": ["brand-new-item"], "category": ["coffee_tea"], "price": [40.0], "stock": [10.0]})
     items = pd.concat([items, new], ignore_index=True)
-    a = Recommender.build(ev, items, params=GNNParams(k=16))
-    b = Recommender.build(ev, items, params=GNNParams(k=16))
+    a = Recommender.build(ev, items, params=FilterParams(k=16))
+    b = Recommender.build(ev, items, params=FilterParams(k=16))
     j = a.item_index["brand-new-item"]
     rows = a.X[:50].toarray()
-    sa = a.stage1(rows, a.consumed[:50].toarray() > 0, a.n_buy[:50].toarray(), a.last_buy[:50].toarray() - 1)[1]
-    sb = b.stage1(rows, b.consumed[:50].toarray() > 0, b.n_buy[:50].toarray(), b.last_buy[:50].toarray() - 1)[1]
+    sa = a.stage1(a.batch_state(np.arange(50)))[1]
+    sb = b.stage1(b.batch_state(np.arange(50)))[1]
     np.testing.assert_array_equal(sa, sb)  # same data, same seed: same scores
     coffee = a.item_cat == a.item_cat[j]
     fans = np.argsort(-(rows[:, coffee].sum(1)))[:5]
     others = np.argsort(rows[:, coffee].sum(1))[:5]
     assert np.isfinite(sa[:, j]).all() and sa[fans, j].mean() > sa[others, j].mean()
-    rec = rules.recommend(a, str(a.user_ids[fans[0]]), 60)
-    assert any(r.item_id == "brand-new-item" for r in rec) or sa[fans[0], j] > np.median(sa[fans[0]])
+    # for each coffee fan the new item scores above the median item (its category mean minus a novelty penalty)
+    assert all(sa[f, j] > np.median(sa[f]) for f in fans), [(sa[f, j], np.median(sa[f])) for f in fans]
 
 
 def test_rating_data_excludes_seen_items_without_flags(tmp_path):
@@ -133,7 +133,7 @@ def test_rating_data_excludes_seen_items_without_flags(tmp_path):
             for n, (u, m) in enumerate({(int(rng.integers(0, 60)), int(rng.integers(0, 80))) for _ in range(1500)})]
     ev = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "event", "rating"])
     ev["timestamp"] = pd.to_datetime(ev["timestamp"], unit="s")
-    rec = Recommender.build(ev, params=GNNParams(k=8))
+    rec = Recommender.build(ev, params=FilterParams(k=8))
     assert not rec.repeat.has_repeats
     for u in rec.user_ids[:10]:
         seen = set(ev.loc[ev["user_id"] == u, "item_id"])
@@ -168,9 +168,9 @@ def test_consent_off_and_purchase_probability(trained, synth_world):
     tag, meta, rt = trained
     users = pd.read_csv(synth_world / "users.csv", dtype=str)
     off = users.loc[users["consent_personalization"].str.lower().isin(["false", "0", "no"]), "user_id"]
-    if len(off):
-        resp = rt.recommend(_req(off.iloc[0]))
-        assert resp.fallback and all(r.reason.startswith("personalisation off") for r in resp.items)
+    assert len(off) > 0  # the synthetic world plants 8% who said no
+    resp = rt.recommend(_req(off.iloc[0]))
+    assert resp.fallback and all(r.reason.startswith("personalisation off") for r in resp.items)
     m = meta["metrics"]
     assert 0 <= m["purchase_prob_ece"] < 0.05 and m["purchase_prob_auc"] > 0.8
     u = rt.rec.user_ids[3]
@@ -201,7 +201,7 @@ def test_new_customer_gets_segment_popularity(synth_world, trained):
         plant.append(pd.DataFrame({"user_id": who, "item_id": item, "timestamp": ev["timestamp"].max(),
                                    "event": "purchase"}))
     ev = pd.concat([ev, *plant], ignore_index=True)
-    rec = Recommender.build(ev, items, users, params=GNNParams(k=8))
+    rec = Recommender.build(ev, items, users, params=FilterParams(k=8))
     gold = rules.recommend(rec, "new-gold-customer", 5, segment={"member_level": "gold"})
     basic = rules.recommend(rec, "new-basic-customer", 5, segment={"member_level": "basic"})
     plain = rules.recommend(rec, "new-customer", 5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from omnidecide.models.recommender.gnn import GNNParams, GraphFilterGNN
+from omnidecide.models.recommender.graph_filter import FilterParams, GraphFilterCF
 from omnidecide.models.recommender.retrieval import ItemIndex, filter_vectors, queries, recall_at
 
 
@@ -20,7 +20,7 @@ def _fit():
         rows += [u] * len(picked)
         cols += list(picked)
     X = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(users, items))
-    return X, GraphFilterGNN(GNNParams()).fit(X)
+    return X, GraphFilterCF(FilterParams()).fit(X)
 
 
 def test_index_scores_are_the_filter_scores_and_recall_is_high():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from omnidecide.models.recommender.gnn import GNNParams, GraphFilterGNN
+from omnidecide.models.recommender.graph_filter import FilterParams, GraphFilterCF
 from omnidecide.models.recommender.spectral import item_graph_eigen
 
 
@@ -26,7 +26,7 @@ def _graph(seed: int = 0, users: int = 3000, items: int = 600) -> sp.csr_matrix:
 
 def test_eigenpairs_match_the_exact_ones():
     X = _graph()
-    g = GraphFilterGNN(GNNParams()).fit(X)  # 600 items: the exact dense decomposition
+    g = GraphFilterCF(FilterParams()).fit(X)  # 600 items: the exact dense decomposition
     lam_ex = np.linalg.eigh((g.R_norm.T @ g.R_norm).toarray())[0][-64:]
     lam, V = item_graph_eigen(g.R_norm, 64, power_iters=8)
     assert np.max(np.abs(lam - lam_ex) / lam_ex) < 0.05
@@ -39,7 +39,7 @@ def test_filter_top20_close_to_the_exact_truncated_filter():
     from copy import copy
 
     X = _graph(1)
-    exact = GraphFilterGNN(GNNParams()).fit(X)
+    exact = GraphFilterCF(FilterParams()).fit(X)
     truncated, approx = copy(exact), copy(exact)
     truncated.lam, truncated.Q = exact.lam[-128:], exact.Q[:, -128:]
     lam, Q = item_graph_eigen(exact.R_norm, 128)

@@ -119,3 +119,45 @@ def test_attribution_truth_shares(world):
     assert shares["kol_live"] > shares["search"] > shares["sms"]
     tp = load(folder / "touchpoints.csv", "touchpoints").data
     assert set(tp["channel"]) == set(a["channels"])
+
+
+def test_grocery_world_matches_its_published_facts(tmp_path):
+    from omnidecide.training import splits
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    truth = generate(a, n_users=300, seed=2, n_items=500, world="grocery")
+    generate(b, n_users=300, seed=2, n_items=500, world="grocery")
+    assert (a / "events.csv").read_bytes() == (b / "events.csv").read_bytes()
+    ev = load(a / "events.csv", "events").data
+    assert len(ev) == truth["counts"]["events"] and (ev["event"] == "purchase").all() and ev["order_id"].notna().all()
+    orders = ev.groupby("order_id").agg(u=("user_id", "first"), t=("timestamp", "min"), n=("item_id", "size"))
+    orders = orders.sort_values(["u", "t"])
+    gaps = orders.groupby("u")["t"].diff().dropna().dt.total_seconds() / 86400
+    assert gaps.max() <= 31 and 4 <= gaps.median() <= 12  # capped at 30 days (+ time of day); about a week
+    assert orders.groupby("u").size().min() >= 2
+    first_time = ~ev.sort_values("timestamp", kind="stable").duplicated(["user_id", "item_id"])
+    assert 0.45 <= 1 - first_time.mean() <= 0.7  # most lines are reorders (Instacart: 59%)
+    pairs = ev.groupby(["user_id", "item_id"])["order_id"].nunique()
+    assert (pairs == 1).mean() > 0.4  # many items bought once
+    share = ev.groupby("item_id").size().sort_values(ascending=False) / len(ev)
+    assert share.iloc[:5].sum() > 10 * share.iloc[-250:].mean() * 5  # heavy-tailed popularity
+    # staples: most customers have an item in at least 70% of their orders
+    per_user_orders = orders.groupby("u").size()
+    top_share = pairs.groupby("user_id").max() / per_user_orders
+    assert (top_share >= 0.7).mean() > 0.5
+    assert splits.last_basket(ev)[1]["user_id"].nunique() == ev["user_id"].nunique()
+
+
+def test_cli_synth_world_option(tmp_path):
+    from typer.testing import CliRunner
+
+    import omnidecide.cli.data  # noqa: F401  (registers the commands)
+    from omnidecide.cli.app import app
+    from omnidecide.models.errors import InputError
+
+    r = CliRunner().invoke(app, ["data", "synth", "--out", str(tmp_path / "g"), "--world", "grocery", "--users", "30",
+                                 "--items", "100"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "g" / "truth.json").read_text())["world"] == "grocery"
+    bad = CliRunner().invoke(app, ["data", "synth", "--out", str(tmp_path / "x"), "--world", "moon"])
+    assert isinstance(bad.exception, InputError) and "--world" in str(bad.exception)

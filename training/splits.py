@@ -53,3 +53,10 @@ def global_time(events: pd.DataFrame, cutoff: pd.Timestamp | str) -> tuple[pd.Da
     cutoff = pd.Timestamp(cutoff)
     before = events["timestamp"] < cutoff
     return events[before], events[~before]
+
+
+def global_time_share(events: pd.DataFrame, test_share: float = 0.2) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A global cutoff: the latest `test_share` of the rows (by time) are the test window, everything before it
+    trains. What production faces: only the past predicts the next window, for every user at once."""
+    cutoff = events["timestamp"].quantile(1.0 - test_share, interpolation="higher")
+    return global_time(events, cutoff)

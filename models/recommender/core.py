@@ -1,17 +1,19 @@
-"""The recommender as one object: id maps, user histories, the graph model, repeat model, context popularity,
-catalogue (category, stock) and the business rules applied at inference. Pure model code: frames in, arrays out.
+"""The recommender as one object: id maps, user histories, the graph filter (GF-CF family), the re-buy signals
+(learned item cycles, TIFU-style neighbour-smoothed basket history), context popularity, catalogue (category,
+stock). Pure model code: frames in, arrays out. Business rules applied at inference live in `rules`.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from omnidecide.models.recommender.gnn import GNNParams, GraphFilterGNN
+from omnidecide.models.recommender.baskets import TIFU, Baskets, buy_again_scores
+from omnidecide.models.recommender.graph_filter import FilterParams, GraphFilterCF
 from omnidecide.models.recommender.repeat import DAY, RepeatModel
 
 # Edge weight per event type (the strongest event of a user-item pair sets the edge).
@@ -25,10 +27,32 @@ SEGMENTS = {"member_level": "with {} members", "age_band": "with customers aged 
 MIN_SEGMENT_USERS = 10  # a segment popularity needs this many training users behind it
 
 
+SERVE = ("model", "buy_again")  # what ranks a known user's list; chosen on validation by the training pipeline
+
+
 @dataclass
 class StageParams:
-    rep_weight: float = 1.0  # how strongly a due re-buy competes with a discovery item
-    gnn_shift: float = 3.0   # discovery score = sigmoid(z_gnn - shift)
+    rep_weight: float = 1.0  # how strongly a due re-buy (learned item cycle) competes with a discovery item
+    graph_shift: float = 3.0   # discovery score = sigmoid(z_graph - shift)
+    tifu_w: float = 0.0      # weight of the user's TIFU basket score (scaled to 1 per user) added on top
+    pop_w: float = 0.0       # weight of recent popularity (z-scored log) added to the graph z before the sigmoid
+    serve: str = "model"     # "buy_again": the plain personal-frequency list served instead (it won on validation)
+
+
+@dataclass
+class UserRows:
+    """A batch of users' state over the catalogue (b x items each)."""
+
+    rows: np.ndarray   # edge weights (strongest event per item)
+    cons: np.ndarray   # bought or rated (bool)
+    nb: np.ndarray     # purchase count
+    lb: np.ndarray     # last purchase time, seconds since t0 (-1: never)
+    fb: np.ndarray     # first purchase time, seconds since t0 (-1: never)
+    tifu: np.ndarray   # TIFU-KNN score of the user's basket history (0 without one)
+
+    def personal_gap(self) -> np.ndarray:
+        """Mean days between the user's purchases of each item (nan below two purchases)."""
+        return np.where(self.nb >= 2, (self.lb - self.fb) / DAY / np.maximum(self.nb - 1, 1), np.nan)
 
 
 def seconds(ts: pd.Series) -> np.ndarray:
@@ -77,6 +101,16 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def combine(z: np.ndarray, rep: np.ndarray, tifu: np.ndarray, stage: StageParams, pop_z: np.ndarray) -> np.ndarray:
+    """The stage-1 score from its parts: the better of discovery (graph, plus recent popularity) and a due re-buy
+    (learned item cycle), plus the TIFU basket score scaled to 1 per user."""
+    disc = z + stage.pop_w * pop_z[None, :] if stage.pop_w else z
+    score = np.maximum(_sigmoid(disc - stage.graph_shift), stage.rep_weight * rep)
+    if stage.tifu_w > 0:
+        score = score + stage.tifu_w * tifu / np.maximum(tifu.max(1, keepdims=True), 1e-12)
+    return score
+
+
 @dataclass
 class Recommender:
     user_ids: np.ndarray
@@ -87,7 +121,8 @@ class Recommender:
     last_buy: sp.csr_matrix          # user x item last purchase time (seconds since t0, +1)
     t0: float
     t_end: float                     # last event time (seconds since t0): "now" for batch recommendations
-    gnn: GraphFilterGNN
+    first_buy: sp.csr_matrix         # user x item first purchase time (seconds since t0, +1)
+    graph: GraphFilterCF
     repeat: RepeatModel
     item_cat: np.ndarray             # category index per item
     categories: np.ndarray
@@ -99,6 +134,8 @@ class Recommender:
     no_consent: set = field(default_factory=set)
     ranker: object | None = None     # optional second stage (models.recommender.ranker.SecondStage)
     side: sp.csr_matrix | None = None  # side-information nodes x items (build time only, for refits while tuning)
+    tifu: TIFU | None = None         # fitted on the purchase baskets; None without purchases
+    baskets: Baskets | None = None   # the purchase baskets (build time only, for refits while tuning)
 
     def __post_init__(self) -> None:
         self.user_index = {u: n for n, u in enumerate(self.user_ids)}
@@ -108,7 +145,9 @@ class Recommender:
     # --- construction ------------------------------------------------------------------------------------
     @classmethod
     def build(cls, events: pd.DataFrame, items: pd.DataFrame | None = None, users: pd.DataFrame | None = None,
-              params: GNNParams | None = None, stage: StageParams | None = None) -> "Recommender":
+              params: FilterParams | None = None, stage: StageParams | None = None,
+              tifu: TIFU | None = None) -> "Recommender":
+        """`tifu`: TIFU-KNN settings (unfitted) for the basket signal; default settings when None."""
         ev = events[events["item_id"].notna() & events["event"].isin(list(EVENT_WEIGHTS))]
         item_ids = pd.Index(sorted(set(ev["item_id"].unique()) | (set(items["item_id"]) if items is not None else set())))
         user_ids = pd.Index(sorted(ev["user_id"].unique()))
@@ -126,10 +165,20 @@ class Recommender:
         cons = pair[pair["e"].isin(CONSUMED)].drop_duplicates(["u", "i"])
         consumed = sp.csr_matrix((np.ones(len(cons)), (cons["u"], cons["i"])), shape=shape)
         buys = pair[pair["e"] == "purchase"]
-        nb = buys.groupby(["u", "i"])["t"].agg(["size", "max"])
+        nb = buys.groupby(["u", "i"])["t"].agg(["size", "max", "min"])
         ix = (nb.index.get_level_values(0), nb.index.get_level_values(1))
         n_buy = sp.csr_matrix((nb["size"].to_numpy(dtype=float), ix), shape=shape)
         last_buy = sp.csr_matrix((nb["max"].to_numpy() + 1.0, ix), shape=shape)
+        first_buy = sp.csr_matrix((nb["min"].to_numpy() + 1.0, ix), shape=shape)
+        fitted_tifu = bk = None
+        if len(buys):
+            key = ev["order_id"].to_numpy()[(pair["e"] == "purchase").to_numpy()] if "order_id" in ev.columns else None
+            if key is not None and pd.isna(key).any():
+                day = (buys["t"] // DAY).astype(np.int64).astype(str).to_numpy()
+                key = np.where(pd.isna(key), "day-" + day, key.astype(str))
+            bk = Baskets.from_purchases(buys["u"].to_numpy(), buys["i"].to_numpy(), buys["t"].to_numpy(), key,
+                                        len(user_ids), len(item_ids))
+            fitted_tifu = replace(tifu or TIFU()).fit(bk)  # a fresh copy: the settings, not the fitted state
 
         cat_names = np.array(["unknown"])
         item_cat = np.zeros(len(item_ids), dtype=int)
@@ -162,50 +211,62 @@ class Recommender:
         no_consent = set()
         if users is not None and "consent_personalization" in users.columns:
             no_consent = set(users.loc[users["consent_personalization"].fillna(True).eq(False), "user_id"])
-        gnn = GraphFilterGNN(params or GNNParams()).fit(X, side)
+        graph = GraphFilterCF(params or FilterParams()).fit(X, side)
         return cls(user_ids=user_ids.to_numpy(), item_ids=item_ids.to_numpy(), X=X, consumed=consumed, n_buy=n_buy,
-                   last_buy=last_buy, t0=t0, t_end=float(t.max()) if len(t) else 0.0, gnn=gnn, repeat=rep,
+                   last_buy=last_buy, first_buy=first_buy, t0=t0, t_end=float(t.max()) if len(t) else 0.0,
+                   graph=graph, repeat=rep, tifu=fitted_tifu, baskets=bk,
                    item_cat=item_cat, categories=cat_names, stock=stock, pop=pop, stage=stage or StageParams(),
                    titles=titles, price=price, no_consent=no_consent, side=side)
 
     # --- user state ----------------------------------------------------------------------------------
-    def user_state(self, user_id: str, recent: pd.DataFrame | None = None):
-        """(row of edge weights, consumed mask, purchase counts, last purchase times, known?) for one user.
+    def batch_state(self, u: np.ndarray) -> UserRows:
+        """State of known users (row indices)."""
+        u = np.asarray(u)
+        tifu = self.tifu.scores(u) if self.tifu is not None else np.zeros((len(u), len(self.item_ids)))
+        return UserRows(self.X[u].toarray(), self.consumed[u].toarray() > 0, self.n_buy[u].toarray(),
+                        self.last_buy[u].toarray() - 1.0, self.first_buy[u].toarray() - 1.0, tifu)
 
-        `recent`: fresh events (item_id, event, optional timestamp) not seen at training; merged in (inductive)."""
+    # --- user state ----------------------------------------------------------------------------------
+    def user_state(self, user_id: str, recent: pd.DataFrame | None = None) -> tuple[UserRows, bool]:
+        """(state of one user as a batch of one, known?).
+
+        `recent`: fresh events (item_id, event, optional timestamp) not seen at training; merged in (inductive).
+        They move the edge weights, counts and recency; the TIFU basket score stays the trained one."""
         n = len(self.item_ids)
         uidx = self.user_index.get(user_id)
         if uidx is not None:
-            row = self.X[uidx].toarray().ravel()
-            cons = self.consumed[uidx].toarray().ravel() > 0
-            nb = self.n_buy[uidx].toarray().ravel()
-            lb = self.last_buy[uidx].toarray().ravel() - 1.0
+            st = self.batch_state(np.array([uidx]))
         else:
-            row, cons, nb, lb = np.zeros(n), np.zeros(n, bool), np.zeros(n), np.full(n, -1.0)
+            st = UserRows(np.zeros((1, n)), np.zeros((1, n), bool), np.zeros((1, n)), np.full((1, n), -1.0),
+                          np.full((1, n), -1.0), np.zeros((1, n)))
         if recent is not None and len(recent):
             for _, r in recent.iterrows():
                 j = self.item_index.get(str(r["item_id"]))
                 ev = str(r.get("event", "view")).lower()
                 if j is None or ev not in EVENT_WEIGHTS:
                     continue
-                row[j] = max(row[j], EVENT_WEIGHTS[ev])
+                st.rows[0, j] = max(st.rows[0, j], EVENT_WEIGHTS[ev])
                 if ev in CONSUMED:
-                    cons[j] = True
+                    st.cons[0, j] = True
                 if ev == "purchase":
-                    nb[j] += 1
+                    st.nb[0, j] += 1
                     ts = r.get("timestamp")
-                    lb[j] = max(lb[j], (pd.Timestamp(ts).timestamp() - self.t0) if ts is not None and pd.notna(ts) else self.t_end)
-        return row, cons, nb, lb, uidx is not None or bool(row.any())
+                    t = (pd.Timestamp(ts).timestamp() - self.t0) if ts is not None and pd.notna(ts) else self.t_end
+                    st.lb[0, j] = max(st.lb[0, j], t)
+                    st.fb[0, j] = t if st.fb[0, j] < 0 else min(st.fb[0, j], t)
+        return st, uidx is not None or bool(st.rows.any())
 
     # --- scoring -------------------------------------------------------------------------------------
-    def stage1(self, rows: np.ndarray, cons: np.ndarray, nb: np.ndarray, lb: np.ndarray, now: float | None = None):
-        """Stage-1 scores (b x items): discovery from the graph model, due re-buys from the repeat model.
+    def stage1(self, st: UserRows, now: float | np.ndarray | None = None, model: bool = False):
+        """Stage-1 scores (b x items): discovery from the graph filter, due re-buys from the learned item cycles,
+        plus the TIFU basket score (weight `tifu_w`); or the plain buy-again list when validation chose it.
 
-        Returns (score, gnn_z, repeat_score, allowed): consumed buy-once items are not allowed."""
+        Returns (score, graph_z, repeat_score, allowed): consumed buy-once items are not allowed. `model`: the
+        model's own score even when buy-again serves (the second stage's features)."""
         now = self.t_end if now is None else now
-        g = self.gnn.score(sp.csr_matrix(rows))
+        g = self.graph.score(sp.csr_matrix(st.rows))
         z = (g - g.mean(1, keepdims=True)) / np.maximum(g.std(1, keepdims=True), 1e-12)
-        cold = self.gnn.d_item < 1e-6
+        cold = self.graph.d_item < 1e-6
         if cold.any() and (~cold).any():
             # new item: content-based score = mean score of the warm items of its category (its embedding is the
             # category mean, and every score term is linear in the item's embedding), minus a small novelty penalty
@@ -218,25 +279,31 @@ class Recommender:
             cat_mean = np.where(cnt > 0, sums / np.maximum(cnt, 1), z.mean(1, keepdims=True))
             z[:, cold] = cat_mean[:, self.item_cat[cold]] - 0.5
         rep = np.zeros_like(z)
-        bought = nb > 0
+        bought = st.nb > 0
         if self.repeat.has_repeats and bought.any():
             r_idx, c_idx = np.nonzero(bought)
-            now_r = np.broadcast_to(np.asarray(now, dtype=float).reshape(-1), (rows.shape[0],))[r_idx]
-            rep[r_idx, c_idx] = self.repeat.score(c_idx, nb[r_idx, c_idx], lb[r_idx, c_idx], now_r)
-        allowed = ~(cons & (self.repeat.item_share[None, :] <= 0))
-        score = np.maximum(_sigmoid(z - self.stage.gnn_shift), self.stage.rep_weight * rep)
-        return score, z, rep, allowed
+            now_r = np.broadcast_to(np.asarray(now, dtype=float).reshape(-1), (st.rows.shape[0],))[r_idx]
+            rep[r_idx, c_idx] = self.repeat.score(c_idx, st.nb[r_idx, c_idx], st.lb[r_idx, c_idx], now_r)
+        allowed = ~(st.cons & (self.repeat.item_share[None, :] <= 0))
+        if self.stage.serve == "buy_again" and not model:
+            return buy_again_scores(st.nb, self.pop["global"]), z, rep, allowed
+        return combine(z, rep, st.tifu, self.stage, self.pop_z()), z, rep, allowed
+
+    def pop_z(self) -> np.ndarray:
+        """z-scored log of recent (30-day half-life) popularity over the catalogue."""
+        lp = np.log1p(self.pop["global"])
+        return (lp - lp.mean()) / max(float(lp.std()), 1e-12)
 
     def embeddings(self) -> np.ndarray:
         if self._emb is None:
-            self._emb = self.gnn.item_embeddings()
+            self._emb = self.graph.item_embeddings()
         return self._emb
 
     def similar(self, j: int, n: int = 10, candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Item -> item by two-hop graph propagation (normalised co-occurrence), embedding cosine as tie-break."""
         sig = np.zeros((len(self.item_ids), 1))
         sig[j] = 1.0
-        co = self.gnn.propagate(sig, 2).ravel()
+        co = self.graph.propagate(sig, 2).ravel()
         emb = self.embeddings()
         sim = co / max(co.max(), 1e-12) + 0.1 * (emb @ emb[j])
         if not np.any(co > 0):  # an item with no interactions: same category first, then embedding
@@ -276,16 +343,21 @@ class Recommender:
                   "item_cat": self.item_cat, "categories": self.categories.astype(str), "stock": self.stock,
                   "titles": self.titles.astype(str) if self.titles is not None else np.array([], dtype=str),
                   "price": self.price if self.price is not None else np.array([])}
-        for name in ("X", "consumed", "n_buy", "last_buy"):
+        for name in ("X", "consumed", "n_buy", "last_buy", "first_buy"):
             m = getattr(self, name).tocsr()
             arrays.update({f"{name}_data": m.data, f"{name}_indices": m.indices, f"{name}_indptr": m.indptr})
         for k, v in self.pop.items():
             arrays[f"pop|{k}"] = v
-        arrays.update({f"gnn_{k}": v for k, v in self.gnn.state().items()})
+        arrays.update({f"graph_{k}": v for k, v in self.graph.state().items()})
         arrays.update(self.repeat.state())
+        if self.tifu is not None:
+            V = self.tifu.V.tocsr()
+            arrays.update({"tifu_data": V.data, "tifu_indices": V.indices, "tifu_indptr": V.indptr,
+                           "tifu_nbrs": self.tifu.nbrs})
         np.savez_compressed(folder / "recommender.npz", **arrays)
-        meta = {"t0": self.t0, "t_end": self.t_end, "gnn_params": self.gnn.params.as_dict(), "gnn_scales": self.gnn.scales,
-                "stage": self.stage.__dict__, "no_consent": sorted(self.no_consent)}
+        meta = {"t0": self.t0, "t_end": self.t_end, "graph_params": self.graph.params.as_dict(),
+                "stage": self.stage.__dict__, "no_consent": sorted(self.no_consent),
+                "tifu": self.tifu.settings() if self.tifu is not None else None}
         (folder / "recommender.json").write_text(json.dumps(meta, indent=1))
         if self.ranker is not None:
             self.ranker.save(folder)
@@ -297,12 +369,16 @@ class Recommender:
         z = np.load(folder / "recommender.npz", allow_pickle=False)
         shape = (len(z["user_ids"]), len(z["item_ids"]))
         mats = {n: sp.csr_matrix((z[f"{n}_data"], z[f"{n}_indices"], z[f"{n}_indptr"]), shape=shape)
-                for n in ("X", "consumed", "n_buy", "last_buy")}
-        gnn = GraphFilterGNN.from_state(meta["gnn_params"], meta["gnn_scales"],
-                                        {k[4:]: z[k] for k in z.files if k.startswith("gnn_")})
+                for n in ("X", "consumed", "n_buy", "last_buy", "first_buy")}
+        graph = GraphFilterCF.from_state(meta["graph_params"], {k[6:]: z[k] for k in z.files if k.startswith("graph_")})
+        tifu = None
+        if meta.get("tifu") is not None:
+            tifu = TIFU(**meta["tifu"])
+            tifu.V = sp.csr_matrix((z["tifu_data"], z["tifu_indices"], z["tifu_indptr"]), shape=shape)
+            tifu.nbrs = z["tifu_nbrs"]
         pop = {k.split("|", 1)[1]: z[k] for k in z.files if k.startswith("pop|")}
         titles = z["titles"] if len(z["titles"]) else None
-        rec = cls(user_ids=z["user_ids"], item_ids=z["item_ids"], t0=meta["t0"], t_end=meta["t_end"], gnn=gnn,
+        rec = cls(user_ids=z["user_ids"], item_ids=z["item_ids"], t0=meta["t0"], t_end=meta["t_end"], graph=graph, tifu=tifu,
                   repeat=RepeatModel.from_state({k: z[k] for k in ("rep_share", "rep_cycle", "rep_global")}),
                   item_cat=z["item_cat"], categories=z["categories"], stock=z["stock"], pop=pop,
                   stage=StageParams(**meta["stage"]), titles=titles,

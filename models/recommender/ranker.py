@@ -3,9 +3,12 @@
 - a LambdaRank model reorders the candidates (used for ranking only if it lifts NDCG@20 on the holdout);
 - a binary model gives a purchase probability per (user, item, channel) for the ad bidder; its calibration
   (ECE, Brier) is measured on the holdout and stored with the version.
-Features: graph score (z and stage-1), re-buy score, the user's purchase count of the item, days since the last
-purchase over the item's learned cycle, item popularity overall and on the request channel, the user's affinity
-to the item's category, price, the item's re-buy share and the user's own strongest event on the item.
+Features: graph-filter score (z) and stage-1 score, the learned-cycle re-buy score, the user's purchase count of the
+item, days since the last purchase over the item's learned cycle, item popularity overall and on the request channel,
+the user's affinity to the item's category, price, the item's re-buy share, the user's own strongest event on the
+item, and the re-buy signals the strong next-basket baselines use: the TIFU-KNN score (decayed basket frequency
+smoothed over similar customers), days since the last purchase, the customer's own mean interval between purchases
+of the item and days since over it, and the item's share of the customer's purchases.
 """
 from __future__ import annotations
 
@@ -17,8 +20,8 @@ import pandas as pd
 
 from omnidecide.models.calibration import Calibrator
 
-FEATURES = ["gnn_z", "stage1", "repeat", "n_bought", "due_ratio", "log_pop", "log_pop_channel", "cat_affinity",
-            "price", "rebuy_share", "own_event"]
+FEATURES = ["graph_z", "stage1", "repeat", "n_bought", "due_ratio", "log_pop", "log_pop_channel", "cat_affinity",
+            "price", "rebuy_share", "own_event", "tifu", "days_since", "personal_gap", "due_personal", "buy_share"]
 N_CAND = 50
 DAY = 86400.0
 
@@ -30,12 +33,16 @@ def candidates(score: np.ndarray, allowed: np.ndarray, n: int = N_CAND) -> np.nd
     return np.take_along_axis(top, np.argsort(-np.take_along_axis(s, top, 1), 1, kind="stable"), 1)
 
 
-def features(rec, cand: np.ndarray, score, z, rep, rows, nb, lb, now, channels) -> np.ndarray:
-    """(b, n, F) feature tensor for candidates `cand` (b x n item indices)."""
+def features(rec, cand: np.ndarray, score, z, rep, st, now, channels) -> np.ndarray:
+    """(b, n, F) feature tensor for candidates `cand` (b x n item indices); `st`: the users' core.UserRows."""
     b, n = cand.shape
     take = lambda m: np.take_along_axis(m, cand, 1)  # noqa: E731
     now = np.broadcast_to(np.asarray(rec.t_end if now is None else now, dtype=float).reshape(-1), (b,))
-    nbc, lbc = take(nb), take(lb)
+    rows = st.rows
+    nbc, lbc = take(st.nb), take(st.lb)
+    since = np.where(nbc > 0, (now[:, None] - lbc) / DAY, np.nan)
+    gap = take(st.personal_gap())
+    share = nbc / np.maximum(st.nb.sum(1, keepdims=True), 1)
     cyc = rec.repeat.item_cycle[cand]
     due = np.where(nbc > 0, (now[:, None] - lbc) / DAY / np.where(np.isnan(cyc) | (cyc <= 0), np.inf, cyc), -1.0)
     pop = np.log1p(rec.pop["global"])
@@ -46,7 +53,7 @@ def features(rec, cand: np.ndarray, score, z, rep, rows, nb, lb, now, channels) 
     price = rec.price[cand] if rec.price is not None else np.full((b, n), np.nan)
     return np.stack([take(z), take(score), take(rep), nbc, due, pop[cand], chan,
                      np.take_along_axis(aff, rec.item_cat[cand], 1), price, rec.repeat.item_share[cand],
-                     take(rows)], axis=2)
+                     take(rows), take(st.tifu), since, gap, since / gap, share], axis=2)
 
 
 class SecondStage:
@@ -78,33 +85,29 @@ class SecondStage:
         return cls(_Booster(ranker, False), _Booster(clf, True))
 
     # --- inference ---------------------------------------------------------------------------------
-    def rescore_batch(self, rec, score, z, rep, rows, nb, lb, allowed, now, channels=None) -> np.ndarray:
+    def rescore_batch(self, rec, score, z, rep, st, allowed, now, channels=None) -> np.ndarray:
         if not self.use_for_ranking:
             return score
         cand = candidates(score, allowed)
         b, n = cand.shape
-        F = features(rec, cand, score, z, rep, rows, nb, lb, now, channels or [None] * b)
+        F = features(rec, cand, score, z, rep, st, now, channels or [None] * b)
         r = self.ranker.predict(F.reshape(b * n, -1)).reshape(b, n)
         out = score.copy()
         top = score.max() + 1.0
         np.put_along_axis(out, cand, top + 1.0 / (1.0 + np.exp(-r)), 1)  # candidates first, in the ranker's order
         return out
 
-    def rescore(self, rec, score, z, rep, row, nb, lb, allowed, channel, now) -> np.ndarray:
-        return self.rescore_batch(rec, score[None], z[None], rep[None], row[None], nb[None], lb[None], allowed[None],
-                                  now, [channel])[0]
-
     def probability(self, rec, user_id: str, item_ids: list[str], channel: str | None = None,
                     recent: pd.DataFrame | None = None) -> list[float]:
         """`recent`: fresh events not seen in training (an item carted on the app minutes ago counts now)."""
-        row, cons, nb, lb, _ = rec.user_state(user_id, recent)
-        score, z, rep, allowed = rec.stage1(row[None], cons[None], nb[None], lb[None])
+        st, _ = rec.user_state(user_id, recent)
+        score, z, rep, allowed = rec.stage1(st, model=True)
         idx = np.array([rec.item_index.get(str(i), -1) for i in item_ids])
         ok = idx >= 0
         out = np.full(len(item_ids), np.nan)
         if ok.any():
             cand = idx[ok][None, :]
-            F = features(rec, cand, score, z, rep, row[None], nb[None], lb[None], None, [channel])
+            F = features(rec, cand, score, z, rep, st, None, [channel])
             out[ok] = self.calibrated(self.classifier.predict_proba(F[0])[:, 1])
         return out.tolist()
 

@@ -17,7 +17,7 @@ class Row:
     item_id: str
     score: float
     reason: str
-    source: str  # gnn | repeat | substitute | new_item | fallback
+    source: str  # gnn (the graph filter; name kept for the API) | repeat | substitute | new_item | fallback
 
 
 def in_stock_mask(rec: Recommender, store_stock: dict[str, float] | None = None) -> np.ndarray:
@@ -77,15 +77,16 @@ def recommend(rec: Recommender, user_id: str, k: int = 20, *, recent: pd.DataFra
             ok[j] = False
     if user_id in rec.no_consent or not personalized:
         return popular(rec, k, ok, channel, store_id, "personalisation off: ")  # no attributes: they personalise
-    row, cons, nb, lb, known = rec.user_state(user_id, recent)
+    st, known = rec.user_state(user_id, recent)
     if not known:
         return popular(rec, k, ok, channel, store_id, "new customer: ", segment)
-    score, z, rep, allowed = rec.stage1(row[None, :], cons[None, :], nb[None, :], lb[None, :], now)
+    score, z, rep, allowed = rec.stage1(st, now)
+    if rec.ranker is not None and rec.stage.serve == "model":
+        score = rec.ranker.rescore_batch(rec, score, z, rep, st, allowed, now, [channel])
     score, z, rep, allowed = score[0], z[0], rep[0], allowed[0]
-    if rec.ranker is not None:
-        score = rec.ranker.rescore(rec, score, z, rep, row, nb, lb, allowed, channel, now)
+    row, nb, lb, gap = st.rows[0], st.nb[0], st.lb[0], st.personal_gap()[0]
     emb = rec.embeddings()
-    cold = rec.gnn.d_item < 1e-6
+    cold = rec.graph.d_item < 1e-6
 
     usable = allowed & ok
     base = np.where(usable, score, -np.inf)
@@ -116,17 +117,15 @@ def recommend(rec: Recommender, user_id: str, k: int = 20, *, recent: pd.DataFra
         j = int(j)
         if j in subs:
             why, src = f"in-stock substitute for {rec.item_label(subs[j])} (sold out)", "substitute"
-        elif rep[j] > 0 and rec.stage.rep_weight * rep[j] >= 1 / (1 + np.exp(-(z[j] - rec.stage.gnn_shift))):
-            cyc = rec.repeat.item_cycle[j]
-            ago = ((rec.t_end if now is None else now) - lb[j]) / DAY
-            why, src = f"you buy this every ~{cyc:.0f} days (last {ago:.0f} days ago)", "repeat"
+        elif nb[j] > 0:  # a re-buy: never explained by another item
+            why, src = rebuy_reason(rec, j, nb[j], lb[j], gap[j], now), "repeat"
         elif cold[j]:
             why, src = f"new in {rec.categories[rec.item_cat[j]]}, like items you liked", "new_item"
         else:
             src = "gnn"
             h = hist[hist != j]
             if len(h):
-                b = h[np.argmax(row[h] * (emb[h] @ emb[j]))]
+                b = h[np.argmax(row[h] * (emb[h] @ emb[j]))]  # j itself was never bought (else: re-buy above)
                 verb = ("bought" if nb[b] > 0 else "rated" if row[b] >= 1 else "added to cart" if row[b] >= 0.6
                         else "clicked" if row[b] >= 0.35 else "viewed")
                 why = f"because you {verb} {rec.item_label(b)}"
@@ -134,6 +133,18 @@ def recommend(rec: Recommender, user_id: str, k: int = 20, *, recent: pd.DataFra
                 why = f"popular with customers like you in {rec.categories[rec.item_cat[j]]}"
         out.append(Row(str(rec.item_ids[j]), float(base[j]), why, src))
     return out
+
+
+def rebuy_reason(rec: Recommender, j: int, n_bought: float, last: float, gap: float, now: float | None) -> str:
+    """"you buy this about every N days (last: D days ago)" from the customer's own purchases when there are two or
+    more; after one purchase, the interval customers in general re-buy it at, when the data has one."""
+    ago = max(0.0, ((rec.t_end if now is None else now) - last) / DAY)
+    if n_bought >= 2 and np.isfinite(gap):
+        return f"you buy this about every {max(gap, 1):.0f} days (last: {ago:.0f} days ago)"
+    cyc = rec.repeat.item_cycle[j] if len(rec.repeat.item_cycle) else np.nan
+    if np.isfinite(cyc) and rec.repeat.item_share[j] > 0:
+        return f"you bought this {ago:.0f} days ago; customers re-buy it about every {max(cyc, 1):.0f} days"
+    return f"you bought this {ago:.0f} days ago"
 
 
 def similar_items(rec: Recommender, item_id: str, k: int = 10, store_stock: dict[str, float] | None = None) -> list[Row]:
