@@ -33,7 +33,7 @@ def train_churn(events: Path = typer.Option(..., "--events", help="Canonical eve
 
 
 @predict_app.command("churn")
-def predict_churn(events: Path = typer.Option(..., "--events", help="Canonical events.csv; only events before as-of are used"),
+def predict_churn(events: Path = typer.Option(..., "--events", help="Canonical events (.csv or .parquet); only events before as-of are used"),
                   as_of: str = typer.Option(..., "--as-of", help="Score as of this date (YYYY-MM-DD)"),
                   horizon_days: int = typer.Option(90, "--horizon-days", help="Must match the model's horizon"),
                   output: Path = typer.Option(..., "--output", help="CSV to write"),
@@ -42,7 +42,11 @@ def predict_churn(events: Path = typer.Option(..., "--events", help="Canonical e
                   previous: Optional[Path] = typer.Option(None, "--previous", help="An earlier CHURN.csv: adds "
                                                           "previous_probability, change and alert (moved > 15 points)"),
                   publish: bool = typer.Option(False, "--publish", help="Also store the scores in the service's "
-                                               "database, for /customer_scores and /bid by customer id")) -> None:
+                                               "database, for /customer_scores and /bid by customer id"),
+                  workers: int = typer.Option(0, "--workers", min=0, help="0: score in this process; N: on Ray with N "
+                                              "workers (a local Ray started for the job unless --ray-address)"),
+                  ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to run on, e.g. "
+                                                            "auto or ray://head:10001 (README: Scale-out)")) -> None:
     """One row per customer: user_id, churn_probability, risk_tier, segment, expected_spend, reason
     (with --previous also previous_probability, change, alert)."""
     import pandas as pd
@@ -56,7 +60,12 @@ def predict_churn(events: Path = typer.Option(..., "--events", help="Canonical e
         raise InputError(f"--as-of {as_of!r}: not a date (use YYYY-MM-DD)") from e
     service = ChurnService(model, horizon_days=horizon_days)
     loaded = load(events, "events")
-    table = service.score_frame(loaded.data, when, horizon_days)
+    if workers or ray_address:
+        from omnidecide.serving.batch import churn_on_ray
+        service.check_horizon(horizon_days)
+        table = churn_on_ray(service.tag, loaded.data, when, horizon_days, address=ray_address, workers=workers or 2)
+    else:
+        table = service.score_frame(loaded.data, when, horizon_days)
     if previous is not None:
         from omnidecide.models.churn.segments import score_changes
         table = score_changes(table, read_previous(previous))

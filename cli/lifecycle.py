@@ -75,11 +75,13 @@ def train_all(data: Path = typer.Option(..., "--data", help="Folder of canonical
 
     if not data.is_dir():
         raise InputError(f"--data {data}: not a folder")
-    events = data / "events.csv"
-    optional = lambda f: data / f if (data / f).exists() else None  # noqa: E731
+    from omnidecide.store.io import canonical_file
+
+    events = canonical_file(data, "events")  # events.csv, or events.parquet (the scale world)
+    optional = lambda t: canonical_file(data, t) if canonical_file(data, t).exists() else None  # noqa: E731
     trained = 0
     if events.exists():
-        print(recommender.train(events, items=optional("items.csv"), users=optional("users.csv")))
+        print(recommender.train(events, items=optional("items"), users=optional("users")))
         print(churn.train(events))
         trained += 2
     if (data / "marketing_mix.csv").exists():

@@ -27,42 +27,57 @@ def train_recommender(events: Path = typer.Option(..., "--events"), items: Optio
 
 
 @app.command("recommend")
-def recommend(users: Path = typer.Option(..., "--users"), k: int = typer.Option(20, "--k"),
+def recommend(users: Optional[Path] = typer.Option(None, "--users", help="File of user ids, one a line"),
+              all_users: bool = typer.Option(False, "--all-users", help="Every user the model was trained on"),
+              k: int = typer.Option(20, "--k"),
               output: Path = typer.Option(..., "--output"), model: Optional[str] = typer.Option(None, "--model"),
               store_id: Optional[str] = typer.Option(None, "--store-id"), channel: Optional[str] = typer.Option(None, "--channel"),
               segment: Optional[str] = typer.Option(None, "--segment", help="COLUMN=VALUE, e.g. member_level=gold: "
-                                                    "users unknown to the model get this segment's popular items")) -> None:
+                                                    "users unknown to the model get this segment's popular items"),
+              workers: int = typer.Option(0, "--workers", min=0, help="0: score in this process; N: on Ray with N "
+                                          "workers (a local Ray started for the job unless --ray-address)"),
+              ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to run on, e.g. auto "
+                                                        "or ray://head:10001 (README: Scale-out)")) -> None:
     """Batch top-K for each listed user id; writes user_id, rank, item_id, score, reason."""
-    from omnidecide.serving.recommender import RecommendRequest, RecommenderRuntime
+    from omnidecide.serving import batch
+    from omnidecide.serving.recommender import RecommenderRuntime
     from omnidecide.training import progress
 
     if k < 1:
         raise InputError(f"--k must be at least 1, got {k}")
     if segment is not None and "=" not in segment:
         raise InputError(f"--segment {segment!r}: expected COLUMN=VALUE, e.g. member_level=gold")
-    if not users.exists():
-        raise InputError(f"{users}: no such file")
-    listed = [line.strip() for line in users.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-    if listed and listed[0].lower() == "user_id":
-        listed = listed[1:]
-    ids = list(dict.fromkeys(listed))  # a user listed twice gets one block of rows
-    if len(ids) < len(listed):
-        console.print(f"{users}: {len(listed) - len(ids)} duplicate user id(s) listed once", highlight=False)
+    if (users is None) == (not all_users):
+        raise InputError("name the users: --users FILE or --all-users (not both)")
+    ids: list[str] = []
+    if users is not None:
+        if not users.exists():
+            raise InputError(f"{users}: no such file")
+        listed = [line.strip() for line in users.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        if listed and listed[0].lower() == "user_id":
+            listed = listed[1:]
+        ids = list(dict.fromkeys(listed))  # a user listed twice gets one block of rows
+        if len(ids) < len(listed):
+            console.print(f"{users}: {len(listed) - len(ids)} duplicate user id(s) listed once", highlight=False)
     rt = RecommenderRuntime(model)
+    if all_users:
+        ids = [str(u) for u in rt.rec.user_ids]
     if store_id and store_id not in rt.store_stock:
         console.print(f"warning: no store_stock rows for store {store_id!r}; only global stock applies", highlight=False)
     output.parent.mkdir(parents=True, exist_ok=True)
     n_fallback = n_rows = 0
     with open(output, "w", newline="", encoding="utf-8") as f, progress.task("recommend", len(ids)):
         w = csv.writer(f)
-        w.writerow(["user_id", "rank", "item_id", "score", "reason"])
-        for uid in ids:
-            progress.step(uid)
-            resp = rt.recommend(RecommendRequest(user_id=uid, k=k, store_id=store_id, channel=channel, segment=segment))
-            n_fallback += resp.fallback
-            for it in resp.items:
-                w.writerow([uid, it.rank, it.item_id, f"{it.score:.6g}", it.reason])
-            n_rows += len(resp.items)
+        w.writerow(batch.REC_COLUMNS)
+        if workers or ray_address:
+            parts = batch.recommend_on_ray(rt.tag, ids, k, store_id=store_id, channel=channel, segment=segment,
+                                           address=ray_address, workers=workers or 2)
+        else:
+            parts = (batch.recommend_rows(rt, ids[s: s + batch.SHARD_USERS], k, store_id, channel, segment,
+                                          on_user=progress.step) for s in range(0, len(ids), batch.SHARD_USERS))
+        for rows, fallbacks in parts:
+            w.writerows(rows.itertuples(index=False, name=None))
+            n_fallback += fallbacks
+            n_rows += len(rows)
     console.print(f"wrote {output}: {len(ids)} users ({n_fallback} cold-start fallback), model {rt.tag}", highlight=False)
     audit_export("recommend", output, n_rows, len(ids), rt.tag)
-

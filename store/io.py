@@ -2,20 +2,18 @@
 
 Rows that break a rule are written, with their line number and reason, to `<file>.rejects.csv` beside
 the input (or the user cache dir when that folder is read-only) and counted in the returned report.
-Nothing is dropped without a trace.
+Nothing is dropped without a trace. CSV and Parquet are both read in row batches (`store/chunks.py`).
 """
 from __future__ import annotations
 
-import csv
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import platformdirs
 
-from omnidecide.models.schema import TABLES, SchemaError, TableSpec, Validation, validate
+from omnidecide.models.schema import TABLES, SchemaError, TableSpec
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +27,11 @@ class Loaded:
     rejects: pd.DataFrame
     rejects_path: Path | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    good: int | None = None  # good rows counted (when `data` was not kept)
 
     @property
     def n_good(self) -> int:
-        return len(self.data)
+        return len(self.data) if self.good is None else self.good
 
     @property
     def n_rejected(self) -> int:
@@ -45,35 +44,6 @@ class Loaded:
         if self.rejects_path:
             text += f"; rejects written to {self.rejects_path}"
         return text
-
-
-def _scan_lines(path: Path) -> tuple[list[int], list[tuple[int, int]]]:
-    """Line numbers of well-formed rows, and (line, field count) of rows whose width differs from the header's."""
-    good, bad = [], []
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        reader = csv.reader(f)
-        width = len(next(reader, []))
-        for row in reader:
-            if row:
-                (good.append(reader.line_num) if len(row) == width else bad.append((reader.line_num, len(row))))
-    return good, bad
-
-
-def read_strings(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray | None]:
-    """All columns as strings (ids never become ints); rows with the wrong number of fields quarantined.
-
-    Returns (rows, malformed rejects, line number of each kept row or None when no line was skipped).
-    """
-    kw = dict(dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8", encoding_errors="replace")
-    try:
-        return pd.read_csv(path, **kw), pd.DataFrame(columns=["row", "reason"]), None
-    except pd.errors.EmptyDataError as e:
-        raise SchemaError(f"{path}: the file is empty") from e
-    except pd.errors.ParserError:
-        good, bad = _scan_lines(path)
-        df = pd.read_csv(path, engine="python", on_bad_lines="skip", **kw)
-        rejects = pd.DataFrame({"row": [b[0] for b in bad], "reason": [f"wrong number of fields ({b[1]})" for b in bad]})
-        return df, rejects, np.array(good[: len(df)])
 
 
 def rejects_path_for(path: Path) -> Path:
@@ -92,20 +62,23 @@ def write_rejects(path: Path, rejects: pd.DataFrame) -> Path:
     return target
 
 
-def load(path: str | Path, table: str | TableSpec, *, write: bool = True) -> Loaded:
-    """Read and validate one canonical file. Raises SchemaError (naming the file) when it is unusable."""
+def load(path: str | Path, table: str | TableSpec, *, write: bool = True, keep: bool = True) -> Loaded:
+    """Read and validate one canonical file, CSV or Parquet (by suffix), in row batches. Raises SchemaError (naming
+    the file) when it is unusable. `keep=False` only counts: `data` is then empty (validation of a huge file)."""
+    from omnidecide.store.chunks import scan
+
     path = Path(path)
     spec = TABLES[table] if isinstance(table, str) else table
     if not path.exists():
         raise SchemaError(f"{path}: no such file")
-    raw, malformed, lines = read_strings(path)
-    try:
-        result: Validation = validate(raw, spec, lines=lines)
-    except SchemaError as e:
-        raise SchemaError(f"{path}: {e}") from e
-    rejects = pd.concat([malformed, result.rejects], ignore_index=True) if len(malformed) else result.rejects
-    counts = rejects["reason"].value_counts().to_dict() if len(rejects) else {}
-    loaded = Loaded(path=path, data=result.clean, rejects=rejects, counts=counts)
+    result = scan(path, spec, keep_clean=keep)
+    columns = ["row", "reason"]
+    rejects = pd.concat(result.rejects, ignore_index=True) if result.rejects else pd.DataFrame(columns=columns)
+    if result.clean:
+        data = pd.concat(result.clean, ignore_index=True) if len(result.clean) > 1 else result.clean[0]
+    else:
+        data = pd.DataFrame()
+    loaded = Loaded(path=path, data=data, rejects=rejects, counts=dict(result.counts), good=result.n_good)
     if len(rejects) and write:
         loaded.rejects_path = write_rejects(path, rejects)
     if len(rejects):
@@ -113,7 +86,15 @@ def load(path: str | Path, table: str | TableSpec, *, write: bool = True) -> Loa
     return loaded
 
 
+def canonical_file(folder: str | Path, name: str) -> Path:
+    """`<folder>/<name>.csv`, or `<name>.parquet` when only that exists (the scale world writes Parquet)."""
+    folder = Path(folder)
+    pq = folder / f"{name}.parquet"
+    csv_ = folder / f"{name}.csv"
+    return pq if pq.exists() and not csv_.exists() else csv_
+
+
 def load_folder(folder: str | Path) -> dict[str, Loaded]:
     """Every canonical file present in a folder (as written by `omnidecide data synth`), keyed by table."""
-    folder = Path(folder)
-    return {name: load(folder / f"{name}.csv", name) for name in TABLES if (folder / f"{name}.csv").exists()}
+    files = {name: canonical_file(folder, name) for name in TABLES}
+    return {name: load(path, name) for name, path in files.items() if path.exists()}

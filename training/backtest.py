@@ -67,11 +67,14 @@ def from_folder(folder: Path) -> dict[str, Data]:
     if not folder.is_dir():
         raise InputError(f"--data {folder}: not a folder")
     out: dict[str, Data] = {}
-    events = folder / "events.csv"
+    from omnidecide.store.io import canonical_file
+
+    events = canonical_file(folder, "events")  # .csv, or .parquet when only that exists
     if events.exists():
         ev = load(events, "events").data
-        side = {t: load(folder / f"{t}.csv", t).data if (folder / f"{t}.csv").exists() else None for t in ("items", "users")}
-        files = tuple(p for p in (events, folder / "items.csv", folder / "users.csv") if p.exists())
+        side = {t: load(canonical_file(folder, t), t).data if canonical_file(folder, t).exists() else None
+                for t in ("items", "users")}
+        files = tuple(p for p in (events, canonical_file(folder, "items"), canonical_file(folder, "users")) if p.exists())
         out["recommender"] = Data("recommender", ev, side["items"], side["users"], files)
         out["churn"] = Data("churn", ev, files=(events,))
     mix = folder / "marketing_mix.csv"

@@ -7,7 +7,7 @@ What the model is:
   R~ = D_u^-a X D_i^-b (a = b = 1/2 is the LightGCN / GF-CF normalisation);
 - a user's scores are a spectral filter of their item signal r on the item graph R~^T R~ (two hops
   item->user->item): s = ((r d^-c) Q h(L) Q^T) d^c with h(l) = l^p / (l^p + mu^p), a smooth ideal low-pass.
-  Q, L come from a dense eigendecomposition for small catalogues, else from Lanczos on the sparse operator;
+  Q, L come from a dense eigendecomposition for small catalogues, else from randomized subspace iteration on the sparse operator (spectral.py);
 - item embeddings (similar items, MMR diversity, substitutes) are the top-k singular vectors of R~;
 - PyTorch Geometric `LGConv` does the sparse two-hop propagation used for similar items.
 
@@ -87,16 +87,13 @@ class GraphFilterCF:
 
     def _eigen(self) -> None:
         """Eigenpairs of the item graph R~^T R~ (two hops of the normalised adjacency): dense when the catalogue is
-        small, else the top `max_eig` by Lanczos on the sparse operator (cost grows with the edges)."""
+        small, else the top `max_eig` by randomized subspace iteration on the sparse operator (spectral.py)."""
         n = self.n_items
         if n <= 4000:
             lam, Q = np.linalg.eigh((self.R_norm.T @ self.R_norm).toarray())
-        else:
-            from scipy.sparse.linalg import LinearOperator, eigsh
-            R = self.R_norm
-            op = LinearOperator((n, n), matvec=lambda x: R.T @ (R @ x), dtype=np.float64)
-            m = min(self.params.max_eig, n - 2)
-            lam, Q = eigsh(op, k=m, which="LA", v0=np.random.default_rng(self.params.seed).standard_normal(n))
+        else:  # randomized subspace iteration through R~ (models/recommender/spectral.py): sparse products only
+            from omnidecide.models.recommender.spectral import item_graph_eigen
+            lam, Q = item_graph_eigen(self.R_norm, min(self.params.max_eig, n - 2), seed=self.params.seed)
         lam = np.clip(lam, 0.0, None)
         self.lam = lam / max(float(lam.max()), 1e-12)  # the cut-off mu is relative to the largest eigenvalue
         self.Q = Q * np.sign(Q[np.abs(Q).argmax(0), np.arange(Q.shape[1])])[None, :]  # deterministic signs

@@ -1,0 +1,207 @@
+"""Scale benchmark (issue J): build the big world and time every stage, with the peak memory of its process tree.
+
+    nice python bench/scale.py --out /tmp/scale                     # 1M customers x 200k items (~50M events)
+    nice python bench/scale.py --out /tmp/scale --users 20000 --items 2000   # quick run, every stage
+
+Each stage runs as its own process (the CLI as a user runs it, or a stage of this file), so its peak RSS is its own;
+for Ray stages the peak is the sum over the driver and every process it started (raylet, workers). Results go to
+OUT/scale.json and a Markdown table on stdout (pasted in docs/BENCHMARKS.md, "Scale").
+
+Stages: synth; validate; train churn; predict churn in one process, on Ray with 1 and with 2 workers; the graph
+filter's factors at scale (interaction matrix, normalisation, top-k item-graph eigenpairs by randomized subspace
+iteration); their accuracy loss against the exact decomposition on a sub-graph small enough to decompose densely;
+faiss index build and ANN top-20 recall against exact scoring on 1,000 sampled users, with the per-query search
+latency. The full recommender (`train recommender`, `recommend --all-users`, which score a dense row over the whole
+catalogue per user) runs only for catalogues up to --full-recommender-items.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "omnidecide.cli.__main__"] if (ROOT / "cli" / "__main__.py").exists() else \
+    [str(Path(sys.executable).with_name("omnidecide"))]
+AS_OF = "2026-04-01"  # label window (90 days) inside the scale world, which ends 2026-06-30
+K_EIG = 256
+
+
+def run(name: str, argv: list[str], env: dict | None = None, timeout: float = 3600) -> dict:
+    """Run one stage; wall seconds and the peak RSS summed over its process tree (polled every 0.2 s)."""
+    import psutil
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})}, cwd=ROOT)
+    ps, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            tree = [ps] + ps.children(recursive=True)
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        if time.perf_counter() - t0 > timeout:
+            proc.kill()
+        time.sleep(0.2)
+    out = proc.stdout.read()
+    row = {"stage": name, "seconds": round(time.perf_counter() - t0, 1), "peak_rss_gb": round(peak / 2**30, 2),
+           "rc": proc.returncode, "tail": out.strip().splitlines()[-3:] if out.strip() else []}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def stage_factors(world: Path, out: Path) -> None:
+    """Interaction matrix (strongest event per pair) -> R~ -> top-K_EIG item-graph eigenpairs; saved for later."""
+    import pyarrow.parquet as pq
+    import scipy.sparse as sp
+
+    from omnidecide.models.recommender.core import EVENT_WEIGHTS
+    from omnidecide.models.recommender.spectral import item_graph_eigen
+
+    t = pq.read_table(world / "events.parquet", columns=["user_id", "item_id", "event"]).unify_dictionaries()
+    codes = {c: np.concatenate([ch.indices.to_numpy() for ch in t.column(c).chunks]) for c in t.column_names}
+    names = {c: np.asarray(t.column(c).chunks[0].dictionary.to_pylist(), dtype=object) for c in t.column_names}
+    del t
+    weight = np.array([EVENT_WEIGHTS.get(e, 0.0) for e in names["event"]])[codes["event"]]
+    n_u, n_i = len(names["user_id"]), len(names["item_id"])
+    key = codes["user_id"].astype(np.int64) * n_i + codes["item_id"]
+    del codes
+    order = np.argsort(key, kind="stable")
+    key, weight = key[order], weight[order]
+    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    w = np.maximum.reduceat(weight, first)
+    X = sp.csr_matrix((w, (key[first] // n_i, key[first] % n_i)), shape=(n_u, n_i))
+    del key, weight, order
+    du = np.maximum(np.asarray(X.sum(1)).ravel(), 1e-9)
+    di = np.maximum(np.asarray(X.sum(0)).ravel(), 1e-9)
+    R = (sp.diags(du ** -0.5) @ X @ sp.diags(di ** -0.5)).tocsr()
+    t0 = time.perf_counter()
+    lam, Q = item_graph_eigen(R, min(K_EIG, n_i - 2))
+    print(f"pairs {X.nnz}, users {n_u}, items {n_i}, eigen {time.perf_counter() - t0:.0f} s", flush=True)
+    sp.save_npz(out / "X.npz", X)
+    np.savez(out / "factors.npz", lam=lam / lam.max(), Q=Q.astype(np.float32), d=di, items=names["item_id"].astype(str))
+
+
+def stage_exact_check(out: Path, n_items: int = 3000, n_users: int = 20000) -> None:
+    """Accuracy loss of the factors on a sub-graph (most popular items, most active users): top-20 of the rational
+    filter from the exact dense decomposition vs the exact top-k and the randomized top-k."""
+    from copy import copy
+
+    import scipy.sparse as sp
+
+    from omnidecide.models.recommender.graph_filter import FilterParams, GraphFilterCF
+    from omnidecide.models.recommender.spectral import item_graph_eigen
+
+    X = sp.load_npz(out / "X.npz").tocsc()
+    items = np.argsort(-np.asarray(X.getnnz(0)))[:n_items]
+    X = X[:, items].tocsr()
+    users = np.argsort(-np.asarray(X.getnnz(1)))[:n_users]
+    X = X[users]
+    exact = GraphFilterCF(FilterParams()).fit(X)  # n_items <= 4000: dense eigendecomposition
+    rows = X[:1000]
+    seen = rows.toarray() > 0
+    top = lambda m: np.argsort(-np.where(seen, -np.inf, m.score(rows)), 1)[:, :20]  # noqa: E731
+    ref = top(exact)
+    overlap = lambda t: float(np.mean([len(set(a) & set(b)) / 20 for a, b in zip(ref, t)]))  # noqa: E731
+    res = {}
+    for k in (128, 256):
+        trunc, rand = copy(exact), copy(exact)
+        trunc.lam, trunc.Q = exact.lam[-k:], exact.Q[:, -k:]
+        t0 = time.perf_counter()
+        lam, Q = item_graph_eigen(exact.R_norm, k)
+        res[f"k{k}_randomized_seconds"] = round(time.perf_counter() - t0, 1)
+        rand.lam, rand.Q = lam / lam.max(), Q
+        res[f"k{k}_exact_topk_overlap"] = round(overlap(top(trunc)), 3)
+        res[f"k{k}_randomized_overlap"] = round(overlap(top(rand)), 3)
+        res[f"k{k}_eig_rel_err_median"] = float(np.median(np.abs(lam - exact.lam[-k:] * 1) / np.maximum(exact.lam[-k:], 1e-12)))
+    print(json.dumps({"subgraph": list(map(int, X.shape)), **res}), flush=True)
+
+
+def stage_ann(out: Path, n_users: int = 1000) -> None:
+    """faiss HNSW index over the filter's item vectors; recall@20 vs exact on sampled users; per-query latency."""
+    import scipy.sparse as sp
+
+    from omnidecide.models.recommender.retrieval import ItemIndex, filter_vectors, queries, recall_at
+
+    f = np.load(out / "factors.npz")
+    X = sp.load_npz(out / "X.npz")
+    p, mu, c = 4.0, 0.07, 0.35  # FilterParams defaults
+    h = f["lam"] ** p / (f["lam"] ** p + mu ** p)
+    E, L, keep = filter_vectors(f["Q"].astype(np.float64), h, np.maximum(f["d"], 1e-9), c)
+    t0 = time.perf_counter()
+    index = ItemIndex(E)
+    build = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    active = np.flatnonzero(X.getnnz(1) > 0)  # a customer without history gets the popularity fallback instead
+    U = queries(X[np.sort(rng.choice(active, n_users, replace=False))], L)
+    t0 = time.perf_counter()
+    rec = recall_at(U, E, index, k=20, candidates=300)
+    lat = []
+    for u in U[:200]:
+        s = time.perf_counter()
+        index.search(u[None, :], 300)
+        lat.append(time.perf_counter() - s)
+    print(json.dumps({"dims": int(keep.sum()), "index": "HNSW32 inner product", "ef_search": 600,
+                      "build_seconds": round(build, 1), "recall_at_20": round(rec, 4),
+                      "search_ms_p50": round(1e3 * float(np.median(lat)), 2),
+                      "search_ms_p99": round(1e3 * float(np.quantile(lat, 0.99)), 2),
+                      "vectors_mb": round(E.nbytes / 2**20, 1)}), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--users", type=int, default=1_000_000)
+    ap.add_argument("--items", type=int, default=200_000)
+    ap.add_argument("--full-recommender-items", type=int, default=5000)
+    ap.add_argument("--stage", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    world, work = a.out / "world", a.out / "work"
+    if a.stage:
+        {"factors": lambda: stage_factors(world, work), "exact": lambda: stage_exact_check(work),
+         "ann": lambda: stage_ann(work)}[a.stage]()
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    store = a.out / "model_store"
+    env = {"BENTOML_HOME": str(store), "OMP_NUM_THREADS": "2"}
+    me = [sys.executable, str(Path(__file__).resolve()), "--out", str(a.out)]
+    ev = str(world / "events.parquet")
+    rows = [run("synth", CLI + ["data", "synth", "--out", str(world), "--users", str(a.users), "--items", str(a.items),
+                                "--format", "parquet"], env)]
+    rows.append(run("validate", CLI + ["data", "validate", "--events", ev, "--items", str(world / "items.parquet"),
+                                       "--users", str(world / "users.parquet"),
+                                       "--store-stock", str(world / "store_stock.parquet")], env))
+    rows.append(run("train churn", CLI + ["train", "churn", "--events", ev, "--horizon-days", "90"], env))
+    for label, extra in (("predict churn, 1 process", []), ("predict churn, Ray 1 worker", ["--workers", "1"]),
+                         ("predict churn, Ray 2 workers", ["--workers", "2"])):
+        rows.append(run(label, CLI + ["predict", "churn", "--events", ev, "--as-of", AS_OF, "--horizon-days", "90",
+                                      "--output", str(work / f"churn{len(rows)}.csv")] + extra, env))
+    rows.append(run(f"filter factors (top {K_EIG} eigenpairs)", me + ["--stage", "factors"], env))
+    rows.append(run("filter vs exact (sub-graph)", me + ["--stage", "exact"], env))
+    rows.append(run("ANN build + recall (1,000 users)", me + ["--stage", "ann"], env))
+    if a.items <= a.full_recommender_items:
+        rows.append(run("train recommender", CLI + ["train", "recommender", "--events", ev, "--items",
+                                                    str(world / "items.parquet")], env))
+        for label, extra in (("recommend --all-users, 1 process", []), ("recommend --all-users, Ray 2 workers",
+                                                                          ["--workers", "2"])):
+            rows.append(run(label, CLI + ["recommend", "--all-users", "--output", str(work / f"rec{len(rows)}.csv")]
+                            + extra, env))
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.node(),
+            "cpus": os.cpu_count(), "load_1min_at_end": os.getloadavg()[0], "users": a.users, "items": a.items,
+            "command": " ".join(sys.argv)}
+    (a.out / "scale.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    print(f"\n{meta}\n\n| stage | seconds | peak RSS (GB) | rc | notes |\n|---|---:|---:|---:|---|")
+    for r in rows:
+        print(f"| {r['stage']} | {r['seconds']} | {r['peak_rss_gb']} | {r['rc']} | {' '.join(r['tail'])[-200:]} |")
+
+
+if __name__ == "__main__":
+    main()

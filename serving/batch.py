@@ -1,0 +1,122 @@
+"""Batch scoring sharded by user, in this process or on Ray: `recommend --all-users` and `predict churn`.
+
+Why Ray: at a million customers a batch job outgrows one process (and, beyond that, one machine). Each Ray worker is
+an actor that loads the stored model version once (from the model store it can see: the same BENTOML_HOME on a local
+Ray, an imported store on a cluster node, see README "Scale-out") and scores shards of users; the driver writes the
+shards in order, so the rows are exactly those of the single-process path (tests/test_ray_batch.py checks).
+
+`address`: None starts a local Ray for the job with `workers` actors and stops it afterwards; "auto" or
+"ray://host:10001" joins a running cluster (KubeRay's head service).
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+REC_COLUMNS = ["user_id", "rank", "item_id", "score", "reason"]
+SHARD_USERS = 2_000  # users per recommend shard: big enough to amortise a task, small enough to stream
+
+
+def recommend_rows(rt, user_ids: Iterable[str], k: int, store_id: str | None = None, channel: str | None = None,
+                   segment: str | None = None, on_user: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, int]:
+    """Top-k rows (REC_COLUMNS) for each user with one runtime; returns (rows, number of cold-start fallbacks)."""
+    from omnidecide.serving.recommender import RecommendRequest
+
+    rows, n_fallback = [], 0
+    for uid in user_ids:
+        if on_user:
+            on_user(uid)
+        resp = rt.recommend(RecommendRequest(user_id=uid, k=k, store_id=store_id, channel=channel, segment=segment))
+        n_fallback += resp.fallback
+        rows.extend((uid, it.rank, it.item_id, f"{it.score:.6g}", it.reason) for it in resp.items)
+    return pd.DataFrame(rows, columns=REC_COLUMNS), n_fallback
+
+
+def user_shards(user_ids: np.ndarray, n: int) -> list[np.ndarray]:
+    """Positions of the users in each of `n` shards, by a stable hash of the id (the same user, the same shard)."""
+    h = pd.util.hash_array(np.asarray(user_ids, dtype=object)) % np.uint64(max(n, 1))
+    return [np.flatnonzero(h == s) for s in range(max(n, 1))]
+
+
+class _Ray:
+    """A Ray session for one job: joins `address`, or starts a local Ray with `workers` CPUs and stops it after."""
+
+    def __init__(self, address: str | None, workers: int) -> None:
+        import ray
+
+        self.ray, self.started = ray, False
+        env = {k: v for k, v in os.environ.items() if k in ("BENTOML_HOME", "OMNIDECIDE_DATABASE_URL")}
+        if not ray.is_initialized():
+            kw = dict(runtime_env={"env_vars": env}, include_dashboard=False, log_to_driver=False,
+                      configure_logging=False)
+            if address:
+                ray.init(address=address, **kw)
+            else:
+                ray.init(num_cpus=workers, **kw)
+            self.started = True
+
+    def __enter__(self):
+        return self.ray
+
+    def __exit__(self, *exc) -> None:
+        if self.started:
+            self.ray.shutdown()
+
+
+def _rec_worker(ray, tag: str):
+    @ray.remote(num_cpus=1)
+    class RecWorker:
+        def __init__(self) -> None:
+            from omnidecide.serving.recommender import RecommenderRuntime
+            self.rt = RecommenderRuntime(tag)
+
+        def score(self, ids: list[str], k: int, store_id, channel, segment) -> tuple[pd.DataFrame, int]:
+            return recommend_rows(self.rt, ids, k, store_id, channel, segment)
+
+    return RecWorker
+
+
+def recommend_on_ray(tag: str, user_ids: list[str], k: int, *, store_id: str | None = None, channel: str | None = None,
+                     segment: str | None = None, address: str | None = None, workers: int = 1,
+                     shard_users: int = SHARD_USERS) -> Iterator[tuple[pd.DataFrame, int]]:
+    """(rows, fallbacks) per shard of `shard_users` consecutive users, in the order of `user_ids`."""
+    with _Ray(address, workers) as ray:
+        from ray.util import ActorPool
+
+        n_actors = workers if address is None else max(workers, 1)
+        pool = ActorPool([_rec_worker(ray, tag).remote() for _ in range(n_actors)])
+        shards = [user_ids[s: s + shard_users] for s in range(0, len(user_ids), shard_users)]
+        yield from pool.map(lambda a, ids: a.score.remote(ids, k, store_id, channel, segment), shards)
+
+
+def _churn_worker(ray, tag: str):
+    @ray.remote(num_cpus=1)
+    class ChurnWorker:
+        def __init__(self) -> None:
+            from omnidecide.serving.churn import ChurnService
+            self.service = ChurnService(tag)
+
+        def score(self, events: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int | None) -> pd.DataFrame:
+            return self.service.score_frame(events, as_of, horizon_days)
+
+    return ChurnWorker
+
+
+def churn_on_ray(tag: str, events: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int | None, *,
+                 address: str | None = None, workers: int = 1, shards: int | None = None) -> pd.DataFrame:
+    """Churn table for every customer, customers sharded by a hash of their id; rows in user_id order as the
+    single-process table is."""
+    before = events[events["timestamp"] < as_of]
+    ids, codes = np.unique(before["user_id"].to_numpy(dtype=object).astype(str), return_inverse=True)
+    n = shards or max(2 * workers, 1)
+    parts = user_shards(ids, n)
+    with _Ray(address, workers) as ray:
+        from ray.util import ActorPool
+
+        pool = ActorPool([_churn_worker(ray, tag).remote() for _ in range(max(workers, 1))])
+        refs = [ray.put(before[np.isin(codes, p)]) for p in parts if len(p)]
+        tables = list(pool.map(lambda a, ref: a.score.remote(ref, as_of, horizon_days), refs))
+    return pd.concat(tables, ignore_index=True).sort_values("user_id", kind="stable").reset_index(drop=True)
