@@ -118,6 +118,20 @@ def refuse_open_public(host: str | None = None) -> None:
             "hashes in OMNIDECIDE_API_KEYS) or serve on 127.0.0.1.")
 
 
+class StatusRecorder:
+    """An ASGI `send` that remembers the response's status (500 until one is sent), for middleware that records
+    what a request ended with even when the app raised."""
+
+    def __init__(self, send) -> None:
+        self.status = 500
+        self._send = send
+
+    async def __call__(self, message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self._send(message)
+
+
 class KeyMiddleware:
     """ASGI middleware: every request to a scoped path must carry a key with that scope."""
 
@@ -138,17 +152,11 @@ class KeyMiddleware:
         scope.setdefault("state", {})["api_key"] = name
         if need != "admin":
             return await self.app(scope, receive, send)
-        status = [500]
-
-        async def send_status(message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
+        sent = StatusRecorder(send)
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive, sent)
         finally:
-            _record_admin(scope["path"], name, status[0])
+            _record_admin(scope["path"], name, sent.status)
 
 
 def _record_admin(path: str, key: str | None, status: int) -> None:

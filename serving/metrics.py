@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from omnidecide.serving.auth import OPEN, SCOPE_OF
+from omnidecide.serving.auth import OPEN, SCOPE_OF, StatusRecorder
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 KNOWN = set(SCOPE_OF) | OPEN
@@ -54,14 +54,8 @@ class MetricsMiddleware:
         if scope["type"] != "http" or scope["path"] == "/metrics":
             return await self.app(scope, receive, send)
         start = time.perf_counter()
-        status = [500]
-
-        async def send_status(message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
+        sent = StatusRecorder(send)
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive, sent)
         finally:
-            _histograms()[0].labels(endpoint_label(scope["path"]), str(status[0])).observe(time.perf_counter() - start)
+            _histograms()[0].labels(endpoint_label(scope["path"]), str(sent.status)).observe(time.perf_counter() - start)
