@@ -49,6 +49,7 @@ def _endpoints() -> list[tuple[str, type[BaseModel] | None, Any, str]]:
     endpoint appears here without an edit."""
     import typing
 
+    import pydantic
     from _bentoml_sdk.io_models import IOMixin
 
     from omnidecide.serving.service import OmniDecide
@@ -60,7 +61,10 @@ def _endpoints() -> list[tuple[str, type[BaseModel] | None, Any, str]]:
         req = next((b for b in spec.__mro__[1:] if issubclass(b, BaseModel) and b is not BaseModel
                     and not issubclass(b, IOMixin)), None)
         if req is None and spec.model_fields:
-            req = spec  # individual parameters: BentoML's generated model
+            # individual parameters: BentoML's generated model, named `Input` for every such endpoint; documented
+            # under a name of its own (AdminPromoteRequest), or the components would collide
+            title = "".join(w.capitalize() for w in api.route.strip("/").replace("/", "_").split("_")) + "Request"
+            req = pydantic.create_model(title, __base__=spec)
         answer = typing.get_type_hints(api.func).get("return", Any)
         if name == "models":
             answer = dict[str, ModelState]

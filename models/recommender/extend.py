@@ -13,6 +13,7 @@ import copy
 import numpy as np
 import scipy.sparse as sp
 
+from omnidecide.models.recommender.baskets import TIFU
 from omnidecide.models.recommender.core import Recommender
 from omnidecide.models.recommender.repeat import RepeatModel
 
@@ -27,9 +28,18 @@ def _pad(a: np.ndarray, n: int, fill: float) -> np.ndarray:
     return np.concatenate([np.asarray(a), np.full(n, fill, dtype=np.asarray(a).dtype if a.dtype.kind != "i" else float)])
 
 
+def _tifu_with_items(tifu: TIFU | None, n: int) -> TIFU | None:
+    """The fitted TIFU-KNN state over a catalogue grown by n items nobody has bought (zero columns)."""
+    if tifu is None:
+        return None
+    out = copy.copy(tifu)
+    out.V = _pad_cols(sp.csr_matrix(tifu.V), n)
+    return out
+
+
 def category_embeddings(rec: Recommender, emb: np.ndarray) -> np.ndarray:
     """Per category, the mean embedding of its warm items (zero for a category without any)."""
-    warm = rec.gnn.d_item >= 1e-6
+    warm = rec.graph.d_item >= 1e-6
     n_cat = len(rec.categories)
     out = np.zeros((n_cat, emb.shape[1]))
     cnt = np.bincount(rec.item_cat[warm], minlength=n_cat)
@@ -52,16 +62,15 @@ def with_items(rec: Recommender, item_ids: list[str], categories: list[str | Non
     cat_index = {c: k for k, c in enumerate(cat_names)}
     item_cat = np.concatenate([rec.item_cat, [cat_index[c] for c in names]]).astype(rec.item_cat.dtype)
 
-    g = copy.copy(rec.gnn)
-    g.n_items = rec.gnn.n_items + n
-    g.d_item = _pad(rec.gnn.d_item, n, COLD_DEGREE)
-    g.d_graph = _pad(rec.gnn.d_graph, n, COLD_DEGREE)
-    g.R_norm = _pad_cols(rec.gnn.R_norm, n)
-    g.V = np.hstack([rec.gnn.V, np.zeros((rec.gnn.V.shape[0], n))])
-    if rec.gnn.Q is not None:
-        g.Q = np.vstack([rec.gnn.Q, np.zeros((n, rec.gnn.Q.shape[1]))])
-    if rec.gnn.learned_items is not None:
-        g.learned_items = np.vstack([rec.gnn.learned_items, np.zeros((n, rec.gnn.learned_items.shape[1]))])
+    g = copy.copy(rec.graph)
+    g.n_items = rec.graph.n_items + n
+    g.d_item = _pad(rec.graph.d_item, n, COLD_DEGREE)
+    g.d_graph = _pad(rec.graph.d_graph, n, COLD_DEGREE)
+    g.R_norm = _pad_cols(rec.graph.R_norm, n)
+    g.V = np.hstack([rec.graph.V, np.zeros((rec.graph.V.shape[0], n))])
+    if rec.graph.Q is not None:
+        g.Q = np.vstack([rec.graph.Q, np.zeros((n, rec.graph.Q.shape[1]))])
+    g._bases = None  # the filter's cached components belong to the smaller catalogue
     g._graph()  # propagation graph and item-item operator over the grown catalogue
 
     price_arr = None
@@ -77,7 +86,8 @@ def with_items(rec: Recommender, item_ids: list[str], categories: list[str | Non
     out = Recommender(
         user_ids=rec.user_ids, item_ids=np.concatenate([rec.item_ids.astype(str), np.asarray(item_ids, dtype=str)]),
         X=_pad_cols(rec.X, n), consumed=_pad_cols(rec.consumed, n), n_buy=_pad_cols(rec.n_buy, n),
-        last_buy=_pad_cols(rec.last_buy, n), t0=rec.t0, t_end=rec.t_end, gnn=g,
+        last_buy=_pad_cols(rec.last_buy, n), first_buy=_pad_cols(rec.first_buy, n), t0=rec.t0, t_end=rec.t_end,
+        graph=g, tifu=_tifu_with_items(rec.tifu, n),
         repeat=RepeatModel(item_share=_pad(rec.repeat.item_share, n, 0.0), item_cycle=_pad(rec.repeat.item_cycle, n, np.nan),
                            global_share=rec.repeat.global_share),
         item_cat=item_cat, categories=np.array(cat_names), stock=np.concatenate([rec.stock, stock_new]),
