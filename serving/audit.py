@@ -26,24 +26,17 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
-
 from omnidecide.models.errors import InputError
 from omnidecide.store import db as database
 from omnidecide.store import registry
+from omnidecide.store.settings import positive_days
 
 SECRET_ENV = "OMNIDECIDE_HASH_SECRET"
 RETENTION_ENV = "OMNIDECIDE_RETENTION_DAYS"
 
 
 def retention_days() -> float:
-    raw = os.environ.get(RETENTION_ENV, "90")
-    try:
-        days = float(raw)
-        if not days > 0:
-            raise ValueError
-    except ValueError as e:
-        raise InputError(f"{RETENTION_ENV}={raw!r}: expected a positive number of days") from e
-    return days
+    return positive_days(RETENTION_ENV, 90)
 
 
 def hash_secret(db: database.Database) -> bytes:

@@ -8,14 +8,12 @@ replica answers from the same scores. `stale` tells the monitor how old the newe
 from __future__ import annotations
 
 import math
-import os
 import time
 from typing import Any
 
 import pandas as pd
-
-from omnidecide.models.errors import InputError
 from omnidecide.store import db as database
+from omnidecide.store.settings import positive_days
 
 FIELDS = ("churn_probability", "risk_tier", "segment", "expected_spend", "reason", "model", "as_of")
 MAX_AGE_ENV = "OMNIDECIDE_SCORE_MAX_AGE_DAYS"
@@ -23,14 +21,7 @@ MAX_AGE_ENV = "OMNIDECIDE_SCORE_MAX_AGE_DAYS"
 
 def max_age_days() -> float:
     """Scores older than this are flagged by `monitor` (`OMNIDECIDE_SCORE_MAX_AGE_DAYS`, default 2)."""
-    raw = os.environ.get(MAX_AGE_ENV, "2")
-    try:
-        days = float(raw)
-        if not days > 0:
-            raise ValueError
-    except ValueError as e:
-        raise InputError(f"{MAX_AGE_ENV}={raw!r}: expected a positive number of days") from e
-    return days
+    return positive_days(MAX_AGE_ENV, 2)
 
 
 def publish(table: pd.DataFrame, model: str, as_of: str, db: database.Database | None = None) -> int:
