@@ -15,6 +15,7 @@ import typer
 
 from omnidecide.cli.app import app, console
 from omnidecide.models.errors import InputError
+from omnidecide.store.reports import fmt
 
 # The figures a reader compares across versions; other metrics stay in `omnidecide models show`.
 HEADLINE = {
@@ -25,17 +26,9 @@ HEADLINE = {
 N_VERSIONS, N_DECISIONS = 5, 10
 
 
-def _fmt(x: Any) -> str:
-    if x is None:
-        return "—"
-    if isinstance(x, float):
-        return f"{x:.4g}"
-    return str(x)
-
-
 def _cell(x: Any) -> str:
     """A table cell: one line, no stray pipes."""
-    return _fmt(x).replace("|", "\\|").replace("\n", " ")
+    return fmt(x).replace("|", "\\|").replace("\n", " ")
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
@@ -45,7 +38,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 def _headline(name: str, metrics: dict[str, Any]) -> str:
     keys = [k for k in HEADLINE.get(name, ()) if k in metrics] or list(metrics)[:4]
-    return ", ".join(f"{k}={_fmt(metrics[k])}" for k in keys)
+    return ", ".join(f"{k}={fmt(metrics[k])}" for k in keys)
 
 
 def _versions(name: str, every: list[dict[str, Any]]) -> list[str]:
@@ -61,7 +54,7 @@ def _decisions(name: str) -> list[str]:
     from omnidecide.store import registry
 
     def details(entry: dict[str, Any]) -> str:  # share, replaced, figures: whatever the entry carries
-        return ", ".join(f"{k}={_fmt(v)}" for k, v in entry.items()
+        return ", ".join(f"{k}={fmt(v)}" for k, v in entry.items()
                          if k not in ("at", "action", "tag", "reason") and v is not None)
 
     rows = registry.decisions(name)[-N_DECISIONS:]
@@ -93,7 +86,7 @@ def _monitor(result: dict[str, Any]) -> list[str]:
                 [r.get("attribute"), r.get("reference"), r.get("current"),
                  r.get("status") if r.get("change") is None else f"{r['change']:+.1%}"] for r in moved]), ""]
     for key, value in (result.get("quality") or {}).items():
-        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in value.items()) if isinstance(value, dict) else _fmt(value)
+        shown = ", ".join(f"{k}={fmt(v)}" for k, v in value.items()) if isinstance(value, dict) else fmt(value)
         out.append(f"- quality {key}: {shown}")
     return out or ["Nothing reported."]
 
