@@ -5,7 +5,10 @@ the online service all quarantine bad rows by the same rules. Column meanings li
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Literal
 
 import numpy as np
@@ -201,3 +204,70 @@ def validate_records(records: list[dict], spec: TableSpec, *, field: str = "even
         more = f" (and {len(checked.rejects) - 10} more)" if len(checked.rejects) > 10 else ""
         raise SchemaError(f"{len(checked.rejects)} of {len(raw)} {field} rejected, request refused whole: {named}{more}")
     return checked.clean
+
+
+# The forms `quick_events` takes without pandas; any other text goes through `validate_records`.
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?")
+_SECONDS = re.compile(r"-?\d+(\.\d+)?")
+_NUMBER = re.compile(r"\d+(\.\d*)?([eE][+-]?\d+)?")
+STORED_EVENT = ("user_id", "item_id", "event", "timestamp", "channel", "store_id", "quantity", "amount")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _text(v: object) -> str:
+    return "" if v is None else v.isoformat() if hasattr(v, "isoformat") else str(v)
+
+
+def _seconds(v: object) -> float | None:
+    """Unix seconds of a timestamp in a plain form (datetime, ISO text, unix seconds), else None."""
+    if isinstance(v, datetime):
+        return (v if v.tzinfo else v.replace(tzinfo=timezone.utc)).timestamp()
+    text = _text(v).strip()
+    if _SECONDS.fullmatch(text):
+        secs = float(text)
+        return secs if -1e10 <= secs <= 1e10 else None
+    if not _ISO.fullmatch(text):
+        return None
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:  # e.g. month 13: the full rules name it
+        return None
+    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _nonneg(v: object) -> tuple[bool, float | None]:
+    if v is None or v == "":
+        return True, None
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        x = float(v)
+    elif isinstance(v, str) and _NUMBER.fullmatch(v.strip()):
+        x = float(v)
+    else:
+        return False, None
+    return (math.isfinite(x) and x >= 0), x
+
+
+def quick_events(records: list[dict], now: pd.Timestamp | None = None) -> list[tuple] | None:
+    """The fast path of `validate_records(records, EVENTS)` for JSON events in the plain forms (ids, a known event,
+    an ISO or unix-seconds timestamp, non-negative quantity and amount): one tuple per record in `STORED_EVENT` order,
+    timestamp as unix seconds (UTC). None as soon as any record needs more — another column, another form, or a
+    rule it breaks — and then `validate_records` decides and names every bad record. Why: the frame-wide rules cost
+    about 15 ms per call whatever the size, which for `/events` batches of 100 is most of the server's time; this
+    path accepts only what those rules accept (tests/test_schema.py checks the two agree)."""
+    now = now or pd.Timestamp.now(tz="UTC").tz_convert(None)
+    lo = (MIN_TIMESTAMP - pd.Timestamp(0)).total_seconds()
+    hi = (now + pd.Timedelta(days=1) - pd.Timestamp(0)).total_seconds()
+    out = []
+    for r in records:
+        if "item_id" not in r or any(r[k] is not None for k in r.keys() - set(STORED_EVENT)):
+            return None
+        user, item = _text(r.get("user_id")).strip(), _text(r["item_id"]).strip()
+        event = _text(r.get("event")).strip().lower()
+        at = _seconds(r.get("timestamp"))
+        (q_ok, quantity), (a_ok, amount) = _nonneg(r.get("quantity")), _nonneg(r.get("amount"))
+        if not (user and event in EVENT_TYPES and (item or event in ITEMLESS_EVENTS) and at is not None
+                and lo <= at <= hi and q_ok and a_ok):
+            return None
+        channel, store = _text(r.get("channel")).strip(), _text(r.get("store_id")).strip()
+        out.append((user, item or None, event, at, channel or None, store or None, quantity, amount))
+    return out

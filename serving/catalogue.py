@@ -2,7 +2,8 @@
 
 `POST /items` upserts items (every field but `item_id` optional; a field left out keeps its value; `store_id` makes
 `stock` that store's). Updates are stored where the online store lives (tables of their own in the deployment's
-database, behind `Catalogue`, so every worker and replica sees them) under a rising catalogue version. Each serving runtime starts from the catalogue snapshot inside its model version and
+database, made by migration 3 of `store.db`, behind `Catalogue`, so every worker and replica sees them) under a
+rising catalogue version. Each serving runtime starts from the catalogue snapshot inside its model version and
 applies the live changes newer than the last it saw before answering (`LiveOverlay.sync`: one indexed read per
 request when nothing changed). An item the version does not know joins its catalogue as a cold item, scored by
 content: its category (models/recommender/extend.py).
@@ -54,18 +55,6 @@ class Changes:
     store_stock: list[tuple[str, str, float]] = field(default_factory=list)  # (store_id, item_id, stock)
 
 
-TABLES = [
-    "CREATE TABLE IF NOT EXISTS catalogue_version (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)",
-    "INSERT INTO catalogue_version (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
-    "CREATE TABLE IF NOT EXISTS catalogue_items (item_id TEXT PRIMARY KEY, category TEXT, price DOUBLE PRECISION, "
-    "margin DOUBLE PRECISION, stock DOUBLE PRECISION, title TEXT, attrs TEXT, version INTEGER NOT NULL, "
-    "updated DOUBLE PRECISION NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS catalogue_items_version ON catalogue_items (version)",
-    "CREATE TABLE IF NOT EXISTS catalogue_store_stock (store_id TEXT NOT NULL, item_id TEXT NOT NULL, "
-    "stock DOUBLE PRECISION NOT NULL, version INTEGER NOT NULL, updated DOUBLE PRECISION NOT NULL, "
-    "PRIMARY KEY (store_id, item_id))",
-    "CREATE INDEX IF NOT EXISTS catalogue_store_stock_version ON catalogue_store_stock (version)",
-]
 UPSERT_ITEM = (
     "INSERT INTO catalogue_items (item_id, category, price, margin, stock, title, attrs, version, updated) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (item_id) DO UPDATE SET "
@@ -85,10 +74,7 @@ class Catalogue:
     upsert, under the database's write lock, so catalogue versions never interleave."""
 
     def __init__(self, db: database.Database | None = None) -> None:
-        self.db = db or database.connect()
-        with self.db.transaction(lock=True):  # tables of their own (not a numbered migration: none of theirs changes)
-            for sql in TABLES:
-                self.db.execute(sql)
+        self.db = db or database.connect()  # its tables: migration 3 of store/db.py
 
     def upsert(self, items: list[ItemUpdate]) -> ItemsResponse:
         """Store the rows in one transaction under a new catalogue version."""

@@ -11,6 +11,7 @@ with the service's own OpenAPI 3.1 document (serving/openapi.py).
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import re
@@ -67,21 +68,34 @@ def bad_input(e: Exception, fields: set[str] | frozenset[str] = frozenset()) -> 
 
 def answers(fields: set[str]) -> Callable:
     """Endpoint decorator: ApiError and bad input become their error body; any other failure is logged and answers
-    500 in the same shape (the decision log line with the failing version is written by `service._call`)."""
+    500 in the same shape (the decision log line with the failing version is written by `service._call`). Works on
+    plain and on `async` endpoints."""
 
     def wrap(fn: Callable) -> Callable:
+        def refused(e: Exception) -> JSONResponse:
+            if isinstance(e, ApiError):
+                return e.response()
+            if isinstance(e, BAD_INPUT):
+                return bad_input(e, fields).response()
+            log.exception("%s failed", fn.__name__)  # the caller gets a 500 body, the server log the traceback
+            return ApiError(500, "internal_error", f"{fn.__name__} failed on the server; the server log and "
+                            "the decision log have the details").response()
+
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def inner_async(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return await fn(*args, **kwargs)
+                except Exception as e:  # noqa: BLE001 - see `refused`
+                    return refused(e)
+            return inner_async
+
         @functools.wraps(fn)
         def inner(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
-            except ApiError as e:
-                return e.response()
-            except BAD_INPUT as e:
-                return bad_input(e, fields).response()
-            except Exception:  # noqa: BLE001 - the caller gets a 500 body, the server log the traceback
-                log.exception("%s failed", fn.__name__)
-                return ApiError(500, "internal_error", f"{fn.__name__} failed on the server; the server log and "
-                                "the decision log have the details").response()
+            except Exception as e:  # noqa: BLE001 - see `refused`
+                return refused(e)
         return inner
     return wrap
 

@@ -10,8 +10,10 @@ those older than the retention window, never the batch being acknowledged. A bat
 a retry with the same key answers what the first call answered and stores nothing twice.
 
 Concurrent batches are validated and committed together (group commit): one thread checks every batch waiting at
-that moment in one pass of the schema (whose cost is mostly fixed per call) and writes them in one transaction, then
-answers them all; a batch with a bad record is refused alone, with its own record numbers.
+that moment and writes them in one transaction, then answers them all; a batch with a bad record is refused alone,
+with its own record numbers. Batches of plain JSON events are checked record by record (`schema.quick_events`); any
+other goes through the schema's frame-wide rules, in one pass for the group (their cost is mostly fixed per call).
+Quantity and amount are kept: churn scoring by customer id reads them (`serving.churn_history`).
 """
 from __future__ import annotations
 
@@ -21,13 +23,14 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from omnidecide.models.errors import InputError
-from omnidecide.models.schema import EVENTS, validate_records
+from omnidecide.models.schema import EVENTS, quick_events, validate_records
 from omnidecide.store import db as database
 from omnidecide.store.db import storable
 
 KEEP_PER_USER = 200  # fresh events a read sees per user (newest first); older ones wait for the purge
 KEY_DAYS = 7  # how long an idempotency key is remembered
-COLUMNS = ("user_id", "item_id", "event", "ts", "channel", "store_id", "received")
+COLUMNS = ("user_id", "item_id", "event", "ts", "channel", "store_id", "quantity", "amount", "received")
+INSERT = f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
 @dataclass
@@ -73,24 +76,33 @@ class OnlineStore:
         return int(row[0][0]) if row else None
 
     def _validate(self, group: list[_Batch], received: float) -> None:
-        """Rows for each batch, or its InputError: one schema pass for the whole group; when that finds a bad record,
-        each batch again on its own, so each answer names its own records."""
+        """Rows for each batch, or its InputError. Plain batches take the per-record fast path (`quick_events`);
+        the rest get one schema pass for the whole group and, when that finds a bad record, each batch again on its
+        own, so each answer names its own records."""
         def rows(clean: pd.DataFrame) -> list[tuple]:
             clean = clean.assign(timestamp=clean["timestamp"].dt.tz_localize("UTC"))
             return [(r.user_id, _opt(r, "item_id"), r.event, r.timestamp.timestamp(), _opt(r, "channel"),
-                     _opt(r, "store_id"), received) for r in clean.itertuples()]
+                     _opt(r, "store_id"), _num(r, "quantity"), _num(r, "amount"), received)
+                    for r in clean.itertuples()]
 
-        if len(group) > 1:
+        slow = []
+        for b in group:
+            quick = quick_events(b.records)
+            if quick is None:
+                slow.append(b)
+            else:
+                b.rows = [(*row, received) for row in quick]
+        if len(slow) > 1:
             try:
-                together = rows(validate_records([r for b in group for r in b.records], EVENTS))
+                together = rows(validate_records([r for b in slow for r in b.records], EVENTS))
             except InputError:
                 pass
             else:
                 start = 0
-                for b in group:
+                for b in slow:
                     b.rows, start = together[start:start + len(b.records)], start + len(b.records)
                 return
-        for b in group:
+        for b in slow:
             try:
                 b.rows = rows(validate_records(b.records, EVENTS))
             except InputError as e:
@@ -111,7 +123,7 @@ class OnlineStore:
                 b.accepted = len(b.rows)
                 rows += b.rows
             if rows:
-                self.db.executemany(f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                self.db.executemany(INSERT, rows)
 
     def recent(self, user_id: str, limit: int = 50) -> pd.DataFrame:
         """The user's latest events (newest first, at most `keep_per_user`), timestamps naive UTC."""
@@ -151,3 +163,8 @@ class OnlineStore:
 def _opt(row, col: str) -> str | None:
     v = getattr(row, col, None)
     return None if v is None or pd.isna(v) else str(v)
+
+
+def _num(row, col: str) -> float | None:
+    v = getattr(row, col, None)
+    return None if v is None or pd.isna(v) else float(v)

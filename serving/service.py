@@ -15,6 +15,7 @@ import gc
 import time
 from typing import Any, Callable, TypeVar
 
+import anyio
 import bentoml
 
 from omnidecide.serving import admin, auth, catalogue, metrics, watchdog
@@ -35,6 +36,7 @@ from omnidecide.serving.schemas import EventsRequest, EventsResponse, ForgetRequ
 
 T = TypeVar("T")
 ADMIN_FIELDS = {"model", "version", "share", "reason"}
+INGEST_THREADS = 16  # concurrent /events batches that can share one validation pass and one commit
 
 
 def _ms(start: float) -> float:
@@ -77,6 +79,7 @@ class OmniDecide:
         self.catalogue = catalogue.shared()
         self.log = DecisionLog()
         retention.start(self.store, self.log)
+        self._ingest_threads: anyio.CapacityLimiter | None = None  # see `events`
         self._bidders: dict[str, Bidder] = {}  # by recommender tag: production and canary each have one
         watchdog.exit_with_parent()  # under `omnidecide serve`: a killed parent never leaves this worker behind
         # Everything loaded so far lives as long as the process: move it out of the collector's sight, so that a
@@ -101,9 +104,18 @@ class OmniDecide:
 
     @bentoml.api(route="/events", input_spec=EventsRequest)
     @answers(set(EventsRequest.model_fields))
-    def events(self, **fields: Any) -> EventsResponse:
-        """Storefront events as they happen; committed before the answer, used by the user's next `/recommend`."""
+    async def events(self, **fields: Any) -> EventsResponse:
+        """Storefront events as they happen; committed before the answer, used by the user's next `/recommend`.
+
+        Async on purpose: BentoML runs a plain endpoint on one thread per worker, so concurrent batches would queue
+        before the online store's group commit and each pay a validation pass and a commit alone. Here they wait on
+        threads of their own (`INGEST_THREADS`) and meet in the group commit; the answer still follows the commit."""
         request = EventsRequest.model_construct(**fields)  # validated by BentoML against input_spec
+        if self._ingest_threads is None:  # made on the worker's event loop
+            self._ingest_threads = anyio.CapacityLimiter(INGEST_THREADS)
+        return await anyio.to_thread.run_sync(self._ingest, request, limiter=self._ingest_threads)
+
+    def _ingest(self, request: EventsRequest) -> EventsResponse:
         start = time.perf_counter()
         accepted = self.store.append([e.model_dump() for e in request.events], request.idempotency_key)
         self.log.write("events", None, None, {"accepted": accepted}, ms=_ms(start))

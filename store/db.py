@@ -42,6 +42,22 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "published_at {float} NOT NULL)",
         "CREATE INDEX customer_scores_published ON customer_scores (published_at)",
     ]),
+    # `IF NOT EXISTS`: databases made before this migration already hold these tables (the catalogue used to create
+    # them itself on start), with their rows; they upgrade by recording the migration.
+    (3, "live catalogue: items, per-store stock, catalogue version (POST /items)", [
+        "CREATE TABLE IF NOT EXISTS catalogue_version (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)",
+        "INSERT INTO catalogue_version (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+        "CREATE TABLE IF NOT EXISTS catalogue_items (item_id TEXT PRIMARY KEY, category TEXT, price {float}, "
+        "margin {float}, stock {float}, title TEXT, attrs TEXT, version INTEGER NOT NULL, updated {float} NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS catalogue_items_version ON catalogue_items (version)",
+        "CREATE TABLE IF NOT EXISTS catalogue_store_stock (store_id TEXT NOT NULL, item_id TEXT NOT NULL, "
+        "stock {float} NOT NULL, version INTEGER NOT NULL, updated {float} NOT NULL, PRIMARY KEY (store_id, item_id))",
+        "CREATE INDEX IF NOT EXISTS catalogue_store_stock_version ON catalogue_store_stock (version)",
+    ]),
+    (4, "online store keeps quantity and amount of events (churn scoring by customer id)", [
+        "ALTER TABLE events ADD COLUMN quantity {float}",
+        "ALTER TABLE events ADD COLUMN amount {float}",
+    ]),
 ]
 DIALECT = {
     "sqlite": {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "float": "DOUBLE PRECISION"},

@@ -75,3 +75,64 @@ def test_loader_on_missing_file_and_empty_file(tmp_path):
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(SchemaError, match="empty"):
         load(tmp_path / "empty.csv", "events")
+
+
+# One record each: plain ones the fast path takes, and every kind it must leave to the frame-wide rules.
+QUICK_CASES = [
+    {"user_id": "007", "item_id": "0042", "timestamp": "2025-01-01", "event": "view"},
+    {"user_id": " u ", "item_id": "i1", "timestamp": "2025-06-18T10:30:00", "event": " Cart ", "channel": "app"},
+    {"user_id": "u", "item_id": "i1", "timestamp": "2025-06-18 10:30:00+08:00", "event": "click", "store_id": "s1"},
+    {"user_id": "u", "item_id": "i1", "timestamp": "2025-06-18T10:30:00.250Z", "event": "view"},
+    {"user_id": "u", "item_id": "i1", "timestamp": "1750242600", "event": "view"},
+    {"user_id": "u", "item_id": "", "timestamp": "2025-01-01", "event": "purchase", "quantity": 2, "amount": "30.5"},
+    {"user_id": "u", "item_id": None, "timestamp": "2025-01-01", "event": "coupon_claim"},
+    {"user_id": "u", "item_id": "i1", "timestamp": pd.Timestamp("2025-01-01 08:00").to_pydatetime(), "event": "view"},
+    {"user_id": 5, "item_id": 7, "timestamp": "2025-01-01", "event": "view", "amount": 0},
+    # left to the full rules (bad, or a form the fast path does not take)
+    {"user_id": "", "item_id": "i1", "timestamp": "2025-01-01", "event": "view"},
+    {"user_id": "u", "item_id": "i1", "timestamp": "yesterday", "event": "view"},
+    {"user_id": "u", "item_id": "i1", "timestamp": "1980-01-01", "event": "view"},
+    {"user_id": "u", "item_id": "i1", "timestamp": "2031-01-01", "event": "view"},
+    {"user_id": "u", "item_id": "i1", "timestamp": "2025-13-01", "event": "view"},
+    {"user_id": "u", "item_id": "i1", "timestamp": "99999999999", "event": "view"},
+    {"user_id": "u", "item_id": "i1", "timestamp": "2025-01-01", "event": "teleport"},
+    {"user_id": "u", "item_id": "", "timestamp": "2025-01-01", "event": "view"},
+    {"user_id": "u", "item_id": "i1", "timestamp": "2025-01-01", "event": "purchase", "quantity": -1},
+    {"user_id": "u", "item_id": "i1", "timestamp": "2025-01-01", "event": "purchase", "amount": "1_000"},
+    {"user_id": "u", "item_id": "i1", "timestamp": "2025-01-01", "event": "purchase", "amount": float("inf")},
+    {"user_id": "u", "item_id": "i1", "timestamp": "2025-01-01", "event": "purchase", "amount": True},
+    {"user_id": "u", "item_id": "i1", "timestamp": "20250101T103000", "event": "view"},
+    {"user_id": "u", "item_id": "i1", "timestamp": "2025-01-01", "event": "rating", "rating": 4},
+    {"user_id": "u", "timestamp": "2025-01-01", "event": "purchase"},
+]
+
+
+@pytest.mark.parametrize("record", QUICK_CASES, ids=range(len(QUICK_CASES)))
+def test_quick_events_takes_only_what_the_full_rules_accept_and_agrees_with_them(record):
+    """The fast path of /events never accepts a record the frame-wide rules refuse, and yields the same values."""
+    from omnidecide.models.schema import STORED_EVENT, quick_events, validate_records
+
+    quick = quick_events([record], now=NOW)
+    try:
+        full = validate_records([record], EVENTS, now=NOW)
+    except SchemaError:
+        full = None
+    if quick is None:
+        if QUICK_CASES.index(record) < 9:
+            pytest.fail(f"a plain record left to the slow path: {record}")
+        return
+    assert full is not None, f"the fast path accepted what the rules refuse: {record}"
+    row = dict(zip(STORED_EVENT, quick[0]))
+    clean = full.iloc[0]
+    assert row["timestamp"] == clean["timestamp"].tz_localize("UTC").timestamp()
+    for col in ("user_id", "item_id", "event", "channel", "store_id", "quantity", "amount"):
+        want = clean[col] if col in full.columns else None
+        assert row[col] == (None if want is None or pd.isna(want) else want), col
+    assert quick_events(QUICK_CASES[:9] + [record], now=NOW) is not None
+
+
+def test_quick_events_gives_up_on_the_whole_batch_for_one_odd_record():
+    from omnidecide.models.schema import quick_events
+
+    assert quick_events(QUICK_CASES[:9], now=NOW) is not None
+    assert quick_events(QUICK_CASES[:9] + [QUICK_CASES[10]], now=NOW) is None

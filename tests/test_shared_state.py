@@ -63,6 +63,61 @@ def test_postgresql_mode_needs_the_hash_secret(pg_url, monkeypatch):
         DecisionLog(database.Database(pg_url))
 
 
+# What `serving.catalogue.Catalogue` ran on start before its tables became migration 3 (kept here as history).
+OLD_CATALOGUE_TABLES = [
+    "CREATE TABLE IF NOT EXISTS catalogue_version (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)",
+    "INSERT INTO catalogue_version (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+    "CREATE TABLE IF NOT EXISTS catalogue_items (item_id TEXT PRIMARY KEY, category TEXT, price DOUBLE PRECISION, "
+    "margin DOUBLE PRECISION, stock DOUBLE PRECISION, title TEXT, attrs TEXT, version INTEGER NOT NULL, "
+    "updated DOUBLE PRECISION NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS catalogue_items_version ON catalogue_items (version)",
+    "CREATE TABLE IF NOT EXISTS catalogue_store_stock (store_id TEXT NOT NULL, item_id TEXT NOT NULL, "
+    "stock DOUBLE PRECISION NOT NULL, version INTEGER NOT NULL, updated DOUBLE PRECISION NOT NULL, "
+    "PRIMARY KEY (store_id, item_id))",
+    "CREATE INDEX IF NOT EXISTS catalogue_store_stock_version ON catalogue_store_stock (version)",
+]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_database_from_before_migration_3_upgrades_with_its_rows(backend, tmp_path, monkeypatch, request):
+    """A database made by migrations 1-2 plus the catalogue's old self-made tables, holding items and events,
+    upgrades on the next start: migrations 3 and 4 are applied, nothing is lost, and both old and new rows work."""
+    from omnidecide.serving.catalogue import Catalogue, ItemUpdate
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    current = database.MIGRATIONS
+    monkeypatch.setattr(database, "MIGRATIONS", current[:2])
+    old = database.Database(url)
+    for sql in OLD_CATALOGUE_TABLES:
+        old.execute(sql)
+    old.execute("UPDATE catalogue_version SET version = 1 WHERE id = 1")
+    old.execute("INSERT INTO catalogue_items (item_id, category, stock, version, updated) VALUES (?, ?, ?, ?, ?)",
+                ("i1", "dairy", 3.0, 1, time.time()))
+    old.execute("INSERT INTO events (user_id, item_id, event, ts, received) VALUES (?, ?, ?, ?, ?)",
+                ("u1", "i1", "purchase", 1.7e9, time.time()))
+    old.close()
+    monkeypatch.setattr(database, "MIGRATIONS", current)
+
+    db = database.Database(url)  # what the next start does
+    assert [r[0] for r in db.query("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2, 3, 4]
+    cat = Catalogue(db)
+    assert cat.version() == 1 and [r["item_id"] for r in cat.changes(0).items] == ["i1"]
+    assert cat.upsert([ItemUpdate(item_id="i2", stock=0.0)]).catalogue_version == 2
+    assert db.query("SELECT amount FROM events WHERE user_id = 'u1'") == [(None,)]
+    OnlineStore(db).append([{"user_id": "u1", "item_id": None, "event": "purchase", "timestamp": "2026-01-02", "amount": 12.5}])
+    assert sorted(db.query("SELECT amount FROM events WHERE user_id = 'u1'"), key=str) == [(12.5,), (None,)]
+    assert database.Database(url).migrate() == []
+
+
+def test_a_new_database_gets_the_catalogue_from_the_migrations(tmp_path):
+    db = database.Database(f"sqlite:///{tmp_path / 'new.sqlite3'}")
+    from omnidecide.serving.catalogue import Catalogue
+
+    assert Catalogue(db).version() == 0
+    names = {r[0] for r in db.query("SELECT name FROM schema_migrations")}
+    assert any("catalogue" in n for n in names)
+
+
 def test_a_retry_with_the_same_idempotency_key_stores_nothing_twice(db):
     store = OnlineStore(db)
     assert store.append(events("u", 3), idempotency_key="batch-1") == 3
