@@ -1,6 +1,7 @@
 """Who may call what: `Authorization: Bearer <key>` checked against the keys of `store.keys`, by scope per path.
 
-`read`: recommend, similar_items, bid, predict_churn, allocate, models (and /noop, the benchmark's floor).
+`read`: recommend, similar_items, bid, predict_churn, allocate, models, customer_scores (and /noop, the benchmark's
+floor).
 `ingest`: events, items. `admin`: forget_user and /admin/* (promote, rollback, canary); an admin key may call
 everything, an ingest key cannot read (see store/keys.py). Health, readiness, metrics and the API docs stay open; any other path needs an admin key, so a
 new endpoint is closed until it is given a scope here. A missing or unknown key answers 401, a key without the
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 SCOPE_OF = {
     "/recommend": "read", "/similar_items": "read", "/bid": "read", "/predict_churn": "read", "/allocate": "read",
-    "/models": "read", "/noop": "read",
+    "/models": "read", "/noop": "read", "/customer_scores": "read",
     "/events": "ingest", "/items": "ingest",
     "/forget_user": "admin",
 }

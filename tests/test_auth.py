@@ -88,6 +88,7 @@ def test_each_endpoint_answers_401_403_200_by_scope(client, keys, synth_world, t
             {"user_id": "a", "timestamp": "2026-01-10", "event": "purchase", "amount": 20}]}),
         "/allocate": ("read", {"budget": 10000, "periods": 2}),
         "/models": ("read", {}),
+        "/customer_scores": ("read", {"user_ids": [user]}),
         "/events": ("ingest", {"events": [event]}),
         "/items": ("ingest", {"items": [{"item_id": item, "price": 9.9}]}),
         "/forget_user": ("admin", {"user_id": "scope-test"}),
