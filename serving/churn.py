@@ -7,7 +7,8 @@ as-of. The same code path as `omnidecide predict churn`.
 from __future__ import annotations
 
 from datetime import date
-from typing import Optional
+from pathlib import Path
+from typing import Literal, Optional
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,17 +16,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from omnidecide.models.churn.model import ChurnModel
 from omnidecide.models.errors import InputError
 from omnidecide.models.schema import EVENTS, validate_records
-from omnidecide.serving.limits import Day, RequestModel, limited
+from omnidecide.serving.limits import Day, Id, RequestModel, limited
+from omnidecide.serving.scores import MAX_IDS
 from omnidecide.serving.schemas import Event
-from omnidecide.store import loader, registry
+from omnidecide.store import history, loader, registry
 
 
 class ChurnRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra={"example": {"as_of": "2026-03-01", "events": [
         {"user_id": "u0000001", "timestamp": "2026-01-10T12:00:00", "event": "purchase", "amount": 20.0}]}})
 
-    events: list[Event] = Field(..., min_length=1, **limited("churn_events", "the customers' events"))
-    as_of: Day
+    events: Optional[list[Event]] = Field(None, min_length=1, **limited("churn_events", "the customers' events"))
+    user_ids: Optional[list[Id]] = Field(None, min_length=1, max_length=MAX_IDS, description=(
+        f"instead of events: customers by id, at most {MAX_IDS}; each answered from a fresh stored score, else "
+        "scored from the events the service holds (the version's training history and the online store)"))
+    as_of: Optional[Day] = Field(None, description="required with events; with user_ids, default tomorrow (UTC), so "
+                                                   "every event held counts")
     horizon_days: Optional[int] = Field(None, ge=1, le=3650, description="must match the model's horizon when given")
 
 
@@ -34,8 +40,13 @@ class ChurnScore(BaseModel):
     churn_probability: float
     risk_tier: str
     segment: str
-    expected_spend: float
+    expected_spend: Optional[float]
     reason: str
+    source: Literal["scored", "stored"] = Field("scored", description=(
+        "scored now (from the request's events, or from the events the service holds), or a stored score"))
+    model: Optional[str] = Field(None, description="the churn version that made this score")
+    as_of: Optional[date] = None
+    age_days: Optional[float] = Field(None, description="a stored score: days since it was published")
 
 
 class ChurnResponse(BaseModel):
@@ -43,6 +54,8 @@ class ChurnResponse(BaseModel):
     as_of: date
     horizon_days: int
     customers: list[ChurnScore]
+    unknown: list[str] = Field(default_factory=list, description=(
+        "with user_ids: ids with neither a stored score nor any event held before as_of"))
 
 
 def resolve_tag(tag: str | None, horizon_days: int | None) -> str:
@@ -65,6 +78,15 @@ class ChurnService:
     def __init__(self, tag: str | None = None, horizon_days: int | None = None):
         self.tag = resolve_tag(tag, horizon_days)
         self.model: ChurnModel = loader.load("churn", self.tag).model
+        stored = registry.get("churn", self.tag)
+        self.folder, self.trained_at = Path(stored.path), stored.info.creation_time.timestamp()
+        self._history: history.History | None | bool = False  # read on the first scoring by id
+
+    def history(self) -> history.History | None:
+        """The version's training events (None for a version trained before versions carried them)."""
+        if self._history is False:
+            self._history = history.History.read(self.folder)
+        return self._history  # type: ignore[return-value]
 
     @property
     def horizon_days(self) -> int:
@@ -85,7 +107,13 @@ class ChurnService:
         return self.model.score(before, as_of)
 
     def score(self, request: ChurnRequest) -> ChurnResponse:
+        """The event-history form: score the customers in the request's events."""
+        if (request.events is None) == (request.user_ids is None):
+            raise InputError("events: send either events (with as_of) or user_ids, not both")
+        if request.as_of is None:
+            raise InputError("as_of: required with events")
         events = validate_records([e.model_dump() for e in request.events], EVENTS)
         table = self.score_frame(events, request.as_of, request.horizon_days)
         return ChurnResponse(model=self.tag, as_of=request.as_of, horizon_days=self.horizon_days,
-                             customers=[ChurnScore(**r) for r in table.to_dict("records")])
+                             customers=[ChurnScore(**r, model=self.tag, as_of=request.as_of)
+                                        for r in table.to_dict("records")])

@@ -134,6 +134,22 @@ class OnlineStore:
         out["timestamp"] = pd.to_datetime(out["timestamp"].astype(float), unit="s")
         return out
 
+    def history(self, user_ids: list[str]) -> pd.DataFrame:
+        """Every stored event of these customers, with quantity and amount (what churn scoring by id reads; the
+        purge's limits apply), as a canonical events frame with naive UTC timestamps."""
+        ids = [u for u in dict.fromkeys(user_ids) if storable(u)]
+        rows: list[tuple] = []
+        for start in range(0, len(ids), 500):  # bounded statements on both databases
+            chunk = ids[start:start + 500]
+            rows += self.db.query("SELECT user_id, ts, event, item_id, channel, store_id, quantity, amount FROM events "
+                                  f"WHERE user_id IN ({', '.join('?' * len(chunk))})", chunk)
+        out = pd.DataFrame(rows, columns=["user_id", "timestamp", "event", "item_id", "channel", "store_id",
+                                          "quantity", "amount"])
+        out["timestamp"] = pd.to_datetime(out["timestamp"].astype(float), unit="s")
+        for col in ("quantity", "amount"):
+            out[col] = out[col].astype(float)
+        return out
+
     def count(self, user_id: str) -> int:
         """Every stored event of the user, retained or waiting for the purge."""
         if not storable(user_id):

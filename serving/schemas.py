@@ -48,5 +48,6 @@ class ForgetResponse(BaseModel):
     deleted_events: int
     deleted_log_lines: int
     deleted_scores: int = 0
-    note: str = ("deleted from the online store, the decision log and the stored scores (the deletion itself is logged under a hash); "
-                 "trained model versions forget the user at their next retrain")
+    note: str = ("deleted from the online store, the decision log and the stored scores (the deletion itself is logged "
+                 "under a hash); the user's rows in trained versions' history are no longer used, and versions forget "
+                 "the user at their next retrain")

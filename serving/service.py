@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar
 import anyio
 import bentoml
 
-from omnidecide.serving import admin, auth, catalogue, metrics, watchdog
+from omnidecide.serving import admin, auth, catalogue, churn_by_id, metrics, watchdog
 from omnidecide.serving.errors import BAD_INPUT, ApiError, Guard, answers, bad_input
 from omnidecide.serving.allocator import AllocatorRuntime, PlanRequest, PlanResponse
 from omnidecide.serving.audit import DecisionLog
@@ -31,6 +31,7 @@ from omnidecide.serving import retention
 from omnidecide.serving.online_store import OnlineStore
 from omnidecide.serving import scores
 from omnidecide.serving.routing import Versions, declared_models
+from omnidecide.store import history
 from omnidecide.store import scores as stored_scores
 from omnidecide.serving.schemas import EventsRequest, EventsResponse, ForgetRequest, ForgetResponse
 
@@ -131,6 +132,7 @@ class OmniDecide:
         deleted = self.store.forget(request.user_id)
         lines = self.log.forget(request.user_id)
         gone_scores = stored_scores.forget(request.user_id, self.store.db)
+        history.mark_forgotten(self.log.key(request.user_id), self.store.db)  # versions' training rows: unused
         self.log.write("forget_user", None, None, {"forgotten": self.log.key(request.user_id),
                                                    "deleted_events": deleted, "deleted_log_lines": lines,
                                                    "deleted_scores": gone_scores},
@@ -176,11 +178,19 @@ class OmniDecide:
     @bentoml.api(route="/predict_churn", input_spec=ChurnRequest)
     @answers(set(ChurnRequest.model_fields))
     def predict_churn(self, **fields: Any) -> ChurnResponse:
-        """Churn probability, risk tier, RFM segment, expected spend and reason for customers from their events."""
+        """Churn probability, risk tier, RFM segment, expected spend and reason for customers from their events, or
+        by id (`user_ids`: a fresh stored score, else scored from the events the service holds; serving/churn_by_id.py)."""
         request = ChurnRequest.model_construct(**fields)  # validated by BentoML against input_spec
-        resp, ms = _call(self.churn, request.events[0].user_id, lambda r: r.score(request), self.log, "predict_churn")
-        rows = [(c.user_id, {"as_of": resp.as_of, "churn_probability": c.churn_probability, "risk_tier": c.risk_tier,
-                             "reason": c.reason}) for c in resp.customers]
+        if request.user_ids is not None:
+            resp, ms = _call(self.churn, request.user_ids[0],
+                             lambda r: churn_by_id.score_ids(r, request, self.store, self.log.key), self.log,
+                             "predict_churn")
+        else:
+            resp, ms = _call(self.churn, request.events[0].user_id if request.events else "",
+                             lambda r: r.score(request), self.log, "predict_churn")
+        rows = [(c.user_id, {"as_of": c.as_of, "churn_probability": c.churn_probability, "risk_tier": c.risk_tier,
+                             "reason": c.reason, "source": c.source, "score_model": c.model}) for c in resp.customers]
+        rows += [(u, {"as_of": resp.as_of, "source": "unknown"}) for u in resp.unknown]
         self.log.write_many("predict_churn", resp.model, rows or [(None, {"as_of": resp.as_of, "customers": 0})], ms=ms)
         return resp
 

@@ -58,6 +58,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "ALTER TABLE events ADD COLUMN quantity {float}",
         "ALTER TABLE events ADD COLUMN amount {float}",
     ]),
+    (5, "customers deleted by /forget_user, by keyed hash (their rows in versions' history are not used)", [
+        "CREATE TABLE forgotten (subject TEXT PRIMARY KEY, at {float} NOT NULL)",
+    ]),
 ]
 DIALECT = {
     "sqlite": {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "float": "DOUBLE PRECISION"},

@@ -466,3 +466,62 @@ def test_scores_published_by_predict_churn_answer_customer_scores_and_bid(client
     gone = client.post("/forget_user", json={"user_id": known.user_id}).json()
     assert gone["deleted_scores"] == 1
     assert client.post("/customer_scores", json={"user_ids": [known.user_id]}).json()["unknown"] == [known.user_id]
+
+
+def test_predict_churn_by_id_answers_stored_scored_or_unknown(client, synth_world, tags):
+    """[N]: `/predict_churn {"user_ids": [...]}` answers each id from a fresh stored score, else by scoring the events
+    the service holds (the version's training history plus `/events`, amounts included), else lists it as unknown;
+    a stale stored score is not used; a forgotten customer's training rows are not used either."""
+    from omnidecide.store import db as database
+    from omnidecide.store import scores
+
+    events = pd.read_csv(synth_world / "events.csv", dtype=str, keep_default_na=False)
+    as_of = str((pd.Timestamp(events["timestamp"].max()) + pd.Timedelta(days=1)).date())
+    fresh, stale, trained, deleted = sorted(events["user_id"].unique())[:4]
+    row = {"risk_tier": "low", "segment": "loyal", "expected_spend": 10.0, "reason": "test"}
+    db = database.connect()
+    scores.publish(pd.DataFrame([{"user_id": fresh, "churn_probability": 0.123, **row}]), "churn:fresh", as_of, db)
+    scores.publish(pd.DataFrame([{"user_id": stale, "churn_probability": 0.987, **row}]), "churn:stale", as_of, db)
+    db.execute("UPDATE customer_scores SET published_at = published_at - ? WHERE user_id = ?", (3 * 86400, stale))
+    visitor_day = str((pd.Timestamp(as_of) - pd.Timedelta(days=3)).date())
+    r = post(client, "/events", {"events": [
+        {"user_id": "by-id-visitor", "timestamp": visitor_day, "event": "purchase", "amount": 42.0},
+        {"user_id": "by-id-visitor", "timestamp": visitor_day, "event": "view", "item_id": "i1"}]})
+    assert r.status_code == 200, r.text
+
+    ids = [fresh, stale, trained, "by-id-visitor", "by-id-nobody", fresh]
+    r = post(client, "/predict_churn", {"user_ids": ids, "as_of": as_of})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    got = {c["user_id"]: c for c in body["customers"]}
+    assert [c["user_id"] for c in body["customers"]] == [fresh, stale, trained, "by-id-visitor"]
+    assert body["unknown"] == ["by-id-nobody"]
+    assert got[fresh]["source"] == "stored" and got[fresh]["churn_probability"] == 0.123
+    assert got[fresh]["model"] == "churn:fresh" and got[fresh]["age_days"] < 1
+    assert all(got[u]["source"] == "scored" and got[u]["model"] == tags["churn"] for u in (stale, trained,
+                                                                                           "by-id-visitor"))
+    assert got[stale]["churn_probability"] != 0.987
+    assert "42" in got["by-id-visitor"]["reason"] or got["by-id-visitor"]["expected_spend"] > 0
+
+    # scored from the training history = scored from the same events sent in the request
+    mine = events[events["user_id"] == trained]
+    sent = [{"user_id": e.user_id, "timestamp": e.timestamp, "event": e.event, "item_id": e.item_id or None,
+             "channel": e.channel or None, "amount": float(e.amount) if e.amount else None,
+             "quantity": float(e.quantity) if e.quantity else None} for e in mine.itertuples()]
+    direct = post(client, "/predict_churn", {"as_of": as_of, "events": sent}).json()["customers"][0]
+    assert got[trained]["churn_probability"] == pytest.approx(direct["churn_probability"])
+    assert got[trained]["segment"] == direct["segment"]
+
+    # without as_of: every event held counts (as of tomorrow), and the fresh score is used whatever its as-of date
+    later = post(client, "/predict_churn", {"user_ids": [fresh, trained]}).json()
+    assert [c["source"] for c in later["customers"]] == ["stored", "scored"]
+    assert later["as_of"] > as_of
+
+    gone = post(client, "/forget_user", {"user_id": deleted})
+    assert gone.status_code == 200
+    assert post(client, "/predict_churn", {"user_ids": [deleted], "as_of": as_of}).json()["unknown"] == [deleted]
+
+    for bad in ({"user_ids": [fresh], "as_of": as_of, "events": sent}, {"as_of": as_of}, {"user_ids": []},
+                {"user_ids": [f"u{i}" for i in range(1001)]}, {"events": sent}):
+        r = post(client, "/predict_churn", bad)
+        assert r.status_code in (400, 422), (bad if len(str(bad)) < 200 else list(bad), r.text)

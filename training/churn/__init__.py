@@ -5,7 +5,7 @@ from pathlib import Path
 
 from omnidecide.models.churn import features as F
 from omnidecide.models.errors import InputError
-from omnidecide.store import registry
+from omnidecide.store import history, registry
 from omnidecide.training import progress
 from omnidecide.training.churn.pipeline import Config, evaluate, fit  # noqa: F401  (re-exported for the bench)
 from omnidecide.store.io import load
@@ -39,7 +39,12 @@ def train(events: Path, *, horizon_days: int = 90, as_of: str | None = None, see
         metrics["rows_rejected"] = loaded.n_rejected
         params = {k: v for k, v in cfg.__dict__.items() if v is not None}  # the store rejects None
         progress.step("save")
-        return registry.save("churn", model.save, metrics=metrics, params=params,
+
+        def write(folder: Path) -> None:
+            model.save(folder)
+            history.write(folder, loaded.data)  # what `/predict_churn {"user_ids": [...]}` scores from
+
+        return registry.save("churn", write, metrics=metrics, params=params,
                              data_fingerprint=registry.fingerprint([events]),
                              extra={"figures": info.pop("figures"), "training": info,
                                     "profile": profile("events", loaded.data),
