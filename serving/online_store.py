@@ -60,9 +60,6 @@ class OnlineStore:
         if idempotency_key is not None:
             if not idempotency_key.strip() or len(idempotency_key) > 200:
                 raise InputError("idempotency_key: 1 to 200 characters")
-            first = self._first_answer(idempotency_key)
-            if first is not None:
-                return first
         for n, r in enumerate(records):
             for k, v in r.items():
                 if isinstance(v, str) and not storable(v):
@@ -113,17 +110,31 @@ class OnlineStore:
         self._validate(group, now)
         group = [b for b in group if b.error is None]
         with self.db.transaction():
+            claimed = self._claim([b for b in group if b.key is not None], now)
             rows = []
             for b in group:
-                if b.key is not None and not self.db.execute(
-                        "INSERT INTO event_batches (key, accepted, received) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                        (b.key, len(b.rows), now)):
-                    b.accepted = self._first_answer(b.key)  # a concurrent retry got there first
+                if b.key is not None and claimed.get(b.key) is not b:
+                    b.accepted = self._first_answer(b.key)  # a retry: stored before, or by another batch with its key
                     continue
                 b.accepted = len(b.rows)
                 rows += b.rows
             if rows:
                 self.db.executemany(INSERT, rows)
+
+    def _claim(self, keyed: list[_Batch], now: float) -> dict[str, _Batch]:
+        """Record the keys no batch has stored yet, in one statement per 300 keys; returns key -> the batch that
+        claimed it (the first of the group with that key)."""
+        first: dict[str, _Batch] = {}
+        for b in keyed:
+            first.setdefault(b.key, b)  # type: ignore[arg-type]
+        batches, out = list(first.values()), {}
+        for start in range(0, len(batches), 300):
+            chunk = batches[start:start + 300]
+            stored = self.db.query(
+                f"INSERT INTO event_batches (key, accepted, received) VALUES {', '.join(['(?, ?, ?)'] * len(chunk))} "
+                "ON CONFLICT DO NOTHING RETURNING key", [x for b in chunk for x in (b.key, len(b.rows), now)])
+            out.update((r[0], first[r[0]]) for r in stored)
+        return out
 
     def recent(self, user_id: str, limit: int = 50) -> pd.DataFrame:
         """The user's latest events (newest first, at most `keep_per_user`), timestamps naive UTC."""

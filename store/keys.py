@@ -5,9 +5,10 @@ cannot write a file pass `OMNIDECIDE_API_KEYS`, entries `name:scope:sha256hex` s
 (`omnidecide keys list --env` prints them). A key is 32 random bytes, so a plain sha256 is enough (nothing to guess
 by brute force; a slow password hash would only cost request time).
 
-Scopes: `read` (recommend, similar_items, bid, predict_churn, allocate, models), `ingest` (events, items) and
-`admin` (forget_user, promote / rollback / canary). Admin may do everything; ingest does NOT imply read: the event
-pipe of a storefront is its own key, so a leaked ingest key can write events but not read customers' recommendations.
+Scopes: `read` (recommend, similar_items, bid, predict_churn, allocate, models, customer_scores), `ingest` (events,
+items) and `admin` (forget_user, promote / rollback / canary). Admin may do everything; ingest does NOT imply read:
+the event pipe of a storefront is its own key, so a leaked ingest key can write events but not read customers'
+recommendations.
 """
 from __future__ import annotations
 
