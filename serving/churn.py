@@ -109,7 +109,7 @@ class ChurnService:
     def score(self, request: ChurnRequest) -> ChurnResponse:
         """The event-history form: score the customers in the request's events."""
         if (request.events is None) == (request.user_ids is None):
-            raise InputError("events: send either events (with as_of) or user_ids, not both")
+            raise InputError("events: send exactly one of events (with as_of) or user_ids")
         if request.as_of is None:
             raise InputError("as_of: required with events")
         events = validate_records([e.model_dump() for e in request.events], EVENTS)

@@ -55,7 +55,7 @@ def _same(events: pd.DataFrame) -> pd.DataFrame:
 def score_ids(rt: ChurnService, request: ChurnRequest, store: OnlineStore, key: Callable[[str], str]) -> ChurnResponse:
     """One answer per distinct id: stored, scored, or listed as unknown (see the module docstring)."""
     if request.events is not None:
-        raise InputError("user_ids: send either events (with as_of) or user_ids, not both")
+        raise InputError("user_ids: send exactly one of events (with as_of) or user_ids")
     rt.check_horizon(request.horizon_days)
     ids = list(dict.fromkeys(request.user_ids or []))
     as_of = request.as_of or datetime.now(timezone.utc).date() + timedelta(days=1)
