@@ -16,7 +16,7 @@ import csv
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -173,10 +173,11 @@ class Scan:
 
 def scan(path: Path, spec: TableSpec, *, keep_clean: bool = True, keep_rejects: bool = True,
          rows: int | None = None, now: pd.Timestamp | None = None, columns: list[str] | None = None,
-         compact: bool = False) -> Scan:
+         compact: bool = False, where: Callable[[pd.DataFrame], np.ndarray] | None = None) -> Scan:
     """Validate `path` batch by batch (`rows` per batch, default BATCH_ROWS); keep typed good rows (or only count
     them) and rejects with their reasons. `columns`: validate and keep only these (the required ones are always
-    read). `compact`: string columns kept as categoricals, typed Parquet validated on Arrow (store/compact.py)."""
+    read). `compact`: string columns kept as categoricals, typed Parquet validated on Arrow (store/compact.py).
+    `where`: of the good rows (all counted), keep those it marks (e.g. the events before a date)."""
     from omnidecide.store.compact import compact as to_compact
 
     rows = rows or BATCH_ROWS
@@ -202,7 +203,7 @@ def scan(path: Path, spec: TableSpec, *, keep_clean: bool = True, keep_rejects: 
                 out.counts.update(rej["reason"].value_counts().to_dict() if len(rej) else {})
                 out.n_good += len(v.clean)
                 if keep_clean:
-                    out.clean.append(v.clean)
+                    out.clean.append(v.clean if where is None else v.clean[np.asarray(where(v.clean))])
                 if keep_rejects and len(rej):
                     out.rejects.append(rej)
             return out
