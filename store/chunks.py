@@ -195,7 +195,7 @@ def scan(path: Path, spec: TableSpec, *, keep_clean: bool = True, keep_rejects: 
                         v = validate(b.raw, spec, now=now, lines=b.lines)
                     except SchemaError as e:
                         raise SchemaError(f"{path}: {e}") from e
-                    if compact:
+                    if compact and keep_clean:
                         v = Validation(to_compact(v.clean, spec), v.rejects)
                 malformed = b.malformed if b is not None else None
                 rej = pd.concat([malformed, v.rejects], ignore_index=True) if malformed is not None and len(malformed) \
