@@ -2,9 +2,11 @@
 
     nice python bench/scale.py --out /tmp/scale                     # 1M customers x 200k items (~50M events)
     nice python bench/scale.py --out /tmp/scale --users 20000 --items 2000   # quick run, every stage
+    nice python bench/scale.py --out /tmp/scale --stages factors,exact,ann   # some stages, on the world already there
 
 Each stage runs as its own process (the CLI as a user runs it, or a stage of this file), so its peak RSS is its own;
-for Ray stages the peak is the sum over the driver and every process it started (raylet, workers). Results go to
+for Ray stages the peak is the sum over the driver and every process it started (raylet, workers). CPU seconds (user +
+sys) and the load average are reported beside wall time: on a shared machine wall time mostly measures the others. Results go to
 OUT/scale.json and a Markdown table on stdout (pasted in docs/BENCHMARKS.md, "Scale").
 
 Stages: synth; validate; train churn; predict churn in one process, on Ray with 1 and with 2 workers; the graph
