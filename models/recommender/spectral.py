@@ -21,8 +21,7 @@ log = logging.getLogger(__name__)
 def orthonormal(x: np.ndarray) -> np.ndarray:
     """An orthonormal basis of the columns of a tall x (m x l), by Cholesky QR twice (CholeskyQR2, Fukaya et al. 2014):
     two Gram matrices and two products with a small triangular inverse, all matrix-matrix BLAS. Householder QR of
-    200k x 512 took 24 s of CPU on one core (and 70 s with two busy-waiting threads on a loaded machine); this is
-    several times cheaper. The second pass restores the orthogonality the first loses on an ill-conditioned x; when the
+    200k x 512 took 24 s of CPU on one thread (71 s on two busy-waiting threads, loaded machine), this 10 s. The second pass restores the orthogonality the first loses on an ill-conditioned x; when the
     Gram matrix is not numerically positive definite, Householder QR is used instead."""
     q = np.ascontiguousarray(x)
     for _ in range(2):
