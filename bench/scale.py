@@ -2,9 +2,11 @@
 
     nice python bench/scale.py --out /tmp/scale                     # 1M customers x 200k items (~50M events)
     nice python bench/scale.py --out /tmp/scale --users 20000 --items 2000   # quick run, every stage
+    nice python bench/scale.py --out /tmp/scale --stages factors,exact,ann   # some stages, on the world already there
 
 Each stage runs as its own process (the CLI as a user runs it, or a stage of this file), so its peak RSS is its own;
-for Ray stages the peak is the sum over the driver and every process it started (raylet, workers). Results go to
+for Ray stages the peak is the sum over the driver and every process it started (raylet, workers). CPU seconds (user +
+sys) and the load average are reported beside wall time: on a shared machine wall time mostly measures the others. Results go to
 OUT/scale.json and a Markdown table on stdout (pasted in docs/BENCHMARKS.md, "Scale").
 
 Stages: synth; validate; train churn; predict churn in one process, on Ray with 1 and with 2 workers; the graph
@@ -32,12 +34,20 @@ CLI = [sys.executable, "-m", "omnidecide.cli.__main__"] if (ROOT / "cli" / "__ma
     [str(Path(sys.executable).with_name("omnidecide"))]
 AS_OF = "2026-04-01"  # label window (90 days) inside the scale world, which ends 2026-06-30
 K_EIG = 256
+STAGES = ("synth", "validate", "train-churn", "predict-churn", "predict-churn-ray1", "predict-churn-ray2", "factors",
+          "exact", "ann", "recommender")
 
 
 def run(name: str, argv: list[str], env: dict | None = None, timeout: float = 3600) -> dict:
-    """Run one stage; wall seconds and the peak RSS summed over its process tree (polled every 0.2 s)."""
+    """Run one stage; wall seconds, CPU seconds (user + sys of the stage and the processes it waited for: Ray's
+    daemons are not among them), the peak RSS summed over its process tree (polled every 0.2 s), and the 1-minute
+    load average at its start and end (the machine is shared: wall time depends on it, CPU time much less)."""
+    import resource
+
     import psutil
 
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **(env or {})}, cwd=ROOT)
@@ -52,8 +62,11 @@ def run(name: str, argv: list[str], env: dict | None = None, timeout: float = 36
             proc.kill()
         time.sleep(0.2)
     out = proc.stdout.read()
-    row = {"stage": name, "seconds": round(time.perf_counter() - t0, 1), "peak_rss_gb": round(peak / 2**30, 2),
-           "rc": proc.returncode, "tail": out.strip().splitlines()[-3:] if out.strip() else []}
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime
+    row = {"stage": name, "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(cpu, 1),
+           "peak_rss_gb": round(peak / 2**30, 2), "load": [round(load0, 1), round(os.getloadavg()[0], 1)],
+           "rc": proc.returncode, "tail": out.strip().splitlines()[-4:] if out.strip() else []}
     print(json.dumps(row), flush=True)
     return row
 
@@ -83,9 +96,10 @@ def stage_factors(world: Path, out: Path) -> None:
     du = np.maximum(np.asarray(X.sum(1)).ravel(), 1e-9)
     di = np.maximum(np.asarray(X.sum(0)).ravel(), 1e-9)
     R = (sp.diags(du ** -0.5) @ X @ sp.diags(di ** -0.5)).tocsr()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     lam, Q = item_graph_eigen(R, min(K_EIG, n_i - 2))
-    print(f"pairs {X.nnz}, users {n_u}, items {n_i}, eigen {time.perf_counter() - t0:.0f} s", flush=True)
+    print(f"pairs {X.nnz}, users {n_u}, items {n_i}, eigen {time.perf_counter() - t0:.0f} s wall, "
+          f"{time.process_time() - c0:.0f} s CPU", flush=True)
     sp.save_npz(out / "X.npz", X)
     np.savez(out / "factors.npz", lam=lam / lam.max(), Q=Q.astype(np.float32), d=di, items=names["item_id"].astype(str))
 
@@ -162,6 +176,9 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=1_000_000)
     ap.add_argument("--items", type=int, default=200_000)
     ap.add_argument("--full-recommender-items", type=int, default=5000)
+    ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of: " + ", ".join(STAGES) +
+                    " (a world already under OUT/world is reused when synth is left out)")
+    ap.add_argument("--json", default="scale.json", help="results file under OUT")
     ap.add_argument("--stage", help=argparse.SUPPRESS)
     a = ap.parse_args()
     world, work = a.out / "world", a.out / "work"
@@ -171,23 +188,38 @@ def main() -> None:
         return
     work.mkdir(parents=True, exist_ok=True)
     store = a.out / "model_store"
-    env = {"BENTOML_HOME": str(store), "OMP_NUM_THREADS": "2"}
+    todo = set(a.stages.split(","))
+    unknown = todo - set(STAGES)
+    if unknown:
+        ap.error(f"--stages: unknown {sorted(unknown)}; choose from {', '.join(STAGES)}")
+    # one BLAS / OpenMP thread per process: on a shared 2-core machine a second busy-waiting thread tripled the CPU
+    # of a QR (spectral.orthonormal); the 2-core parallelism is the Ray 2-worker row
+    env = {"BENTOML_HOME": str(store), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     me = [sys.executable, str(Path(__file__).resolve()), "--out", str(a.out)]
     ev = str(world / "events.parquet")
-    rows = [run("synth", CLI + ["data", "synth", "--out", str(world), "--users", str(a.users), "--items", str(a.items),
-                                "--format", "parquet"], env)]
-    rows.append(run("validate", CLI + ["data", "validate", "--events", ev, "--items", str(world / "items.parquet"),
-                                       "--users", str(world / "users.parquet"),
-                                       "--store-stock", str(world / "store_stock.parquet")], env))
-    rows.append(run("train churn", CLI + ["train", "churn", "--events", ev, "--horizon-days", "90"], env))
-    for label, extra in (("predict churn, 1 process", []), ("predict churn, Ray 1 worker", ["--workers", "1"]),
-                         ("predict churn, Ray 2 workers", ["--workers", "2"])):
-        rows.append(run(label, CLI + ["predict", "churn", "--events", ev, "--as-of", AS_OF, "--horizon-days", "90",
-                                      "--output", str(work / f"churn{len(rows)}.csv")] + extra, env))
-    rows.append(run(f"filter factors (top {K_EIG} eigenpairs)", me + ["--stage", "factors"], env))
-    rows.append(run("filter vs exact (sub-graph)", me + ["--stage", "exact"], env))
-    rows.append(run("ANN build + recall (1,000 users)", me + ["--stage", "ann"], env))
-    if a.items <= a.full_recommender_items:
+    rows = []
+    if "synth" in todo:
+        rows.append(run("synth", CLI + ["data", "synth", "--out", str(world), "--users", str(a.users), "--items",
+                                        str(a.items), "--format", "parquet"], env))
+    if "validate" in todo:
+        rows.append(run("validate", CLI + ["data", "validate", "--events", ev, "--items", str(world / "items.parquet"),
+                                           "--users", str(world / "users.parquet"),
+                                           "--store-stock", str(world / "store_stock.parquet")], env))
+    if "train-churn" in todo:
+        rows.append(run("train churn", CLI + ["train", "churn", "--events", ev, "--horizon-days", "90"], env))
+    for stage, label, extra in (("predict-churn", "predict churn, 1 process", []),
+                                ("predict-churn-ray1", "predict churn, Ray 1 worker", ["--workers", "1"]),
+                                ("predict-churn-ray2", "predict churn, Ray 2 workers", ["--workers", "2"])):
+        if stage in todo:
+            rows.append(run(label, CLI + ["predict", "churn", "--events", ev, "--as-of", AS_OF, "--horizon-days", "90",
+                                          "--output", str(work / f"{stage}.csv")] + extra, env))
+    if "factors" in todo:
+        rows.append(run(f"filter factors (top {K_EIG} eigenpairs)", me + ["--stage", "factors"], env))
+    if "exact" in todo:
+        rows.append(run("filter vs exact (sub-graph)", me + ["--stage", "exact"], env))
+    if "ann" in todo:
+        rows.append(run("ANN build + recall (1,000 users)", me + ["--stage", "ann"], env))
+    if "recommender" in todo and a.items <= a.full_recommender_items:
         rows.append(run("train recommender", CLI + ["train", "recommender", "--events", ev, "--items",
                                                     str(world / "items.parquet")], env))
         for label, extra in (("recommend --all-users, 1 process", []), ("recommend --all-users, Ray 2 workers",
@@ -197,10 +229,12 @@ def main() -> None:
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.node(),
             "cpus": os.cpu_count(), "load_1min_at_end": os.getloadavg()[0], "users": a.users, "items": a.items,
             "command": " ".join(sys.argv)}
-    (a.out / "scale.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    print(f"\n{meta}\n\n| stage | seconds | peak RSS (GB) | rc | notes |\n|---|---:|---:|---:|---|")
+    (a.out / a.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    print(f"\n{meta}\n\n| stage | wall s | CPU s | peak RSS (GB) | load 1-min (start, end) | rc | notes |\n"
+          "|---|---:|---:|---:|---|---:|---|")
     for r in rows:
-        print(f"| {r['stage']} | {r['seconds']} | {r['peak_rss_gb']} | {r['rc']} | {' '.join(r['tail'])[-200:]} |")
+        print(f"| {r['stage']} | {r['seconds']} | {r['cpu_seconds']} | {r['peak_rss_gb']} | {r['load'][0]}, "
+              f"{r['load'][1]} | {r['rc']} | {' '.join(r['tail'])[-200:]} |")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ def predict_churn(events: Path = typer.Option(..., "--events", help="Canonical e
     (with --previous also previous_probability, change, alert)."""
     import pandas as pd
 
+    from omnidecide.models.churn import features as F
     from omnidecide.serving.churn import ChurnService
     from omnidecide.store.io import load
 
@@ -59,7 +60,8 @@ def predict_churn(events: Path = typer.Option(..., "--events", help="Canonical e
     except (ValueError, TypeError) as e:
         raise InputError(f"--as-of {as_of!r}: not a date (use YYYY-MM-DD)") from e
     service = ChurnService(model, horizon_days=horizon_days)
-    loaded = load(events, "events")
+    # only what scoring reads: the columns the features use, the events before as-of (at 50M rows, GBs)
+    loaded = load(events, "events", columns=list(F.COLUMNS), compact=True, where=lambda d: d["timestamp"] < when)
     if workers or ray_address:
         from omnidecide.serving.batch import churn_on_ray
         service.check_horizon(horizon_days)

@@ -109,14 +109,19 @@ def churn_on_ray(tag: str, events: pd.DataFrame, as_of: pd.Timestamp, horizon_da
                  address: str | None = None, workers: int = 1, shards: int | None = None) -> pd.DataFrame:
     """Churn table for every customer, customers sharded by a hash of their id; rows in user_id order as the
     single-process table is."""
-    before = events[events["timestamp"] < as_of]
-    ids, codes = np.unique(before["user_id"].to_numpy(dtype=object).astype(str), return_inverse=True)
+    mask = (events["timestamp"] < as_of).to_numpy()
+    before = events if mask.all() else events[mask]
+    users = before["user_id"].astype("category")  # a no-op for store.io's compact frames: no string per row
+    ids = np.asarray(users.cat.categories, dtype=object).astype(str)
     n = shards or max(2 * workers, 1)
-    parts = user_shards(ids, n)
+    shard_of = np.empty(len(ids), dtype=np.int64)
+    for s, p in enumerate(user_shards(ids, n)):
+        shard_of[p] = s
+    row_shard = shard_of[users.cat.codes.to_numpy()]
     with _Ray(address, workers) as ray:
         from ray.util import ActorPool
 
         pool = ActorPool([_churn_worker(ray, tag).remote() for _ in range(max(workers, 1))])
-        refs = [ray.put(before[np.isin(codes, p)]) for p in parts if len(p)]
+        refs = [ray.put(before[row_shard == s]) for s in range(n) if (row_shard == s).any()]
         tables = list(pool.map(lambda a, ref: a.score.remote(ref, as_of, horizon_days), refs))
     return pd.concat(tables, ignore_index=True).sort_values("user_id", kind="stable").reset_index(drop=True)

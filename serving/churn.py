@@ -101,7 +101,8 @@ class ChurnService:
         """Validated canonical events -> the CRM table (user_id, churn_probability, risk_tier, segment, expected_spend, reason)."""
         self.check_horizon(horizon_days)
         as_of = pd.Timestamp(as_of)
-        before = events[events["timestamp"] < as_of]
+        mask = (events["timestamp"] < as_of).to_numpy()
+        before = events if mask.all() else events[mask]  # no copy when the caller loaded only these
         if not len(before):
             raise InputError(f"no events before as-of {as_of.date()}")
         return self.model.score(before, as_of)

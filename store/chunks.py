@@ -16,12 +16,12 @@ import csv
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from omnidecide.models.schema import SchemaError, TableSpec, validate
+from omnidecide.models.schema import SchemaError, TableSpec, Validation, validate
 
 BATCH_ROWS = 500_000
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -97,32 +97,68 @@ def _as_text(col) -> pd.arrays.ArrowStringArray:
     return pd.arrays.ArrowStringArray(pc.fill_null(text, ""))
 
 
-def _parquet_batches(path: Path, rows: int) -> Iterator[Batch]:
+def as_text_frame(rb) -> pd.DataFrame:
+    """One Arrow record batch as the text frame the validator reads."""
+    return pd.DataFrame({n: _as_text(rb.column(n)) for n in rb.schema.names})
+
+
+def _parquet_file(path: Path):
     import pyarrow.parquet as pq
 
     try:
-        f = pq.ParquetFile(path)
+        return pq.ParquetFile(path)
     except Exception as e:  # pyarrow raises ArrowInvalid / OSError subclasses for a file that is not Parquet
         raise SchemaError(f"{path}: not a readable Parquet file ({e})") from e
+
+
+def _parquet_batches(path: Path, rows: int, columns: list[str] | None = None) -> Iterator[Batch]:
+    f = _parquet_file(path)
     done = 0
-    names = f.schema_arrow.names
+    names = [n for n in f.schema_arrow.names if columns is None or n in columns]
     if f.metadata.num_rows == 0:
         yield Batch(pd.DataFrame(columns=names, dtype=str), np.zeros(0, dtype=int))
         return
-    for rb in f.iter_batches(batch_size=rows):
-        raw = pd.DataFrame({n: _as_text(rb.column(n)) for n in names})
+    for rb in f.iter_batches(batch_size=rows, columns=names):
+        raw = as_text_frame(rb)
         yield Batch(raw, np.arange(done, done + len(raw)) + 2)
         done += len(raw)
 
 
-def batches(path: Path, spec: TableSpec, rows: int = BATCH_ROWS, careful: bool = False) -> Iterator[Batch]:
+def batches(path: Path, spec: TableSpec, rows: int = BATCH_ROWS, careful: bool = False,
+            columns: list[str] | None = None) -> Iterator[Batch]:
     """The file's rows as text in batches of `rows` (one batch for a table with a unique key). `careful`: the CSV
-    reader that quarantines rows with the wrong number of fields instead of stopping at them."""
+    reader that quarantines rows with the wrong number of fields instead of stopping at them. `columns`: read only
+    these (those the file has)."""
     path = Path(path)
     rows = (1 << 62) if spec.unique else rows
     if is_parquet(path):
-        return _parquet_batches(path, rows)
-    return _csv_careful(path, rows) if careful else _csv_batches(path, rows)
+        return _parquet_batches(path, rows, columns)
+    gen = _csv_careful(path, rows) if careful else _csv_batches(path, rows)
+    if columns is None:
+        return gen
+    return (Batch(b.raw[[c for c in b.raw.columns if c in columns]], b.lines, b.malformed) for b in gen)
+
+
+def _compact_batches(path: Path, spec: TableSpec, rows: int, columns: list[str] | None,
+                     now: pd.Timestamp) -> Iterator[tuple[Batch | None, Validation]] | None:
+    """Typed Parquet batches validated on their Arrow values (store/compact.py); a batch the typed rules cannot
+    judge comes back as text (its Validation None) for the text path."""
+    from omnidecide.store.compact import validate_arrow
+
+    f = _parquet_file(path)
+    names = [n for n in f.schema_arrow.names if columns is None or n in columns]
+    if spec.unique or f.metadata.num_rows == 0:
+        return None
+    done = 0
+
+    def gen():
+        nonlocal done
+        for rb in f.iter_batches(batch_size=rows, columns=names):
+            lines = np.arange(done, done + rb.num_rows) + 2
+            done += rb.num_rows
+            v = validate_arrow(rb, spec, now=now, lines=lines)
+            yield (Batch(as_text_frame(rb), lines) if v is None else None), v
+    return gen()
 
 
 @dataclass
@@ -136,24 +172,38 @@ class Scan:
 
 
 def scan(path: Path, spec: TableSpec, *, keep_clean: bool = True, keep_rejects: bool = True,
-         rows: int | None = None, now: pd.Timestamp | None = None) -> Scan:
+         rows: int | None = None, now: pd.Timestamp | None = None, columns: list[str] | None = None,
+         compact: bool = False, where: Callable[[pd.DataFrame], np.ndarray] | None = None) -> Scan:
     """Validate `path` batch by batch (`rows` per batch, default BATCH_ROWS); keep typed good rows (or only count
-    them) and rejects with their reasons."""
+    them) and rejects with their reasons. `columns`: validate and keep only these (the required ones are always
+    read). `compact`: string columns kept as categoricals, typed Parquet validated on Arrow (store/compact.py).
+    `where`: of the good rows (all counted), keep those it marks (e.g. the events before a date)."""
+    from omnidecide.store.compact import compact as to_compact
+
     rows = rows or BATCH_ROWS
     now = now or pd.Timestamp.now(tz="UTC").tz_convert(None)
+    if columns is not None:
+        columns = list(dict.fromkeys([*spec.required, *columns]))
+    typed = _compact_batches(Path(path), spec, rows, columns, now) if compact and is_parquet(path) else None
     for careful in (False, True):
         out = Scan([], [], Counter())
         try:
-            for b in batches(path, spec, rows, careful):
-                try:
-                    v = validate(b.raw, spec, now=now, lines=b.lines)
-                except SchemaError as e:
-                    raise SchemaError(f"{path}: {e}") from e
-                rej = pd.concat([b.malformed, v.rejects], ignore_index=True) if len(b.malformed) else v.rejects
+            pairs = typed if typed is not None else ((b, None) for b in batches(path, spec, rows, careful, columns))
+            for b, v in pairs:
+                if v is None:
+                    try:
+                        v = validate(b.raw, spec, now=now, lines=b.lines)
+                    except SchemaError as e:
+                        raise SchemaError(f"{path}: {e}") from e
+                    if compact and keep_clean:
+                        v = Validation(to_compact(v.clean, spec), v.rejects)
+                malformed = b.malformed if b is not None else None
+                rej = pd.concat([malformed, v.rejects], ignore_index=True) if malformed is not None and len(malformed) \
+                    else v.rejects
                 out.counts.update(rej["reason"].value_counts().to_dict() if len(rej) else {})
                 out.n_good += len(v.clean)
                 if keep_clean:
-                    out.clean.append(v.clean)
+                    out.clean.append(v.clean if where is None else v.clean[np.asarray(where(v.clean))])
                 if keep_rejects and len(rej):
                     out.rejects.append(rej)
             return out

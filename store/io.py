@@ -62,20 +62,29 @@ def write_rejects(path: Path, rejects: pd.DataFrame) -> Path:
     return target
 
 
-def load(path: str | Path, table: str | TableSpec, *, write: bool = True, keep: bool = True) -> Loaded:
+def load(path: str | Path, table: str | TableSpec, *, write: bool = True, keep: bool = True,
+         columns: list[str] | None = None, compact: bool = False, where=None) -> Loaded:
     """Read and validate one canonical file, CSV or Parquet (by suffix), in row batches. Raises SchemaError (naming
-    the file) when it is unusable. `keep=False` only counts: `data` is then empty (validation of a huge file)."""
+    the file) when it is unusable. `keep=False` only counts: `data` is then empty (validation of a huge file).
+    `columns`: read and validate only these (plus the required ones). `compact`: string columns as categoricals and
+    typed Parquet checked without text (store/compact.py): what a job over 50M rows needs. `where(frame)`: keep only
+    the good rows it marks (every row is still validated and counted)."""
     from omnidecide.store.chunks import scan
 
     path = Path(path)
     spec = TABLES[table] if isinstance(table, str) else table
     if not path.exists():
         raise SchemaError(f"{path}: no such file")
-    result = scan(path, spec, keep_clean=keep)
+    result = scan(path, spec, keep_clean=keep, columns=columns, compact=compact, where=where)
     columns = ["row", "reason"]
     rejects = pd.concat(result.rejects, ignore_index=True) if result.rejects else pd.DataFrame(columns=columns)
     if result.clean:
-        data = pd.concat(result.clean, ignore_index=True) if len(result.clean) > 1 else result.clean[0]
+        if compact:
+            from omnidecide.store.compact import concat
+
+            data = concat(result.clean)
+        else:
+            data = pd.concat(result.clean, ignore_index=True) if len(result.clean) > 1 else result.clean[0]
     else:
         data = pd.DataFrame()
     loaded = Loaded(path=path, data=data, rejects=rejects, counts=dict(result.counts), good=result.n_good)

@@ -23,3 +23,25 @@ def test_sample_keeps_whole_customers():
         assert np.isclose(sub.value[sub.user == code].sum(), mine.loc[mine["event"] == "purchase", "amount"].sum())
     w = F.window(sub, sub.day("2025-09-01"))
     assert set(w.rfm["user_id"]) <= set(sub.user_ids)
+
+
+def test_frame_sample_before_the_arrays_keeps_whole_customers_and_the_as_of():
+    """`train churn` samples customers from the loaded frame (store.io compact categoricals) before `prepare`: the
+    chosen customers keep all their events, and the default validation as-of stays the whole log's."""
+    from omnidecide.training.churn import sample_frame
+    from omnidecide.training.churn.pipeline import Config
+
+    rng = np.random.default_rng(0)
+    ev = pd.DataFrame({"user_id": pd.Categorical([f"u{i % 50:02d}" for i in range(1000)]),
+                       "timestamp": pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 300, 1000), unit="D"),
+                       "event": rng.choice(["view", "purchase"], 1000), "amount": rng.uniform(1, 9, 1000)})
+    last = ev["timestamp"].max().normalize()
+    ev.loc[ev["timestamp"] == ev["timestamp"].max(), "user_id"] = "u00"  # one customer holds the last day
+    same, as_of = sample_frame(ev, Config(max_customers=50), None)
+    assert same is ev and as_of is None  # small logs: untouched, `fit` picks the as-of as before
+    sub, as_of = sample_frame(ev, Config(max_customers=10, horizon_days=30), None)
+    assert as_of == str((last + pd.Timedelta(days=1 - 30)).date())
+    chosen = set(sub["user_id"].astype(str))
+    assert len(chosen) == 10
+    assert len(sub) == ev["user_id"].astype(str).isin(chosen).sum()
+    assert sample_frame(ev, Config(max_customers=10, horizon_days=30), "2025-06-01")[1] == "2025-06-01"

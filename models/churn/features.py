@@ -29,6 +29,8 @@ STATIC_FEATURES = (
     "log_n_30", "log_n_90", "log_n_prev_90", "log_any_30", "log_spend_90", "log_events_total", "log_n_days_active",
 )
 DAY = 86400.0
+# the events columns the features read: loaders read only these (store.io.load(columns=...))
+COLUMNS = ("user_id", "timestamp", "event", "amount", "quantity", "item_id", "channel")
 
 
 @dataclass
@@ -77,11 +79,14 @@ def prepare(events: pd.DataFrame, target_events: tuple[str, ...] | None = None) 
     ok = (events["user_id"].notna() & events["timestamp"].notna()).to_numpy()
     ev = events if ok.all() else events[ok]
     ns = pd.to_datetime(ev["timestamp"]).to_numpy().astype("datetime64[ns]").astype(np.int64)
-    # columns are turned into arrays first and put in time order last (cheaper than reordering the frame)
+    # columns are turned into compact arrays first and put in time order one at a time (at 50M events every
+    # full-length temporary is 200-400 MB)
     order = np.argsort(ns)  # ties (same second) may come in any order: no feature depends on it
     origin = pd.Timestamp(int(ns[order[0]])).normalize()
     t = (ns[order] - origin.value).astype(np.float64) / 1e9 / DAY
+    del ns
     ev_codes, ev_names = pd.factorize(ev["event"])
+    ev_codes = ev_codes.astype(np.int32)
     ev_names = np.array([str(x).lower() for x in ev_names], dtype=object)
     event_of = lambda names: np.isin(ev_codes, np.flatnonzero(np.isin(ev_names, list(names))))  # noqa: E731
     present = set(ev_names)
@@ -89,43 +94,72 @@ def prepare(events: pd.DataFrame, target_events: tuple[str, ...] | None = None) 
         target_events = ("purchase",) if "purchase" in present else tuple(sorted(present))
     target = event_of(target_events)
     kind_of_name = np.array([COUNTED.index(x) if x in COUNTED else -1 for x in ev_names], dtype=np.int16)
-    kind = kind_of_name[ev_codes]
+    kind = kind_of_name[ev_codes][order]
+    del ev_codes
     u_codes, u_names = pd.factorize(ev["user_id"])
     u_names = np.asarray(u_names, dtype=str)
     sorter = np.argsort(u_names, kind="stable")
-    rank = np.empty_like(sorter)
+    rank = np.empty(len(sorter), dtype=np.int32 if len(sorter) < 2**31 else np.int64)
     rank[sorter] = np.arange(len(sorter))
-    user_ids, user = u_names[sorter].astype(object), rank[u_codes]
+    user_ids, user = u_names[sorter].astype(object), rank[u_codes[order]]
+    del u_codes
 
     def num(col: str) -> np.ndarray:
         if col not in ev.columns:
             return np.full(len(ev), np.nan)
         return pd.to_numeric(ev[col], errors="coerce").to_numpy(dtype=np.float64)
 
-    amount, qty = num("amount"), num("quantity")
+    amount = num("amount")
     if np.isfinite(amount[target]).any():
         value, unit = amount, "amount"
-    elif np.isfinite(qty[target]).any():
-        value, unit = qty, "quantity"
     else:
-        value, unit = np.ones(len(ev)), "count"
-    value = np.where(target, np.nan_to_num(value, nan=0.0), 0.0)
+        qty = num("quantity")
+        if np.isfinite(qty[target]).any():
+            value, unit = qty, "quantity"
+        else:
+            value, unit = np.ones(len(ev)), "count"
+    value = np.where(target, np.nan_to_num(value, nan=0.0), 0.0)[order]
+    del amount
+    quantity = (np.nan_to_num(num("quantity"), nan=0.0) * target)[order]
 
     def codes(col: str) -> np.ndarray:
         if col not in ev.columns:
-            return np.full(len(ev), -1, dtype=np.int64)
+            return np.full(len(ev), -1, dtype=np.int32)
         c, names = pd.factorize(ev[col], use_na_sentinel=True)
         blank = np.flatnonzero(np.asarray(names, dtype=object) == "")
-        c = c.astype(np.int64)
+        c = c.astype(np.int32 if len(names) < 2**31 else np.int64)
         if len(blank):
             c[np.isin(c, blank)] = -1
-        return c
+        return c[order]
 
     return Prepared(
-        user_ids=user_ids, user=user.astype(np.int64)[order], t=t, kind=kind[order], target=target[order],
-        value=value[order], quantity=(np.nan_to_num(qty, nan=0.0) * target)[order], item=codes("item_id")[order],
-        channel=codes("channel")[order], origin=origin, target_events=tuple(target_events), spend_unit=unit,
+        user_ids=user_ids, user=user, t=t, kind=kind, target=target[order], value=value, quantity=quantity,
+        item=codes("item_id"), channel=codes("channel"), origin=origin, target_events=tuple(target_events),
+        spend_unit=unit,
     )
+
+
+def restrict(prep: Prepared, chosen: np.ndarray) -> Prepared:
+    """`prep` restricted to the customers marked in `chosen` (a bool per user code), codes renumbered in order: a
+    customer's features do not depend on who else is in the log, so scoring or training on a part is exact."""
+    keep = chosen[prep.user]
+    code = np.cumsum(chosen) - 1
+    cols = {f: getattr(prep, f)[keep] for f in ("t", "kind", "target", "value", "quantity", "item", "channel")}
+    return Prepared(user_ids=prep.user_ids[chosen], user=code[prep.user[keep]], origin=prep.origin,
+                    target_events=prep.target_events, spend_unit=prep.spend_unit, **cols)
+
+
+def shards(prep: Prepared, size: int):
+    """`prep` in consecutive parts of at most `size` customers (in user id order): a million customers' windows at
+    once would take several GB (26 bins x 18 features x 4 bytes each, plus the temporaries that build them)."""
+    n = len(prep.user_ids)
+    if n <= size:
+        yield prep
+        return
+    for lo in range(0, n, size):
+        chosen = np.zeros(n, dtype=bool)
+        chosen[lo:lo + size] = True
+        yield restrict(prep, chosen)
 
 
 @dataclass

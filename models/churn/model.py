@@ -17,7 +17,9 @@ from omnidecide.models.churn import features as F
 from omnidecide.models.calibration import Calibrator
 from omnidecide.models.churn.net import ChurnEnsemble
 from omnidecide.models.churn.segments import reasons, risk_tier, segment
+from omnidecide.models.errors import InputError
 
+SHARD_CUSTOMERS = 100_000  # customers scored at a time (their windows: ~200 MB)
 OUTPUT_COLUMNS = ["user_id", "churn_probability", "risk_tier", "segment", "expected_spend", "reason"]
 
 
@@ -125,11 +127,16 @@ class ChurnModel:
         expected = (1 - p) * np.exp(self.clip_log_spend(log_spend)) * self.smear
         return p, expected
 
-    def score(self, events: pd.DataFrame, as_of: str | pd.Timestamp) -> pd.DataFrame:
-        """The CRM table: one row per customer with any event before `as_of`."""
+    def score(self, events: pd.DataFrame, as_of: str | pd.Timestamp, shard: int = SHARD_CUSTOMERS) -> pd.DataFrame:
+        """The CRM table: one row per customer with any event before `as_of`; built `shard` customers at a time
+        (the same rows in the same order as all at once, in a bounded amount of memory)."""
         prep = F.prepare(events, self.target_events)
-        w = F.window(prep, prep.day(as_of), n_bins=self.n_bins, bin_days=self.bin_days)
-        return self.table(w)
+        day = prep.day(as_of)
+        parts = [self.table(F.window(part, day, n_bins=self.n_bins, bin_days=self.bin_days))
+                 for part in F.shards(prep, shard) if len(part.t) and part.t[0] < day]
+        if not parts:
+            raise InputError(f"no events before as-of {pd.Timestamp(as_of).date()}")
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
     def table(self, w: F.Window) -> pd.DataFrame:
         p, expected = self.predict_window(w)

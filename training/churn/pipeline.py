@@ -90,11 +90,7 @@ def sample_customers(prep: F.Prepared, n: int, rng: np.random.Generator) -> F.Pr
         return prep
     chosen = np.zeros(len(prep.user_ids), bool)
     chosen[rng.choice(len(prep.user_ids), n, replace=False)] = True
-    keep = chosen[prep.user]
-    code = np.cumsum(chosen) - 1
-    cols = {f: getattr(prep, f)[keep] for f in ("t", "kind", "target", "value", "quantity", "item", "channel")}
-    return F.Prepared(user_ids=prep.user_ids[chosen], user=code[prep.user[keep]], origin=prep.origin,
-                      target_events=prep.target_events, spend_unit=prep.spend_unit, **cols)
+    return F.restrict(prep, chosen)
 
 
 def _stack(parts: list[Labelled]) -> tuple[np.ndarray, ...]:
