@@ -26,9 +26,14 @@ def fit_ease(X: sp.csr_matrix, lam: float) -> np.ndarray | None:
     return EASE(lam).fit((X > 0).astype(np.float64)).B.astype(np.float32)
 
 
-def blend_ease(z: np.ndarray, z_ease: np.ndarray | None, w: float) -> np.ndarray:
-    """The discovery z: graph z and EASE z mixed with weight `w` on EASE, re-standardised."""
-    return z if z_ease is None or w <= 0 else zscore(z + w * z_ease)
+def blend_ease(z: np.ndarray, z_ease: np.ndarray | None, w: float, bought: np.ndarray | None = None) -> np.ndarray:
+    """The discovery z: graph z and EASE z mixed with weight `w` on EASE, re-standardised. Items the customer has
+    bought (`bought`, bool) keep the graph's z: their rank is the re-buy signals' business, and EASE's pull towards
+    co-bought popular items put them above a staple bought in every order."""
+    if z_ease is None or w <= 0:
+        return z
+    out = zscore(z + w * z_ease)
+    return out if bought is None else np.where(bought, z, out)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

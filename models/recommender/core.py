@@ -256,7 +256,8 @@ class Recommender:
         Returns (score, graph_z, repeat_score, allowed): consumed buy-once items are not allowed. `model`: the
         model's own score even when buy-again serves (the second stage's features)."""
         now = self.t_end if now is None else now
-        z = blend_ease(zscore(self.graph.score(sp.csr_matrix(st.rows))), self.ease_z(st.rows), self.stage.ease_w)
+        z = blend_ease(zscore(self.graph.score(sp.csr_matrix(st.rows))), self.ease_z(st.rows), self.stage.ease_w,
+                       st.nb > 0)
         cold = self.graph.d_item < 1e-6
         if cold.any() and (~cold).any():
             # new item: content-based score = mean score of the warm items of its category (its embedding is the

@@ -96,9 +96,9 @@ def choose_serving(rec_fit: Recommender, val: pd.DataFrame, seed: int, extra: li
         fold = np.random.default_rng(seed).random(len(uidx)) < 0.5
         row_fold = np.repeat(fold, groups)
         reranked: list = [None] * len(uidx)
-        n = len(y)  # rows of the validation cut; the earlier cuts' rows train both folds
+        n_val = len(y)  # rows of the validation cut; the earlier cuts' rows train both folds
         for f in (True, False):
-            keep = np.concatenate([row_fold != f, np.ones(len(ym) - n, bool)])
+            keep = np.concatenate([row_fold != f, np.ones(len(ym) - n_val, bool)])
             part = SecondStage.fit(Xm[keep], ym[keep], np.concatenate([groups[fold != f], gm[len(groups):]]), seed)
             users = np.flatnonzero(fold == f)
             sub = _rerank(part, X[row_fold == f], groups[fold == f], [cands[n] for n in users])

@@ -55,7 +55,7 @@ class Parts:
         self.st.tifu = self.rec.tifu.scores(self.uidx)
 
     def tops(self, stage: StageParams) -> list[np.ndarray]:
-        z = blend_ease(self.z, self.z_ease, stage.ease_w)
+        z = blend_ease(self.z, self.z_ease, stage.ease_w, self.st.nb > 0)
         return top_k(combine(z, self.rep, self.st.tifu, stage, self.rec.pop_z()), self.allowed)
 
 
