@@ -36,7 +36,9 @@ def test_ease_blend_changes_scores_and_survives_save_and_growth(tmp_path):
     again = Recommender.load(tmp_path)
     np.testing.assert_allclose(again.stage1(again.batch_state(np.arange(10)))[1], z_mixed, rtol=1e-6, atol=1e-6)
     grown = with_items(again, ["new-1", "new-2"], ["unknown", "unknown"])
-    assert grown.ease.shape == (82, 82) and np.isfinite(grown.stage1(grown.batch_state(np.arange(3)))[0]).all()
+    assert grown.ease.shape == (80, 80)  # not grown: 10,000 posted items must not make it 10,000 x 10,000
+    score = grown.stage1(grown.batch_state(np.arange(3)))[0]
+    assert score.shape == (3, 82) and np.isfinite(score).all()
 
 
 def test_ease_is_gated_off_for_large_catalogues(monkeypatch):

@@ -283,7 +283,11 @@ class Recommender:
 
     def ease_z(self, rows: np.ndarray) -> np.ndarray | None:
         """z-scored EASE scores of the users' item signals (None without EASE)."""
-        return None if self.ease is None else zscore((rows > 0).astype(np.float32) @ self.ease)
+        if self.ease is None:
+            return None
+        n = self.ease.shape[0]  # items posted after training (extend.with_items) sit past it with no EASE weights
+        e = (rows[:, :n] > 0).astype(np.float32) @ self.ease
+        return zscore(np.pad(e, ((0, 0), (0, rows.shape[1] - n))))
 
     def pop_z(self) -> np.ndarray:
         """z-scored log of recent (30-day half-life) popularity over the catalogue."""
