@@ -63,6 +63,13 @@ def test_time_split_validation_has_several_disjoint_windows():
     assert len(validation_cuts(ev, 0, has_repeats=False, protocol="random")) == 1
 
 
+def test_large_data_keeps_one_validation_window(monkeypatch):
+    from omnidecide.training.recommender import tuning
+
+    monkeypatch.setattr(tuning, "MULTI_WINDOW_MAX_EVENTS", 1000)
+    assert len(tuning.validation_cuts(_ratings(n=3000), 0, has_repeats=False)) == 1
+
+
 def test_second_stage_features_finite_when_an_item_is_bought_twice_in_one_basket():
     from omnidecide.models.recommender.ranker import FEATURES, features
 

@@ -32,6 +32,9 @@ EASE_LAMS = (100.0, 300.0, 1000.0)
 EASE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)  # EASE z blended into the graph z (catalogues up to EASE_MAX_ITEMS)
 EASE_ALONE = 1e6  # the blend weight that leaves EASE alone (its penalty is chosen that way)
 VAL_WINDOWS = 3  # validation windows on time-split data (the latest 20%, then earlier 10% ones)
+# above this many training events one window is enough users, and each further window is another set of eigen-solves
+# (the scale world's 200k-item filter takes minutes): large data keeps the single window's tuning cost
+MULTI_WINDOW_MAX_EVENTS = 1_000_000
 
 
 class Parts:
@@ -62,8 +65,9 @@ class Parts:
 def validation_cuts(train: pd.DataFrame, seed: int, has_repeats: bool, protocol: str = "time"):
     """(fit part, validation part) pairs carved from `train`, latest first. Time protocol on non-repeat data: the latest
     20% window (the holdout's shape) plus VAL_WINDOWS - 1 earlier 10% windows, each predicted from everything before
-    it: a hundred-odd users in one window made the choice noise (issue 13). Otherwise the one cut `holdout` makes."""
-    if has_repeats or protocol != "time":
+    it: a hundred-odd users in one window made the choice noise (issue 13). Otherwise (and above
+    MULTI_WINDOW_MAX_EVENTS events) the one cut `holdout` makes."""
+    if has_repeats or protocol != "time" or len(train) > MULTI_WINDOW_MAX_EVENTS:
         return [holdout(train, seed + 1000, has_repeats, protocol)]
     t = train["timestamp"]
     cuts = [splits.global_time_share(train, 0.2)]
