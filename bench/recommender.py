@@ -4,11 +4,13 @@
     python bench/recommender.py repeat --data data/synth data/grocery
 
 ml100k (headline: time): all ratings as implicit interactions; a global time cutoff (the latest 20% of ratings are the
-test window, `training.splits.global_time_share`); every method's hyper-parameters are chosen on a validation window
-cut the same way from the training part (its latest 20%), the pick is refit on the whole training part and scored
-once on test users who have training history; items they rated in training are excluded. Popularity, ItemKNN, EASE
-and ours (the production pipeline's tuning). `--random-seeds`: also the per-user random 80/20 table (secondary, for
-comparison with the literature), one split per seed, validation carved the same way.
+test window, `training.splits.global_time_share`); every method's hyper-parameters are chosen on the same validation
+windows carved from the training part (`tuning.validation_cuts`: its latest 20%, then two earlier 10% windows, each
+predicted from its own past; scored together), the pick is refit on the whole training part and scored once on test
+users who have training history; items they rated in training are excluded. Popularity, ItemKNN, EASE and ours (the
+production pipeline's tuning: graph filter, EASE blend weight, recent-popularity weight). `--random-seeds`: also the
+per-user random 80/20 table (secondary, for comparison with the literature), one split per seed, one validation cut
+carved the same way.
 
 repeat: each world's last basket per user is the test (`splits.last_basket`); the validation cut is the last basket
 of the training part. The repeat baselines (buy-again, TIFU-KNN, UP-CF@r; models/recommender/baskets.py) are tuned on
@@ -39,7 +41,7 @@ from omnidecide.models.recommender.core import Recommender  # noqa: E402
 from omnidecide.models.recommender.graph_filter import FilterParams  # noqa: E402
 from omnidecide.store.io import load  # noqa: E402
 from omnidecide.training import splits  # noqa: E402
-from omnidecide.training.recommender import pipeline  # noqa: E402
+from omnidecide.training.recommender import pipeline, tuning  # noqa: E402
 
 K = 20
 
@@ -75,20 +77,28 @@ def index_of(train: pd.DataFrame, test: pd.DataFrame, items: pd.DataFrame):
 
 # --- ML-100K: time split (headline) and random split (secondary) -----------------------------------------------
 def ml100k_split(ev: pd.DataFrame, items: pd.DataFrame, split, seed: int) -> dict:
-    """One split: baselines tuned on the validation cut of the training part, ours through the pipeline's tuning."""
+    """One split: baselines tuned on the validation cuts of the training part, ours through the pipeline's tuning."""
     train, test = split(ev, seed)
-    fit, val = split(train, seed + 1000)
+    protocol = "random" if split is random_split else "time"
+    # the same validation cuts as ours (time split: three windows), so every method gets the same discipline
+    cuts = tuning.validation_cuts(train, seed, has_repeats=False, protocol=protocol)
     res = {}
-    idx_fit = index_of(fit, val, items)
+    idx_fits = [index_of(fit, val, items) for fit, val in cuts]
     idx_tr = index_of(train, test, items)
 
     def X_of(rec: Recommender) -> sp.csr_matrix:
         return (rec.X > 0).astype(np.float64).tocsr()
 
+    def val_key(model_of, g) -> float:
+        reports, n = [], []
+        for recf, uf, relf in idx_fits:
+            Xf = X_of(recf)
+            reports.append(ranking_report(_topk(model_of(g).fit(Xf).scores(Xf[uf]), Xf[uf]), relf, K))
+            n.append(len(relf))
+        return float(np.dot([_key(r) for r in reports], n) / sum(n))
+
     def pick(make, grid):
-        recf, uf, relf = idx_fit
-        Xf = X_of(recf)
-        best = max(grid, key=lambda g: _key(ranking_report(_topk(make(g).fit(Xf).scores(Xf[uf]), Xf[uf]), relf, K)))
+        best = max(grid, key=lambda g: val_key(make, g))
         rect, ut, relt = idx_tr
         Xt = X_of(rect)
         t = time.time()
@@ -99,14 +109,15 @@ def ml100k_split(ev: pd.DataFrame, items: pd.DataFrame, split, seed: int) -> dic
     res["popularity"] = pick(lambda g: Popularity(), [None])
     res["ItemKNN"] = pick(lambda g: ItemKNN(k=g), [20, 50, 100, 200])
     res["EASE"] = pick(lambda g: EASE(lam=g), [50, 100, 200, 300, 500, 800, 1200])
-    protocol = "random" if split is random_split else "time"
     gp, stp, tinfo = pipeline.tune(train, items, seed, has_repeats=False, protocol=protocol)
     gp = pipeline.for_size(gp, tinfo["n_tuned"], pipeline.edges(train))
     t = time.time()
     rec = Recommender.build(train, items, params=gp, stage=stp)
     secs = time.time() - t
     uidx, rel, now = pipeline.relevant_sets(rec, test)
-    res["graph filter (ours)"] = (ranking_report(pipeline.topk_stage1(rec, uidx, now), rel, K), gp.as_dict(), secs)
+    chosen = {**gp.as_dict(), **{k: getattr(stp, k) for k in ("pop_w", "ease_w", "ease_lam")},
+              "validation_users": tinfo["val_windows"]}
+    res["ours"] = (ranking_report(pipeline.topk_stage1(rec, uidx, now), rel, K), chosen, secs)
     res["_n_test_users"] = len(uidx)
     return res
 

@@ -13,6 +13,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from omnidecide.models.recommender.baskets import TIFU, Baskets, buy_again_scores
+from omnidecide.models.recommender.blend import blend_ease, combine, fit_ease, zscore
 from omnidecide.models.recommender.graph_filter import FilterParams, GraphFilterCF
 from omnidecide.models.recommender.repeat import DAY, RepeatModel
 
@@ -36,6 +37,8 @@ class StageParams:
     graph_shift: float = 3.0   # discovery score = sigmoid(z_graph - shift)
     tifu_w: float = 0.0      # weight of the user's TIFU basket score (scaled to 1 per user) added on top
     pop_w: float = 0.0       # weight of recent popularity (z-scored log) added to the graph z before the sigmoid
+    ease_w: float = 0.0      # weight of the EASE score (z-scored) blended into the graph z; 0: no EASE is fitted
+    ease_lam: float = 300.0  # EASE's L2 penalty
     serve: str = "model"     # "buy_again": the plain personal-frequency list served instead (it won on validation)
 
 
@@ -97,20 +100,6 @@ def segment_popularity(user: np.ndarray, item: np.ndarray, weight: np.ndarray, n
     return out
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def combine(z: np.ndarray, rep: np.ndarray, tifu: np.ndarray, stage: StageParams, pop_z: np.ndarray) -> np.ndarray:
-    """The stage-1 score from its parts: the better of discovery (graph, plus recent popularity) and a due re-buy
-    (learned item cycle), plus the TIFU basket score scaled to 1 per user."""
-    disc = z + stage.pop_w * pop_z[None, :] if stage.pop_w else z
-    score = np.maximum(_sigmoid(disc - stage.graph_shift), stage.rep_weight * rep)
-    if stage.tifu_w > 0:
-        score = score + stage.tifu_w * tifu / np.maximum(tifu.max(1, keepdims=True), 1e-12)
-    return score
-
-
 @dataclass
 class Recommender:
     user_ids: np.ndarray
@@ -136,6 +125,7 @@ class Recommender:
     side: sp.csr_matrix | None = None  # side-information nodes x items (build time only, for refits while tuning)
     tifu: TIFU | None = None         # fitted on the purchase baskets; None without purchases
     baskets: Baskets | None = None   # the purchase baskets (build time only, for refits while tuning)
+    ease: np.ndarray | None = None   # items x items EASE weights when stage.ease_w > 0 (small catalogues only)
 
     def __post_init__(self) -> None:
         self.user_index = {u: n for n, u in enumerate(self.user_ids)}
@@ -212,11 +202,13 @@ class Recommender:
         if users is not None and "consent_personalization" in users.columns:
             no_consent = set(users.loc[users["consent_personalization"].fillna(True).eq(False), "user_id"])
         graph = GraphFilterCF(params or FilterParams()).fit(X, side)
+        stage = stage or StageParams()
+        ease = fit_ease(X, stage.ease_lam) if stage.ease_w > 0 else None
         return cls(user_ids=user_ids.to_numpy(), item_ids=item_ids.to_numpy(), X=X, consumed=consumed, n_buy=n_buy,
                    last_buy=last_buy, first_buy=first_buy, t0=t0, t_end=float(t.max()) if len(t) else 0.0,
                    graph=graph, repeat=rep, tifu=fitted_tifu, baskets=bk,
-                   item_cat=item_cat, categories=cat_names, stock=stock, pop=pop, stage=stage or StageParams(),
-                   titles=titles, price=price, no_consent=no_consent, side=side)
+                   item_cat=item_cat, categories=cat_names, stock=stock, pop=pop, stage=stage,
+                   titles=titles, price=price, no_consent=no_consent, side=side, ease=ease)
 
     # --- user state ----------------------------------------------------------------------------------
     def batch_state(self, u: np.ndarray) -> UserRows:
@@ -264,8 +256,8 @@ class Recommender:
         Returns (score, graph_z, repeat_score, allowed): consumed buy-once items are not allowed. `model`: the
         model's own score even when buy-again serves (the second stage's features)."""
         now = self.t_end if now is None else now
-        g = self.graph.score(sp.csr_matrix(st.rows))
-        z = (g - g.mean(1, keepdims=True)) / np.maximum(g.std(1, keepdims=True), 1e-12)
+        z = blend_ease(zscore(self.graph.score(sp.csr_matrix(st.rows))), self.ease_z(st.rows), self.stage.ease_w,
+                       st.nb > 0)
         cold = self.graph.d_item < 1e-6
         if cold.any() and (~cold).any():
             # new item: content-based score = mean score of the warm items of its category (its embedding is the
@@ -288,6 +280,14 @@ class Recommender:
         if self.stage.serve == "buy_again" and not model:
             return buy_again_scores(st.nb, self.pop["global"]), z, rep, allowed
         return combine(z, rep, st.tifu, self.stage, self.pop_z()), z, rep, allowed
+
+    def ease_z(self, rows: np.ndarray) -> np.ndarray | None:
+        """z-scored EASE scores of the users' item signals (None without EASE)."""
+        if self.ease is None:
+            return None
+        n = self.ease.shape[0]  # items posted after training (extend.with_items) sit past it with no EASE weights
+        e = (rows[:, :n] > 0).astype(np.float32) @ self.ease
+        return zscore(np.pad(e, ((0, 0), (0, rows.shape[1] - n))))
 
     def pop_z(self) -> np.ndarray:
         """z-scored log of recent (30-day half-life) popularity over the catalogue."""
@@ -354,6 +354,8 @@ class Recommender:
             V = self.tifu.V.tocsr()
             arrays.update({"tifu_data": V.data, "tifu_indices": V.indices, "tifu_indptr": V.indptr,
                            "tifu_nbrs": self.tifu.nbrs})
+        if self.ease is not None:
+            arrays["ease"] = self.ease
         np.savez_compressed(folder / "recommender.npz", **arrays)
         meta = {"t0": self.t0, "t_end": self.t_end, "graph_params": self.graph.params.as_dict(),
                 "stage": self.stage.__dict__, "no_consent": sorted(self.no_consent),
@@ -382,7 +384,8 @@ class Recommender:
                   repeat=RepeatModel.from_state({k: z[k] for k in ("rep_share", "rep_cycle", "rep_global")}),
                   item_cat=z["item_cat"], categories=z["categories"], stock=z["stock"], pop=pop,
                   stage=StageParams(**meta["stage"]), titles=titles,
-                  price=z["price"] if len(z["price"]) else None, no_consent=set(meta["no_consent"]), **mats)
+                  price=z["price"] if len(z["price"]) else None, no_consent=set(meta["no_consent"]),
+                  ease=z["ease"] if "ease" in z.files else None, **mats)
         from omnidecide.models.recommender.ranker import SecondStage
         rec.ranker = SecondStage.load(folder)
         return rec

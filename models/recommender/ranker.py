@@ -42,6 +42,9 @@ def features(rec, cand: np.ndarray, score, z, rep, st, now, channels) -> np.ndar
     nbc, lbc = take(st.nb), take(st.lb)
     since = np.where(nbc > 0, (now[:, None] - lbc) / DAY, np.nan)
     gap = take(st.personal_gap())
+    # an item bought twice within one basket (or one second) has a mean gap of 0: days-since over it is undefined,
+    # not infinite
+    due_personal = np.where(gap > 0, since / np.where(gap > 0, gap, 1.0), np.nan)
     share = nbc / np.maximum(st.nb.sum(1, keepdims=True), 1)
     cyc = rec.repeat.item_cycle[cand]
     due = np.where(nbc > 0, (now[:, None] - lbc) / DAY / np.where(np.isnan(cyc) | (cyc <= 0), np.inf, cyc), -1.0)
@@ -53,7 +56,7 @@ def features(rec, cand: np.ndarray, score, z, rep, st, now, channels) -> np.ndar
     price = rec.price[cand] if rec.price is not None else np.full((b, n), np.nan)
     return np.stack([take(z), take(score), take(rep), nbc, due, pop[cand], chan,
                      np.take_along_axis(aff, rec.item_cat[cand], 1), price, rec.repeat.item_share[cand],
-                     take(rows), take(st.tifu), since, gap, since / gap, share], axis=2)
+                     take(rows), take(st.tifu), since, gap, due_personal, share], axis=2)
 
 
 class SecondStage:

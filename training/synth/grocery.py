@@ -49,8 +49,11 @@ def _catalogue(rng: np.random.Generator, n_items: int) -> tuple[pd.DataFrame, np
     return items, dept, pop / pop.sum()
 
 
-def _customer(rng: np.random.Generator, pop: np.ndarray, dept: np.ndarray, join: np.ndarray, days: int):
-    """One customer's orders: list of (day, items)."""
+def _customer(rng: np.random.Generator, pop: np.ndarray, dept: np.ndarray, join: np.ndarray, days: int,
+              record: list | None = None):
+    """One customer's orders: list of (day, items). `record`, when given, receives per order the generator's own
+    chance of each item being in it (bench/grocery_ceiling.py: what a model that knew the world could reach); it
+    draws nothing, so the orders are the same with or without it."""
     n_dept = len(DEPARTMENTS)
     tilt = rng.dirichlet(np.ones(n_dept) * 0.7) * n_dept
     w = pop * tilt[dept]
@@ -74,6 +77,8 @@ def _customer(rng: np.random.Generator, pop: np.ndarray, dept: np.ndarray, join:
     for d in day:
         if d < 0:
             continue
+        if record is not None:
+            record.append(_chances(w / w.sum(), rep_items, rep_logit, size_mean))
         size = 1 + rng.poisson(size_mean)
         logit = np.array(rep_logit)
         take = rng.random(len(rep_items)) < 1.0 / (1.0 + np.exp(-logit))
@@ -92,6 +97,17 @@ def _customer(rng: np.random.Generator, pop: np.ndarray, dept: np.ndarray, join:
         # tastes drift: every repertoire item's logit moves; a few fall out of favour for good
         rep_logit = list(np.array(rep_logit) + rng.normal(0, 0.35, len(rep_logit)) - 0.6 * (rng.random(len(rep_logit)) < 0.02))
     return orders
+
+
+def _chances(w: np.ndarray, rep_items: list[int], rep_logit: list[float], size_mean: float) -> np.ndarray:
+    """Approximate chance of each item in the next order: its repertoire probability, or else being among the
+    exploration draws (about the basket size left after the expected repertoire items, in 90% of orders)."""
+    p_rep = 1.0 / (1.0 + np.exp(-np.array(rep_logit)))
+    n_draws = 0.9 * max(0.5, 1.0 + size_mean - float(p_rep.sum()))
+    out = 1.0 - (1.0 - w) ** n_draws
+    if rep_items:
+        out[rep_items] = 1.0 - (1.0 - p_rep) * (1.0 - out[rep_items])
+    return out
 
 
 def write_grocery(out: Path, n_users: int, seed: int, n_items: int, days: int) -> dict:
