@@ -62,8 +62,10 @@ def main() -> None:
     ap.add_argument("--train-worlds", default="10-12", help="seeds of the PPO pool, each family (never the test seeds)")
     ap.add_argument("--save-agent", help="save the trained PPO policy here (a .zip) and stop")
     ap.add_argument("--agent", help="a PPO policy saved by --save-agent (instead of training one)")
+    ap.add_argument("--only", default="", help="comma-separated policy columns to run (passive always runs)")
     args = ap.parse_args()
     fams = args.families.split(",")
+    only = [c for c in args.only.split(",") if c]
     t0 = time.time()
     model, train_s = None, 0.0
     if args.agent:
@@ -85,15 +87,16 @@ def main() -> None:
         for s in seeds(args.seeds):
             alloc, world, B, orc = build(fam, s, CHANNELS.get(s) if fam == "ours" else None)
             for ns in seeds(args.noise_seeds):
-                res = {"passive": run_loop(alloc, world, B, policy="passive", seed=ns),
-                       "passive, robust on mean levels": run_loop(alloc, world, B, policy="passive",
-                                                                  planner="robust-mean", seed=ns),
-                       "passive, greedy": run_loop(alloc, world, B, policy="passive", planner="greedy", seed=ns),
-                       "explore": run_loop(alloc, world, B, policy="explore", seed=ns),
-                       "explore, greedy": run_loop(alloc, world, B, policy="explore", planner="greedy", seed=ns),
-                       "Thompson": run_loop(alloc, world, B, policy="thompson", seed=ns)}
+                runs = {"passive": lambda: run_loop(alloc, world, B, policy="passive", seed=ns),
+                        "passive, robust on mean levels": lambda: run_loop(alloc, world, B, policy="passive",
+                                                                           planner="robust-mean", seed=ns),
+                        "passive, greedy": lambda: run_loop(alloc, world, B, policy="passive", planner="greedy", seed=ns),
+                        "explore": lambda: run_loop(alloc, world, B, policy="explore", seed=ns),
+                        "explore, greedy": lambda: run_loop(alloc, world, B, policy="explore", planner="greedy", seed=ns),
+                        "Thompson": lambda: run_loop(alloc, world, B, policy="thompson", seed=ns)}
                 if model is not None:
-                    res["PPO explore"] = run_agent(model, alloc, world, B, T, seed=ns)
+                    runs["PPO explore"] = lambda: run_agent(model, alloc, world, B, T, seed=ns)
+                res = {k: f() for k, f in runs.items() if k in only or (k == "passive") or not only}
                 name = f"seed {s}, {alloc.history.spend.shape[1]} ch" + (f", noise {ns}" if len(seeds(args.noise_seeds)) > 1 else "")
                 rows.append({"family": fam, "world": name,
                              **{k: world.true.revenue(r.spend).sum() / orc for k, r in res.items()}})
