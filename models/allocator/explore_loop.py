@@ -26,7 +26,7 @@ The loop, week t = 0 .. T-1 (T = 52):
    rest of the horizon (carry-over included), both under the current posterior mean.
 4. Observe the week's total revenue; next week.
 
-`schedule(t)` is what a learned policy sets (training/allocator/loop_agent.py trains SB3 on `LoopEnv`); the default
+`schedule(t)` is what a learned policy sets (training/allocator/loop_worlds.py trains SB3 PPO on `LoopEnv`); the default
 explores at full risk budget while more than a quarter of the horizon is left, then exploits.
 """
 from __future__ import annotations
