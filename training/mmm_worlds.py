@@ -72,7 +72,8 @@ def make_seasonal_world(seed: int, n_weeks: int = 122, channels: list[str] | Non
     dates = pd.date_range(START, periods=n_weeks, freq="7D")
     s = season(dates)
     t = np.arange(n_weeks) / 52.0
-    base = 1e6 * (1 + rng.uniform(-0.05, 0.15) * t)
+    growth = rng.uniform(-0.05, 0.15)  # per year
+    base = 1e6 * (1 + growth * t)
     typical = rng.uniform(10_000, 60_000, C)
     bursty = np.zeros(C, bool)
     bursty[rng.choice(C, int(rng.integers(1, 3)), replace=False)] = True
@@ -106,7 +107,8 @@ def make_seasonal_world(seed: int, n_weeks: int = 122, channels: list[str] | Non
     revenue = (base * s + media.sum(1)) * np.exp(rng.normal(0, noise, n_weeks))
     df = pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), "revenue": revenue.round(2),
                        **{f"spend_{c}": spend[:, j].round(2) for j, c in enumerate(ch)}})
-    truth = {"family": "seasonal", "seed": seed, "channels": chans, "noise": noise,
+    truth = {"family": "seasonal", "seed": seed, "channels": chans, "noise": noise, "base_level": 1e6,
+             "base_growth_per_year": float(growth), "n_weeks": n_weeks,
              "media_revenue_share": float(media.sum() / revenue.sum()), "start": str(dates[0].date())}
     return df, truth
 

@@ -1,0 +1,137 @@
+"""Benchmark: 52 weeks of learning while spending (issue K part 3), both world families.
+
+    .venv/bin/python bench/allocator_loop.py [--families ours,seasonal] [--seeds 0-4] [--noise-seeds 0]
+                                            [--train-steps 2600] [--train-worlds 10-12]
+    .venv/bin/python bench/allocator_loop.py --train-steps 1560 --save-agent artifacts/loop_ppo.zip   # train only
+    .venv/bin/python bench/allocator_loop.py --families seasonal --agent artifacts/loop_ppo.zip     # evaluate
+
+Each world: the product's fit on the history (two priors, 20 bootstrap refits), B = last year's average weekly spend
+x 52, then 52 weekly decisions (models/allocator/explore_loop.py) played on the TRUE world: each week the policy
+spends, sees that week's total revenue (the generator's baseline + true media + the generator's noise) and updates
+its posterior. Policies, all on the same posterior update and noise draws:
+- *passive*: re-plan every week on the updated posterior with the served (robust) objective, spend the plan's week;
+- *passive, robust on mean levels*: the same objective with the levels at their posterior means (the fit's own
+  spread alone is penalised, not the levels' uncertainty);
+- *passive, greedy*: the expected-revenue objective on the posterior means;
+- *explore*: passive + budget-neutral pulses within the risk budget, full budget while > 13 weeks are left;
+- *explore, greedy*: the same on the greedy planner;
+- *Thompson*: each week moved towards the plan on one posterior sample, within the same risk budget;
+- *PPO explore*: the exploration schedule chosen each week by an SB3 PPO policy trained on LoopEnv over worlds of
+  both families with other seeds (--train-worlds; domain randomisation over worlds and noise);
+- *oracle*: the best 52-week plan on the true response.
+Figures: cumulative TRUE incremental revenue over the 52 weeks / the oracle's. Weekly risk: the worst week's TRUE
+incremental revenue of a policy / passive's in the same week, and the number of weeks below 0.95 of it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from allocator import WORLDS, markdown  # noqa: E402
+from omnidecide.models.allocator.explore_loop import RISK, run_agent, run_loop  # noqa: E402
+from omnidecide.training.allocator.loop_worlds import build, train_loop_agent  # noqa: E402
+
+T = 52
+CHANNELS = dict(WORLDS)  # our family's benchmark worlds keep bench/allocator.py's channel sets
+
+
+def seeds(spec: str) -> list[int]:
+    a, _, b = spec.partition("-")
+    return list(range(int(a), int(b or a) + 1))
+
+
+def weekly(world, x: np.ndarray) -> np.ndarray:
+    return world.true.revenue(x).sum(1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--families", default="ours,seasonal")
+    ap.add_argument("--seeds", default="0-4")
+    ap.add_argument("--noise-seeds", default="0")
+    ap.add_argument("--train-steps", type=int, default=2600, help="PPO steps (52 a loop); 0 = no PPO column")
+    ap.add_argument("--train-worlds", default="10-12", help="seeds of the PPO pool, each family (never the test seeds)")
+    ap.add_argument("--save-agent", help="save the trained PPO policy here (a .zip) and stop")
+    ap.add_argument("--agent", help="a PPO policy saved by --save-agent (instead of training one)")
+    ap.add_argument("--only", default="", help="comma-separated policy columns to run (passive always runs)")
+    args = ap.parse_args()
+    fams = args.families.split(",")
+    only = [c for c in args.only.split(",") if c]
+    t0 = time.time()
+    model, train_s = None, 0.0
+    if args.agent:
+        from stable_baselines3 import PPO
+
+        model = PPO.load(args.agent, device="cpu")
+    elif args.train_steps > 0:
+        pool = [build(f, s) for f in ("ours", "seasonal") for s in seeds(args.train_worlds)]
+        t1 = time.process_time()
+        model, _ = train_loop_agent(pool, args.train_steps, seed=0, T=T)
+        train_s = time.process_time() - t1
+        print(f"PPO: {args.train_steps} steps on {len(pool)} worlds in {train_s:.0f} s CPU; load "
+              f"{os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+        if args.save_agent:
+            model.save(args.save_agent)
+            return
+    rows, risk_rows = [], []
+    for fam in fams:
+        for s in seeds(args.seeds):
+            alloc, world, B, orc = build(fam, s, CHANNELS.get(s) if fam == "ours" else None)
+            for ns in seeds(args.noise_seeds):
+                runs = {"passive": lambda: run_loop(alloc, world, B, policy="passive", seed=ns),
+                        "passive, robust on mean levels": lambda: run_loop(alloc, world, B, policy="passive",
+                                                                           planner="robust-mean", seed=ns),
+                        "passive, greedy": lambda: run_loop(alloc, world, B, policy="passive", planner="greedy", seed=ns),
+                        "explore": lambda: run_loop(alloc, world, B, policy="explore", seed=ns),
+                        "explore, greedy": lambda: run_loop(alloc, world, B, policy="explore", planner="greedy", seed=ns),
+                        "Thompson": lambda: run_loop(alloc, world, B, policy="thompson", seed=ns)}
+                if model is not None:
+                    runs["PPO explore"] = lambda: run_agent(model, alloc, world, B, T, seed=ns)
+                res = {k: f() for k, f in runs.items() if k in only or (k == "passive") or not only}
+                name = f"seed {s}, {alloc.history.spend.shape[1]} ch" + (f", noise {ns}" if len(seeds(args.noise_seeds)) > 1 else "")
+                rows.append({"family": fam, "world": name,
+                             **{k: world.true.revenue(r.spend).sum() / orc for k, r in res.items()}})
+                wp = weekly(world, res["passive"].spend)
+                rr = {"family": fam, "world": name}
+                for k in [k for k in res if not k.startswith("passive")]:
+                    ratio = weekly(world, res[k].spend) / np.maximum(wp, 1e-9)
+                    ok = res[k].expected_passive > 0
+                    exp_min = float((res[k].expected[ok] / res[k].expected_passive[ok]).min()) if ok.any() else 1.0
+                    rr[k] = (f"{ratio.min():.3f} / {int((ratio < 1 - RISK).sum())} / {exp_min:.3f} / "
+                             f"{res[k].amplitude.mean():.2f}")
+                risk_rows.append(rr)
+                print(f"done {fam} {name} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+    df = pd.DataFrame(rows)
+    cols = [c for c in df.columns if c not in ("family", "world")]
+    out = []
+    for fam, g in df.groupby("family", sort=False):
+        out.append(g)
+        summ = {"family": fam, "world": "**mean**", **g[cols].mean().to_dict()}
+        beats = {"family": fam, "world": "beats passive (worlds)",
+                 **{c: f"{int((g[c] > g['passive']).sum())}/{len(g)}" for c in cols if c != "passive"}}
+        out.append(pd.DataFrame([summ, beats]))
+    allw = {"family": "both", "world": "beats passive (worlds)",
+            **{c: f"{int((df[c] > df['passive']).sum())}/{len(df)}" for c in cols if c != "passive"}}
+    out.append(pd.DataFrame([allw]))
+    ppo = f"PPO from {args.agent}" if args.agent else f"PPO {args.train_steps} steps ({train_s:.0f} s CPU)"
+    print(f"\n52-week closed loop, reserve 0, risk budget {RISK:.0%} a week; {ppo}; load average at the end {', '.join(f'{v:.2f}' for v in os.getloadavg())}; "
+          f"{time.time() - t0:.0f} s wall\n")
+    print("Cumulative TRUE incremental revenue over 52 weeks / oracle's:\n")
+    print(markdown(pd.concat(out, ignore_index=True).fillna("")))
+    print("\nWeekly risk against passive: worst week's TRUE incremental revenue / passive's same week / weeks below "
+          f"{1 - RISK:.2f} of passive / worst week's EXPECTED revenue / passive choice's (the enforced limit) / mean "
+          "amplitude:\n")
+    print(markdown(pd.DataFrame(risk_rows)))
+
+
+if __name__ == "__main__":
+    main()
