@@ -124,6 +124,14 @@ def open_loop_families(quick: bool, T: int, steps: int, draws: int = 64, which: 
         if steps <= 0:
             row["Bayes reference"] = float("nan")
         row["served: plan chosen"] = served.summary["plan_chosen"]
+        cpu, wall = [], []
+        for _ in range(5):  # the served plan's latency (reserve 0.15 as the CLI default), CPU time and wall time
+            t1, c1 = time.perf_counter(), time.process_time()
+            alloc.plan(B, T, reserve=0.15)
+            wall.append((time.perf_counter() - t1) * 1000)
+            cpu.append((time.process_time() - c1) * 1000)
+        row["plan ms CPU / wall (median of 5)"] = f"{np.median(cpu):.0f} / {np.median(wall):.0f}"
+        row["load (1 min)"] = f"{os.getloadavg()[0]:.1f}"
         row["week-of-year form weight"] = next(f["weight"] for f in alloc.info["forms"] if f["form"] != "calendar") \
             if len(alloc.info["forms"]) > 1 else 0.0
         pc = served.summary["per_channel"]
@@ -137,7 +145,8 @@ def open_loop_families(quick: bool, T: int, steps: int, draws: int = 64, which: 
         out.append(g)
         served = g["served plan"]
         out.append(pd.DataFrame([{"family": family, "world": "**mean**", **g[OPEN].mean().to_dict(),
-                                  "identification (min-max)": "", "served: plan chosen": ""},
+                                  "identification (min-max)": "", "served: plan chosen": "",
+                                  "plan ms CPU / wall (median of 5)": "", "load (1 min)": ""},
                                  {"family": family, "world": "served - Bayes ref. (mean); below equal / hist. (worlds)",
                                   "served plan": f"{(served - g['Bayes reference']).mean():+.4f}; "
                                   f"{int((served < g['equal split']).sum())} / {int((served < g['historical mix']).sum())} "
