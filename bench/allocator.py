@@ -80,11 +80,12 @@ def family_truth(family: str, h, truth: dict, T: int, B: float):
     return true, true.revenue(best_plan(true, cons, starts, iters=500, tol=1e-7)).sum()
 
 
-OPEN = ["equal split", "historical mix", "expected-revenue planner (before issue K)", "served plan (robust)",
+OPEN = ["equal split", "historical mix", "expected-revenue planner (before issue K)", "served plan",
         "Bayes reference"]
 
 
-def open_loop_families(quick: bool, T: int, steps: int, draws: int = 64, which: str = "both") -> None:
+def open_loop_families(quick: bool, T: int, steps: int, draws: int = 64, which: str = "both",
+                       seeds: list[int] | None = None) -> None:
     """Issue K's bars, open loop, reserve 0: both world families, every plan played on the TRUE response, as a share
     of the oracle's incremental revenue. The Bayes reference: bench/allocator_bound.py's posterior under the
     product's priors + a log-normal ROI prior LN(log 3, 0.7) (the variant that needs nothing from the generator)."""
@@ -92,10 +93,13 @@ def open_loop_families(quick: bool, T: int, steps: int, draws: int = 64, which: 
 
     fam = []
     if which in ("both", "ours"):
-        fam += [("ours", f"seed {s}, {len(c)} ch", s, *make_marketing_mix(s, channels=list(c)))
-                for s, c in (WORLDS[:2] if quick else WORLDS)]
+        ours = (WORLDS[:2] if quick else WORLDS) if seeds is None else [(s, None) for s in seeds]
+        for s, c in ours:  # seeds past the five benchmark worlds: validation worlds (3-6 channels drawn by the seed)
+            df, truth = make_marketing_mix(s, channels=list(c)) if c is not None else validation_world(s)
+            fam.append(("ours", f"seed {s}, {sum(k.startswith('spend_') for k in df.columns)} ch", s, df, truth))
     if which in ("both", "seasonal"):
-        fam += [("seasonal", f"seed {s}, 5 ch", s, *make_seasonal_world(s)) for s in range(3 if quick else 5)]
+        fam += [("seasonal", f"seed {s}, 5 ch", s, *make_seasonal_world(s))
+                for s in (range(3 if quick else 5) if seeds is None else seeds)]
     rows = []
     for family, name, seed, df, truth in fam:
         h = history_from_frame(df)
@@ -107,14 +111,29 @@ def open_loop_families(quick: bool, T: int, steps: int, draws: int = 64, which: 
         x = {"equal split": spread(np.ones(len(h.channels)), T, cons),
              "historical mix": historical_plan(h.spend, T, 0, cons.spendable),
              "expected-revenue planner (before issue K)": alloc.plan(B, T, reserve=0.0, robust=False).spend,
-             "served plan (robust)": served.spend}
-        knows, mu, sd = VARIANTS["Bayes: product priors + ROI prior LN(log 3, 0.7)"]
-        post = Posterior(h, truth, knows, mu, sd)
-        rng = np.random.default_rng(seed)
-        W = max(2 * draws, 8 * post.d + 2)
-        start = np.stack([post.point(alloc.samples[k % len(alloc.samples)]) for k in range(W)])
-        x["Bayes reference"] = bayes_plan(post, h, start + rng.normal(0, 0.01, start.shape), T, cons, draws, steps, rng)[0]
+             "served plan": served.spend}
+        if steps > 0:
+            knows, mu, sd = VARIANTS["Bayes: product priors + ROI prior LN(log 3, 0.7)"]
+            post = Posterior(h, truth, knows, mu, sd)
+            rng = np.random.default_rng(seed)
+            W = max(2 * draws, 8 * post.d + 2)
+            start = np.stack([post.point(alloc.samples[k % len(alloc.samples)]) for k in range(W)])
+            x["Bayes reference"] = bayes_plan(post, h, start + rng.normal(0, 0.01, start.shape), T, cons, draws, steps,
+                                              rng)[0]
         row = {"family": family, "world": name, **{k: true.revenue(v).sum() / orc for k, v in x.items()}}
+        if steps <= 0:
+            row["Bayes reference"] = float("nan")
+        row["served: plan chosen"] = served.summary["plan_chosen"]
+        cpu, wall = [], []
+        for _ in range(5):  # the served plan's latency (reserve 0.15 as the CLI default), CPU time and wall time
+            t1, c1 = time.perf_counter(), time.process_time()
+            alloc.plan(B, T, reserve=0.15)
+            wall.append((time.perf_counter() - t1) * 1000)
+            cpu.append((time.process_time() - c1) * 1000)
+        row["plan ms CPU / wall (median of 5)"] = f"{np.median(cpu):.0f} / {np.median(wall):.0f}"
+        row["load (1 min)"] = f"{os.getloadavg()[0]:.1f}"
+        row["week-of-year form weight"] = next(f["weight"] for f in alloc.info["forms"] if f["form"] != "calendar") \
+            if len(alloc.info["forms"]) > 1 else 0.0
         pc = served.summary["per_channel"]
         row["identification (min-max)"] = (f"{min(v['identification'] for v in pc.values()):.2f}-"
                                            f"{max(v['identification'] for v in pc.values()):.2f}")
@@ -124,16 +143,22 @@ def open_loop_families(quick: bool, T: int, steps: int, draws: int = 64, which: 
     out = []
     for family, g in res.groupby("family", sort=False):
         out.append(g)
-        served = g["served plan (robust)"]
+        served = g["served plan"]
         out.append(pd.DataFrame([{"family": family, "world": "**mean**", **g[OPEN].mean().to_dict(),
-                                  "identification (min-max)": ""},
+                                  "identification (min-max)": "", "served: plan chosen": "",
+                                  "plan ms CPU / wall (median of 5)": "", "load (1 min)": ""},
                                  {"family": family, "world": "served - Bayes ref. (mean); below equal / hist. (worlds)",
-                                  "served plan (robust)": f"{(served - g['Bayes reference']).mean():+.4f}; "
+                                  "served plan": f"{(served - g['Bayes reference']).mean():+.4f}; "
                                   f"{int((served < g['equal split']).sum())} / {int((served < g['historical mix']).sum())} "
                                   f"of {len(g)}"}]))
     print(f"\nIssue K, open loop, reserve 0, T={T}: TRUE incremental revenue / oracle's, both world families "
           f"(Bayes reference: {steps}+{steps} MCMC steps, {draws} draws); load average at the end {os.getloadavg()[0]:.2f}\n")
     print(markdown(pd.concat(out, ignore_index=True).fillna("")))
+    for family, g in res.groupby("family", sort=False):
+        floor = np.maximum(g["equal split"], g["historical mix"])
+        print(f"{family}: served plan below max(equal split, historical mix) in "
+              f"{int((g['served plan'] < floor - 1e-9).sum())} of {len(g)} worlds; worst gap "
+              f"{(g['served plan'] - floor).min():+.4f}")
 
 
 def replanned_weekly(alloc, true, T, B, reserve, seed=0, noise=0.1, **kw):
@@ -237,7 +262,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2 worlds, 3000 steps (smoke run)")
     ap.add_argument("--families", nargs="?", const="both", choices=["both", "ours", "seasonal"],
                     help="only issue K's open-loop table, on both world families (or one)")
-    ap.add_argument("--bayes-steps", type=int, default=3000, help="MCMC steps of the Bayes reference (burn-in, sampling)")
+    ap.add_argument("--bayes-steps", type=int, default=3000, help="MCMC steps of the Bayes reference (burn-in, sampling); "
+                    "0 = no reference")
+    ap.add_argument("--seeds", help="with --families: a seed range like 5-9 instead of the benchmark worlds (ours: "
+                    "validation worlds past seed 4)")
     ap.add_argument("--validate", help="seed range like 10-29: re-planning variants on validation worlds, then exit")
     ap.add_argument("--noise-seed", type=int, default=0, help="with --validate: seed of the measurement noise")
     ap.add_argument("--reported", action="store_true", help="histories carry platform-reported channel revenue "
@@ -248,7 +276,11 @@ def main() -> None:
         validate(range(a, b + 1), args.periods, args.noise_seed, args.reported)
         return
     if args.families:
-        open_loop_families(args.quick, args.periods, args.bayes_steps, which=args.families)
+        seeds = None
+        if args.seeds:
+            a, b = (int(v) for v in args.seeds.split("-"))
+            seeds = list(range(a, b + 1))
+        open_loop_families(args.quick, args.periods, args.bayes_steps, which=args.families, seeds=seeds)
         return
     worlds = WORLDS[:2] if args.quick else WORLDS
     steps = 3000 if args.quick else args.timesteps

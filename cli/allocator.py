@@ -108,6 +108,11 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
           + (f"  unallocated {s['unallocated']:,.2f}" if s["unallocated"] > 0.01 else ""))
     print(f"expected incremental revenue {s['expected_incremental_revenue']:,.2f}  ROI {s['roi']:.3f}")
     print(f"last year's mix at this budget: expected incremental revenue {s['historical_mix_revenue']:,.2f}")
+    if s.get("plan_chosen"):
+        passes = s["plan_floor_gain_p10"] >= 0
+        print(f"plan served: {s['plan_chosen']} " + ("(the highest expected revenue among the plans that beat last "
+              "year's mix and the equal split in 90% of the posterior draws)" if passes else
+              "(no plan beats last year's mix and the equal split in 90% of the posterior draws: the closest one)"))
     print(f"{'channel':<20}{'spend':>16}{'hist. spend':>16}{'incr. revenue':>18}{'80% interval':>28}{'identified':>11}"
           f"{'ROI':>8}{'marginal ROI':>14}")
     for c, v in s["per_channel"].items():

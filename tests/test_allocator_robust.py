@@ -44,6 +44,7 @@ def test_unidentified_channel_stays_near_history():
     # the expected-revenue planner bets on c's (uncertain) mean; the robust plan keeps c near its historical share
     assert shares(greedy.spend)[2] > 1.5 * hist[2]
     assert abs(shares(robust.spend)[2] / hist[2] - 1) < 0.25
+    assert robust.summary["plan_chosen"] != "expected-revenue optimum"  # the floor guard turned the bet down
     # every channel's expected revenue sits inside its 80% interval, and the interval of c is the wide one
     pc = robust.summary["per_channel"]
     for v in pc.values():
@@ -78,3 +79,52 @@ def test_explore_targets_the_unidentified_channel():
     assert c["expected_narrowing"] > 0.2
     assert (exp_["spend_moved"] > 0).all() and np.isfinite(exp_["expected_revenue_cost"]).all()
     assert exp_.set_index("channel").loc[["a", "b"], "expected_narrowing"].abs().max() < 0.15
+
+
+def two_forms_allocator() -> Allocator:
+    """Two channels with equal historical spend (last year's mix is the equal split); half the draws (one model form)
+    say a returns three times b, the other half that b returns 1.5 times a. Their mean favours a, so the expected-
+    revenue optimum moves budget to a, which loses in every draw of the second form."""
+    rng = np.random.default_rng(1)
+    dates = pd.date_range("2024-01-01", periods=N, freq="7D")
+    spend = np.full((N, 2), 20_000.0) * np.exp(rng.normal(0, 0.1, (N, 2)))
+    h = History(dates=dates, revenue=np.full(N, 1e6), spend=spend, channels=["a", "b"], controls=np.zeros((N, 0)),
+                control_names=[], step_days=7)
+    worlds = []
+    for k in range(16):
+        beta = np.array([150_000.0, 50_000.0]) if k % 2 == 0 else np.array([60_000.0, 90_000.0])
+        worlds.append(MMMParams(channels=["a", "b"], decay=np.full(2, 0.3), half_saturation=np.full(2, 20_000.0),
+                                slope=np.full(2, 1.0), beta=beta * np.exp(rng.normal(0, 0.03, 2)), media_peak_mult=0.0))
+    return Allocator(params=worlds[0], samples=worlds, history=h, worlds=worlds, info={"agent_enabled": False})
+
+
+def test_floor_holds_when_model_forms_disagree():
+    """Where the draws disagree on which way to move, the served plan is not below the better of the equal split and
+    last year's mix in any draw (it stays there); the expected-revenue optimum of the mixture is, in half of them."""
+    from omnidecide.models.allocator.robust import draw_revenue, equal_plan, historical_plan
+
+    alloc = two_forms_allocator()
+    B = 40_000.0 * T
+    res = alloc.plan(B, T, reserve=0.0)
+    greedy = alloc.plan(B, T, reserve=0.0, robust=False)
+    ens = res.ensemble
+    floor = np.maximum(draw_revenue(ens, equal_plan(T, 2, B)),
+                       draw_revenue(ens, historical_plan(alloc.history.spend, T, 0, B)))
+    assert res.summary["plan_chosen"] != "expected-revenue optimum"
+    assert np.all(draw_revenue(ens, res.spend) >= floor * (1 - 1e-6))  # (1e-6: the plan is rounded to cents)
+    assert (draw_revenue(ens, greedy.spend) < floor).mean() >= 0.5  # what the guard prevents
+    assert greedy.summary["expected_incremental_revenue"] > res.summary["expected_incremental_revenue"]
+
+
+def test_week_form_weighed_in_when_the_calendar_misses_the_season():
+    """Stacking weights on held-out weeks: a history whose season peaks are not in the model's event calendar gives
+    the week-of-year form the larger weight; one made by the model's own process gives the calendar form the larger."""
+    from omnidecide.models.allocator.forms import score_forms
+    from omnidecide.models.allocator.mmm import history_from_frame
+    from omnidecide.training.mmm_worlds import make_seasonal_world
+    from omnidecide.training.synth import make_marketing_mix
+
+    w_seasonal = {f.name: f.weight for f in score_forms(history_from_frame(make_seasonal_world(1)[0]))}
+    w_ours = {f.name: f.weight for f in score_forms(history_from_frame(make_marketing_mix(0)[0]))}
+    assert w_seasonal["calendar + week-of-year effects"] > 0.5 > w_ours["calendar + week-of-year effects"]
+    assert abs(sum(w_ours.values()) - 1) < 1e-9

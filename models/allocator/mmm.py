@@ -61,6 +61,7 @@ class MMMParams:
     n_history: int = 0
     controls: list[str] = field(default_factory=list)
     gamma: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    week_effects: bool = False  # the baseline has a free effect per week of the year (see baseline_basis)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -70,12 +71,13 @@ class MMMParams:
     def from_dict(cls, d: dict) -> "MMMParams":
         arr = {k: np.asarray(d.get(k, []), dtype=float) for k in ("decay", "half_saturation", "slope", "beta", "base_coef", "gamma")}
         return cls(channels=list(d["channels"]), controls=list(d.get("controls", [])), n_history=int(d.get("n_history", 0)),
-                   media_peak_mult=float(d["media_peak_mult"]), **arr)
+                   media_peak_mult=float(d["media_peak_mult"]), week_effects=bool(d.get("week_effects", False)), **arr)
 
     def baseline_at(self, dates: pd.DatetimeIndex, index: np.ndarray, step_days: int = 7) -> np.ndarray:
         """Expected baseline (no media, controls at 0) for dates at period `index` (0 = first history period)."""
         X = baseline_basis(pd.DatetimeIndex(dates).isocalendar().week.to_numpy().astype(float),
-                           np.asarray(index, float) / max(self.n_history, 1), peak_flags(dates, step_days))
+                           np.asarray(index, float) / max(self.n_history, 1), peak_flags(dates, step_days),
+                           self.week_effects)
         return X @ self.base_coef if len(self.base_coef) else np.zeros(len(dates))
 
     def media(self, spend: np.ndarray, peak_any: np.ndarray, initial: np.ndarray | float = 0.0) -> np.ndarray:
@@ -146,14 +148,20 @@ def history_from_frame(df: pd.DataFrame, source: str = "history") -> History:
                    control_names=ctrl, step_days=max(step, 1), reported=reported)
 
 
-def baseline_basis(woy: np.ndarray, t_scaled: np.ndarray, peaks: np.ndarray) -> np.ndarray:
-    """level*(1+trend t)*(1+fourier)*(1+peak lifts) expanded into {1,t} x {1,sin,cos..} x {1,618,d11} columns."""
+def baseline_basis(woy: np.ndarray, t_scaled: np.ndarray, peaks: np.ndarray, week_effects: bool = False) -> np.ndarray:
+    """level*(1+trend t)*(1+fourier)*(1+peak lifts) expanded into {1,t} x {1,sin,cos..} x {1,618,d11} columns.
+    week_effects: plus one 0/1 column per week of the year (53 -> 52), a calendar of its own that needs no event
+    dates: season and sale peaks the calendar above does not know stop leaking into media credit (a second model
+    form; models/allocator/forms.py weighs the two by held-out fit)."""
     n = len(woy)
     four = [np.ones(n)]
     for k in range(N_FOURIER):
         ang = 2 * np.pi * (k + 1) * np.asarray(woy, float) / 52.0
         four += [np.sin(ang), np.cos(ang)]
     cols = [a * f * p for a in (np.ones(n), t_scaled) for f in four for p in (np.ones(n), peaks[:, 0], peaks[:, 1])]
+    if week_effects:
+        w = np.clip(np.asarray(woy, int), 1, 52) - 1
+        cols += list(np.eye(52)[w].T)
     return np.stack(cols, 1)
 
 
@@ -172,8 +180,9 @@ class _Problem:
     lift), which 156 weeks of total revenue under habitual spend cannot; beta stays the total-revenue regression's.
     Weeks with a zero or missing report are skipped."""
 
-    def __init__(self, h: History, prior: dict | None = None, report_sigma: float = 0.2, lift: list | None = None):
-        self.h = h
+    def __init__(self, h: History, prior: dict | None = None, report_sigma: float = 0.2, lift: list | None = None,
+                 week_effects: bool = False):
+        self.h, self.week_effects = h, week_effects
         self.lift = list(lift or [])  # models/allocator/lift.py LiftTests: extra rows of the linear fit
         self.prior = PRIOR if prior is None else {**PRIOR, **prior}
         self.C, self.K = len(h.channels), h.controls.shape[1]
@@ -185,7 +194,7 @@ class _Problem:
         self.peaks = h.peaks
         self.peak_any = self.peaks.max(1)
         self.y = h.revenue / self.ys
-        self.base_full = baseline_basis(h.woy, self.t, self.peaks)
+        self.base_full = baseline_basis(h.woy, self.t, self.peaks, week_effects)
         keep = self.base_full.std(0) > 0
         keep[0] = True
         self.keep = keep
@@ -288,7 +297,7 @@ class _Problem:
         base_coef[self.keep] = coef[C:C + self.base.shape[1]] * self.ys
         return MMMParams(n_history=len(self.y), channels=self.h.channels, decay=th[:C].copy(), half_saturation=np.exp(th[C:2 * C]) * self.xs,
                          slope=th[2 * C:3 * C].copy(), beta=coef[:C] * self.ys, media_peak_mult=float(th[3 * C]),
-                         base_coef=base_coef, controls=self.h.control_names,
+                         base_coef=base_coef, controls=self.h.control_names, week_effects=self.week_effects,
                          gamma=coef[C + self.base.shape[1]:] * self.ys / self.cs if self.K else np.zeros(0))
 
 
@@ -306,14 +315,15 @@ class FitResult:
 
 
 def fit(h: History, *, n_starts: int = 4, n_boot: int = 20, seed: int = 0, block: int = 8,
-        prior: dict | None = None, report_sigma: float | None = None, lift: list | None = None) -> FitResult:
+        prior: dict | None = None, report_sigma: float | None = None, lift: list | None = None,
+        week_effects: bool = False) -> FitResult:
     """Point fit (best of several starts) and `n_boot` moving-block residual-bootstrap refits. `prior`: entries that
     replace PRIOR's (e.g. another Hill-slope prior, for planning over more than one prior). With reported channel
     revenue in `h`, `report_sigma` is its lognormal noise; None = estimated from the fit's report residuals (start at
     0.2, two refits; noisier platforms then weigh less). `lift`: lift tests (models/allocator/lift.py), rows of the
     fit weighted by their intervals. The bootstrap resamples the revenue residuals only; reports and lift tests stay
-    as measured."""
-    prob = _Problem(h, prior, 0.2 if report_sigma is None else report_sigma, lift)
+    as measured. week_effects: the second model form (baseline_basis)."""
+    prob = _Problem(h, prior, 0.2 if report_sigma is None else report_sigma, lift, week_effects)
     rng = np.random.default_rng(seed)
     best, best_cost = None, np.inf
     th0, cost0 = prob.solve(prob.y, prob.start(rng, jitter=False))

@@ -2,8 +2,9 @@
 
 `plan(alloc, ...)`: validate the flags (constraints.request_constraints) -> read the actuals -> the state after
 them -> update the planning ensemble from measured channel revenue -> the planner's full-horizon plan on the
-ensemble, robust by default (models/allocator/robust.py: moves away from the historical mix only as far as the
-posterior backs them) -> the agent's period-by-period correction (only where training let it serve) -> made exactly
+ensemble, robust by default (models/allocator/robust.py: the expected-revenue optimum is served only where it beats
+last year's mix and the equal split in 90% of the draws, else the best plan among the penalised optimum, those two
+spreadsheet plans and blends that does) -> the agent's period-by-period correction (only where training let it serve) -> made exactly
 feasible and rounded to cents -> the PLAN table (with each cell's 80% interval over the posterior draws and each
 channel's identification) and its summary.
 """
@@ -18,8 +19,8 @@ from omnidecide.models.allocator.actuals import Actuals, Updating, channel_ratio
 from omnidecide.models.allocator.constraints import (Constraints, after_actuals, enforce_roi_floor, project_plan,
                                                      request_constraints)
 from omnidecide.models.allocator.curves import Curves, Ensemble
-from omnidecide.models.allocator.robust import (RobustObjective, channel_uncertainty, historical_plan, identification,
-                                                trust_region)
+from omnidecide.models.allocator.robust import (RobustObjective, candidates, channel_uncertainty, choose, equal_plan,
+                                                historical_plan, identification, trust_region)
 from omnidecide.models.allocator.solvers import best_plan
 from omnidecide.models.response import geometric_adstock
 
@@ -181,10 +182,20 @@ def plan(alloc, budget: float, periods: int, *, reserve: float = 0.15, lo: dict 
     x_hist = historical_plan(alloc.history.spend, periods - act.k, act.k, cons.spendable)
     ident = identification(upd.ens, x_hist)
     robust = robust and act.channel_revenue is None
-    if robust:
-        x = best_plan(RobustObjective(upd.ens, x_hist), trust_region(cons, x_hist, ident), channels=channels)
-    else:
-        x = best_plan(upd.ens, cons, channels=channels)
+    x = best_plan(upd.ens, cons, channels=channels)
+    chosen = floor_gain = None
+    if robust:  # a choice among the optimised plans, the spreadsheet plans and blends (robust.choose)
+        anchors = {"historical mix": x_hist, "equal split": equal_plan(periods - act.k, len(channels), cons.spendable)}
+        anchors = {k: project_plan(v, cons) for k, v in anchors.items()}
+        opt = {"expected-revenue optimum": x}
+        chosen, scores = choose(upd.ens, candidates(opt, anchors), list(anchors))
+        if chosen != "expected-revenue optimum":  # it has the highest expected revenue: when it passes, it is served
+            opt["penalised optimum"] = best_plan(RobustObjective(upd.ens, x_hist), trust_region(cons, x_hist, ident),
+                                                 channels=channels)
+            plans = candidates(opt, anchors)
+            chosen, scores = choose(upd.ens, plans, list(anchors))
+            x = plans[chosen]
+        floor_gain = scores[chosen]["gain_q10"]
     if use_agent:
         x = agent_corrected(alloc, upd, cons, x, act.k)
     x = to_cents(project_plan(enforce_roi_floor(x, upd.ens, cons, channels), cons))
@@ -201,7 +212,8 @@ def plan(alloc, budget: float, periods: int, *, reserve: float = 0.15, lo: dict 
     summary = {"budget": budget, "periods": periods, "reserve": res_amt, "actual_periods": act.k,
                "planned_spend": s.spend, "unallocated": max(budget - float(full_spend.sum()) - res_amt, 0.0),
                "expected_incremental_revenue": s.incremental_revenue, "roi": s.roi, "per_channel": s.per_channel,
-               "agent": use_agent, "robust": robust, "realised_ratio": upd.realised_ratio,
+               "agent": use_agent, "robust": robust, "plan_chosen": chosen,
+               "plan_floor_gain_p10": floor_gain, "realised_ratio": upd.realised_ratio,
                "historical_mix_revenue": float(hist_rev.sum()),
                "channel_ratio": None if upd.channel_ratio is None else dict(zip(channels, upd.channel_ratio.round(4).tolist())),
                "draws_effective": None if upd.ess is None else dict(zip(channels, upd.ess.round(2).tolist()))}

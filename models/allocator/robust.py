@@ -13,6 +13,14 @@ identify) moving costs more than it is expected to bring, so the plan stays near
 is the historical mix's expected revenue, so the optimum's expected gain over history is at least LAMBDA standard
 deviations of that gain (with LAMBDA = 1 the gain is positive in about 84% of the draws under a normal spread).
 LAMBDA is fixed a priori at one standard deviation; it is not tuned to any benchmark family.
+
+Which plan is served is then a decision among candidates (`choose`): the expected-revenue optimum, the penalised
+one, the two plans a planner would otherwise run (last year's mix and the equal split) and blends between them. A
+spreadsheet plan is the floor the served plan must clear, so the choice is a chance-constrained one: the candidate
+with the highest expected revenue among those whose revenue beats the better of the two spreadsheet plans in at least
+FLOOR_PROB of the draws (the same 10th percentile the 80% intervals report); if none does, the one that comes
+closest (highest 10th percentile of that gain). The draws come from every model form the history supports
+(models/allocator/forms.py), so a move that depends on which form is right does not pass.
 """
 from __future__ import annotations
 
@@ -25,7 +33,34 @@ from omnidecide.models.allocator.curves import Ensemble
 from omnidecide.models.response import hill_and_derivative
 
 LAMBDA = 1.0
+FLOOR_PROB = 0.9  # the served plan must beat both spreadsheet plans in this share of the draws (their 10th percentile)
+BLENDS = (0.25, 0.5, 0.75)  # candidate steps from a spreadsheet plan towards an optimised one
 TRUST = np.log(2.0)  # a channel the draws fully agree on may double or halve its historical total; 0 = stays put
+
+
+def _zero_col(ens: Ensemble) -> np.ndarray:
+    """(K * C,) each draw's and channel's revenue from the carry-over alone (no spend) over the horizon."""
+    st = ens.stack
+    carry = st.decay[None, :] ** np.arange(1, ens.T + 1)[:, None]
+    return (st.beta * st.h(carry * st.init) * st.m2).sum(0)
+
+
+def _per_draw(ens: Ensemble, x: np.ndarray, zero: np.ndarray, grad: bool = False):
+    """Each draw's incremental revenue of plan x (K,), and with grad its gradient (K, T, C): the ensemble's stacked
+    curves evaluated once (no per-draw loop)."""
+    st, K, C, T = ens.stack, ens.K, ens.C, ens.T
+    xt = np.tile(np.asarray(x, float).reshape(T, C).T, (K, 1))
+    h, dh = hill_and_derivative(st._stock_cm(xt), np.asarray(st.half, float)[:, None],
+                                np.asarray(st.slope, float)[:, None])
+    v = K * ((st._bm * h).sum(1) - zero).reshape(K, C).sum(1)
+    if not grad:
+        return v
+    return v, K * st._back_cm(st._bm * dh).reshape(K, C, T).transpose(0, 2, 1)
+
+
+def draw_revenue(ens: Ensemble, x: np.ndarray) -> np.ndarray:
+    """(K,) incremental revenue of plan x in each draw."""
+    return _per_draw(ens, x, _zero_col(ens))
 
 
 class RobustObjective:
@@ -35,21 +70,13 @@ class RobustObjective:
     def __init__(self, ens: Ensemble, x_ref: np.ndarray, lam: float = LAMBDA):
         self.ens, self.lam = ens, float(lam)
         self.T, self.C, self.K = ens.T, ens.C, ens.K
-        st = ens.stack
-        carry = st.decay[None, :] ** np.arange(1, self.T + 1)[:, None]
-        self._zero_col = (st.beta * st.h(carry * st.init) * st.m2).sum(0)  # (K * C,) no-spend revenue per column
+        self._zero_col = _zero_col(ens)
         self.ref = self.per_world(np.asarray(x_ref, float))[0]
         self.eps = 1e-3 * max(abs(self.ref.mean()), 1.0)  # smooths the sd at x_ref (a kink there otherwise)
 
     def per_world(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each draw's incremental revenue of plan x (K,) and its gradient (K, T, C)."""
-        st, K, C, T = self.ens.stack, self.K, self.C, self.T
-        xt = np.tile(np.asarray(x, float).reshape(T, C).T, (K, 1))
-        h, dh = hill_and_derivative(st._stock_cm(xt), np.asarray(st.half, float)[:, None],
-                                    np.asarray(st.slope, float)[:, None])
-        v = K * ((st._bm * h).sum(1) - self._zero_col).reshape(K, C).sum(1)
-        g = K * st._back_cm(st._bm * dh).reshape(K, C, T).transpose(0, 2, 1)
-        return v, g
+        return _per_draw(self.ens, x, self._zero_col, grad=True)
 
     def value_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         v, g = self.per_world(x)
@@ -116,3 +143,32 @@ def channel_uncertainty(ens: Ensemble, x: np.ndarray) -> dict[str, np.ndarray]:
     """Per channel over the posterior draws: expected revenue of plan x and its 80% interval (10th-90th pct)."""
     per = ens.per_world(x).sum(1)  # (K, C)
     return {"mean": per.mean(0), "p10": np.percentile(per, 10, axis=0), "p90": np.percentile(per, 90, axis=0)}
+
+
+def equal_plan(T: int, C: int, spendable: float) -> np.ndarray:
+    """The spreadsheet plan: the budget split evenly over channels and periods."""
+    return np.full((T, C), spendable / max(T * C, 1))
+
+
+def candidates(optimised: dict[str, np.ndarray], anchors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The optimised plans, the anchors, and each optimised plan blended with each anchor at BLENDS."""
+    out = {**optimised, **anchors}
+    for on, xo in optimised.items():
+        for an, xa in anchors.items():
+            for t in BLENDS:
+                out[f"{t:.2f} {on} + {1 - t:.2f} {an}"] = t * xo + (1 - t) * xa
+    return out
+
+
+def choose(ens: Ensemble, plans: dict[str, np.ndarray], anchors: list[str]) -> tuple[str, dict]:
+    """The chance-constrained choice (module docstring): per draw k, each plan's gain over the better anchor
+    max_a R_k(a); serve the plan of highest mean revenue whose gain is >= 0 at the (1 - FLOOR_PROB) quantile, else
+    the plan whose quantile is highest. Returns its name and, per plan, the mean revenue and the gain's quantile."""
+    names = list(plans)
+    R = np.stack([draw_revenue(ens, plans[n]) for n in names], 1)  # (K, P)
+    floor = R[:, [names.index(a) for a in anchors]].max(1)
+    q = np.percentile(R - floor[:, None], 100 * (1 - FLOOR_PROB), axis=0)
+    mean = R.mean(0)
+    ok = q >= 0
+    best = int(np.argmax(np.where(ok, mean, -np.inf))) if ok.any() else int(np.argmax(q))
+    return names[best], {n: {"expected_revenue": float(m), "gain_q10": float(g)} for n, m, g in zip(names, mean, q)}

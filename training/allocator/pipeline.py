@@ -7,6 +7,9 @@ N(0, 1.5 widen) — the residual bootstrap under the MAP priors understates how 
 synthetic worlds the planted curves often sit outside the bootstrap range). With `alt_slope_prior`, every other
 draw comes from a second fit under a Hill-slope prior leaning less S-shaped, so the ensemble also spans the prior
 on the curve's shape (the point fit, its diagnostics and the heuristics stay on PRIOR).
+- model-form uncertainty (models/allocator/forms.py): the planning draws come from the calendar form above and
+  from a form with a free effect per week of the year, in the proportions their stacked held-out predictions weigh
+  them (the agent's training and evaluation worlds stay on the calendar form);
 - the planner the agent corrects maximises the *expected* revenue over `n_plan_worlds` such draws (sample
   average approximation: hedges against curve shapes the data cannot pin down);
 - the agent trains with domain randomisation over `n_worlds` other draws: each episode's realised revenue
@@ -23,6 +26,7 @@ import torch
 
 from omnidecide.models.allocator.artifact import Allocator
 from omnidecide.models.allocator.env import rollout
+from omnidecide.models.allocator.forms import draws_per_form, score_forms
 from omnidecide.models.allocator.mmm import History, MMMParams, fit
 from omnidecide.models.allocator.constraints import Constraints
 
@@ -130,7 +134,14 @@ def run(h: History, cfg: Config, lift: list | None = None) -> tuple[Allocator, d
                                  "media_share": res_alt.diagnostics["media_share"]}
         t_fit = time.time() - t0
     rng = np.random.default_rng(cfg.seed)
-    alloc.worlds = widened_worlds(res.params, res.samples, cfg.n_plan_worlds, cfg.widen, rng, alt)
+    forms = score_forms(h, cfg.seed)  # model-form uncertainty: the planning draws come from each form by its weight
+    k_cal, *k_other = draws_per_form([f.weight for f in forms], cfg.n_plan_worlds) + [0]
+    alloc.info["forms"] = [{"form": f.name, "holdout_rmse": f.holdout_rmse, "weight": f.weight, "planning_draws": k}
+                           for f, k in zip(forms, [k_cal, *k_other])]
+    alloc.worlds = widened_worlds(res.params, res.samples, k_cal, cfg.widen, rng, alt) if k_cal else []
+    if len(forms) > 1 and k_other[0]:
+        res_wk = fit(h, n_boot=cfg.n_boot, seed=cfg.seed, lift=lift, week_effects=True)
+        alloc.worlds += widened_worlds(res_wk.params, res_wk.samples, k_other[0], cfg.widen, rng)
     train_worlds = widened_worlds(res.params, res.samples, cfg.n_worlds, cfg.widen, rng, alt)
     test_worlds = widened_worlds(res.params, res.samples, cfg.n_eval_worlds, cfg.widen, rng, alt)
     metrics = {"lift_tests": len(lift or []), "fit_r2": res.diagnostics["r2"], "fit_mape": res.diagnostics["mape"],
