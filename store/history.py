@@ -25,7 +25,11 @@ COLUMNS = ("user_id", "timestamp", "event", "item_id", "channel", "quantity", "a
 
 def write(version_folder: Path, events: pd.DataFrame) -> None:
     """The churn columns of validated training events, customer by customer."""
-    keep = events[[c for c in COLUMNS if c in events.columns]].sort_values(["user_id", "timestamp"], kind="stable")
+    keep = events[[c for c in COLUMNS if c in events.columns]]
+    if isinstance(keep["user_id"].dtype, pd.CategoricalDtype):  # the compact loader's ids: sort by text, not by code
+        ids = keep["user_id"].cat
+        keep = keep.assign(user_id=ids.reorder_categories(sorted(ids.categories, key=str)))
+    keep = keep.sort_values(["user_id", "timestamp"], kind="stable")
     keep.to_parquet(Path(version_folder) / FILE, index=False, compression="zstd")
 
 

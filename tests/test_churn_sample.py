@@ -45,3 +45,20 @@ def test_frame_sample_before_the_arrays_keeps_whole_customers_and_the_as_of():
     assert len(chosen) == 10
     assert len(sub) == ev["user_id"].astype(str).isin(chosen).sum()
     assert sample_frame(ev, Config(max_customers=10, horizon_days=30), "2025-06-01")[1] == "2025-06-01"
+
+
+def test_history_slices_compact_ids_by_text(tmp_path):
+    """The compact loader keeps ids as categoricals in order of appearance; the version's history must still be sorted
+    by the ids' text, or a customer's rows are not one slice for `History.of`."""
+    import pandas as pd
+
+    from omnidecide.store import history
+
+    ids = ["u9", "u1", "u5", "u1", "u9", "u2"]
+    ev = pd.DataFrame({"user_id": pd.Categorical(ids, categories=["u9", "u1", "u5", "u2"]),
+                       "timestamp": pd.date_range("2026-01-01", periods=6, freq="D"),
+                       "event": "purchase", "item_id": "i1", "channel": "app", "quantity": 1, "amount": 1.0})
+    history.write(tmp_path, ev)
+    h = history.History.read(tmp_path)
+    assert h.of(["u1"])["timestamp"].tolist() == [pd.Timestamp("2026-01-02"), pd.Timestamp("2026-01-04")]
+    assert len(h.of(["u9", "u2"])) == 3 and h.of(["nobody"]).empty

@@ -1,6 +1,8 @@
 """Train the LSTM churn predictor from an events file and save a version in the model store."""
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +59,8 @@ def train(events: Path, *, horizon_days: int = 90, as_of: str | None = None, see
         cfg = Config(horizon_days=horizon_days, seed=seed)
         prof, end, rejected = profile("events", loaded.data), data_end(loaded.data, "timestamp"), loaded.n_rejected
         frame, as_of = sample_frame(loaded.data, cfg, as_of)
+        kept = tempfile.TemporaryDirectory()  # the version's history, written now so the full frame can go
+        history.write(Path(kept.name), loaded.data)
         del loaded  # the arrays `prepare` builds are all that is needed from here (the frame is GBs at 50M rows)
         prep = F.prepare(frame)
         del frame
@@ -68,7 +72,7 @@ def train(events: Path, *, horizon_days: int = 90, as_of: str | None = None, see
 
         def write(folder: Path) -> None:
             model.save(folder)
-            history.write(folder, loaded.data)  # what `/predict_churn {"user_ids": [...]}` scores from
+            shutil.move(Path(kept.name) / history.FILE, folder / history.FILE)  # what `/predict_churn` by id reads
 
         return registry.save("churn", write, metrics=metrics, params=params,
                              data_fingerprint=registry.fingerprint([events]),
