@@ -166,7 +166,7 @@ class RecommenderRuntime:
 
 def _item_events(stored: pd.DataFrame | None) -> pd.DataFrame | None:
     """The online-store events that name an item (item-less purchases say nothing about items); None when none."""
-    if stored is None:
+    if stored is None or not len(stored):  # most requests: no fresh events (skips pandas' ~0.2 ms filter)
         return None
     stored = stored.loc[stored["item_id"].notna()]
     return stored if len(stored) else None

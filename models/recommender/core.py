@@ -182,17 +182,18 @@ class Recommender:
                    titles=titles, price=price, no_consent=no_consent, side=side)
 
     # --- user state ----------------------------------------------------------------------------------
-    def batch_state(self, u: np.ndarray, cols: np.ndarray | None = None) -> UserRows:
-        """State of known users (row indices), over the item columns `cols` (sorted) when given, else all items."""
+    def batch_state(self, u: np.ndarray, cols: np.ndarray | None = None, tifu: bool = True) -> UserRows:
+        """State of known users (row indices), over the item columns `cols` (sorted) when given, else all items.
+        `tifu` False: the TIFU scores left at 0 (they cost the neighbours' rows; retrieval's query does not use them)."""
         u = np.asarray(u)
         n = len(self.item_ids) if cols is None else len(cols)
-        tifu = self.tifu.scores(u, cols) if self.tifu is not None else np.zeros((len(u), n))
+        tifu = self.tifu.scores(u, cols) if self.tifu is not None and tifu else np.zeros((len(u), n))
         return UserRows(dense_rows(self.X, u, cols), dense_rows(self.consumed, u, cols) > 0,
                         dense_rows(self.n_buy, u, cols), dense_rows(self.last_buy, u, cols) - 1.0,
                         dense_rows(self.first_buy, u, cols) - 1.0, tifu)
 
-    def user_state(self, user_id: str, recent: pd.DataFrame | None = None,
-                   cols: np.ndarray | None = None) -> tuple[UserRows, bool]:
+    def user_state(self, user_id: str, recent: pd.DataFrame | None = None, cols: np.ndarray | None = None,
+                   tifu: bool = True) -> tuple[UserRows, bool]:
         """(state of one user as a batch of one, known?), over the item columns `cols` (sorted; they must hold the
         user's history and `recent` items) when given, else all items.
 
@@ -201,7 +202,7 @@ class Recommender:
         n = len(self.item_ids) if cols is None else len(cols)
         uidx = self.user_index.get(user_id)
         if uidx is not None:
-            st = self.batch_state(np.array([uidx]), cols)
+            st = self.batch_state(np.array([uidx]), cols, tifu)
         else:
             st = UserRows(np.zeros((1, n)), np.zeros((1, n), bool), np.zeros((1, n)), np.full((1, n), -1.0),
                           np.full((1, n), -1.0), np.zeros((1, n)))

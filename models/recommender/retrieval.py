@@ -17,8 +17,8 @@ the TIFU basket score and of popularity when stage 1 weighs them in. What the in
 
 The index is built once when the version is saved (training) and stored with it (`items.faiss`): every worker and
 replica then searches the same graph (a multi-threaded HNSW build is not reproducible), and a worker starts in
-seconds instead of rebuilding (45 s at 200k items). Catalogues below `MIN_ITEMS` are scored in full, which is cheaper
-there (bench/recommend_paths.py measures where the two cross).
+seconds instead of rebuilding (45 s at 200k items). Catalogues below `MIN_ITEMS` are scored in full, which costs
+about the same there (bench/recommend_paths.py measures both paths).
 """
 from __future__ import annotations
 
@@ -27,8 +27,17 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-MIN_ITEMS = 2000   # from this many trained items on, requests go through the index (bench/recommend_paths.py)
-N_ANN = 300        # nearest-neighbour candidates per request
+from omnidecide.models.recommender.graph_filter import DENSE_MAX_ITEMS
+
+# Requests go through the index above graph_filter.DENSE_MAX_ITEMS (4,000) items, where the factors are truncated to
+# `max_eig` components. Below it every eigenpair is kept (up to thousands), the exact moments cost m^2 per request,
+# and candidates saved little: measured in bench/recommend_paths.py (docs/BENCHMARKS.md, "Service").
+MIN_ITEMS = DENSE_MAX_ITEMS + 1
+# nearest-neighbour candidates per request (at least twice what the ranking looks at), and the HNSW search breadth:
+# at 10,000 items 200 / 256 gave the same top-20 lists as full scoring for 300 of 300 customers, and cost a third
+# less than 300 / 600 (bench/recommend_paths.py)
+N_ANN = 200
+EF_SEARCH = 256
 FILE = "items.faiss"
 
 
@@ -61,8 +70,8 @@ class ItemIndex:
         self.total = E64.sum(0)       # for the exact mean of <u, e_j> over the catalogue
         self.second_total = E64.T @ E64  # for its exact spread
 
-    def search(self, U: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        self.index.hnsw.efSearch = self.ef_search or max(2 * n, 256)
+    def search(self, U: np.ndarray, n: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        self.index.hnsw.efSearch = max(ef or self.ef_search or max(2 * n, 256), n)
         scores, idx = self.index.search(np.ascontiguousarray(U, dtype=np.float32), n)
         scores[idx < 0] = -np.inf
         return scores, idx
@@ -73,7 +82,7 @@ class ItemIndex:
         U = np.asarray(U, dtype=np.float64)
         n = n or self.n
         mean = U @ self.total / n
-        var = np.einsum("bd,de,be->b", U, self.second_total, U) / n - mean ** 2
+        var = ((U @ self.second_total) * U).sum(1) / n - mean ** 2  # BLAS; einsum's loop took ~2 ms at 512 dims
         return mean, np.sqrt(np.maximum(var, 0.0))
 
 
@@ -121,6 +130,9 @@ class Retrieval:
         self.n_trained = g.Q.shape[0]
         E = self.vectors(rec, np.arange(self.n_trained))
         self.items = ItemIndex(E, index=index)
+        import faiss
+        # one request searches one query: OpenMP threads only spin-wait on a busy machine (one worker per core)
+        faiss.omp_set_num_threads(1)
         self._cats: tuple | None = None  # (key, per-category sums of warm items' vectors, warm counts)
         self._pop: tuple | None = None   # (id of the popularity array, items by popularity, best first)
 
@@ -150,17 +162,20 @@ class Retrieval:
         return out
 
     # --- vectors --------------------------------------------------------------------------------------
+    def factors(self, rec, items: np.ndarray) -> np.ndarray:
+        """Rows `items` of the eigenvectors Q, kept components only (every one, usually: then no column copy)."""
+        Q = rec.graph.Q[items]
+        return Q if len(self.keep) == Q.shape[1] else Q[:, self.keep]
+
     def vectors(self, rec, items: np.ndarray) -> np.ndarray:
         """e_j = Q_j d_j^c over the kept components, for `items` (rows of the current catalogue)."""
-        g = rec.graph
-        return g.Q[items][:, self.keep] * (g.d_graph[items] ** self.c)[:, None]
+        return self.factors(rec, items) * (rec.graph.d_graph[items] ** self.c)[:, None]
 
     def query(self, rec, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """u = (r d^-c Q) h for item signals `rows` (b x len(cols)) over the items `cols`."""
-        g = rec.graph
         nz = np.flatnonzero(np.any(rows != 0, axis=0))
         c = cols[nz]
-        return ((rows[:, nz] * g.d_graph[c] ** -self.c) @ g.Q[c][:, self.keep]) * self.h
+        return ((rows[:, nz] * rec.graph.d_graph[c] ** -self.c) @ self.factors(rec, c)) * self.h
 
     # --- exact scores on candidates -------------------------------------------------------------------
     def graph_z(self, rec, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -202,7 +217,7 @@ class Retrieval:
         `usable`: in stock and not excluded; `n_rank`: how many candidates the ranking looks at."""
         parts = [hist]
         if rows.any():
-            _, idx = self.items.search(self.query(rec, rows, hist), max(N_ANN, 2 * n_rank))
+            _, idx = self.items.search(self.query(rec, rows, hist), max(N_ANN, 2 * n_rank), EF_SEARCH)
             parts.append(idx[0][idx[0] >= 0])
         cold = np.flatnonzero(rec.graph.d_item < 1e-6)
         if len(cold):  # ties within a category: the first ones (any stock: the ranker's pick; usable: the list's)

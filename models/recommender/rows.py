@@ -10,10 +10,13 @@ def gather(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray | None = None) -
     """(row position in `rows`, column, value) of the stored entries of m[rows]; with `cols` (sorted item indices),
     only entries in those columns, the column given as its position in `cols`."""
     rows = np.asarray(rows, dtype=np.int64)
-    start, lens = m.indptr[rows], m.indptr[rows + 1] - m.indptr[rows]
-    total = int(lens.sum())
-    at = np.repeat(start - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(total)
-    r, c, v = np.repeat(np.arange(len(rows)), lens), m.indices[at].astype(np.int64), m.data[at]
+    if len(rows) == 1:  # one customer per request: a slice
+        s, e = m.indptr[rows[0]], m.indptr[rows[0] + 1]
+        r, c, v = np.zeros(e - s, dtype=np.int64), m.indices[s:e].astype(np.int64), m.data[s:e]
+    else:
+        start, lens = m.indptr[rows], m.indptr[rows + 1] - m.indptr[rows]
+        at = np.repeat(start - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(int(lens.sum()))
+        r, c, v = np.repeat(np.arange(len(rows)), lens), m.indices[at].astype(np.int64), m.data[at]
     if cols is not None:
         pos = np.minimum(np.searchsorted(cols, c), max(len(cols) - 1, 0))
         hit = cols[pos] == c if len(cols) else np.zeros(len(c), bool)

@@ -108,7 +108,7 @@ def recommend(rec: Recommender, user_id: str, k: int = 20, *, recent: pd.DataFra
         from omnidecide.models.recommender.ranker import N_CAND
 
         hist = history(rec, user_id, recent)
-        st, known = rec.user_state(user_id, recent, hist)
+        st, known = rec.user_state(user_id, recent, hist, tifu=False)
         if not known:
             return popular(rec, k, ok, channel, store_id, "new customer: ", segment)
         cols = rec.retrieval.candidates(rec, rec.user_index.get(user_id), hist, st.rows, ok, max(n_cand, N_CAND))
@@ -173,8 +173,11 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
     picked = cands[mmr(np.arange(len(cands)), base[cands], emb[ids[cands]], k, diversity)]
 
     hist = np.flatnonzero(row > 0)
+    # per picked item, the history item that explains it best: the user's signal times embedding similarity
+    near = row[hist][:, None] * (emb[ids[hist]] @ emb[ids[picked]].T)
+    near[hist[:, None] == picked[None, :]] = -np.inf  # never explained by itself
     out = []
-    for j in picked:
+    for q, j in enumerate(picked):
         j = int(j)
         if j in subs:
             why, src = f"in-stock substitute for {rec.item_label(ids[subs[j]])} (sold out)", "substitute"
@@ -184,9 +187,8 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
             why, src = f"new in {rec.categories[cat[j]]}, like items you liked", "new_item"
         else:
             src = "gnn"
-            h = hist[hist != j]
-            if len(h):
-                b = h[np.argmax(row[h] * (emb[ids[h]] @ emb[ids[j]]))]  # j itself was never bought (else: re-buy)
+            if np.isfinite(near[:, q]).any():
+                b = hist[np.argmax(near[:, q])]
                 verb = ("bought" if nb[b] > 0 else "rated" if row[b] >= 1 else "added to cart" if row[b] >= 0.6
                         else "clicked" if row[b] >= 0.35 else "viewed")
                 why = f"because you {verb} {rec.item_label(ids[b])}"
