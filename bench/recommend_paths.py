@@ -9,6 +9,10 @@ settings (no tuning, no second stage), then both paths on the same sampled custo
 on a shared machine hits both. Per request: CPU seconds of this process (user + sys) and wall time. This is where
 `retrieval.MIN_ITEMS` comes from: the smallest catalogue where candidates are cheaper.
 
+`--register WORLD --home BENTOML_HOME`: fit WORLD's recommender with `Recommender.build` (default filter settings, no
+tuning, no second stage) and save it as a version in that store, for `bench/service.py --throughput --store` when
+`train recommender` (tuning, LightGBM second stage) does not fit in the time at hand.
+
 `--store`: the latest recommender of a trained model store (tuned, with its second stage, as served): the two paths
 on `--recall-users` sampled customers (their top-20 overlap and how many lists are identical), and the index's own
 top-20 recall against exact maximum-inner-product search over the filter's item vectors for the same customers.
@@ -145,6 +149,28 @@ def store(args) -> None:
           f"**{recall:.4f}**.")
 
 
+def register(world: Path, home: Path) -> None:
+    os.environ["BENTOML_HOME"] = str(home)
+    from omnidecide.models.recommender.core import Recommender
+    from omnidecide.store import registry, snapshot
+    from omnidecide.store.io import load
+
+    ev = load(world / "events.csv", "events").data
+    it = load(world / "items.csv", "items").data
+    ss = load(world / "store_stock.csv", "store_stock").data if (world / "store_stock.csv").exists() else None
+    t0 = time.perf_counter()
+    rec = Recommender.build(ev, it, load(world / "users.csv", "users").data)
+
+    def write(folder: Path) -> None:
+        rec.save(folder)
+        snapshot.write(folder, it, ss)
+
+    tag = registry.save("recommender", write, metrics={}, params={"fit": "Recommender.build, default settings"},
+                        data_fingerprint=registry.fingerprint([world / "events.csv"]),
+                        extra={"n_users": len(rec.user_ids), "n_items": len(rec.item_ids)})
+    print(f"{tag}: fitted and saved in {time.perf_counter() - t0:.0f} s into {home}")
+
+
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, nargs="*", default=[])
@@ -152,7 +178,11 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--store", type=Path, default=None)
     ap.add_argument("--recall-users", type=int, default=1000)
+    ap.add_argument("--register", type=Path, default=None, help="a world folder to fit and save (with --home)")
+    ap.add_argument("--home", type=Path, default=None)
     args = ap.parse_args(argv)
+    if args.register:
+        return register(args.register, args.home)
     print(f"Run: `.venv/bin/python bench/recommend_paths.py {' '.join(argv)}` — "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} CPU cores, "
           f"load average {os.getloadavg()[0]:.1f} at the start.\n", flush=True)
