@@ -216,15 +216,16 @@ class Retrieval:
         own items `hist` (their signal `rows`, 1 x len(hist)), and what the index cannot see (module docstring).
         `usable`: in stock and not excluded; `n_rank`: how many candidates the ranking looks at."""
         parts = [hist]
-        if rows.any():
-            _, idx = self.items.search(self.query(rec, rows, hist), max(N_ANN, 2 * n_rank), EF_SEARCH)
+        u = self.query(rec, rows, hist)
+        if u.any():  # zero when the customer's items are all new (cold): their lists come from popularity
+            _, idx = self.items.search(u, max(N_ANN, 2 * n_rank), EF_SEARCH)
             parts.append(idx[0][idx[0] >= 0])
         cold = np.flatnonzero(rec.graph.d_item < 1e-6)
         if len(cold):  # ties within a category: the first ones (any stock: the ranker's pick; usable: the list's)
             parts += [first_per_group(cold, rec.item_cat[cold], n_rank)]
             cu = cold[usable[cold]]
             parts += [first_per_group(cu, rec.item_cat[cu], n_rank)]
-        if rec.stage.pop_w > 0 or rec.stage.serve == "buy_again" or not rows.any():
+        if rec.stage.pop_w > 0 or rec.stage.serve == "buy_again" or not u.any():
             order = self.by_popularity(rec)
             parts += [order[:n_rank], order[usable[order]][:n_rank]]
         if rec.stage.tifu_w > 0 and rec.tifu is not None and uidx is not None:
