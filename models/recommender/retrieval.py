@@ -135,6 +135,7 @@ class Retrieval:
         faiss.omp_set_num_threads(1)
         self._cats: tuple | None = None  # (key, per-category sums of warm items' vectors, warm counts)
         self._pop: tuple | None = None   # (id of the popularity array, items by popularity, best first)
+        self._by_cat: tuple | None = None  # (key, items of each category)
 
     @staticmethod
     def wanted(rec) -> bool:
@@ -211,15 +212,20 @@ class Retrieval:
 
     # --- candidates -----------------------------------------------------------------------------------
     def candidates(self, rec, uidx: int | None, hist: np.ndarray, rows: np.ndarray, usable: np.ndarray,
-                   n_rank: int) -> np.ndarray:
+                   n_rank: int, k: int = 20) -> np.ndarray:
         """Sorted item indices to score for one user: the index's nearest `N_ANN` to the user's query, the user's
         own items `hist` (their signal `rows`, 1 x len(hist)), and what the index cannot see (module docstring).
-        `usable`: in stock and not excluded; `n_rank`: how many candidates the ranking looks at."""
+        `usable`: in stock and not excluded; `n_rank`: how many candidates the ranking looks at; `k`: list length."""
         parts = [hist]
         u = self.query(rec, rows, hist)
         if u.any():  # zero when the customer's items are all new (cold): their lists come from popularity
             _, idx = self.items.search(u, max(N_ANN, 2 * n_rank), EF_SEARCH)
-            parts.append(idx[0][idx[0] >= 0])
+            ann = idx[0][idx[0] >= 0]
+            parts.append(ann)
+            # a sold-out item near the top gives its place to the most similar usable item of its category, found
+            # over the whole category (rules): those join now, else the list is scored a second time with them
+            top = ann[: 2 * k]
+            parts += [self.substitutes(rec, int(j), usable, k + 1) for j in top[~usable[top]]]
         cold = np.flatnonzero(rec.graph.d_item < 1e-6)
         if len(cold):  # ties within a category: the first ones (any stock: the ranker's pick; usable: the list's)
             parts += [first_per_group(cold, rec.item_cat[cold], n_rank)]
@@ -232,6 +238,18 @@ class Retrieval:
             t = rec.tifu.sparse_scores(np.array([uidx]))
             parts.append(t.indices[np.argsort(-t.data, kind="stable")[:n_rank]])
         return np.unique(np.concatenate(parts).astype(np.int64))
+
+    def substitutes(self, rec, j: int, usable: np.ndarray, n: int) -> np.ndarray:
+        """The n usable items of j's category most similar to j (item embeddings), most similar first."""
+        key = (len(rec.item_ids), hash(rec.item_cat.tobytes()))
+        if self._by_cat is None or self._by_cat[0] != key:
+            order = np.argsort(rec.item_cat, kind="stable")
+            bounds = np.searchsorted(rec.item_cat[order], np.arange(len(rec.categories) + 1))
+            self._by_cat = (key, [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
+        same = self._by_cat[1][rec.item_cat[j]]
+        same = same[usable[same]]
+        emb = rec.embeddings()
+        return same[np.argsort(-(emb[same] @ emb[j]), kind="stable")[:n]]
 
     def by_popularity(self, rec) -> np.ndarray:
         pop = rec.pop["global"]

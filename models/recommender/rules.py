@@ -111,7 +111,7 @@ def recommend(rec: Recommender, user_id: str, k: int = 20, *, recent: pd.DataFra
         st, known = rec.user_state(user_id, recent, hist, tifu=False)
         if not known:
             return popular(rec, k, ok, channel, store_id, "new customer: ", segment)
-        cols = rec.retrieval.candidates(rec, rec.user_index.get(user_id), hist, st.rows, ok, max(n_cand, N_CAND))
+        cols = rec.retrieval.candidates(rec, rec.user_index.get(user_id), hist, st.rows, ok, max(n_cand, N_CAND), k)
     while True:  # at most twice: a sold-out item's substitute outside the candidates joins them
         out = _ranked(rec, user_id, k, recent, cols, ok, channel, exclude, diversity, now)
         if out is None:
