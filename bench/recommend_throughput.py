@@ -1,6 +1,7 @@
 """`/recommend` throughput at a 10,000-item catalogue beside a no-op endpoint of the same server (issue H, item 7).
 
     .venv/bin/python bench/service.py --throughput [--users 3000] [--items 10000] [--seconds 20] [--concurrency 16]
+        [--store BENTOML_HOME]   # a store already trained on that world (training 10,000 items takes a while)
 
 Trains the recommender on a synthetic world of `--items` items, creates a read key, starts `omnidecide serve
 --workers 2` and drives it from one asyncio client process (aiohttp) on the same machine:
@@ -10,7 +11,8 @@ Trains the recommender on a synthetic world of `--items` items, creates a read k
 2. open loop at half `/recommend`'s requests/s: requests sent on a fixed schedule whatever the answers do, latency
    counted from the scheduled send time (no coordinated omission): p50/p95/p99.
 Targets: /recommend >= 0.5x /noop requests/s; p99 <= 15 ms at half load. The client's CPU seconds per run are
-printed: where the client is saturated, both endpoints are capped by it and the ratio flatters /recommend.
+printed: where the client is saturated, both endpoints are capped by it and the ratio flatters /recommend. Last, the
+resident memory of each worker.
 """
 from __future__ import annotations
 
@@ -92,6 +94,14 @@ async def open_loop(url: str, path: str, bodies: list[dict], key: str, rate: flo
     return {"rate": rate, "n": n, "failed": int(n - len(ok)), "p50": p50, "p95": p95, "p99": p99, "max": ok.max()}
 
 
+def worker_rss(pid: int) -> list[float]:
+    """Resident memory (GiB) of each BentoML worker process under the server `pid`, after the timed runs."""
+    import psutil
+
+    return sorted(p.memory_info().rss / 2**30 for p in psutil.Process(pid).children(recursive=True)
+                  if "_bentoml_impl.worker" in " ".join(p.cmdline()))
+
+
 def main(argv: list[str]) -> None:
     import argparse
 
@@ -162,6 +172,7 @@ def main(argv: list[str]) -> None:
         rps = {p: float(np.mean([r["rps"] for r in rs])) for p, rs in runs.items()}
         half = asyncio.run(open_loop(url, "/recommend", rec, key, rps["/recommend"] / 2, args.seconds))
         load1 = os.getloadavg()[0]
+        rss = worker_rss(server.pid)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
@@ -183,3 +194,4 @@ def main(argv: list[str]) -> None:
     print(f"Open loop at half /recommend's rate ({half['rate']:.0f} req/s, {half['n']} requests, "
           f"{half['failed']} failed): p50 {half['p50']:.1f} ms, p95 {half['p95']:.1f} ms, **p99 {half['p99']:.1f} ms** "
           f"(target <= 15 ms), max {half['max']:.1f} ms.")
+    print(f"\nResident memory per worker after the runs: {', '.join(f'{r:.2f}' for r in rss)} GiB.")

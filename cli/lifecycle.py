@@ -111,6 +111,8 @@ def serve(port: int = typer.Option(3000, "--port"), host: str = typer.Option("12
     options = " ".join(x for x in (os.environ.get("BENTOML_CONFIG_OPTIONS", ""), f"services.omnidecide.workers={workers}") if x)
     # the workers stop themselves when this process (the BentoML arbiter after exec) dies, even by SIGKILL
     env = {**os.environ, "BENTOML_HOME": str(registry.home()), "BENTOML_CONFIG_OPTIONS": options, watchdog.ENV: "1"}
+    # one worker per core: a request's small matrix products on several BLAS/OpenMP threads only spin-wait
+    env.update({v: os.environ.get(v, "1") for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
     root = Path(__file__).resolve().parents[1]
     cmd = [sys.executable, "-m", "bentoml", "serve", "omnidecide.serving.service:OmniDecide", "--port", str(port), "--host", host]
     os.chdir(root)

@@ -134,8 +134,9 @@ class RecommenderRuntime:
         rows = rules.recommend(self.rec, req.user_id, req.k, recent=recent, channel=req.channel, store_id=req.store_id,
                                store_stock=stock, exclude=req.exclude, diversity=req.diversity, now=now,
                                personalized=req.personalized, segment=req.segments())
-        items = [RecommendedItem(rank=n + 1, item_id=r.item_id, score=r.score, reason=r.reason, source=r.source)
-                 for n, r in enumerate(rows)]
+        # built from typed rows: construct, not validate (validation was ~5% of a request at 20 items)
+        items = [RecommendedItem.model_construct(rank=n + 1, item_id=r.item_id, score=r.score, reason=r.reason,
+                                                 source=r.source) for n, r in enumerate(rows)]
         return RecommendResponse(user_id=req.user_id, model=self.tag, fallback=any(r.source == "fallback" for r in rows),
                                  items=items, ignored_recent_items=ignored)
 
@@ -166,7 +167,7 @@ class RecommenderRuntime:
 
 def _item_events(stored: pd.DataFrame | None) -> pd.DataFrame | None:
     """The online-store events that name an item (item-less purchases say nothing about items); None when none."""
-    if stored is None:
+    if stored is None or not len(stored):  # most requests: no fresh events (skips pandas' ~0.2 ms filter)
         return None
     stored = stored.loc[stored["item_id"].notna()]
     return stored if len(stored) else None

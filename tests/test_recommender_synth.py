@@ -216,3 +216,70 @@ def test_new_customer_gets_segment_popularity(synth_world, trained):
     assert other.fallback and not any("members" in r.reason for r in other.items)
     with pytest.raises(InputError):
         _req("x", segment="gold").segments()
+
+
+def _with_retrieval(tag, monkeypatch):
+    """Two runtimes of one version: full scoring, and candidate retrieval through a faiss index (built here: the
+    test world is below retrieval.MIN_ITEMS), asking the index for half the catalogue (200 of 400 items)."""
+    from omnidecide.models.recommender import retrieval
+    from omnidecide.serving.recommender import RecommenderRuntime
+
+    monkeypatch.setattr(retrieval, "N_ANN", 40)
+    exact, ann = RecommenderRuntime(tag, live=False), RecommenderRuntime(tag, live=False)
+    ann.rec.retrieval = retrieval.Retrieval.build(ann.rec)
+    return exact, ann
+
+
+def _compare(exact, ann, reqs) -> tuple[float, float]:
+    """(mean top-k overlap, share of identical lists); scores of items in both lists must be equal."""
+    overlap, same = [], []
+    for r in reqs:
+        a, b = exact.recommend(r).items, ann.recommend(r).items
+        assert len(a) == len(b) == r.k
+        sa, sb = {i.item_id: i.score for i in a}, {i.item_id: i.score for i in b}
+        assert all(abs(sa[i] - sb[i]) <= 1e-6 * max(1.0, abs(sa[i])) for i in sa.keys() & sb.keys())
+        overlap.append(len(sa.keys() & sb.keys()) / r.k)
+        same.append([i.item_id for i in a] == [i.item_id for i in b])
+    return float(np.mean(overlap)), float(np.mean(same))
+
+
+def test_retrieval_path_gives_full_scorings_top_k(trained, monkeypatch):
+    """Candidates from the index, then the exact stage-1 score, rules and ranker on those only: the same lists and
+    scores as scoring the whole catalogue, for known customers and for visitors with session events."""
+    exact, ann = _with_retrieval(trained[0], monkeypatch)
+    rec = exact.rec
+    users = list(rec.user_ids[:150])
+    items = list(rec.item_ids)
+    reqs = [_req(u) for u in users] + [_req(u, k=10, diversity=0.3) for u in users[:20]] + [
+        _req(f"visitor{n}", recent_events=[{"item_id": items[(7 * n + j) % len(items)], "event": "cart"}
+                                           for j in range(3)]) for n in range(30)]
+    overlap, same = _compare(exact, ann, reqs)
+    assert overlap >= 0.98 and same >= 0.9, (overlap, same)
+
+
+def test_retrieval_path_honours_live_stock_and_reaches_new_items(trained, monkeypatch):
+    """Through the live catalogue: a sold-out item leaves both paths' lists (a substitute may take its place), and
+    new items posted with a category (cold: not in the index) are recommended by the retrieval path as by full
+    scoring."""
+    from omnidecide.serving.catalogue import Changes, apply
+
+    exact, ann = _with_retrieval(trained[0], monkeypatch)
+    rec = exact.rec
+    users = list(rec.user_ids[:80])
+    tops = {exact.recommend(_req(u, k=5)).items[0].item_id for u in users}
+    cats = [str(c) for c in rec.categories if str(c) != "unknown"]
+    new = [{"item_id": f"new{n:03d}", "category": cats[n % len(cats)], "price": 5.0, "margin": 0.3, "stock": 9,
+            "title": None} for n in range(60)]
+    sold_out = [{"item_id": i, "category": None, "price": None, "margin": None, "stock": 0.0, "title": None}
+                for i in sorted(tops)]
+    for rt in (exact, ann):
+        apply(rt, Changes(1, new + sold_out))
+    assert ann.rec.retrieval is not None and len(ann.rec.item_ids) == len(rec.item_ids) + 60
+    reqs = [_req(u) for u in users] + [_req(f"visitor{n}", recent_events=[
+        {"item_id": new[n]["item_id"], "event": "cart"}, {"item_id": str(rec.item_ids[5 * n]), "event": "view"}])
+        for n in range(20)]
+    overlap, _ = _compare(exact, ann, reqs)
+    assert overlap >= 0.95, overlap
+    got = [i for r in reqs for i in ann.recommend(r).items]
+    assert not {i.item_id for i in got} & tops
+    assert any(i.source == "new_item" for i in got) and any(i.source == "substitute" for i in got)

@@ -35,3 +35,20 @@ def test_index_scores_are_the_filter_scores_and_recall_is_high():
     mean, sd = index.moments(U)
     full = U.astype(np.float64) @ E.T.astype(np.float64)
     assert np.allclose(mean, full.mean(1), rtol=1e-3, atol=1e-6) and np.allclose(sd, full.std(1), rtol=1e-3)
+
+
+def test_top_stable_and_first_per_group_match_their_plain_forms():
+    """The serving path's partial sorts give what a full stable sort gives, ties in index order included."""
+    from omnidecide.models.recommender.retrieval import first_per_group
+    from omnidecide.models.recommender.rules import top_stable
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        v = rng.integers(0, 6, rng.integers(1, 300)).astype(float)
+        v[rng.random(len(v)) < 0.2] = -np.inf
+        n = int(rng.integers(1, 40))
+        assert np.array_equal(top_stable(v, n), np.argsort(-v, kind="stable")[:n])
+        idx = np.sort(rng.choice(1000, len(v), replace=False))
+        group = rng.integers(0, 5, len(v))
+        want = [i for g in np.unique(group) for i in idx[group == g][:n]]
+        assert sorted(first_per_group(idx, group, n).tolist()) == sorted(want)

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from omnidecide.models.recommender.rows import dense_rows, gather, scatter
+
 DAY = 86400.0
 
 
@@ -67,9 +69,10 @@ def frequency(bk: Baskets) -> sp.csr_matrix:
     return bk.aggregate(np.ones(len(bk.user)))
 
 
-def buy_again_scores(freq_rows: np.ndarray, pop: np.ndarray) -> np.ndarray:
-    """Personal top frequency, ties and the rest of the list by popularity (pop >= 0)."""
-    tie = pop / (pop.max() + 1e-12) * 0.99
+def buy_again_scores(freq_rows: np.ndarray, pop: np.ndarray, top: float | None = None) -> np.ndarray:
+    """Personal top frequency, ties and the rest of the list by popularity (pop >= 0; `top`: the catalogue's
+    maximum when `pop` covers only some items)."""
+    tie = pop / ((pop.max() if top is None else top) + 1e-12) * 0.99
     return np.where(freq_rows > 0, freq_rows + tie[None, :], tie[None, :] - 1.0)
 
 
@@ -100,15 +103,28 @@ def neighbours(V: sp.csr_matrix, k: int, chunk: int = 2048) -> np.ndarray:
     return out
 
 
-def smooth(V: sp.csr_matrix, nbrs: np.ndarray, users: np.ndarray, alpha: float) -> np.ndarray:
-    """Dense rows alpha * V[u] + (1 - alpha) * mean of V over u's neighbours, for `users`."""
-    own = V[users].toarray()
+def smooth(V: sp.csr_matrix, nbrs: np.ndarray, users: np.ndarray, alpha: float,
+           cols: np.ndarray | None = None) -> np.ndarray:
+    """Dense rows alpha * V[u] + (1 - alpha) * mean of V over u's neighbours, for `users`; only the item columns
+    `cols` (sorted) when given (serving scores a few hundred candidates, not the catalogue)."""
+    users = np.asarray(users)
+    nb = nbrs[users]
+    valid = nb >= 0
+    cnt = valid.sum(1)
+    r, c, v = gather(V, nb[valid], cols)
+    who = np.repeat(np.arange(len(users)), cnt)[r]  # the user whose neighbour each entry is
+    shape = (len(users), V.shape[1] if cols is None else len(cols))
+    return alpha * dense_rows(V, users, cols) + (1 - alpha) * scatter(who, c, v / np.maximum(cnt, 1)[who], *shape)
+
+
+def smoothed(V: sp.csr_matrix, nbrs: np.ndarray, users: np.ndarray, alpha: float) -> sp.csr_matrix:
+    """`smooth` as a sparse matrix: nonzero only on items the user or a neighbour bought."""
     nb = nbrs[users]
     valid = nb >= 0
     cnt = valid.sum(1)
     rows = np.repeat(np.arange(len(users)), cnt)
     M = sp.csr_matrix((1.0 / np.repeat(np.maximum(cnt, 1), cnt), (rows, nb[valid])), shape=(len(users), V.shape[0]))
-    return alpha * own + (1 - alpha) * (M @ V).toarray()
+    return sp.csr_matrix(alpha * V[users] + (1 - alpha) * (M @ V))
 
 
 @dataclass
@@ -129,8 +145,11 @@ class TIFU:
         self.nbrs = neighbours(self.V, self.k)
         return self
 
-    def scores(self, users: np.ndarray) -> np.ndarray:
-        return smooth(self.V, self.nbrs[:, : self.k], np.asarray(users), self.alpha)
+    def scores(self, users: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
+        return smooth(self.V, self.nbrs[:, : self.k], np.asarray(users), self.alpha, cols)
+
+    def sparse_scores(self, users: np.ndarray) -> sp.csr_matrix:
+        return smoothed(self.V, self.nbrs[:, : self.k], np.asarray(users), self.alpha)
 
 
 def recent_popularity(bk: Baskets, r: int | None) -> sp.csr_matrix:

@@ -14,18 +14,17 @@ import scipy.sparse as sp
 
 from omnidecide.models.recommender.baskets import TIFU, Baskets, buy_again_scores
 from omnidecide.models.recommender.blend import blend_ease, combine, fit_ease, zscore
+from omnidecide.models.recommender.context import SEGMENTS, segment_popularity, side_nodes
 from omnidecide.models.recommender.graph_filter import FilterParams, GraphFilterCF
 from omnidecide.models.recommender.repeat import DAY, RepeatModel
+from omnidecide.models.recommender.rows import dense_rows
 
 # Edge weight per event type (the strongest event of a user-item pair sets the edge).
 EVENT_WEIGHTS = {"purchase": 1.0, "rating": 1.0, "cart": 0.6, "click": 0.35, "view": 0.2, "coupon_redeem": 0.2,
                  "coupon_claim": 0.1}
 CONSUMED = ("purchase", "rating")  # after these a buy-once item is not recommended again
 POP_HALF_LIFE_DAYS = 30.0
-# users.csv attributes that define segments for cold-start popularity, with the reason wording of each
-SEGMENTS = {"member_level": "with {} members", "age_band": "with customers aged {}", "gender": "with {} customers",
-            "city": "with customers in {}"}
-MIN_SEGMENT_USERS = 10  # a segment popularity needs this many training users behind it
+COLD_PENALTY = 0.5  # a new item's graph z: its category's mean over warm items, less this novelty penalty
 
 
 SERVE = ("model", "buy_again")  # what ranks a known user's list; chosen on validation by the training pipeline
@@ -63,41 +62,6 @@ def seconds(ts: pd.Series) -> np.ndarray:
     return (pd.to_datetime(ts) - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy(dtype=float)
 
 
-def side_nodes(it: pd.DataFrame) -> sp.csr_matrix:
-    """Side-information nodes x items: one node per value of `category` and per token of an optional pipe-separated
-    `genres` column (one namespace: a genre equal to the category is the same node). Rows of `it` are aligned to the
-    catalogue. The graph model links items of the same genre through these nodes."""
-    tokens = [set() for _ in range(len(it))]
-    for col in ("category", "genres"):
-        if col in it.columns:
-            vals = it[col].astype(object).where(it[col].notna(), "").astype(str).to_numpy()
-            for ts, v in zip(tokens, vals):
-                ts.update(t.strip() for t in v.split("|") if t.strip())
-    index = {t: n for n, t in enumerate(sorted(set().union(*tokens)))}
-    r = [index[t] for ts in tokens for t in sorted(ts)]
-    c = [j for j, ts in enumerate(tokens) for _ in ts]
-    return sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(index), len(it)))
-
-
-def segment_popularity(user: np.ndarray, item: np.ndarray, weight: np.ndarray, n_items: int,
-                       users: pd.DataFrame | None) -> dict[str, np.ndarray]:
-    """"segment:<column>=<value>" -> item popularity among the training users with that users.csv attribute, for the
-    cold start of a new customer whose attributes are known (member level, age band, gender, city)."""
-    out: dict[str, np.ndarray] = {}
-    if users is None or "user_id" not in users.columns:
-        return out
-    us = users.drop_duplicates("user_id")
-    us = us.set_index(us["user_id"].astype(str))
-    uid = pd.Series(user).astype(str)
-    for col in SEGMENTS:
-        if col not in us.columns:
-            continue
-        vals = uid.map(us[col].astype(object).where(us[col].notna(), "").astype(str)).fillna("").to_numpy()
-        for v in pd.unique(vals[vals != ""]):
-            m = vals == v
-            if len(pd.unique(user[m])) >= MIN_SEGMENT_USERS:
-                out[f"segment:{col}={v}"] = np.bincount(item[m], weights=weight[m], minlength=n_items)
-    return out
 
 
 @dataclass
@@ -122,6 +86,7 @@ class Recommender:
     price: np.ndarray | None = None
     no_consent: set = field(default_factory=set)
     ranker: object | None = None     # optional second stage (models.recommender.ranker.SecondStage)
+    retrieval: object | None = None  # candidate retrieval for big catalogues (models.recommender.retrieval.Retrieval)
     side: sp.csr_matrix | None = None  # side-information nodes x items (build time only, for refits while tuning)
     tifu: TIFU | None = None         # fitted on the purchase baskets; None without purchases
     baskets: Baskets | None = None   # the purchase baskets (build time only, for refits while tuning)
@@ -211,75 +176,92 @@ class Recommender:
                    titles=titles, price=price, no_consent=no_consent, side=side, ease=ease)
 
     # --- user state ----------------------------------------------------------------------------------
-    def batch_state(self, u: np.ndarray) -> UserRows:
-        """State of known users (row indices)."""
+    def batch_state(self, u: np.ndarray, cols: np.ndarray | None = None, tifu: bool = True) -> UserRows:
+        """State of known users (row indices), over the item columns `cols` (sorted) when given, else all items.
+        `tifu` False: the TIFU scores left at 0 (they cost the neighbours' rows; retrieval's query does not use them)."""
         u = np.asarray(u)
-        tifu = self.tifu.scores(u) if self.tifu is not None else np.zeros((len(u), len(self.item_ids)))
-        return UserRows(self.X[u].toarray(), self.consumed[u].toarray() > 0, self.n_buy[u].toarray(),
-                        self.last_buy[u].toarray() - 1.0, self.first_buy[u].toarray() - 1.0, tifu)
+        n = len(self.item_ids) if cols is None else len(cols)
+        tifu = self.tifu.scores(u, cols) if self.tifu is not None and tifu else np.zeros((len(u), n))
+        return UserRows(dense_rows(self.X, u, cols), dense_rows(self.consumed, u, cols) > 0,
+                        dense_rows(self.n_buy, u, cols), dense_rows(self.last_buy, u, cols) - 1.0,
+                        dense_rows(self.first_buy, u, cols) - 1.0, tifu)
 
-    # --- user state ----------------------------------------------------------------------------------
-    def user_state(self, user_id: str, recent: pd.DataFrame | None = None) -> tuple[UserRows, bool]:
-        """(state of one user as a batch of one, known?).
+    def user_state(self, user_id: str, recent: pd.DataFrame | None = None, cols: np.ndarray | None = None,
+                   tifu: bool = True) -> tuple[UserRows, bool]:
+        """(state of one user as a batch of one, known?), over the item columns `cols` (sorted; they must hold the
+        user's history and `recent` items) when given, else all items.
 
         `recent`: fresh events (item_id, event, optional timestamp) not seen at training; merged in (inductive).
         They move the edge weights, counts and recency; the TIFU basket score stays the trained one."""
-        n = len(self.item_ids)
+        n = len(self.item_ids) if cols is None else len(cols)
         uidx = self.user_index.get(user_id)
         if uidx is not None:
-            st = self.batch_state(np.array([uidx]))
+            st = self.batch_state(np.array([uidx]), cols, tifu)
         else:
             st = UserRows(np.zeros((1, n)), np.zeros((1, n), bool), np.zeros((1, n)), np.full((1, n), -1.0),
                           np.full((1, n), -1.0), np.zeros((1, n)))
         if recent is not None and len(recent):
-            for _, r in recent.iterrows():
-                j = self.item_index.get(str(r["item_id"]))
-                ev = str(r.get("event", "view")).lower()
+            ts_all = recent["timestamp"] if "timestamp" in recent.columns else [None] * len(recent)
+            evs = recent["event"] if "event" in recent.columns else ["view"] * len(recent)
+            for item, ev, ts in zip(recent["item_id"], evs, ts_all):
+                j = self.item_index.get(str(item))
+                ev = str(ev).lower()
                 if j is None or ev not in EVENT_WEIGHTS:
                     continue
+                if cols is not None:
+                    j = int(np.searchsorted(cols, j))
                 st.rows[0, j] = max(st.rows[0, j], EVENT_WEIGHTS[ev])
                 if ev in CONSUMED:
                     st.cons[0, j] = True
                 if ev == "purchase":
                     st.nb[0, j] += 1
-                    ts = r.get("timestamp")
                     t = (pd.Timestamp(ts).timestamp() - self.t0) if ts is not None and pd.notna(ts) else self.t_end
                     st.lb[0, j] = max(st.lb[0, j], t)
                     st.fb[0, j] = t if st.fb[0, j] < 0 else min(st.fb[0, j], t)
         return st, uidx is not None or bool(st.rows.any())
 
     # --- scoring -------------------------------------------------------------------------------------
-    def stage1(self, st: UserRows, now: float | np.ndarray | None = None, model: bool = False):
+    def stage1(self, st: UserRows, now: float | np.ndarray | None = None, model: bool = False,
+               cols: np.ndarray | None = None):
         """Stage-1 scores (b x items): discovery from the graph filter, due re-buys from the learned item cycles,
         plus the TIFU basket score (weight `tifu_w`); or the plain buy-again list when validation chose it.
+        `cols` (sorted item indices, `st` over them): the same scores on those items only, through `retrieval`
+        (which needs every item of the users' state among them: the TIFU scaling takes its maximum over `cols`).
 
         Returns (score, graph_z, repeat_score, allowed): consumed buy-once items are not allowed. `model`: the
         model's own score even when buy-again serves (the second stage's features)."""
         now = self.t_end if now is None else now
-        z = blend_ease(zscore(self.graph.score(sp.csr_matrix(st.rows))), self.ease_z(st.rows), self.stage.ease_w,
-                       st.nb > 0)
-        cold = self.graph.d_item < 1e-6
-        if cold.any() and (~cold).any():
-            # new item: content-based score = mean score of the warm items of its category (its embedding is the
-            # category mean, and every score term is linear in the item's embedding), minus a small novelty penalty
-            n_cat = len(self.categories)
-            warm_cat = self.item_cat[~cold]
-            cnt = np.bincount(warm_cat, minlength=n_cat)
-            onehot = sp.csr_matrix((np.ones(len(warm_cat)), (np.arange(len(warm_cat)), warm_cat)),
-                                   shape=(len(warm_cat), n_cat))
-            sums = np.asarray((onehot.T @ z[:, ~cold].T).T)  # per row: sum of warm scores by category
-            cat_mean = np.where(cnt > 0, sums / np.maximum(cnt, 1), z.mean(1, keepdims=True))
-            z[:, cold] = cat_mean[:, self.item_cat[cold]] - 0.5
+        at = slice(None) if cols is None else cols
+        if cols is not None:
+            # retrieval serves trained catalogues above DENSE_MAX_ITEMS, where no EASE is fitted (EASE_MAX_ITEMS)
+            z = self.retrieval.graph_z(self, st.rows, cols)
+        else:
+            z = blend_ease(zscore(self.graph.score(sp.csr_matrix(st.rows))), self.ease_z(st.rows), self.stage.ease_w,
+                           st.nb > 0)
+            cold = self.graph.d_item < 1e-6
+            if cold.any() and (~cold).any():
+                # new item: content-based score = mean score of the warm items of its category (its embedding is the
+                # category mean, and every score term is linear in the item's embedding), less a novelty penalty
+                n_cat = len(self.categories)
+                warm_cat = self.item_cat[~cold]
+                cnt = np.bincount(warm_cat, minlength=n_cat)
+                onehot = sp.csr_matrix((np.ones(len(warm_cat)), (np.arange(len(warm_cat)), warm_cat)),
+                                       shape=(len(warm_cat), n_cat))
+                sums = np.asarray((onehot.T @ z[:, ~cold].T).T)  # per row: sum of warm scores by category
+                cat_mean = np.where(cnt > 0, sums / np.maximum(cnt, 1), z.mean(1, keepdims=True))
+                z[:, cold] = cat_mean[:, self.item_cat[cold]] - COLD_PENALTY
         rep = np.zeros_like(z)
         bought = st.nb > 0
         if self.repeat.has_repeats and bought.any():
             r_idx, c_idx = np.nonzero(bought)
             now_r = np.broadcast_to(np.asarray(now, dtype=float).reshape(-1), (st.rows.shape[0],))[r_idx]
-            rep[r_idx, c_idx] = self.repeat.score(c_idx, st.nb[r_idx, c_idx], st.lb[r_idx, c_idx], now_r)
-        allowed = ~(st.cons & (self.repeat.item_share[None, :] <= 0))
+            items = c_idx if cols is None else cols[c_idx]
+            rep[r_idx, c_idx] = self.repeat.score(items, st.nb[r_idx, c_idx], st.lb[r_idx, c_idx], now_r)
+        allowed = ~(st.cons & (self.repeat.item_share[at][None, :] <= 0))
         if self.stage.serve == "buy_again" and not model:
-            return buy_again_scores(st.nb, self.pop["global"]), z, rep, allowed
-        return combine(z, rep, st.tifu, self.stage, self.pop_z()), z, rep, allowed
+            pop = self.pop["global"]
+            return buy_again_scores(st.nb, pop[at], float(pop.max())), z, rep, allowed
+        return combine(z, rep, st.tifu, self.stage, self.pop_z()[at]), z, rep, allowed
 
     def ease_z(self, rows: np.ndarray) -> np.ndarray | None:
         """z-scored EASE scores of the users' item signals (None without EASE)."""
@@ -363,6 +345,9 @@ class Recommender:
         (folder / "recommender.json").write_text(json.dumps(meta, indent=1))
         if self.ranker is not None:
             self.ranker.save(folder)
+        from omnidecide.models.recommender.retrieval import Retrieval
+        if Retrieval.wanted(self):  # built once at training, so every worker and replica searches the same graph
+            (self.retrieval or Retrieval.build(self)).save(folder)
 
     @classmethod
     def load(cls, folder: Path) -> "Recommender":
@@ -388,4 +373,6 @@ class Recommender:
                   ease=z["ease"] if "ease" in z.files else None, **mats)
         from omnidecide.models.recommender.ranker import SecondStage
         rec.ranker = SecondStage.load(folder)
+        from omnidecide.models.recommender.retrieval import Retrieval
+        rec.retrieval = Retrieval.load(folder, rec) if Retrieval.wanted(rec) else None
         return rec

@@ -92,7 +92,7 @@ def with_items(rec: Recommender, item_ids: list[str], categories: list[str | Non
                            global_share=rec.repeat.global_share),
         item_cat=item_cat, categories=np.array(cat_names), stock=np.concatenate([rec.stock, stock_new]),
         pop={k: _pad(v, n, 0.0) for k, v in rec.pop.items()}, stage=rec.stage, titles=titles_arr, price=price_arr,
-        no_consent=rec.no_consent, ranker=rec.ranker, side=None,
+        no_consent=rec.no_consent, ranker=rec.ranker, retrieval=rec.retrieval, side=None,
         ease=rec.ease)  # kept at the trained size: a new item has no EASE weights (Recommender.ease_z)
     emb = rec.embeddings()
     out._emb = np.vstack([emb, category_embeddings(out, np.vstack([emb, np.zeros((n, emb.shape[1]))]))[item_cat[-n:]]])

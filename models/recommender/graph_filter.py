@@ -25,6 +25,9 @@ from scipy.sparse.linalg import svds
 from torch_geometric.nn import LGConv
 
 
+DENSE_MAX_ITEMS = 4000  # up to this many items the item graph is decomposed densely (every eigenpair)
+
+
 @dataclass
 class FilterParams:
     mu: float = 0.07       # cut-off eigenvalue (relative to the largest)
@@ -89,7 +92,7 @@ class GraphFilterCF:
         """Eigenpairs of the item graph R~^T R~ (two hops of the normalised adjacency): dense when the catalogue is
         small, else the top `max_eig` by randomized subspace iteration on the sparse operator (spectral.py)."""
         n = self.n_items
-        if n <= 4000:
+        if n <= DENSE_MAX_ITEMS:
             lam, Q = np.linalg.eigh((self.R_norm.T @ self.R_norm).toarray())
         else:  # randomized subspace iteration through R~ (models/recommender/spectral.py): sparse products only
             from omnidecide.models.recommender.spectral import item_graph_eigen

@@ -33,10 +33,14 @@ def candidates(score: np.ndarray, allowed: np.ndarray, n: int = N_CAND) -> np.nd
     return np.take_along_axis(top, np.argsort(-np.take_along_axis(s, top, 1), 1, kind="stable"), 1)
 
 
-def features(rec, cand: np.ndarray, score, z, rep, st, now, channels) -> np.ndarray:
-    """(b, n, F) feature tensor for candidates `cand` (b x n item indices); `st`: the users' core.UserRows."""
+def features(rec, cand: np.ndarray, score, z, rep, st, now, channels, items: np.ndarray | None = None) -> np.ndarray:
+    """(b, n, F) feature tensor for candidates `cand` (b x n column indices); `st`: the users' core.UserRows over
+    the same columns. `items`: the catalogue item of each column (None: column j is item j); the columns must hold
+    every item of the users' state (the category affinity and purchase shares sum over them)."""
     b, n = cand.shape
     take = lambda m: np.take_along_axis(m, cand, 1)  # noqa: E731
+    item = cand if items is None else items[cand]
+    item_cat = rec.item_cat if items is None else rec.item_cat[items]
     now = np.broadcast_to(np.asarray(rec.t_end if now is None else now, dtype=float).reshape(-1), (b,))
     rows = st.rows
     nbc, lbc = take(st.nb), take(st.lb)
@@ -46,16 +50,16 @@ def features(rec, cand: np.ndarray, score, z, rep, st, now, channels) -> np.ndar
     # not infinite
     due_personal = np.where(gap > 0, since / np.where(gap > 0, gap, 1.0), np.nan)
     share = nbc / np.maximum(st.nb.sum(1, keepdims=True), 1)
-    cyc = rec.repeat.item_cycle[cand]
+    cyc = rec.repeat.item_cycle[item]
     due = np.where(nbc > 0, (now[:, None] - lbc) / DAY / np.where(np.isnan(cyc) | (cyc <= 0), np.inf, cyc), -1.0)
-    pop = np.log1p(rec.pop["global"])
+    pop = np.log1p(rec.pop["global"][item])
     n_cat = len(rec.categories)
-    aff = np.stack([np.bincount(rec.item_cat, weights=r, minlength=n_cat) for r in rows])
+    aff = np.stack([np.bincount(item_cat, weights=r, minlength=n_cat) for r in rows])
     aff = aff / np.maximum(aff.sum(1, keepdims=True), 1e-12)
-    chan = np.stack([np.log1p(rec.pop.get(f"channel:{c}", rec.pop["global"]))[cand[k]] for k, c in enumerate(channels)])
-    price = rec.price[cand] if rec.price is not None else np.full((b, n), np.nan)
-    return np.stack([take(z), take(score), take(rep), nbc, due, pop[cand], chan,
-                     np.take_along_axis(aff, rec.item_cat[cand], 1), price, rec.repeat.item_share[cand],
+    chan = np.stack([np.log1p(rec.pop.get(f"channel:{c}", rec.pop["global"])[item[k]]) for k, c in enumerate(channels)])
+    price = rec.price[item] if rec.price is not None else np.full((b, n), np.nan)
+    return np.stack([take(z), take(score), take(rep), nbc, due, pop, chan,
+                     np.take_along_axis(aff, rec.item_cat[item], 1), price, rec.repeat.item_share[item],
                      take(rows), take(st.tifu), since, gap, due_personal, share], axis=2)
 
 
@@ -88,12 +92,13 @@ class SecondStage:
         return cls(_Booster(ranker, False), _Booster(clf, True))
 
     # --- inference ---------------------------------------------------------------------------------
-    def rescore_batch(self, rec, score, z, rep, st, allowed, now, channels=None) -> np.ndarray:
+    def rescore_batch(self, rec, score, z, rep, st, allowed, now, channels=None, items=None) -> np.ndarray:
+        """`items`: the catalogue item of each column when the arrays cover candidates only (ranker.features)."""
         if not self.use_for_ranking:
             return score
         cand = candidates(score, allowed)
         b, n = cand.shape
-        F = features(rec, cand, score, z, rep, st, now, channels or [None] * b)
+        F = features(rec, cand, score, z, rep, st, now, channels or [None] * b, items)
         r = self.ranker.predict(F.reshape(b * n, -1)).reshape(b, n)
         out = score.copy()
         top = score.max() + 1.0

@@ -1,22 +1,44 @@
-"""Approximate candidate retrieval for the graph filter: a faiss index over item vectors, a few hundred candidates per
-user, then exact scores on those only.
+"""Candidate retrieval for the graph filter at serving time: a faiss index over item vectors, a few hundred candidates
+per request, then the exact stage-1 score, rules and ranker on those only.
 
 Why it is exact up to the index: the rational filter's score of item j is an inner product,
     s_j = sum_m (r d^-c Q)_m h_m Q_jm d_j^c = <u, e_j>,  u = (r d^-c Q) * h,  e_j = Q_j * d_j^c,
 so ranking a catalogue is maximum-inner-product search over e_j. The index is faiss HNSW with the inner-product metric
 (a navigable graph over the items, exact inner products on the visited ones). Tried first and dropped: IVF-Flat with
 L2 after the one-extra-coordinate reduction (top-20 recall 0.75 on a 2,000-item scale world), IVF-Flat with inner
-products (0.70 on the test graph with 8 of 20 cells probed); HNSW found 1.00 on both. The per-user mean and spread of the scores over the whole catalogue, which the
-ranking z-scores with, come exactly from the item vectors' mean and second-moment matrix, without scoring every item.
+products (0.70 on the test graph with 8 of 20 cells probed); HNSW found 1.00 on both.
 
-Not wired into serving: rules.recommend scores the whole catalogue; measured as a component in bench/scale.py.
+What else makes the candidate scores equal to full scoring's: the per-user mean and spread of the scores over the
+whole catalogue, which stage 1 z-scores with, come exactly from the item vectors' sum and second-moment matrix; a
+cold item's score (its category's mean over warm items) from per-category sums of the same vectors. Items the
+nearest-neighbour search cannot see are added to the candidates: the customer's own items (re-buys, fresh events),
+the first cold items of each category (they tie within a category, so later ones never rank above them), the top of
+the TIFU basket score and of popularity when stage 1 weighs them in. What the index misses is the only difference.
+
+The index is built once when the version is saved (training) and stored with it (`items.faiss`): every worker and
+replica then searches the same graph (a multi-threaded HNSW build is not reproducible), and a worker starts in
+seconds instead of rebuilding (45 s at 200k items). Catalogues below `MIN_ITEMS` are scored in full, which costs
+about the same there (bench/recommend_paths.py measures both paths).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+
+from omnidecide.models.recommender.graph_filter import DENSE_MAX_ITEMS
+
+# Requests go through the index above graph_filter.DENSE_MAX_ITEMS (4,000) items, where the factors are truncated to
+# `max_eig` components. Below it every eigenpair is kept (up to thousands), the exact moments cost m^2 per request,
+# and candidates saved little: measured in bench/recommend_paths.py (docs/BENCHMARKS.md, "Service").
+MIN_ITEMS = DENSE_MAX_ITEMS + 1
+# nearest-neighbour candidates per request (at least twice what the ranking looks at), and the HNSW search breadth:
+# at 10,000 items 200 / 256 gave the same top-20 lists as full scoring for 300 of 300 customers, and cost a third
+# less than 300 / 600 (bench/recommend_paths.py)
+N_ANN = 200
+EF_SEARCH = 256
+FILE = "items.faiss"
 
 
 def filter_vectors(Q: np.ndarray, h: np.ndarray, d: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -29,37 +51,38 @@ def filter_vectors(Q: np.ndarray, h: np.ndarray, d: np.ndarray, c: float) -> tup
     return E, L.astype(np.float32), keep
 
 
-@dataclass
 class ItemIndex:
-    """HNSW (inner product) over item vectors; `search(U, n)` -> (inner products, item indices), best first.
-    `ef_search` 0: twice the number of candidates asked for, at least 256."""
+    """HNSW (inner product) over item vectors E; `search(U, n)` -> (inner products, item indices), best first.
+    `ef_search` 0: twice the number of candidates asked for, at least 256. `index`: a built one (loaded)."""
 
-    E: np.ndarray
-    links: int = 32
-    ef_construction: int = 80
-    ef_search: int = 0
-
-    def __post_init__(self) -> None:
+    def __init__(self, E: np.ndarray, links: int = 32, ef_construction: int = 80, ef_search: int = 0,
+                 index=None) -> None:
         import faiss
 
-        E = np.ascontiguousarray(self.E, dtype=np.float32)
-        self.index = faiss.IndexHNSWFlat(E.shape[1], self.links, faiss.METRIC_INNER_PRODUCT)
-        self.index.hnsw.efConstruction = self.ef_construction
-        self.index.add(E)
-        self.mean = E.mean(0).astype(np.float64)
-        self.second = (E.T.astype(np.float64) @ E.astype(np.float64)) / len(E)  # E[e e^T], for the exact spread
+        E = np.ascontiguousarray(E, dtype=np.float32)
+        if index is None:
+            index = faiss.IndexHNSWFlat(E.shape[1], links, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = ef_construction
+            index.add(E)
+        self.index, self.ef_search = index, ef_search
+        E64 = E.astype(np.float64)
+        self.n = len(E)
+        self.total = E64.sum(0)       # for the exact mean of <u, e_j> over the catalogue
+        self.second_total = E64.T @ E64  # for its exact spread
 
-    def search(self, U: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        self.index.hnsw.efSearch = self.ef_search or max(2 * n, 256)
+    def search(self, U: np.ndarray, n: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        self.index.hnsw.efSearch = max(ef or self.ef_search or max(2 * n, 256), n)
         scores, idx = self.index.search(np.ascontiguousarray(U, dtype=np.float32), n)
         scores[idx < 0] = -np.inf
         return scores, idx
 
-    def moments(self, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per user: mean and standard deviation of <u, e_j> over the whole catalogue (exact)."""
+    def moments(self, U: np.ndarray, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per user: mean and standard deviation of <u, e_j> over a catalogue of `n` items (default: the indexed
+        ones; items beyond them have e_j = 0), exact."""
         U = np.asarray(U, dtype=np.float64)
-        mean = U @ self.mean
-        var = np.einsum("bd,de,be->b", U, self.second, U) - mean ** 2
+        n = n or self.n
+        mean = U @ self.total / n
+        var = ((U @ self.second_total) * U).sum(1) / n - mean ** 2  # BLAS; einsum's loop took ~2 ms at 512 dims
         return mean, np.sqrt(np.maximum(var, 0.0))
 
 
@@ -80,3 +103,156 @@ def recall_at(U: np.ndarray, E: np.ndarray, index: ItemIndex, k: int = 20, candi
         top = np.take_along_axis(idx, np.argsort(-scores, 1)[:, :k], 1)
         hits += [len(set(a) & set(b)) / k for a, b in zip(exact, top)]
     return float(np.mean(hits))
+
+
+def first_per_group(idx: np.ndarray, group: np.ndarray, n: int) -> np.ndarray:
+    """The first `n` of `idx` (ascending) within each value of `group` (aligned with idx)."""
+    if not len(idx):
+        return idx
+    order = np.argsort(group, kind="stable")
+    g = group[order]
+    start = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    rank = np.arange(len(g)) - np.repeat(start, np.diff(np.r_[start, len(g)]))
+    return idx[order[rank < n]]
+
+
+class Retrieval:
+    """One version's candidate retrieval: the index over its trained items' filter vectors, plus what makes the
+    candidates' scores exact (see the module docstring). Works on the version's catalogue grown by live items
+    (`extend.with_items`): those are cold (e_j = 0) and reach the candidates through their category."""
+
+    def __init__(self, rec, index=None) -> None:
+        g = rec.graph
+        p = g.params
+        h = g.lam ** p.p / (g.lam ** p.p + p.mu ** p.p)
+        self.keep = np.flatnonzero(h > 1e-4)
+        self.h, self.c = h[self.keep], p.c
+        self.n_trained = g.Q.shape[0]
+        E = self.vectors(rec, np.arange(self.n_trained))
+        self.items = ItemIndex(E, index=index)
+        import faiss
+        # one request searches one query: OpenMP threads only spin-wait on a busy machine (one worker per core)
+        faiss.omp_set_num_threads(1)
+        self._cats: tuple | None = None  # (key, per-category sums of warm items' vectors, warm counts)
+        self._pop: tuple | None = None   # (id of the popularity array, items by popularity, best first)
+        self._by_cat: tuple | None = None  # (key, items of each category)
+
+    @staticmethod
+    def wanted(rec) -> bool:
+        return rec.graph.Q is not None and len(rec.item_ids) >= MIN_ITEMS
+
+    @classmethod
+    def build(cls, rec) -> "Retrieval":
+        return cls(rec)
+
+    def save(self, folder: Path) -> None:
+        import faiss
+
+        faiss.write_index(self.items.index, str(Path(folder) / FILE))
+
+    @classmethod
+    def load(cls, folder: Path, rec) -> "Retrieval":
+        """The stored index; built here when the version predates it (or does not match its factors)."""
+        import faiss
+
+        path = Path(folder) / FILE
+        index = faiss.read_index(str(path)) if path.exists() else None
+        out = cls(rec, index)
+        if index is not None and (index.ntotal != out.n_trained or index.d != len(out.keep)):
+            out = cls(rec)
+        return out
+
+    # --- vectors --------------------------------------------------------------------------------------
+    def factors(self, rec, items: np.ndarray) -> np.ndarray:
+        """Rows `items` of the eigenvectors Q, kept components only (every one, usually: then no column copy)."""
+        Q = rec.graph.Q[items]
+        return Q if len(self.keep) == Q.shape[1] else Q[:, self.keep]
+
+    def vectors(self, rec, items: np.ndarray) -> np.ndarray:
+        """e_j = Q_j d_j^c over the kept components, for `items` (rows of the current catalogue)."""
+        return self.factors(rec, items) * (rec.graph.d_graph[items] ** self.c)[:, None]
+
+    def query(self, rec, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """u = (r d^-c Q) h for item signals `rows` (b x len(cols)) over the items `cols`."""
+        nz = np.flatnonzero(np.any(rows != 0, axis=0))
+        c = cols[nz]
+        return ((rows[:, nz] * rec.graph.d_graph[c] ** -self.c) @ self.factors(rec, c)) * self.h
+
+    # --- exact scores on candidates -------------------------------------------------------------------
+    def graph_z(self, rec, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Stage 1's graph z (b x len(cols)), equal to full scoring's: z-scored over the whole catalogue, cold items
+        at their category's mean over warm items less the novelty penalty."""
+        from omnidecide.models.recommender.core import COLD_PENALTY
+
+        U = self.query(rec, rows, cols)
+        n = len(rec.item_ids)
+        mean, sd = self.items.moments(U, n)
+        sd = np.maximum(sd, 1e-12)[:, None]
+        z = (U @ self.vectors(rec, cols).T - mean[:, None]) / sd
+        cold = rec.graph.d_item < 1e-6
+        if cold.any() and (~cold).any():
+            sums, cnt = self.category_sums(rec, cold)
+            cat = (U @ sums.T - cnt[None, :] * mean[:, None]) / sd  # per user: sum of warm z by category
+            cat_mean = np.where(cnt > 0, cat / np.maximum(cnt, 1), 0.0)
+            c = cold[cols]
+            z[:, c] = cat_mean[:, rec.item_cat[cols[c]]] - COLD_PENALTY
+        return z
+
+    def category_sums(self, rec, cold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per category: the sum of its warm items' vectors, and their count (cached per catalogue state)."""
+        key = (len(rec.item_ids), len(rec.categories), hash(rec.item_cat.tobytes()))
+        if self._cats is None or self._cats[0] != key:
+            warm = np.flatnonzero(~cold)
+            n_cat = len(rec.categories)
+            onehot = sp.csr_matrix((np.ones(len(warm)), (rec.item_cat[warm], np.arange(len(warm)))),
+                                   shape=(n_cat, len(warm)))
+            self._cats = (key, np.asarray(onehot @ self.vectors(rec, warm)), np.bincount(rec.item_cat[warm],
+                                                                                        minlength=n_cat))
+        return self._cats[1], self._cats[2]
+
+    # --- candidates -----------------------------------------------------------------------------------
+    def candidates(self, rec, uidx: int | None, hist: np.ndarray, rows: np.ndarray, usable: np.ndarray,
+                   n_rank: int, k: int = 20) -> np.ndarray:
+        """Sorted item indices to score for one user: the index's nearest `N_ANN` to the user's query, the user's
+        own items `hist` (their signal `rows`, 1 x len(hist)), and what the index cannot see (module docstring).
+        `usable`: in stock and not excluded; `n_rank`: how many candidates the ranking looks at; `k`: list length."""
+        parts = [hist]
+        u = self.query(rec, rows, hist)
+        if u.any():  # zero when the customer's items are all new (cold): their lists come from popularity
+            _, idx = self.items.search(u, max(N_ANN, 2 * n_rank), EF_SEARCH)
+            ann = idx[0][idx[0] >= 0]
+            parts.append(ann)
+            # a sold-out item near the top gives its place to the most similar usable item of its category, found
+            # over the whole category (rules): those join now, else the list is scored a second time with them
+            top = ann[: 2 * k]
+            parts += [self.substitutes(rec, int(j), usable, k + 1) for j in top[~usable[top]]]
+        cold = np.flatnonzero(rec.graph.d_item < 1e-6)
+        if len(cold):  # ties within a category: the first ones (any stock: the ranker's pick; usable: the list's)
+            parts += [first_per_group(cold, rec.item_cat[cold], n_rank)]
+            cu = cold[usable[cold]]
+            parts += [first_per_group(cu, rec.item_cat[cu], n_rank)]
+        if rec.stage.pop_w > 0 or rec.stage.serve == "buy_again" or not u.any():
+            order = self.by_popularity(rec)
+            parts += [order[:n_rank], order[usable[order]][:n_rank]]
+        if rec.stage.tifu_w > 0 and rec.tifu is not None and uidx is not None:
+            t = rec.tifu.sparse_scores(np.array([uidx]))
+            parts.append(t.indices[np.argsort(-t.data, kind="stable")[:n_rank]])
+        return np.unique(np.concatenate(parts).astype(np.int64))
+
+    def substitutes(self, rec, j: int, usable: np.ndarray, n: int) -> np.ndarray:
+        """The n usable items of j's category most similar to j (item embeddings), most similar first."""
+        key = (len(rec.item_ids), hash(rec.item_cat.tobytes()))
+        if self._by_cat is None or self._by_cat[0] != key:
+            order = np.argsort(rec.item_cat, kind="stable")
+            bounds = np.searchsorted(rec.item_cat[order], np.arange(len(rec.categories) + 1))
+            self._by_cat = (key, [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
+        same = self._by_cat[1][rec.item_cat[j]]
+        same = same[usable[same]]
+        emb = rec.embeddings()
+        return same[np.argsort(-(emb[same] @ emb[j]), kind="stable")[:n]]
+
+    def by_popularity(self, rec) -> np.ndarray:
+        pop = rec.pop["global"]
+        if self._pop is None or self._pop[0] is not pop:
+            self._pop = (pop, np.argsort(-pop, kind="stable"))
+        return self._pop[1]

@@ -31,6 +31,16 @@ def in_stock_mask(rec: Recommender, store_stock: dict[str, float] | None = None)
     return ok
 
 
+def top_stable(values: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the n largest values, best first, ties in index order: `np.argsort(-values, kind="stable")[:n]`
+    without sorting the whole catalogue."""
+    if len(values) <= n:
+        return np.argsort(-values, kind="stable")
+    thr = np.partition(values, len(values) - n)[len(values) - n]
+    idx = np.flatnonzero(values >= thr)
+    return idx[np.argsort(-values[idx], kind="stable")][:n]
+
+
 def mmr(cands: np.ndarray, rel: np.ndarray, emb: np.ndarray, k: int, lam: float) -> np.ndarray:
     """Greedy maximal marginal relevance: (1-lam)*relevance - lam*max similarity to items already picked."""
     if lam <= 0 or len(cands) <= 1:
@@ -53,7 +63,7 @@ def popular(rec: Recommender, k: int, ok: np.ndarray, channel: str | None, store
             segment: dict[str, str] | None = None) -> list[Row]:
     pop, label = rec.popularity(channel, store_id, segment)
     pop = np.where(ok, pop, -np.inf)
-    top = np.argsort(-pop, kind="stable")[:k]
+    top = top_stable(pop, k)
     top = top[np.isfinite(pop[top])]
     total = max(float(np.sum(pop[np.isfinite(pop)])), 1e-12)
     def where(j: int) -> str:
@@ -63,13 +73,28 @@ def popular(rec: Recommender, k: int, ok: np.ndarray, channel: str | None, store
     return [Row(str(rec.item_ids[j]), float(pop[j] / total), f"{why}popular {where(j)}", "fallback") for j in top]
 
 
+def history(rec: Recommender, user_id: str, recent: pd.DataFrame | None) -> np.ndarray:
+    """Sorted indices of the items the user has any state on: training events and fresh ones."""
+    parts = [np.zeros(0, dtype=np.int64)]
+    u = rec.user_index.get(user_id)
+    if u is not None:
+        parts.append(rec.X.indices[rec.X.indptr[u]: rec.X.indptr[u + 1]])
+    if recent is not None and len(recent):
+        parts.append(np.array([j for j in map(rec.item_index.get, recent["item_id"].astype(str)) if j is not None],
+                              dtype=np.int64))
+    return np.unique(np.concatenate(parts).astype(np.int64))
+
+
 def recommend(rec: Recommender, user_id: str, k: int = 20, *, recent: pd.DataFrame | None = None,
               channel: str | None = None, store_id: str | None = None, store_stock: dict[str, float] | None = None,
               exclude: list[str] | None = None, diversity: float = 0.0, now: float | None = None,
               personalized: bool = True, segment: dict[str, str] | None = None) -> list[Row]:
     """Top-k rows for one user. Unknown users with no fresh events get context popularity (source `fallback`): in
     their segment when `segment` (users.csv attributes, e.g. {"member_level": "gold"}) is given, else in the store or
-    channel. So does a user who switched personalisation off (in users.csv, or `personalized=False` per request)."""
+    channel. So does a user who switched personalisation off (in users.csv, or `personalized=False` per request).
+
+    A version with a retrieval index (big catalogues) scores only its candidates (`retrieval.Retrieval`): the same
+    scores, rules and ranker, on a few hundred items instead of the catalogue."""
     ok = in_stock_mask(rec, store_stock)
     for x in exclude or []:
         j = rec.item_index.get(str(x))
@@ -77,62 +102,100 @@ def recommend(rec: Recommender, user_id: str, k: int = 20, *, recent: pd.DataFra
             ok[j] = False
     if user_id in rec.no_consent or not personalized:
         return popular(rec, k, ok, channel, store_id, "personalisation off: ")  # no attributes: they personalise
-    st, known = rec.user_state(user_id, recent)
+    n_cand = max(5 * k, 50)
+    cols = None
+    if rec.retrieval is not None:
+        from omnidecide.models.recommender.ranker import N_CAND
+
+        hist = history(rec, user_id, recent)
+        st, known = rec.user_state(user_id, recent, hist, tifu=False)
+        if not known:
+            return popular(rec, k, ok, channel, store_id, "new customer: ", segment)
+        cols = rec.retrieval.candidates(rec, rec.user_index.get(user_id), hist, st.rows, ok, max(n_cand, N_CAND), k)
+    while True:  # at most twice: a sold-out item's substitute outside the candidates joins them
+        out = _ranked(rec, user_id, k, recent, cols, ok, channel, exclude, diversity, now)
+        if out is None:
+            return popular(rec, k, ok, channel, store_id, "new customer: ", segment)
+        rows, missing = out
+        if not len(missing):
+            return rows
+        cols = np.union1d(cols, missing)
+
+
+def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None, cols: np.ndarray | None,
+            ok: np.ndarray, channel: str | None, exclude: list[str] | None, diversity: float,
+            now: float | None) -> tuple[list[Row], np.ndarray] | None:
+    """(rows, substitutes outside `cols` that must be scored too) for a known user over the items `cols` (all when
+    None); None for an unknown user. Array positions are columns; `ids` maps them to catalogue items."""
+    st, known = rec.user_state(user_id, recent, cols)
     if not known:
-        return popular(rec, k, ok, channel, store_id, "new customer: ", segment)
-    score, z, rep, allowed = rec.stage1(st, now)
+        return None
+    score, z, rep, allowed = rec.stage1(st, now, cols=cols)
     if rec.ranker is not None and rec.stage.serve == "model":
-        score = rec.ranker.rescore_batch(rec, score, z, rep, st, allowed, now, [channel])
+        score = rec.ranker.rescore_batch(rec, score, z, rep, st, allowed, now, [channel], items=cols)
     score, z, rep, allowed = score[0], z[0], rep[0], allowed[0]
     row, nb, lb, gap = st.rows[0], st.nb[0], st.lb[0], st.personal_gap()[0]
+    ids = np.arange(len(rec.item_ids)) if cols is None else cols
     emb = rec.embeddings()
-    cold = rec.graph.d_item < 1e-6
+    cold_all = rec.graph.d_item < 1e-6
+    cold, cat = cold_all[ids], rec.item_cat[ids]
 
-    usable = allowed & ok
+    usable = allowed & ok[ids]
     base = np.where(usable, score, -np.inf)
     n_cand = max(5 * k, 50)
-    cands = np.argsort(-base, kind="stable")[:n_cand]
+    cands = top_stable(base, n_cand)
     cands = cands[np.isfinite(base[cands])]
     # sold-out items the user would have got: push an in-stock substitute from the same category instead
     subs: dict[int, int] = {}
-    raw = np.where(allowed & ~ok & ~cold, score, -np.inf)
+    missing: list[int] = []
+    usable_all = ok.copy()
+    usable_all[ids] &= allowed  # items outside `cols` carry no state of the user: allowed
+    raw = np.where(allowed & ~ok[ids] & ~cold, score, -np.inf)
     cut = base[cands[min(k, len(cands)) - 1]] if len(cands) else -np.inf
-    for j in np.argsort(-raw, kind="stable")[:k]:
-        if not np.isfinite(raw[j]) or raw[j] < cut or (exclude and str(rec.item_ids[j]) in exclude):
+    for j in top_stable(raw, k):
+        if not np.isfinite(raw[j]) or raw[j] < cut or (exclude and str(rec.item_ids[ids[j]]) in exclude):
             continue
-        same = np.flatnonzero((rec.item_cat == rec.item_cat[j]) & usable)
-        same = same[~np.isin(same, cands[:k])]
+        same = np.flatnonzero((rec.item_cat == cat[j]) & usable_all)
+        same = same[~np.isin(same, ids[cands[:k]])]
         if len(same):
-            s = same[np.argmax(emb[same] @ emb[j])]
-            subs[int(s)] = int(j)
-            base[s] = max(base[s], raw[j] * 0.999)
+            s = int(same[np.argmax(emb[same] @ emb[ids[j]])])
+            at = int(np.searchsorted(ids, s))
+            if at >= len(ids) or ids[at] != s:
+                missing.append(s)
+                continue
+            subs[at] = int(j)
+            base[at] = max(base[at], raw[j] * 0.999)
+    if missing:
+        return [], np.array(missing, dtype=np.int64)
     if subs:
-        cands = np.argsort(-base, kind="stable")[:n_cand]
+        cands = top_stable(base, n_cand)
         cands = cands[np.isfinite(base[cands])]
-    picked = mmr(cands, base[cands], emb, k, diversity)
+    picked = cands[mmr(np.arange(len(cands)), base[cands], emb[ids[cands]], k, diversity)]
 
     hist = np.flatnonzero(row > 0)
+    # per picked item, the history item that explains it best: the user's signal times embedding similarity
+    near = row[hist][:, None] * (emb[ids[hist]] @ emb[ids[picked]].T)
+    near[hist[:, None] == picked[None, :]] = -np.inf  # never explained by itself
     out = []
-    for j in picked:
+    for q, j in enumerate(picked):
         j = int(j)
         if j in subs:
-            why, src = f"in-stock substitute for {rec.item_label(subs[j])} (sold out)", "substitute"
+            why, src = f"in-stock substitute for {rec.item_label(ids[subs[j]])} (sold out)", "substitute"
         elif nb[j] > 0:  # a re-buy: never explained by another item
-            why, src = rebuy_reason(rec, j, nb[j], lb[j], gap[j], now), "repeat"
+            why, src = rebuy_reason(rec, ids[j], nb[j], lb[j], gap[j], now), "repeat"
         elif cold[j]:
-            why, src = f"new in {rec.categories[rec.item_cat[j]]}, like items you liked", "new_item"
+            why, src = f"new in {rec.categories[cat[j]]}, like items you liked", "new_item"
         else:
             src = "gnn"
-            h = hist[hist != j]
-            if len(h):
-                b = h[np.argmax(row[h] * (emb[h] @ emb[j]))]  # j itself was never bought (else: re-buy above)
+            if np.isfinite(near[:, q]).any():
+                b = hist[np.argmax(near[:, q])]
                 verb = ("bought" if nb[b] > 0 else "rated" if row[b] >= 1 else "added to cart" if row[b] >= 0.6
                         else "clicked" if row[b] >= 0.35 else "viewed")
-                why = f"because you {verb} {rec.item_label(b)}"
+                why = f"because you {verb} {rec.item_label(ids[b])}"
             else:
-                why = f"popular with customers like you in {rec.categories[rec.item_cat[j]]}"
-        out.append(Row(str(rec.item_ids[j]), float(base[j]), why, src))
-    return out
+                why = f"popular with customers like you in {rec.categories[cat[j]]}"
+        out.append(Row(str(rec.item_ids[ids[j]]), float(base[j]), why, src))
+    return out, np.zeros(0, dtype=np.int64)
 
 
 def rebuy_reason(rec: Recommender, j: int, n_bought: float, last: float, gap: float, now: float | None) -> str:
