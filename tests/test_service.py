@@ -472,6 +472,7 @@ def test_predict_churn_by_id_answers_stored_scored_or_unknown(client, synth_worl
     """[N]: `/predict_churn {"user_ids": [...]}` answers each id from a fresh stored score, else by scoring the events
     the service holds (the version's training history plus `/events`, amounts included), else lists it as unknown;
     a stale stored score is not used; a forgotten customer's training rows are not used either."""
+    from omnidecide.serving.audit import DecisionLog
     from omnidecide.store import db as database
     from omnidecide.store import scores
 
@@ -482,6 +483,8 @@ def test_predict_churn_by_id_answers_stored_scored_or_unknown(client, synth_worl
     db = database.connect()
     for u in (stale, trained, deleted):  # other tests publish scores for the whole world
         db.execute("DELETE FROM customer_scores WHERE user_id = ?", (u,))
+    for u in (fresh, stale, trained, deleted):  # ... and forget some of its customers (their rows then go unused)
+        db.execute("DELETE FROM forgotten WHERE subject = ?", (DecisionLog().key(u),))
     scores.publish(pd.DataFrame([{"user_id": fresh, "churn_probability": 0.123, **row}]), "churn:fresh", as_of, db)
     scores.publish(pd.DataFrame([{"user_id": stale, "churn_probability": 0.987, **row}]), "churn:stale", as_of, db)
     db.execute("UPDATE customer_scores SET published_at = published_at - ? WHERE user_id = ?", (3 * 86400, stale))
