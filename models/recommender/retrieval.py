@@ -31,7 +31,7 @@ from omnidecide.models.recommender.graph_filter import DENSE_MAX_ITEMS
 
 # Requests go through the index above graph_filter.DENSE_MAX_ITEMS (4,000) items, where the factors are truncated to
 # `max_eig` components. Below it every eigenpair is kept (up to thousands), the exact moments cost m^2 per request,
-# and candidates saved little: measured in bench/recommend_paths.py (docs/BENCHMARKS.md, "Service").
+# and full scoring stayed cheaper at every size up to it: measured in bench/recommend_paths.py (docs/BENCHMARKS.md).
 MIN_ITEMS = DENSE_MAX_ITEMS + 1
 # nearest-neighbour candidates per request (at least twice what the ranking looks at), and the HNSW search breadth:
 # at 10,000 items 200 / 256 gave the same top-20 lists as full scoring for 300 of 300 customers, and cost a third
