@@ -31,7 +31,7 @@ from omnidecide.models.recommender.graph_filter import DENSE_MAX_ITEMS
 
 # Requests go through the index above graph_filter.DENSE_MAX_ITEMS (4,000) items, where the factors are truncated to
 # `max_eig` components. Below it every eigenpair is kept (up to thousands), the exact moments cost m^2 per request,
-# and candidates saved little: measured in bench/recommend_paths.py (docs/BENCHMARKS.md, "Service").
+# and full scoring stayed cheaper at every size up to it: measured in bench/recommend_paths.py (docs/BENCHMARKS.md).
 MIN_ITEMS = DENSE_MAX_ITEMS + 1
 # nearest-neighbour candidates per request (at least twice what the ranking looks at), and the HNSW search breadth:
 # at 10,000 items 200 / 256 gave the same top-20 lists as full scoring for 300 of 300 customers, and cost a third
@@ -128,8 +128,12 @@ class Retrieval:
         self.keep = np.flatnonzero(h > 1e-4)
         self.h, self.c = h[self.keep], p.c
         self.n_trained = g.Q.shape[0]
-        E = self.vectors(rec, np.arange(self.n_trained))
-        self.items = ItemIndex(E, index=index)
+        Q = g.Q if len(self.keep) == g.Q.shape[1] else g.Q[:, self.keep]
+        # e_j = Q_j d_j^c of the trained items, kept whole: a request reads a few hundred rows of it instead of
+        # scaling rows of Q each time (items x components float64: 40 MB at 10,000 items x 512)
+        self.E = np.ascontiguousarray(Q * (g.d_graph[: self.n_trained] ** self.c)[:, None])
+        self.scale = g.d_graph[: self.n_trained] ** (-2 * self.c)  # e_j d_j^-2c = Q_j d_j^-c, the query side
+        self.items = ItemIndex(self.E, index=index)
         import faiss
         # one request searches one query: OpenMP threads only spin-wait on a busy machine (one worker per core)
         faiss.omp_set_num_threads(1)
@@ -163,20 +167,22 @@ class Retrieval:
         return out
 
     # --- vectors --------------------------------------------------------------------------------------
-    def factors(self, rec, items: np.ndarray) -> np.ndarray:
-        """Rows `items` of the eigenvectors Q, kept components only (every one, usually: then no column copy)."""
-        Q = rec.graph.Q[items]
-        return Q if len(self.keep) == Q.shape[1] else Q[:, self.keep]
-
     def vectors(self, rec, items: np.ndarray) -> np.ndarray:
-        """e_j = Q_j d_j^c over the kept components, for `items` (rows of the current catalogue)."""
-        return self.factors(rec, items) * (rec.graph.d_graph[items] ** self.c)[:, None]
+        """e_j for `items` of the current catalogue: items added live (beyond the trained ones) are cold, e_j = 0."""
+        if not len(items) or items[-1] < self.n_trained:  # `items` sorted
+            return self.E[items]
+        out = np.zeros((len(items), self.E.shape[1]))
+        old = items < self.n_trained
+        out[old] = self.E[items[old]]
+        return out
 
     def query(self, rec, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """u = (r d^-c Q) h for item signals `rows` (b x len(cols)) over the items `cols`."""
+        """u = (r d^-c Q) h for item signals `rows` (b x len(cols)) over the items `cols` (sorted)."""
         nz = np.flatnonzero(np.any(rows != 0, axis=0))
         c = cols[nz]
-        return ((rows[:, nz] * rec.graph.d_graph[c] ** -self.c) @ self.factors(rec, c)) * self.h
+        c = c[c < self.n_trained]  # live items: e_j = 0
+        nz = nz[: len(c)]
+        return ((rows[:, nz] * self.scale[c]) @ self.E[c]) * self.h
 
     # --- exact scores on candidates -------------------------------------------------------------------
     def graph_z(self, rec, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
