@@ -78,7 +78,12 @@ class SecondStage:
         return self.calibrator(np.log(p / (1 - p)))
 
     @classmethod
-    def fit(cls, X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0) -> "SecondStage":
+    def fit(cls, X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0,
+            classifier_rows: int | None = None) -> "SecondStage":
+        """`classifier_rows`: the purchase-probability classifier learns from the first rows only (the validation
+        cut's). /bid asks it about any item, not only candidates; fit on the earlier cuts' refits too, its trees put
+        items far outside the candidates at the top calibrated bin (0.92 on the synthetic world), and /bid then valued
+        random items above recommended ones (tests/test_service.py). The ranker sees every row."""
         import lightgbm as lgb
 
         # one thread: the candidate sets are small, and OpenMP threads spin-waiting on a shared 2-core machine made
@@ -88,7 +93,9 @@ class SecondStage:
                       deterministic=True)
         ranker = lgb.train({"objective": "lambdarank", "eval_at": [20], **common},
                            lgb.Dataset(X, y, group=groups, feature_name=FEATURES), num_boost_round=100)
-        clf = lgb.train({"objective": "binary", **common}, lgb.Dataset(X, y, feature_name=FEATURES), num_boost_round=100)
+        Xc, yc = (X, y) if classifier_rows is None else (X[:classifier_rows], y[:classifier_rows])
+        clf = lgb.train({"objective": "binary", **common}, lgb.Dataset(Xc, yc, feature_name=FEATURES),
+                        num_boost_round=100)
         return cls(_Booster(ranker, False), _Booster(clf, True))
 
     # --- inference ---------------------------------------------------------------------------------

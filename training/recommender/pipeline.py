@@ -105,7 +105,7 @@ def choose_serving(rec_fit: Recommender, val: pd.DataFrame, seed: int, extra: li
             for n, c in zip(users, sub):
                 reranked[n] = c
         options["stage1+lightgbm"] = ranking_report([c[:K] for c in reranked], rel, K)
-        ss = SecondStage.fit(Xm, ym, gm, seed)
+        ss = SecondStage.fit(Xm, ym, gm, seed, classifier_rows=len(y))
     serve = max(options, key=lambda name: (score_key(options[name]), -list(options).index(name)))
     if ss is not None:
         ss.use_for_ranking = serve == "stage1+lightgbm"
