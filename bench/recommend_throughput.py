@@ -118,6 +118,8 @@ def main(argv: list[str]) -> None:
     args = ap.parse_args(argv)
     import httpx
 
+    from omnidecide.serving.ready import wait_ready
+
     world_items = args.world_items or args.items
     world = ROOT / "data" / f"bench-service-{args.users}-{world_items}"
     omni = [str(Path(sys.executable).with_name("omnidecide"))]
@@ -144,13 +146,7 @@ def main(argv: list[str]) -> None:
     noop = [{}]
     runs: dict[str, list[dict]] = {"/noop": [], "/recommend": []}
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
+        wait_ready(url, 300)
         if world_items < args.items:  # the rest of the catalogue arrives live (POST /items), as cold items
             ingest = subprocess.run(omni + ["keys", "create", "--scope", "ingest", "--name", f"bench-in-{os.getpid()}"],
                                     check=True, env=env, capture_output=True, text=True).stdout.strip().splitlines()[-1]

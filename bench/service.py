@@ -82,17 +82,12 @@ def requests_for(world: Path, n: int, seed: int = 0) -> dict[str, list[dict | No
 
 def start(omni: list[str], env: dict, port: int) -> subprocess.Popen:
     """`omnidecide serve` as users start it, in its own process group; returns once /readyz answers 200."""
-    import httpx
+    from omnidecide.serving.ready import wait_ready
 
     server = subprocess.Popen(omni + ["serve", "--port", str(port)], env=env, cwd=ROOT, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(240):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(1)
+    if wait_ready(f"http://127.0.0.1:{port}", 240) is not None:
+        return server
     raise RuntimeError("the server did not become ready in 240 s")
 
 
@@ -266,6 +261,7 @@ def ingest(batches: int = 600, batch_size: int = 100, clients: int = 8) -> None:
 
     import httpx
 
+    from omnidecide.serving.ready import wait_ready
     from omnidecide.store.db import Database
 
     url_file = Path("/tmp/omnidecide-test-database-url")
@@ -297,13 +293,7 @@ def ingest(batches: int = 600, batch_size: int = 100, clients: int = 8) -> None:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(180):
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(1)
+            wait_ready(base, 180)
             now = "2026-06-01T10:00:00"
 
             def body(n: int) -> bytes:

@@ -121,9 +121,8 @@ def serve():
     import socket
     import subprocess
     import sys
-    import time
 
-    import httpx
+    from omnidecide.serving.ready import wait_ready
 
     started: list[subprocess.Popen] = []
 
@@ -137,17 +136,11 @@ def serve():
                                 start_new_session=True, stdout=subprocess.DEVNULL, stderr=err)
         started.append(proc)
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                err.seek(0)
-                raise RuntimeError(f"server exited {proc.returncode}: {err.read().decode()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    return base
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
+        if wait_ready(base, 180, proc, every=0.5) is not None:
+            return base
+        if proc.poll() is not None:
+            err.seek(0)
+            raise RuntimeError(f"server exited {proc.returncode}: {err.read().decode()[-3000:]}")
         raise RuntimeError("server not ready in 180 s")
 
     start.processes = started  # type: ignore[attr-defined]

@@ -13,12 +13,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
+
+from omnidecide.serving.ready import wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "od_bento-test-key"
@@ -67,16 +68,8 @@ def server(trained, tmp_path_factory):
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
+        if wait_ready(url, 240, proc) is None:
             assert proc.poll() is None, (tmp / "serve.log").read_text()[-4000:]
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
             pytest.fail("the Bento did not get ready in 240 s:\n" + (tmp / "serve.log").read_text()[-4000:])
         yield url, proc, empty
     finally:
