@@ -10,10 +10,9 @@ an impression of the top-20 recommendations to a fixed sample of training users 
 from __future__ import annotations
 
 import threading
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from omnidecide.models.bidding import BidPolicy, impression_value, multiplier
@@ -91,7 +90,7 @@ class Bidder:
     def unit(self) -> str:
         return _item_values(self.rt, [])[1]
 
-    def bid(self, req: BidRequest, stored: pd.DataFrame | None = None) -> BidResponse:
+    def bid(self, req: BidRequest, stored: Sequence[tuple[str, str, float]] = ()) -> BidResponse:
         """`stored`: the user's online-store events, so a cart on the app minutes ago raises the bid on that item."""
         self.rt.sync()
         if self.rt.rec.ranker is None:

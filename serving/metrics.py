@@ -33,8 +33,17 @@ def _histograms() -> tuple:
     return _made
 
 
+_children: dict[tuple[str, str, str], object] = {}  # labelled histograms, looked up once (`labels` takes a lock)
+
+
 def model_call(endpoint: str, version: str | None, outcome: str, seconds: float) -> None:
-    _histograms()[1].labels(endpoint, version or "none", outcome).observe(seconds)
+    key = (endpoint, version or "none", outcome)
+    child = _children.get(key)
+    if child is None:
+        if len(_children) > 1000:  # versions come and go: keep the lookup bounded
+            _children.clear()
+        child = _children[key] = _histograms()[1].labels(*key)
+    child.observe(seconds)  # type: ignore[attr-defined]
 
 
 def endpoint_label(path: str) -> str:

@@ -4,7 +4,7 @@ Plain class plus pydantic request/response models, so the BentoML service, the C
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -118,17 +118,11 @@ class RecommenderRuntime:
             self.live.sync(self)
 
     def recommend(self, req: RecommendRequest, now: float | None = None,
-                  stored: pd.DataFrame | None = None) -> RecommendResponse:
-        """`stored`: the user's events from the online store (item_id, event, timestamp), merged with the request's."""
+                  stored: Sequence[tuple[str, str, float]] = ()) -> RecommendResponse:
+        """`stored`: the user's item events from the online store (`OnlineStore.recent_items`), merged with the
+        request's."""
         self.sync()
-        recent = None
-        if req.recent_events:
-            recent = pd.DataFrame([e.model_dump() for e in req.recent_events])
-            recent["timestamp"] = pd.to_datetime(recent["timestamp"], utc=True).dt.tz_localize(None)
-        stored = _item_events(stored)
-        if stored is not None:
-            stored = stored[["item_id", "event", "timestamp"]]
-            recent = stored if recent is None else pd.concat([stored, recent], ignore_index=True)
+        recent = events_frame(stored, req.recent_events)
         ignored = sorted(set(recent["item_id"]) - self.rec.item_index.keys()) if recent is not None else []
         stock = self.store_stock.get(str(req.store_id)) if req.store_id else None
         rows = rules.recommend(self.rec, req.user_id, req.k, recent=recent, channel=req.channel, store_id=req.store_id,
@@ -155,19 +149,28 @@ class RecommenderRuntime:
         return requested and user_id not in self.rec.no_consent
 
     def purchase_probability(self, user_id: str, item_ids: list[str], channel: str | None = None,
-                             personalized: bool = True, stored: pd.DataFrame | None = None) -> list[float]:
+                             personalized: bool = True, stored: Sequence[tuple[str, str, float]] = ()) -> list[float]:
         """Calibrated P(purchase) per (user, item, channel) from the second stage; NaN when no second stage.
         `stored`: the user's online-store events. Without consent the user is scored as an anonymous visitor."""
         if self.rec.ranker is None:
             return [float("nan")] * len(item_ids)
         if not self.personalized(user_id, personalized):
             return self.rec.ranker.probability(self.rec, "\0anonymous", item_ids, channel)
-        return self.rec.ranker.probability(self.rec, user_id, item_ids, channel, _item_events(stored))
+        return self.rec.ranker.probability(self.rec, user_id, item_ids, channel, events_frame(stored))
 
 
-def _item_events(stored: pd.DataFrame | None) -> pd.DataFrame | None:
-    """The online-store events that name an item (item-less purchases say nothing about items); None when none."""
-    if stored is None or not len(stored):  # most requests: no fresh events (skips pandas' ~0.2 ms filter)
+def events_frame(stored: Sequence[tuple[str, str, float]], fresh: Sequence[RecentEvent] = ()) -> pd.DataFrame | None:
+    """The model's `recent` frame (item_id, event, timestamp as naive UTC): the online store's item events, newest
+    first, then the request's own; None when neither has any, so most requests build no DataFrame at all."""
+    parts = []
+    if stored:
+        items, events, ts = zip(*stored)
+        parts.append(pd.DataFrame({"item_id": list(items), "event": list(events),
+                                   "timestamp": pd.to_datetime(np.asarray(ts, dtype=float), unit="s")}))
+    if fresh:
+        own = pd.DataFrame([e.model_dump() for e in fresh])
+        own["timestamp"] = pd.to_datetime(own["timestamp"], utc=True).dt.tz_localize(None)
+        parts.append(own)
+    if not parts:
         return None
-    stored = stored.loc[stored["item_id"].notna()]
-    return stored if len(stored) else None
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)

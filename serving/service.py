@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar
 import anyio
 import bentoml
 
-from omnidecide.serving import admin, auth, catalogue, churn_by_id, metrics, watchdog
+from omnidecide.serving import accept, admin, auth, catalogue, churn_by_id, metrics, watchdog
 from omnidecide.serving.errors import BAD_INPUT, ApiError, Guard, answers, bad_input
 from omnidecide.serving.allocator import AllocatorRuntime, PlanRequest, PlanResponse
 from omnidecide.serving.audit import DecisionLog
@@ -83,6 +83,8 @@ class OmniDecide:
         self._ingest_threads: anyio.CapacityLimiter | None = None  # see `events`
         self._bidders: dict[str, Bidder] = {}  # by recommender tag: production and canary each have one
         watchdog.exit_with_parent()  # under `omnidecide serve`: a killed parent never leaves this worker behind
+        if auth.bound_host() is not None:  # a server worker (not in-process): share new connections with the others
+            accept.one_connection_per_wakeup()
         # Everything loaded so far lives as long as the process: move it out of the collector's sight, so that a
         # full (generation-2) collection no longer walks the loaded models and libraries on some request (one
         # ~200 ms pause every few hundred requests; see BENCHMARKS "Service").
@@ -95,7 +97,7 @@ class OmniDecide:
         """Top-K items for a user on a page view, with a reason per item; the user's events from `/events` and the
         request's `recent_events` both steer it."""
         request = RecommendRequest.model_construct(**fields)  # validated by BentoML against input_spec
-        stored = self.store.recent(request.user_id)
+        stored = self.store.recent_items(request.user_id)
         resp, ms = _call(self.recommender, request.user_id, lambda r: r.recommend(request, stored=stored),
                          self.log, "recommend")
         self.log.write("recommend", resp.model, request.user_id, {
@@ -147,7 +149,7 @@ class OmniDecide:
         one ad channel (the user's churn figures, when given, add a retention credit)."""
         request = BidRequest.model_construct(**fields)  # validated by BentoML against input_spec
         request, churn_source = scores.for_bid(request, self.store.db)
-        stored = self.store.recent(request.user_id)
+        stored = self.store.recent_items(request.user_id)
         resp, ms = _call(self.recommender, request.user_id, lambda r: self._bidder(r).bid(request, stored),
                          self.log, "bid")
         resp.churn_source = churn_source

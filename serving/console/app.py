@@ -210,7 +210,7 @@ async def recommend(request: Request) -> Response:
             error = (svc.recommender.error if svc is not None else None) or "the recommender is not served"
         else:
             try:
-                result = runtime.recommend(RecommendRequest(user_id=user, k=10), stored=svc.store.recent(user))
+                result = runtime.recommend(RecommendRequest(user_id=user, k=10), stored=svc.store.recent_items(user))
             except InputError as e:
                 error = str(e)
     return page(request, "recommend.html", user_id=user, result=result, error=error, title="Recommendations")
