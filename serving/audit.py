@@ -156,13 +156,16 @@ class DecisionLog:
     def __init__(self, db: database.Database | None = None) -> None:
         self.db = db or database.connect()
         self._secret = hash_secret(self.db)
+        self._mac = hmac.new(self._secret, digestmod=hashlib.sha256)  # keyed once; `key` copies it
         self._writer = _writer(self.db)
 
     def key(self, subject: str | None) -> str | None:
         """What the log stores for a customer id: its HMAC, hex."""
         if subject is None:
             return None
-        return hmac.new(self._secret, subject.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+        mac = self._mac.copy()
+        mac.update(subject.encode("utf-8", "surrogatepass"))
+        return mac.hexdigest()
 
     def write(self, endpoint: str, model: str | None, subject: str | None, decision: dict[str, Any],
               ms: float | None = None) -> None:

@@ -17,6 +17,7 @@ from typing import Any, Callable, TypeVar
 
 import anyio
 import bentoml
+from starlette.responses import Response
 
 from omnidecide.serving import accept, admin, auth, catalogue, churn_by_id, metrics, watchdog
 from omnidecide.serving.errors import BAD_INPUT, ApiError, Guard, answers, bad_input
@@ -95,15 +96,16 @@ class OmniDecide:
     @answers(set(RecommendRequest.model_fields))
     def recommend(self, **fields: Any) -> RecommendResponse:
         """Top-K items for a user on a page view, with a reason per item; the user's events from `/events` and the
-        request's `recent_events` both steer it."""
+        request's `recent_events` both steer it. The body is a RecommendResponse, written as JSON straight from the
+        model's rows (serving.recommender.Ranked)."""
         request = RecommendRequest.model_construct(**fields)  # validated by BentoML against input_spec
         stored = self.store.recent_items(request.user_id)
-        resp, ms = _call(self.recommender, request.user_id, lambda r: r.recommend(request, stored=stored),
-                         self.log, "recommend")
-        self.log.write("recommend", resp.model, request.user_id, {
-            "fallback": resp.fallback, "channel": request.channel, "store_id": request.store_id,
-            "personalized": request.personalized, "items": [[i.item_id, i.reason] for i in resp.items]}, ms=ms)
-        return resp
+        ranked, ms = _call(self.recommender, request.user_id, lambda r: r.rank(request, stored=stored),
+                           self.log, "recommend")
+        self.log.write("recommend", ranked.model, request.user_id, {
+            "fallback": ranked.fallback, "channel": request.channel, "store_id": request.store_id,
+            "personalized": request.personalized, "items": [[r.item_id, r.reason] for r in ranked.rows]}, ms=ms)
+        return Response(ranked.json(), media_type="application/json")  # type: ignore[return-value]
 
     @bentoml.api(route="/events", input_spec=EventsRequest)
     @answers(set(EventsRequest.model_fields))
