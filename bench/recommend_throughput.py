@@ -11,8 +11,10 @@ Trains the recommender on a synthetic world of `--items` items, creates a read k
 2. open loop at half `/recommend`'s requests/s: requests sent on a fixed schedule whatever the answers do, latency
    counted from the scheduled send time (no coordinated omission): p50/p95/p99.
 Targets: /recommend >= 0.5x /noop requests/s; p99 <= 15 ms at half load. The client's CPU seconds per run are
-printed: where the client is saturated, both endpoints are capped by it and the ratio flatters /recommend. Last, the
-resident memory of each worker.
+printed: where the client is saturated, both endpoints are capped by it and the ratio flatters /recommend. So is the
+server's: CPU ms (user+sys) per request summed over the workers, and each worker's share of it — a worker left idle
+(every connection on the other) halves a CPU-bound endpoint's throughput whatever the code costs. Last, the resident
+memory of each worker.
 """
 from __future__ import annotations
 
@@ -47,6 +49,18 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def workers(pid: int) -> list:
+    """The BentoML worker processes under the server `pid`."""
+    import psutil
+
+    return [p for p in psutil.Process(pid).children(recursive=True) if "_bentoml_impl.worker" in " ".join(p.cmdline())]
+
+
+def worker_cpu(procs: list) -> list[float]:
+    """CPU seconds (user+sys) each worker has used so far."""
+    return [sum(p.cpu_times()[:2]) for p in procs]
+
+
 async def closed_loop(url: str, path: str, bodies: list[dict], key: str, concurrency: int, seconds: float) -> dict:
     import aiohttp
 
@@ -68,7 +82,7 @@ async def closed_loop(url: str, path: str, bodies: list[dict], key: str, concurr
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
         await asyncio.gather(*(worker(s, n) for n in range(concurrency)))
     wall = time.perf_counter() - t0
-    return {"rps": done / wall, "errors": errors, "client_cpu_share": (_cpu() - cpu0) / wall}
+    return {"rps": done / wall, "done": done, "errors": errors, "client_cpu_share": (_cpu() - cpu0) / wall}
 
 
 async def open_loop(url: str, path: str, bodies: list[dict], key: str, rate: float, seconds: float) -> dict:
@@ -96,10 +110,7 @@ async def open_loop(url: str, path: str, bodies: list[dict], key: str, rate: flo
 
 def worker_rss(pid: int) -> list[float]:
     """Resident memory (GiB) of each BentoML worker process under the server `pid`, after the timed runs."""
-    import psutil
-
-    return sorted(p.memory_info().rss / 2**30 for p in psutil.Process(pid).children(recursive=True)
-                  if "_bentoml_impl.worker" in " ".join(p.cmdline()))
+    return sorted(p.memory_info().rss / 2**30 for p in workers(pid))
 
 
 def main(argv: list[str]) -> None:
@@ -162,9 +173,15 @@ def main(argv: list[str]) -> None:
         assert first.get("items"), first
         asyncio.run(closed_loop(url, "/recommend", rec, key, args.concurrency, 5))  # warm both workers
         load0 = os.getloadavg()[0]
+        procs = workers(server.pid)
         for _ in range(2):
             for path, bodies in (("/noop", noop), ("/recommend", rec)):
-                runs[path].append(asyncio.run(closed_loop(url, path, bodies, key, args.concurrency, args.seconds)))
+                cpu0 = worker_cpu(procs)
+                run = asyncio.run(closed_loop(url, path, bodies, key, args.concurrency, args.seconds))
+                used = [b - a for a, b in zip(cpu0, worker_cpu(procs))]
+                run["server_cpu_ms"] = sum(used) / max(run["done"] + run["errors"], 1) * 1000
+                run["worker_shares"] = [u / max(sum(used), 1e-9) for u in used]
+                runs[path].append(run)
         rps = {p: float(np.mean([r["rps"] for r in rs])) for p, rs in runs.items()}
         half = asyncio.run(open_loop(url, "/recommend", rec, key, rps["/recommend"] / 2, args.seconds))
         load1 = os.getloadavg()[0]
@@ -181,10 +198,13 @@ def main(argv: list[str]) -> None:
           f"{f' ({args.items - world_items} posted to /items, cold)' if world_items < args.items else ''}; `omnidecide serve --workers 2`, one "
           f"aiohttp client process on the same machine, {args.concurrency} requests in flight, {args.seconds:.0f} s "
           f"per run.\n")
-    print("| endpoint | req/s run 1 | req/s run 2 | mean req/s | client CPU share | errors |")
-    print("|---|---|---|---|---|---|")
+    print("| endpoint | req/s run 1 | req/s run 2 | mean req/s | server CPU ms/request (runs 1, 2) | "
+          "workers' shares of it (runs 1, 2) | client CPU share | errors |")
+    print("|---|---|---|---|---|---|---|---|")
     for path, rs in runs.items():
+        shares = ", ".join("/".join(f"{x:.2f}" for x in r["worker_shares"]) for r in rs)
         print(f"| {path} | {rs[0]['rps']:.0f} | {rs[1]['rps']:.0f} | {rps[path]:.0f} | "
+              f"{rs[0]['server_cpu_ms']:.2f}, {rs[1]['server_cpu_ms']:.2f} | {shares} | "
               f"{np.mean([r['client_cpu_share'] for r in rs]):.2f} | {sum(r['errors'] for r in rs)} |")
     print(f"\n/recommend / /noop = **{ratio:.2f}x** (target >= 0.5x).\n")
     print(f"Open loop at half /recommend's rate ({half['rate']:.0f} req/s, {half['n']} requests, "
