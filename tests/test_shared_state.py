@@ -165,6 +165,29 @@ def test_decision_log_keys_customers_by_hmac_and_purges_after_retention(db, monk
     assert log.purge() == 1 and not log.about("alice")
 
 
+def test_decision_lines_are_written_behind_the_answer_within_the_flush_interval(db, monkeypatch):
+    """[H] 7: `write` queues; the background writer inserts within `FLUSH_S` without anyone reading (another process
+    sees the line), every read or `forget` of the process flushes first, and `forget` removes queued lines too."""
+    from omnidecide.serving import audit
+
+    monkeypatch.setenv("OMNIDECIDE_HASH_SECRET", "s1")
+    log = DecisionLog(db)
+    log.write("recommend", "recommender:a", "bob", {"items": [["i1", "why"]]}, ms=1.0)
+    key = log.key("bob")
+    count = "SELECT COUNT(*) FROM decisions WHERE subject = ?"
+    deadline = time.monotonic() + audit.FLUSH_S + 10  # the interval, plus slack for a loaded CI machine
+    while db.query(count, (key,))[0][0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert db.query(count, (key,))[0][0] == 1  # inserted by the writer thread: nobody flushed
+    monkeypatch.setattr(audit, "FLUSH_S", 3600.0)  # a sleeping writer: what is queued now stays queued...
+    log._writer._wake.set()
+    time.sleep(0.2)
+    log.write("recommend", "recommender:a", "bob", {"items": []}, ms=1.0)
+    assert len(DecisionLog(db).about("bob")) == 2  # ...until a read in this process (any DecisionLog) flushes it
+    log.write("recommend", "recommender:a", "bob", {"items": []}, ms=1.0)
+    assert log.forget("bob") == 3 and db.query(count, (key,))[0][0] == 0  # the queued line is deleted too
+
+
 def test_odd_ids_never_break_forget_health_or_report(db, monkeypatch):
     """[M] 1: ids holding characters str.splitlines() splits on (U+2028, \\x85, \\x1c, ...) used to break every later
     forget_user, report and monitor (JSONDecodeError on reading the log back)."""
