@@ -128,3 +128,27 @@ def test_week_form_weighed_in_when_the_calendar_misses_the_season():
     w_ours = {f.name: f.weight for f in score_forms(history_from_frame(make_marketing_mix(0)[0]))}
     assert w_seasonal["calendar + week-of-year effects"] > 0.5 > w_ours["calendar + week-of-year effects"]
     assert abs(sum(w_ours.values()) - 1) < 1e-9
+
+
+def test_draws_widen_with_held_out_error():
+    """A form whose held-out error is 3x the noise is planned with draws 3x as far from its point fit (a tempered
+    posterior); one that predicts its held-out weeks within the noise keeps the bootstrap's width."""
+    from omnidecide.models.allocator.forms import FormScore
+    from omnidecide.training.allocator.pipeline import tempered, widened_worlds
+
+    assert FormScore("f", False, False, holdout_rmse=0.09, noise=0.03).tau == 3.0
+    assert FormScore("f", False, False, holdout_rmse=0.02, noise=0.03).tau == 1.0
+    assert FormScore("f", False, False, holdout_rmse=float("nan")).tau == 1.0
+    point = MMMParams(channels=CH, decay=np.full(3, 0.3), half_saturation=np.full(3, 1e4), slope=np.full(3, 1.5),
+                      beta=np.full(3, 5e4), media_peak_mult=0.2)
+    draw = MMMParams(channels=CH, decay=np.full(3, 0.35), half_saturation=np.full(3, 1.1e4), slope=np.full(3, 1.6),
+                     beta=np.array([5e4, 6e4, 4e4]), media_peak_mult=0.3)
+    t = tempered(point, draw, 3.0)
+    assert np.allclose(np.log(t.beta / point.beta), 3 * np.log(draw.beta / point.beta))
+    assert np.allclose(t.decay, 0.45) and np.allclose(t.slope, 1.8) and np.isclose(t.media_peak_mult, 0.5)
+    pool = [MMMParams(channels=CH, decay=np.full(3, 0.3), half_saturation=np.full(3, 1e4), slope=np.full(3, 1.5),
+                      beta=5e4 * np.exp(np.random.default_rng(k).normal(0, 0.05, 3)), media_peak_mult=0.2)
+            for k in range(8)]
+    sd = {tau: np.std([np.log(w.beta) for w in widened_worlds(point, pool, 64, 0.1, np.random.default_rng(0),
+                                                               tau=tau)]) for tau in (1.0, 3.0)}
+    assert 2.5 < sd[3.0] / sd[1.0] < 3.5

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
-from omnidecide.models.allocator.mmm import FitResult, History, fit
+from omnidecide.models.allocator.mmm import FitResult, History, MMMParams, fit
 
 HOLDOUT = 26  # weeks held out: half a year, the horizon the planner is asked for most
 # name -> (week_effects, season): the calendar form; a free baseline effect per week of the year; media (and the
@@ -41,6 +41,7 @@ class FormScore:
     holdout_rmse: float  # on log revenue, over the last HOLDOUT weeks, from a fit without them
     weight: float = 0.0
     noise: float = float("nan")  # the history's noise sd of log revenue (score_forms)
+    fold: MMMParams | None = None  # the form refitted without the last HOLDOUT weeks (a time-fold refit)
 
     @property
     def tau(self) -> float:
@@ -81,9 +82,10 @@ def fit_form(h: History, week_effects: bool, season: bool, **kw) -> FitResult:
 
 
 def holdout_prediction(h: History, week_effects: bool, season: bool = False, H: int = HOLDOUT,
-                       seed: int = 0) -> tuple[np.ndarray, float]:
+                       seed: int = 0) -> tuple[np.ndarray, float, MMMParams]:
     """The form's revenue predictions for the last H weeks, fitted on the weeks before them (the media of those
-    weeks from their actual spend, the adstock carried in from the fitted weeks), and that fit's in-sample noise."""
+    weeks from their actual spend, the adstock carried in from the fitted weeks), that fit's in-sample noise and
+    its parameters."""
     n = len(h.revenue) - H
     r = fit_form(_head(h, n), week_effects, season, n_starts=2, n_boot=0, seed=seed)
     p = r.params
@@ -91,7 +93,7 @@ def holdout_prediction(h: History, week_effects: bool, season: bool = False, H: 
     if len(p.gamma):
         base = base + h.controls[n:] @ p.gamma
     media = p.media(h.spend, h.peaks.max(1), woy=h.woy)[n:].sum(1)
-    return np.maximum(base + media, 1e-9), r.diagnostics["log_noise_sd"]
+    return np.maximum(base + media, 1e-9), r.diagnostics["log_noise_sd"], p
 
 
 def _log_rmse(y: np.ndarray, pred: np.ndarray) -> float:
@@ -121,7 +123,7 @@ def score_forms(h: History, seed: int = 0) -> list[FormScore]:
     # the noise of the data: the smallest in-sample noise of the forms with few parameters (the week-of-year form
     # spends most of its degrees of freedom on the weeks it saw, so its own estimate is unreliable)
     noise = min(o[1] for o, (wk, _) in zip(out, FORMS.values()) if not wk)
-    return [FormScore(name, wk, se, _log_rmse(y, preds[:, i]), float(w[i]), noise)
+    return [FormScore(name, wk, se, _log_rmse(y, preds[:, i]), float(w[i]), noise, out[i][2])
             for i, (name, (wk, se)) in enumerate(FORMS.items())]
 
 

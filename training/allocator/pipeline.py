@@ -52,6 +52,9 @@ class Config:
     alt_slope_prior: tuple | None = (1.2, 0.4)
     # planning draws of each model form widened to its held-out error (forms.FormScore.tau); False = bootstrap width
     calibrate: bool = True
+    # share of each form's planning draws that are its time-fold refit (the form fitted without the last 26 weeks):
+    # where the history's two windows tell different stories (misspecification), those draws disagree with the rest
+    fold_share: float = 0.25
 
 
 def _log_away(point: np.ndarray, draw: np.ndarray, tau: float) -> np.ndarray:
@@ -165,11 +168,14 @@ def run(h: History, cfg: Config, lift: list | None = None) -> tuple[Allocator, d
     alloc.info["forms"] = [{"form": f.name, "holdout_rmse": f.holdout_rmse, "noise": f.noise, "tau": f.tau,
                             "weight": f.weight, "planning_draws": k} for f, k in zip(forms, [k_cal, *k_other])]
     tau = [f.tau if cfg.calibrate else 1.0 for f in forms]
-    alloc.worlds = widened_worlds(res.params, res.samples, k_cal, cfg.widen, rng, alt, tau[0]) if k_cal else []
-    for f, k, t in zip(forms[1:], k_other, tau[1:]):
-        if k:
-            r = fit_form(h, f.week_effects, f.season, n_boot=cfg.n_boot, seed=cfg.seed, lift=lift)
-            alloc.worlds += widened_worlds(r.params, r.samples, k, cfg.widen, rng, tau=t)
+    alloc.worlds = []
+    for i, (f, k, t) in enumerate(zip(forms, [k_cal, *k_other], tau)):
+        if not k:
+            continue
+        r = res if i == 0 else fit_form(h, f.week_effects, f.season, n_boot=cfg.n_boot, seed=cfg.seed, lift=lift)
+        m = int(round(k * cfg.fold_share)) if cfg.calibrate and f.fold is not None else 0
+        alloc.worlds += widened_worlds(r.params, r.samples, k - m, cfg.widen, rng, alt if i == 0 else None, t)
+        alloc.worlds += widened_worlds(f.fold, [f.fold], m, cfg.widen, rng, tau=t)
     train_worlds = widened_worlds(res.params, res.samples, cfg.n_worlds, cfg.widen, rng, alt)
     test_worlds = widened_worlds(res.params, res.samples, cfg.n_eval_worlds, cfg.widen, rng, alt)
     metrics = {"lift_tests": len(lift or []), "fit_r2": res.diagnostics["r2"], "fit_mape": res.diagnostics["mape"],
