@@ -4,7 +4,8 @@ A posterior is only as good as the model it is a posterior of. The default form 
 one yearly harmonic and the sale peaks of a fixed event calendar (618, Double 11); when a history's season has other
 peaks, and spend rises into them, the unexplained season is credited to the channels that spend most in it, and the
 bootstrap draws agree on that wrong credit (they resample noise, not the model's form). The second form gives the
-baseline a free effect per week of the year, so it needs no event calendar, at the price of 52 parameters.
+baseline a free effect per week of the year, so it needs no event calendar, at the price of 52 parameters. The third
+lets media (and the baseline) scale with the history's own season index (`season_index`), as multiplicative MMMs do.
 
 Neither form is right by assumption: each is refitted on the history without its last HOLDOUT weeks and predicts
 them, and the forms are weighted by stacking (Yao et al. 2018, "Using stacking to average Bayesian predictive
@@ -12,7 +13,9 @@ distributions"; Wolpert 1992): the weights on the simplex whose mixture of the f
 held-out error (on log revenue, so the score does not depend on the currency). Unlike weighting each form by its own
 score (pseudo-BMA), which piles every weight on the better of two wrong forms, stacking keeps a form that predicts what
 the other misses. The planning ensemble draws its worlds from the forms in those proportions, so a channel the forms
-disagree on is uncertain in the plan as well (robust.choose then does not bet on it).
+disagree on is uncertain in the plan as well (robust.choose then does not bet on it). A form whose held-out error is
+well above the history's noise is misspecified in ways its bootstrap cannot see: its draws are widened by that ratio
+(FormScore.tau, training/allocator/pipeline.py `tempered`), and part of them is its refit without the held-out weeks.
 """
 from __future__ import annotations
 

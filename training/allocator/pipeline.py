@@ -7,9 +7,11 @@ N(0, 1.5 widen) — the residual bootstrap under the MAP priors understates how 
 synthetic worlds the planted curves often sit outside the bootstrap range). With `alt_slope_prior`, every other
 draw comes from a second fit under a Hill-slope prior leaning less S-shaped, so the ensemble also spans the prior
 on the curve's shape (the point fit, its diagnostics and the heuristics stay on PRIOR).
-- model-form uncertainty (models/allocator/forms.py): the planning draws come from the calendar form above and
-  from a form with a free effect per week of the year, in the proportions their stacked held-out predictions weigh
-  them (the agent's training and evaluation worlds stay on the calendar form);
+- model-form uncertainty (models/allocator/forms.py): the planning draws come from the calendar form above, a
+  form with a free effect per week of the year and a season x media form, in the proportions their stacked held-out
+  predictions weigh them (the agent's training and evaluation worlds stay on the calendar form); each form's draws
+  are widened to its held-out error (`tempered`, forms.FormScore.tau) and a quarter of them are its time-fold refit
+  (fitted without the last 26 weeks): the bootstrap alone resamples noise, not misspecification;
 - the planner the agent corrects maximises the *expected* revenue over `n_plan_worlds` such draws (sample
   average approximation: hedges against curve shapes the data cannot pin down);
 - the agent trains with domain randomisation over `n_worlds` other draws: each episode's realised revenue
