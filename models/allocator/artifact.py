@@ -72,9 +72,9 @@ class Allocator:
     # --- planning ------------------------------------------------------------------------------------
     def curves(self, periods: int, start: int = 0, init: np.ndarray | None = None, params: MMMParams | None = None,
                peak_any: np.ndarray | None = None) -> Curves:
-        if peak_any is None:
-            peak_any = self.calendar(periods, start)[2]
-        return horizon_curves(params or self.params, self.history, periods, start, init, peak_any)
+        _, woy, peaks = self.calendar(periods, start)
+        return horizon_curves(params or self.params, self.history, periods, start, init,
+                              peaks if peak_any is None else peak_any, woy)
 
     def ensemble(self, periods: int, start: int = 0, actual_spend: np.ndarray | None = None):
         """The planning ensemble over the horizon (each world's adstock carried through history and actuals);

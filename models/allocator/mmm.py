@@ -41,12 +41,6 @@ def peak_flags(dates: pd.DatetimeIndex, days: int = 7) -> np.ndarray:
     return out
 
 
-def season_features(dates: pd.DatetimeIndex, days: int = 7) -> dict[str, np.ndarray]:
-    d = pd.DatetimeIndex(dates)
-    woy = d.isocalendar().week.to_numpy().astype(float)
-    return {"woy": woy, "peaks": peak_flags(d, days)}
-
-
 @dataclass
 class MMMParams:
     """One set of response-model parameters (the point fit or one bootstrap draw); money in original units."""
@@ -62,6 +56,8 @@ class MMMParams:
     controls: list[str] = field(default_factory=list)
     gamma: np.ndarray = field(default_factory=lambda: np.zeros(0))
     week_effects: bool = False  # the baseline has a free effect per week of the year (see baseline_basis)
+    # (52,) season index by week of year when media x (1 + m (index - 1)) (forms.season_index); empty: x (1 + m peak)
+    media_season: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -69,7 +65,8 @@ class MMMParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> "MMMParams":
-        arr = {k: np.asarray(d.get(k, []), dtype=float) for k in ("decay", "half_saturation", "slope", "beta", "base_coef", "gamma")}
+        arr = {k: np.asarray(d.get(k, []), dtype=float)
+               for k in ("decay", "half_saturation", "slope", "beta", "base_coef", "gamma", "media_season")}
         return cls(channels=list(d["channels"]), controls=list(d.get("controls", [])), n_history=int(d.get("n_history", 0)),
                    media_peak_mult=float(d["media_peak_mult"]), week_effects=bool(d.get("week_effects", False)), **arr)
 
@@ -77,13 +74,20 @@ class MMMParams:
         """Expected baseline (no media, controls at 0) for dates at period `index` (0 = first history period)."""
         X = baseline_basis(pd.DatetimeIndex(dates).isocalendar().week.to_numpy().astype(float),
                            np.asarray(index, float) / max(self.n_history, 1), peak_flags(dates, step_days),
-                           self.week_effects)
+                           self.week_effects, self.media_season if self.media_season.size else None)
         return X @ self.base_coef if len(self.base_coef) else np.zeros(len(dates))
 
-    def media(self, spend: np.ndarray, peak_any: np.ndarray, initial: np.ndarray | float = 0.0) -> np.ndarray:
+    def driver(self, peak_any: np.ndarray, woy: np.ndarray | None = None) -> np.ndarray:
+        """(n,) what the media multiplier m scales: the calendar peaks, or (season form) the season index - 1."""
+        if not self.media_season.size:
+            return np.asarray(peak_any, float)
+        return self.media_season[np.clip(np.asarray(woy, int), 1, 52) - 1] - 1.0
+
+    def media(self, spend: np.ndarray, peak_any: np.ndarray, initial: np.ndarray | float = 0.0,
+              woy: np.ndarray | None = None) -> np.ndarray:
         """(n, C) incremental revenue per period and channel (from the adstock of this spend plus `initial`)."""
         stock = geometric_adstock(spend, self.decay, initial)
-        return self.beta * hill(stock, self.half_saturation, self.slope) * (1 + self.media_peak_mult * np.asarray(peak_any, float))[:, None]
+        return self.beta * hill(stock, self.half_saturation, self.slope) * (1 + self.media_peak_mult * self.driver(peak_any, woy))[:, None]
 
 
 @dataclass
@@ -148,7 +152,8 @@ def history_from_frame(df: pd.DataFrame, source: str = "history") -> History:
                    control_names=ctrl, step_days=max(step, 1), reported=reported)
 
 
-def baseline_basis(woy: np.ndarray, t_scaled: np.ndarray, peaks: np.ndarray, week_effects: bool = False) -> np.ndarray:
+def baseline_basis(woy: np.ndarray, t_scaled: np.ndarray, peaks: np.ndarray, week_effects: bool = False,
+                   season: np.ndarray | None = None) -> np.ndarray:
     """level*(1+trend t)*(1+fourier)*(1+peak lifts) expanded into {1,t} x {1,sin,cos..} x {1,618,d11} columns.
     week_effects: plus one 0/1 column per week of the year (53 -> 52), a calendar of its own that needs no event
     dates: season and sale peaks the calendar above does not know stop leaking into media credit (a second model
@@ -159,9 +164,12 @@ def baseline_basis(woy: np.ndarray, t_scaled: np.ndarray, peaks: np.ndarray, wee
         ang = 2 * np.pi * (k + 1) * np.asarray(woy, float) / 52.0
         four += [np.sin(ang), np.cos(ang)]
     cols = [a * f * p for a in (np.ones(n), t_scaled) for f in four for p in (np.ones(n), peaks[:, 0], peaks[:, 1])]
+    w = np.clip(np.asarray(woy, int), 1, 52) - 1
     if week_effects:
-        w = np.clip(np.asarray(woy, int), 1, 52) - 1
         cols += list(np.eye(52)[w].T)
+    if season is not None:  # the season form: the baseline (level and trend) scales with the season index too
+        dev = np.asarray(season, float)[w] - 1.0
+        cols += [dev, t_scaled * dev]
     return np.stack(cols, 1)
 
 
@@ -181,8 +189,8 @@ class _Problem:
     Weeks with a zero or missing report are skipped."""
 
     def __init__(self, h: History, prior: dict | None = None, report_sigma: float = 0.2, lift: list | None = None,
-                 week_effects: bool = False):
-        self.h, self.week_effects = h, week_effects
+                 week_effects: bool = False, season: np.ndarray | None = None):
+        self.h, self.week_effects, self.season = h, week_effects, season
         self.lift = list(lift or [])  # models/allocator/lift.py LiftTests: extra rows of the linear fit
         self.prior = PRIOR if prior is None else {**PRIOR, **prior}
         self.C, self.K = len(h.channels), h.controls.shape[1]
@@ -193,8 +201,9 @@ class _Problem:
         self.t = np.arange(n, dtype=float) / n
         self.peaks = h.peaks
         self.peak_any = self.peaks.max(1)
+        self.driver = self.peak_any if season is None else np.asarray(season)[np.clip(h.woy.astype(int), 1, 52) - 1] - 1
         self.y = h.revenue / self.ys
-        self.base_full = baseline_basis(h.woy, self.t, self.peaks, week_effects)
+        self.base_full = baseline_basis(h.woy, self.t, self.peaks, week_effects, season)
         keep = self.base_full.std(0) > 0
         keep[0] = True
         self.keep = keep
@@ -219,7 +228,7 @@ class _Problem:
     def _design(self, th: np.ndarray) -> np.ndarray:
         C = self.C
         decay, half, slope, m = th[:C], np.exp(th[C:2 * C]), th[2 * C:3 * C], th[3 * C]
-        media = hill(geometric_adstock(self.x, decay), half, slope) * (1 + m * self.peak_any)[:, None]
+        media = hill(geometric_adstock(self.x, decay), half, slope) * (1 + m * self.driver)[:, None]
         return np.concatenate([media, self.base, self.ctrl], axis=1)
 
     def _lift_rows(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -298,6 +307,7 @@ class _Problem:
         return MMMParams(n_history=len(self.y), channels=self.h.channels, decay=th[:C].copy(), half_saturation=np.exp(th[C:2 * C]) * self.xs,
                          slope=th[2 * C:3 * C].copy(), beta=coef[:C] * self.ys, media_peak_mult=float(th[3 * C]),
                          base_coef=base_coef, controls=self.h.control_names, week_effects=self.week_effects,
+                         media_season=np.zeros(0) if self.season is None else np.asarray(self.season, float),
                          gamma=coef[C + self.base.shape[1]:] * self.ys / self.cs if self.K else np.zeros(0))
 
 
@@ -308,22 +318,17 @@ class FitResult:
     history: History
     diagnostics: dict
 
-    def end_adstock(self, params: MMMParams | None = None) -> np.ndarray:
-        """Adstock per channel at the end of the history (the plan's starting state)."""
-        p = params or self.params
-        return geometric_adstock(self.history.spend, p.decay)[-1]
-
 
 def fit(h: History, *, n_starts: int = 4, n_boot: int = 20, seed: int = 0, block: int = 8,
         prior: dict | None = None, report_sigma: float | None = None, lift: list | None = None,
-        week_effects: bool = False) -> FitResult:
+        week_effects: bool = False, season: np.ndarray | None = None) -> FitResult:
     """Point fit (best of several starts) and `n_boot` moving-block residual-bootstrap refits. `prior`: entries that
     replace PRIOR's (e.g. another Hill-slope prior, for planning over more than one prior). With reported channel
     revenue in `h`, `report_sigma` is its lognormal noise; None = estimated from the fit's report residuals (start at
     0.2, two refits; noisier platforms then weigh less). `lift`: lift tests (models/allocator/lift.py), rows of the
     fit weighted by their intervals. The bootstrap resamples the revenue residuals only; reports and lift tests stay
-    as measured. week_effects: the second model form (baseline_basis)."""
-    prob = _Problem(h, prior, 0.2 if report_sigma is None else report_sigma, lift, week_effects)
+    as measured. week_effects: the second model form (baseline_basis); season: the third (season_index)."""
+    prob = _Problem(h, prior, 0.2 if report_sigma is None else report_sigma, lift, week_effects, season)
     rng = np.random.default_rng(seed)
     best, best_cost = None, np.inf
     th0, cost0 = prob.solve(prob.y, prob.start(rng, jitter=False))
@@ -350,11 +355,13 @@ def fit(h: History, *, n_starts: int = 4, n_boot: int = 20, seed: int = 0, block
         th, _ = prob.solve(fitted + rb, best, max_nfev=100)
         samples.append(prob.unpack(th, fitted + rb))
     params = prob.unpack(best)
-    media = params.media(h.spend, prob.peak_any)
+    media = params.media(h.spend, prob.peak_any, woy=h.woy)
     ss_res = float(((h.revenue - fitted * prob.ys) ** 2).sum())
     ss_tot = float(((h.revenue - h.revenue.mean()) ** 2).sum())
-    diag = {
+    log_res = np.log(np.maximum(prob.y, 1e-12) / np.maximum(fitted, 1e-12))
+    diag = {  # log_noise_sd: in-sample noise of log revenue, corrected for the parameters fitted (forms.FormScore.tau)
         "r2": 1 - ss_res / ss_tot, "mape": float(np.mean(np.abs(resid / prob.y))),
+        "log_noise_sd": float(np.sqrt((log_res ** 2).sum() / max(n - len(best) - n_lin, 1))),
         "media_share": float(media.sum() / h.revenue.sum()),
         "media_share_per_channel": dict(zip(h.channels, (media.sum(0) / h.revenue.sum()).round(5).tolist())),
         "historical_roi": dict(zip(h.channels, (media.sum(0) / np.maximum(h.spend.sum(0), 1e-9)).round(4).tolist())),
@@ -367,15 +374,17 @@ def fit(h: History, *, n_starts: int = 4, n_boot: int = 20, seed: int = 0, block
 
 
 def horizon_curves(params: MMMParams, h: History, periods: int, start: int = 0, init: np.ndarray | None = None,
-                   peak_any: np.ndarray | None = None) -> Curves:
+                   peak_any: np.ndarray | None = None, woy: np.ndarray | None = None) -> Curves:
     """Curves for periods start+1 .. start+periods after the history end (season from the calendar)."""
     if peak_any is None:
         peak_any = peak_flags(h.future_dates(periods, start), h.step_days).max(1)
+    if woy is None and params.media_season.size:
+        woy = h.future_dates(periods, start).isocalendar().week.to_numpy().astype(float)
     if init is None:
         init = geometric_adstock(h.spend, params.decay)[-1]
     return Curves(decay=np.asarray(params.decay, float), half=np.asarray(params.half_saturation, float),
                   slope=np.asarray(params.slope, float), beta=np.asarray(params.beta, float),
-                  mult=1 + params.media_peak_mult * peak_any, init=np.asarray(init, float))
+                  mult=1 + params.media_peak_mult * params.driver(peak_any, woy), init=np.asarray(init, float))
 
 
 def truth_params(truth: dict, channels: list[str]) -> MMMParams:

@@ -20,7 +20,7 @@ from omnidecide.models.allocator.constraints import (Constraints, after_actuals,
                                                      request_constraints)
 from omnidecide.models.allocator.curves import Curves, Ensemble
 from omnidecide.models.allocator.robust import (RobustObjective, candidates, channel_uncertainty, choose, equal_plan,
-                                                historical_plan, identification, trust_region)
+                                                historical_plan, identification, pin_unidentified, trust_region)
 from omnidecide.models.allocator.solvers import best_plan
 from omnidecide.models.response import geometric_adstock
 
@@ -182,7 +182,7 @@ def plan(alloc, budget: float, periods: int, *, reserve: float = 0.15, lo: dict 
     x_hist = historical_plan(alloc.history.spend, periods - act.k, act.k, cons.spendable)
     ident = identification(upd.ens, x_hist)
     robust = robust and act.channel_revenue is None
-    x = best_plan(upd.ens, cons, channels=channels)
+    x = best_plan(upd.ens, pin_unidentified(cons, x_hist, ident) if robust else cons, channels=channels)
     chosen = floor_gain = None
     if robust:  # a choice among the optimised plans, the spreadsheet plans and blends (robust.choose)
         anchors = {"historical mix": x_hist, "equal split": equal_plan(periods - act.k, len(channels), cons.spendable)}

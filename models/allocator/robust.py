@@ -36,6 +36,7 @@ LAMBDA = 1.0
 FLOOR_PROB = 0.9  # the served plan must beat both spreadsheet plans in this share of the draws (their 10th percentile)
 BLENDS = (0.25, 0.5, 0.75)  # candidate steps from a spreadsheet plan towards an optimised one
 TRUST = np.log(2.0)  # a channel the draws fully agree on may double or halve its historical total; 0 = stays put
+IDENT_MIN = 0.1  # below: the draws cannot tell the channel's revenue from zero (10th pct < ~5% of the 90th)
 
 
 def _zero_col(ens: Ensemble) -> np.ndarray:
@@ -136,6 +137,24 @@ def trust_region(cons: Constraints, x_ref: np.ndarray, ident: np.ndarray) -> Con
     if lo.sum() > S + 1e-6 or hi.sum() < S - 1e-6:
         return cons
     done = np.zeros(C) if cons.spent_per_channel is None else np.asarray(cons.spent_per_channel, float)
+    return replace(cons, lo=lo + done, hi=hi + done)
+
+
+def pin_unidentified(cons: Constraints, x_ref: np.ndarray, ident: np.ndarray) -> Constraints:
+    """The request's rules with every channel the history does not identify (identification < IDENT_MIN) held at its
+    historical total: a fit that credits a channel with nothing, in every draw, has usually absorbed its effect into
+    something else (the season, another channel that co-moves), and cutting it on that evidence is the bet the issue
+    forbids; raising it is no better backed. The user's --min / --max win; an infeasible pin is dropped."""
+    pin = np.asarray(ident) < IDENT_MIN
+    if not pin.any():
+        return cons
+    lo_u, hi_u, _ = cons.arrays(len(ident))
+    y = np.asarray(x_ref, float).sum(0)
+    lo = np.where(pin, np.clip(y, lo_u, hi_u), lo_u)
+    hi = np.where(pin, np.clip(y, lo_u, hi_u), hi_u)
+    if lo.sum() > cons.spendable + 1e-6 or hi.sum() < cons.spendable - 1e-6:
+        return cons
+    done = np.zeros(len(ident)) if cons.spent_per_channel is None else np.asarray(cons.spent_per_channel, float)
     return replace(cons, lo=lo + done, hi=hi + done)
 
 

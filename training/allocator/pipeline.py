@@ -7,9 +7,11 @@ N(0, 1.5 widen) — the residual bootstrap under the MAP priors understates how 
 synthetic worlds the planted curves often sit outside the bootstrap range). With `alt_slope_prior`, every other
 draw comes from a second fit under a Hill-slope prior leaning less S-shaped, so the ensemble also spans the prior
 on the curve's shape (the point fit, its diagnostics and the heuristics stay on PRIOR).
-- model-form uncertainty (models/allocator/forms.py): the planning draws come from the calendar form above and
-  from a form with a free effect per week of the year, in the proportions their stacked held-out predictions weigh
-  them (the agent's training and evaluation worlds stay on the calendar form);
+- model-form uncertainty (models/allocator/forms.py): the planning draws come from the calendar form above, a
+  form with a free effect per week of the year and a season x media form, in the proportions their stacked held-out
+  predictions weigh them (the agent's training and evaluation worlds stay on the calendar form); each form's draws
+  are widened to its held-out error (`tempered`, forms.FormScore.tau) and a quarter of them are its time-fold refit
+  (fitted without the last 26 weeks): the bootstrap alone resamples noise, not misspecification;
 - the planner the agent corrects maximises the *expected* revenue over `n_plan_worlds` such draws (sample
   average approximation: hedges against curve shapes the data cannot pin down);
 - the agent trains with domain randomisation over `n_worlds` other draws: each episode's realised revenue
@@ -26,8 +28,8 @@ import torch
 
 from omnidecide.models.allocator.artifact import Allocator
 from omnidecide.models.allocator.env import rollout
-from omnidecide.models.allocator.forms import draws_per_form, score_forms
-from omnidecide.models.allocator.mmm import History, MMMParams, fit
+from omnidecide.models.allocator.forms import draws_per_form, fit_form, score_forms
+from omnidecide.models.allocator.mmm import DECAY_MAX, SLOPE_RANGE, History, MMMParams, fit
 from omnidecide.models.allocator.constraints import Constraints
 
 log = logging.getLogger(__name__)
@@ -50,21 +52,50 @@ class Config:
     # (mean, sd) instead of PRIOR's: planning averages over the prior on the curve's shape, which 156 weeks of habitual
     # spend cannot pin down; None = one fit only. Chosen on held-out synthetic worlds (docs/BENCHMARKS.md).
     alt_slope_prior: tuple | None = (1.2, 0.4)
+    # planning draws of each model form widened to its held-out error (forms.FormScore.tau); False = bootstrap width
+    calibrate: bool = True
+    # share of each form's planning draws that are its time-fold refit (the form fitted without the last 26 weeks):
+    # where the history's two windows tell different stories (misspecification), those draws disagree with the rest
+    fold_share: float = 0.25
+
+
+def _log_away(point: np.ndarray, draw: np.ndarray, tau: float) -> np.ndarray:
+    """point * (draw / point)^tau for positive quantities (a zero stays zero)."""
+    p, d = np.asarray(point, float), np.asarray(draw, float)
+    ok = (p > 0) & (d > 0)
+    return np.where(ok, p * np.exp(tau * np.log(np.where(ok, d, 1.0) / np.where(ok, p, 1.0))), d)
+
+
+def tempered(point: MMMParams, s: MMMParams, tau: float) -> MMMParams:
+    """A bootstrap draw moved tau times as far from the point fit (effect size and half-saturation on the log scale;
+    decay, Hill slope and the peak multiplier linearly, within their bounds): the draw of a posterior tempered by
+    1 / tau^2 (models/allocator/forms.py FormScore.tau). tau = 1 returns the draw."""
+    if tau == 1.0:
+        return s
+    d = s.to_dict()
+    d["beta"] = _log_away(point.beta, s.beta, tau).tolist()
+    d["half_saturation"] = _log_away(point.half_saturation, s.half_saturation, tau).tolist()
+    d["slope"] = np.clip(point.slope + tau * (np.asarray(s.slope) - point.slope), *SLOPE_RANGE).tolist()
+    d["decay"] = np.clip(point.decay + tau * (np.asarray(s.decay) - point.decay), 0.0, DECAY_MAX).tolist()
+    d["media_peak_mult"] = float(np.clip(point.media_peak_mult + tau * (s.media_peak_mult - point.media_peak_mult),
+                                         -0.5, 3.0))
+    return MMMParams.from_dict(d)
 
 
 def widened_worlds(params: MMMParams, samples: list[MMMParams], n: int, widen: float, rng: np.random.Generator,
-                   alt: tuple | None = None) -> list[MMMParams]:
-    """n widened bootstrap draws; with alt = (params, samples) of a second fit, every other draw comes from it."""
-    pools = [samples or [params]] + ([alt[1] or [alt[0]]] if alt is not None else [])
+                   alt: tuple | None = None, tau: float = 1.0) -> list[MMMParams]:
+    """n widened bootstrap draws; with alt = (params, samples) of a second fit, every other draw comes from it.
+    tau: each draw first tempered (`tempered`) and its widening noise tau times as wide."""
+    pools = [(params, samples or [params])] + ([(alt[0], alt[1] or [alt[0]])] if alt is not None else [])
     out = []
     for i in range(n):
-        pool = pools[i % len(pools)]
-        s = pool[(i // len(pools)) % len(pool)]
+        point, pool = pools[i % len(pools)]
+        s = tempered(point, pool[(i // len(pools)) % len(pool)], tau)
         d = s.to_dict()
         C = len(s.beta)
-        d["beta"] = (np.asarray(s.beta) * np.exp(rng.normal(0, widen, C))).tolist()
-        d["half_saturation"] = (np.asarray(s.half_saturation) * np.exp(rng.normal(0, widen, C))).tolist()
-        d["slope"] = np.clip(np.asarray(s.slope) + rng.normal(0, 1.5 * widen, C), 0.7, 3.5).tolist()
+        d["beta"] = (np.asarray(s.beta) * np.exp(rng.normal(0, tau * widen, C))).tolist()
+        d["half_saturation"] = (np.asarray(s.half_saturation) * np.exp(rng.normal(0, tau * widen, C))).tolist()
+        d["slope"] = np.clip(np.asarray(s.slope) + rng.normal(0, 1.5 * tau * widen, C), *SLOPE_RANGE).tolist()
         out.append(MMMParams.from_dict(d))
     return out
 
@@ -136,12 +167,17 @@ def run(h: History, cfg: Config, lift: list | None = None) -> tuple[Allocator, d
     rng = np.random.default_rng(cfg.seed)
     forms = score_forms(h, cfg.seed)  # model-form uncertainty: the planning draws come from each form by its weight
     k_cal, *k_other = draws_per_form([f.weight for f in forms], cfg.n_plan_worlds) + [0]
-    alloc.info["forms"] = [{"form": f.name, "holdout_rmse": f.holdout_rmse, "weight": f.weight, "planning_draws": k}
-                           for f, k in zip(forms, [k_cal, *k_other])]
-    alloc.worlds = widened_worlds(res.params, res.samples, k_cal, cfg.widen, rng, alt) if k_cal else []
-    if len(forms) > 1 and k_other[0]:
-        res_wk = fit(h, n_boot=cfg.n_boot, seed=cfg.seed, lift=lift, week_effects=True)
-        alloc.worlds += widened_worlds(res_wk.params, res_wk.samples, k_other[0], cfg.widen, rng)
+    alloc.info["forms"] = [{"form": f.name, "holdout_rmse": f.holdout_rmse, "noise": f.noise, "tau": f.tau,
+                            "weight": f.weight, "planning_draws": k} for f, k in zip(forms, [k_cal, *k_other])]
+    tau = [f.tau if cfg.calibrate else 1.0 for f in forms]
+    alloc.worlds = []
+    for i, (f, k, t) in enumerate(zip(forms, [k_cal, *k_other], tau)):
+        if not k:
+            continue
+        r = res if i == 0 else fit_form(h, f.week_effects, f.season, n_boot=cfg.n_boot, seed=cfg.seed, lift=lift)
+        m = int(round(k * cfg.fold_share)) if cfg.calibrate and f.fold is not None else 0
+        alloc.worlds += widened_worlds(r.params, r.samples, k - m, cfg.widen, rng, alt if i == 0 else None, t)
+        alloc.worlds += widened_worlds(f.fold, [f.fold], m, cfg.widen, rng, tau=t)
     train_worlds = widened_worlds(res.params, res.samples, cfg.n_worlds, cfg.widen, rng, alt)
     test_worlds = widened_worlds(res.params, res.samples, cfg.n_eval_worlds, cfg.widen, rng, alt)
     metrics = {"lift_tests": len(lift or []), "fit_r2": res.diagnostics["r2"], "fit_mape": res.diagnostics["mape"],
