@@ -65,10 +65,10 @@ def main() -> None:
     ap.add_argument("--train-worlds", default="10-12", help="seeds of the PPO pool, each family (never the test seeds)")
     ap.add_argument("--save-agent", help="save the trained PPO policy here (a .zip) and stop")
     ap.add_argument("--agent", help="a PPO policy saved by --save-agent (instead of training one)")
-    ap.add_argument("--only", default="", help="comma-separated policy columns to run (passive always runs)")
+    ap.add_argument("--only", default="", help="policy columns to run, separated by ';' (names hold commas; passive always runs)")
     args = ap.parse_args()
     fams = args.families.split(",")
-    only = [c for c in args.only.split(",") if c]
+    only = [c.strip() for c in args.only.split(";") if c.strip()]
     t0 = time.time()
     model, train_s = None, 0.0
     if args.agent:
