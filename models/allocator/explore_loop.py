@@ -19,7 +19,7 @@ The loop, week t = 0 .. T-1 (T = 52):
    times e^{+/-a} (a in AMPS; a channel at zero raised from its historical weekly level), the others rescaled to
    the week's total. For each, the largest a inside the risk budget; its *information* = the expected drop in the
    posterior variance of the channel revenues over the rest of the horizon (sum over channels and draws, by weight,
-   of level variance x revenue per unit of level squared) once this week and the next INFO_WEEKS - 1 (its
+   of level variance x (revenue per unit of level at the plan or last year's mix, the larger)^2) once this week and the next INFO_WEEKS - 1 (its
    carry-over) are seen, against the plan's own week; its *cost* = the drop in expected incremental revenue over
    the rest of the horizon. The pulse with the most information per unit of cost is spent. Both are second order
    in the pulse near the plan, so the budget, not the size, is what limits what a week can teach.
@@ -237,8 +237,9 @@ class Loop:
         H = min(T - t, INFO_WEEKS)
         r0 = ens.revenue(x)
         wk, tot = r0[0].sum(), r0.sum()
-        # (K, C): channel revenue over the rest per unit of level, squared, times the draw's posterior weight
-        wts = rest.per_world(x).sum(1) ** 2 * self.post.w[:, None]
+        # (K, C): channel revenue over the rest per unit of level, squared, times the draw's posterior weight; read
+        # at the plan or last year's mix, whichever spends more (a channel the plan leaves out is still worth knowing)
+        wts = rest.per_world(np.maximum(x, self.post.x_ref[t:t + len(x)])).sum(1) ** 2 * self.post.w[:, None]
         Xd = self.X.copy()
         Xd[t:] = x
         v0 = float((wts * self.post.level_var(self.post.rows(Xd, t, t + H))).sum())
