@@ -84,12 +84,11 @@ def test_loop_env_passes_sb3_check_env(tiny):
 
 
 def test_explorer_finds_a_channel_the_history_hides(tiny):
-    """A planted world: one of the fit's own draws with its weakest channel (by the fit) in truth four times as
-    strong. The history cannot show it (the fit believes its draws), so passive re-planning keeps the channel where
-    the fit puts it and learns little about it; the explorer's pulses measure it, its posterior level rises, and
-    the plan (expected revenue at the posterior means, so the move is not held back by the served trust region)
-    moves budget there and earns more over the loop than passive, every exploring week inside the expected risk
-    budget. With the served robust planner the explorer still learns the channel faster than passive."""
+    """A planted world: the fit's weakest channel (at last year's mix) is in truth three times as strong as the fit's
+    most optimistic draw says, at least 1.5x the best channel's return (that draw's shapes, so the posterior can
+    represent it). The history does not show it; passive re-planning with the served robust objective keeps the
+    channel small; the explorer's pulses measure it, and the plan moves budget there and earns more over the loop,
+    every exploring week inside the expected risk budget."""
     from omnidecide.training.allocator.loop_worlds import LoopWorld
 
     alloc, _, _ = tiny
@@ -97,22 +96,21 @@ def test_explorer_finds_a_channel_the_history_hides(tiny):
     h = alloc.history
     B = reference_budget(h, Tp)
     ens = alloc.ensemble(Tp)
-    weak = int(np.argmin(ens.revenue(np.tile(h.spend[-52:].mean(0), (Tp, 1))).sum(0)))
+    hm = h.spend[-52:].mean(0)
+    per = ens.per_world(np.tile(hm, (Tp, 1))).sum(1)  # (K, C) each draw's channel revenue at last year's mix
+    weak = int(np.argmin(per.mean(0)))
+    k = int(np.argmax(per[:, weak]))
+    roi = per[k] / (hm * Tp)
     theta = np.ones(len(alloc.channels))
-    theta[weak] = 4.0
+    theta[weak] = min(max(3.0, 1.5 * roi.max() / max(roi[weak], 1e-12)), 20.0)
     n = len(h.dates)
     base = alloc.params.baseline_at(h.future_dates(Tp), np.arange(n, n + Tp), h.step_days)
-    true = ens.worlds[0].scaled(theta)
+    true = ens.worlds[k].scaled(theta)
     sigma = 0.002 * float(base.mean())
     world = LoopWorld(true, base + true.media(np.zeros((Tp, true.C))).sum(1), sigma, False)
-    runs = {(p, pl): run_loop(alloc, world, B, Tp, policy=p, planner=pl, seed=3, sigma=sigma)
-            for p in ("passive", "explore") for pl in ("greedy", "robust")}
-    for pl in ("greedy", "robust"):
-        ex, pa = runs["explore", pl], runs["passive", pl]
-        assert (ex.amplitude > 0).sum() >= 5
-        assert (ex.expected >= (1 - RISK) * ex.expected_passive - 1e-6 * np.abs(ex.expected_passive)).all()
-        assert ex.rel_sd[-1, weak] < pa.rel_sd[-1, weak]
-    ex, pa = runs["explore", "greedy"], runs["passive", "greedy"]
-    share = [r.spend[-5:, weak].sum() / r.spend[-5:].sum() for r in (ex, pa)]
-    assert share[0] > share[1]
-    assert world.true.revenue(ex.spend).sum() > world.true.revenue(pa.spend).sum()
+    ex, pa = (run_loop(alloc, world, B, Tp, policy=p, seed=3, sigma=sigma) for p in ("explore", "passive"))
+    assert (ex.amplitude > 0).sum() >= 5
+    assert (ex.expected >= (1 - RISK) * ex.expected_passive - 1e-6 * np.abs(ex.expected_passive)).all()
+    share = [r.spend[-10:, weak].sum() / r.spend[-10:].sum() for r in (ex, pa)]
+    assert share[0] > share[1] + 0.03
+    assert world.true.revenue(ex.spend).sum() > 1.02 * world.true.revenue(pa.spend).sum()
