@@ -19,13 +19,13 @@ The loop, week t = 0 .. T-1 (T = 52):
    times e^{+/-a} (a in AMPS; a channel at zero raised from its historical weekly level), the others rescaled to
    the week's total. For each, the largest a inside the risk budget; its *information* = the expected drop in the
    posterior variance of the channel revenues over the rest of the horizon (sum over channels and draws, by weight,
-   of level variance x (revenue per unit of level at the plan or last year's mix, the larger)^2) once this week and the next INFO_WEEKS - 1 (its
-   carry-over) are seen, against the plan's own week; its *cost* = the drop in expected incremental revenue over
-   the rest of the horizon. The pulse with the most information per unit of cost is spent. Both are second order
+   of level variance x (revenue per unit of level at the plan or last year's mix, the larger)^2) once this week and
+   the next INFO_WEEKS - 1 (its carry-over) are seen, against the plan's own week; its *cost* = the drop in expected
+   incremental revenue over the rest of the horizon. The pulse with the most information per unit of cost is spent. Both are second order
    in the pulse near the plan, so the budget, not the size, is what limits what a week can teach.
    `thompson` instead moves the week towards the plan on one posterior sample.
    **Risk budget** (the issue's "no week below 95% of passive's expected revenue", read on *incremental* revenue,
-   the stricter reading: 5% of a week's total revenue, baseline included, would allow switching media off): the
+   the stricter reading: a week's total revenue, baseline included, is several times its media revenue): the
    week keeps >= (1 - RISK x schedule) of the passive choice's expected incremental revenue in that week AND loses
    at most that much over the rest of the horizon (carry-over included), both under the current posterior.
 4. Observe the week's total revenue; next week.
