@@ -21,8 +21,8 @@ The loop, week t = 0 .. T-1 (T = 52):
    posterior variance of the channel revenues over the rest of the horizon (sum over channels and draws, by weight,
    of level variance x (revenue per unit of level at the plan or last year's mix, the larger)^2) once this week and
    the next INFO_WEEKS - 1 (its carry-over) are seen, against the plan's own week; its *cost* = the drop in expected
-   incremental revenue over the rest of the horizon. The pulse with the most information per unit of cost is spent. Both are second order
-   in the pulse near the plan, so the budget, not the size, is what limits what a week can teach.
+   incremental revenue over the rest of the horizon. The pulse with the most information per unit of cost is
+   spent. Both are second order in the pulse near the plan, so the budget, not the size, limits what a week teaches.
    `thompson` instead moves the week towards the plan on one posterior sample.
    **Risk budget** (the issue's "no week below 95% of passive's expected revenue", read on *incremental* revenue,
    the stricter reading: a week's total revenue, baseline included, is several times its media revenue): the
