@@ -8,12 +8,15 @@
 Each world: the product's fit on the history (two priors, 20 bootstrap refits), B = last year's average weekly spend
 x 52, then 52 weekly decisions (models/allocator/explore_loop.py) played on the TRUE world: each week the policy
 spends, sees that week's total revenue (the generator's baseline + true media + the generator's noise) and updates
-its posterior. Policies, all on the same posterior update and noise draws:
+its posterior (levels per draw, and each draw's weight by its evidence). Policies, all on the same posterior update
+and noise draws:
 - *passive*: re-plan every week on the updated posterior with the served (robust) objective, spend the plan's week;
 - *passive, robust on mean levels*: the same objective with the levels at their posterior means (the fit's own
   spread alone is penalised, not the levels' uncertainty);
 - *passive, greedy*: the expected-revenue objective on the posterior means;
-- *explore*: passive + budget-neutral pulses within the risk budget, full budget while > 13 weeks are left;
+- *explore*: passive + one information-directed, budget-neutral pulse a week (the channel and size that teach the
+  most about the rest of the horizon's channel revenue per unit of expected revenue given up), within the risk
+  budget, full budget while > 13 weeks are left;
 - *explore, greedy*: the same on the greedy planner;
 - *Thompson*: each week moved towards the plan on one posterior sample, within the same risk budget;
 - *PPO explore*: the exploration schedule chosen each week by an SB3 PPO policy trained on LoopEnv over worlds of
@@ -62,10 +65,10 @@ def main() -> None:
     ap.add_argument("--train-worlds", default="10-12", help="seeds of the PPO pool, each family (never the test seeds)")
     ap.add_argument("--save-agent", help="save the trained PPO policy here (a .zip) and stop")
     ap.add_argument("--agent", help="a PPO policy saved by --save-agent (instead of training one)")
-    ap.add_argument("--only", default="", help="comma-separated policy columns to run (passive always runs)")
+    ap.add_argument("--only", default="", help="policy columns to run, separated by ';' (names hold commas; passive always runs)")
     args = ap.parse_args()
     fams = args.families.split(",")
-    only = [c for c in args.only.split(",") if c]
+    only = [c.strip() for c in args.only.split(";") if c.strip()]
     t0 = time.time()
     model, train_s = None, 0.0
     if args.agent:

@@ -81,3 +81,36 @@ def test_loop_env_passes_sb3_check_env(tiny):
         obs, r, done, _, _ = env.step(np.array([1.0], np.float32))
         steps += 1
     assert steps == 4 and env.loop.X.sum() == pytest.approx(B, rel=1e-6)
+
+
+def test_explorer_finds_a_channel_the_history_hides(tiny):
+    """A planted world: the fit's weakest channel (at last year's mix) is in truth three times as strong as the fit's
+    most optimistic draw says, at least 1.5x the best channel's return (that draw's shapes, so the posterior can
+    represent it). The history does not show it; passive re-planning with the served robust objective keeps the
+    channel small; the explorer's pulses measure it, and the plan moves budget there and earns more over the loop,
+    every exploring week inside the expected risk budget."""
+    from omnidecide.training.allocator.loop_worlds import LoopWorld
+
+    alloc, _, _ = tiny
+    Tp = 20
+    h = alloc.history
+    B = reference_budget(h, Tp)
+    ens = alloc.ensemble(Tp)
+    hm = h.spend[-52:].mean(0)
+    per = ens.per_world(np.tile(hm, (Tp, 1))).sum(1)  # (K, C) each draw's channel revenue at last year's mix
+    weak = int(np.argmin(per.mean(0)))
+    k = int(np.argmax(per[:, weak]))
+    roi = per[k] / (hm * Tp)
+    theta = np.ones(len(alloc.channels))
+    theta[weak] = min(max(3.0, 1.5 * roi.max() / max(roi[weak], 1e-12)), 20.0)
+    n = len(h.dates)
+    base = alloc.params.baseline_at(h.future_dates(Tp), np.arange(n, n + Tp), h.step_days)
+    true = ens.worlds[k].scaled(theta)
+    sigma = 0.002 * float(base.mean())
+    world = LoopWorld(true, base + true.media(np.zeros((Tp, true.C))).sum(1), sigma, False)
+    ex, pa = (run_loop(alloc, world, B, Tp, policy=p, seed=3, sigma=sigma) for p in ("explore", "passive"))
+    assert (ex.amplitude > 0).sum() >= 5
+    assert (ex.expected >= (1 - RISK) * ex.expected_passive - 1e-6 * np.abs(ex.expected_passive)).all()
+    share = [r.spend[-10:, weak].sum() / r.spend[-10:].sum() for r in (ex, pa)]
+    assert share[0] > share[1] + 0.03
+    assert world.true.revenue(ex.spend).sum() > 1.02 * world.true.revenue(pa.spend).sum()

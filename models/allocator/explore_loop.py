@@ -5,29 +5,34 @@ Why: a marketing-mix history made of habitual, season-following spend cannot say
 its own plans happen to move. Spend varied on purpose, uncorrelated with the season, identifies each channel.
 
 The loop, week t = 0 .. T-1 (T = 52):
-1. **Posterior update** (cheap, conjugate): for each planning draw k (shape: decay, half-saturation, slope from the
-   fit), a Bayesian linear regression of the observed weekly revenue minus the fit's expected baseline on
-   [1, baseline - its mean, the fit's residual in the same week last year, media_k,c(t) for every channel c], where media_k,c(t) is draw k's media revenue of
-   channel c in loop week t given all spend so far (the history's carry-over included). The channel coefficients
-   theta_k,c are draw k's level corrections; prior N(1, TAU^2) each (the levels can be off by half either way), the
-   baseline terms broad. Noise sd: the fit's residual sd on the history net of last year's (fit_residuals).
-2. **Plan**: the rest of the horizon — `robust` (the served objective: expected revenue less one sd of the gain over
-   last year's mix, in the identification-sized trust region, models/allocator/robust.py) on the draws with their
-   levels at posterior samples (so the penalty and the trust region see what the loop has and has not learned:
-   at week 0 the levels' prior spread keeps the plan near history, measured channels are then let move),
-   `robust-mean` (the same objective, levels at their posterior means: only the fit's own spread is penalised) or
-   `greedy` (expected revenue, levels at their posterior means). Spend row t.
-3. **Explore** (policies other than passive): a pulse — each channel's spend this week multiplied by
-   exp(+/- a * s_c / max s), random signs, then rescaled to the week's total (budget-neutral), where s_c is channel
-   c's posterior sd of theta (most where least is known); a channel the plan left at zero is pulsed up from zero at
-   its historical weekly level. `thompson` instead moves the week towards the plan on one posterior sample.
-   **Risk budget**: the largest amplitude a <= A_MAX * schedule * max_c (posterior sd / prior sd) (halving) whose week keeps >= (1 - RISK) of the
-   passive choice's expected incremental revenue in that week AND loses at most RISK x that week's revenue over the
-   rest of the horizon (carry-over included), both under the current posterior mean.
+1. **Posterior update** (conjugate: no refit of the nonlinear model): for each planning draw k (shape: decay,
+   half-saturation, slope from the fit), a Bayesian linear regression of the observed weekly revenue minus the fit's
+   baseline on [1, baseline - its mean, the fit's residual a year earlier, media_k,c(t) per channel c] (media_k,c(t):
+   draw k's media revenue of channel c in loop week t given all spend so far, the history's carry-over included).
+   theta_k,c are draw k's level corrections, prior N(1, TAU^2); noise sd from the history (fit_residuals). Each
+   draw is also weighed by its evidence (the regression's marginal likelihood): the loop learns which shapes fit.
+2. **Plan** the rest of the horizon on the draws resampled by weight: `robust` (the served objective, expected
+   revenue less one sd of the gain over last year's mix in the identification-sized trust region, robust.py) with
+   the levels at posterior samples (a fixed normal deviate per slot, so the ensemble narrows as levels are learned),
+   `robust-mean` (levels at their posterior means) or `greedy` (expected revenue at the means). Spend row t.
+3. **Explore** (`explore`): one budget-neutral pulse, information-directed. Candidates: one channel's week spend
+   times e^{+/-a} (a in AMPS; a channel at zero raised from its historical weekly level), the others rescaled to
+   the week's total. For each, the largest a inside the risk budget; its *information* = the expected drop in the
+   posterior variance of the channel revenues over the rest of the horizon (sum over channels and draws, by weight,
+   of level variance x (revenue per unit of level at the plan or last year's mix, the larger)^2) once this week and
+   the next INFO_WEEKS - 1 (its carry-over) are seen, against the plan's own week; its *cost* = the drop in expected
+   incremental revenue over the rest of the horizon. The pulse with the most information per unit of cost is
+   spent. Both are second order in the pulse near the plan, so the budget, not the size, limits what a week teaches.
+   `thompson` instead moves the week towards the plan on one posterior sample.
+   **Risk budget** (the issue's "no week below 95% of passive's expected revenue", read on *incremental* revenue,
+   the stricter reading: a week's total revenue, baseline included, is several times its media revenue): the
+   week keeps >= (1 - RISK x schedule) of the passive choice's expected incremental revenue in that week AND loses
+   at most that much over the rest of the horizon (carry-over included), both under the current posterior.
 4. Observe the week's total revenue; next week.
 
-`schedule(t)` is what a learned policy sets (training/allocator/loop_worlds.py trains SB3 PPO on `LoopEnv`); the default
-explores at full risk budget while more than a quarter of the horizon is left, then exploits.
+`schedule(t)` in [0, 1], the share of the risk budget a week may use, is what a learned policy sets
+(training/allocator/loop_worlds.py trains SB3 PPO on `LoopEnv`); the default explores at the full risk budget while
+more than a quarter of the horizon is left, then exploits.
 """
 from __future__ import annotations
 
@@ -45,7 +50,10 @@ from omnidecide.models.allocator.solvers import best_plan, optimise
 
 TAU = 0.5  # prior sd of a draw's per-channel level (fixed a priori, not tuned on either world family)
 RISK = 0.05  # a week may lose at most 5% of the passive choice's expected incremental revenue
-A_MAX = 0.5  # largest pulse: x e^{+/-0.5} (about +65% / -40%)
+AMPS = (0.7, 0.5, 0.35, 0.25, 0.15, 0.1)  # pulse sizes tried, largest first: one channel x e^{+/-a} (0.7: double or halve)
+A_MAX = AMPS[0]
+EVIDENCE = True  # weigh the draws (shapes) by their evidence in the loop's revenue
+INFO_WEEKS = 4  # weeks of a pulse's carry-over counted in what it teaches
 POLICIES = ("passive", "explore", "thompson")
 
 
@@ -80,28 +88,56 @@ class LevelPosterior:
         self.m = np.ones((K, C))
         self.V = np.stack([np.diag(tk ** 2) for tk in self.tau])
         self.scale = float(np.mean(self.base_hat))
+        # prior: intercept sd 10% of revenue, baseline slope sd 0.3, last year's residual's repeat sd 0.5,
+        # theta ~ N(1, TAU^2); P: the full posterior precision per draw (baseline terms first), for info_gain
+        self.m0 = np.concatenate([[0.0, 0.0, self.repeat], np.ones(C)])
+        self.p0 = np.column_stack([np.tile([1 / 0.1 ** 2, 1 / 0.3 ** 2, 1 / 0.5 ** 2], (K, 1)), 1 / self.tau ** 2])
+        self.P = np.stack([np.diag(p) for p in self.p0])
+        self.w = np.full(K, 1.0 / K)  # posterior weight of each draw (its shape): prior uniform, then its evidence
+
+    def rows(self, X: np.ndarray, t0: int, t1: int) -> np.ndarray:
+        """(K, t1 - t0, 3 + C) the regression's design rows of loop weeks t0..t1-1 if spend were X (T, C), scaled by
+        1/sigma: what those weeks would teach each draw."""
+        K, C = self.ens.K, self.ens.C
+        fixed = np.column_stack([np.full(t1 - t0, self.scale), self.base_hat[t0:t1] - self.base_hat.mean(),
+                                 self.last[t0:t1]])
+        media = K * self.ens.stack.media(np.tile(np.asarray(X, float), (1, K)))[t0:t1].reshape(t1 - t0, K, C)
+        return np.concatenate([np.broadcast_to(fixed, (K, t1 - t0, 3)), media.transpose(1, 0, 2)], 2) / self.sigma
+
+    def level_var(self, G: np.ndarray | None = None) -> np.ndarray:
+        """(K, C) posterior variance of each draw's levels now, or after also observing design rows G (K, n, 3 + C)."""
+        P = self.P if G is None else self.P + np.einsum("kni,knj->kij", G, G)
+        return np.einsum("kcc->kc", np.linalg.inv(P))[:, 3:]
 
     def update(self, X: np.ndarray, y: np.ndarray) -> None:
         """X: (t, C) spend so far, y: (t,) observed total revenue."""
         t = len(y)
         if t == 0:
             return
-        K, C, T = self.ens.K, self.ens.C, self.ens.T
-        Xp = np.zeros((T, C))
+        T = self.ens.T
+        Xp = np.zeros((T, self.ens.C))
         Xp[:t] = X
-        b = self.base_hat[:t]
-        r = (y - b) / self.sigma
-        # prior: intercept sd 10% of revenue, baseline slope sd 0.3, last year's residual's repeat sd 0.5,
-        # theta ~ N(1, TAU^2)
-        m0 = np.concatenate([[0.0, 0.0, self.repeat], np.ones(C)])
-        fixed = np.column_stack([np.full(t, self.scale), b - self.base_hat.mean(), self.last[:t]])
-        for k, w in enumerate(self.ens.worlds):
-            p0 = np.concatenate([[1 / 0.1 ** 2, 1 / 0.3 ** 2, 1 / 0.5 ** 2], 1 / self.tau[k] ** 2])
-            G = np.column_stack([fixed, w.media(Xp)[:t]]) / self.sigma
-            P = np.diag(p0) + G.T @ G
+        r = (y - self.base_hat[:t]) / self.sigma
+        G = self.rows(Xp, 0, t)
+        logml = np.zeros(self.ens.K)
+        for k in range(self.ens.K):
+            P = np.diag(self.p0[k]) + G[k].T @ G[k]
             cov = np.linalg.inv(P)
-            mean = cov @ (p0 * m0 + G.T @ r)
-            self.m[k], self.V[k] = mean[3:], cov[3:, 3:]
+            mean = cov @ (self.p0[k] * self.m0 + G[k].T @ r)
+            self.m[k], self.V[k], self.P[k] = mean[3:], cov[3:, 3:], P
+            # log evidence of draw k (marginal likelihood of the loop's revenue): det(I + G P0^-1 G') = det P / det P0
+            e = r - G[k] @ self.m0
+            g = G[k].T @ e
+            logml[k] = -0.5 * (np.linalg.slogdet(P)[1] - np.log(self.p0[k]).sum() + e @ e - g @ cov @ g)
+        if EVIDENCE:
+            self.w = np.exp(logml - logml.max())
+            self.w /= self.w.sum()
+
+    def slots(self) -> np.ndarray:
+        """(K,) the draw behind each planning slot: systematic resampling by weight (the same offsets every week, so
+        the ensemble shifts smoothly as the weights move); uniform weights keep every draw once."""
+        K = len(self.w)
+        return np.minimum(np.searchsorted(np.cumsum(self.w), (np.arange(K) + 0.5) / K), K - 1)
 
     @property
     def rel_sd(self) -> np.ndarray:
@@ -113,14 +149,15 @@ class LevelPosterior:
         """`ens` (the same draws, over the rest of the horizon) with each draw's levels at their posterior mean, or,
         with z (K, C) standard normals, at posterior samples m_k + sd_k * z_k (the same z every week: the ensemble
         narrows as the levels are learned instead of jittering)."""
+        idx = self.slots()
         if z is None:
-            return Ensemble([w.scaled(np.maximum(mk, 0.0)) for w, mk in zip(ens.worlds, self.m)])
+            return Ensemble([ens.worlds[k].scaled(np.maximum(self.m[k], 0.0)) for k in idx])
         sd = np.sqrt(np.einsum("kcc->kc", self.V))
-        return Ensemble([w.scaled(np.maximum(mk + sk * zk, 0.0)) for w, mk, sk, zk in zip(ens.worlds, self.m, sd, z)])
+        return Ensemble([ens.worlds[k].scaled(np.maximum(self.m[k] + sd[k] * zj, 0.0)) for k, zj in zip(idx, z)])
 
     def sample(self, ens: Ensemble, rng: np.random.Generator) -> Curves:
         """One posterior sample: a draw at random, its levels drawn from their posterior."""
-        k = int(rng.integers(self.ens.K))
+        k = int(rng.choice(self.ens.K, p=self.w))
         th = rng.multivariate_normal(self.m[k], self.V[k])
         return ens.worlds[k].scaled(np.maximum(th, 0.0))
 
@@ -182,11 +219,49 @@ class Loop:
         obj = RobustObjective(ens, x_hist)
         return best_plan(obj, trust_region(cons, x_hist, identification(ens, x_hist)), starts)
 
-    def pulse(self, x: np.ndarray, a: float, signs: np.ndarray, sd: np.ndarray) -> np.ndarray:
-        """Week row x pulsed by amplitude a (module docstring, step 3): budget-neutral within the week."""
-        u = a * sd / max(sd.max(), 1e-12) * signs
-        xe = x * np.exp(u) + np.where((x <= 0) & (signs > 0), u * self.hist_level, 0.0)
-        return xe * (x.sum() / xe.sum()) if xe.sum() > 0 else x
+    def pulse(self, x: np.ndarray, c: int, a: float) -> np.ndarray:
+        """Week row x with channel c's spend times e^a (a channel at zero raised to a x its historical weekly level
+        when a > 0), the other channels rescaled so the week's total is unchanged (budget-neutral)."""
+        S, xe = float(x.sum()), np.array(x, float)
+        others = S - x[c]
+        if S <= 0 or others <= 0:
+            return xe
+        xe[c] = min(x[c] * np.exp(a) if x[c] > 0 else max(a, 0.0) * self.hist_level[c], S)
+        rest = np.arange(len(x)) != c
+        xe[rest] *= (S - xe[c]) / others
+        return xe
+
+    def _explore(self, x: np.ndarray, rest: Ensemble, ens: Ensemble, risk: float) -> tuple[np.ndarray, float]:
+        """The information-directed pulse of this week (module docstring, step 3): (week row, |amplitude|)."""
+        t, T, C = self.t, self.T, len(x[0])
+        H = min(T - t, INFO_WEEKS)
+        r0 = ens.revenue(x)
+        wk, tot = r0[0].sum(), r0.sum()
+        # (K, C): channel revenue over the rest per unit of level, squared, times the draw's posterior weight; read
+        # at the plan or last year's mix, whichever spends more (a channel the plan leaves out is still worth knowing)
+        wts = rest.per_world(np.maximum(x, self.post.x_ref[t:t + len(x)])).sum(1) ** 2 * self.post.w[:, None]
+        Xd = self.X.copy()
+        Xd[t:] = x
+        v0 = float((wts * self.post.level_var(self.post.rows(Xd, t, t + H))).sum())
+        best, best_score = (x[0], 0.0), 0.0
+        for c in range(C):
+            for sign in (1.0, -1.0):
+                for a in AMPS:  # the largest amplitude inside the risk budget (info and cost both ~ quadratic)
+                    xc = self.pulse(x[0], c, sign * a)
+                    if np.allclose(xc, x[0]):
+                        break
+                    xa = x.copy()
+                    xa[0] = xc
+                    r = ens.revenue(xa)
+                    if r[0].sum() < (1 - risk) * wk or r.sum() < tot - risk * wk:
+                        continue
+                    Xd[t] = xc
+                    gain = v0 - float((wts * self.post.level_var(self.post.rows(Xd, t, t + H))).sum())
+                    score = gain / max(tot - r.sum(), 0.1 * risk * wk, 1e-12)
+                    if score > best_score:
+                        best, best_score = (xc, a), score
+                    break
+        return best
 
     def step(self, schedule: float | None = None) -> float:
         """Decide, spend and observe week t; returns the week's TRUE incremental revenue."""
@@ -202,27 +277,26 @@ class Loop:
         wk, tot = base_rev[0].sum(), base_rev.sum()
         s = default_schedule(t, T) if schedule is None else float(np.clip(schedule, 0.0, 1.0))
         choice, a_used = x[0], 0.0
-        if self.policy != "passive" and s > 0 and T - t > 1:
-            if self.policy == "explore":
-                signs = self.rng.choice([-1.0, 1.0], len(x[0]))
-                cand = lambda a: self.pulse(x[0], a, signs, self.sd[t])  # noqa: E731
-                a0 = A_MAX * s * float(self.sd[t].max())  # less as the levels are learned (rel_sd 1 = nothing yet)
-            else:  # thompson: towards the plan on one posterior sample (the rest of the horizon, same budget)
-                xs = optimise(self.post.sample(rest, self.rng), cons, x)[0]
-                xs = xs * (x[0].sum() / xs.sum()) if xs.sum() > 0 else x[0]
-                cand = lambda a: (1 - a) * x[0] + a * xs  # noqa: E731
-                a0 = s
-            for a in a0 * 0.5 ** np.arange(5):
+        if self.policy == "explore" and s > 0 and T - t > 1:
+            choice, a_used = self._explore(x, rest, ens, self.risk * s)
+        elif self.policy == "thompson" and s > 0 and T - t > 1:
+            # towards the plan on one posterior sample (the rest of the horizon, same budget), the largest step
+            # inside the risk budget
+            xs = optimise(self.post.sample(rest, self.rng), cons, x)[0]
+            xs = xs * (x[0].sum() / xs.sum()) if xs.sum() > 0 else x[0]
+            for a in s * 0.5 ** np.arange(5):
                 xa = x.copy()
-                xa[0] = cand(a)
+                xa[0] = (1 - a) * x[0] + a * xs
                 r = ens.revenue(xa)
                 if r[0].sum() >= (1 - self.risk) * wk and r.sum() >= tot - self.risk * wk:
-                    choice, a_used, wk_c = xa[0], float(a), r[0].sum()
+                    choice, a_used = xa[0], float(a)
                     break
         self.X[t] = choice
         self.amp[t], self.planned[t] = a_used, x[0].sum()
         self.exp_pass[t] = wk
-        self.exp_rev[t] = wk if a_used == 0 else wk_c
+        xa = x.copy()
+        xa[0] = choice
+        self.exp_rev[t] = wk if a_used == 0 else ens.revenue(xa)[0].sum()
         self.y[t] = self.world.observe(self.X, t, self.noise_rng)
         self.t += 1
         Xw = self.X.copy()
