@@ -141,3 +141,13 @@ def test_tuning_picks_recent_popularity_when_fashion_moves():
 
     _, stage, info = tune(_trending(), None, seed=0, has_repeats=False, protocol="time")
     assert stage.pop_w > 0 and stage.pop_hl < POP_HALF_LIFE_DAYS, stage
+
+
+def test_reason_says_popular_right_now_only_when_recent_popularity_ranks_it():
+    from omnidecide.models.recommender.rules import recommend
+
+    ev = _trending()
+    for pop_w, expect in ((16.0, True), (0.0, False)):
+        rec = Recommender.build(ev, params=FilterParams(k=8), stage=StageParams(pop_w=pop_w, pop_hl=3.0))
+        reasons = [r.reason for u in rec.user_ids[:5] for r in recommend(rec, u, k=10)]
+        assert any(r.startswith("popular right now") for r in reasons) == expect, reasons[:10]
