@@ -40,17 +40,10 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def combine(z: np.ndarray, rep: np.ndarray, tifu: np.ndarray, stage, pop_z: np.ndarray,
-            bought: np.ndarray | None = None) -> np.ndarray:
+def combine(z: np.ndarray, rep: np.ndarray, tifu: np.ndarray, stage, pop_z: np.ndarray) -> np.ndarray:
     """The stage-1 score from its parts: the better of discovery (graph, plus recent popularity) and a due re-buy
-    (learned item cycle), plus the TIFU basket score scaled to 1 per user. Like EASE (blend_ease), recent popularity
-    lifts only items the customer has not bought (`bought`, bool): with it on bought items too, popular re-buys
-    overtook a staple bought in every order (tests/test_recommender_repeat.py)."""
-    if stage.pop_w:
-        lift = stage.pop_w * pop_z[None, :]
-        disc = z + (lift if bought is None else np.where(bought, 0.0, lift))
-    else:
-        disc = z
+    (learned item cycle), plus the TIFU basket score scaled to 1 per user."""
+    disc = z + stage.pop_w * pop_z[None, :] if stage.pop_w else z
     score = np.maximum(_sigmoid(disc - stage.graph_shift), stage.rep_weight * rep)
     if stage.tifu_w > 0:
         score = score + stage.tifu_w * tifu / np.maximum(tifu.max(1, keepdims=True), 1e-12)

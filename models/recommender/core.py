@@ -269,7 +269,7 @@ class Recommender:
         if self.stage.serve == "buy_again" and not model:
             pop = self.pop["global"]
             return buy_again_scores(st.nb, pop[at], float(pop.max())), z, rep, allowed
-        return combine(z, rep, st.tifu, self.stage, self.pop_z()[at], bought), z, rep, allowed
+        return combine(z, rep, st.tifu, self.stage, self.pop_z()[at]), z, rep, allowed
 
     def ease_z(self, rows: np.ndarray) -> np.ndarray | None:
         """z-scored EASE scores of the users' item signals (None without EASE)."""

@@ -60,8 +60,7 @@ class Parts:
 
     def tops(self, stage: StageParams) -> list[np.ndarray]:
         z = blend_ease(self.z, self.z_ease, stage.ease_w, self.st.nb > 0)
-        return top_k(combine(z, self.rep, self.st.tifu, stage, self.rec.pop_z(stage.pop_hl), self.st.nb > 0),
-                     self.allowed)
+        return top_k(combine(z, self.rep, self.st.tifu, stage, self.rec.pop_z(stage.pop_hl)), self.allowed)
 
 
 def validation_cuts(train: pd.DataFrame, seed: int, has_repeats: bool, protocol: str = "time"):
