@@ -155,7 +155,12 @@ def tune(train: pd.DataFrame, items: pd.DataFrame | None, seed: int, has_repeats
         for pt in all_parts:
             pt.set_ease(lam)
         stage = replace(stage, ease_lam=lam)
-    for ew, pw, hl in itertools.product(EASE_WEIGHTS if rec.ease is not None else (0.0,), POP_WEIGHTS, POP_HALF_LIVES):
+    # repeat data: the previous grid (30-day popularity, EASE blended, never alone). Offered there, faster popularity
+    # and EASE alone, chosen before the re-buy weights, let popular items overtake a staple bought in every order
+    # (tests/test_recommender_repeat.py)
+    repeats = rec.repeat.has_repeats
+    ease_ws = (EASE_WEIGHTS if not repeats else EASE_WEIGHTS[:-1]) if rec.ease is not None else (0.0,)
+    for ew, pw, hl in itertools.product(ease_ws, POP_WEIGHTS, POP_HALF_LIVES if not repeats else (POP_HALF_LIFE_DAYS,)):
         if pw == 0 and hl != POP_HALF_LIFE_DAYS:  # no popularity: its half-life is moot
             continue
         cand = replace(stage, pop_w=pw, pop_hl=hl, ease_w=ew)
