@@ -7,8 +7,9 @@ ml100k (headline: time): all ratings as implicit interactions; a global time cut
 test window, `training.splits.global_time_share`); every method's hyper-parameters are chosen on the same validation
 windows carved from the training part (`tuning.validation_cuts`: its latest 20%, then two earlier 10% windows, each
 predicted from its own past; scored together), the pick is refit on the whole training part and scored once on test
-users who have training history; items they rated in training are excluded. Popularity, ItemKNN, EASE and ours (the
-production pipeline's tuning: graph filter, EASE blend weight, recent-popularity weight). `--random-seeds`: also the
+users who have training history; items they rated in training are excluded. Popularity, recent popularity (its
+half-life chosen on the windows), ItemKNN, EASE and ours (the production pipeline's tuning: graph filter, EASE blend
+weight or EASE alone, recent-popularity weight and half-life). `--random-seeds`: also the
 per-user random 80/20 table (secondary, for comparison with the literature), one split per seed, one validation cut
 carved the same way.
 
@@ -37,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from omnidecide.models.metrics import ranking_report  # noqa: E402
 from omnidecide.models.recommender.baselines import EASE, ItemKNN, Popularity  # noqa: E402
 from omnidecide.models.recommender.baskets import TIFU, UPCF, buy_again_scores, frequency  # noqa: E402
-from omnidecide.models.recommender.core import Recommender  # noqa: E402
+from omnidecide.models.recommender.core import POP_HALF_LIVES, Recommender  # noqa: E402
 from omnidecide.models.recommender.graph_filter import FilterParams  # noqa: E402
 from omnidecide.store.io import load  # noqa: E402
 from omnidecide.training import splits  # noqa: E402
@@ -107,6 +108,17 @@ def ml100k_split(ev: pd.DataFrame, items: pd.DataFrame, split, seed: int) -> dic
         return ranking_report(_topk(model.scores(Xt[ut]), Xt[ut]), relt, K), best, secs
 
     res["popularity"] = pick(lambda g: Popularity(), [None])
+
+    def recent_pop(rec: Recommender, u: np.ndarray, hl: float) -> np.ndarray:
+        return np.tile(rec.pop_z(hl), (len(u), 1))
+
+    def recent_key(hl: float) -> float:
+        reports = [ranking_report(_topk(recent_pop(recf, uf, hl), X_of(recf)[uf]), relf, K) for recf, uf, relf in idx_fits]
+        return float(np.dot([_key(r) for r in reports], [len(r) for _, _, r in idx_fits]) / sum(len(r) for _, _, r in idx_fits))
+
+    hl = max(POP_HALF_LIVES, key=recent_key)  # the same half-lives our stage 1 may choose from, on the same windows
+    rect, ut, relt = idx_tr
+    res["recent popularity"] = (ranking_report(_topk(recent_pop(rect, ut, hl), X_of(rect)[ut]), relt, K), hl, 0.0)
     res["ItemKNN"] = pick(lambda g: ItemKNN(k=g), [20, 50, 100, 200])
     res["EASE"] = pick(lambda g: EASE(lam=g), [50, 100, 200, 300, 500, 800, 1200])
     gp, stp, tinfo = pipeline.tune(train, items, seed, has_repeats=False, protocol=protocol)
@@ -115,7 +127,7 @@ def ml100k_split(ev: pd.DataFrame, items: pd.DataFrame, split, seed: int) -> dic
     rec = Recommender.build(train, items, params=gp, stage=stp)
     secs = time.time() - t
     uidx, rel, now = pipeline.relevant_sets(rec, test)
-    chosen = {**gp.as_dict(), **{k: getattr(stp, k) for k in ("pop_w", "ease_w", "ease_lam")},
+    chosen = {**gp.as_dict(), **{k: getattr(stp, k) for k in ("pop_w", "pop_hl", "ease_w", "ease_lam")},
               "validation_users": tinfo["val_windows"]}
     res["ours"] = (ranking_report(pipeline.topk_stage1(rec, uidx, now), rel, K), chosen, secs)
     res["_n_test_users"] = len(uidx)

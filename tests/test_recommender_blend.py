@@ -100,3 +100,54 @@ def test_blend_ease_is_standardised_and_off_at_zero(w):
     else:
         np.testing.assert_allclose(out.mean(1), 0, atol=1e-12)
         np.testing.assert_allclose(out.std(1), 1, atol=1e-12)
+
+
+def _trending(n_users: int = 150, n_items: int = 200, days: int = 120, seed: int = 0) -> pd.DataFrame:
+    """Ratings where what is popular moves: every 30 days 15 other items are in fashion and take 70% of the
+    ratings; the rest are spread over the catalogue. A global time cut then rewards popularity with a short memory."""
+    rng = np.random.default_rng(seed)
+    rows, seen = [], set()
+    for _ in range(n_users * 30):
+        u, d = int(rng.integers(n_users)), float(rng.uniform(0, days))
+        block = int(d // 30)
+        i = 15 * block + int(rng.integers(15)) if rng.random() < 0.7 else int(rng.integers(60, n_items))
+        if (u, i) not in seen:
+            seen.add((u, i))
+            rows.append((f"u{u}", f"m{i}", pd.Timestamp("2026-01-01") + pd.Timedelta(days=d), "rating"))
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "event"])
+
+
+def test_recent_popularity_half_life_moves_scores_and_only_the_chosen_one_is_saved(tmp_path):
+    from omnidecide.models.recommender.core import POP_HALF_LIVES
+
+    ev = _trending()
+    short = Recommender.build(ev, params=FilterParams(k=8), stage=StageParams(pop_w=2.0, pop_hl=min(POP_HALF_LIVES)))
+    long_ = Recommender.build(ev, params=FilterParams(k=8), stage=StageParams(pop_w=2.0, pop_hl=max(POP_HALF_LIVES)))
+    now_in_fashion = short.item_index["m45"]  # the last 30-day block's items are m45..m59
+    first_block = short.item_index["m0"]
+    assert short.pop_z()[now_in_fashion] > short.pop_z()[first_block]
+    assert short.pop_z()[now_in_fashion] - short.pop_z()[first_block] > long_.pop_z()[now_in_fashion] - long_.pop_z()[first_block]
+    st = short.batch_state(np.arange(5))
+    assert np.abs(short.stage1(st)[0] - long_.stage1(st)[0]).max() > 1e-3
+    short.save(tmp_path)
+    again = Recommender.load(tmp_path)
+    assert {k for k in again.pop if k.startswith("recent:")} == {f"recent:{min(POP_HALF_LIVES):g}"}
+    np.testing.assert_allclose(again.stage1(again.batch_state(np.arange(5)))[0], short.stage1(st)[0], rtol=1e-6)
+
+
+def test_tuning_picks_recent_popularity_when_fashion_moves():
+    from omnidecide.models.recommender.core import POP_HALF_LIFE_DAYS
+    from omnidecide.training.recommender.tuning import tune
+
+    _, stage, info = tune(_trending(), None, seed=0, has_repeats=False, protocol="time")
+    assert stage.pop_w > 0 and stage.pop_hl < POP_HALF_LIFE_DAYS, stage
+
+
+def test_reason_says_popular_right_now_only_when_recent_popularity_ranks_it():
+    from omnidecide.models.recommender.rules import recommend
+
+    ev = _trending()
+    for pop_w, expect in ((16.0, True), (0.0, False)):
+        rec = Recommender.build(ev, params=FilterParams(k=8), stage=StageParams(pop_w=pop_w, pop_hl=3.0))
+        reasons = [r.reason for u in rec.user_ids[:5] for r in recommend(rec, u, k=10)]
+        assert any(r.startswith("popular right now") for r in reasons) == expect, reasons[:10]

@@ -23,7 +23,10 @@ from omnidecide.models.recommender.rows import dense_rows
 EVENT_WEIGHTS = {"purchase": 1.0, "rating": 1.0, "cart": 0.6, "click": 0.35, "view": 0.2, "coupon_redeem": 0.2,
                  "coupon_claim": 0.1}
 CONSUMED = ("purchase", "rating")  # after these a buy-once item is not recommended again
-POP_HALF_LIFE_DAYS = 30.0
+POP_HALF_LIFE_DAYS = 30.0  # popularity of every context, the fallbacks and the ranker's features
+# half-lives (days) of the recent popularity stage 1 may add (`pop_hl`, chosen on validation): under a global time cut
+# what is popular *now* decides much of the next window (issue 13), and how fast "now" moves differs by data set
+POP_HALF_LIVES = (1.0, 3.0, 10.0, 30.0, 100.0)
 COLD_PENALTY = 0.5  # a new item's graph z: its category's mean over warm items, less this novelty penalty
 
 
@@ -36,6 +39,7 @@ class StageParams:
     graph_shift: float = 3.0   # discovery score = sigmoid(z_graph - shift)
     tifu_w: float = 0.0      # weight of the user's TIFU basket score (scaled to 1 per user) added on top
     pop_w: float = 0.0       # weight of recent popularity (z-scored log) added to the graph z before the sigmoid
+    pop_hl: float = POP_HALF_LIFE_DAYS  # that popularity's half-life in days (one of POP_HALF_LIVES)
     ease_w: float = 0.0      # weight of the EASE score (z-scored) blended into the graph z; 0: no EASE is fitted
     ease_lam: float = 300.0  # EASE's L2 penalty
     serve: str = "model"     # "buy_again": the plain personal-frequency list served instead (it won on validation)
@@ -156,6 +160,10 @@ class Recommender:
         decay = 0.5 ** ((t.max() - t) / DAY / POP_HALF_LIFE_DAYS) if len(t) else np.zeros(0)
         pw = w * decay
         pop = {"global": np.bincount(i, weights=pw, minlength=len(item_ids))}
+        for hl in POP_HALF_LIVES:  # stage 1's recent popularity at each half-life tuning may choose (save keeps one)
+            if hl != POP_HALF_LIFE_DAYS and len(t):
+                pop[f"recent:{hl:g}"] = np.bincount(i, weights=w * 0.5 ** ((t.max() - t) / DAY / hl),
+                                                    minlength=len(item_ids))
         for col, prefix in (("channel", "channel:"), ("store_id", "store:")):
             if col in ev.columns:
                 vals = ev[col].astype(object).where(ev[col].notna(), "").astype(str).to_numpy()
@@ -271,9 +279,10 @@ class Recommender:
         e = (rows[:, :n] > 0).astype(np.float32) @ self.ease
         return zscore(np.pad(e, ((0, 0), (0, rows.shape[1] - n))))
 
-    def pop_z(self) -> np.ndarray:
-        """z-scored log of recent (30-day half-life) popularity over the catalogue."""
-        lp = np.log1p(self.pop["global"])
+    def pop_z(self, half_life: float | None = None) -> np.ndarray:
+        """z-scored log of recent popularity over the catalogue, half-life `half_life` days (default: the stage's)."""
+        hl = self.stage.pop_hl if half_life is None else half_life
+        lp = np.log1p(self.pop.get(f"recent:{hl:g}", self.pop["global"]))
         return (lp - lp.mean()) / max(float(lp.std()), 1e-12)
 
     def embeddings(self) -> np.ndarray:
@@ -329,7 +338,8 @@ class Recommender:
             m = getattr(self, name).tocsr()
             arrays.update({f"{name}_data": m.data, f"{name}_indices": m.indices, f"{name}_indptr": m.indptr})
         for k, v in self.pop.items():
-            arrays[f"pop|{k}"] = v
+            if not k.startswith("recent:") or k == f"recent:{self.stage.pop_hl:g}":  # the chosen half-life only
+                arrays[f"pop|{k}"] = v
         arrays.update({f"graph_{k}": v for k, v in self.graph.state().items()})
         arrays.update(self.repeat.state())
         if self.tifu is not None:

@@ -12,7 +12,7 @@ import pandas as pd
 from omnidecide.models.metrics import ranking_report
 from omnidecide.models.recommender.baskets import TIFU
 from omnidecide.models.recommender.blend import EASE_MAX_ITEMS, blend_ease, combine, fit_ease
-from omnidecide.models.recommender.core import Recommender, StageParams
+from omnidecide.models.recommender.core import POP_HALF_LIFE_DAYS, POP_HALF_LIVES, Recommender, StageParams
 from omnidecide.models.recommender.graph_filter import FilterParams, GraphFilterCF
 from omnidecide.training import splits
 from omnidecide.training.recommender.evaluation import (K, edges, for_size, holdout, relevant_sets, score_key, top_k,
@@ -29,8 +29,9 @@ TIFU_FITS = ((3, 0.7), (7, 0.7), (7, 0.9))
 TIFU_SCORING = ((100, 0.7), (300, 0.7), (300, 0.9))
 MAX_TUNING_USERS = 3000  # validation users scored per setting: the tuning cost stops growing with the user base
 EASE_LAMS = (100.0, 300.0, 1000.0)
-EASE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)  # EASE z blended into the graph z (catalogues up to EASE_MAX_ITEMS)
-EASE_ALONE = 1e6  # the blend weight that leaves EASE alone (its penalty is chosen that way)
+EASE_ALONE = 1e6  # the blend weight that leaves EASE alone (its penalty is chosen that way; plain EASE is a candidate)
+# EASE z blended into the graph z (catalogues up to EASE_MAX_ITEMS)
+EASE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, EASE_ALONE)
 VAL_WINDOWS = 3  # validation windows on time-split data (the latest 20%, then earlier 10% ones)
 # above this many training events one window is enough users, and each further window is another set of eigen-solves
 # (the scale world's 200k-item filter takes minutes): large data keeps the single window's tuning cost
@@ -59,7 +60,7 @@ class Parts:
 
     def tops(self, stage: StageParams) -> list[np.ndarray]:
         z = blend_ease(self.z, self.z_ease, stage.ease_w, self.st.nb > 0)
-        return top_k(combine(z, self.rep, self.st.tifu, stage, self.rec.pop_z()), self.allowed)
+        return top_k(combine(z, self.rep, self.st.tifu, stage, self.rec.pop_z(stage.pop_hl)), self.allowed)
 
 
 def validation_cuts(train: pd.DataFrame, seed: int, has_repeats: bool, protocol: str = "time"):
@@ -139,7 +140,8 @@ def tune(train: pd.DataFrame, items: pd.DataFrame | None, seed: int, has_repeats
 
     def judge(cand: StageParams) -> dict:
         m = pooled([ranking_report(pt.tops(cand), w.rel, K) for pt, w in zip(all_parts, wins)], wins)
-        trials.append({"pop_w": cand.pop_w, "ease_w": cand.ease_w, "ease_lam": cand.ease_lam, **m})
+        trials.append({"pop_w": cand.pop_w, "pop_hl": cand.pop_hl, "ease_w": cand.ease_w, "ease_lam": cand.ease_lam,
+                       **m})
         return m
 
     if rec.X.shape[1] <= EASE_MAX_ITEMS:  # EASE's penalty on EASE alone first, then its weight with popularity's
@@ -153,8 +155,15 @@ def tune(train: pd.DataFrame, items: pd.DataFrame | None, seed: int, has_repeats
         for pt in all_parts:
             pt.set_ease(lam)
         stage = replace(stage, ease_lam=lam)
-    for ew, pw in itertools.product(EASE_WEIGHTS if rec.ease is not None else (0.0,), POP_WEIGHTS):
-        cand = replace(stage, pop_w=pw, ease_w=ew)
+    # repeat data: the previous grid (30-day popularity, EASE blended, never alone). Offered there, faster popularity
+    # and EASE alone, chosen before the re-buy weights, let popular items overtake a staple bought in every order
+    # (tests/test_recommender_repeat.py)
+    repeats = rec.repeat.has_repeats
+    ease_ws = (EASE_WEIGHTS if not repeats else EASE_WEIGHTS[:-1]) if rec.ease is not None else (0.0,)
+    for ew, pw, hl in itertools.product(ease_ws, POP_WEIGHTS, POP_HALF_LIVES if not repeats else (POP_HALF_LIFE_DAYS,)):
+        if pw == 0 and hl != POP_HALF_LIFE_DAYS:  # no popularity: its half-life is moot
+            continue
+        cand = replace(stage, pop_w=pw, pop_hl=hl, ease_w=ew)
         m = judge(cand) if (ew, pw) != (0.0, 0.0) else best_m
         if score_key(m) > score_key(best_m):
             stage, best_m = cand, m
