@@ -158,19 +158,26 @@ class Recommender:
         pop = {"global": np.bincount(i, weights=pw, minlength=len(item_ids))}
         for col, prefix in (("channel", "channel:"), ("store_id", "store:")):
             if col in ev.columns:
-                vals = ev[col].astype(object).where(ev[col].notna(), "").astype(str).to_numpy()
-                for v in pd.unique(vals[vals != ""]):
-                    m = vals == v
-                    pop[prefix + str(v)] = np.bincount(i[m], weights=pw[m], minlength=len(item_ids))
+                # one pass over the events (codes of the distinct values, first-seen order), not one per value
+                vals = ev[col].astype(object).where(ev[col].notna(), "").astype(str)
+                code, uniq = pd.factorize(vals)
+                del vals
+                n_i = len(item_ids)
+                per = np.bincount(code * n_i + i, weights=pw, minlength=len(uniq) * n_i).reshape(len(uniq), n_i)
+                for c, v in enumerate(uniq):
+                    if v != "":
+                        pop[prefix + str(v)] = per[c]
         pop.update(segment_popularity(ev["user_id"].to_numpy(), i, pw, len(item_ids), users))
         no_consent = set()
         if users is not None and "consent_personalization" in users.columns:
             no_consent = set(users.loc[users["consent_personalization"].fillna(True).eq(False), "user_id"])
+        t_end = float(t.max()) if len(t) else 0.0
+        del ev, pair, buys, cons, nb, agg, u, i, t, w, ts, secs, decay, pw  # 50M-row columns: freed before the graph
         graph = GraphFilterCF(params or FilterParams()).fit(X, side)
         stage = stage or StageParams()
         ease = fit_ease(X, stage.ease_lam) if stage.ease_w > 0 else None
         return cls(user_ids=user_ids.to_numpy(), item_ids=item_ids.to_numpy(), X=X, consumed=consumed, n_buy=n_buy,
-                   last_buy=last_buy, first_buy=first_buy, t0=t0, t_end=float(t.max()) if len(t) else 0.0,
+                   last_buy=last_buy, first_buy=first_buy, t0=t0, t_end=t_end,
                    graph=graph, repeat=rep, tifu=fitted_tifu, baskets=bk,
                    item_cat=item_cat, categories=cat_names, stock=stock, pop=pop, stage=stage,
                    titles=titles, price=price, no_consent=no_consent, side=side, ease=ease)
@@ -272,9 +279,14 @@ class Recommender:
         return zscore(np.pad(e, ((0, 0), (0, rows.shape[1] - n))))
 
     def pop_z(self) -> np.ndarray:
-        """z-scored log of recent (30-day half-life) popularity over the catalogue."""
-        lp = np.log1p(self.pop["global"])
-        return (lp - lp.mean()) / max(float(lp.std()), 1e-12)
+        """z-scored log of recent (30-day half-life) popularity over the catalogue; kept per popularity array (a
+        request at 200k items spent ~2 ms recomputing it)."""
+        pop = self.pop["global"]
+        cached = getattr(self, "_pop_z", None)
+        if cached is None or cached[0] is not pop:
+            lp = np.log1p(pop)
+            cached = self._pop_z = (pop, (lp - lp.mean()) / max(float(lp.std()), 1e-12))
+        return cached[1]
 
     def embeddings(self) -> np.ndarray:
         if self._emb is None:
