@@ -28,6 +28,7 @@ def test_neighbours_from_a_pool_are_pool_members_and_never_oneself():
     V = sp.random(300, 40, density=0.1, random_state=2, format="csr")
     full = neighbours(V, 5)
     pooled = neighbours(V, 5, pool=50, seed=3)
+    assert (neighbours(V, 5, pool=1000) == full).all()  # a pool at least as large as the users: all of them
     pool = np.sort(np.random.default_rng(3).choice(300, 50, replace=False))
     assert pooled.shape == full.shape
     assert np.isin(pooled[pooled >= 0], pool).all()

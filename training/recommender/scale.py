@@ -8,7 +8,8 @@ each refit is minutes of sparse products and a randomized top-k eigen-solve, so 
   catalogue): `pipeline.choose_and_evaluate`, unchanged, on that sample;
 - the served model is ONE build on every event: one randomized top-k solve (spectral.py), no dense item x item
   matrix (EASE is off above blend.EASE_MAX_ITEMS), TIFU neighbours searched among a random pool of TIFU_POOL
-  customers (all pairs of 1M customers: 10^12 similarities), the faiss index built when the version is saved.
+  customers (all pairs of 1M customers: 10^12 similarities; the sample's are searched among baskets.NEIGHBOUR_POOL),
+  the faiss index built when the version is saved.
 The metrics are the sample's (named `sample_*` in the version's metrics beside the holdout figures).
 
 The filter's cut-off mu is relative to the largest eigenvalue of the normalised item graph, whose entries
@@ -31,7 +32,7 @@ from omnidecide.training.recommender.evaluation import for_size
 
 LARGE_EVENTS = 5_000_000  # above this many events, the scale path
 SAMPLE_USERS = 50_000     # customers whose events tune, choose and evaluate (~2.5M events at 50 per customer)
-TIFU_POOL = 20_000        # customers among whom each customer's TIFU neighbours are searched in the served model
+TIFU_POOL = 10_000        # customers among whom each customer's TIFU neighbours are searched in the served model
 
 
 def is_large(path: Path) -> bool:
