@@ -210,14 +210,18 @@ class Retrieval:
         n = len(rec.item_ids)
         mean, sd = self.items.moments(U, n)
         sd = np.maximum(sd, 1e-12)[:, None]
-        z = (U @ self.vectors(rec, cols).T - mean[:, None]) / sd
         cold, mixed, _ = self.cold(rec)
-        if mixed:
-            sums, cnt = self.category_sums(rec, cold)
-            cat = (U @ sums.T - cnt[None, :] * mean[:, None]) / sd  # per user: sum of warm z by category
-            cat_mean = np.where(cnt > 0, cat / np.maximum(cnt, 1), 0.0)
-            c = cold[cols]
-            z[:, c] = cat_mean[:, rec.item_cat[cols[c]]] - COLD_PENALTY
+        if not mixed:
+            return (U @ self.vectors(rec, cols).T - mean[:, None]) / sd
+        # cold columns take their category's value: their vectors are not read (candidates hold up to a hundred cold
+        # items per category, and gathering their rows was most of a request's time at 20k items)
+        c = cold[cols]
+        z = np.empty((len(U), len(cols)))
+        z[:, ~c] = (U @ self.vectors(rec, cols[~c]).T - mean[:, None]) / sd
+        sums, cnt = self.category_sums(rec, cold)
+        cat = (U @ sums.T - cnt[None, :] * mean[:, None]) / sd  # per user: sum of warm z by category
+        cat_mean = np.where(cnt > 0, cat / np.maximum(cnt, 1), 0.0)
+        z[:, c] = cat_mean[:, rec.item_cat[cols[c]]] - COLD_PENALTY
         return z
 
     def category_sums(self, rec, cold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
