@@ -36,7 +36,7 @@ CLI = [sys.executable, "-m", "omnidecide.cli.__main__"] if (ROOT / "cli" / "__ma
 AS_OF = "2026-04-01"  # label window (90 days) inside the scale world, which ends 2026-06-30
 K_EIG = 256
 STAGES = ("synth", "validate", "train-churn", "predict-churn", "predict-churn-ray1", "predict-churn-ray2", "factors",
-          "exact", "ann", "recommender", "recommend-all")
+          "exact", "ann", "recommender", "recommend-all", "served-build", "request")
 
 
 def run(name: str, argv: list[str], env: dict | None = None, timeout: float = 3600) -> dict:
@@ -225,6 +225,14 @@ def main() -> None:
     if "recommender" in todo:
         rows.append(run("train recommender", CLI + ["train", "recommender", "--events", ev, "--items",
                                                     str(world / "items.parquet")], env))
+    if "served-build" in todo:  # the served model's one build on every event, default settings, saved with its index
+        rows.append(run("served model: Recommender.build + save (default settings)",
+                        [sys.executable, str(ROOT / "bench" / "recommend_paths.py"), "--register", str(world), "--home",
+                         str(store)], env))
+    if "request" in todo:  # /recommend's model path on that version, in process: full scoring vs faiss candidates
+        rows.append(run("request path at full size (in process)",
+                        [sys.executable, str(ROOT / "bench" / "recommend_paths.py"), "--store", str(store),
+                         "--recall-users", "300"], env))
     if "recommend-all" in todo:
         for label, extra in (("recommend --all-users, 1 process", []), ("recommend --all-users, Ray 2 workers",
                                                                           ["--workers", "2"])):

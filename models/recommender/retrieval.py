@@ -92,14 +92,15 @@ def queries(rows: sp.csr_matrix, L: np.ndarray) -> np.ndarray:
 
 
 def recall_at(U: np.ndarray, E: np.ndarray, index: ItemIndex, k: int = 20, candidates: int = 300,
-              batch: int = 100) -> float:
+              batch: int = 100, ef: int | None = None) -> float:
     """Mean share of each user's exact top-k (by <u, e_j> over every item) found among the index's top-k of its
-    `candidates`. The exact side scores the whole catalogue, batch by batch."""
+    `candidates` (searched with breadth `ef`; None: the index's default). The exact side scores the whole
+    catalogue, batch by batch."""
     hits = []
     for s in range(0, len(U), batch):
         Ub = U[s: s + batch]
         exact = np.argpartition(-(Ub @ E.T), k, axis=1)[:, :k]
-        scores, idx = index.search(Ub, candidates)
+        scores, idx = index.search(Ub, candidates, ef)
         top = np.take_along_axis(idx, np.argsort(-scores, 1)[:, :k], 1)
         hits += [len(set(a) & set(b)) / k for a, b in zip(exact, top)]
     return float(np.mean(hits))
