@@ -35,6 +35,7 @@ CLI = [sys.executable, "-m", "omnidecide.cli.__main__"] if (ROOT / "cli" / "__ma
     [str(Path(sys.executable).with_name("omnidecide"))]
 AS_OF = "2026-04-01"  # label window (90 days) inside the scale world, which ends 2026-06-30
 K_EIG = 256
+LOGS: Path | None = None  # where each stage's full output is written (OUT/work)
 STAGES = ("synth", "validate", "train-churn", "predict-churn", "predict-churn-ray1", "predict-churn-ray2", "factors",
           "exact", "ann", "recommender", "recommend-all", "served-build", "request")
 
@@ -63,6 +64,8 @@ def run(name: str, argv: list[str], env: dict | None = None, timeout: float = 36
             proc.kill()
         time.sleep(0.2)
     out = proc.stdout.read()
+    if LOGS is not None:  # the stage's whole output (tables of bench/recommend_paths.py), beside the results
+        (LOGS / ("".join(c if c.isalnum() else "_" for c in name)[:60] + ".log")).write_text(out)
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime
     row = {"stage": name, "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(cpu, 1),
@@ -188,6 +191,8 @@ def main() -> None:
          "ann": lambda: stage_ann(work)}[a.stage]()
         return
     work.mkdir(parents=True, exist_ok=True)
+    global LOGS
+    LOGS = work
     store = a.out / "model_store"
     todo = set(a.stages.split(","))
     unknown = todo - set(STAGES)
