@@ -103,7 +103,8 @@ class Recommender:
               params: FilterParams | None = None, stage: StageParams | None = None,
               tifu: TIFU | None = None) -> "Recommender":
         """`tifu`: TIFU-KNN settings (unfitted) for the basket signal; default settings when None."""
-        ev = events[events["item_id"].notna() & events["event"].isin(list(EVENT_WEIGHTS))]
+        keep = events["item_id"].notna() & events["event"].isin(list(EVENT_WEIGHTS))
+        ev = events if keep.all() else events[keep]  # no copy of a 50M-row frame that loses nothing (~2 GB)
         item_ids = pd.Index(sorted(set(ev["item_id"].unique()) | (set(items["item_id"]) if items is not None else set())))
         user_ids = pd.Index(sorted(ev["user_id"].unique()))
         u = user_ids.get_indexer(ev["user_id"])
