@@ -147,6 +147,19 @@ def store(args) -> None:
     print(f"\nTop-20 lists, retrieval vs full scoring: overlap **{r['overlap@20']:.4f}**, identical lists "
           f"{r['identical']:.3f}. Index top-20 recall of exact inner-product search (300 candidates): "
           f"**{recall:.4f}**.")
+    # the HNSW search breadth: recall of exact at the served number of candidates, and the search time per query
+    from omnidecide.models.recommender.retrieval import EF_SEARCH, N_ANN
+    U = queries(rec.X[uidx], L)
+    print(f"\n| efSearch | top-20 recall of exact ({N_ANN} candidates) | search ms p50 / p99 |\n|---:|---:|---|")
+    for ef in sorted({64, 128, EF_SEARCH, 2 * EF_SEARCH}):
+        lat = []
+        for u in U[:300]:
+            t = time.perf_counter()
+            rec.retrieval.items.search(u[None, :], N_ANN, ef)
+            lat.append(1e3 * (time.perf_counter() - t))
+        rc = recall_at(U, E, rec.retrieval.items, k=20, candidates=N_ANN, ef=ef)
+        print(f"| {ef}{' (served)' if ef == EF_SEARCH else ''} | {rc:.4f} | {np.median(lat):.2f} / "
+              f"{np.quantile(lat, 0.99):.2f} |")
 
 
 def register(world: Path, home: Path) -> None:
@@ -155,18 +168,26 @@ def register(world: Path, home: Path) -> None:
     from omnidecide.store import registry, snapshot
     from omnidecide.store.io import load
 
-    ev = load(world / "events.csv", "events").data
-    it = load(world / "items.csv", "items").data
-    ss = load(world / "store_stock.csv", "store_stock").data if (world / "store_stock.csv").exists() else None
+    from omnidecide.models.recommender.baskets import TIFU
+    from omnidecide.training.recommender.scale import TIFU_POOL, is_large
+
+    ext = ".parquet" if (world / "events.parquet").exists() else ".csv"
+    large = is_large(world / f"events{ext}")  # the scale world: compact frames, TIFU neighbours from a pool
+    ev = load(world / f"events{ext}", "events", compact=large).data
+    it = load(world / f"items{ext}", "items").data
+    ss = load(world / f"store_stock{ext}", "store_stock").data if (world / f"store_stock{ext}").exists() else None
+    us = load(world / f"users{ext}", "users").data if not large else None  # as `train` is run at scale: no users
     t0 = time.perf_counter()
-    rec = Recommender.build(ev, it, load(world / "users.csv", "users").data)
+    rec = Recommender.build(ev, it, us, tifu=TIFU(pool=TIFU_POOL) if large else None)
+    del ev
+    print(f"built in {time.perf_counter() - t0:.0f} s", flush=True)
 
     def write(folder: Path) -> None:
         rec.save(folder)
         snapshot.write(folder, it, ss)
 
     tag = registry.save("recommender", write, metrics={}, params={"fit": "Recommender.build, default settings"},
-                        data_fingerprint=registry.fingerprint([world / "events.csv"]),
+                        data_fingerprint=registry.fingerprint([world / f"events{ext}"]),
                         extra={"n_users": len(rec.user_ids), "n_items": len(rec.item_ids)})
     print(f"{tag}: fitted and saved in {time.perf_counter() - t0:.0f} s into {home}")
 

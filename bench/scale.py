@@ -13,8 +13,9 @@ Stages: synth; validate; train churn; predict churn in one process, on Ray with 
 filter's factors at scale (interaction matrix, normalisation, top-k item-graph eigenpairs by randomized subspace
 iteration); their accuracy loss against the exact decomposition on a sub-graph small enough to decompose densely;
 faiss index build and ANN top-20 recall against exact scoring on 1,000 sampled users, with the per-query search
-latency. The full recommender (`train recommender`, `recommend --all-users`, which score a dense row over the whole
-catalogue per user) runs only for catalogues up to --full-recommender-items.
+latency; `train recommender` itself (stage "recommender": above training.recommender.scale.LARGE_EVENTS events it
+chooses on a customer sample and builds the served model once on every event), and `recommend --all-users` in one
+process and on Ray with 2 workers (stage "recommend-all").
 """
 from __future__ import annotations
 
@@ -34,8 +35,9 @@ CLI = [sys.executable, "-m", "omnidecide.cli.__main__"] if (ROOT / "cli" / "__ma
     [str(Path(sys.executable).with_name("omnidecide"))]
 AS_OF = "2026-04-01"  # label window (90 days) inside the scale world, which ends 2026-06-30
 K_EIG = 256
+LOGS: Path | None = None  # where each stage's full output is written (OUT/work)
 STAGES = ("synth", "validate", "train-churn", "predict-churn", "predict-churn-ray1", "predict-churn-ray2", "factors",
-          "exact", "ann", "recommender")
+          "exact", "ann", "recommender", "recommend-all", "served-build", "request")
 
 
 def run(name: str, argv: list[str], env: dict | None = None, timeout: float = 3600) -> dict:
@@ -62,6 +64,8 @@ def run(name: str, argv: list[str], env: dict | None = None, timeout: float = 36
             proc.kill()
         time.sleep(0.2)
     out = proc.stdout.read()
+    if LOGS is not None:  # the stage's whole output (tables of bench/recommend_paths.py), beside the results
+        (LOGS / ("".join(c if c.isalnum() else "_" for c in name)[:60] + ".log")).write_text(out)
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime
     row = {"stage": name, "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(cpu, 1),
@@ -175,10 +179,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--users", type=int, default=1_000_000)
     ap.add_argument("--items", type=int, default=200_000)
-    ap.add_argument("--full-recommender-items", type=int, default=5000)
     ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of: " + ", ".join(STAGES) +
                     " (a world already under OUT/world is reused when synth is left out)")
     ap.add_argument("--json", default="scale.json", help="results file under OUT")
+    ap.add_argument("--threads", type=int, default=1, help="BLAS / OpenMP threads per stage (see below)")
     ap.add_argument("--stage", help=argparse.SUPPRESS)
     a = ap.parse_args()
     world, work = a.out / "world", a.out / "work"
@@ -187,6 +191,8 @@ def main() -> None:
          "ann": lambda: stage_ann(work)}[a.stage]()
         return
     work.mkdir(parents=True, exist_ok=True)
+    global LOGS
+    LOGS = work
     store = a.out / "model_store"
     todo = set(a.stages.split(","))
     unknown = todo - set(STAGES)
@@ -194,7 +200,9 @@ def main() -> None:
         ap.error(f"--stages: unknown {sorted(unknown)}; choose from {', '.join(STAGES)}")
     # one BLAS / OpenMP thread per process: on a shared 2-core machine a second busy-waiting thread tripled the CPU
     # of a QR (spectral.orthonormal); the 2-core parallelism is the Ray 2-worker row
-    env = {"BENTOML_HOME": str(store), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    # (--threads 2 when the other work on the machine runs niced and the second core is free)
+    th = str(a.threads)
+    env = {"BENTOML_HOME": str(store), "OMP_NUM_THREADS": th, "OPENBLAS_NUM_THREADS": th, "MKL_NUM_THREADS": th}
     me = [sys.executable, str(Path(__file__).resolve()), "--out", str(a.out)]
     ev = str(world / "events.parquet")
     rows = []
@@ -219,9 +227,18 @@ def main() -> None:
         rows.append(run("filter vs exact (sub-graph)", me + ["--stage", "exact"], env))
     if "ann" in todo:
         rows.append(run("ANN build + recall (1,000 users)", me + ["--stage", "ann"], env))
-    if "recommender" in todo and a.items <= a.full_recommender_items:
+    if "recommender" in todo:
         rows.append(run("train recommender", CLI + ["train", "recommender", "--events", ev, "--items",
                                                     str(world / "items.parquet")], env))
+    if "served-build" in todo:  # the served model's one build on every event, default settings, saved with its index
+        rows.append(run("served model: Recommender.build + save (default settings)",
+                        [sys.executable, str(ROOT / "bench" / "recommend_paths.py"), "--register", str(world), "--home",
+                         str(store)], env))
+    if "request" in todo:  # /recommend's model path on that version, in process: full scoring vs faiss candidates
+        rows.append(run("request path at full size (in process)",
+                        [sys.executable, str(ROOT / "bench" / "recommend_paths.py"), "--store", str(store),
+                         "--recall-users", "300"], env))
+    if "recommend-all" in todo:
         for label, extra in (("recommend --all-users, 1 process", []), ("recommend --all-users, Ray 2 workers",
                                                                           ["--workers", "2"])):
             rows.append(run(label, CLI + ["recommend", "--all-users", "--output", str(work / f"rec{len(rows)}.csv")]

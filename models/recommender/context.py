@@ -6,10 +6,16 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from omnidecide.models.recommender.repeat import DAY
+
 # users.csv attributes that define segments for cold-start popularity, with the reason wording of each
 SEGMENTS = {"member_level": "with {} members", "age_band": "with customers aged {}", "gender": "with {} customers",
             "city": "with customers in {}"}
 MIN_SEGMENT_USERS = 10  # a segment popularity needs this many training users behind it
+POP_HALF_LIFE_DAYS = 30.0  # popularity of every context, the fallbacks and the ranker's features
+# half-lives (days) of the recent popularity stage 1 may add (`pop_hl`, chosen on validation): under a global time cut
+# what is popular *now* decides much of the next window (issue 13), and how fast "now" moves differs by data set
+POP_HALF_LIVES = (1.0, 3.0, 10.0, 30.0, 100.0)
 
 
 def side_nodes(it: pd.DataFrame) -> sp.csr_matrix:
@@ -47,3 +53,28 @@ def segment_popularity(user: np.ndarray, item: np.ndarray, weight: np.ndarray, n
             if len(pd.unique(user[m])) >= MIN_SEGMENT_USERS:
                 out[f"segment:{col}={v}"] = np.bincount(item[m], weights=weight[m], minlength=n_items)
     return out
+
+
+def context_popularity(ev: pd.DataFrame, item: np.ndarray, t: np.ndarray, weight: np.ndarray, n_items: int,
+                       users: pd.DataFrame | None) -> dict[str, np.ndarray]:
+    """Item popularity by context, recency-weighted: "global" and every channel / store / users.csv segment at the
+    30-day half-life, plus "recent:<days>" at each other half-life tuning may choose for stage 1 (the saved model
+    keeps only the chosen one). `item`, `t` (seconds) and `weight` are aligned with the rows of `ev`."""
+    decay = 0.5 ** ((t.max() - t) / DAY / POP_HALF_LIFE_DAYS) if len(t) else np.zeros(0)
+    pw = weight * decay
+    pop = {"global": np.bincount(item, weights=pw, minlength=n_items)}
+    for hl in POP_HALF_LIVES:
+        if hl != POP_HALF_LIFE_DAYS and len(t):
+            pop[f"recent:{hl:g}"] = np.bincount(item, weights=weight * 0.5 ** ((t.max() - t) / DAY / hl),
+                                                minlength=n_items)
+    for col, prefix in (("channel", "channel:"), ("store_id", "store:")):
+        if col in ev.columns:
+            # one pass over the events (codes of the distinct values, first-seen order), not one per value
+            code, uniq = pd.factorize(ev[col].astype(object).where(ev[col].notna(), "").astype(str))
+            per = np.bincount(code * n_items + item, weights=pw, minlength=len(uniq) * n_items).reshape(len(uniq),
+                                                                                                         n_items)
+            for c, v in enumerate(uniq):
+                if v != "":
+                    pop[prefix + str(v)] = per[c]
+    pop.update(segment_popularity(ev["user_id"].to_numpy(), item, pw, n_items, users))
+    return pop

@@ -26,6 +26,10 @@ from torch_geometric.nn import LGConv
 
 
 DENSE_MAX_ITEMS = 4000  # up to this many items the item graph is decomposed densely (every eigenpair)
+# Above it, the randomized solve's cost is the orthonormalisation of items x 2k columns, several times: k is capped so
+# that block holds at most EIG_CELLS values (k = 512 up to ~100k items, 256 at 200k; a 200k x 1,024 block took ~4x the
+# CPU of 200k x 512). bench/scale.py ("exact") measured the loss: top-20 overlap with the exact filter 0.992 at k=256.
+EIG_CELLS = 200_000 * 512
 
 
 @dataclass
@@ -96,7 +100,8 @@ class GraphFilterCF:
             lam, Q = np.linalg.eigh((self.R_norm.T @ self.R_norm).toarray())
         else:  # randomized subspace iteration through R~ (models/recommender/spectral.py): sparse products only
             from omnidecide.models.recommender.spectral import item_graph_eigen
-            lam, Q = item_graph_eigen(self.R_norm, min(self.params.max_eig, n - 2), seed=self.params.seed)
+            k = min(self.params.max_eig, n - 2, max(64, EIG_CELLS // (2 * n)))
+            lam, Q = item_graph_eigen(self.R_norm, k, seed=self.params.seed)
         lam = np.clip(lam, 0.0, None)
         self.lam = lam / max(float(lam.max()), 1e-12)  # the cut-off mu is relative to the largest eigenvalue
         self.Q = Q * np.sign(Q[np.abs(Q).argmax(0), np.arange(Q.shape[1])])[None, :]  # deterministic signs

@@ -92,14 +92,15 @@ def queries(rows: sp.csr_matrix, L: np.ndarray) -> np.ndarray:
 
 
 def recall_at(U: np.ndarray, E: np.ndarray, index: ItemIndex, k: int = 20, candidates: int = 300,
-              batch: int = 100) -> float:
+              batch: int = 100, ef: int | None = None) -> float:
     """Mean share of each user's exact top-k (by <u, e_j> over every item) found among the index's top-k of its
-    `candidates`. The exact side scores the whole catalogue, batch by batch."""
+    `candidates` (searched with breadth `ef`; None: the index's default). The exact side scores the whole
+    catalogue, batch by batch."""
     hits = []
     for s in range(0, len(U), batch):
         Ub = U[s: s + batch]
         exact = np.argpartition(-(Ub @ E.T), k, axis=1)[:, :k]
-        scores, idx = index.search(Ub, candidates)
+        scores, idx = index.search(Ub, candidates, ef)
         top = np.take_along_axis(idx, np.argsort(-scores, 1)[:, :k], 1)
         hits += [len(set(a) & set(b)) / k for a, b in zip(exact, top)]
     return float(np.mean(hits))
@@ -140,6 +141,22 @@ class Retrieval:
         self._cats: tuple | None = None  # (key, per-category sums of warm items' vectors, warm counts)
         self._pop: tuple | None = None   # (id of the popularity array, items by popularity, best first)
         self._by_cat: tuple | None = None  # (key, items of each category)
+        self._cold: tuple | None = None    # (d_item, item_cat, cold mask, any warm and cold, cold items per category)
+
+    def cold(self, rec) -> tuple[np.ndarray, bool, list[np.ndarray]]:
+        """(cold mask over the catalogue, whether warm and cold items both exist, the cold items of each category in
+        index order): per catalogue state, not per request (at 200k items with few customers most items are cold, and
+        sorting them by category on every request cost ~15 ms). Keyed on the arrays themselves: `extend.with_items`
+        makes new ones."""
+        c = self._cold
+        if c is None or c[0] is not rec.graph.d_item or c[1] is not rec.item_cat:
+            cold = rec.graph.d_item < 1e-6
+            idx = np.flatnonzero(cold)
+            order = np.argsort(rec.item_cat[idx], kind="stable")
+            bounds = np.searchsorted(rec.item_cat[idx][order], np.arange(len(rec.categories) + 1))
+            per_cat = [idx[order[a:b]] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+            c = self._cold = (rec.graph.d_item, rec.item_cat, cold, bool(cold.any() and (~cold).any()), per_cat)
+        return c[2], c[3], c[4]
 
     @staticmethod
     def wanted(rec) -> bool:
@@ -194,26 +211,30 @@ class Retrieval:
         n = len(rec.item_ids)
         mean, sd = self.items.moments(U, n)
         sd = np.maximum(sd, 1e-12)[:, None]
-        z = (U @ self.vectors(rec, cols).T - mean[:, None]) / sd
-        cold = rec.graph.d_item < 1e-6
-        if cold.any() and (~cold).any():
-            sums, cnt = self.category_sums(rec, cold)
-            cat = (U @ sums.T - cnt[None, :] * mean[:, None]) / sd  # per user: sum of warm z by category
-            cat_mean = np.where(cnt > 0, cat / np.maximum(cnt, 1), 0.0)
-            c = cold[cols]
-            z[:, c] = cat_mean[:, rec.item_cat[cols[c]]] - COLD_PENALTY
+        cold, mixed, _ = self.cold(rec)
+        if not mixed:
+            return (U @ self.vectors(rec, cols).T - mean[:, None]) / sd
+        # cold columns take their category's value: their vectors are not read (candidates hold up to a hundred cold
+        # items per category, and gathering their rows was most of a request's time at 20k items)
+        c = cold[cols]
+        z = np.empty((len(U), len(cols)))
+        z[:, ~c] = (U @ self.vectors(rec, cols[~c]).T - mean[:, None]) / sd
+        sums, cnt = self.category_sums(rec, cold)
+        cat = (U @ sums.T - cnt[None, :] * mean[:, None]) / sd  # per user: sum of warm z by category
+        cat_mean = np.where(cnt > 0, cat / np.maximum(cnt, 1), 0.0)
+        z[:, c] = cat_mean[:, rec.item_cat[cols[c]]] - COLD_PENALTY
         return z
 
     def category_sums(self, rec, cold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per category: the sum of its warm items' vectors, and their count (cached per catalogue state)."""
-        key = (len(rec.item_ids), len(rec.categories), hash(rec.item_cat.tobytes()))
-        if self._cats is None or self._cats[0] != key:
+        key = (len(rec.item_ids), len(rec.categories), id(rec.item_cat), id(rec.graph.d_item))
+        if self._cats is None or self._cats[0] != key or self._cats[3] is not rec.item_cat:
             warm = np.flatnonzero(~cold)
             n_cat = len(rec.categories)
             onehot = sp.csr_matrix((np.ones(len(warm)), (rec.item_cat[warm], np.arange(len(warm)))),
                                    shape=(n_cat, len(warm)))
             self._cats = (key, np.asarray(onehot @ self.vectors(rec, warm)), np.bincount(rec.item_cat[warm],
-                                                                                        minlength=n_cat))
+                                                                                        minlength=n_cat), rec.item_cat)
         return self._cats[1], self._cats[2]
 
     # --- candidates -----------------------------------------------------------------------------------
@@ -232,11 +253,9 @@ class Retrieval:
             # over the whole category (rules): those join now, else the list is scored a second time with them
             top = ann[: 2 * k]
             parts += [self.substitutes(rec, int(j), usable, k + 1) for j in top[~usable[top]]]
-        cold = np.flatnonzero(rec.graph.d_item < 1e-6)
-        if len(cold):  # ties within a category: the first ones (any stock: the ranker's pick; usable: the list's)
-            parts += [first_per_group(cold, rec.item_cat[cold], n_rank)]
-            cu = cold[usable[cold]]
-            parts += [first_per_group(cu, rec.item_cat[cu], n_rank)]
+        _, _, cold_by_cat = self.cold(rec)
+        # ties within a category: the first cold ones (any stock: the ranker's pick; usable: the list's)
+        parts += [c[:n_rank] for c in cold_by_cat] + [c[usable[c]][:n_rank] for c in cold_by_cat]
         if rec.stage.pop_w > 0 or rec.stage.serve == "buy_again" or not u.any():
             order = self.by_popularity(rec)
             parts += [order[:n_rank], order[usable[order]][:n_rank]]
@@ -247,11 +266,11 @@ class Retrieval:
 
     def substitutes(self, rec, j: int, usable: np.ndarray, n: int) -> np.ndarray:
         """The n usable items of j's category most similar to j (item embeddings), most similar first."""
-        key = (len(rec.item_ids), hash(rec.item_cat.tobytes()))
-        if self._by_cat is None or self._by_cat[0] != key:
+        key = (len(rec.item_ids), id(rec.item_cat))
+        if self._by_cat is None or self._by_cat[0] != key or self._by_cat[2] is not rec.item_cat:
             order = np.argsort(rec.item_cat, kind="stable")
             bounds = np.searchsorted(rec.item_cat[order], np.arange(len(rec.categories) + 1))
-            self._by_cat = (key, [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
+            self._by_cat = (key, [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])], rec.item_cat)
         same = self._by_cat[1][rec.item_cat[j]]
         same = same[usable[same]]
         emb = rec.embeddings()

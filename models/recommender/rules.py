@@ -137,7 +137,7 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
     row, nb, lb, gap = st.rows[0], st.nb[0], st.lb[0], st.personal_gap()[0]
     ids = np.arange(len(rec.item_ids)) if cols is None else cols
     emb = rec.embeddings()
-    cold_all = rec.graph.d_item < 1e-6
+    cold_all = rec.graph.d_item < 1e-6 if rec.retrieval is None else rec.retrieval.cold(rec)[0]
     cold, cat = cold_all[ids], rec.item_cat[ids]
 
     usable = allowed & ok[ids]

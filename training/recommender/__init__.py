@@ -13,10 +13,12 @@ def train(events: Path, items: Path | None = None, users: Path | None = None, *,
     """Validate the files, tune on validation, evaluate on a holdout, refit on all data, save; returns the tag."""
     from omnidecide.models.errors import InputError
     from omnidecide.training.recommender.pipeline import fit_and_evaluate
+    from omnidecide.training.recommender.scale import fit_large, is_large
 
     with progress.task("train recommender", 3):
         progress.step(f"load and validate {Path(events).name}")
-        ev = load(events, "events").data
+        large = is_large(events)
+        ev = load(events, "events", compact=large).data
         it = load(items, "items").data if items else None
         us = load(users, "users").data if users else None
         # store_stock.csv beside items.csv: per-store stock, kept in the version with the items (no paths outside it)
@@ -26,7 +28,7 @@ def train(events: Path, items: Path | None = None, users: Path | None = None, *,
             raise InputError(f"{events}: fewer than 10 events with an item_id; nothing to learn from")
         progress.step("tune on validation, evaluate on holdout, second stage, refit")
         figures: dict = {}
-        rec, metrics, params = fit_and_evaluate(ev, it, us, seed=seed, figures=figures)
+        rec, metrics, params = (fit_large if large else fit_and_evaluate)(ev, it, us, seed=seed, figures=figures)
         paths = [p for p in (events, items, users, ss_file if ss is not None else None) if p]
         params["seed"] = seed
         progress.step("save")

@@ -18,6 +18,23 @@ K = 20
 # about in proportion to 1/edges, in every seed and every (c, p). Tuning happens on a part of the data, so the chosen
 # mu is moved to the size of the graph it is applied to: mu * (edges_tuned / edges)^MU_SIZE_EXPONENT.
 MU_SIZE_EXPONENT = 1.0
+# Dense score rows (users x catalogue) are built in batches of at most BATCH_CELLS cells: 1,024 users up to 20k items
+# (what every batch was before), fewer above (1,024 x 200k float64 rows were 1.6 GB per array, and a batch holds ~10).
+BATCH_CELLS = 1024 * 20_000
+# A cut's relevant users are scored over the whole catalogue several times (stage 1, baselines, second stage): above
+# EVAL_CELLS users x items a fixed random sample of them (seeded) is scored: 20,000 users at 20k items, 2,000 at 200k.
+EVAL_CELLS = 20_000 * 20_000
+
+
+def tuning_users(n_items: int) -> int:
+    """Validation users scored per tuning setting, at most: 3,000 up to 20k items (tuning.MAX_TUNING_USERS), above as
+    many as fill the same dense users x items arrays (tuning.Parts holds ~10; 300 users at 200k items)."""
+    return max(50, 3000 * 20_000 // max(n_items, 1))
+
+
+def batch_rows(n_items: int) -> int:
+    """Users per dense batch over a catalogue of `n_items` (see BATCH_CELLS)."""
+    return int(max(16, min(1024, BATCH_CELLS // max(n_items, 1))))
 
 
 def score_key(m: dict) -> float:
@@ -69,6 +86,9 @@ def relevant_sets(rec: Recommender, test: pd.DataFrame) -> tuple[np.ndarray, lis
     grp = df.groupby("u")
     uidx = np.array(sorted(grp.groups), dtype=int)
     items_of = grp["i"].agg(lambda s: set(s.tolist()))
+    cap = max(EVAL_CELLS // max(len(rec.item_ids), 1), 1)
+    if len(uidx) > cap:  # a fixed random sample (seeded), the same for every call on the same cut
+        uidx = np.sort(np.random.default_rng(0).choice(uidx, cap, replace=False))
     rel = [items_of[x] for x in uidx]
     now = grp["t"].min().reindex(uidx).to_numpy(dtype=float)
     return uidx, rel, now
@@ -89,10 +109,11 @@ def top_k(score: np.ndarray, allowed: np.ndarray, k: int = K) -> list[np.ndarray
     return list(np.take_along_axis(top, np.argsort(-np.take_along_axis(score, top, 1), 1, kind="stable"), 1))
 
 
-def topk_stage1(rec: Recommender, uidx: np.ndarray, now: np.ndarray, k: int = K, chunk: int = 1024,
+def topk_stage1(rec: Recommender, uidx: np.ndarray, now: np.ndarray, k: int = K, chunk: int | None = None,
                 with_ranker: bool = True) -> list[np.ndarray]:
     """What serving ranks (stage 1, the LightGBM stage when kept, or buy-again when validation chose it)."""
     out = []
+    chunk = chunk or batch_rows(len(rec.item_ids))
     for b in range(0, len(uidx), chunk):
         st = rec.batch_state(uidx[b: b + chunk])
         score, z, rep, allowed = rec.stage1(st, now[b: b + chunk])
@@ -110,9 +131,9 @@ def evaluate(rec: Recommender, test: pd.DataFrame, k: int = K) -> dict[str, floa
 def baseline_topk(rec: Recommender, test: pd.DataFrame, kind: str, k: int = K) -> dict[str, float]:
     """popularity (allowed items by training popularity) or buy_again (personal purchase count, ties by popularity)."""
     uidx, rel, now = relevant_sets(rec, test)
-    tops = []
-    for b in range(0, len(uidx), 1024):
-        st = rec.batch_state(uidx[b: b + 1024])
+    tops, chunk = [], batch_rows(len(rec.item_ids))
+    for b in range(0, len(uidx), chunk):
+        st = rec.batch_state(uidx[b: b + chunk])
         allowed = ~(st.cons & (rec.repeat.item_share[None, :] <= 0))
         if kind == "buy_again":
             score = buy_again_scores(st.nb, rec.pop["global"])

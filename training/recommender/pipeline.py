@@ -8,14 +8,15 @@ only. The holdout is never used to choose anything that ranks.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from omnidecide.models.metrics import ranking_report
-from omnidecide.models.recommender.core import Recommender
-from omnidecide.training.recommender.evaluation import (K, baseline_topk, detect_repeats, edges, evaluate,  # noqa: F401
+from omnidecide.models.recommender.core import Recommender, StageParams
+from omnidecide.models.recommender.graph_filter import FilterParams
+from omnidecide.training.recommender.evaluation import (K, baseline_topk, batch_rows, detect_repeats, edges, evaluate,  # noqa: F401
                                                         for_size, holdout, relevant_sets, score_key, test_channels,
                                                         top_k, topk_stage1)
 from omnidecide.training import splits
@@ -30,8 +31,9 @@ def second_stage_data(rec: Recommender, uidx: np.ndarray, rel: list[set], now: n
     from omnidecide.models.recommender.ranker import candidates, features
 
     Fs, ys, groups, cands = [], [], [], []
-    for b in range(0, len(uidx), 1024):
-        sl = slice(b, b + 1024)
+    chunk = batch_rows(len(rec.item_ids))
+    for b in range(0, len(uidx), chunk):
+        sl = slice(b, b + chunk)
         st = rec.batch_state(uidx[sl])
         score, z, rep, allowed = rec.stage1(st, now[sl], model=True)
         cand = candidates(score, allowed)
@@ -137,6 +139,34 @@ def fit_and_evaluate(events: pd.DataFrame, items: pd.DataFrame | None, users: pd
     """Tune and choose on validation, evaluate on the holdout, refit on everything. Returns (model, metrics, params).
     `figures`, when given, receives what the version's report draws (see training.recommender.figures)."""
     t_start = time.time()
+    ch = choose_and_evaluate(events, items, users, seed, protocol, figures)
+    t_fit = time.time()
+    gp = for_size(ch.gp, ch.n_tuned, edges(events))
+    final = Recommender.build(events, items, users, params=gp, stage=ch.stage, tifu=ch.tifu)
+    final.ranker = ch.ranker
+    ch.metrics["final_fit_seconds"] = time.time() - t_fit
+    ch.metrics["total_seconds"] = time.time() - t_start
+    ch.params["graph"] = gp.as_dict()
+    return final, ch.metrics, ch.params
+
+
+@dataclass
+class Choice:
+    """What validation chose and the holdout measured, before the final refit on every event."""
+
+    gp: FilterParams   # the graph filter, as tuned (on a graph of `n_tuned` edges: move it with `for_size`)
+    n_tuned: int
+    stage: StageParams
+    tifu: object       # TIFU settings (unfitted) or None
+    ranker: object     # the LightGBM second stage or None
+    metrics: dict
+    params: dict
+
+
+def choose_and_evaluate(events: pd.DataFrame, items: pd.DataFrame | None, users: pd.DataFrame | None, seed: int = 0,
+                        protocol: str = "time", figures: dict | None = None) -> Choice:
+    """Holdout split, tuning on validation cuts of the training part, the second stage, and the holdout evaluation
+    of what serves: everything `fit_and_evaluate` does but the final refit (the scale path refits on more data)."""
     has_repeats, rebuy_share = detect_repeats(events)
     train, test = holdout(events, seed, has_repeats, protocol)
     gp, stage, tinfo = tune(train, items, seed, has_repeats, protocol)
@@ -162,17 +192,11 @@ def fit_and_evaluate(events: pd.DataFrame, items: pd.DataFrame | None, users: pd
     if figures is not None:
         from omnidecide.training.recommender.figures import holdout_figures
         figures.update(holdout_figures(rec, test, has_repeats), purchase_prob_reliability=reliability)
-    t_fit = time.time()
-    gp = for_size(gp, tinfo["n_tuned"], edges(events))
-    final = Recommender.build(events, items, users, params=gp, stage=stage, tifu=tinfo["tifu"])
-    final.ranker = ranker
-    metrics["final_fit_seconds"] = time.time() - t_fit
-    metrics["total_seconds"] = time.time() - t_start
     split = "last_basket" if has_repeats else ("per_user_random_0.2" if protocol == "random" else "global_time_0.2")
     params = {"graph": gp.as_dict(), "stage": stage.__dict__, "split": split, "repeat_heavy": has_repeats,
               "rebuy_share": rebuy_share, "tuning_trials": tinfo["trials"],
               "tifu": tinfo["tifu"].settings() if tinfo["tifu"] is not None else None}
-    return final, metrics, params
+    return Choice(gp, tinfo["n_tuned"], stage, tinfo["tifu"], ranker, metrics, params)
 
 
 def replace_stage(rec: Recommender, **kw) -> Recommender:

@@ -16,7 +16,7 @@ from omnidecide.models.recommender.core import POP_HALF_LIFE_DAYS, POP_HALF_LIVE
 from omnidecide.models.recommender.graph_filter import FilterParams, GraphFilterCF
 from omnidecide.training import splits
 from omnidecide.training.recommender.evaluation import (K, edges, for_size, holdout, relevant_sets, score_key, top_k,
-                                                        topk_stage1)
+                                                        topk_stage1, tuning_users)
 
 NORMS = ((0.25, 0.3), (0.5, 0.3))  # (user, item) normalisation exponents of the graph
 SIDE_W = (0.0, 3.0)  # item -> category/genre edge weight: without / with side-information nodes
@@ -87,8 +87,9 @@ class Window:
         self.fit_part, self.val, self.n_edges = fit_part, val, edges(fit_part)
         self.rec = Recommender.build(fit_part, items, params=FilterParams(seed=seed))
         uidx, rel, now = relevant_sets(self.rec, val)
-        if len(uidx) > MAX_TUNING_USERS:  # a fixed random sample (seeded) of the validation users
-            keep = np.sort(np.random.default_rng(seed).choice(len(uidx), MAX_TUNING_USERS, replace=False))
+        cap = min(MAX_TUNING_USERS, tuning_users(len(self.rec.item_ids)))
+        if len(uidx) > cap:  # a fixed random sample (seeded) of the validation users
+            keep = np.sort(np.random.default_rng(seed).choice(len(uidx), cap, replace=False))
             uidx, rel, now = uidx[keep], [rel[j] for j in keep], now[keep]
         self.uidx, self.rel, self.now = uidx, rel, now
 
