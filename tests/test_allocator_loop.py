@@ -83,7 +83,7 @@ def test_loop_env_passes_sb3_check_env(tiny):
     assert steps == 4 and env.loop.X.sum() == pytest.approx(B, rel=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="after merging the open-loop model forms (issue 18, third form), the fit this "
+@pytest.mark.xfail(strict=True, reason="after merging the open-loop model forms (issue 18), the fit this "
                    "world is planted on changed: the explorer moves 0.18 vs passive 0.15 of the budget to the hidden "
                    "channel and earns 1.008x passive (bars: +0.03, 1.02x); see docs/BENCHMARKS.md, closed loop")
 def test_explorer_finds_a_channel_the_history_hides(tiny):
