@@ -157,6 +157,7 @@ def apply(rt, changes: Changes) -> None:
                          [r["stock"] for r in new], [r["title"] for r in new])
         rt.margin = np.concatenate([rt.margin, [np.nan if r["margin"] is None else r["margin"] for r in new]])
     cats = {str(c): k for k, c in enumerate(rec.categories)}
+    old_cat = rec.item_cat
     for r in changes.items:
         j = rec.item_index[r["item_id"]]
         if r["stock"] is not None:
@@ -172,7 +173,10 @@ def apply(rt, changes: Changes) -> None:
                 rec.titles = np.array([""] * len(rec.item_ids) if rec.titles is None else rec.titles, dtype=object)
             rec.titles[j] = r["title"]
         if r["category"] is not None and r["category"] in cats:  # a known category; a new one needs a retrain
-            rec.item_cat[j] = cats[r["category"]]
+            if rec.item_cat[j] != cats[r["category"]]:
+                if rec.item_cat is old_cat:  # a new array, once per update, not an edit in place: what is derived
+                    rec.item_cat = old_cat.copy()  # per catalogue state (retrieval.py) is kept while it is the same
+                rec.item_cat[j] = cats[r["category"]]
     for store, item, stock in changes.store_stock:
         rt.store_stock.setdefault(store, {})[item] = stock
     rt.rec = rec

@@ -283,3 +283,22 @@ def test_retrieval_path_honours_live_stock_and_reaches_new_items(trained, monkey
     got = [i for r in reqs for i in ann.recommend(r).items]
     assert not {i.item_id for i in got} & tops
     assert any(i.source == "new_item" for i in got) and any(i.source == "substitute" for i in got)
+
+
+def test_retrieval_path_follows_a_live_category_change(trained, monkeypatch):
+    """An item moved to another known category by `POST /items` is a substitute within its new category at once:
+    what retrieval derives per catalogue state (items by category) is not kept from before the change."""
+    from omnidecide.serving.catalogue import Changes, apply
+
+    _, ann = _with_retrieval(trained[0], monkeypatch)
+    rec, ret = ann.rec, ann.rec.retrieval
+    warm = np.flatnonzero(rec.graph.d_item >= 1e-6)
+    j = int(warm[0])
+    m = int(next(i for i in warm if rec.item_cat[i] != rec.item_cat[j]))
+    usable = np.ones(len(rec.item_ids), dtype=bool)
+    before = ret.substitutes(rec, j, usable, len(rec.item_ids))  # fills the per-catalogue-state groups
+    assert m not in before
+    apply(ann, Changes(1, [{"item_id": str(rec.item_ids[m]), "category": str(rec.categories[rec.item_cat[j]]),
+                            "price": None, "margin": None, "stock": None, "title": None}]))
+    assert ann.rec.item_cat[m] == ann.rec.item_cat[j]
+    assert m in ret.substitutes(ann.rec, j, usable, len(ann.rec.item_ids))
