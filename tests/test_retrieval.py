@@ -37,9 +37,9 @@ def test_index_scores_are_the_filter_scores_and_recall_is_high():
     assert np.allclose(mean, full.mean(1), rtol=1e-3, atol=1e-6) and np.allclose(sd, full.std(1), rtol=1e-3)
 
 
-def test_top_stable_and_first_per_group_match_their_plain_forms():
+def test_top_stable_and_groups_match_their_plain_forms():
     """The serving path's partial sorts give what a full stable sort gives, ties in index order included."""
-    from omnidecide.models.recommender.retrieval import first_per_group
+    from omnidecide.models.recommender.retrieval import groups
     from omnidecide.models.recommender.rules import top_stable
 
     rng = np.random.default_rng(0)
@@ -51,4 +51,6 @@ def test_top_stable_and_first_per_group_match_their_plain_forms():
         idx = np.sort(rng.choice(1000, len(v), replace=False))
         group = rng.integers(0, 5, len(v))
         want = [i for g in np.unique(group) for i in idx[group == g][:n]]
-        assert sorted(first_per_group(idx, group, n).tolist()) == sorted(want)
+        got = groups(idx, group, 5)
+        assert [g.tolist() for g in got] == [idx[group == g].tolist() for g in range(5)]
+        assert sorted(i for g in got for i in g[:n].tolist()) == sorted(want)

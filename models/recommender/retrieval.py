@@ -106,15 +106,11 @@ def recall_at(U: np.ndarray, E: np.ndarray, index: ItemIndex, k: int = 20, candi
     return float(np.mean(hits))
 
 
-def first_per_group(idx: np.ndarray, group: np.ndarray, n: int) -> np.ndarray:
-    """The first `n` of `idx` (ascending) within each value of `group` (aligned with idx)."""
-    if not len(idx):
-        return idx
+def groups(idx: np.ndarray, group: np.ndarray, n_groups: int) -> list[np.ndarray]:
+    """For each group value 0..n_groups-1, the entries of `idx` in it (group aligned with idx), in idx's order."""
     order = np.argsort(group, kind="stable")
-    g = group[order]
-    start = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-    rank = np.arange(len(g)) - np.repeat(start, np.diff(np.r_[start, len(g)]))
-    return idx[order[rank < n]]
+    bounds = np.searchsorted(group[order], np.arange(n_groups + 1))
+    return [idx[order[a:b]] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 class Retrieval:
@@ -138,25 +134,27 @@ class Retrieval:
         import faiss
         # one request searches one query: OpenMP threads only spin-wait on a busy machine (one worker per core)
         faiss.omp_set_num_threads(1)
-        self._cats: tuple | None = None  # (key, per-category sums of warm items' vectors, warm counts)
-        self._pop: tuple | None = None   # (id of the popularity array, items by popularity, best first)
-        self._by_cat: tuple | None = None  # (key, items of each category)
-        self._cold: tuple | None = None    # (d_item, item_cat, cold mask, any warm and cold, cold items per category)
+        self._memos: dict[str, tuple] = {}  # name -> (the arrays it was derived from, value): see `memo`
+
+    def memo(self, name: str, deps: tuple, compute):
+        """`compute()`, kept while every array in `deps` is the same object: what a request needs per catalogue
+        state, not per request. A new catalogue state brings new arrays (`extend.with_items`, a live category change
+        in serving/catalogue.py), so identity is the key."""
+        hit = self._memos.get(name)
+        if hit is None or any(a is not b for a, b in zip(hit[0], deps)):
+            hit = self._memos[name] = (deps, compute())
+        return hit[1]
 
     def cold(self, rec) -> tuple[np.ndarray, bool, list[np.ndarray]]:
-        """(cold mask over the catalogue, whether warm and cold items both exist, the cold items of each category in
-        index order): per catalogue state, not per request (at 200k items with few customers most items are cold, and
-        sorting them by category on every request cost ~15 ms). Keyed on the arrays themselves: `extend.with_items`
-        makes new ones."""
-        c = self._cold
-        if c is None or c[0] is not rec.graph.d_item or c[1] is not rec.item_cat:
+        """(cold mask over the catalogue, whether warm and cold items both exist, the cold items of each non-empty
+        category in index order), per catalogue state (at 200k items with few customers most items are cold, and
+        sorting them by category on every request cost ~15 ms)."""
+        def compute():
             cold = rec.graph.d_item < 1e-6
             idx = np.flatnonzero(cold)
-            order = np.argsort(rec.item_cat[idx], kind="stable")
-            bounds = np.searchsorted(rec.item_cat[idx][order], np.arange(len(rec.categories) + 1))
-            per_cat = [idx[order[a:b]] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-            c = self._cold = (rec.graph.d_item, rec.item_cat, cold, bool(cold.any() and (~cold).any()), per_cat)
-        return c[2], c[3], c[4]
+            per_cat = [c for c in groups(idx, rec.item_cat[idx], len(rec.categories)) if len(c)]
+            return cold, bool(cold.any() and (~cold).any()), per_cat
+        return self.memo("cold", (rec.graph.d_item, rec.item_cat), compute)
 
     @staticmethod
     def wanted(rec) -> bool:
@@ -226,16 +224,14 @@ class Retrieval:
         return z
 
     def category_sums(self, rec, cold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per category: the sum of its warm items' vectors, and their count (cached per catalogue state)."""
-        key = (len(rec.item_ids), len(rec.categories), id(rec.item_cat), id(rec.graph.d_item))
-        if self._cats is None or self._cats[0] != key or self._cats[3] is not rec.item_cat:
+        """Per category: the sum of its warm items' vectors, and their count (per catalogue state)."""
+        def compute():
             warm = np.flatnonzero(~cold)
             n_cat = len(rec.categories)
             onehot = sp.csr_matrix((np.ones(len(warm)), (rec.item_cat[warm], np.arange(len(warm)))),
                                    shape=(n_cat, len(warm)))
-            self._cats = (key, np.asarray(onehot @ self.vectors(rec, warm)), np.bincount(rec.item_cat[warm],
-                                                                                        minlength=n_cat), rec.item_cat)
-        return self._cats[1], self._cats[2]
+            return np.asarray(onehot @ self.vectors(rec, warm)), np.bincount(rec.item_cat[warm], minlength=n_cat)
+        return self.memo("category sums", (rec.graph.d_item, rec.item_cat), compute)
 
     # --- candidates -----------------------------------------------------------------------------------
     def candidates(self, rec, uidx: int | None, hist: np.ndarray, rows: np.ndarray, usable: np.ndarray,
@@ -266,18 +262,13 @@ class Retrieval:
 
     def substitutes(self, rec, j: int, usable: np.ndarray, n: int) -> np.ndarray:
         """The n usable items of j's category most similar to j (item embeddings), most similar first."""
-        key = (len(rec.item_ids), id(rec.item_cat))
-        if self._by_cat is None or self._by_cat[0] != key or self._by_cat[2] is not rec.item_cat:
-            order = np.argsort(rec.item_cat, kind="stable")
-            bounds = np.searchsorted(rec.item_cat[order], np.arange(len(rec.categories) + 1))
-            self._by_cat = (key, [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])], rec.item_cat)
-        same = self._by_cat[1][rec.item_cat[j]]
+        by_cat = self.memo("items by category", (rec.item_cat,),
+                           lambda: groups(np.arange(len(rec.item_cat)), rec.item_cat, len(rec.categories)))
+        same = by_cat[rec.item_cat[j]]
         same = same[usable[same]]
         emb = rec.embeddings()
         return same[np.argsort(-(emb[same] @ emb[j]), kind="stable")[:n]]
 
     def by_popularity(self, rec) -> np.ndarray:
         pop = rec.pop["global"]
-        if self._pop is None or self._pop[0] is not pop:
-            self._pop = (pop, np.argsort(-pop, kind="stable"))
-        return self._pop[1]
+        return self.memo("by popularity", (pop,), lambda: np.argsort(-pop, kind="stable"))
