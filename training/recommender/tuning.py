@@ -160,7 +160,7 @@ def tune(train: pd.DataFrame, items: pd.DataFrame | None, seed: int, has_repeats
     # and EASE alone, chosen before the re-buy weights, let popular items overtake a staple bought in every order
     # (tests/test_recommender_repeat.py)
     repeats = rec.repeat.has_repeats
-    ease_ws = (EASE_WEIGHTS if not repeats else EASE_WEIGHTS[:-1]) if rec.ease is not None else (0.0,)
+    ease_ws = tuple(w for w in EASE_WEIGHTS if not (repeats and w == EASE_ALONE)) if rec.ease is not None else (0.0,)
     for ew, pw, hl in itertools.product(ease_ws, POP_WEIGHTS, POP_HALF_LIVES if not repeats else (POP_HALF_LIFE_DAYS,)):
         if pw == 0 and hl != POP_HALF_LIFE_DAYS:  # no popularity: its half-life is moot
             continue
