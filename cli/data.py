@@ -10,14 +10,15 @@ from omnidecide.cli.app import console, data_app
 
 
 @data_app.command("fetch")
-def fetch(dataset: str = typer.Argument(..., help="Dataset name: ml-100k"),
+def fetch(dataset: str = typer.Argument(..., help="Dataset name: ml-100k, ml-1m"),
           out: Path = typer.Option(..., "--out", help="Folder for the canonical files")) -> None:
     """Download a public dataset (checksummed, cached) and write it as canonical files."""
-    from omnidecide.training import ml100k
+    from omnidecide.training import ml100k, ml1m
 
-    if dataset != "ml-100k":
-        raise typer.BadParameter(f"unknown dataset {dataset!r}; available: ml-100k", param_hint="DATASET")
-    written = ml100k.fetch(out)
+    sources = {"ml-100k": ml100k, "ml-1m": ml1m}
+    if dataset not in sources:
+        raise typer.BadParameter(f"unknown dataset {dataset!r}; available: {', '.join(sources)}", param_hint="DATASET")
+    written = sources[dataset].fetch(out)
     for name, n in written.items():
         console.print(f"{out / name}: {n} rows")
 
