@@ -6,7 +6,9 @@ Replays `data synth --world grocery` customer by customer (same seeds, same orde
 second-to-last order — the validation basket of `bench/recommender.py repeat`, never the test basket — ranks items by
 the generator's own chance of each being in that order (`training.synth.grocery._chances`: repertoire logits it
 drifts in secret plus its exploration draws). That ranking knows what no model can see, so its Recall/NDCG@20 is a
-ceiling; buy-again (basket counts, ties by popularity) is computed on the same baskets beside it.
+ceiling; buy-again (basket counts, ties by popularity) is computed on the same baskets beside it. A second table
+splits each ranking's hits by what the customer's history held of the item (bought twice or more, once, never):
+where the headroom over buy-again lies.
 """
 from __future__ import annotations
 
@@ -37,6 +39,9 @@ def main() -> None:
     join = np.array([d[2] for d in grocery.DEPARTMENTS])
     tops = {"generator's own chances (ceiling)": [], "buy-again": []}
     rel = []
+    classes = ("bought 2+ times", "bought once", "never bought")
+    hits = {name: np.zeros(3) for name in tops}
+    n_rel = np.zeros(3)
     for u in range(args.users):
         chances: list = []
         orders = grocery._customer(np.random.default_rng([args.seed, 21, u]), pop, dept, join, args.days, chances)
@@ -49,6 +54,10 @@ def main() -> None:
         rel.append(set(orders[k][1]))
         tops["generator's own chances (ceiling)"].append(np.argsort(-chances[k], kind="stable")[:K])
         tops["buy-again"].append(np.argsort(-(counts + 0.99 * pop / pop.max()), kind="stable")[:K])
+        cls = np.where(counts >= 2, 0, np.where(counts == 1, 1, 2))
+        n_rel += np.bincount(cls[list(rel[-1])], minlength=3)
+        for name, t in tops.items():
+            hits[name] += np.bincount(cls[[j for j in t[-1] if j in rel[-1]]], minlength=3)
     out = {name: ranking_report(t, rel, K) for name, t in tops.items()}
     base = out["buy-again"]
     print(f"validation baskets: {len(rel)}")
@@ -56,6 +65,10 @@ def main() -> None:
     for name, m in out.items():
         print(f"| {name} | {m['recall@20']:.4f} | {m['ndcg@20']:.4f} | "
               f"{m['recall@20'] / base['recall@20']:.3f}× / {m['ndcg@20'] / base['ndcg@20']:.3f}× |")
+    print("\n| items of the validation baskets | in the baskets | " + " | ".join(f"hits: {n}" for n in tops) + " |")
+    print("|---|---|" + "---|" * len(tops))
+    for c, name in enumerate(classes):
+        print(f"| {name} | {int(n_rel[c])} | " + " | ".join(str(int(hits[n][c])) for n in tops) + " |")
     print(json.dumps(vars(args)))
 
 

