@@ -8,7 +8,10 @@ item, days since the last purchase over the item's learned cycle, item popularit
 the user's affinity to the item's category, price, the item's re-buy share, the user's own strongest event on the
 item, and the re-buy signals the strong next-basket baselines use: the TIFU-KNN score (decayed basket frequency
 smoothed over similar customers), days since the last purchase, the customer's own mean interval between purchases
-of the item and days since over it, and the item's share of the customer's purchases.
+of the item and days since over it, and the item's share of the customer's purchases; and, in units of the
+customer's own orders (`habits`): their order count, distinct items and reorder rate, the share of their orders
+holding the item, orders since its last purchase, its presence rate since the first one, and the item's popularity
+times the customer's affinity to its category.
 """
 from __future__ import annotations
 
