@@ -151,30 +151,3 @@ def test_reason_says_popular_right_now_only_when_recent_popularity_ranks_it():
         rec = Recommender.build(ev, params=FilterParams(k=8), stage=StageParams(pop_w=pop_w, pop_hl=3.0))
         reasons = [r.reason for u in rec.user_ids[:5] for r in recommend(rec, u, k=10)]
         assert any(r.startswith("popular right now") for r in reasons) == expect, reasons[:10]
-
-
-def test_second_stage_habits_count_the_customers_own_orders():
-    """Four weekly orders: 'a' in every one, 'b' only in the first, 'c' in the last two. In units of the customer's
-    orders: four orders, 'a' in all of them (presence 1, last bought 1 order before 'now' a week later), 'b' in a
-    quarter of them and last bought 4 orders ago, 'c' present in each order since its first."""
-    from omnidecide.models.recommender.ranker import FEATURES, features
-
-    t = pd.Timestamp("2026-01-01 10:00")
-    baskets = {0: ("a", "b"), 7: ("a",), 14: ("a", "c"), 21: ("a", "c")}
-    rows = [("u0", i, t + pd.Timedelta(days=d), "purchase", f"o{d}") for d, items in baskets.items() for i in items]
-    rows += [(f"u{u}", i, t + pd.Timedelta(days=d), "purchase", f"o{u}_{d}") for u in range(1, 6) for d in (0, 7)
-             for i in ("a", "d")]
-    ev = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "event", "order_id"])
-    rec = Recommender.build(ev, params=FilterParams(k=1))
-    st = rec.batch_state(np.array([rec.user_index["u0"]]))
-    score, z, rep, allowed = rec.stage1(st, model=True)
-    cand = np.array([[rec.item_index[i] for i in ("a", "b", "c", "d")]])
-    now = np.array([(t + pd.Timedelta(days=28)).timestamp() - rec.t0])
-    F = features(rec, cand, score, z, rep, st, now, [None])[0]
-    col = lambda name: F[:, FEATURES.index(name)]  # noqa: E731
-    assert col("orders_est")[0] == 4 and col("n_distinct")[0] == 3
-    np.testing.assert_allclose(col("cust_rebuy")[0], 1 - 3 / 7)
-    np.testing.assert_allclose(col("order_share")[:3], [1.0, 0.25, 0.5])
-    np.testing.assert_allclose(col("orders_since")[:3], [1.0, 4.0, 1.0])
-    np.testing.assert_allclose(col("presence")[:3], [1.0, 0.25, 1.0])
-    assert np.isnan(col("orders_since")[3]) and col("presence")[3] == 0  # never bought

@@ -8,10 +8,7 @@ item, days since the last purchase over the item's learned cycle, item popularit
 the user's affinity to the item's category, price, the item's re-buy share, the user's own strongest event on the
 item, and the re-buy signals the strong next-basket baselines use: the TIFU-KNN score (decayed basket frequency
 smoothed over similar customers), days since the last purchase, the customer's own mean interval between purchases
-of the item and days since over it, and the item's share of the customer's purchases; and, in units of the
-customer's own orders (`habits`): their order count, distinct items and reorder rate, the share of their orders
-holding the item, orders since its last purchase, its presence rate since the first one, and the item's popularity
-times the customer's affinity to its category.
+of the item and days since over it, and the item's share of the customer's purchases.
 """
 from __future__ import annotations
 
@@ -24,9 +21,7 @@ import pandas as pd
 from omnidecide.models.calibration import Calibrator
 
 FEATURES = ["graph_z", "stage1", "repeat", "n_bought", "due_ratio", "log_pop", "log_pop_channel", "cat_affinity",
-            "price", "rebuy_share", "own_event", "tifu", "days_since", "personal_gap", "due_personal", "buy_share",
-            # the customer's habits, in their own orders rather than days (ReCANet / Li et al. 2023's repeat features)
-            "orders_est", "n_distinct", "cust_rebuy", "order_share", "orders_since", "presence", "pop_in_cat"]
+            "price", "rebuy_share", "own_event", "tifu", "days_since", "personal_gap", "due_personal", "buy_share"]
 N_CAND = 50
 DAY = 86400.0
 
@@ -63,36 +58,9 @@ def features(rec, cand: np.ndarray, score, z, rep, st, now, channels, items: np.
     aff = aff / np.maximum(aff.sum(1, keepdims=True), 1e-12)
     chan = np.stack([np.log1p(rec.pop.get(f"channel:{c}", rec.pop["global"])[item[k]]) for k, c in enumerate(channels)])
     price = rec.price[item] if rec.price is not None else np.full((b, n), np.nan)
-    cat_aff = np.take_along_axis(aff, rec.item_cat[item], 1)
-    return np.concatenate([np.stack([take(z), take(score), take(rep), nbc, due, pop, chan, cat_aff, price,
-                                     rec.repeat.item_share[item], take(rows), take(st.tifu), since, gap, due_personal,
-                                     share], axis=2),
-                           habits(st, now, nbc, lbc, take(st.fb), cat_aff * rec.pop["global"][item])], axis=2)
-
-
-def habits(st, now: np.ndarray, nbc: np.ndarray, lbc: np.ndarray, fbc: np.ndarray, pop_in_cat: np.ndarray) -> np.ndarray:
-    """(b, n, 7) features in units of the customer's own orders. Baskets are not kept per user at request time, so
-    the order count is estimated from what the user state holds: the distinct first/last purchase times (each a
-    basket) and the most-bought item's count (a staple is in almost every order), whichever is larger. With it, days
-    become orders: how many of the customer's orders since the item's first purchase held it (the presence rate the
-    next-basket literature finds predictive), and how many orders ago the last one was."""
-    nb, lb, fb = st.nb, st.lb, st.fb
-    bought = nb > 0
-    orders = np.array([len(np.unique(np.concatenate([lb[k][bought[k]], fb[k][bought[k]]]))) for k in range(len(nb))],
-                      dtype=float)
-    orders = np.maximum(orders, nb.max(1, initial=0))
-    n_distinct = bought.sum(1).astype(float)
-    total = nb.sum(1)
-    first = np.where(bought, fb, np.inf).min(1, initial=np.inf)
-    tenure = np.where(np.isfinite(first), (now - first) / DAY, np.nan)
-    per_order = tenure / np.maximum(orders, 1)  # mean days per order over the customer's life so far
-    has = nbc > 0
-    col = lambda v: np.broadcast_to(v[:, None], nbc.shape)  # noqa: E731
-    orders_since = np.where(has, (now[:, None] - lbc) / DAY / np.maximum(col(per_order), 1e-3), np.nan)
-    orders_held = np.where(has, (now[:, None] - fbc) / DAY / np.maximum(col(per_order), 1e-3), np.nan)
-    presence = np.where(has, nbc / np.maximum(orders_held, 1.0), 0.0)
-    return np.stack([col(orders), col(n_distinct), col(1 - n_distinct / np.maximum(total, 1)),
-                     nbc / np.maximum(col(orders), 1), orders_since, presence, pop_in_cat], axis=2)
+    return np.stack([take(z), take(score), take(rep), nbc, due, pop, chan,
+                     np.take_along_axis(aff, rec.item_cat[item], 1), price, rec.repeat.item_share[item],
+                     take(rows), take(st.tifu), since, gap, due_personal, share], axis=2)
 
 
 class SecondStage:
@@ -187,11 +155,10 @@ class _Booster:
         self.booster_, self._proba = booster, proba
 
     def predict(self, X):
-        X = X[:, : self.booster_.num_feature()]  # a version saved before features were appended has fewer
         # one thread: a request scores a few hundred rows, and OpenMP threads spin-waiting on busy cores made this
         # call ~50 ms instead of ~1 ms (one service worker per core is how it scales)
         return self.booster_.predict(X, num_threads=1)
 
     def predict_proba(self, X):
-        p = self.booster_.predict(X[:, : self.booster_.num_feature()], num_threads=1)
+        p = self.booster_.predict(X, num_threads=1)
         return np.stack([1 - p, p], axis=1)
