@@ -8,7 +8,9 @@ the generator's own chance of each being in that order (`training.synth.grocery.
 drifts in secret plus its exploration draws). That ranking knows what no model can see, so its Recall/NDCG@20 is a
 ceiling; buy-again (basket counts, ties by popularity) is computed on the same baskets beside it. A second table
 splits each ranking's hits by what the customer's history held of the item (bought twice or more, once, never):
-where the headroom over buy-again lies.
+where the headroom over buy-again lies. A third gives, for items the customer had bought, the share found in the
+validation basket by times bought (1, 2, 3+) and orders since the last purchase (1 = the previous order): how well
+what a model can see separates them.
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ def main() -> None:
     classes = ("bought 2+ times", "bought once", "never bought")
     hits = {name: np.zeros(3) for name in tops}
     n_rel = np.zeros(3)
+    seen = np.zeros((3, 5, 2))  # times bought (1, 2, 3+) x orders since the last purchase (1..5+) x (items, in basket)
     for u in range(args.users):
         chances: list = []
         orders = grocery._customer(np.random.default_rng([args.seed, 21, u]), pop, dept, join, args.days, chances)
@@ -49,11 +52,18 @@ def main() -> None:
             continue
         k = len(orders) - 2
         counts = np.zeros(args.items)
-        for _, basket in orders[:k]:
+        last = np.zeros(args.items, dtype=int)
+        for n, (_, basket) in enumerate(orders[:k]):
             counts[basket] += 1
+            last[basket] = n
         rel.append(set(orders[k][1]))
         tops["generator's own chances (ceiling)"].append(np.argsort(-chances[k], kind="stable")[:K])
         tops["buy-again"].append(np.argsort(-(counts + 0.99 * pop / pop.max()), kind="stable")[:K])
+        had = np.flatnonzero(counts > 0)
+        inside = np.isin(had, orders[k][1])
+        at = (np.minimum(counts[had], 3).astype(int) - 1, np.minimum(k - last[had], 5) - 1)
+        np.add.at(seen[..., 0], at, 1)
+        np.add.at(seen[..., 1], at, inside)
         cls = np.where(counts >= 2, 0, np.where(counts == 1, 1, 2))
         n_rel += np.bincount(cls[list(rel[-1])], minlength=3)
         for name, t in tops.items():
@@ -69,6 +79,10 @@ def main() -> None:
     print("|---|---|" + "---|" * len(tops))
     for c, name in enumerate(classes):
         print(f"| {name} | {int(n_rel[c])} | " + " | ".join(str(int(hits[n][c])) for n in tops) + " |")
+    print("\n| times bought \\ orders since the last purchase | 1 | 2 | 3 | 4 | 5+ |\n|---|---|---|---|---|---|")
+    for c, name in enumerate(("1", "2", "3+")):
+        print(f"| {name} | " + " | ".join(f"{seen[c, j, 1] / max(seen[c, j, 0], 1):.3f} ({int(seen[c, j, 0])})"
+                                         for j in range(5)) + " |")
     print(json.dumps(vars(args)))
 
 
