@@ -1,6 +1,7 @@
 """Recommender benchmark (issue 13). Reproduces the tables in docs/BENCHMARKS.md, section "Recommender".
 
     python bench/recommender.py ml100k --data data/ml-100k [--random-seeds 0 1 2]
+    python bench/recommender.py ml100k --data data/ml-1m --random-seeds     (the same protocol on MovieLens 1M, time only)
     python bench/recommender.py repeat --data data/synth data/grocery
 
 ml100k (headline: time): all ratings as implicit interactions; a global time cutoff (the latest 20% of ratings are the
