@@ -89,3 +89,24 @@ def test_baselines_and_second_stage_rows_match_full_scoring(world, monkeypatch):
     assert cand[0].shape[1] == dense[0].shape[1] and len(cand[3]) == len(dense[3])
     assert _agreement(dense[3], cand[3]) >= 0.99  # the same candidates, as catalogue items
     assert abs(cand[1].sum() - dense[1].sum()) <= 0.01 * max(dense[1].sum(), 1)
+
+
+def test_scale_path_runs_end_to_end_on_candidates(monkeypatch):
+    """fit_large with every evaluation on candidates (tuning grid, second stage, calibration, holdout), as at 200k
+    items: the same kind of model and metrics as the full-scoring run."""
+    from omnidecide.training.recommender.scale import fit_large
+
+    rng = np.random.default_rng(1)
+    rows = [(f"u{u}", f"i{j}", pd.Timestamp("2026-01-01") + pd.Timedelta(days=5 * n), "purchase")
+            for u in range(160) for n in range(4) for j in {int(u % 40), *rng.integers(0, 300, 3)}]
+    ev = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "event"])
+    items = pd.DataFrame({"item_id": [f"i{j}" for j in range(300)], "category": "grocery"})
+    calls = []
+    real = Recommender.batch_state
+    monkeypatch.setattr(Recommender, "batch_state",
+                        lambda self, u, cols=None, tifu=True: calls.append(cols is None) or real(self, u, cols, tifu))
+    monkeypatch.setattr(evaluation, "CANDIDATE_MIN_ITEMS", 0)
+    _, metrics, _ = fit_large(ev, items, None, seed=0, sample_users=120, tifu_pool=50)
+    assert 0 < metrics["holdout_ndcg@20"] <= 1 and "validation_ndcg@20" in metrics
+    # only the stage-weight and TIFU search (tuning.Parts, a few hundred users) still builds dense rows
+    assert calls.count(False) > calls.count(True) > 0
