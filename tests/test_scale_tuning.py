@@ -97,8 +97,8 @@ def test_scale_path_runs_end_to_end_on_candidates(monkeypatch):
     from omnidecide.training.recommender.scale import fit_large
 
     rng = np.random.default_rng(1)
-    rows = [(f"u{u}", f"i{j}", pd.Timestamp("2026-01-01") + pd.Timedelta(days=5 * n), "purchase")
-            for u in range(160) for n in range(4) for j in {int(u % 40), *rng.integers(0, 300, 3)}]
+    rows = [(f"u{u}", f"i{j}", pd.Timestamp("2026-01-01") + pd.Timedelta(days=5 * n + int(rng.integers(0, 3))),
+             "purchase") for u in range(160) for n in range(4) for j in {int(u % 40), *rng.integers(0, 300, 3)}]
     ev = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "event"])
     items = pd.DataFrame({"item_id": [f"i{j}" for j in range(300)], "category": "grocery"})
     calls = []
