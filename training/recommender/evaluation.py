@@ -119,7 +119,7 @@ class ExactCandidates(Retrieval):
     float32 (as the index's are); the Gram matrix of the moments depends on the basis and c only, so it is kept on the
     graph per c across a tuning grid's (mu, p). Get one with `for_model`."""
 
-    def __init__(self, rec) -> None:  # noqa: Retrieval.__init__ builds the HNSW index, which is not wanted here
+    def __init__(self, rec) -> None:  # not Retrieval.__init__: it builds the HNSW index
         g, p = rec.graph, rec.graph.params
         h = g.lam ** p.p / (g.lam ** p.p + p.mu ** p.p)
         self.keep = np.flatnonzero(h > 1e-4)
@@ -178,7 +178,7 @@ def candidate_stage1(rec: Recommender, u: np.ndarray, now: np.ndarray, n_rank: i
     U = ret.query(rec, dense_rows(rec.X, u, hist), hist)
     parts = [hist, ret.graph_top(U, max(N_ANN, 2 * n_rank)).ravel()]
     parts += [c[:n_rank] for c in ret.cold(rec)[2]]
-    if rec.stage.pop_w > 0 or rec.stage.serve == "buy_again" or not U.any():
+    if rec.stage.pop_w > 0 or rec.stage.serve == "buy_again" or not U.any(1).all():  # someone's list is popularity
         parts.append(np.argsort(-rec.pop["global"], kind="stable")[: n_rank + len(hist)])
     if rec.stage.tifu_w > 0 and rec.tifu is not None:
         t = rec.tifu.sparse_scores(u)
