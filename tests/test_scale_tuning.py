@@ -110,3 +110,20 @@ def test_scale_path_runs_end_to_end_on_candidates(monkeypatch):
     assert 0 < metrics["holdout_ndcg@20"] <= 1 and "validation_ndcg@20" in metrics
     # only the stage-weight and TIFU search (tuning.Parts, a few hundred users) still builds dense rows
     assert calls.count(False) > calls.count(True) > 0
+
+
+def test_graph_filter_builds_its_adjacency_on_first_use():
+    """The torch adjacency (similar items) was the 1M build's 1.6 GB spike: fit and load leave it unbuilt."""
+    import scipy.sparse as sp
+
+    from omnidecide.models.recommender.graph_filter import FilterParams, GraphFilterCF
+
+    X = sp.random(60, 30, density=0.2, random_state=0, format="csr")
+    g = GraphFilterCF(FilterParams(k=4)).fit(X)
+    assert g._adj is None
+    loaded = GraphFilterCF.from_state(g.params.as_dict(), g.state())
+    assert loaded._adj is None
+    sig = np.eye(30)[:, :3]
+    out = g.propagate(sig, 2)
+    assert g._adj is not None and out.shape == (30, 3) and np.abs(out).sum() > 0
+    np.testing.assert_allclose(loaded.propagate(sig, 2), out)
