@@ -152,11 +152,14 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
     usable_all[ids] &= allowed  # items outside `cols` carry no state of the user: allowed
     raw = np.where(allowed & ~ok[ids] & ~cold, score, -np.inf)
     cut = base[cands[min(k, len(cands)) - 1]] if len(cands) else -np.inf
+    free = None  # usable and not already in the list: a mask, once (np.isin per sold-out item cost more)
     for j in top_stable(raw, k):
         if not np.isfinite(raw[j]) or raw[j] < cut or (exclude and str(rec.item_ids[ids[j]]) in exclude):
             continue
-        same = np.flatnonzero((rec.item_cat == cat[j]) & usable_all)
-        same = same[~np.isin(same, ids[cands[:k]])]
+        if free is None:
+            free = usable_all.copy()
+            free[ids[cands[:k]]] = False
+        same = np.flatnonzero((rec.item_cat == cat[j]) & free)
         if len(same):
             s = int(same[np.argmax(emb[same] @ emb[ids[j]])])
             at = int(np.searchsorted(ids, s))
