@@ -34,12 +34,15 @@ from omnidecide.models.recommender.graph_filter import DENSE_MAX_ITEMS
 # `max_eig` components. Below it every eigenpair is kept (up to thousands), the exact moments cost m^2 per request,
 # and full scoring stayed cheaper at every size up to it: measured in bench/recommend_paths.py (docs/BENCHMARKS.md).
 MIN_ITEMS = DENSE_MAX_ITEMS + 1
-# nearest-neighbour candidates per request (at least what the ranking looks at) and the HNSW search breadth: the search
-# was ~40% of a request's model CPU at 200 / 256. At 10,000 items 150 / 160 keeps the served top-20 lists at 0.9997
-# overlap with full scoring over 999 customers (200 / 256: 0.9999; 128 / 128: 0.9994), and searches ~40% less
-# (bench/recommend_paths.py, docs/BENCHMARKS.md)
+# nearest-neighbour candidates per request (at least 1.5x what the ranking looks at) and the HNSW search breadth. The search
+# is the largest single cost of a request's model path (~18% of its CPU at 200 / 256); at 10,000 items 150 / 160
+# searches ~40% less and keeps the served top-20 lists at 0.9996 overlap with full scoring over 999 customers (200 /
+# 256: 0.9999; 128 / 128: 0.9994) (bench/recommend_paths.py, docs/BENCHMARKS.md)
 N_ANN = 150
 EF_SEARCH = 160
+# above LARGE_ITEMS the earlier, wider search stays (200 candidates, at least 2x the ranking's, efSearch 256): the
+# 200k-item figures (index recall 0.972, overlap 0.98) were measured with it, and fewer were not measured there
+LARGE_ITEMS, N_ANN_LARGE, EF_SEARCH_LARGE = 50_000, 200, 256
 FILE = "items.faiss"
 # `substitutes` keeps the head of each sold-out item's category order: up to 4,096 items x 256 (8 MB)
 SUBSTITUTE_ORDERS, SUBSTITUTE_HEAD = 4096, 256
@@ -252,13 +255,17 @@ class Retrieval:
     # --- candidates -----------------------------------------------------------------------------------
     def candidates(self, rec, uidx: int | None, hist: np.ndarray, rows: np.ndarray, usable: np.ndarray,
                    n_rank: int, k: int = 20) -> np.ndarray:
-        """Sorted item indices to score for one user: the index's nearest `N_ANN` to the user's query, the user's
-        own items `hist` (their signal `rows`, 1 x len(hist)), and what the index cannot see (module docstring).
+        """Sorted item indices to score for one user: the index's nearest `N_ANN` (at least 1.5 n_rank; wider above
+        LARGE_ITEMS) to the user's query, the user's own items `hist` (their signal `rows`, 1 x len(hist)), and what
+        the index cannot see (module docstring).
         `usable`: in stock and not excluded; `n_rank`: how many candidates the ranking looks at; `k`: list length."""
         parts = [hist]
         u = self.query(rec, rows, hist)
         if u.any():  # zero when the customer's items are all new (cold): their lists come from popularity
-            _, idx = self.items.search(u, max(N_ANN, n_rank), EF_SEARCH)
+            if len(rec.item_ids) > LARGE_ITEMS:
+                _, idx = self.items.search(u, max(N_ANN_LARGE, 2 * n_rank), EF_SEARCH_LARGE)
+            else:
+                _, idx = self.items.search(u, max(N_ANN, 3 * n_rank // 2), EF_SEARCH)
             ann = idx[0][idx[0] >= 0]
             parts.append(ann)
             # a sold-out item near the top gives its place to the most similar usable item of its category, found
