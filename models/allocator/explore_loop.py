@@ -82,12 +82,8 @@ class LevelPosterior:
 
     def __post_init__(self) -> None:
         K, C = self.ens.K, self.ens.C
-        # each draw's channel column is its own curve shape with an effect size that returns at least the draw's
-        # average channel revenue at last year's mix (ref), so every level has a prior sd of TAU in revenue units of
-        # that average channel (a relative level of +/- TAU could not correct a draw that says a channel returns
-        # almost nothing, and nothing at all for one that says exactly zero: its first revenue from that channel
-        # would rule the draw out); the level's prior mean is the draw's own effect on that column (1 unless the
-        # draw's channel returns less than ref)
+        # columns: each draw's curve shapes sized to return at least its average channel at last year's mix (ref), so
+        # a channel the draw says returns nothing (beta = 0) has a column too; prior sd TAU x ref, mean the draw's own
         unit = Ensemble([Curves(w.decay, w.half, w.slope, np.ones(C), w.mult, w.init) for w in self.ens.worlds])
         per_unit = unit.per_world(self.x_ref).sum(1)  # (K, C) revenue at last year's mix with effect size 1
         beta = np.array([w.beta for w in self.ens.worlds], float)
@@ -96,8 +92,7 @@ class LevelPosterior:
         small = (pred < ref) & (per_unit > 0)  # (a channel last year never spent keeps its own size)
         self.beta = np.where(small, ref / np.where(small, per_unit, 1.0), beta)  # (K, C) the columns' sizes
         self.ens = self.columns(self.ens)
-        m0 = beta / self.beta
-        self.tau = np.full((K, C), TAU)
+        self.tau, m0 = np.full((K, C), TAU), beta / self.beta
         self.m = m0.copy()
         self.V = np.stack([np.diag(tk ** 2) for tk in self.tau])
         self.scale = float(np.mean(self.base_hat))
@@ -109,8 +104,7 @@ class LevelPosterior:
         self.w = np.full(K, 1.0 / K)  # posterior weight of each draw (its shape): prior uniform, then its evidence
 
     def columns(self, ens: Ensemble) -> Ensemble:
-        """`ens` (the same draws, any horizon) with each draw's effect sizes at the posterior's column sizes: the
-        curves the levels multiply."""
+        """`ens` (the same draws, any horizon) with the posterior's column sizes: the curves the levels multiply."""
         return Ensemble([Curves(w.decay, w.half, w.slope, b, w.mult, w.init) for w, b in zip(ens.worlds, self.beta)])
 
     def rows(self, X: np.ndarray, t0: int, t1: int) -> np.ndarray:
