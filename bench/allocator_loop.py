@@ -128,7 +128,8 @@ def main() -> None:
                     rr[k] = (f"{ratio.min():.3f} / {int((ratio < 1 - RISK).sum())} / {exp_min:.3f} / "
                              f"{res[k].amplitude.mean():.2f}")
                 risk_rows.append(rr)
-                print(f"done {fam} {name} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+                figs = ", ".join(f"{k} {v:.4f}" for k, v in rows[-1].items() if k not in ("family", "world"))
+                print(f"done {fam} {name} ({time.time() - t0:.0f} s): {figs}; risk {rr}", file=sys.stderr, flush=True)
     df = pd.DataFrame(rows)
     cols = [c for c in df.columns if c not in ("family", "world")]
     out = []
