@@ -14,8 +14,12 @@ is the historical mix's expected revenue, so the optimum's expected gain over hi
 deviations of that gain (with LAMBDA = 1 the gain is positive in about 84% of the draws under a normal spread).
 LAMBDA is fixed a priori at one standard deviation; it is not tuned to any benchmark family.
 
-Which plan is served is then a decision among candidates (`choose`): the expected-revenue optimum, the penalised
-one, the two plans a planner would otherwise run (last year's mix and the equal split) and blends between them. A
+The 52-week loop (explore_loop.py) re-plans on this objective. The open-loop plan no longer does (it did until
+2026-11-30): its optimum is anchored at last year's mix alone while the floor is the better of two plans; served in
+3 of 20 benchmark worlds, it was below that floor in two of them, and its solve was the plan's slow path (120-320 ms
+CPU; docs/BENCHMARKS.md). Which plan is served is a decision among candidates (`choose`): the
+expected-revenue optimum, the two plans a planner would otherwise run (last year's mix and the equal split) and
+blends between them (a one-dimensional trust region from each spreadsheet plan towards the optimum). A
 spreadsheet plan is the floor the served plan must clear, so the choice is a chance-constrained one: the candidate
 with the highest expected revenue among those whose revenue beats the better of the two spreadsheet plans in at least
 FLOOR_PROB of the draws (the same 10th percentile the 80% intervals report); if none does, the one that comes
