@@ -94,7 +94,7 @@ def open_loop_families(quick: bool, T: int, steps: int, draws: int = 64, which: 
 
     fam = []
     if which in ("both", "ours"):
-        ours = (WORLDS[:2] if quick else WORLDS) if seeds is None else [(s, None) for s in seeds]
+        ours = (WORLDS[:2] if quick else WORLDS) if seeds is None else [(s, dict(WORLDS).get(s)) for s in seeds]
         for s, c in ours:  # seeds past the five benchmark worlds: validation worlds (3-6 channels drawn by the seed)
             df, truth = make_marketing_mix(s, channels=list(c)) if c is not None else validation_world(s)
             fam.append(("ours", f"seed {s}, {sum(k.startswith('spend_') for k in df.columns)} ch", s, df, truth))
