@@ -267,8 +267,8 @@ def main() -> None:
                     help="only issue K's open-loop table, on both world families (or one)")
     ap.add_argument("--bayes-steps", type=int, default=3000, help="MCMC steps of the Bayes reference (burn-in, sampling); "
                     "0 = no reference")
-    ap.add_argument("--seeds", help="with --families: a seed range like 5-9 instead of the benchmark worlds (ours: "
-                    "validation worlds past seed 4)")
+    ap.add_argument("--seeds", help="with --families: a seed range like 5-9 instead of the benchmark worlds (ours: seeds "
+                    "0-4 are the benchmark worlds, later seeds validation worlds)")
     ap.add_argument("--validate", help="seed range like 10-29: re-planning variants on validation worlds, then exit")
     ap.add_argument("--noise-seed", type=int, default=0, help="with --validate: seed of the measurement noise")
     ap.add_argument("--reported", action="store_true", help="histories carry platform-reported channel revenue "
