@@ -94,7 +94,7 @@ def open_loop_families(quick: bool, T: int, steps: int, draws: int = 64, which: 
 
     fam = []
     if which in ("both", "ours"):
-        ours = (WORLDS[:2] if quick else WORLDS) if seeds is None else [(s, None) for s in seeds]
+        ours = (WORLDS[:2] if quick else WORLDS) if seeds is None else [(s, dict(WORLDS).get(s)) for s in seeds]
         for s, c in ours:  # seeds past the five benchmark worlds: validation worlds (3-6 channels drawn by the seed)
             df, truth = make_marketing_mix(s, channels=list(c)) if c is not None else validation_world(s)
             fam.append(("ours", f"seed {s}, {sum(k.startswith('spend_') for k in df.columns)} ch", s, df, truth))
@@ -267,8 +267,8 @@ def main() -> None:
                     help="only issue K's open-loop table, on both world families (or one)")
     ap.add_argument("--bayes-steps", type=int, default=3000, help="MCMC steps of the Bayes reference (burn-in, sampling); "
                     "0 = no reference")
-    ap.add_argument("--seeds", help="with --families: a seed range like 5-9 instead of the benchmark worlds (ours: "
-                    "validation worlds past seed 4)")
+    ap.add_argument("--seeds", help="with --families: a seed range like 5-9 instead of the benchmark worlds (ours: seeds "
+                    "0-4 are the benchmark worlds, later seeds validation worlds)")
     ap.add_argument("--validate", help="seed range like 10-29: re-planning variants on validation worlds, then exit")
     ap.add_argument("--noise-seed", type=int, default=0, help="with --validate: seed of the measurement noise")
     ap.add_argument("--reported", action="store_true", help="histories carry platform-reported channel revenue "

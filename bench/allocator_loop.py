@@ -56,6 +56,20 @@ def weekly(world, x: np.ndarray) -> np.ndarray:
     return world.true.revenue(x).sum(1)
 
 
+def cached_build(folder: str | None, fam: str, s: int):
+    """build() of one world, through a pickle in `folder` when given (the fit is most of a world's time)."""
+    import pickle
+
+    path = Path(folder) / f"{fam}_{s}.pkl" if folder else None
+    if path is not None and path.exists():
+        return pickle.loads(path.read_bytes())
+    out = build(fam, s, CHANNELS.get(s) if fam == "ours" else None)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pickle.dumps(out))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--families", default="ours,seasonal")
@@ -65,6 +79,8 @@ def main() -> None:
     ap.add_argument("--train-worlds", default="10-12", help="seeds of the PPO pool, each family (never the test seeds)")
     ap.add_argument("--save-agent", help="save the trained PPO policy here (a .zip) and stop")
     ap.add_argument("--agent", help="a PPO policy saved by --save-agent (instead of training one)")
+    ap.add_argument("--cache", help="a folder: each world's build (the fit, the loop world, the oracle) is saved there "
+                    "and read back on the next run (the loop code can change; the open-loop fit must not)")
     ap.add_argument("--only", default="", help="policy columns to run, separated by ';' (names hold commas; passive always runs)")
     args = ap.parse_args()
     fams = args.families.split(",")
@@ -88,7 +104,7 @@ def main() -> None:
     rows, risk_rows = [], []
     for fam in fams:
         for s in seeds(args.seeds):
-            alloc, world, B, orc = build(fam, s, CHANNELS.get(s) if fam == "ours" else None)
+            alloc, world, B, orc = cached_build(args.cache, fam, s)
             for ns in seeds(args.noise_seeds):
                 runs = {"passive": lambda: run_loop(alloc, world, B, policy="passive", seed=ns),
                         "passive, robust on mean levels": lambda: run_loop(alloc, world, B, policy="passive",
@@ -112,7 +128,8 @@ def main() -> None:
                     rr[k] = (f"{ratio.min():.3f} / {int((ratio < 1 - RISK).sum())} / {exp_min:.3f} / "
                              f"{res[k].amplitude.mean():.2f}")
                 risk_rows.append(rr)
-                print(f"done {fam} {name} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+                figs = ", ".join(f"{k} {v:.4f}" for k, v in rows[-1].items() if k not in ("family", "world"))
+                print(f"done {fam} {name} ({time.time() - t0:.0f} s): {figs}; risk {rr}", file=sys.stderr, flush=True)
     df = pd.DataFrame(rows)
     cols = [c for c in df.columns if c not in ("family", "world")]
     out = []

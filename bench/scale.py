@@ -13,7 +13,10 @@ Stages: synth; validate; train churn; predict churn in one process, on Ray with 
 filter's factors at scale (interaction matrix, normalisation, top-k item-graph eigenpairs by randomized subspace
 iteration); their accuracy loss against the exact decomposition on a sub-graph small enough to decompose densely;
 faiss index build and ANN top-20 recall against exact scoring on 1,000 sampled users, with the per-query search
-latency; `train recommender` itself (stage "recommender": above training.recommender.scale.LARGE_EVENTS events it
+latency; the CPU cost of one tuning setting at full catalogue size, dense rows against candidates (stage
+"tuning-cost", on the stored recommender: run after served-build); the memory the graph filter's torch adjacency
+takes at full size (stage "adjacency", on the factors stage's X; the build no longer makes it); `train recommender`
+itself (stage "recommender": above training.recommender.scale.LARGE_EVENTS events it
 chooses on a customer sample and builds the served model once on every event), and `recommend --all-users` in one
 process and on Ray with 2 workers (stage "recommend-all").
 """
@@ -37,7 +40,7 @@ AS_OF = "2026-04-01"  # label window (90 days) inside the scale world, which end
 K_EIG = 256
 LOGS: Path | None = None  # where each stage's full output is written (OUT/work)
 STAGES = ("synth", "validate", "train-churn", "predict-churn", "predict-churn-ray1", "predict-churn-ray2", "factors",
-          "exact", "ann", "recommender", "recommend-all", "served-build", "request")
+          "exact", "ann", "adjacency", "tuning-cost", "recommender", "recommend-all", "served-build", "request")
 
 
 def run(name: str, argv: list[str], env: dict | None = None, timeout: float = 3600) -> dict:
@@ -174,6 +177,70 @@ def stage_ann(out: Path, n_users: int = 1000) -> None:
                       "vectors_mb": round(E.nbytes / 2**20, 1)}), flush=True)
 
 
+def stage_adjacency(out: Path) -> None:
+    """Memory of the graph filter's torch adjacency (LGConv's similar-items propagation) at full size: resident and
+    peak RSS over the state before building it from the normalised interactions (stage "factors" saves X). The build
+    no longer makes it (graph_filter.GraphFilterCF._graph: on the first `propagate`); this was its spike."""
+    import scipy.sparse as sp
+
+    from omnidecide.models.recommender.graph_filter import FilterParams, GraphFilterCF
+
+    def rss() -> dict:
+        d = {}
+        for line in open("/proc/self/status"):
+            if line.startswith(("VmRSS", "VmHWM")):
+                k, v = line.split(":")
+                d[k] = int(v.split()[0]) / 2**20
+        return d
+
+    X = sp.load_npz(out / "X.npz").tocsr()
+    g = GraphFilterCF(FilterParams())
+    du, di = (np.maximum(np.asarray(X.sum(a)).ravel(), 1e-9) for a in (1, 0))
+    g.R_norm, g.n_items = (sp.diags(du ** -0.5) @ X @ sp.diags(di ** -0.5)).tocsr(), X.shape[1]
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    before, c0 = rss(), time.process_time()
+    g._graph()
+    after = rss()
+    print(json.dumps({"pairs": int(X.nnz), "cpu_seconds": round(time.process_time() - c0, 1),
+                      "resident_gb": round(after["VmRSS"] - before["VmRSS"], 2),
+                      "peak_over_before_gb": round(after["VmHWM"] - before["VmRSS"], 2)}), flush=True)
+
+
+def stage_tuning_cost(store: Path, n_users: int = 0, settings: int = 3) -> None:
+    """What one tuning setting costs at the world's catalogue, on the stored recommender (its filter basis): top-20 of
+    `tuning_users` customers (evaluation.tuning_users: 300 at 200k items) scored on dense catalogue rows and on
+    candidates (evaluation.CANDIDATE_MIN_ITEMS), CPU seconds of each for a few (c, mu, p) of tuning.GRID, and how many
+    of the dense top-20 the candidates keep."""
+    from dataclasses import replace
+
+    from omnidecide.models.recommender.core import Recommender
+    from omnidecide.training.recommender import evaluation
+    from omnidecide.training.recommender.tuning import GRID
+
+    folder = store / "models" / "recommender" / (store / "models" / "recommender" / "latest").read_text().strip()
+    rec = Recommender.load(folder)
+    rec.ranker, rec.retrieval = None, None  # stage 1 as tuning scores it
+    active = np.flatnonzero(rec.X.getnnz(1) > 0)
+    n = min(n_users or evaluation.tuning_users(len(rec.item_ids)), len(active))
+    rng = np.random.default_rng(0)
+    uidx = np.sort(rng.choice(active, n, replace=False))
+    now = np.full(n, rec.t_end)
+    base, res = rec.graph.params, []
+    for c, mu, p in [(GRID["c"][i % 2], GRID["mu"][i % 4], GRID["p"][i % 2]) for i in range(settings)]:
+        rec.graph.params = replace(base, c=c, mu=mu, p=p)
+        row = {"c": c, "mu": mu, "p": p}
+        for name, cut in (("dense", 10**12), ("candidates", 0)):
+            evaluation.CANDIDATE_MIN_ITEMS = cut
+            t0 = time.process_time()
+            row[name] = evaluation.topk_stage1(rec, uidx, now)
+            row[f"{name}_cpu_s"] = round(time.process_time() - t0, 2)
+        row["top20_kept"] = round(float(np.mean([len(set(a) & set(b)) / 20 for a, b in
+                                                 zip(row.pop("dense"), row.pop("candidates"))])), 4)
+        res.append(row)
+        print(json.dumps(row), flush=True)
+    print(json.dumps({"items": len(rec.item_ids), "users_scored": n, "settings": res}), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
@@ -188,7 +255,8 @@ def main() -> None:
     world, work = a.out / "world", a.out / "work"
     if a.stage:
         {"factors": lambda: stage_factors(world, work), "exact": lambda: stage_exact_check(work),
-         "ann": lambda: stage_ann(work)}[a.stage]()
+         "ann": lambda: stage_ann(work), "adjacency": lambda: stage_adjacency(work),
+         "tuning-cost": lambda: stage_tuning_cost(a.out / "model_store")}[a.stage]()
         return
     work.mkdir(parents=True, exist_ok=True)
     global LOGS
@@ -227,6 +295,10 @@ def main() -> None:
         rows.append(run("filter vs exact (sub-graph)", me + ["--stage", "exact"], env))
     if "ann" in todo:
         rows.append(run("ANN build + recall (1,000 users)", me + ["--stage", "ann"], env))
+    if "adjacency" in todo:
+        rows.append(run("graph filter's torch adjacency at full size (memory)", me + ["--stage", "adjacency"], env))
+    if "tuning-cost" in todo:  # needs a stored recommender at full size (served-build)
+        rows.append(run("one tuning setting, dense rows vs candidates", me + ["--stage", "tuning-cost"], env))
     if "recommender" in todo:
         rows.append(run("train recommender", CLI + ["train", "recommender", "--events", ev, "--items",
                                                     str(world / "items.parquet")], env))

@@ -66,3 +66,10 @@ def test_only_omnidecide_is_importable_from_outside(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_model_and_training_files_stay_short():
+    """No module in models/ or training/ over 400 lines: a file the next engineer reads in one pass."""
+    long = [f"{p.relative_to(ROOT)}: {n} lines" for layer in ("models", "training") for p in (ROOT / layer).rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 400]
+    assert not long, "\n".join(long)

@@ -151,3 +151,19 @@ def test_reason_says_popular_right_now_only_when_recent_popularity_ranks_it():
         rec = Recommender.build(ev, params=FilterParams(k=8), stage=StageParams(pop_w=pop_w, pop_hl=3.0))
         reasons = [r.reason for u in rec.user_ids[:5] for r in recommend(rec, u, k=10)]
         assert any(r.startswith("popular right now") for r in reasons) == expect, reasons[:10]
+
+
+def test_retrieval_candidates_follow_the_stages_popularity_half_life():
+    """Above retrieval.MIN_ITEMS, stage 1's popularity reaches the candidates through `Retrieval.by_popularity`: with
+    a 3-day half-life chosen, the items in fashion in the last days join them, not the 30-day favourites."""
+    from omnidecide.models.recommender.retrieval import Retrieval
+
+    rec = Recommender.build(_trending(), params=FilterParams(k=8), stage=StageParams(pop_w=2.0, pop_hl=3.0))
+    ret = Retrieval.build(rec)
+    recent = np.argsort(-rec.pop["recent:3"], kind="stable")
+    assert not np.array_equal(recent[:10], np.argsort(-rec.pop["global"], kind="stable")[:10])  # the orders differ
+    assert np.array_equal(ret.by_popularity(rec), recent)
+    u = 0
+    hist = np.flatnonzero(rec.X[u].toarray()[0])
+    cols = ret.candidates(rec, u, hist, rec.X[u].toarray()[:, hist], np.ones(len(rec.item_ids), bool), n_rank=5, k=3)
+    assert set(recent[:5]) <= set(cols)

@@ -220,7 +220,7 @@ def test_new_customer_gets_segment_popularity(synth_world, trained):
 
 def _with_retrieval(tag, monkeypatch):
     """Two runtimes of one version: full scoring, and candidate retrieval through a faiss index (built here: the
-    test world is below retrieval.MIN_ITEMS), asking the index for half the catalogue (200 of 400 items)."""
+    test world is below retrieval.MIN_ITEMS), asking the index for 150 of its 400 items."""
     from omnidecide.models.recommender import retrieval
     from omnidecide.serving.recommender import RecommenderRuntime
 

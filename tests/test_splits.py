@@ -35,6 +35,13 @@ def test_last_basket_uses_orders_and_keeps_history_before():
     assert "solo" in set(tr["user_id"])
 
 
+def test_last_basket_with_no_second_basket_keeps_everything_in_train():
+    e = events()
+    e = e[e["user_id"] == "solo"]
+    tr, te = splits.last_basket(e)
+    assert te.empty and len(tr) == len(e)
+
+
 def test_global_time():
     tr, te = splits.global_time(events(), "2025-01-06")
     assert tr["timestamp"].max() < pd.Timestamp("2025-01-06") <= te["timestamp"].min()

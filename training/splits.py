@@ -42,6 +42,8 @@ def last_basket(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     n_baskets = basket.groupby(buys["user_id"]).transform("nunique")
     in_test = (start == last_start) & (n_baskets >= 2)
     test = buys[in_test]
+    if test.empty:  # no user has two baskets: everything trains (mapping an empty cutoff would lose its dtype)
+        return events, test
     cutoff = test.groupby("user_id")["timestamp"].min()
     user_cut = events["user_id"].map(cutoff)
     train = events[user_cut.isna() | (events["timestamp"] < user_cut)]

@@ -9,8 +9,10 @@ The loop, week t = 0 .. T-1 (T = 52):
    half-saturation, slope from the fit), a Bayesian linear regression of the observed weekly revenue minus the fit's
    baseline on [1, baseline - its mean, the fit's residual a year earlier, media_k,c(t) per channel c] (media_k,c(t):
    draw k's media revenue of channel c in loop week t given all spend so far, the history's carry-over included).
-   theta_k,c are draw k's level corrections, prior N(1, TAU^2); noise sd from the history (fit_residuals). Each
-   draw is also weighed by its evidence (the regression's marginal likelihood): the loop learns which shapes fit.
+   theta_k,c are draw k's levels on its channel columns (the draw's curve shapes, each sized to return at least the
+   draw's average channel at last year's mix, so a draw that says a channel returns nothing can still learn that it
+   does), prior N(the draw's own level, TAU^2); noise sd from the history (fit_residuals). Each draw is also
+   weighed by its evidence (the regression's marginal likelihood): the loop learns which shapes fit.
 2. **Plan** the rest of the horizon on the draws resampled by weight: `robust` (the served objective, expected
    revenue less one sd of the gain over last year's mix in the identification-sized trust region, robust.py) with
    the levels at posterior samples (a fixed normal deviate per slot, so the ensemble narrows as levels are learned),
@@ -80,20 +82,30 @@ class LevelPosterior:
 
     def __post_init__(self) -> None:
         K, C = self.ens.K, self.ens.C
-        # a draw that says a channel returns almost nothing cannot be corrected by a relative level of +/- TAU: each
-        # level's prior sd is TAU in revenue units of the draw's average channel (at last year's mix), at least
-        pred = self.ens.per_world(self.x_ref).sum(1)  # (K, C)
-        ref = pred.mean(1, keepdims=True)
-        self.tau = TAU * np.clip(ref / np.maximum(pred, 1e-9), 1.0, 20.0)
-        self.m = np.ones((K, C))
+        # columns: each draw's curve shapes sized to return at least its average channel at last year's mix (ref), so
+        # a channel the draw says returns nothing (beta = 0) has a column too; prior sd TAU x ref, mean the draw's own
+        unit = Ensemble([Curves(w.decay, w.half, w.slope, np.ones(C), w.mult, w.init) for w in self.ens.worlds])
+        per_unit = unit.per_world(self.x_ref).sum(1)  # (K, C) revenue at last year's mix with effect size 1
+        beta = np.array([w.beta for w in self.ens.worlds], float)
+        pred = beta * per_unit
+        ref = np.maximum(pred.mean(1, keepdims=True), 1e-12)
+        small = (pred < ref) & (per_unit > 0)  # (a channel last year never spent keeps its own size)
+        self.beta = np.where(small, ref / np.where(small, per_unit, 1.0), beta)  # (K, C) the columns' sizes
+        self.ens = self.columns(self.ens)
+        self.tau, m0 = np.full((K, C), TAU), beta / self.beta
+        self.m = m0.copy()
         self.V = np.stack([np.diag(tk ** 2) for tk in self.tau])
         self.scale = float(np.mean(self.base_hat))
         # prior: intercept sd 10% of revenue, baseline slope sd 0.3, last year's residual's repeat sd 0.5,
-        # theta ~ N(1, TAU^2); P: the full posterior precision per draw (baseline terms first), for info_gain
-        self.m0 = np.concatenate([[0.0, 0.0, self.repeat], np.ones(C)])
+        # theta ~ N(m0, TAU^2); P: the full posterior precision per draw (baseline terms first), for info_gain
+        self.m0 = np.column_stack([np.tile([0.0, 0.0, self.repeat], (K, 1)), m0])
         self.p0 = np.column_stack([np.tile([1 / 0.1 ** 2, 1 / 0.3 ** 2, 1 / 0.5 ** 2], (K, 1)), 1 / self.tau ** 2])
         self.P = np.stack([np.diag(p) for p in self.p0])
         self.w = np.full(K, 1.0 / K)  # posterior weight of each draw (its shape): prior uniform, then its evidence
+
+    def columns(self, ens: Ensemble) -> Ensemble:
+        """`ens` (the same draws, any horizon) with the posterior's column sizes: the curves the levels multiply."""
+        return Ensemble([Curves(w.decay, w.half, w.slope, b, w.mult, w.init) for w, b in zip(ens.worlds, self.beta)])
 
     def rows(self, X: np.ndarray, t0: int, t1: int) -> np.ndarray:
         """(K, t1 - t0, 3 + C) the regression's design rows of loop weeks t0..t1-1 if spend were X (T, C), scaled by
@@ -123,10 +135,10 @@ class LevelPosterior:
         for k in range(self.ens.K):
             P = np.diag(self.p0[k]) + G[k].T @ G[k]
             cov = np.linalg.inv(P)
-            mean = cov @ (self.p0[k] * self.m0 + G[k].T @ r)
+            mean = cov @ (self.p0[k] * self.m0[k] + G[k].T @ r)
             self.m[k], self.V[k], self.P[k] = mean[3:], cov[3:, 3:], P
             # log evidence of draw k (marginal likelihood of the loop's revenue): det(I + G P0^-1 G') = det P / det P0
-            e = r - G[k] @ self.m0
+            e = r - G[k] @ self.m0[k]
             g = G[k].T @ e
             logml[k] = -0.5 * (np.linalg.slogdet(P)[1] - np.log(self.p0[k]).sum() + e @ e - g @ cov @ g)
         if EVIDENCE:
@@ -268,7 +280,7 @@ class Loop:
         t, T = self.t, self.T
         self.post.update(self.X[:t], self.y[:t])
         self.sd[t] = self.post.rel_sd
-        rest = self.alloc.ensemble(T - t, start=t, actual_spend=self.X[:t] if t else None)
+        rest = self.post.columns(self.alloc.ensemble(T - t, start=t, actual_spend=self.X[:t] if t else None))
         ens = self.post.planning(rest)
         cons = Constraints(budget=self.B, reserve=0.0, spent=float(self.X[:t].sum()))
         x = self._plan(self.post.planning(rest, self.z) if self.planner == "robust" else ens, cons)

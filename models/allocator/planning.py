@@ -2,9 +2,10 @@
 
 `plan(alloc, ...)`: validate the flags (constraints.request_constraints) -> read the actuals -> the state after
 them -> update the planning ensemble from measured channel revenue -> the planner's full-horizon plan on the
-ensemble, robust by default (models/allocator/robust.py: the expected-revenue optimum is served only where it beats
-last year's mix and the equal split in 90% of the draws, else the best plan among the penalised optimum, those two
-spreadsheet plans and blends that does) -> the agent's period-by-period correction (only where training let it serve) -> made exactly
+ensemble, robust by default (models/allocator/robust.py: the expected-revenue optimum, channels the draws cannot
+tell from zero held at their historical total, is served only where it beats last year's mix and the equal split in
+90% of the draws, else the plan of highest expected revenue that does among the penalised optimum (a short ascent
+from last year's mix), those two spreadsheet plans and blends) -> the agent's period-by-period correction (only where training let it serve) -> made exactly
 feasible and rounded to cents -> the PLAN table (with each cell's 80% interval over the posterior draws and each
 channel's identification) and its summary.
 """
@@ -19,8 +20,8 @@ from omnidecide.models.allocator.actuals import Actuals, Updating, channel_ratio
 from omnidecide.models.allocator.constraints import (Constraints, after_actuals, enforce_roi_floor, project_plan,
                                                      request_constraints)
 from omnidecide.models.allocator.curves import Curves, Ensemble
-from omnidecide.models.allocator.robust import (RobustObjective, candidates, channel_uncertainty, choose, equal_plan,
-                                                historical_plan, identification, pin_unidentified, trust_region)
+from omnidecide.models.allocator.robust import (candidates, channel_uncertainty, choose, equal_plan, historical_plan,
+                                                identification, penalised_plan, pin_unidentified, trust_region)
 from omnidecide.models.allocator.solvers import best_plan
 from omnidecide.models.response import geometric_adstock
 
@@ -190,8 +191,7 @@ def plan(alloc, budget: float, periods: int, *, reserve: float = 0.15, lo: dict 
         opt = {"expected-revenue optimum": x}
         chosen, scores = choose(upd.ens, candidates(opt, anchors), list(anchors))
         if chosen != "expected-revenue optimum":  # it has the highest expected revenue: when it passes, it is served
-            opt["penalised optimum"] = best_plan(RobustObjective(upd.ens, x_hist), trust_region(cons, x_hist, ident),
-                                                 channels=channels)
+            opt["penalised optimum"] = penalised_plan(upd.ens, x_hist, trust_region(cons, x_hist, ident), channels)
             plans = candidates(opt, anchors)
             chosen, scores = choose(upd.ens, plans, list(anchors))
             x = plans[chosen]

@@ -38,7 +38,8 @@ def features(rec, cand: np.ndarray, score, z, rep, st, now, channels, items: np.
     the same columns. `items`: the catalogue item of each column (None: column j is item j); the columns must hold
     every item of the users' state (the category affinity and purchase shares sum over them)."""
     b, n = cand.shape
-    take = lambda m: np.take_along_axis(m, cand, 1)  # noqa: E731
+    at = np.arange(b)[:, None]
+    take = lambda m: m[at, cand]  # noqa: E731  (np.take_along_axis's checks cost more than the gather here)
     item = cand if items is None else items[cand]
     item_cat = rec.item_cat if items is None else rec.item_cat[items]
     now = np.broadcast_to(np.asarray(rec.t_end if now is None else now, dtype=float).reshape(-1), (b,))

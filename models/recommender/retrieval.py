@@ -27,18 +27,25 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from omnidecide.models.recommender.context import POP_HALF_LIFE_DAYS
 from omnidecide.models.recommender.graph_filter import DENSE_MAX_ITEMS
 
 # Requests go through the index above graph_filter.DENSE_MAX_ITEMS (4,000) items, where the factors are truncated to
 # `max_eig` components. Below it every eigenpair is kept (up to thousands), the exact moments cost m^2 per request,
 # and full scoring stayed cheaper at every size up to it: measured in bench/recommend_paths.py (docs/BENCHMARKS.md).
 MIN_ITEMS = DENSE_MAX_ITEMS + 1
-# nearest-neighbour candidates per request (at least twice what the ranking looks at), and the HNSW search breadth:
-# at 10,000 items 200 / 256 gave the same top-20 lists as full scoring for 300 of 300 customers, and cost a third
-# less than 300 / 600 (bench/recommend_paths.py)
-N_ANN = 200
-EF_SEARCH = 256
+# nearest-neighbour candidates per request (at least 1.5x what the ranking looks at) and the HNSW search breadth. The search
+# is the largest single cost of a request's model path (~18% of its CPU at 200 / 256); at 10,000 items 150 / 160
+# searches ~40% less and keeps the served top-20 lists at 0.9996 overlap with full scoring over 999 customers (200 /
+# 256: 0.9999; 128 / 128: 0.9994) (bench/recommend_paths.py, docs/BENCHMARKS.md)
+N_ANN = 150
+EF_SEARCH = 160
+# above LARGE_ITEMS the earlier, wider search stays (200 candidates, at least 2x the ranking's, efSearch 256): the
+# 200k-item figures (index recall 0.972, overlap 0.98) were measured with it, and fewer were not measured there
+LARGE_ITEMS, N_ANN_LARGE, EF_SEARCH_LARGE = 50_000, 200, 256
 FILE = "items.faiss"
+# `substitutes` keeps the head of each sold-out item's category order: up to 4,096 items x 256 (8 MB)
+SUBSTITUTE_ORDERS, SUBSTITUTE_HEAD = 4096, 256
 
 
 def filter_vectors(Q: np.ndarray, h: np.ndarray, d: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -135,6 +142,7 @@ class Retrieval:
         # one request searches one query: OpenMP threads only spin-wait on a busy machine (one worker per core)
         faiss.omp_set_num_threads(1)
         self._memos: dict[str, tuple] = {}  # name -> (the arrays it was derived from, value): see `memo`
+        self._last = (None, None)  # the last query and its moments, by content: see `query_moments`
 
     def memo(self, name: str, deps: tuple, compute):
         """`compute()`, kept while every array in `deps` is the same object: what a request needs per catalogue
@@ -193,11 +201,24 @@ class Retrieval:
 
     def query(self, rec, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """u = (r d^-c Q) h for item signals `rows` (b x len(cols)) over the items `cols` (sorted)."""
+        return self.query_moments(rec, rows, cols)[0]
+
+    def query_moments(self, rec, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(u, mean, sd of <u, e_j> over the catalogue) for `rows` over `cols`. A request asks twice with the same
+        signal (the candidates over the customer's items, then the scores over the candidates): the last answer is
+        kept, keyed by the signal's content (its items and values), so the second ask is a lookup."""
         nz = np.flatnonzero(np.any(rows != 0, axis=0))
         c = cols[nz]
         c = c[c < self.n_trained]  # live items: e_j = 0
-        nz = nz[: len(c)]
-        return ((rows[:, nz] * self.scale[c]) @ self.E[c]) * self.h
+        vals = rows[:, nz[: len(c)]]
+        key = (len(rec.item_ids), rows.shape[0], c.tobytes(), vals.tobytes())
+        last_key, last = self._last
+        if last_key == key:
+            return last
+        U = ((vals * self.scale[c]) @ self.E[c]) * self.h
+        mean, sd = self.items.moments(U, len(rec.item_ids))
+        self._last = (key, (U, mean, sd))
+        return U, mean, sd
 
     # --- exact scores on candidates -------------------------------------------------------------------
     def graph_z(self, rec, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -205,9 +226,7 @@ class Retrieval:
         at their category's mean over warm items less the novelty penalty."""
         from omnidecide.models.recommender.core import COLD_PENALTY
 
-        U = self.query(rec, rows, cols)
-        n = len(rec.item_ids)
-        mean, sd = self.items.moments(U, n)
+        U, mean, sd = self.query_moments(rec, rows, cols)
         sd = np.maximum(sd, 1e-12)[:, None]
         cold, mixed, _ = self.cold(rec)
         if not mixed:
@@ -236,39 +255,76 @@ class Retrieval:
     # --- candidates -----------------------------------------------------------------------------------
     def candidates(self, rec, uidx: int | None, hist: np.ndarray, rows: np.ndarray, usable: np.ndarray,
                    n_rank: int, k: int = 20) -> np.ndarray:
-        """Sorted item indices to score for one user: the index's nearest `N_ANN` to the user's query, the user's
-        own items `hist` (their signal `rows`, 1 x len(hist)), and what the index cannot see (module docstring).
+        """Sorted item indices to score for one user: the index's nearest `N_ANN` (at least 1.5 n_rank; wider above
+        LARGE_ITEMS) to the user's query, the user's own items `hist` (their signal `rows`, 1 x len(hist)), and what
+        the index cannot see (module docstring).
         `usable`: in stock and not excluded; `n_rank`: how many candidates the ranking looks at; `k`: list length."""
         parts = [hist]
         u = self.query(rec, rows, hist)
         if u.any():  # zero when the customer's items are all new (cold): their lists come from popularity
-            _, idx = self.items.search(u, max(N_ANN, 2 * n_rank), EF_SEARCH)
+            if len(rec.item_ids) > LARGE_ITEMS:
+                _, idx = self.items.search(u, max(N_ANN_LARGE, 2 * n_rank), EF_SEARCH_LARGE)
+            else:
+                _, idx = self.items.search(u, max(N_ANN, 3 * n_rank // 2), EF_SEARCH)
             ann = idx[0][idx[0] >= 0]
             parts.append(ann)
             # a sold-out item near the top gives its place to the most similar usable item of its category, found
             # over the whole category (rules): those join now, else the list is scored a second time with them
             top = ann[: 2 * k]
             parts += [self.substitutes(rec, int(j), usable, k + 1) for j in top[~usable[top]]]
-        _, _, cold_by_cat = self.cold(rec)
         # ties within a category: the first cold ones (any stock: the ranker's pick; usable: the list's)
-        parts += [c[:n_rank] for c in cold_by_cat] + [c[usable[c]][:n_rank] for c in cold_by_cat]
-        if rec.stage.pop_w > 0 or rec.stage.serve == "buy_again" or not u.any():
-            order = self.by_popularity(rec)
+        first, whole = self.first_cold(rec, n_rank)
+        parts.append(first)
+        if not whole:  # some category holds more than n_rank cold items: its first usable ones may lie beyond
+            parts += [c[usable[c]][:n_rank] for c in self.cold(rec)[2]]
+        pops = []
+        if rec.stage.pop_w > 0:  # stage 1 adds the popularity at the stage's half-life
+            pops.append(rec.stage.pop_hl)
+        if rec.stage.serve == "buy_again" or not u.any():  # buy-again ties and the ranker: the 30-day one
+            pops.append(POP_HALF_LIFE_DAYS)
+        for hl in dict.fromkeys(pops):
+            order = self.by_popularity(rec, hl)
             parts += [order[:n_rank], order[usable[order]][:n_rank]]
         if rec.stage.tifu_w > 0 and rec.tifu is not None and uidx is not None:
             t = rec.tifu.sparse_scores(np.array([uidx]))
             parts.append(t.indices[np.argsort(-t.data, kind="stable")[:n_rank]])
-        return np.unique(np.concatenate(parts).astype(np.int64))
+        mark = np.zeros(len(rec.item_ids), dtype=bool)  # the sorted union: a mask, not np.unique's sort
+        for p in parts:
+            mark[p] = True
+        return np.flatnonzero(mark)
+
+    def first_cold(self, rec, n: int) -> tuple[np.ndarray, bool]:
+        """(the first `n` cold items of every category, whether that is every cold item), per catalogue state."""
+        def compute():
+            per_cat = self.cold(rec)[2]
+            return (np.concatenate([c[:n] for c in per_cat]).astype(np.int64) if per_cat else np.zeros(0, np.int64),
+                    all(len(c) <= n for c in per_cat))
+        return self.memo(f"first cold {n}", (rec.graph.d_item, rec.item_cat), compute)
 
     def substitutes(self, rec, j: int, usable: np.ndarray, n: int) -> np.ndarray:
-        """The n usable items of j's category most similar to j (item embeddings), most similar first."""
+        """The n usable items of j's category most similar to j (item embeddings), most similar first. The head of
+        that order over j's whole category is kept per sold-out item (the same few come up on every request; at most
+        `SUBSTITUTE_ORDERS` items, each up to `SUBSTITUTE_HEAD` long, then started afresh) and filtered by what is
+        usable now; the whole category is sorted again only when the head holds too few usable items."""
+        orders = self.memo("substitute orders", (rec.item_cat, rec.embeddings()), dict)
+        head = orders.get(j)
+        if head is not None:
+            got = head[usable[head]][:n]
+            if len(got) == n or head.size < SUBSTITUTE_HEAD:  # the head was the whole category
+                return got
         by_cat = self.memo("items by category", (rec.item_cat,),
                            lambda: groups(np.arange(len(rec.item_cat)), rec.item_cat, len(rec.categories)))
         same = by_cat[rec.item_cat[j]]
-        same = same[usable[same]]
         emb = rec.embeddings()
-        return same[np.argsort(-(emb[same] @ emb[j]), kind="stable")[:n]]
+        order = same[np.argsort(-(emb[same] @ emb[j]), kind="stable")]
+        if len(orders) >= SUBSTITUTE_ORDERS:
+            orders.clear()
+        orders[j] = order[:SUBSTITUTE_HEAD]
+        return order[usable[order]][:n]
 
-    def by_popularity(self, rec) -> np.ndarray:
-        pop = rec.pop["global"]
-        return self.memo("by popularity", (pop,), lambda: np.argsort(-pop, kind="stable"))
+    def by_popularity(self, rec, half_life: float | None = None) -> np.ndarray:
+        """Items by recent popularity at `half_life` days (default: the stage's `pop_hl`, the popularity stage 1
+        adds; the 30-day one is "global"), most popular first, per popularity array."""
+        hl = rec.stage.pop_hl if half_life is None else half_life
+        pop = rec.pop.get(f"recent:{hl:g}", rec.pop["global"])
+        return self.memo(f"by popularity {hl:g}", (pop,), lambda: np.argsort(-pop, kind="stable"))

@@ -152,11 +152,14 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
     usable_all[ids] &= allowed  # items outside `cols` carry no state of the user: allowed
     raw = np.where(allowed & ~ok[ids] & ~cold, score, -np.inf)
     cut = base[cands[min(k, len(cands)) - 1]] if len(cands) else -np.inf
+    free = None  # usable and not already in the list: a mask, once (np.isin per sold-out item cost more)
     for j in top_stable(raw, k):
         if not np.isfinite(raw[j]) or raw[j] < cut or (exclude and str(rec.item_ids[ids[j]]) in exclude):
             continue
-        same = np.flatnonzero((rec.item_cat == cat[j]) & usable_all)
-        same = same[~np.isin(same, ids[cands[:k]])]
+        if free is None:
+            free = usable_all.copy()
+            free[ids[cands[:k]]] = False
+        same = np.flatnonzero((rec.item_cat == cat[j]) & free)
         if len(same):
             s = int(same[np.argmax(emb[same] @ emb[ids[j]])])
             at = int(np.searchsorted(ids, s))
@@ -176,6 +179,8 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
     # per picked item, the history item that explains it best: the user's signal times embedding similarity
     near = row[hist][:, None] * (emb[ids[hist]] @ emb[ids[picked]].T)
     near[hist[:, None] == picked[None, :]] = -np.inf  # never explained by itself
+    explains = hist[np.argmax(near, axis=0)] if len(hist) else np.zeros(len(picked), dtype=np.int64)
+    explained = np.isfinite(near).any(axis=0)  # per picked item, at once: not two numpy calls per row
     pop_now = rec.pop_z() if rec.stage.pop_w > 0 else np.zeros(len(rec.item_ids))
     out = []
     for q, j in enumerate(picked):
@@ -190,8 +195,8 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
             src = "gnn"
             if rec.stage.pop_w * pop_now[ids[j]] > max(z[j], 0.0):  # popularity now outranks the history
                 why = f"popular right now (half-life {rec.stage.pop_hl:g} days)"
-            elif np.isfinite(near[:, q]).any():
-                b = hist[np.argmax(near[:, q])]
+            elif explained[q]:
+                b = explains[q]
                 verb = ("bought" if nb[b] > 0 else "rated" if row[b] >= 1 else "added to cart" if row[b] >= 0.6
                         else "clicked" if row[b] >= 0.35 else "viewed")
                 why = f"because you {verb} {rec.item_label(ids[b])}"

@@ -69,12 +69,20 @@ def item_graph_eigen(R_norm: sp.spmatrix, k: int, *, oversample: int | None = No
         spent["QR"] += time.process_time() - t0
         return q
 
-    Q = qr(P(rng.standard_normal((n, ell)).astype(dtype)))
+    # the start, drawn in row blocks (the same values as one float64 draw, without its items x ell float64 copy)
+    start = np.empty((n, ell), dtype=dtype)
+    for s in range(0, n, 16_384):
+        start[s: s + 16_384] = rng.standard_normal((min(16_384, n - s), ell))
+    Q = qr(P(start))
+    del start
     for _ in range(power_iters):
         Q = qr(P(Q))
     T = (Q.T @ P(Q)).astype(np.float64)
     lam, W = np.linalg.eigh((T + T.T) / 2)  # ascending
-    lam, V = lam[-k:], Q.astype(np.float64) @ W[:, -k:]
+    lam, W = lam[-k:], W[:, -k:]
+    V = np.empty((n, k))
+    for s in range(0, n, 16_384):  # Ritz vectors in row blocks: no float64 copy of the whole items x ell basis
+        V[s: s + 16_384] = Q[s: s + 16_384].astype(np.float64) @ W
     log.info("item_graph_eigen: %d x %d, %d nonzeros, k %d, ell %d, q %d; CPU seconds: %s", *R.shape, R.nnz, k, ell,
              power_iters, ", ".join(f"{name} {v:.1f}" for name, v in spent.items()))
     V *= np.sign(V[np.abs(V).argmax(0), np.arange(V.shape[1])])[None, :]  # deterministic signs

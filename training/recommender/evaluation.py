@@ -11,6 +11,8 @@ from omnidecide.models.metrics import ranking_report
 from omnidecide.models.recommender.baskets import buy_again_scores
 from omnidecide.models.recommender.core import CONSUMED, EVENT_WEIGHTS, Recommender, seconds
 from omnidecide.models.recommender.graph_filter import FilterParams
+from omnidecide.models.recommender.retrieval import N_ANN, ItemIndex, Retrieval
+from omnidecide.models.recommender.rows import dense_rows, gather
 from omnidecide.training import splits
 
 K = 20
@@ -24,6 +26,14 @@ BATCH_CELLS = 1024 * 20_000
 # A cut's relevant users are scored over the whole catalogue several times (stage 1, baselines, second stage): above
 # EVAL_CELLS users x items a fixed random sample of them (seeded) is scored: 20,000 users at 20k items, 2,000 at 200k.
 EVAL_CELLS = 20_000 * 20_000
+CANDIDATE_BATCH = 64  # users whose candidates are scored together (the union of their columns)
+# Above CANDIDATE_MIN_ITEMS items (where the dense batches above start to shrink) evaluation ranks what `/recommend`
+# ranks there: stage 1's exact scores on a few hundred candidates per customer (retrieval.py), not a dense row over
+# the catalogue. Each tuning setting then costs ~candidates, not ~catalogue (200k items: ~20 s of dense rows per graph
+# setting). The candidates are retrieval's, with the faiss search replaced by an exact top-N of the filter's inner
+# product (a tuning setting changes the filter, and an HNSW build per setting would cost more than the dense rows), so
+# the top-K is full scoring's whenever its items are among them (tests/test_scale_tuning.py checks the agreement).
+CANDIDATE_MIN_ITEMS = 20_000
 
 
 def tuning_users(n_items: int) -> int:
@@ -103,6 +113,101 @@ def test_channels(rec: Recommender, test: pd.DataFrame, uidx: np.ndarray) -> lis
     return [ch.get(rec.user_ids[u]) if isinstance(ch.get(rec.user_ids[u]), str) else None for u in uidx]
 
 
+class ExactCandidates(Retrieval):
+    """Retrieval's candidate scoring (graph_z on chosen columns) for the model's current filter settings, with no
+    faiss index: candidates come from `graph_top`, an exact top-N of the filter's inner products. Item vectors are
+    float32 (as the index's are); the Gram matrix of the moments depends on the basis and c only, so it is kept on the
+    graph per c across a tuning grid's (mu, p). Get one with `for_model`."""
+
+    def __init__(self, rec) -> None:  # not Retrieval.__init__: it builds the HNSW index
+        g, p = rec.graph, rec.graph.params
+        h = g.lam ** p.p / (g.lam ** p.p + p.mu ** p.p)
+        self.keep = np.flatnonzero(h > 1e-4)
+        self.h, self.c, self.n_trained = h[self.keep], p.c, g.Q.shape[0]
+        gram = g.__dict__.get("_eval_gram")  # on the graph: it lives and dies with the basis it was made from
+        if gram is None or gram["Q"] is not g.Q or gram["d"] is not g.d_graph or gram["c"] != p.c:
+            E = (g.Q * (g.d_graph[: self.n_trained] ** p.c)[:, None]).astype(np.float32)
+            E64 = E.astype(np.float64)
+            gram = g.__dict__["_eval_gram"] = {"Q": g.Q, "d": g.d_graph, "c": p.c, "E": E, "total": E64.sum(0),
+                                               "second": E64.T @ E64}
+            del E64
+        full = len(self.keep) == g.Q.shape[1]
+        self.E = gram["E"] if full else np.ascontiguousarray(gram["E"][:, self.keep])
+        self.scale = g.d_graph[: self.n_trained] ** (-2 * self.c)
+        self.items = _Moments(len(self.E), gram["total"][self.keep],
+                              gram["second"] if full else gram["second"][np.ix_(self.keep, self.keep)])
+        self._memos = {}
+
+    @classmethod
+    def for_model(cls, rec) -> "ExactCandidates":
+        """The one for the model's graph and its current (mu, p, c), kept on the graph while they stay."""
+        g = rec.graph
+        key = (g.Q, g.d_graph, rec.item_cat, g.params.mu, g.params.p, g.params.c)
+        hit = g.__dict__.get("_eval_candidates")
+        if hit is None or any(a is not b if isinstance(a, np.ndarray) else a != b for a, b in zip(hit[0], key)):
+            hit = g.__dict__["_eval_candidates"] = (key, cls(rec))
+        return hit[1]
+
+    def graph_top(self, U: np.ndarray, n: int) -> np.ndarray:
+        """Per query row, the n items of largest inner product <u, e_j> (unordered)."""
+        S = U.astype(np.float32) @ self.E.T
+        n = min(n, S.shape[1] - 1)
+        return np.argpartition(-S, n, axis=1)[:, :n] if n > 0 else np.zeros((len(U), 0), dtype=np.int64)
+
+
+class _Moments:
+    """ItemIndex.moments without the index: exact mean and spread of <u, e_j> over the catalogue."""
+
+    def __init__(self, n: int, total: np.ndarray, second_total: np.ndarray) -> None:
+        self.n, self.total, self.second_total = n, total, second_total
+
+    moments = ItemIndex.moments
+
+
+def uses_candidates(rec: Recommender) -> bool:
+    return len(rec.item_ids) > CANDIDATE_MIN_ITEMS and rec.graph.Q is not None and rec.ease is None
+
+
+def candidate_stage1(rec: Recommender, u: np.ndarray, now: np.ndarray, n_rank: int = K, model: bool = False):
+    """Stage 1 for users `u` over the union of their candidates (sorted columns `cols`): retrieval's candidates
+    (the filter's exact top max(N_ANN, 2 n_rank), the users' own items, the first cold items of each category, the
+    top of popularity and of the TIFU score when stage 1 weighs them in). Returns (cols, st, score, z, rep, allowed)
+    with the arrays over `cols`."""
+    ret = ExactCandidates.for_model(rec)
+    hist = np.unique(gather(rec.X, u)[1])
+    U = ret.query(rec, dense_rows(rec.X, u, hist), hist)
+    parts = [hist, ret.graph_top(U, max(N_ANN, 2 * n_rank)).ravel()]
+    parts += [c[:n_rank] for c in ret.cold(rec)[2]]
+    if rec.stage.pop_w > 0 or rec.stage.serve == "buy_again" or not U.any(1).all():  # someone's list is popularity
+        parts.append(np.argsort(-rec.pop["global"], kind="stable")[: n_rank + len(hist)])
+    if rec.stage.tifu_w > 0 and rec.tifu is not None:
+        t = rec.tifu.sparse_scores(u)
+        for a, b in zip(t.indptr[:-1], t.indptr[1:]):
+            parts.append(t.indices[a:b][np.argsort(-t.data[a:b], kind="stable")[:n_rank]])
+    cols = np.unique(np.concatenate(parts).astype(np.int64))
+    st = rec.batch_state(u, cols)
+    kept, rec.retrieval = rec.retrieval, ret
+    try:
+        score, z, rep, allowed = rec.stage1(st, now, model=model, cols=cols)
+    finally:
+        rec.retrieval = kept
+    return cols, st, score, z, rep, allowed
+
+
+def stage1_rows(rec: Recommender, u: np.ndarray, now: np.ndarray, n_rank: int, model: bool = False):
+    """(columns or None, state, score, z, rep, allowed) of stage 1 for users `u`: over the catalogue, or above
+    CANDIDATE_MIN_ITEMS over their candidates (`candidate_stage1`; `n_rank`: how many the ranking looks at)."""
+    if uses_candidates(rec):
+        return candidate_stage1(rec, u, now, n_rank, model)
+    st = rec.batch_state(u)
+    return (None, st, *rec.stage1(st, now, model=model))
+
+
+def batch_size(rec: Recommender) -> int:
+    """Users per batch of `stage1_rows`."""
+    return CANDIDATE_BATCH if uses_candidates(rec) else batch_rows(len(rec.item_ids))
+
+
 def top_k(score: np.ndarray, allowed: np.ndarray, k: int = K) -> list[np.ndarray]:
     score = np.where(allowed, score, -np.inf)
     top = np.argpartition(-score, k, axis=1)[:, :k]
@@ -112,14 +217,18 @@ def top_k(score: np.ndarray, allowed: np.ndarray, k: int = K) -> list[np.ndarray
 def topk_stage1(rec: Recommender, uidx: np.ndarray, now: np.ndarray, k: int = K, chunk: int | None = None,
                 with_ranker: bool = True) -> list[np.ndarray]:
     """What serving ranks (stage 1, the LightGBM stage when kept, or buy-again when validation chose it)."""
+    from omnidecide.models.recommender.ranker import N_CAND
+
     out = []
-    chunk = chunk or batch_rows(len(rec.item_ids))
+    ranker = with_ranker and rec.ranker is not None and rec.stage.serve == "model"
+    chunk = chunk or batch_size(rec)
     for b in range(0, len(uidx), chunk):
-        st = rec.batch_state(uidx[b: b + chunk])
-        score, z, rep, allowed = rec.stage1(st, now[b: b + chunk])
-        if with_ranker and rec.ranker is not None and rec.stage.serve == "model":
-            score = rec.ranker.rescore_batch(rec, score, z, rep, st, allowed, now[b: b + chunk])
-        out.extend(top_k(score, allowed, k))
+        t = now[b: b + chunk]
+        cols, st, score, z, rep, allowed = stage1_rows(rec, uidx[b: b + chunk], t, max(k, N_CAND) if ranker else k)
+        if ranker:
+            score = rec.ranker.rescore_batch(rec, score, z, rep, st, allowed, t, items=cols)
+        top = top_k(score, allowed, k)
+        out.extend(top if cols is None else [cols[j] for j in top])
     return out
 
 
@@ -131,14 +240,23 @@ def evaluate(rec: Recommender, test: pd.DataFrame, k: int = K) -> dict[str, floa
 def baseline_topk(rec: Recommender, test: pd.DataFrame, kind: str, k: int = K) -> dict[str, float]:
     """popularity (allowed items by training popularity) or buy_again (personal purchase count, ties by popularity)."""
     uidx, rel, now = relevant_sets(rec, test)
-    tops, chunk = [], batch_rows(len(rec.item_ids))
+    big = uses_candidates(rec)  # then each user's own items and the head of popularity, not the catalogue
+    tops, chunk = [], CANDIDATE_BATCH if big else batch_rows(len(rec.item_ids))
+    pop = rec.pop["global"]
+    order = np.argsort(-pop, kind="stable") if big else None
     for b in range(0, len(uidx), chunk):
-        st = rec.batch_state(uidx[b: b + chunk])
-        allowed = ~(st.cons & (rec.repeat.item_share[None, :] <= 0))
+        u, cols = uidx[b: b + chunk], None
+        if big:
+            hist = np.unique(gather(rec.X, u)[1])
+            cols = np.unique(np.concatenate([hist, order[: k + len(hist)]]).astype(np.int64))
+        at = slice(None) if cols is None else cols
+        st = rec.batch_state(u, cols, tifu=False)
+        allowed = ~(st.cons & (rec.repeat.item_share[at][None, :] <= 0))
         if kind == "buy_again":
-            score = buy_again_scores(st.nb, rec.pop["global"])
+            score = buy_again_scores(st.nb, pop[at], float(pop.max()))
             allowed = np.ones_like(allowed)
         else:
-            score = np.broadcast_to(rec.pop["global"], allowed.shape)
-        tops.extend(top_k(score, allowed, k))
+            score = np.broadcast_to(pop[at], allowed.shape)
+        top = top_k(score, allowed, k)
+        tops.extend(top if cols is None else [cols[j] for j in top])
     return ranking_report(tops, rel, k)

@@ -16,9 +16,9 @@ import pandas as pd
 from omnidecide.models.metrics import ranking_report
 from omnidecide.models.recommender.core import Recommender, StageParams
 from omnidecide.models.recommender.graph_filter import FilterParams
-from omnidecide.training.recommender.evaluation import (K, baseline_topk, batch_rows, detect_repeats, edges, evaluate,  # noqa: F401
-                                                        for_size, holdout, relevant_sets, score_key, test_channels,
-                                                        top_k, topk_stage1)
+from omnidecide.training.recommender.evaluation import (K, baseline_topk, batch_rows, batch_size, detect_repeats,  # noqa: F401
+                                                        edges, evaluate, for_size, holdout, relevant_sets, score_key,
+                                                        stage1_rows, test_channels, top_k, topk_stage1)
 from omnidecide.training import splits
 from omnidecide.training.recommender.tuning import tune  # noqa: F401  (re-exported: the benchmark tunes through it)
 
@@ -28,16 +28,16 @@ RANKER_CUTS_MAX_EVENTS = 1_000_000  # above this, the validation cut alone: each
 
 def second_stage_data(rec: Recommender, uidx: np.ndarray, rel: list[set], now: np.ndarray, chans: list):
     """Candidates (stage-1 top-N), features and labels for users `uidx`."""
-    from omnidecide.models.recommender.ranker import candidates, features
+    from omnidecide.models.recommender.ranker import N_CAND, candidates, features
 
     Fs, ys, groups, cands = [], [], [], []
-    chunk = batch_rows(len(rec.item_ids))
+    chunk = batch_size(rec)
     for b in range(0, len(uidx), chunk):
         sl = slice(b, b + chunk)
-        st = rec.batch_state(uidx[sl])
-        score, z, rep, allowed = rec.stage1(st, now[sl], model=True)
+        cols, st, score, z, rep, allowed = stage1_rows(rec, uidx[sl], now[sl], N_CAND, model=True)
         cand = candidates(score, allowed)
-        F = features(rec, cand, score, z, rep, st, now[sl], chans[sl])
+        F = features(rec, cand, score, z, rep, st, now[sl], chans[sl], cols)
+        cand = cand if cols is None else cols[cand]
         y = np.array([[j in r for j in c] for c, r in zip(cand, rel[sl])], dtype=float)
         Fs.append(F.reshape(-1, F.shape[2]))
         ys.append(y.ravel())
