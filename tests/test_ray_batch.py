@@ -84,28 +84,35 @@ def _per_request(rt, ids, k, **ctx) -> pd.DataFrame:
 @pytest.mark.parametrize("path", ["full scoring", "retrieval"])
 def test_batch_rows_equal_per_request_rows(trained, monkeypatch, path):
     """serving.batch scores a block of users at a time (models/recommender/batch_score.py): every row, score string
-    and reason equals the per-request path's, for every customer, with sold-out top items (substitutes), a
-    no-consent customer, a customer the model does not know, a channel and a store. The retrieval variant builds the
-    faiss index on this 400-item world and asks it for a quarter of the catalogue, so the candidates matter."""
+    and reason equals the per-request path's, for every customer, with the most popular items sold out
+    (substitutes), 60 new items posted live (cold: reached through their category), a no-consent customer, a
+    customer the model does not know, a channel and a store. The retrieval variant builds the faiss index on this
+    400-item world and asks it for a quarter of the catalogue, so the candidates matter."""
     from omnidecide.models.recommender import retrieval
     from omnidecide.serving import batch
+    from omnidecide.serving.catalogue import Changes, apply
     from omnidecide.serving.recommender import RecommenderRuntime
 
     rt = RecommenderRuntime(trained[0], live=False)
-    rec = rt.rec
     if path == "retrieval":
         monkeypatch.setattr(retrieval, "N_ANN", 40)
-        rec.retrieval = retrieval.Retrieval.build(rec)
-    top = np.argsort(-rec.pop["global"], kind="stable")[:12]
-    rec.stock[top] = 0.0  # the most popular items sold out: their in-stock substitutes join the lists
+        rt.rec.retrieval = retrieval.Retrieval.build(rt.rec)
+    top = np.argsort(-rt.rec.pop["global"], kind="stable")[:12]
+    cats = [str(c) for c in rt.rec.categories if str(c) != "unknown"]
+    apply(rt, Changes(1, [{"item_id": str(rt.rec.item_ids[j]), "category": None, "price": None, "margin": None,
+                           "stock": 0.0, "title": None} for j in top] +
+                      [{"item_id": f"new{n:03d}", "category": cats[n % len(cats)], "price": 5.0, "margin": 0.3,
+                        "stock": 9, "title": None} for n in range(60)]))
+    rec = rt.rec
     rec.no_consent = set(rec.no_consent) | {str(rec.user_ids[3])}
     ids = [str(u) for u in rec.user_ids] + ["somebody-new"]
     for k, ctx in ((10, {}), (5, {"channel": "douyin", "store_id": "s01"})):
         want = _per_request(rt, ids, k, **ctx)
         got, fallbacks = batch.recommend_rows(rt, ids, k, **ctx)
         assert fallbacks == len(rec.no_consent & set(ids)) + 1 and len(got) == k * len(ids)
-        assert {"substitute", "repeat"} <= set(_sources(rt, ids[:200], k)), "the world must exercise the rules"
         pd.testing.assert_frame_equal(got, want)
+    assert {"substitute", "repeat", "new_item", "gnn"} <= set(_sources(rt, ids[:300], 10)), \
+        "the world must exercise the rules"
 
 
 def _sources(rt, ids, k) -> list[str]:
