@@ -14,8 +14,10 @@ filter's factors at scale (interaction matrix, normalisation, top-k item-graph e
 iteration); their accuracy loss against the exact decomposition on a sub-graph small enough to decompose densely;
 faiss index build and ANN top-20 recall against exact scoring on 1,000 sampled users, with the per-query search
 latency; `train recommender` itself (stage "recommender": above training.recommender.scale.LARGE_EVENTS events it
-chooses on a customer sample and builds the served model once on every event), and `recommend --all-users` in one
-process and on Ray with 2 workers (stage "recommend-all").
+chooses on a customer sample and builds the served model once on every event), and `recommend` for every customer
+of the served version (or a fixed seeded sample of them, `--rec-users N`) in one process and on Ray with 2 and 1
+workers (stages "recommend-all", "recommend-all-ray2", "recommend-all-ray1"): CPU of the whole process tree per
+customer, rows written, and whether each file is byte-identical to the 1-process one.
 """
 from __future__ import annotations
 
@@ -37,8 +39,8 @@ AS_OF = "2026-04-01"  # label window (90 days) inside the scale world, which end
 K_EIG = 256
 LOGS: Path | None = None  # where each stage's full output is written (OUT/work)
 STAGES = ("synth", "validate", "train-churn", "predict-churn", "predict-churn-ray1", "predict-churn-ray2", "factors",
-          "exact", "ann", "recommender", "recommend-all", "recommend-all-ray1", "recommend-all-ray2", "served-build",
-          "request")
+          "exact", "ann", "recommender", "batch-vs-request", "recommend-all", "recommend-all-ray1", "recommend-all-ray2",
+          "served-build", "request")
 
 
 def run(name: str, argv: list[str], env: dict | None = None, timeout: float = 3600) -> dict:
@@ -181,6 +183,32 @@ def stage_ann(out: Path, n_users: int = 1000) -> None:
                       "vectors_mb": round(E.nbytes / 2**20, 1)}), flush=True)
 
 
+def stage_batch_vs_request(n_users: int = 500, k: int = 20) -> None:
+    """The batched scorer against the per-request path in one process on the served version: CPU ms per customer of
+    each (the same customers, an evenly spaced sample), and whether every row is the same."""
+    import pandas as pd
+
+    from omnidecide.serving import batch
+    from omnidecide.serving.recommender import RecommenderRuntime, RecommendRequest
+
+    t0 = time.process_time()
+    rt = RecommenderRuntime(None, live=False)
+    load = time.process_time() - t0
+    ids = [str(u) for u in rt.rec.user_ids[:: max(len(rt.rec.user_ids) // n_users, 1)][:n_users]]
+    t0, one = time.process_time(), []
+    for u in ids:
+        one += [(u, it.rank, it.item_id, f"{it.score:.6g}", it.reason)
+                for it in rt.recommend(RecommendRequest(user_id=u, k=k)).items]
+    per_request = time.process_time() - t0
+    t0 = time.process_time()
+    rows, _ = batch.recommend_rows(rt, ids, k)
+    batched = time.process_time() - t0
+    print(json.dumps({"users": len(ids), "load_cpu_s": round(load, 1),
+                      "per_request_cpu_ms": round(1e3 * per_request / len(ids), 2),
+                      "batched_cpu_ms": round(1e3 * batched / len(ids), 2),
+                      "rows_identical": bool(pd.DataFrame(one, columns=batch.REC_COLUMNS).equals(rows))}), flush=True)
+
+
 def stage_recommend_all(todo: set[str], store: Path, work: Path, env: dict, sample: int) -> list[dict]:
     """`recommend` for every customer of the served version (sample 0) or for a fixed seeded sample of `sample` of
     them, in one process and on a local Ray with 1 and 2 workers, as the CLI runs it. Each row adds the customers,
@@ -234,7 +262,7 @@ def main() -> None:
     world, work = a.out / "world", a.out / "work"
     if a.stage:
         {"factors": lambda: stage_factors(world, work), "exact": lambda: stage_exact_check(work),
-         "ann": lambda: stage_ann(work)}[a.stage]()
+         "ann": lambda: stage_ann(work), "batch-vs-request": stage_batch_vs_request}[a.stage]()
         return
     work.mkdir(parents=True, exist_ok=True)
     global LOGS
@@ -284,6 +312,9 @@ def main() -> None:
         rows.append(run("request path at full size (in process)",
                         [sys.executable, str(ROOT / "bench" / "recommend_paths.py"), "--store", str(store),
                          "--recall-users", "300"], env))
+    if "batch-vs-request" in todo:  # recommend's batched scorer vs one /recommend call per customer, in process
+        rows.append(run("recommend: batched vs per-request (500 customers, in process)",
+                        me + ["--stage", "batch-vs-request"], env))
     rows += stage_recommend_all(todo, store, work, env, a.rec_users)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.node(),
             "cpus": os.cpu_count(), "load_1min_at_end": os.getloadavg()[0], "users": a.users, "items": a.items,
