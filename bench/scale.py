@@ -39,8 +39,8 @@ AS_OF = "2026-04-01"  # label window (90 days) inside the scale world, which end
 K_EIG = 256
 LOGS: Path | None = None  # where each stage's full output is written (OUT/work)
 STAGES = ("synth", "validate", "train-churn", "predict-churn", "predict-churn-ray1", "predict-churn-ray2", "factors",
-          "exact", "ann", "recommender", "batch-vs-request", "recommend-all", "recommend-all-ray1", "recommend-all-ray2",
-          "served-build", "request")
+          "exact", "ann", "recommender", "batch-vs-request", "recommend-all", "recommend-all-ray1",
+          "recommend-all-ray2", "served-build", "request")
 
 
 def run(name: str, argv: list[str], env: dict | None = None, timeout: float = 3600) -> dict:
@@ -323,8 +323,8 @@ def main() -> None:
             "cpus": os.cpu_count(), "load_1min_at_end": os.getloadavg()[0], "users": a.users, "items": a.items,
             "command": " ".join(sys.argv)}
     (a.out / a.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    print(f"\n{meta}\n\n| stage | wall s | CPU s | CPU s, process tree | peak RSS (GB) | load 1-min (start, end) | rc | "
-          "notes |\n|---|---:|---:|---:|---:|---|---:|---|")
+    print(f"\n{meta}\n\n| stage | wall s | CPU s | CPU s, process tree | peak RSS (GB) | load 1-min (start, end) "
+          "| rc | notes |\n|---|---:|---:|---:|---:|---|---:|---|")
     for r in rows:
         extra = {k: r[k] for k in ("users", "rows_written", "cpu_ms_per_user", "identical_to_1_process") if k in r}
         print(f"| {r['stage']} | {r['seconds']} | {r['cpu_seconds']} | {r['tree_cpu_seconds']} | {r['peak_rss_gb']} | "

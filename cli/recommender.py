@@ -68,7 +68,8 @@ def recommend(users: Optional[Path] = typer.Option(None, "--users", help="File o
     if all_users:
         ids = trained
     if store_id and store_id not in stores:
-        console.print(f"warning: no store_stock rows for store {store_id!r}; only global stock applies", highlight=False)
+        console.print(f"warning: no store_stock rows for store {store_id!r}; only global stock applies",
+                      highlight=False)
     output.parent.mkdir(parents=True, exist_ok=True)
     n_fallback = n_rows = 0
     with open(output, "w", newline="", encoding="utf-8") as f, progress.task("recommend", len(ids)):

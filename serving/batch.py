@@ -2,8 +2,10 @@
 
 Why Ray: at a million customers a batch job outgrows one process (and, beyond that, one machine). Each Ray worker is
 an actor that loads the stored model version once (from the model store it can see: the same BENTOML_HOME on a local
-Ray, an imported store on a cluster node, see README "Scale-out") and scores shards of users; the driver writes the
-shards in order, so the rows are exactly those of the single-process path (tests/test_ray_batch.py checks).
+Ray, an imported store on a cluster node, see README "Scale-out") and scores shards of users with the same batched
+scorer as one process (models/recommender/batch_score.py, whose rows are `/recommend`'s); the driver reads only the
+version's user ids and writes the shards in order, so the rows are exactly those of the single-process path
+(tests/test_ray_batch.py checks both).
 
 `address`: None starts a local Ray for the job with `workers` actors and stops it afterwards; "auto" or
 "ray://host:10001" joins a running cluster (KubeRay's head service).
@@ -24,7 +26,8 @@ _job: list = [None, None]  # (context key, batch_score.Job) of the last recommen
 
 
 def recommend_rows(rt, user_ids: Sequence[str], k: int, store_id: str | None = None, channel: str | None = None,
-                   segment: str | None = None, on_user: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, int]:
+                   segment: str | None = None,
+                   on_user: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, int]:
     """Top-k rows (REC_COLUMNS) for each user with one runtime; returns (rows, number of cold-start fallbacks).
     The rows are `/recommend`'s for the same user and context, scored a block of users at a time
     (models/recommender/batch_score.py)."""
