@@ -59,18 +59,24 @@ def recommend(users: Optional[Path] = typer.Option(None, "--users", help="File o
         ids = list(dict.fromkeys(listed))  # a user listed twice gets one block of rows
         if len(ids) < len(listed):
             console.print(f"{users}: {len(listed) - len(ids)} duplicate user id(s) listed once", highlight=False)
-    rt = RecommenderRuntime(model)
+    on_ray = bool(workers or ray_address)
+    if on_ray:  # the workers load the version; this process only hands out the ids and writes the rows
+        tag, trained, stores = batch.version_users(model)
+    else:
+        rt = RecommenderRuntime(model)
+        tag, trained, stores = rt.tag, [str(u) for u in rt.rec.user_ids], set(rt.store_stock)
     if all_users:
-        ids = [str(u) for u in rt.rec.user_ids]
-    if store_id and store_id not in rt.store_stock:
-        console.print(f"warning: no store_stock rows for store {store_id!r}; only global stock applies", highlight=False)
+        ids = trained
+    if store_id and store_id not in stores:
+        console.print(f"warning: no store_stock rows for store {store_id!r}; only global stock applies",
+                      highlight=False)
     output.parent.mkdir(parents=True, exist_ok=True)
     n_fallback = n_rows = 0
     with open(output, "w", newline="", encoding="utf-8") as f, progress.task("recommend", len(ids)):
         w = csv.writer(f)
         w.writerow(batch.REC_COLUMNS)
-        if workers or ray_address:
-            parts = batch.recommend_on_ray(rt.tag, ids, k, store_id=store_id, channel=channel, segment=segment,
+        if on_ray:
+            parts = batch.recommend_on_ray(tag, ids, k, store_id=store_id, channel=channel, segment=segment,
                                            address=ray_address, workers=workers or 2)
         else:
             parts = (batch.recommend_rows(rt, ids[s: s + batch.SHARD_USERS], k, store_id, channel, segment,
@@ -79,5 +85,5 @@ def recommend(users: Optional[Path] = typer.Option(None, "--users", help="File o
             w.writerows(rows.itertuples(index=False, name=None))
             n_fallback += fallbacks
             n_rows += len(rows)
-    console.print(f"wrote {output}: {len(ids)} users ({n_fallback} cold-start fallback), model {rt.tag}", highlight=False)
-    audit_export("recommend", output, n_rows, len(ids), rt.tag)
+    console.print(f"wrote {output}: {len(ids)} users ({n_fallback} cold-start fallback), model {tag}", highlight=False)
+    audit_export("recommend", output, n_rows, len(ids), tag)

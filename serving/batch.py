@@ -2,37 +2,67 @@
 
 Why Ray: at a million customers a batch job outgrows one process (and, beyond that, one machine). Each Ray worker is
 an actor that loads the stored model version once (from the model store it can see: the same BENTOML_HOME on a local
-Ray, an imported store on a cluster node, see README "Scale-out") and scores shards of users; the driver writes the
-shards in order, so the rows are exactly those of the single-process path (tests/test_ray_batch.py checks).
+Ray, an imported store on a cluster node, see README "Scale-out") and scores shards of users with the same batched
+scorer as one process (models/recommender/batch_score.py, whose rows are `/recommend`'s); the driver reads only the
+version's user ids and writes the shards in order, so the rows are exactly those of the single-process path
+(tests/test_ray_batch.py checks both).
 
 `address`: None starts a local Ray for the job with `workers` actors and stops it afterwards; "auto" or
 "ray://host:10001" joins a running cluster (KubeRay's head service).
 """
 from __future__ import annotations
 
+import math
 import os
-from typing import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
 REC_COLUMNS = ["user_id", "rank", "item_id", "score", "reason"]
 SHARD_USERS = 2_000  # users per recommend shard: big enough to amortise a task, small enough to stream
+_job: list = [None, None]  # (context key, batch_score.Job) of the last recommend shard in this process
 
 
-def recommend_rows(rt, user_ids: Iterable[str], k: int, store_id: str | None = None, channel: str | None = None,
-                   segment: str | None = None, on_user: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, int]:
-    """Top-k rows (REC_COLUMNS) for each user with one runtime; returns (rows, number of cold-start fallbacks)."""
+def recommend_rows(rt, user_ids: Sequence[str], k: int, store_id: str | None = None, channel: str | None = None,
+                   segment: str | None = None,
+                   on_user: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, int]:
+    """Top-k rows (REC_COLUMNS) for each user with one runtime; returns (rows, number of cold-start fallbacks).
+    The rows are `/recommend`'s for the same user and context, scored a block of users at a time
+    (models/recommender/batch_score.py)."""
+    from omnidecide.models.recommender.batch_score import Job
     from omnidecide.serving.recommender import RecommendRequest
 
+    # the request's own checks of the context (ids, segment syntax), once for the whole list
+    req = RecommendRequest(user_id="-", k=k, store_id=store_id, channel=channel, segment=segment)
+    rt.sync()
+    # one Job per runtime, context and catalogue state, kept across shards: its memo (substitutes per item) grows
+    # over the whole job; a live catalogue change (a new catalogue version) starts a new one
+    key = (id(rt), id(rt.rec), rt.live.seen if rt.live is not None else 0, req.k, req.channel, req.store_id, segment)
+    if _job[0] != key:
+        _job[:] = [key, Job(rt.rec, req.k, channel=req.channel, store_id=req.store_id, segment=req.segments(),
+                            store_stock=rt.store_stock.get(str(req.store_id)) if req.store_id else None)]
+    job = _job[1]
+    ids = [str(u) for u in user_ids]
     rows, n_fallback = [], 0
-    for uid in user_ids:
-        if on_user:
-            on_user(uid)
-        resp = rt.recommend(RecommendRequest(user_id=uid, k=k, store_id=store_id, channel=channel, segment=segment))
-        n_fallback += resp.fallback
-        rows.extend((uid, it.rank, it.item_id, f"{it.score:.6g}", it.reason) for it in resp.items)
+    for uid, ranked in zip(ids, job.rows(ids, on_user)):
+        n_fallback += any(r.source == "fallback" for r in ranked)
+        rows.extend((uid, n + 1, r.item_id, f"{r.score:.6g}" if math.isfinite(r.score) else "", r.reason)
+                    for n, r in enumerate(ranked))
     return pd.DataFrame(rows, columns=REC_COLUMNS), n_fallback
+
+
+def version_users(model: str | None) -> tuple[str, list[str], set[str]]:
+    """(tag, trained customer ids, store ids of its catalogue snapshot) of a recommender version, without loading
+    it: what the driver of a Ray job needs (its workers load the version themselves)."""
+    from omnidecide.models.recommender.batch_score import stored_user_ids
+    from omnidecide.store import registry, snapshot
+
+    stored = registry.get("recommender", model)
+    _, stock = snapshot.read(Path(stored.path))
+    stores = set(stock["store_id"].astype(str)) if stock is not None else set()
+    return str(stored.tag), stored_user_ids(stored.path), stores
 
 
 def user_shards(user_ids: np.ndarray, n: int) -> list[np.ndarray]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -66,3 +67,55 @@ def test_predict_churn_on_ray_equals_single_process(trained, local_ray, synth_wo
 def test_users_file_or_all_users_not_both(trained, tmp_path):
     res = runner.invoke(app, ["recommend", "--output", str(tmp_path / "x.csv")])
     assert res.exit_code != 0 and "--all-users" in str(res.exception)
+
+
+def _per_request(rt, ids, k, **ctx) -> pd.DataFrame:
+    """The rows `/recommend` gives, one request per user (what the batch rows must equal)."""
+    from omnidecide.serving.batch import REC_COLUMNS
+    from omnidecide.serving.recommender import RecommendRequest
+
+    rows = []
+    for u in ids:
+        resp = rt.recommend(RecommendRequest(user_id=u, k=k, **ctx))
+        rows += [(u, it.rank, it.item_id, f"{it.score:.6g}", it.reason) for it in resp.items]
+    return pd.DataFrame(rows, columns=REC_COLUMNS)
+
+
+@pytest.mark.parametrize("path", ["full scoring", "retrieval"])
+def test_batch_rows_equal_per_request_rows(trained, monkeypatch, path):
+    """serving.batch scores a block of users at a time (models/recommender/batch_score.py): every row, score string
+    and reason equals the per-request path's, for every customer, with the most popular items sold out
+    (substitutes), 60 new items posted live (cold: reached through their category), a no-consent customer, a
+    customer the model does not know, a channel and a store. The retrieval variant builds the faiss index on this
+    400-item world and asks it for a quarter of the catalogue, so the candidates matter."""
+    from omnidecide.models.recommender import retrieval
+    from omnidecide.serving import batch
+    from omnidecide.serving.catalogue import Changes, apply
+    from omnidecide.serving.recommender import RecommenderRuntime
+
+    rt = RecommenderRuntime(trained[0], live=False)
+    if path == "retrieval":
+        monkeypatch.setattr(retrieval, "N_ANN", 40)
+        rt.rec.retrieval = retrieval.Retrieval.build(rt.rec)
+    top = np.argsort(-rt.rec.pop["global"], kind="stable")[:12]
+    cats = [str(c) for c in rt.rec.categories if str(c) != "unknown"]
+    apply(rt, Changes(1, [{"item_id": str(rt.rec.item_ids[j]), "category": None, "price": None, "margin": None,
+                           "stock": 0.0, "title": None} for j in top] +
+                      [{"item_id": f"new{n:03d}", "category": cats[n % len(cats)], "price": 5.0, "margin": 0.3,
+                        "stock": 9, "title": None} for n in range(60)]))
+    rec = rt.rec
+    rec.no_consent = set(rec.no_consent) | {str(rec.user_ids[3])}
+    ids = [str(u) for u in rec.user_ids] + ["somebody-new"]
+    for k, ctx in ((10, {}), (5, {"channel": "douyin", "store_id": "s01"})):
+        want = _per_request(rt, ids, k, **ctx)
+        got, fallbacks = batch.recommend_rows(rt, ids, k, **ctx)
+        assert fallbacks == len(rec.no_consent & set(ids)) + 1 and len(got) == k * len(ids)
+        pd.testing.assert_frame_equal(got, want)
+    assert {"substitute", "repeat", "new_item", "gnn"} <= set(_sources(rt, ids[:300], 10)), \
+        "the world must exercise the rules"
+
+
+def _sources(rt, ids, k) -> list[str]:
+    from omnidecide.serving.recommender import RecommendRequest
+
+    return [it.source for u in ids for it in rt.recommend(RecommendRequest(user_id=u, k=k)).items]
