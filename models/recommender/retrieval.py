@@ -253,20 +253,26 @@ class Retrieval:
         return self.memo("category sums", (rec.graph.d_item, rec.item_cat), compute)
 
     # --- candidates -----------------------------------------------------------------------------------
+    def nearest(self, rec, U: np.ndarray, n_rank: int) -> list[np.ndarray]:
+        """The index's nearest items to each query row of `U`: `N_ANN` (at least 1.5 n_rank; wider above LARGE_ITEMS)."""
+        if len(rec.item_ids) > LARGE_ITEMS:
+            _, idx = self.items.search(U, max(N_ANN_LARGE, 2 * n_rank), EF_SEARCH_LARGE)
+        else:
+            _, idx = self.items.search(U, max(N_ANN, 3 * n_rank // 2), EF_SEARCH)
+        return [row[row >= 0] for row in idx]
+
     def candidates(self, rec, uidx: int | None, hist: np.ndarray, rows: np.ndarray, usable: np.ndarray,
-                   n_rank: int, k: int = 20) -> np.ndarray:
+                   n_rank: int, k: int = 20, ann: np.ndarray | None = None) -> np.ndarray:
         """Sorted item indices to score for one user: the index's nearest `N_ANN` (at least 1.5 n_rank; wider above
         LARGE_ITEMS) to the user's query, the user's own items `hist` (their signal `rows`, 1 x len(hist)), and what
         the index cannot see (module docstring).
-        `usable`: in stock and not excluded; `n_rank`: how many candidates the ranking looks at; `k`: list length."""
+        `usable`: in stock and not excluded; `n_rank`: how many candidates the ranking looks at; `k`: list length;
+        `ann`: the user's `nearest` result when a batch searched many users at once (batch_score)."""
         parts = [hist]
         u = self.query(rec, rows, hist)
         if u.any():  # zero when the customer's items are all new (cold): their lists come from popularity
-            if len(rec.item_ids) > LARGE_ITEMS:
-                _, idx = self.items.search(u, max(N_ANN_LARGE, 2 * n_rank), EF_SEARCH_LARGE)
-            else:
-                _, idx = self.items.search(u, max(N_ANN, 3 * n_rank // 2), EF_SEARCH)
-            ann = idx[0][idx[0] >= 0]
+            if ann is None:
+                ann = self.nearest(rec, u, n_rank)[0]
             parts.append(ann)
             # a sold-out item near the top gives its place to the most similar usable item of its category, found
             # over the whole category (rules): those join now, else the list is scored a second time with them

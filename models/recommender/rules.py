@@ -112,6 +112,15 @@ def recommend(rec: Recommender, user_id: str, k: int = 20, *, recent: pd.DataFra
         if not known:
             return popular(rec, k, ok, channel, store_id, "new customer: ", segment)
         cols = rec.retrieval.candidates(rec, rec.user_index.get(user_id), hist, st.rows, ok, max(n_cand, N_CAND), k)
+    return ranked(rec, user_id, k, recent, cols, ok, channel, exclude, diversity, now, store_id, segment)
+
+
+def ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None, cols: np.ndarray | None,
+           ok: np.ndarray, channel: str | None, exclude: list[str] | None, diversity: float, now: float | None,
+           store_id: str | None, segment: dict[str, str] | None) -> list[Row]:
+    """The personal list over the candidate columns `cols` (None: every item), for `recommend` and the batch job
+    (batch_score): scored a second time when a sold-out item's substitute lies outside the candidates; a customer with
+    nothing to score gets context popularity."""
     while True:  # at most twice: a sold-out item's substitute outside the candidates joins them
         out = _ranked(rec, user_id, k, recent, cols, ok, channel, exclude, diversity, now)
         if out is None:
