@@ -11,7 +11,9 @@ content: its category (models/recommender/extend.py).
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,7 +22,10 @@ from typing import Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from omnidecide.serving.limits import ID_PATTERN, Id
 from omnidecide.store import db as database
+
+log = logging.getLogger(__name__)
 
 KNOWN = ("item_id", "store_id", "stock", "price", "margin", "category", "title")
 
@@ -29,12 +34,12 @@ class ItemUpdate(BaseModel):
     """One catalogue row; other attributes (brand, ...) are kept as given."""
 
     model_config = ConfigDict(extra="allow")
-    item_id: str = Field(..., min_length=1, max_length=200)
+    item_id: Id  # no control characters: numpy's string arrays drop a trailing NUL, and the id would be lost
     stock: Optional[float] = Field(None, ge=0, allow_inf_nan=False, description="units in stock (at `store_id` if given)")
-    store_id: Optional[str] = Field(None, min_length=1, max_length=200)
+    store_id: Optional[Id] = None
     price: Optional[float] = Field(None, ge=0, allow_inf_nan=False)
     margin: Optional[float] = Field(None, ge=-1, le=1, allow_inf_nan=False, description="share of the price, e.g. 0.3")
-    category: Optional[str] = Field(None, min_length=1, max_length=200)
+    category: Optional[Id] = None
     title: Optional[str] = Field(None, max_length=500)
 
 
@@ -151,6 +156,11 @@ def apply(rt, changes: Changes) -> None:
     from omnidecide.models.recommender.extend import with_items
 
     rec = rt.rec
+    bad = [r["item_id"] for r in changes.items if not re.match(ID_PATTERN, r["item_id"])]
+    if bad:  # stored before ids were checked: skipped, or they would stop every runtime from starting
+        log.warning("live catalogue: %d rows with an unusable item id skipped (first: %r)", len(bad), bad[0])
+        changes = Changes(changes.version, [r for r in changes.items if re.match(ID_PATTERN, r["item_id"])],
+                          changes.store_stock)
     new = [r for r in changes.items if r["item_id"] not in rec.item_index]
     if new:
         rec = with_items(rec, [r["item_id"] for r in new], [r["category"] for r in new], [r["price"] for r in new],

@@ -47,21 +47,26 @@ def test_passive_never_explores(tiny):
     np.testing.assert_allclose(r.expected, r.expected_passive)
 
 
+def varied_weeks(alloc, true, weeks: int = 26):
+    """(baseline, spend, revenue, noise sd) of `weeks` weeks after the history, spend varied around last year's mix
+    (log-normal, sd 0.5) and revenue from the world `true` with noise at 1% of its media revenue."""
+    h = alloc.history
+    n = len(h.dates)
+    base = alloc.params.baseline_at(h.future_dates(weeks), np.arange(n, n + weeks), h.step_days)
+    rng = np.random.default_rng(0)
+    X = h.spend[-weeks:] * np.exp(rng.normal(0, 0.5, (weeks, h.spend.shape[1])))
+    media = true.media(X).sum(1)
+    return base, X, base + media + rng.normal(0, 0.01 * media.mean(), weeks), 0.01 * media.mean()
+
+
 def test_posterior_learns_a_planted_level(tiny):
     """A world that IS one planning draw with channel 0's level doubled and no noise beyond 1% of media: after varied
     spend the draw's posterior level of channel 0 moves from 1 towards 2 and narrows."""
     alloc, _, B = tiny
     ens = alloc.ensemble(26)
     theta = np.array([2.0, 1.0, 1.0])
-    true = ens.worlds[0].scaled(theta)
-    h = alloc.history
-    n = len(h.dates)
-    base = alloc.params.baseline_at(h.future_dates(26), np.arange(n, n + 26), h.step_days)
-    rng = np.random.default_rng(0)
-    X = h.spend[-26:] * np.exp(rng.normal(0, 0.5, (26, 3)))
-    media = true.media(X).sum(1)
-    y = base + media + rng.normal(0, 0.01 * media.mean(), 26)
-    post = LevelPosterior(ens, base, 0.01 * media.mean(), np.zeros(26), 0.0, X)
+    base, X, y, noise = varied_weeks(alloc, ens.worlds[0].scaled(theta))
+    post = LevelPosterior(ens, base, noise, np.zeros(26), 0.0, X)
     assert post.rel_sd == pytest.approx(np.ones(3))
     post.update(X, y)
     # the levels are on the posterior's channel columns (a channel the draw says returns little or nothing has a
@@ -84,14 +89,8 @@ def test_a_draw_that_says_a_channel_returns_nothing_can_learn_that_it_does(tiny)
     w0, w1 = ens.worlds[0], ens.worlds[1]
     dead = Curves(w0.decay, w0.half, w0.slope, w0.beta * np.array([0.0, 1.0, 1.0]), w0.mult, w0.init)
     ens2 = Ensemble([dead, w1])
-    h = alloc.history
-    n = len(h.dates)
-    base = alloc.params.baseline_at(h.future_dates(26), np.arange(n, n + 26), h.step_days)
-    rng = np.random.default_rng(0)
-    X = h.spend[-26:] * np.exp(rng.normal(0, 0.5, (26, 3)))
-    media = w0.media(X).sum(1)
-    y = base + media + rng.normal(0, 0.01 * media.mean(), 26)
-    post = LevelPosterior(ens2, base, 0.01 * media.mean(), np.zeros(26), 0.0, X)
+    base, X, y, noise = varied_weeks(alloc, w0)
+    post = LevelPosterior(ens2, base, noise, np.zeros(26), 0.0, X)
     post.update(X, y)
     learned = post.columns(ens2).worlds[0].scaled(post.m[0]).revenue(X)[:, 0].sum()
     truth = w0.revenue(X)[:, 0].sum()

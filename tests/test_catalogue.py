@@ -114,6 +114,27 @@ def test_bad_item_rows_are_400_naming_the_row_and_field(client):
     r = client.post("/items", json={"items": [{"stock": 3}]})
     assert r.status_code == 400 and "item_id" in r.text
     assert client.post("/items", json={"items": []}).status_code == 400
+    for row in ({"item_id": "nul\x00"}, {"item_id": "ok", "category": "dairy\x00"}, {"item_id": "ok", "store_id": "\n"}):
+        r = client.post("/items", json={"items": [row]})  # numpy's string arrays would drop a trailing NUL
+        assert r.status_code == 400 and next(f for f in row if f != "item_id" or len(row) == 1) in r.text
+
+
+def test_a_stored_row_with_an_unusable_id_does_not_stop_a_runtime(trained, tmp_path, world):
+    """A row stored before ids were checked (an id ending in NUL) is skipped with a warning, not a KeyError at every
+    runtime's start; the other rows of the same update still apply."""
+    from omnidecide.serving.catalogue import Catalogue, ItemUpdate, LiveOverlay
+    from omnidecide.serving.recommender import RecommenderRuntime
+    from omnidecide.store.db import Database
+
+    items, _ = world
+    item = items.loc[items["stock"] > 0, "item_id"].iloc[0]
+    cat = Catalogue(Database(f"sqlite:///{tmp_path / 'c.sqlite3'}"))
+    cat.upsert([ItemUpdate.model_construct(item_id="bad\x00", stock=None, store_id=None, price=None, margin=None,
+                                           category=None, title=None), ItemUpdate(item_id=item, stock=0)])
+    rt = RecommenderRuntime(trained["recommender"], live=False)
+    rt.live = LiveOverlay(cat)
+    rt.sync()
+    assert rt.rec.stock[rt.rec.item_index[item]] == 0 and not any(str(i).startswith("bad") for i in rt.rec.item_ids)
 
 
 def test_catalogue_changes_reach_another_process_view(trained, tmp_path, world):

@@ -125,6 +125,10 @@ class Retrieval:
     candidates' scores exact (see the module docstring). Works on the version's catalogue grown by live items
     (`extend.with_items`): those are cold (e_j = 0) and reach the candidates through their category."""
 
+    # the last query and its moments, by content (`query_moments`); a class default, so that a subclass which skips
+    # __init__ (training's ExactCandidates: no index) starts with an empty one too. Valid per object: its filter is fixed
+    _last: tuple = (None, None)
+
     def __init__(self, rec, index=None) -> None:
         g = rec.graph
         p = g.params
@@ -142,7 +146,6 @@ class Retrieval:
         # one request searches one query: OpenMP threads only spin-wait on a busy machine (one worker per core)
         faiss.omp_set_num_threads(1)
         self._memos: dict[str, tuple] = {}  # name -> (the arrays it was derived from, value): see `memo`
-        self._last = (None, None)  # the last query and its moments, by content: see `query_moments`
 
     def memo(self, name: str, deps: tuple, compute):
         """`compute()`, kept while every array in `deps` is the same object: what a request needs per catalogue
