@@ -29,13 +29,29 @@ OPERATIONS = [("POST", api.route) for api in OmniDecide.apis.values()] + [("GET"
 
 
 @pytest.fixture(scope="module")
-def fuzz_schema(served_client):
+def fuzz_client(served_tags, service_app, tmp_path_factory):
+    """A service of its own on a database of its own: the fuzzer's random `/items`, `/events` and `/forget_user`
+    calls would otherwise change the live catalogue and online store that every later test's runtime reads."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OMNIDECIDE_DATABASE_URL", f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'state.sqlite3'}")
+    with TestClient(service_app()) as c:
+        yield c
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def fuzz_schema(fuzz_client):
     """The document the service itself serves; calls go to the same in-process app (no port)."""
-    app = served_client.app
+    app = fuzz_client.app
 
     async def without_lifespan(scope, receive, send):
         """Schemathesis opens a test client per call; its lifespan would build (and at the end tear down) the
-        service every time. The shared client already runs it."""
+        service every time. The module's client already runs it."""
         if scope["type"] != "lifespan":
             return await app(scope, receive, send)
         while True:
