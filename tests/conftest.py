@@ -175,13 +175,28 @@ def served_tags(synth_world) -> dict[str, str]:
     return out
 
 
-@pytest.fixture(scope="session")
-def served_client(served_tags, service_app):
-    """The BentoML app in-process (Starlette's test client): real routes, validation and error codes, no port."""
+def _test_client():
     import warnings
 
     with warnings.catch_warnings():  # starlette nags about httpx versions; the client works the same
         warnings.simplefilter("ignore")
         from starlette.testclient import TestClient
-    with TestClient(service_app()) as c:
+    return TestClient
+
+
+@pytest.fixture(scope="session")
+def served_client(served_tags, service_app):
+    """The BentoML app in-process (Starlette's test client): real routes, validation and error codes, no port."""
+    with _test_client()(service_app()) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def own_client(service_app, tmp_path_factory):
+    """A service of the module's own on a database of its own, for a module whose writes (live catalogue, online
+    store) must not reach the state later tests read. Ask for the models it serves (`trained`, `served_tags`) first."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OMNIDECIDE_DATABASE_URL", f"sqlite:///{tmp_path_factory.mktemp('own') / 'state.sqlite3'}")
+    with _test_client()(service_app()) as c:
+        yield c
+    mp.undo()

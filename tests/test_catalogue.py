@@ -6,24 +6,14 @@ not reach the other service tests.
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient
-
 
 @pytest.fixture(scope="module")
-def client(trained, tmp_path_factory, service_app):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("OMNIDECIDE_DATABASE_URL", f"sqlite:///{tmp_path_factory.mktemp('catalogue') / 'state.sqlite3'}")
-    with TestClient(service_app()) as c:
-        yield c
-    mp.undo()
+def client(trained, own_client):
+    return own_client
 
 
 @pytest.fixture(scope="module")

@@ -29,19 +29,10 @@ OPERATIONS = [("POST", api.route) for api in OmniDecide.apis.values()] + [("GET"
 
 
 @pytest.fixture(scope="module")
-def fuzz_client(served_tags, service_app, tmp_path_factory):
+def fuzz_client(served_tags, own_client):
     """A service of its own on a database of its own: the fuzzer's random `/items`, `/events` and `/forget_user`
     calls would otherwise change the live catalogue and online store that every later test's runtime reads."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from starlette.testclient import TestClient
-    mp = pytest.MonkeyPatch()
-    mp.setenv("OMNIDECIDE_DATABASE_URL", f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'state.sqlite3'}")
-    with TestClient(service_app()) as c:
-        yield c
-    mp.undo()
+    return own_client
 
 
 @pytest.fixture(scope="module")
