@@ -124,11 +124,12 @@ class RecommenderRuntime:
     """Loads `tag` (default: promoted, else latest) with the catalogue snapshot inside the version (stock, prices,
     margins, per-store stock), then follows the live catalogue (`POST /items`) before each answer."""
 
-    def __init__(self, tag: str | None = None, *, live: bool = True) -> None:
+    def __init__(self, tag: str | None = None, *, live: bool = True, arrays: dict | None = None) -> None:
+        """`arrays`: the version's arrays already in shared memory (a Ray worker of a batch job, serving/batch.py)."""
         from omnidecide.serving.catalogue import LiveOverlay, shared
         from omnidecide.store import registry, snapshot
 
-        v = loader.load("recommender", tag)
+        v = loader.load("recommender", tag, arrays=arrays)
         self.tag, self.metadata, self.rec = v.tag, v.metadata, v.model
         items, store_stock = snapshot.read(registry.path("recommender", v.tag))
         self.margin = np.full(len(self.rec.item_ids), np.nan)  # share of the price per item (NaN: unknown)

@@ -39,11 +39,12 @@ def _model_class(name: str) -> Any:
     raise InputError(f"unknown model {name!r}: one of recommender, churn, allocator")
 
 
-def load(name: str, tag: str | None = None) -> Loaded:
-    """Load version `tag` of model `name` (default: the promoted, else the latest)."""
+def load(name: str, tag: str | None = None, **how: Any) -> Loaded:
+    """Load version `tag` of model `name` (default: the promoted, else the latest); `how`: passed to the model
+    class's `load` (the recommender's `arrays`: see models/recommender/shared.py)."""
     stored = registry.get(name, tag)
     try:
-        obj = _model_class(name).load(Path(stored.path))
+        obj = _model_class(name).load(Path(stored.path), **how)
     except Exception as e:  # noqa: BLE001 - any failure of a stored artefact means the same thing: unloadable
         raise VersionLoadError(f"{name}:{stored.tag} does not load ({type(e).__name__}: {e})") from e
     return Loaded(name, str(stored.tag), obj, dict(stored.info.metadata))

@@ -53,6 +53,33 @@ def test_recommend_all_users_on_ray_equals_single_process(trained, local_ray, tm
     pd.testing.assert_frame_equal(one, on_ray)
 
 
+def test_workers_share_one_copy_of_the_arrays(trained, local_ray, tmp_path, monkeypatch):
+    """A Ray worker builds the recommender over views of the arrays the driver put once in the object store
+    (models/recommender/shared.py), the retrieval's item vectors included: the same rows as the version loaded from
+    its files, with the faiss path on (the version saved again with its index); the big arrays are read-only views of
+    the store's copy, the catalogue's own arrays private writable copies (a live catalogue change edits them)."""
+    from omnidecide.models.recommender import retrieval, shared
+    from omnidecide.models.recommender.batch_score import Job
+    from omnidecide.models.recommender.core import SHARED_E, Recommender
+    from omnidecide.store import registry
+
+    monkeypatch.setattr(retrieval, "MIN_ITEMS", 100)
+    monkeypatch.setattr(retrieval, "N_ANN", 40)
+    Recommender.load(registry.path("recommender", trained[0])).save(tmp_path)  # now with items.faiss
+    refs = shared.put_arrays(tmp_path, local_ray.put)
+    arrays = shared.views(refs, local_ray.get)
+    big = max(arrays, key=lambda n: arrays[n].nbytes)
+    assert SHARED_E in arrays and arrays[big].nbytes > 200_000 and not arrays[big].flags.writeable
+    assert all(arrays[n].flags.writeable for n in shared.WRITTEN if n in arrays)
+    files, views = Recommender.load(tmp_path), Recommender.load(tmp_path, arrays)
+    assert views.retrieval.E is arrays[SHARED_E] and np.shares_memory(views.X.data, arrays["X_data"])
+    np.testing.assert_array_equal(views.retrieval.E, files.retrieval.E)
+    ids = [str(u) for u in files.user_ids]
+    rows = [[[(r.item_id, r.score, r.reason, r.source) for r in ranked] for ranked in Job(rec, 10).rows(ids)]
+            for rec in (files, views)]
+    assert rows[0] == rows[1] and len(rows[0]) == len(ids)
+
+
 def test_predict_churn_on_ray_equals_single_process(trained, local_ray, synth_world, tmp_path):
     _, churn = trained
     base = ["predict", "churn", "--events", str(synth_world / "events.csv"), "--as-of", "2026-05-01",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,9 @@ CONSUMED = ("purchase", "rating")  # after these a buy-once item is not recommen
 COLD_PENALTY = 0.5  # a new item's graph z: its category's mean over warm items, less this novelty penalty
 
 
+# the retrieval's item vectors (Retrieval.item_vectors) among `Recommender.load`'s arrays when made once for many
+# processes (models/recommender/shared.py); never in recommender.npz
+SHARED_E = "retrieval|E"
 SERVE = ("model", "buy_again")  # what ranks a known user's list; chosen on validation by the training pipeline
 
 
@@ -360,29 +364,31 @@ class Recommender:
             (self.retrieval or Retrieval.build(self)).save(folder)
 
     @classmethod
-    def load(cls, folder: Path) -> "Recommender":
+    def load(cls, folder: Path, arrays: Mapping[str, np.ndarray] | None = None) -> "Recommender":
+        """`arrays`: the version's arrays already read (models/recommender/shared.py: one copy in shared memory for
+        every worker of a batch job) instead of recommender.npz."""
         folder = Path(folder)
         meta = json.loads((folder / "recommender.json").read_text())
-        z = np.load(folder / "recommender.npz", allow_pickle=False)
+        z = np.load(folder / "recommender.npz", allow_pickle=False) if arrays is None else arrays
         shape = (len(z["user_ids"]), len(z["item_ids"]))
         mats = {n: sp.csr_matrix((z[f"{n}_data"], z[f"{n}_indices"], z[f"{n}_indptr"]), shape=shape)
                 for n in ("X", "consumed", "n_buy", "last_buy", "first_buy")}
-        graph = GraphFilterCF.from_state(meta["graph_params"], {k[6:]: z[k] for k in z.files if k.startswith("graph_")})
+        graph = GraphFilterCF.from_state(meta["graph_params"], {k[6:]: z[k] for k in z.keys() if k.startswith("graph_")})
         tifu = None
         if meta.get("tifu") is not None:
             tifu = TIFU(**meta["tifu"])
             tifu.V = sp.csr_matrix((z["tifu_data"], z["tifu_indices"], z["tifu_indptr"]), shape=shape)
             tifu.nbrs = z["tifu_nbrs"]
-        pop = {k.split("|", 1)[1]: z[k] for k in z.files if k.startswith("pop|")}
+        pop = {k.split("|", 1)[1]: z[k] for k in z.keys() if k.startswith("pop|")}
         titles = z["titles"] if len(z["titles"]) else None
         rec = cls(user_ids=z["user_ids"], item_ids=z["item_ids"], t0=meta["t0"], t_end=meta["t_end"], graph=graph, tifu=tifu,
                   repeat=RepeatModel.from_state({k: z[k] for k in ("rep_share", "rep_cycle", "rep_global")}),
                   item_cat=z["item_cat"], categories=z["categories"], stock=z["stock"], pop=pop,
                   stage=StageParams(**meta["stage"]), titles=titles,
                   price=z["price"] if len(z["price"]) else None, no_consent=set(meta["no_consent"]),
-                  ease=z["ease"] if "ease" in z.files else None, **mats)
+                  ease=z["ease"] if "ease" in z else None, **mats)
         from omnidecide.models.recommender.ranker import SecondStage
         rec.ranker = SecondStage.load(folder)
         from omnidecide.models.recommender.retrieval import Retrieval
-        rec.retrieval = Retrieval.load(folder, rec) if Retrieval.wanted(rec) else None
+        rec.retrieval = Retrieval.load(folder, rec, z.get(SHARED_E)) if Retrieval.wanted(rec) else None
         return rec
