@@ -46,10 +46,22 @@ STAGES = ("synth", "validate", "train-churn", "predict-churn", "predict-churn-ra
           "recommend-all-ray1", "recommend-all-ray2", "served-build", "request")
 
 
-def run(name: str, argv: list[str], env: dict | None = None, timeout: float = 3600) -> dict:
+def _pss(pid: int) -> int:
+    """Proportional set size of a process in bytes (/proc/PID/smaps_rollup): each shared page (Ray's object store in
+    shared memory, a memory-mapped file) divided among the processes that map it, so a sum over processes counts it
+    once; RSS counts it in every one of them."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
+    except (OSError, StopIteration):
+        return 0
+
+
+def run(name: str, argv: list[str], env: dict | None = None, timeout: float = 3600, pss: bool = False) -> dict:
     """Run one stage; wall seconds, CPU seconds (user + sys of the stage and the processes it waited for: Ray's
     daemons are not among them), the peak RSS summed over its process tree (polled every 0.2 s), and the 1-minute
-    load average at its start and end (the machine is shared: wall time depends on it, CPU time much less)."""
+    load average at its start and end (the machine is shared: wall time depends on it, CPU time much less). `pss`:
+    also the peak of the tree's summed PSS (shared memory counted once: the Ray stages)."""
     import resource
 
     import psutil
@@ -59,12 +71,16 @@ def run(name: str, argv: list[str], env: dict | None = None, timeout: float = 36
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **(env or {})}, cwd=ROOT)
-    ps, peak = psutil.Process(proc.pid), 0
+    ps, peak, peak_pss, at_peak = psutil.Process(proc.pid), 0, 0, {}
     tree_cpu: dict[int, float] = {}  # pid -> its last seen user + sys seconds (Ray's workers are not our children)
     while proc.poll() is None:
         try:
             tree = [ps] + ps.children(recursive=True)
             peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            if pss:
+                now = {p.pid: (_pss(p.pid), p.name()) for p in tree}
+                if sum(v for v, _ in now.values()) > peak_pss:
+                    peak_pss, at_peak = sum(v for v, _ in now.values()), now
             for p in tree:
                 with p.oneshot():
                     t = p.cpu_times()
@@ -81,6 +97,9 @@ def run(name: str, argv: list[str], env: dict | None = None, timeout: float = 36
     cpu = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime
     row = {"stage": name, "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(cpu, 1),
            "tree_cpu_seconds": round(sum(tree_cpu.values()), 1), "peak_rss_gb": round(peak / 2**30, 2),
+           **({"peak_pss_gb": round(peak_pss / 2**30, 2),  # and each process's share at that moment
+               "pss_at_peak_gb": {f"{n} {pid}": round(v / 2**30, 2) for pid, (v, n) in at_peak.items() if v > 2**26}}
+              if pss else {}),
            "load": [round(load0, 1), round(os.getloadavg()[0], 1)],
            "rc": proc.returncode, "tail": out.strip().splitlines()[-4:] if out.strip() else []}
     print(json.dumps(row), flush=True)
@@ -303,7 +322,7 @@ def stage_recommend_all(todo: set[str], store: Path, work: Path, env: dict, samp
         # Ray nices its workers (worker_niceness 15) so its own daemons stay responsive; on a shared machine that
         # measures the other users' jobs, so the workers run at the 1-process run's priority here
         row = run(label, CLI + ["recommend", *who, "--output", str(path)] + (["--workers", str(n)] if n else []),
-                  {**env, "RAY_worker_niceness": "0"})
+                  {**env, "RAY_worker_niceness": "0"}, pss=True)
         with open(path, "rb") as f:
             written = sum(1 for _ in f) - 1
         first = work / "recommend-all.csv"
@@ -399,7 +418,8 @@ def main() -> None:
     print(f"\n{meta}\n\n| stage | wall s | CPU s | CPU s, process tree | peak RSS (GB) | load 1-min (start, end) "
           "| rc | notes |\n|---|---:|---:|---:|---:|---|---:|---|")
     for r in rows:
-        extra = {k: r[k] for k in ("users", "rows_written", "cpu_ms_per_user", "identical_to_1_process") if k in r}
+        extra = {k: r[k] for k in ("peak_pss_gb", "users", "rows_written", "cpu_ms_per_user", "identical_to_1_process")
+                 if k in r}
         print(f"| {r['stage']} | {r['seconds']} | {r['cpu_seconds']} | {r['tree_cpu_seconds']} | {r['peak_rss_gb']} | "
               f"{r['load'][0]}, {r['load'][1]} | {r['rc']} | {extra or ' '.join(r['tail'])[-200:]} |")
 

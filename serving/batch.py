@@ -79,9 +79,9 @@ class _Ray:
     """A Ray session for one job: joins `address`, or starts a local Ray with `workers` CPUs and stops it after."""
 
     def __init__(self, address: str | None, workers: int, shared_bytes: int = 0) -> None:
-        """`shared_bytes`: what the job will put in the object store; a local Ray gets room for it (its default is
-        30% of the free memory, which a busy machine can make smaller than a 1M version's arrays: they would spill
-        to disk)."""
+        """`shared_bytes`: what the job will put in the object store; a local Ray gets room for it with a quarter
+        spare (its default is 30% of the free memory, which a busy machine can make smaller than a 1M version's
+        arrays, and it starts spilling objects to disk at 80% full)."""
         import ray
 
         self.ray, self.started = ray, False
@@ -92,7 +92,7 @@ class _Ray:
             if address:
                 ray.init(address=address, **kw)
             else:
-                room = {"object_store_memory": int(shared_bytes * 1.1) + 2**28} if shared_bytes else {}
+                room = {"object_store_memory": int(shared_bytes / 0.75) + 2**28} if shared_bytes else {}
                 ray.init(num_cpus=workers, **kw, **room)
             self.started = True
 

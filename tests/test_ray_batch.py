@@ -3,6 +3,7 @@ predict churn, users sharded across 2 workers)."""
 from __future__ import annotations
 
 import os
+from operator import attrgetter
 
 import numpy as np
 import pandas as pd
@@ -60,7 +61,7 @@ def test_workers_share_one_copy_of_the_arrays(trained, local_ray, tmp_path, monk
     the store's copy, the catalogue's own arrays private writable copies (a live catalogue change edits them)."""
     from omnidecide.models.recommender import retrieval, shared
     from omnidecide.models.recommender.batch_score import Job
-    from omnidecide.models.recommender.core import SHARED_E, Recommender
+    from omnidecide.models.recommender.core import SHARED, Recommender
     from omnidecide.store import registry
 
     monkeypatch.setattr(retrieval, "MIN_ITEMS", 100)
@@ -69,11 +70,14 @@ def test_workers_share_one_copy_of_the_arrays(trained, local_ray, tmp_path, monk
     refs = shared.put_arrays(tmp_path, local_ray.put)
     arrays = shared.views(refs, local_ray.get)
     big = max(arrays, key=lambda n: arrays[n].nbytes)
-    assert SHARED_E in arrays and arrays[big].nbytes > 200_000 and not arrays[big].flags.writeable
+    assert {SHARED + k for k in ("E", "total", "second")} <= set(arrays)
+    assert arrays[big].nbytes > 200_000 and not arrays[big].flags.writeable
     assert all(arrays[n].flags.writeable for n in shared.WRITTEN if n in arrays)
     files, views = Recommender.load(tmp_path), Recommender.load(tmp_path, arrays)
-    assert views.retrieval.E is arrays[SHARED_E] and np.shares_memory(views.X.data, arrays["X_data"])
-    np.testing.assert_array_equal(views.retrieval.E, files.retrieval.E)
+    assert views.retrieval.E is arrays[SHARED + "E"] and np.shares_memory(views.X.data, arrays["X_data"])
+    assert views.retrieval.items.second_total is arrays[SHARED + "second"]
+    for name in ("E", "items.total", "items.second_total"):
+        np.testing.assert_array_equal(attrgetter(name)(views.retrieval), attrgetter(name)(files.retrieval))
     ids = [str(u) for u in files.user_ids]
     rows = [[[(r.item_id, r.score, r.reason, r.source) for r in ranked] for ranked in Job(rec, 10).rows(ids)]
             for rec in (files, views)]

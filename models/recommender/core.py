@@ -28,9 +28,9 @@ CONSUMED = ("purchase", "rating")  # after these a buy-once item is not recommen
 COLD_PENALTY = 0.5  # a new item's graph z: its category's mean over warm items, less this novelty penalty
 
 
-# the retrieval's item vectors (Retrieval.item_vectors) among `Recommender.load`'s arrays when made once for many
-# processes (models/recommender/shared.py); never in recommender.npz
-SHARED_E = "retrieval|E"
+# prefix of the retrieval's derived arrays (Retrieval.made_once) among `Recommender.load`'s arrays when made once for
+# many processes (models/recommender/shared.py); never in recommender.npz
+SHARED = "retrieval|"
 SERVE = ("model", "buy_again")  # what ranks a known user's list; chosen on validation by the training pipeline
 
 
@@ -390,5 +390,6 @@ class Recommender:
         from omnidecide.models.recommender.ranker import SecondStage
         rec.ranker = SecondStage.load(folder)
         from omnidecide.models.recommender.retrieval import Retrieval
-        rec.retrieval = Retrieval.load(folder, rec, z.get(SHARED_E)) if Retrieval.wanted(rec) else None
+        made = {k[len(SHARED):]: z[k] for k in z.keys() if k.startswith(SHARED)}
+        rec.retrieval = Retrieval.load(folder, rec, made) if Retrieval.wanted(rec) else None
         return rec

@@ -63,19 +63,25 @@ class ItemIndex:
     `ef_search` 0: twice the number of candidates asked for, at least 256. `index`: a built one (loaded)."""
 
     def __init__(self, E: np.ndarray, links: int = 32, ef_construction: int = 80, ef_search: int = 0,
-                 index=None) -> None:
+                 index=None, moments: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """`moments`: `moments_of(E)` made once elsewhere (models/recommender/shared.py)."""
         import faiss
 
-        E = np.ascontiguousarray(E, dtype=np.float32)
         if index is None:
             index = faiss.IndexHNSWFlat(E.shape[1], links, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = ef_construction
-            index.add(E)
+            index.add(np.ascontiguousarray(E, dtype=np.float32))
         self.index, self.ef_search = index, ef_search
-        E64 = E.astype(np.float64)
         self.n = len(E)
-        self.total = E64.sum(0)       # for the exact mean of <u, e_j> over the catalogue
-        self.second_total = E64.T @ E64  # for its exact spread
+        # for the exact mean of <u, e_j> over the catalogue and for its spread
+        self.total, self.second_total = self.moments_of(E) if moments is None else moments
+
+    @staticmethod
+    def moments_of(E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sum and second-moment matrix of the indexed (float32) vectors, in float64. Two transient copies of E
+        (0.6 GB at 200k items x 256): what a batch job's driver makes once for all its workers."""
+        E64 = np.ascontiguousarray(E, dtype=np.float32).astype(np.float64)
+        return E64.sum(0), E64.T @ E64
 
     def search(self, U: np.ndarray, n: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         self.index.hnsw.efSearch = max(ef or self.ef_search or max(2 * n, 256), n)
@@ -129,17 +135,19 @@ class Retrieval:
     # __init__ (training's ExactCandidates: no index) starts with an empty one too. Valid per object: its filter is fixed
     _last: tuple = (None, None)
 
-    def __init__(self, rec, index=None, E: np.ndarray | None = None) -> None:
+    def __init__(self, rec, index=None, made: dict[str, np.ndarray] | None = None) -> None:
         g = rec.graph
         p = g.params
         h = g.lam ** p.p / (g.lam ** p.p + p.mu ** p.p)
         self.keep = np.flatnonzero(h > 1e-4)
         self.h, self.c = h[self.keep], p.c
         self.n_trained = g.Q.shape[0]
-        # `E`: these very vectors, made once for many processes (models/recommender/shared.py: a Ray job's workers)
-        self.E = self.item_vectors(g.Q, g.lam, g.d_graph, p) if E is None else E
+        # `made`: `made_once`'s arrays, made once for many processes (models/recommender/shared.py: a Ray job's workers)
+        made = made or {}
+        self.E = self.item_vectors(g.Q, g.lam, g.d_graph, p) if "E" not in made else made["E"]
         self.scale = g.d_graph[: self.n_trained] ** (-2 * self.c)  # e_j d_j^-2c = Q_j d_j^-c, the query side
-        self.items = ItemIndex(self.E, index=index)
+        self.items = ItemIndex(self.E, index=index,
+                               moments=(made["total"], made["second"]) if "total" in made else None)
         import faiss
         # one request searches one query: OpenMP threads only spin-wait on a busy machine (one worker per core)
         faiss.omp_set_num_threads(1)
@@ -174,6 +182,14 @@ class Retrieval:
         Qk = Q if len(keep) == Q.shape[1] else Q[:, keep]
         return np.ascontiguousarray(Qk * (d_graph[: Q.shape[0]] ** p.c)[:, None])
 
+    @classmethod
+    def made_once(cls, Q: np.ndarray, lam: np.ndarray, d_graph: np.ndarray, p) -> dict[str, np.ndarray]:
+        """What every process that loads the version derives alike from its factors: the item vectors and their
+        moments (`__init__`'s `made`)."""
+        E = cls.item_vectors(Q, lam, d_graph, p)
+        total, second = ItemIndex.moments_of(E)
+        return {"E": E, "total": total, "second": second}
+
     @staticmethod
     def wanted(rec) -> bool:
         return rec.graph.Q is not None and len(rec.item_ids) >= MIN_ITEMS
@@ -188,16 +204,16 @@ class Retrieval:
         faiss.write_index(self.items.index, str(Path(folder) / FILE))
 
     @classmethod
-    def load(cls, folder: Path, rec, E: np.ndarray | None = None) -> "Retrieval":
+    def load(cls, folder: Path, rec, made: dict[str, np.ndarray] | None = None) -> "Retrieval":
         """The stored index; built here when the version predates it (or does not match its factors). Its vectors
         are memory-mapped from the file (faiss IO_FLAG_MMAP_IFC: read-only, searched in place), so every process
         that loads the version (service workers, a batch job's workers) shares one copy in the page cache; the
-        graph's links are read into each process. `E`: see __init__."""
+        graph's links are read into each process. `made`: see __init__."""
         import faiss
 
         path = Path(folder) / FILE
         index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC) if path.exists() else None
-        out = cls(rec, index, E)
+        out = cls(rec, index, made)
         if index is not None and (index.ntotal != out.n_trained or index.d != len(out.keep)):
             out = cls(rec)
         return out

@@ -4,7 +4,8 @@ Why: at 1M customers x 200k items each Ray worker of `recommend --all-users` loa
 (4.6 GB per worker: 2.3 GB of recommender.npz arrays, 0.4 GB of retrieval vectors, the rest imports, id maps and
 the faiss graph). Here the job's driver reads the version's arrays once, one at a time, and hands each to `put`
 (Ray's `ray.put`: the node's object store keeps it in shared memory, and `ray.get` in every worker on that node gives a
-read-only numpy view of the same pages, no copy); it also makes the retrieval's item vectors once. Each worker builds
+read-only numpy view of the same pages, no copy); it also makes the retrieval's item vectors and their moments
+once (each worker made them itself, with two more transient copies). Each worker builds
 the Recommender over those views (`Recommender.load(folder, arrays)`): the same arrays, so the same rows.
 
 Kept private per worker: the catalogue's own per-item arrays, which a live catalogue change edits in place
@@ -20,7 +21,7 @@ from typing import Callable, TypeVar
 import numpy as np
 
 from omnidecide.models.recommender import retrieval
-from omnidecide.models.recommender.core import SHARED_E
+from omnidecide.models.recommender.core import SHARED
 from omnidecide.models.recommender.graph_filter import FilterParams
 
 T = TypeVar("T")
@@ -29,7 +30,7 @@ WRITTEN = ("stock", "price", "titles", "item_cat")  # edited in place by serving
 
 def stored_bytes(folder: Path) -> int:
     """Bytes that `put_arrays` puts for the version in `folder`, read from the archive's index (nothing is
-    decompressed): the arrays, plus the retrieval vectors (at most the size of the graph's Q)."""
+    decompressed): the arrays, plus the retrieval vectors (at most the size of the graph's Q; their moments are small)."""
     with zipfile.ZipFile(Path(folder) / "recommender.npz") as z:
         sizes = {i.filename: i.file_size for i in z.infolist()}
     return sum(sizes.values()) + sizes.get("graph_Q.npy", 0)
@@ -37,7 +38,8 @@ def stored_bytes(folder: Path) -> int:
 
 def put_arrays(folder: Path, put: Callable[[np.ndarray], T]) -> dict[str, T]:
     """`put(array)` for each array of the version (read one at a time: the caller holds one array and the graph's
-    factors at most) and for its retrieval vectors when it has a retrieval index; name -> what `put` returned."""
+    factors at most) and for its retrieval's item vectors and their moments when it has a retrieval index
+    (Retrieval.made_once); name -> what `put` returned."""
     folder = Path(folder)
     out: dict[str, T] = {}
     keep = {"graph_Q": None, "graph_lam": None, "graph_d_graph": None}
@@ -53,7 +55,8 @@ def put_arrays(folder: Path, put: Callable[[np.ndarray], T]) -> dict[str, T]:
     Q = keep["graph_Q"]
     if Q is not None and Q.ndim == 2 and n_items >= retrieval.MIN_ITEMS:  # Retrieval.wanted
         params = FilterParams(**json.loads((folder / "recommender.json").read_text())["graph_params"])
-        out[SHARED_E] = put(retrieval.Retrieval.item_vectors(Q, keep["graph_lam"], keep["graph_d_graph"], params))
+        made = retrieval.Retrieval.made_once(Q, keep["graph_lam"], keep["graph_d_graph"], params)
+        out.update({SHARED + k: put(v) for k, v in made.items()})
     return out
 
 
