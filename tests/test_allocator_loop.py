@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from omnidecide.models.allocator.explore_loop import A_MAX, RISK, LevelPosterior, LoopEnv, run_loop
+from omnidecide.models.allocator.explore_loop import A_MAX, RISK, LoopEnv, run_loop
+from omnidecide.models.allocator.loop_posterior import LevelPosterior
 from omnidecide.models.allocator.mmm import history_from_frame
 from omnidecide.training.allocator.loop_worlds import family_world, loop_world
 from omnidecide.training.allocator.pipeline import Config, reference_budget, run
