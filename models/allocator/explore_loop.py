@@ -27,9 +27,11 @@ The loop, week t = 0 .. T-1 (T = 52):
    spent. Both are second order in the pulse near the plan, so the budget, not the size, limits what a week teaches.
    `thompson` instead moves the week towards the plan on one posterior sample.
    **Risk budget** (the issue's "no week below 95% of passive's expected revenue", read on *incremental* revenue,
-   the stricter reading: a week's total revenue, baseline included, is several times its media revenue): the
-   week keeps >= (1 - RISK x schedule) of the passive choice's expected incremental revenue in that week AND loses
-   at most that much over the rest of the horizon (carry-over included), both under the current posterior.
+   the stricter reading: a week's total revenue, baseline included, is several times its media revenue; and against
+   the passive choice of the SAME week from the same state): the week keeps >= (1 - WEEK_SHARE x RISK x schedule)
+   of the passive choice's incremental revenue in EVERY planning draw, at the levels' posterior means and at
+   posterior samples (the draws least favourable to the pulse, not their mean: the truth is not the mean), AND
+   loses at most RISK x schedule of the week's expected revenue over the rest of the horizon (carry-over included).
 4. Observe the week's total revenue; next week.
 
 `schedule(t)` in [0, 1], the share of the risk budget a week may use, is what a learned policy sets
@@ -54,6 +56,7 @@ from omnidecide.models.allocator.solvers import best_plan, optimise
 RISK = 0.05  # a week may lose at most 5% of the passive choice's expected incremental revenue
 AMPS = (0.7, 0.5, 0.35, 0.25, 0.15, 0.1)  # pulse sizes tried, largest first: one channel x e^{+/-a} (0.7: double or halve)
 A_MAX = AMPS[0]
+WEEK_SHARE = 1.0  # share of the risk budget a pulse may use in its own week, in every draw
 INFO_WEEKS = 4  # weeks of a pulse's carry-over counted in what it teaches
 POLICIES = ("passive", "explore", "thompson")
 
@@ -138,21 +141,21 @@ class Loop:
 
     def _guard(self, x: np.ndarray, ensembles: list[Ensemble], risk: float) -> Callable[[np.ndarray], float | None]:
         """The risk budget around the passive choice x[0]: a function of a changed plan xa that returns its expected
-        revenue lost over the rest of the horizon, or None when xa breaks the budget. The week must keep >= 1 - risk
-        of the passive choice's incremental revenue in EVERY planning draw of every ensemble given (the draws at
-        their posterior mean levels and at posterior samples: the change is judged by the draws least favourable to
-        it, not by their mean), and lose at most risk x the week's expected revenue over the rest of the horizon
-        (carry-over included) in expectation."""
+        revenue lost over the rest of the horizon, or None when xa breaks the budget. The week must keep
+        >= 1 - WEEK_SHARE x risk of the passive choice's incremental revenue in EVERY planning draw of every ensemble
+        given (the draws at their posterior mean levels and at posterior samples): the change is judged by the draws
+        least favourable to it, not by their mean. And it may lose at most risk x the week's expected revenue over
+        the rest of the horizon (carry-over included) in expectation (the first ensemble)."""
         wk0 = [e.per_world(x)[:, 0].sum(1) for e in ensembles]
         r0 = ensembles[0].revenue(x)
         wk, tot = r0[0].sum(), r0.sum()
 
         def lost(xa: np.ndarray) -> float | None:
             for e, w0 in zip(ensembles, wk0):
-                if (e.per_world(xa)[:, 0].sum(1) < (1 - risk) * w0 - 1e-9 * np.abs(w0)).any():
+                if (e.per_world(xa)[:, 0].sum(1) < (1 - WEEK_SHARE * risk) * w0 - 1e-9 * np.abs(w0)).any():
                     return None
-            d = tot - ensembles[0].revenue(xa).sum()
-            return None if d > risk * wk else float(d)
+            loss = tot - ensembles[0].revenue(xa).sum()
+            return None if loss > risk * wk else float(loss)
 
         return lost
 
