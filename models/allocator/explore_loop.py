@@ -5,14 +5,9 @@ Why: a marketing-mix history made of habitual, season-following spend cannot say
 its own plans happen to move. Spend varied on purpose, uncorrelated with the season, identifies each channel.
 
 The loop, week t = 0 .. T-1 (T = 52):
-1. **Posterior update** (conjugate: no refit of the nonlinear model): for each planning draw k (shape: decay,
-   half-saturation, slope from the fit), a Bayesian linear regression of the observed weekly revenue minus the fit's
-   baseline on [1, baseline - its mean, the fit's residual a year earlier, media_k,c(t) per channel c] (media_k,c(t):
-   draw k's media revenue of channel c in loop week t given all spend so far, the history's carry-over included).
-   theta_k,c are draw k's levels on its channel columns (the draw's curve shapes, each sized to return at least the
-   draw's average channel at last year's mix, so a draw that says a channel returns nothing can still learn that it
-   does), prior N(the draw's own level, TAU^2); noise sd from the history (fit_residuals). Each draw is also
-   weighed by its evidence (the regression's marginal likelihood): the loop learns which shapes fit.
+1. **Posterior update** (loop_posterior.LevelPosterior; conjugate, no refit of the nonlinear model): each planning
+   draw's channel levels, by a Bayesian regression of the observed weekly revenue on the draw's channel media, and
+   each draw's weight by its evidence: the loop learns which shapes fit, not only the levels.
 2. **Plan** the rest of the horizon on the draws resampled by weight: `robust` (the served objective, expected
    revenue less one sd of the gain over last year's mix in the identification-sized trust region, robust.py) with
    the levels at posterior samples (a fixed normal deviate per slot, so the ensemble narrows as levels are learned),
@@ -28,7 +23,7 @@ The loop, week t = 0 .. T-1 (T = 52):
    `thompson` instead moves the week towards the plan on one posterior sample.
    **Risk budget** (the issue's "no week below 95% of passive's expected revenue", read on *incremental* revenue,
    the stricter reading: a week's total revenue, baseline included, is several times its media revenue; and against
-   the passive choice of the SAME week from the same state): the week keeps >= (1 - WEEK_SHARE x RISK x schedule)
+   the passive choice of the SAME week from the same state): the week keeps >= (1 - RISK x schedule)
    of the passive choice's incremental revenue in EVERY planning draw, at the levels' posterior means and at
    posterior samples (the draws least favourable to the pulse, not their mean: the truth is not the mean), AND
    loses at most RISK x schedule of the week's expected revenue over the rest of the horizon (carry-over included).
@@ -56,7 +51,6 @@ from omnidecide.models.allocator.solvers import best_plan, optimise
 RISK = 0.05  # a week may lose at most 5% of the passive choice's expected incremental revenue
 AMPS = (0.7, 0.5, 0.35, 0.25, 0.15, 0.1)  # pulse sizes tried, largest first: one channel x e^{+/-a} (0.7: double or halve)
 A_MAX = AMPS[0]
-WEEK_SHARE = 1.0  # share of the risk budget a pulse may use in its own week, in every draw
 INFO_WEEKS = 4  # weeks of a pulse's carry-over counted in what it teaches
 POLICIES = ("passive", "explore", "thompson")
 
@@ -141,10 +135,10 @@ class Loop:
 
     def _guard(self, x: np.ndarray, ensembles: list[Ensemble], risk: float) -> Callable[[np.ndarray], float | None]:
         """The risk budget around the passive choice x[0]: a function of a changed plan xa that returns its expected
-        revenue lost over the rest of the horizon, or None when xa breaks the budget. The week must keep
-        >= 1 - WEEK_SHARE x risk of the passive choice's incremental revenue in EVERY planning draw of every ensemble
-        given (the draws at their posterior mean levels and at posterior samples): the change is judged by the draws
-        least favourable to it, not by their mean. And it may lose at most risk x the week's expected revenue over
+        revenue lost over the rest of the horizon, or None when xa breaks the budget. The week must keep >= 1 - risk
+        of the passive choice's incremental revenue in EVERY planning draw of every ensemble given (the draws at their
+        posterior mean levels and at posterior samples): the change is judged by the draws least favourable to it,
+        not by their mean (the truth is not the mean). And it may lose at most risk x the week's expected revenue over
         the rest of the horizon (carry-over included) in expectation (the first ensemble)."""
         wk0 = [e.per_world(x)[:, 0].sum(1) for e in ensembles]
         r0 = ensembles[0].revenue(x)
@@ -152,7 +146,7 @@ class Loop:
 
         def lost(xa: np.ndarray) -> float | None:
             for e, w0 in zip(ensembles, wk0):
-                if (e.per_world(xa)[:, 0].sum(1) < (1 - WEEK_SHARE * risk) * w0 - 1e-9 * np.abs(w0)).any():
+                if (e.per_world(xa)[:, 0].sum(1) < (1 - risk) * w0 - 1e-9 * np.abs(w0)).any():
                     return None
             loss = tot - ensembles[0].revenue(xa).sum()
             return None if loss > risk * wk else float(loss)
