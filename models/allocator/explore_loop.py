@@ -5,14 +5,9 @@ Why: a marketing-mix history made of habitual, season-following spend cannot say
 its own plans happen to move. Spend varied on purpose, uncorrelated with the season, identifies each channel.
 
 The loop, week t = 0 .. T-1 (T = 52):
-1. **Posterior update** (conjugate: no refit of the nonlinear model): for each planning draw k (shape: decay,
-   half-saturation, slope from the fit), a Bayesian linear regression of the observed weekly revenue minus the fit's
-   baseline on [1, baseline - its mean, the fit's residual a year earlier, media_k,c(t) per channel c] (media_k,c(t):
-   draw k's media revenue of channel c in loop week t given all spend so far, the history's carry-over included).
-   theta_k,c are draw k's levels on its channel columns (the draw's curve shapes, each sized to return at least the
-   draw's average channel at last year's mix, so a draw that says a channel returns nothing can still learn that it
-   does), prior N(the draw's own level, TAU^2); noise sd from the history (fit_residuals). Each draw is also
-   weighed by its evidence (the regression's marginal likelihood): the loop learns which shapes fit.
+1. **Posterior update** (loop_posterior.LevelPosterior; conjugate, no refit of the nonlinear model): each planning
+   draw's channel levels, by a Bayesian regression of the observed weekly revenue on the draw's channel media, and
+   each draw's weight by its evidence: the loop learns which shapes fit, not only the levels.
 2. **Plan** the rest of the horizon on the draws resampled by weight: `robust` (the served objective, expected
    revenue less one sd of the gain over last year's mix in the identification-sized trust region, robust.py) with
    the levels at posterior samples (a fixed normal deviate per slot, so the ensemble narrows as levels are learned),
@@ -27,9 +22,11 @@ The loop, week t = 0 .. T-1 (T = 52):
    spent. Both are second order in the pulse near the plan, so the budget, not the size, limits what a week teaches.
    `thompson` instead moves the week towards the plan on one posterior sample.
    **Risk budget** (the issue's "no week below 95% of passive's expected revenue", read on *incremental* revenue,
-   the stricter reading: a week's total revenue, baseline included, is several times its media revenue): the
-   week keeps >= (1 - RISK x schedule) of the passive choice's expected incremental revenue in that week AND loses
-   at most that much over the rest of the horizon (carry-over included), both under the current posterior.
+   the stricter reading: a week's total revenue, baseline included, is several times its media revenue; and against
+   the passive choice of the SAME week from the same state): the week keeps >= (1 - RISK x schedule)
+   of the passive choice's incremental revenue in EVERY planning draw, at the levels' posterior means and at
+   posterior samples (the draws least favourable to the pulse, not their mean: the truth is not the mean), AND
+   loses at most RISK x schedule of the week's expected revenue over the rest of the horizon (carry-over included).
 4. Observe the week's total revenue; next week.
 
 `schedule(t)` in [0, 1], the share of the risk budget a week may use, is what a learned policy sets
@@ -38,7 +35,7 @@ more than a quarter of the horizon is left, then exploits.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import gymnasium as gym
@@ -46,15 +43,14 @@ import numpy as np
 from gymnasium import spaces
 
 from omnidecide.models.allocator.constraints import Constraints
-from omnidecide.models.allocator.curves import Curves, Ensemble
+from omnidecide.models.allocator.curves import Ensemble
+from omnidecide.models.allocator.loop_posterior import LevelPosterior, fit_residuals
 from omnidecide.models.allocator.robust import RobustObjective, historical_plan, identification, trust_region
 from omnidecide.models.allocator.solvers import best_plan, optimise
 
-TAU = 0.5  # prior sd of a draw's per-channel level (fixed a priori, not tuned on either world family)
 RISK = 0.05  # a week may lose at most 5% of the passive choice's expected incremental revenue
 AMPS = (0.7, 0.5, 0.35, 0.25, 0.15, 0.1)  # pulse sizes tried, largest first: one channel x e^{+/-a} (0.7: double or halve)
 A_MAX = AMPS[0]
-EVIDENCE = True  # weigh the draws (shapes) by their evidence in the loop's revenue
 INFO_WEEKS = 4  # weeks of a pulse's carry-over counted in what it teaches
 POLICIES = ("passive", "explore", "thompson")
 
@@ -68,113 +64,6 @@ class World(Protocol):
 
 
 @dataclass
-class LevelPosterior:
-    """Per-draw conjugate regression of loop revenue on the draws' channel media (module docstring, step 1)."""
-
-    ens: Ensemble  # planning draws over the whole loop (week 0 = first loop week)
-    base_hat: np.ndarray  # (T,) the fit's expected revenue without media (baseline)
-    sigma: float
-    last: np.ndarray  # (T,) the fit's residual in the same weeks last year (fit_residuals)
-    repeat: float  # prior mean of how much of it repeats
-    x_ref: np.ndarray  # (T, C) last year's mix over the loop: where the prior's scale is read
-    m: np.ndarray = field(init=False)  # (K, C) posterior mean of theta
-    V: np.ndarray = field(init=False)  # (K, C, C) posterior covariance of theta
-
-    def __post_init__(self) -> None:
-        K, C = self.ens.K, self.ens.C
-        # columns: each draw's curve shapes sized to return at least its average channel at last year's mix (ref), so
-        # a channel the draw says returns nothing (beta = 0) has a column too; prior sd TAU x ref, mean the draw's own
-        unit = Ensemble([Curves(w.decay, w.half, w.slope, np.ones(C), w.mult, w.init) for w in self.ens.worlds])
-        per_unit = unit.per_world(self.x_ref).sum(1)  # (K, C) revenue at last year's mix with effect size 1
-        beta = np.array([w.beta for w in self.ens.worlds], float)
-        pred = beta * per_unit
-        ref = np.maximum(pred.mean(1, keepdims=True), 1e-12)
-        small = (pred < ref) & (per_unit > 0)  # (a channel last year never spent keeps its own size)
-        self.beta = np.where(small, ref / np.where(small, per_unit, 1.0), beta)  # (K, C) the columns' sizes
-        self.ens = self.columns(self.ens)
-        self.tau, m0 = np.full((K, C), TAU), beta / self.beta
-        self.m = m0.copy()
-        self.V = np.stack([np.diag(tk ** 2) for tk in self.tau])
-        self.scale = float(np.mean(self.base_hat))
-        # prior: intercept sd 10% of revenue, baseline slope sd 0.3, last year's residual's repeat sd 0.5,
-        # theta ~ N(m0, TAU^2); P: the full posterior precision per draw (baseline terms first), for info_gain
-        self.m0 = np.column_stack([np.tile([0.0, 0.0, self.repeat], (K, 1)), m0])
-        self.p0 = np.column_stack([np.tile([1 / 0.1 ** 2, 1 / 0.3 ** 2, 1 / 0.5 ** 2], (K, 1)), 1 / self.tau ** 2])
-        self.P = np.stack([np.diag(p) for p in self.p0])
-        self.w = np.full(K, 1.0 / K)  # posterior weight of each draw (its shape): prior uniform, then its evidence
-
-    def columns(self, ens: Ensemble) -> Ensemble:
-        """`ens` (the same draws, any horizon) with the posterior's column sizes: the curves the levels multiply."""
-        return Ensemble([Curves(w.decay, w.half, w.slope, b, w.mult, w.init) for w, b in zip(ens.worlds, self.beta)])
-
-    def rows(self, X: np.ndarray, t0: int, t1: int) -> np.ndarray:
-        """(K, t1 - t0, 3 + C) the regression's design rows of loop weeks t0..t1-1 if spend were X (T, C), scaled by
-        1/sigma: what those weeks would teach each draw."""
-        K, C = self.ens.K, self.ens.C
-        fixed = np.column_stack([np.full(t1 - t0, self.scale), self.base_hat[t0:t1] - self.base_hat.mean(),
-                                 self.last[t0:t1]])
-        media = K * self.ens.stack.media(np.tile(np.asarray(X, float), (1, K)))[t0:t1].reshape(t1 - t0, K, C)
-        return np.concatenate([np.broadcast_to(fixed, (K, t1 - t0, 3)), media.transpose(1, 0, 2)], 2) / self.sigma
-
-    def level_var(self, G: np.ndarray | None = None) -> np.ndarray:
-        """(K, C) posterior variance of each draw's levels now, or after also observing design rows G (K, n, 3 + C)."""
-        P = self.P if G is None else self.P + np.einsum("kni,knj->kij", G, G)
-        return np.einsum("kcc->kc", np.linalg.inv(P))[:, 3:]
-
-    def update(self, X: np.ndarray, y: np.ndarray) -> None:
-        """X: (t, C) spend so far, y: (t,) observed total revenue."""
-        t = len(y)
-        if t == 0:
-            return
-        T = self.ens.T
-        Xp = np.zeros((T, self.ens.C))
-        Xp[:t] = X
-        r = (y - self.base_hat[:t]) / self.sigma
-        G = self.rows(Xp, 0, t)
-        logml = np.zeros(self.ens.K)
-        for k in range(self.ens.K):
-            P = np.diag(self.p0[k]) + G[k].T @ G[k]
-            cov = np.linalg.inv(P)
-            mean = cov @ (self.p0[k] * self.m0[k] + G[k].T @ r)
-            self.m[k], self.V[k], self.P[k] = mean[3:], cov[3:, 3:], P
-            # log evidence of draw k (marginal likelihood of the loop's revenue): det(I + G P0^-1 G') = det P / det P0
-            e = r - G[k] @ self.m0[k]
-            g = G[k].T @ e
-            logml[k] = -0.5 * (np.linalg.slogdet(P)[1] - np.log(self.p0[k]).sum() + e @ e - g @ cov @ g)
-        if EVIDENCE:
-            self.w = np.exp(logml - logml.max())
-            self.w /= self.w.sum()
-
-    def slots(self) -> np.ndarray:
-        """(K,) the draw behind each planning slot: systematic resampling by weight (the same offsets every week, so
-        the ensemble shifts smoothly as the weights move); uniform weights keep every draw once."""
-        K = len(self.w)
-        return np.minimum(np.searchsorted(np.cumsum(self.w), (np.arange(K) + 0.5) / K), K - 1)
-
-    @property
-    def rel_sd(self) -> np.ndarray:
-        """(C,) each channel's posterior sd of its level relative to its prior sd, averaged over the draws (1 = nothing
-        learned yet)."""
-        return np.sqrt((np.einsum("kcc->kc", self.V) / self.tau ** 2).mean(0))
-
-    def planning(self, ens: Ensemble, z: np.ndarray | None = None) -> Ensemble:
-        """`ens` (the same draws, over the rest of the horizon) with each draw's levels at their posterior mean, or,
-        with z (K, C) standard normals, at posterior samples m_k + sd_k * z_k (the same z every week: the ensemble
-        narrows as the levels are learned instead of jittering)."""
-        idx = self.slots()
-        if z is None:
-            return Ensemble([ens.worlds[k].scaled(np.maximum(self.m[k], 0.0)) for k in idx])
-        sd = np.sqrt(np.einsum("kcc->kc", self.V))
-        return Ensemble([ens.worlds[k].scaled(np.maximum(self.m[k] + sd[k] * zj, 0.0)) for k, zj in zip(idx, z)])
-
-    def sample(self, ens: Ensemble, rng: np.random.Generator) -> Curves:
-        """One posterior sample: a draw at random, its levels drawn from their posterior."""
-        k = int(rng.choice(self.ens.K, p=self.w))
-        th = rng.multivariate_normal(self.m[k], self.V[k])
-        return ens.worlds[k].scaled(np.maximum(th, 0.0))
-
-
-@dataclass
 class LoopResult:
     spend: np.ndarray  # (T, C)
     observed: np.ndarray  # (T,) total revenue seen
@@ -183,6 +72,7 @@ class LoopResult:
     expected_passive: np.ndarray  # (T,) same for the passive choice in that state
     rel_sd: np.ndarray  # (T, C) posterior sd of the levels before each week's decision
     planned: np.ndarray  # (T,) the passive choice's total spend in the week (pulses keep it)
+    passive_row: np.ndarray  # (T, C) the passive choice of each week, in the loop's own state (what a pulse changed)
 
 
 def default_schedule(t: int, T: int) -> float:
@@ -213,7 +103,7 @@ class Loop:
         self.hist_level = h.spend[-52:].mean(0)
         self.t, self.X, self.y = 0, np.zeros((T, C)), np.zeros(T)
         self.amp, self.exp_rev, self.exp_pass, self.planned = np.zeros(T), np.zeros(T), np.zeros(T), np.zeros(T)
-        self.sd = np.zeros((T, C))
+        self.sd, self.passive_row = np.zeros((T, C)), np.zeros((T, C))
         self.prev: np.ndarray | None = None
 
     @property
@@ -243,12 +133,31 @@ class Loop:
         xe[rest] *= (S - xe[c]) / others
         return xe
 
-    def _explore(self, x: np.ndarray, rest: Ensemble, ens: Ensemble, risk: float) -> tuple[np.ndarray, float]:
-        """The information-directed pulse of this week (module docstring, step 3): (week row, |amplitude|)."""
+    def _guard(self, x: np.ndarray, ensembles: list[Ensemble], risk: float) -> Callable[[np.ndarray], float | None]:
+        """The risk budget around the passive choice x[0]: a function of a changed plan xa that returns its expected
+        revenue lost over the rest of the horizon, or None when xa breaks the budget. The week must keep >= 1 - risk
+        of the passive choice's incremental revenue in EVERY planning draw of every ensemble given (the draws at their
+        posterior mean levels and at posterior samples): the change is judged by the draws least favourable to it,
+        not by their mean (the truth is not the mean). And it may lose at most risk x the week's expected revenue over
+        the rest of the horizon (carry-over included) in expectation (the first ensemble)."""
+        wk0 = [e.per_world(x)[:, 0].sum(1) for e in ensembles]
+        r0 = ensembles[0].revenue(x)
+        wk, tot = r0[0].sum(), r0.sum()
+
+        def lost(xa: np.ndarray) -> float | None:
+            for e, w0 in zip(ensembles, wk0):
+                if (e.per_world(xa)[:, 0].sum(1) < (1 - risk) * w0 - 1e-9 * np.abs(w0)).any():
+                    return None
+            loss = tot - ensembles[0].revenue(xa).sum()
+            return None if loss > risk * wk else float(loss)
+
+        return lost
+
+    def _explore(self, x: np.ndarray, rest: Ensemble, lost, floor: float) -> tuple[np.ndarray, float]:
+        """The information-directed pulse of this week (module docstring, step 3): (week row, |amplitude|). `lost`:
+        the risk budget (_guard); floor: the least cost a pulse is charged (a share of the week's revenue)."""
         t, T, C = self.t, self.T, len(x[0])
         H = min(T - t, INFO_WEEKS)
-        r0 = ens.revenue(x)
-        wk, tot = r0[0].sum(), r0.sum()
         # (K, C): channel revenue over the rest per unit of level, squared, times the draw's posterior weight; read
         # at the plan or last year's mix, whichever spends more (a channel the plan leaves out is still worth knowing)
         wts = rest.per_world(np.maximum(x, self.post.x_ref[t:t + len(x)])).sum(1) ** 2 * self.post.w[:, None]
@@ -264,12 +173,12 @@ class Loop:
                         break
                     xa = x.copy()
                     xa[0] = xc
-                    r = ens.revenue(xa)
-                    if r[0].sum() < (1 - risk) * wk or r.sum() < tot - risk * wk:
+                    cost = lost(xa)
+                    if cost is None:
                         continue
                     Xd[t] = xc
                     gain = v0 - float((wts * self.post.level_var(self.post.rows(Xd, t, t + H))).sum())
-                    score = gain / max(tot - r.sum(), 0.1 * risk * wk, 1e-12)
+                    score = gain / max(cost, floor, 1e-12)
                     if score > best_score:
                         best, best_score = (xc, a), score
                     break
@@ -281,17 +190,17 @@ class Loop:
         self.post.update(self.X[:t], self.y[:t])
         self.sd[t] = self.post.rel_sd
         rest = self.post.columns(self.alloc.ensemble(T - t, start=t, actual_spend=self.X[:t] if t else None))
-        ens = self.post.planning(rest)
+        ens, ens_z = self.post.planning(rest), self.post.planning(rest, self.z)
         cons = Constraints(budget=self.B, reserve=0.0, spent=float(self.X[:t].sum()))
-        x = self._plan(self.post.planning(rest, self.z) if self.planner == "robust" else ens, cons)
+        x = self._plan(ens_z if self.planner == "robust" else ens, cons)
         self.prev = x[1:] * (cons.spendable - x[0].sum()) / max(x[1:].sum(), 1e-9) if T - t > 1 else None
-        base_rev = ens.revenue(x)
-        wk, tot = base_rev[0].sum(), base_rev.sum()
+        wk = ens.revenue(x)[0].sum()
         s = default_schedule(t, T) if schedule is None else float(np.clip(schedule, 0.0, 1.0))
         choice, a_used = x[0], 0.0
-        if self.policy == "explore" and s > 0 and T - t > 1:
-            choice, a_used = self._explore(x, rest, ens, self.risk * s)
-        elif self.policy == "thompson" and s > 0 and T - t > 1:
+        lost = self._guard(x, [ens, ens_z], self.risk * s) if s > 0 and T - t > 1 else None
+        if self.policy == "explore" and lost is not None:
+            choice, a_used = self._explore(x, rest, lost, 0.1 * self.risk * s * wk)
+        elif self.policy == "thompson" and lost is not None:
             # towards the plan on one posterior sample (the rest of the horizon, same budget), the largest step
             # inside the risk budget
             xs = optimise(self.post.sample(rest, self.rng), cons, x)[0]
@@ -299,10 +208,10 @@ class Loop:
             for a in s * 0.5 ** np.arange(5):
                 xa = x.copy()
                 xa[0] = (1 - a) * x[0] + a * xs
-                r = ens.revenue(xa)
-                if r[0].sum() >= (1 - self.risk) * wk and r.sum() >= tot - self.risk * wk:
+                if lost(xa) is not None:
                     choice, a_used = xa[0], float(a)
                     break
+        self.passive_row[t] = x[0]
         self.X[t] = choice
         self.amp[t], self.planned[t] = a_used, x[0].sum()
         self.exp_pass[t] = wk
@@ -317,27 +226,7 @@ class Loop:
 
     def result(self) -> LoopResult:
         return LoopResult(self.X.copy(), self.y.copy(), self.amp.copy(), self.exp_rev.copy(), self.exp_pass.copy(),
-                          self.sd.copy(), self.planned.copy())
-
-
-def fit_residuals(alloc, T: int) -> tuple[np.ndarray, float, float]:
-    """What the fit misses, carried into the loop: last year's residual (history revenue minus the fit) in the same
-    weeks, (T,); how much of it repeats a year later (c, least squares over the history); and the noise sd of the
-    loop's regression, the sd of what is left of the history's residuals after that repeat. A misspecified baseline
-    (a season the model's calendar does not know) leaves the same residual every year; a well specified one leaves
-    noise, c near 0 and the plain residual sd."""
-    h, p = alloc.history, alloc.params
-    n = len(h.dates)
-    base = p.baseline_at(h.dates, np.arange(n), h.step_days)
-    if len(p.gamma):
-        base = base + h.controls @ p.gamma
-    e = h.revenue - base - p.media(h.spend, h.peaks.max(1)).sum(1)
-    if n < 104:  # not two years: nothing to say the residual repeats
-        return np.zeros(T), 0.0, float(np.std(e))
-    prev, now = e[:n - 52], e[52:]
-    c = float(np.clip(prev @ now / max(prev @ prev, 1e-12), 0.0, 1.0))
-    last = np.array([e[n - 52 + (j % 52)] for j in range(T)])
-    return last, c, float(np.std(now - c * prev))
+                          self.sd.copy(), self.planned.copy(), self.passive_row.copy())
 
 
 def run_loop(alloc, world: World, budget: float, T: int = 52, schedule: Callable[[int, int], float] | None = None,

@@ -1,0 +1,151 @@
+"""The loop's posterior: what a year of weekly revenue teaches about each planning draw's channel levels and weight.
+
+Why its own module: the closed loop (explore_loop.py) decides, this learns; the conjugate update is the part the
+loop's tests pin down (a planted level is learned; a draw that says a channel returns nothing can learn it does).
+
+For each planning draw k (shape: decay, half-saturation, slope from the fit), a Bayesian linear regression of the
+observed weekly revenue minus the fit's baseline on [1, baseline - its mean, the fit's residual a year earlier,
+media_k,c(t) per channel c] (media_k,c(t): draw k's media revenue of channel c in loop week t given all spend so far,
+the history's carry-over included). theta_k,c are draw k's levels on its channel columns (the draw's curve shapes,
+each sized to return at least the draw's average channel at last year's mix, so a draw that says a channel returns
+nothing can still learn that it does), prior N(the draw's own level, TAU^2); noise sd from the history
+(fit_residuals). Each draw is also weighed by its evidence (the regression's marginal likelihood): the loop learns
+which shapes fit, not only the levels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from omnidecide.models.allocator.curves import Curves, Ensemble
+
+TAU = 0.5  # prior sd of a draw's per-channel level (fixed a priori, not tuned on either world family)
+EVIDENCE = True  # weigh the draws (shapes) by their evidence in the loop's revenue
+
+
+@dataclass
+class LevelPosterior:
+    """Per-draw conjugate regression of loop revenue on the draws' channel media (module docstring, step 1)."""
+
+    ens: Ensemble  # planning draws over the whole loop (week 0 = first loop week)
+    base_hat: np.ndarray  # (T,) the fit's expected revenue without media (baseline)
+    sigma: float
+    last: np.ndarray  # (T,) the fit's residual in the same weeks last year (fit_residuals)
+    repeat: float  # prior mean of how much of it repeats
+    x_ref: np.ndarray  # (T, C) last year's mix over the loop: where the prior's scale is read
+    m: np.ndarray = field(init=False)  # (K, C) posterior mean of theta
+    V: np.ndarray = field(init=False)  # (K, C, C) posterior covariance of theta
+
+    def __post_init__(self) -> None:
+        K, C = self.ens.K, self.ens.C
+        # columns: each draw's curve shapes sized to return at least its average channel at last year's mix (ref), so
+        # a channel the draw says returns nothing (beta = 0) has a column too; prior sd TAU x ref, mean the draw's own
+        unit = Ensemble([Curves(w.decay, w.half, w.slope, np.ones(C), w.mult, w.init) for w in self.ens.worlds])
+        per_unit = unit.per_world(self.x_ref).sum(1)  # (K, C) revenue at last year's mix with effect size 1
+        beta = np.array([w.beta for w in self.ens.worlds], float)
+        pred = beta * per_unit
+        ref = np.maximum(pred.mean(1, keepdims=True), 1e-12)
+        small = (pred < ref) & (per_unit > 0)  # (a channel last year never spent keeps its own size)
+        self.beta = np.where(small, ref / np.where(small, per_unit, 1.0), beta)  # (K, C) the columns' sizes
+        self.ens = self.columns(self.ens)
+        self.tau, m0 = np.full((K, C), TAU), beta / self.beta
+        self.m = m0.copy()
+        self.V = np.stack([np.diag(tk ** 2) for tk in self.tau])
+        self.scale = float(np.mean(self.base_hat))
+        # prior: intercept sd 10% of revenue, baseline slope sd 0.3, last year's residual's repeat sd 0.5,
+        # theta ~ N(m0, TAU^2); P: the full posterior precision per draw (baseline terms first), for info_gain
+        self.m0 = np.column_stack([np.tile([0.0, 0.0, self.repeat], (K, 1)), m0])
+        self.p0 = np.column_stack([np.tile([1 / 0.1 ** 2, 1 / 0.3 ** 2, 1 / 0.5 ** 2], (K, 1)), 1 / self.tau ** 2])
+        self.P = np.stack([np.diag(p) for p in self.p0])
+        self.w = np.full(K, 1.0 / K)  # posterior weight of each draw (its shape): prior uniform, then its evidence
+
+    def columns(self, ens: Ensemble) -> Ensemble:
+        """`ens` (the same draws, any horizon) with the posterior's column sizes: the curves the levels multiply."""
+        return Ensemble([Curves(w.decay, w.half, w.slope, b, w.mult, w.init) for w, b in zip(ens.worlds, self.beta)])
+
+    def rows(self, X: np.ndarray, t0: int, t1: int) -> np.ndarray:
+        """(K, t1 - t0, 3 + C) the regression's design rows of loop weeks t0..t1-1 if spend were X (T, C), scaled by
+        1/sigma: what those weeks would teach each draw."""
+        K, C = self.ens.K, self.ens.C
+        fixed = np.column_stack([np.full(t1 - t0, self.scale), self.base_hat[t0:t1] - self.base_hat.mean(),
+                                 self.last[t0:t1]])
+        media = K * self.ens.stack.media(np.tile(np.asarray(X, float), (1, K)))[t0:t1].reshape(t1 - t0, K, C)
+        return np.concatenate([np.broadcast_to(fixed, (K, t1 - t0, 3)), media.transpose(1, 0, 2)], 2) / self.sigma
+
+    def level_var(self, G: np.ndarray | None = None) -> np.ndarray:
+        """(K, C) posterior variance of each draw's levels now, or after also observing design rows G (K, n, 3 + C)."""
+        P = self.P if G is None else self.P + np.einsum("kni,knj->kij", G, G)
+        return np.einsum("kcc->kc", np.linalg.inv(P))[:, 3:]
+
+    def update(self, X: np.ndarray, y: np.ndarray) -> None:
+        """X: (t, C) spend so far, y: (t,) observed total revenue."""
+        t = len(y)
+        if t == 0:
+            return
+        T = self.ens.T
+        Xp = np.zeros((T, self.ens.C))
+        Xp[:t] = X
+        r = (y - self.base_hat[:t]) / self.sigma
+        G = self.rows(Xp, 0, t)
+        logml = np.zeros(self.ens.K)
+        for k in range(self.ens.K):
+            P = np.diag(self.p0[k]) + G[k].T @ G[k]
+            cov = np.linalg.inv(P)
+            mean = cov @ (self.p0[k] * self.m0[k] + G[k].T @ r)
+            self.m[k], self.V[k], self.P[k] = mean[3:], cov[3:, 3:], P
+            # log evidence of draw k (marginal likelihood of the loop's revenue): det(I + G P0^-1 G') = det P / det P0
+            e = r - G[k] @ self.m0[k]
+            g = G[k].T @ e
+            logml[k] = -0.5 * (np.linalg.slogdet(P)[1] - np.log(self.p0[k]).sum() + e @ e - g @ cov @ g)
+        if EVIDENCE:
+            self.w = np.exp(logml - logml.max())
+            self.w /= self.w.sum()
+
+    def slots(self) -> np.ndarray:
+        """(K,) the draw behind each planning slot: systematic resampling by weight (the same offsets every week, so
+        the ensemble shifts smoothly as the weights move); uniform weights keep every draw once."""
+        K = len(self.w)
+        return np.minimum(np.searchsorted(np.cumsum(self.w), (np.arange(K) + 0.5) / K), K - 1)
+
+    @property
+    def rel_sd(self) -> np.ndarray:
+        """(C,) each channel's posterior sd of its level relative to its prior sd, averaged over the draws (1 = nothing
+        learned yet)."""
+        return np.sqrt((np.einsum("kcc->kc", self.V) / self.tau ** 2).mean(0))
+
+    def planning(self, ens: Ensemble, z: np.ndarray | None = None) -> Ensemble:
+        """`ens` (the same draws, over the rest of the horizon) with each draw's levels at their posterior mean, or,
+        with z (K, C) standard normals, at posterior samples m_k + sd_k * z_k (the same z every week: the ensemble
+        narrows as the levels are learned instead of jittering)."""
+        idx = self.slots()
+        if z is None:
+            return Ensemble([ens.worlds[k].scaled(np.maximum(self.m[k], 0.0)) for k in idx])
+        sd = np.sqrt(np.einsum("kcc->kc", self.V))
+        return Ensemble([ens.worlds[k].scaled(np.maximum(self.m[k] + sd[k] * zj, 0.0)) for k, zj in zip(idx, z)])
+
+    def sample(self, ens: Ensemble, rng: np.random.Generator) -> Curves:
+        """One posterior sample: a draw at random, its levels drawn from their posterior."""
+        k = int(rng.choice(self.ens.K, p=self.w))
+        th = rng.multivariate_normal(self.m[k], self.V[k])
+        return ens.worlds[k].scaled(np.maximum(th, 0.0))
+
+
+def fit_residuals(alloc, T: int) -> tuple[np.ndarray, float, float]:
+    """What the fit misses, carried into the loop: last year's residual (history revenue minus the fit) in the same
+    weeks, (T,); how much of it repeats a year later (c, least squares over the history); and the noise sd of the
+    loop's regression, the sd of what is left of the history's residuals after that repeat. A misspecified baseline
+    (a season the model's calendar does not know) leaves the same residual every year; a well specified one leaves
+    noise, c near 0 and the plain residual sd."""
+    h, p = alloc.history, alloc.params
+    n = len(h.dates)
+    base = p.baseline_at(h.dates, np.arange(n), h.step_days)
+    if len(p.gamma):
+        base = base + h.controls @ p.gamma
+    e = h.revenue - base - p.media(h.spend, h.peaks.max(1)).sum(1)
+    if n < 104:  # not two years: nothing to say the residual repeats
+        return np.zeros(T), 0.0, float(np.std(e))
+    prev, now = e[:n - 52], e[52:]
+    c = float(np.clip(prev @ now / max(prev @ prev, 1e-12), 0.0, 1.0))
+    last = np.array([e[n - 52 + (j % 52)] for j in range(T)])
+    return last, c, float(np.std(now - c * prev))
