@@ -4,6 +4,7 @@
     .venv/bin/python bench/allocator.py --validate 10-29   # re-planning variants on validation worlds (no agent)
     .venv/bin/python bench/allocator.py --validate 10-29 --reported   # same, histories with platform-reported revenue
     .venv/bin/python bench/allocator.py --families [ours|seasonal] [--bayes-steps 1500]   # issue K's open-loop table only
+    .venv/bin/python bench/allocator.py --families seasonal --seeds 0-14 --blends   # spreadsheet-plan blends, TRUE only
 
 For each world (seed, channel set): fit the response model on its 156-week marketing_mix history, train the
 residual PPO agent, then play every plan for the next T periods on the TRUE curves (truth of the synthetic world)
@@ -258,6 +259,36 @@ def validate(seeds, T: int = 26, noise_seed: int = 0, reported: bool = False) ->
     print(markdown(pd.concat([res, pd.DataFrame(summ)], ignore_index=True)))
 
 
+def spreadsheet_blends(family: str, seeds: list[int], T: int) -> None:
+    """No model: on each world's TRUE response, the equal split, last year's mix and their blends (share of the equal
+    split 0.25 / 0.5 / 0.75) against the better of the two. Says whether any rule that stays between the spreadsheet
+    plans could hold the floor without ranking them (docs/BENCHMARKS.md, issue K)."""
+    rows = []
+    for s in seeds:
+        if family == "ours":
+            c = dict(WORLDS).get(s)
+            df, truth = make_marketing_mix(s, channels=list(c)) if c is not None else validation_world(s)
+        else:
+            df, truth = make_seasonal_world(s)
+        h = history_from_frame(df)
+        B = reference_budget(h, T)
+        cons = Constraints(budget=B, reserve=0.0)
+        true, orc = family_truth(family, h, truth, T, B)
+        xe, xh = spread(np.ones(len(h.channels)), T, cons), historical_plan(h.spend, T, 0, cons.spendable)
+        r = {f"{t:.2f} equal + {1 - t:.2f} hist": true.revenue(t * xe + (1 - t) * xh).sum() / orc
+             for t in (0.0, 0.25, 0.5, 0.75, 1.0)}
+        floor = max(r["1.00 equal + 0.00 hist"], r["0.00 equal + 1.00 hist"])
+        rows.append({"world": f"{family} seed {s}", "equal split": r["1.00 equal + 0.00 hist"],
+                     "historical mix": r["0.00 equal + 1.00 hist"],
+                     **{f"{k} - better": v - floor for k, v in r.items() if k[:4] in ("0.25", "0.50", "0.75")}})
+    res = pd.DataFrame(rows)
+    below = {c: f"{int((res[c] < -TOL).sum())}/{len(res)}" for c in res.columns if c.endswith("- better")}
+    print(f"TRUE response, T={T}, reserve 0: blends of the spreadsheet plans minus the better of them (share of the "
+          f"oracle); load average at the end {os.getloadavg()[0]:.2f}\n")
+    print(markdown(pd.concat([res, pd.DataFrame([{"world": "worlds below the better", **below}])], ignore_index=True)
+                   .fillna("")))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--timesteps", type=int, default=20_000)
@@ -273,7 +304,13 @@ def main() -> None:
     ap.add_argument("--noise-seed", type=int, default=0, help="with --validate: seed of the measurement noise")
     ap.add_argument("--reported", action="store_true", help="histories carry platform-reported channel revenue "
                     "(revenue_<channel>: per-channel bias U(0.8, 1.6), lognormal noise 0.2)")
+    ap.add_argument("--blends", action="store_true", help="with --families ours|seasonal and --seeds: blends of the "
+                    "two spreadsheet plans on the TRUE response only (no fit), then exit")
     args = ap.parse_args()
+    if args.blends:
+        a, b = (int(v) for v in (args.seeds or "0-4").split("-"))
+        spreadsheet_blends(args.families or "seasonal", list(range(a, b + 1)), args.periods)
+        return
     if args.validate:
         a, b = (int(v) for v in args.validate.split("-"))
         validate(range(a, b + 1), args.periods, args.noise_seed, args.reported)

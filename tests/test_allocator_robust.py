@@ -194,3 +194,29 @@ def test_misspecified_history_plan_keeps_unidentified_channels_and_beats_last_ye
     low = [j for j, c in enumerate(alloc.channels) if res.summary["per_channel"][c]["identification"] < IDENT_MIN]
     assert low and np.allclose(res.spend[:, low].sum(0), x_hist[:, low].sum(0), rtol=0.02)
     assert true.revenue(res.spend).sum() > true.revenue(x_hist).sum() > true.revenue(greedy.spend).sum()
+
+
+def test_draws_that_cannot_rank_the_spreadsheet_plans_serve_a_blend_of_them():
+    """Last year's mix is 75% a / 25% b; half the draws say a returns five times b (last year's mix wins), half the
+    reverse (the equal split wins). Each spreadsheet plan loses the whole gap in half the draws, a blend of them about
+    less (here ~0.63 of it): with nothing better on offer, the guard serves the blend (its 10th-percentile loss to the better
+    spreadsheet plan is the smallest), not a coin flip between the two."""
+    from omnidecide.models.allocator.robust import candidates, choose, equal_plan, historical_plan
+
+    rng = np.random.default_rng(2)
+    dates = pd.date_range("2024-01-01", periods=N, freq="7D")
+    spend = np.array([30_000.0, 10_000.0]) * np.exp(rng.normal(0, 0.1, (N, 2)))
+    h = History(dates=dates, revenue=np.full(N, 1e6), spend=spend, channels=["a", "b"], controls=np.zeros((N, 0)),
+                control_names=[], step_days=7)
+    worlds = [MMMParams(channels=["a", "b"], decay=np.full(2, 0.3), half_saturation=np.full(2, 20_000.0),
+                        slope=np.full(2, 1.0), media_peak_mult=0.0,
+                        beta=np.array([150_000.0, 30_000.0] if k % 2 == 0 else [30_000.0, 150_000.0]))
+              for k in range(16)]
+    alloc = Allocator(params=worlds[0], samples=worlds, history=h, worlds=worlds, info={"agent_enabled": False})
+    B = 40_000.0 * T
+    ens = alloc.ensemble(T)
+    anchors = {"historical mix": historical_plan(spend, T, 0, B), "equal split": equal_plan(T, 2, B)}
+    only, s_only = choose(ens, anchors, list(anchors))
+    name, scores = choose(ens, candidates({}, anchors), list(anchors))
+    assert only in anchors and name not in anchors and "historical mix" in name and "equal split" in name
+    assert scores[name]["gain_q10"] >= 0.75 * max(s_only[a]["gain_q10"] for a in anchors)  # (losses: < 0)

@@ -32,7 +32,7 @@ import numpy as np
 
 from omnidecide.models.allocator.constraints import Constraints, enforce_roi_floor, project_plan
 from omnidecide.models.allocator.curves import Ensemble
-from omnidecide.models.allocator.solvers import _capped_ascent
+from omnidecide.models.allocator.solvers import capped_ascent
 from omnidecide.models.response import hill_and_derivative
 
 LAMBDA = 1.0
@@ -111,7 +111,7 @@ def penalised_plan(ens: Ensemble, x_hist: np.ndarray, cons: Constraints, channel
     obj = RobustObjective(ens, x_hist)
     lo, hi, _ = cons.arrays(ens.C)
     x0 = project_plan(np.asarray(x_hist, float), cons)
-    x = _capped_ascent(obj, min(cons.spendable, float(hi.sum())), lo, hi, x0, PEN_ITERS, 2e-5)
+    x = capped_ascent(obj, min(cons.spendable, float(hi.sum())), lo, hi, x0, PEN_ITERS, 2e-5)
     return project_plan(enforce_roi_floor(x, obj, cons, channels), cons)
 
 
@@ -187,12 +187,23 @@ def equal_plan(T: int, C: int, spendable: float) -> np.ndarray:
 
 
 def candidates(optimised: dict[str, np.ndarray], anchors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The optimised plans, the anchors, and each optimised plan blended with each anchor at BLENDS."""
+    """The optimised plans, the anchors, each optimised plan blended with each anchor at BLENDS, and the anchors
+    blended with each other at BLENDS. The last are the fallback where the draws cannot rank the spreadsheet plans
+    (some favour the equal split, some last year's mix): a blend's worst-draw loss to the better anchor is then about
+    half the two plans' gap less what mixing gains on a concave response, an anchor's the whole gap, so `choose`
+    (highest 10th percentile when nothing passes) serves the blend. What that guarantees on the true response, if it
+    is concave in the plan: at least the blend-weighted mean of the two spreadsheet plans -- never below the worse,
+    but not the better one; an S-curve channel can break even that (docs/BENCHMARKS.md)."""
     out = {**optimised, **anchors}
     for on, xo in optimised.items():
         for an, xa in anchors.items():
             for t in BLENDS:
                 out[f"{t:.2f} {on} + {1 - t:.2f} {an}"] = t * xo + (1 - t) * xa
+    names = list(anchors)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            for t in BLENDS:
+                out[f"{t:.2f} {a} + {1 - t:.2f} {b}"] = t * anchors[a] + (1 - t) * anchors[b]
     return out
 
 

@@ -123,8 +123,8 @@ def _lbfgs(curves: Curves, S: float, x0: np.ndarray, iters: int = 150, m: int = 
 
 
 
-def _capped_ascent(curves: Curves, S: float, lo: np.ndarray, hi: np.ndarray, x0: np.ndarray, iters: int = 20,
-                   tol: float = 2e-5) -> np.ndarray:
+def capped_ascent(curves: Curves, S: float, lo: np.ndarray, hi: np.ndarray, x0: np.ndarray, iters: int = 20,
+                  tol: float = 2e-5) -> np.ndarray:
     """Spectral projected-gradient ascent on {x >= 0, lo <= channel totals <= hi, sum x = S} (exact projection)."""
     T, C = curves.T, curves.C
     scale = S / (T * C)
@@ -278,7 +278,7 @@ def optimise(curves: Curves, cons: Constraints, x0: np.ndarray | None = None, ma
     cap = hi.copy()
     for _ in range(max(min(maxiter, 4), 1)):
         x = _active_set(curves, S, lo, cap, x, iters)
-        x = _capped_ascent(curves, min(S, float(cap.sum())), lo, cap, x, 20, tol)
+        x = capped_ascent(curves, min(S, float(cap.sum())), lo, cap, x, 20, tol)
         y = x.sum(0)
         rev = curves.revenue(x).sum(0)
         low = np.isfinite(fl) & (y > 0) & (rev < fl * y)
