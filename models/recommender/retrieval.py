@@ -38,8 +38,8 @@ MIN_ITEMS = DENSE_MAX_ITEMS + 1
 # is the largest single cost of a request's model path (~18% of its CPU at 200 / 256); at 10,000 items 150 / 160
 # searches ~40% less and keeps the served top-20 lists at 0.9996 overlap with full scoring over 999 customers (200 /
 # 256: 0.9999; 128 / 128: 0.9994) (bench/recommend_paths.py, docs/BENCHMARKS.md)
-N_ANN = 150
-EF_SEARCH = 160
+N_ANN = 128
+EF_SEARCH = 128
 # above LARGE_ITEMS the earlier, wider search stays (200 candidates, at least 2x the ranking's, efSearch 256): the
 # 200k-item figures (index recall 0.972, overlap 0.98) were measured with it, and fewer were not measured there
 LARGE_ITEMS, N_ANN_LARGE, EF_SEARCH_LARGE = 50_000, 200, 256
@@ -72,10 +72,18 @@ class ItemIndex:
             index.hnsw.efConstruction = ef_construction
             index.add(E)
         self.index, self.ef_search = index, ef_search
-        E64 = E.astype(np.float64)
+        # the vectors the index holds (float32), read where their rows are needed (Retrieval.vectors): the rows a
+        # search just visited are the candidates' rows, still in cache, and no float64 copy is kept beside them
+        storage = faiss.downcast_index(index.storage) if hasattr(index, "storage") else None
+        if isinstance(storage, faiss.IndexFlat) and storage.ntotal == len(E) and storage.d == E.shape[1]:
+            self.vectors = faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * storage.d).reshape(len(E), -1)
+        else:
+            self.vectors = E
+        E64 = self.vectors.astype(np.float64)
         self.n = len(E)
         self.total = E64.sum(0)       # for the exact mean of <u, e_j> over the catalogue
         self.second_total = E64.T @ E64  # for its exact spread
+        self.spread = spread_factor(self.second_total)
 
     def search(self, U: np.ndarray, n: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         self.index.hnsw.efSearch = max(ef or self.ef_search or max(2 * n, 256), n)
@@ -89,8 +97,32 @@ class ItemIndex:
         U = np.asarray(U, dtype=np.float64)
         n = n or self.n
         mean = U @ self.total / n
-        var = ((U @ self.second_total) * U).sum(1) / n - mean ** 2  # BLAS; einsum's loop took ~2 ms at 512 dims
+        spread = getattr(self, "spread", None)  # training's _Moments has none: the Gram matrix itself
+        if spread is None:
+            second = ((U @ self.second_total) * U).sum(1)  # BLAS; einsum's loop took ~2 ms at 512 dims
+        elif len(U) == 1:  # a request: one triangular product, half the factor read
+            from scipy.linalg.blas import strmv
+
+            w = strmv(spread, U[0].astype(np.float32)).astype(np.float64)
+            second = np.array([w @ w])
+        else:
+            w = (U.astype(np.float32) @ spread.T).astype(np.float64)
+            second = (w * w).sum(1)
+        var = second / n - mean ** 2
         return mean, np.sqrt(np.maximum(var, 0.0))
+
+
+def spread_factor(second: np.ndarray) -> np.ndarray | None:
+    """R (upper triangular, float32, Fortran order) with R^T R = `second`, so that u' second u = |R u|^2: a request
+    reads a quarter of the bytes of the float64 Gram matrix (2 MB at 512 components, mostly not in cache between
+    requests, and this product was ~10% of a request's model time). The spread comes out within ~1e-7 of the float64
+    one (mean^2 is under 3% of the second moment on the benchmark's customers, so nothing cancels). None when the Gram
+    matrix is not positive definite (a component no item carries)."""
+    try:
+        L = np.linalg.cholesky(second)
+    except np.linalg.LinAlgError:
+        return None
+    return np.asfortranarray(L.T.astype(np.float32))
 
 
 def queries(rows: sp.csr_matrix, L: np.ndarray) -> np.ndarray:
@@ -137,11 +169,12 @@ class Retrieval:
         self.h, self.c = h[self.keep], p.c
         self.n_trained = g.Q.shape[0]
         Q = g.Q if len(self.keep) == g.Q.shape[1] else g.Q[:, self.keep]
-        # e_j = Q_j d_j^c of the trained items, kept whole: a request reads a few hundred rows of it instead of
-        # scaling rows of Q each time (items x components float64: 40 MB at 10,000 items x 512)
-        self.E = np.ascontiguousarray(Q * (g.d_graph[: self.n_trained] ** self.c)[:, None])
         self.scale = g.d_graph[: self.n_trained] ** (-2 * self.c)  # e_j d_j^-2c = Q_j d_j^-c, the query side
-        self.items = ItemIndex(self.E, index=index)
+        self.items = ItemIndex(Q * (g.d_graph[: self.n_trained] ** self.c)[:, None], index=index)
+        # e_j = Q_j d_j^c of the trained items: the index's own float32 copy, as in tuning (ExactCandidates). A request
+        # reads a few hundred rows of it; the float64 copy it replaced (40 MB at 10,000 items x 512) doubled the
+        # memory each read moved, and its rows were not the ones the search had just brought into cache
+        self.E = self.items.vectors
         import faiss
         # one request searches one query: OpenMP threads only spin-wait on a busy machine (one worker per core)
         faiss.omp_set_num_threads(1)
@@ -197,7 +230,7 @@ class Retrieval:
         """e_j for `items` of the current catalogue: items added live (beyond the trained ones) are cold, e_j = 0."""
         if not len(items) or items[-1] < self.n_trained:  # `items` sorted
             return self.E[items]
-        out = np.zeros((len(items), self.E.shape[1]))
+        out = np.zeros((len(items), self.E.shape[1]), dtype=self.E.dtype)
         old = items < self.n_trained
         out[old] = self.E[items[old]]
         return out
@@ -231,14 +264,17 @@ class Retrieval:
 
         U, mean, sd = self.query_moments(rec, rows, cols)
         sd = np.maximum(sd, 1e-12)[:, None]
+        # the inner products in the item vectors' own precision (float32, as the index and tuning compute them):
+        # casting the rows to float64 first cost more than the product
+        Ue = U.astype(self.E.dtype)
         cold, mixed, _ = self.cold(rec)
         if not mixed:
-            return (U @ self.vectors(rec, cols).T - mean[:, None]) / sd
+            return (Ue @ self.vectors(rec, cols).T - mean[:, None]) / sd
         # cold columns take their category's value: their vectors are not read (candidates hold up to a hundred cold
         # items per category, and gathering their rows was most of a request's time at 20k items)
         c = cold[cols]
         z = np.empty((len(U), len(cols)))
-        z[:, ~c] = (U @ self.vectors(rec, cols[~c]).T - mean[:, None]) / sd
+        z[:, ~c] = (Ue @ self.vectors(rec, cols[~c]).T - mean[:, None]) / sd
         sums, cnt = self.category_sums(rec, cold)
         cat = (U @ sums.T - cnt[None, :] * mean[:, None]) / sd  # per user: sum of warm z by category
         cat_mean = np.where(cnt > 0, cat / np.maximum(cnt, 1), 0.0)
@@ -261,7 +297,7 @@ class Retrieval:
         if len(rec.item_ids) > LARGE_ITEMS:
             _, idx = self.items.search(U, max(N_ANN_LARGE, 2 * n_rank), EF_SEARCH_LARGE)
         else:
-            _, idx = self.items.search(U, max(N_ANN, 3 * n_rank // 2), EF_SEARCH)
+            _, idx = self.items.search(U, max(N_ANN, n_rank), EF_SEARCH)
         return [row[row >= 0] for row in idx]
 
     def candidates(self, rec, uidx: int | None, hist: np.ndarray, rows: np.ndarray, usable: np.ndarray,

@@ -136,12 +136,18 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
             now: float | None) -> tuple[list[Row], np.ndarray] | None:
     """(rows, substitutes outside `cols` that must be scored too) for a known user over the items `cols` (all when
     None); None for an unknown user. Array positions are columns; `ids` maps them to catalogue items."""
-    st, known = rec.user_state(user_id, recent, cols)
+    ranks = rec.ranker is not None and rec.stage.serve == "model"
+    uidx = rec.user_index.get(user_id)
+    # the TIFU score is only the ranker's feature when stage 1 does not weigh it in: then it is computed for the
+    # ranker's ~50 candidates, not for every retrieved column (most of them the cold items of each category)
+    lazy = ranks and cols is not None and rec.stage.tifu_w <= 0 and rec.tifu is not None and uidx is not None
+    st, known = rec.user_state(user_id, recent, cols, tifu=not lazy)
     if not known:
         return None
     score, z, rep, allowed = rec.stage1(st, now, cols=cols)
-    if rec.ranker is not None and rec.stage.serve == "model":
-        score = rec.ranker.rescore_batch(rec, score, z, rep, st, allowed, now, [channel], items=cols)
+    if ranks:
+        tifu_at = (lambda cand: tifu_of(rec, uidx, cols, cand)) if lazy else None
+        score = rec.ranker.rescore_batch(rec, score, z, rep, st, allowed, now, [channel], items=cols, tifu_at=tifu_at)
     score, z, rep, allowed = score[0], z[0], rep[0], allowed[0]
     row, nb, lb, gap = st.rows[0], st.nb[0], st.lb[0], st.personal_gap()[0]
     ids = np.arange(len(rec.item_ids)) if cols is None else cols
@@ -213,6 +219,15 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
                 why = f"popular with customers like you in {rec.categories[cat[j]]}"
         out.append(Row(str(rec.item_ids[ids[j]]), float(base[j]), why, src))
     return out, np.zeros(0, dtype=np.int64)
+
+
+def tifu_of(rec: Recommender, uidx: int, cols: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """The TIFU score of customer `uidx` at the candidate columns `cand` (1 x n positions in `cols`)."""
+    items = cols[cand[0]]
+    order = np.argsort(items)
+    out = np.empty((1, len(items)))
+    out[0, order] = rec.tifu.scores(np.array([uidx]), items[order])[0]
+    return out
 
 
 def rebuy_reason(rec: Recommender, j: int, n_bought: float, last: float, gap: float, now: float | None) -> str:
