@@ -34,10 +34,10 @@ from omnidecide.models.recommender.graph_filter import DENSE_MAX_ITEMS
 # `max_eig` components. Below it every eigenpair is kept (up to thousands), the exact moments cost m^2 per request,
 # and full scoring stayed cheaper at every size up to it: measured in bench/recommend_paths.py (docs/BENCHMARKS.md).
 MIN_ITEMS = DENSE_MAX_ITEMS + 1
-# nearest-neighbour candidates per request (at least 1.5x what the ranking looks at) and the HNSW search breadth. The search
-# is the largest single cost of a request's model path (~18% of its CPU at 200 / 256); at 10,000 items 150 / 160
-# searches ~40% less and keeps the served top-20 lists at 0.9996 overlap with full scoring over 999 customers (200 /
-# 256: 0.9999; 128 / 128: 0.9994) (bench/recommend_paths.py, docs/BENCHMARKS.md)
+# nearest-neighbour candidates per request (at least what the ranking looks at) and the HNSW search breadth. The
+# search is the largest single cost of a request's model path; at 10,000 items 128 / 128 (over 8-bit codes, `ItemIndex`)
+# keeps /recommend's lists at 0.9995 top-k overlap with those of 150 / 160 over float vectors on 1,532 requests
+# (bench/recommend_rows.py; 100 / 100: 0.9992) and searches ~40% less (docs/BENCHMARKS.md)
 N_ANN = 128
 EF_SEARCH = 128
 # above LARGE_ITEMS the earlier, wider search stays (200 candidates, at least 2x the ranking's, efSearch 256): the
@@ -307,7 +307,7 @@ class Retrieval:
 
     # --- candidates -----------------------------------------------------------------------------------
     def nearest(self, rec, U: np.ndarray, n_rank: int) -> list[np.ndarray]:
-        """The index's nearest items to each query row of `U`: `N_ANN` (at least 1.5 n_rank; wider above LARGE_ITEMS)."""
+        """The index's nearest items to each query row of `U`: `N_ANN` (at least n_rank; wider above LARGE_ITEMS)."""
         if len(rec.item_ids) > LARGE_ITEMS:
             _, idx = self.items.search(U, max(N_ANN_LARGE, 2 * n_rank), EF_SEARCH_LARGE)
         else:
@@ -316,7 +316,7 @@ class Retrieval:
 
     def candidates(self, rec, uidx: int | None, hist: np.ndarray, rows: np.ndarray, usable: np.ndarray,
                    n_rank: int, k: int = 20, ann: np.ndarray | None = None) -> np.ndarray:
-        """Sorted item indices to score for one user: the index's nearest `N_ANN` (at least 1.5 n_rank; wider above
+        """Sorted item indices to score for one user: the index's nearest `N_ANN` (at least n_rank; wider above
         LARGE_ITEMS) to the user's query, the user's own items `hist` (their signal `rows`, 1 x len(hist)), and what
         the index cannot see (module docstring).
         `usable`: in stock and not excluded; `n_rank`: how many candidates the ranking looks at; `k`: list length;
