@@ -146,14 +146,17 @@ def queries(rows: sp.csr_matrix, L: np.ndarray) -> np.ndarray:
 
 def recall_at(U: np.ndarray, E: np.ndarray, index: ItemIndex, k: int = 20, candidates: int = 300,
               batch: int = 100, ef: int | None = None) -> float:
-    """Mean share of each user's exact top-k (by <u, e_j> over every item) found among the index's top-k of its
-    `candidates` (searched with breadth `ef`; None: the index's default). The exact side scores the whole
+    """Mean share of each user's exact top-k (by <u, e_j> over every item) found among the top-k of the index's
+    `candidates` (searched with breadth `ef`; None: the index's default), those ranked by their exact inner products
+    as serving ranks them (the walk's own are approximate over 8-bit codes). The exact side scores the whole
     catalogue, batch by batch."""
     hits = []
     for s in range(0, len(U), batch):
         Ub = U[s: s + batch]
         exact = np.argpartition(-(Ub @ E.T), k, axis=1)[:, :k]
-        scores, idx = index.search(Ub, candidates, ef)
+        _, idx = index.search(Ub, candidates, ef)
+        scores = np.stack([E[np.maximum(i, 0)] @ u for u, i in zip(Ub, idx)])
+        scores[idx < 0] = -np.inf
         top = np.take_along_axis(idx, np.argsort(-scores, 1)[:, :k], 1)
         hits += [len(set(a) & set(b)) / k for a, b in zip(exact, top)]
     return float(np.mean(hits))
