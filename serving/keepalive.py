@@ -6,9 +6,9 @@ waiting when it wakes. A burst of new connections (a client or load balancer sta
 one worker and stay there for as long as they are kept alive, leaving the other worker idle: on 2 cores that halves a
 CPU-bound endpoint's throughput (bench/service.py --throughput showed whole 15-s runs on one worker). A reopened
 connection goes to whichever worker accepts first, which is seldom the busy one, so the connections spread over the
-workers within seconds. Cost: one TCP handshake per `KEEPALIVE_REQUESTS` requests (25: ~0.02 ms of server CPU per
-request; at 100, /recommend's connections, ~11 requests/s each under load, were recycled too seldom to spread within a
-15-s run).
+workers within seconds. Cost: one TCP handshake per `KEEPALIVE_REQUESTS` requests, borne by every endpoint alike (at 100,
+/recommend's connections, ~11 requests/s each on a loaded machine, were recycled too seldom to spread within a 15-s
+run; `OMNIDECIDE_KEEPALIVE_REQUESTS` sets it, 0 never closes).
 
 Connections are told apart by the client's (address, port) in the ASGI scope, one pair per open TCP connection.
 """
