@@ -19,7 +19,7 @@ import anyio
 import bentoml
 from starlette.responses import Response
 
-from omnidecide.serving import accept, admin, auth, catalogue, churn_by_id, metrics, watchdog
+from omnidecide.serving import accept, admin, auth, catalogue, churn_by_id, keepalive, metrics, watchdog
 from omnidecide.serving.errors import BAD_INPUT, ApiError, Guard, answers, bad_input
 from omnidecide.serving.allocator import AllocatorRuntime, PlanRequest, PlanResponse
 from omnidecide.serving.audit import DecisionLog
@@ -286,3 +286,4 @@ OmniDecide.models.extend(declared_models())
 OmniDecide.add_asgi_middleware(metrics.MetricsMiddleware)  # outermost: refused requests are counted too
 OmniDecide.add_asgi_middleware(auth.KeyMiddleware)  # before Guard reads a body: no key, no work
 OmniDecide.add_asgi_middleware(Guard)
+OmniDecide.add_asgi_middleware(keepalive.RecycleConnections)  # spreads kept-alive connections over the workers

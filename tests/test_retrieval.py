@@ -54,3 +54,26 @@ def test_top_stable_and_groups_match_their_plain_forms():
         got = groups(idx, group, 5)
         assert [g.tolist() for g in got] == [idx[group == g].tolist() for g in range(5)]
         assert sorted(i for g in got for i in g[:n].tolist()) == sorted(want)
+
+
+def test_one_query_moments_and_the_coded_walk_match_the_float_forms():
+    """A request's moments (one triangular float32 product) equal the batch form and float64 arithmetic to ~1e-6,
+    and the walk over 8-bit codes finds what the same graph over the float vectors finds."""
+    X, g = _fit()
+    p = g.params
+    h = g.lam ** p.p / (g.lam ** p.p + p.mu ** p.p)
+    E, L, _ = filter_vectors(g.Q, h, g.d_graph, p.c)
+    U = queries(X[:100], L).astype(np.float64)
+    index = ItemIndex(E)
+    full = U @ E.T.astype(np.float64)
+    mean, sd = index.moments(U)
+    assert np.allclose(sd, full.std(1), rtol=1e-5)
+    for u, m, s in zip(U[:30], mean, sd):
+        m1, s1 = index.moments(u[None, :])
+        assert np.allclose(m1, m, rtol=1e-9) and np.allclose(s1, s, rtol=1e-5)
+    assert index.searched is not index.index  # the served walk reads the codes
+    index.index.hnsw.efSearch = 128
+    _, flat = index.index.search(U.astype(np.float32), 50)
+    _, coded = index.search(U, 50, 128)
+    assert np.mean([len(set(a) & set(b)) / 50 for a, b in zip(flat, coded)]) > 0.95
+    assert np.array_equal(index.vectors, E)  # the index's own float32 copy is what requests read

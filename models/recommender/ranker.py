@@ -100,12 +100,16 @@ class SecondStage:
         return cls(_Booster(ranker, False), _Booster(clf, True))
 
     # --- inference ---------------------------------------------------------------------------------
-    def rescore_batch(self, rec, score, z, rep, st, allowed, now, channels=None, items=None) -> np.ndarray:
-        """`items`: the catalogue item of each column when the arrays cover candidates only (ranker.features)."""
+    def rescore_batch(self, rec, score, z, rep, st, allowed, now, channels=None, items=None, tifu_at=None) -> np.ndarray:
+        """`items`: the catalogue item of each column when the arrays cover candidates only (ranker.features).
+        `tifu_at`: when `st` was built without the TIFU score, a function giving it at the candidates (b x n column
+        positions); it is written into `st.tifu` there, the only place the features read it."""
         if not self.use_for_ranking:
             return score
         cand = candidates(score, allowed)
         b, n = cand.shape
+        if tifu_at is not None:
+            st.tifu[np.arange(b)[:, None], cand] = tifu_at(cand)
         F = features(rec, cand, score, z, rep, st, now, channels or [None] * b, items)
         r = self.ranker.predict(F.reshape(b * n, -1)).reshape(b, n)
         out = score.copy()

@@ -26,97 +26,32 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-
 from omnidecide.models.recommender.context import POP_HALF_LIFE_DAYS
 from omnidecide.models.recommender.graph_filter import DENSE_MAX_ITEMS
+from omnidecide.models.recommender.item_index import (  # noqa: F401
+    LARGE_ITEMS,
+    ItemIndex,
+    filter_vectors,
+    queries,
+    recall_at,
+)
 
 # Requests go through the index above graph_filter.DENSE_MAX_ITEMS (4,000) items, where the factors are truncated to
 # `max_eig` components. Below it every eigenpair is kept (up to thousands), the exact moments cost m^2 per request,
 # and full scoring stayed cheaper at every size up to it: measured in bench/recommend_paths.py (docs/BENCHMARKS.md).
 MIN_ITEMS = DENSE_MAX_ITEMS + 1
-# nearest-neighbour candidates per request (at least 1.5x what the ranking looks at) and the HNSW search breadth. The search
-# is the largest single cost of a request's model path (~18% of its CPU at 200 / 256); at 10,000 items 150 / 160
-# searches ~40% less and keeps the served top-20 lists at 0.9996 overlap with full scoring over 999 customers (200 /
-# 256: 0.9999; 128 / 128: 0.9994) (bench/recommend_paths.py, docs/BENCHMARKS.md)
-N_ANN = 150
-EF_SEARCH = 160
+# nearest-neighbour candidates per request (at least what the ranking looks at) and the HNSW search breadth. The
+# search is the largest single cost of a request's model path; at 10,000 items 128 / 128 (over 8-bit codes, `ItemIndex`)
+# keeps /recommend's lists at 0.9995 top-k overlap with those of 150 / 160 over float vectors on 1,532 requests
+# (bench/recommend_rows.py; 100 / 100: 0.9992) and searches ~40% less (docs/BENCHMARKS.md)
+N_ANN = 128
+EF_SEARCH = 128
 # above LARGE_ITEMS the earlier, wider search stays (200 candidates, at least 2x the ranking's, efSearch 256): the
 # 200k-item figures (index recall 0.972, overlap 0.98) were measured with it, and fewer were not measured there
-LARGE_ITEMS, N_ANN_LARGE, EF_SEARCH_LARGE = 50_000, 200, 256
+N_ANN_LARGE, EF_SEARCH_LARGE = 200, 256
 FILE = "items.faiss"
 # `substitutes` keeps the head of each sold-out item's category order: up to 4,096 items x 256 (8 MB)
 SUBSTITUTE_ORDERS, SUBSTITUTE_HEAD = 4096, 256
-
-
-def filter_vectors(Q: np.ndarray, h: np.ndarray, d: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(item vectors e (items x m), left factor L (items x m) with u = r @ L, kept components) of the rational filter
-    s = ((r d^-c) Q h Q^T) d^c, dropping components whose response h is ~0."""
-    keep = h > 1e-4
-    Qk = Q[:, keep]
-    E = (Qk * (d ** c)[:, None]).astype(np.float32)
-    L = Qk * (d ** -c)[:, None] * h[keep][None, :]
-    return E, L.astype(np.float32), keep
-
-
-class ItemIndex:
-    """HNSW (inner product) over item vectors E; `search(U, n)` -> (inner products, item indices), best first.
-    `ef_search` 0: twice the number of candidates asked for, at least 256. `index`: a built one (loaded)."""
-
-    def __init__(self, E: np.ndarray, links: int = 32, ef_construction: int = 80, ef_search: int = 0,
-                 index=None, moments: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-        """`moments`: `moments_of(E)` made once elsewhere (models/recommender/shared.py)."""
-        import faiss
-
-        if index is None:
-            index = faiss.IndexHNSWFlat(E.shape[1], links, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = ef_construction
-            index.add(np.ascontiguousarray(E, dtype=np.float32))
-        self.index, self.ef_search = index, ef_search
-        self.n = len(E)
-        # for the exact mean of <u, e_j> over the catalogue and for its spread
-        self.total, self.second_total = self.moments_of(E) if moments is None else moments
-
-    @staticmethod
-    def moments_of(E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sum and second-moment matrix of the indexed (float32) vectors, in float64. Two transient copies of E
-        (0.6 GB at 200k items x 256): what a batch job's driver makes once for all its workers."""
-        E64 = np.ascontiguousarray(E, dtype=np.float32).astype(np.float64)
-        return E64.sum(0), E64.T @ E64
-
-    def search(self, U: np.ndarray, n: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        self.index.hnsw.efSearch = max(ef or self.ef_search or max(2 * n, 256), n)
-        scores, idx = self.index.search(np.ascontiguousarray(U, dtype=np.float32), n)
-        scores[idx < 0] = -np.inf
-        return scores, idx
-
-    def moments(self, U: np.ndarray, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Per user: mean and standard deviation of <u, e_j> over a catalogue of `n` items (default: the indexed
-        ones; items beyond them have e_j = 0), exact."""
-        U = np.asarray(U, dtype=np.float64)
-        n = n or self.n
-        mean = U @ self.total / n
-        var = ((U @ self.second_total) * U).sum(1) / n - mean ** 2  # BLAS; einsum's loop took ~2 ms at 512 dims
-        return mean, np.sqrt(np.maximum(var, 0.0))
-
-
-def queries(rows: sp.csr_matrix, L: np.ndarray) -> np.ndarray:
-    """Query vectors u = r @ L for user item signals `rows` (b x items)."""
-    return np.asarray(sp.csr_matrix(rows, dtype=np.float32) @ L)
-
-
-def recall_at(U: np.ndarray, E: np.ndarray, index: ItemIndex, k: int = 20, candidates: int = 300,
-              batch: int = 100, ef: int | None = None) -> float:
-    """Mean share of each user's exact top-k (by <u, e_j> over every item) found among the index's top-k of its
-    `candidates` (searched with breadth `ef`; None: the index's default). The exact side scores the whole
-    catalogue, batch by batch."""
-    hits = []
-    for s in range(0, len(U), batch):
-        Ub = U[s: s + batch]
-        exact = np.argpartition(-(Ub @ E.T), k, axis=1)[:, :k]
-        scores, idx = index.search(Ub, candidates, ef)
-        top = np.take_along_axis(idx, np.argsort(-scores, 1)[:, :k], 1)
-        hits += [len(set(a) & set(b)) / k for a, b in zip(exact, top)]
-    return float(np.mean(hits))
 
 
 def groups(idx: np.ndarray, group: np.ndarray, n_groups: int) -> list[np.ndarray]:
@@ -144,10 +79,13 @@ class Retrieval:
         self.n_trained = g.Q.shape[0]
         # `made`: `made_once`'s arrays, made once for many processes (models/recommender/shared.py: a Ray job's workers)
         made = made or {}
-        self.E = self.item_vectors(g.Q, g.lam, g.d_graph, p) if "E" not in made else made["E"]
+        E = self.item_vectors(g.Q, g.lam, g.d_graph, p) if "E" not in made else made["E"]
         self.scale = g.d_graph[: self.n_trained] ** (-2 * self.c)  # e_j d_j^-2c = Q_j d_j^-c, the query side
-        self.items = ItemIndex(self.E, index=index,
-                               moments=(made["total"], made["second"]) if "total" in made else None)
+        self.items = ItemIndex(E, index=index, moments=(made["total"], made["second"]) if "total" in made else None)
+        # e_j = Q_j d_j^c of the trained items: the index's own float32 copy, as in tuning (ExactCandidates). A request
+        # reads a few hundred rows of it; a float64 copy beside it (40 MB at 10,000 items x 512) doubled the memory
+        # each read moved, and its rows were not the ones the search had just brought into cache
+        self.E = self.items.vectors
         import faiss
         # one request searches one query: OpenMP threads only spin-wait on a busy machine (one worker per core)
         faiss.omp_set_num_threads(1)
@@ -223,7 +161,7 @@ class Retrieval:
         """e_j for `items` of the current catalogue: items added live (beyond the trained ones) are cold, e_j = 0."""
         if not len(items) or items[-1] < self.n_trained:  # `items` sorted
             return self.E[items]
-        out = np.zeros((len(items), self.E.shape[1]))
+        out = np.zeros((len(items), self.E.shape[1]), dtype=self.E.dtype)
         old = items < self.n_trained
         out[old] = self.E[items[old]]
         return out
@@ -257,14 +195,17 @@ class Retrieval:
 
         U, mean, sd = self.query_moments(rec, rows, cols)
         sd = np.maximum(sd, 1e-12)[:, None]
+        # the inner products in the item vectors' own precision (float32, as the index and tuning compute them):
+        # casting the rows to float64 first cost more than the product
+        Ue = U.astype(self.E.dtype)
         cold, mixed, _ = self.cold(rec)
         if not mixed:
-            return (U @ self.vectors(rec, cols).T - mean[:, None]) / sd
+            return (Ue @ self.vectors(rec, cols).T - mean[:, None]) / sd
         # cold columns take their category's value: their vectors are not read (candidates hold up to a hundred cold
         # items per category, and gathering their rows was most of a request's time at 20k items)
         c = cold[cols]
         z = np.empty((len(U), len(cols)))
-        z[:, ~c] = (U @ self.vectors(rec, cols[~c]).T - mean[:, None]) / sd
+        z[:, ~c] = (Ue @ self.vectors(rec, cols[~c]).T - mean[:, None]) / sd
         sums, cnt = self.category_sums(rec, cold)
         cat = (U @ sums.T - cnt[None, :] * mean[:, None]) / sd  # per user: sum of warm z by category
         cat_mean = np.where(cnt > 0, cat / np.maximum(cnt, 1), 0.0)
@@ -283,16 +224,16 @@ class Retrieval:
 
     # --- candidates -----------------------------------------------------------------------------------
     def nearest(self, rec, U: np.ndarray, n_rank: int) -> list[np.ndarray]:
-        """The index's nearest items to each query row of `U`: `N_ANN` (at least 1.5 n_rank; wider above LARGE_ITEMS)."""
+        """The index's nearest items to each query row of `U`: `N_ANN` (at least n_rank; wider above LARGE_ITEMS)."""
         if len(rec.item_ids) > LARGE_ITEMS:
             _, idx = self.items.search(U, max(N_ANN_LARGE, 2 * n_rank), EF_SEARCH_LARGE)
         else:
-            _, idx = self.items.search(U, max(N_ANN, 3 * n_rank // 2), EF_SEARCH)
+            _, idx = self.items.search(U, max(N_ANN, n_rank), EF_SEARCH)
         return [row[row >= 0] for row in idx]
 
     def candidates(self, rec, uidx: int | None, hist: np.ndarray, rows: np.ndarray, usable: np.ndarray,
                    n_rank: int, k: int = 20, ann: np.ndarray | None = None) -> np.ndarray:
-        """Sorted item indices to score for one user: the index's nearest `N_ANN` (at least 1.5 n_rank; wider above
+        """Sorted item indices to score for one user: the index's nearest `N_ANN` (at least n_rank; wider above
         LARGE_ITEMS) to the user's query, the user's own items `hist` (their signal `rows`, 1 x len(hist)), and what
         the index cannot see (module docstring).
         `usable`: in stock and not excluded; `n_rank`: how many candidates the ranking looks at; `k`: list length;

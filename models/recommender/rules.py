@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from omnidecide.models.recommender.core import Recommender
+from omnidecide.models.recommender.core import Recommender, UserRows
 from omnidecide.models.recommender.repeat import DAY
 
 VERBS = {"purchase": "bought", "rating": "rated", "cart": "carted", "click": "clicked", "view": "viewed"}
@@ -112,17 +112,20 @@ def recommend(rec: Recommender, user_id: str, k: int = 20, *, recent: pd.DataFra
         if not known:
             return popular(rec, k, ok, channel, store_id, "new customer: ", segment)
         cols = rec.retrieval.candidates(rec, rec.user_index.get(user_id), hist, st.rows, ok, max(n_cand, N_CAND), k)
+        return ranked(rec, user_id, k, recent, cols, ok, channel, exclude, diversity, now, store_id, segment,
+                      state=(hist, st))
     return ranked(rec, user_id, k, recent, cols, ok, channel, exclude, diversity, now, store_id, segment)
 
 
 def ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None, cols: np.ndarray | None,
            ok: np.ndarray, channel: str | None, exclude: list[str] | None, diversity: float, now: float | None,
-           store_id: str | None, segment: dict[str, str] | None) -> list[Row]:
+           store_id: str | None, segment: dict[str, str] | None, state: tuple | None = None) -> list[Row]:
     """The personal list over the candidate columns `cols` (None: every item), for `recommend` and the batch job
     (batch_score): scored a second time when a sold-out item's substitute lies outside the candidates; a customer with
-    nothing to score gets context popularity."""
+    nothing to score gets context popularity. `state`: (the user's items, their UserRows over them), already built
+    by `recommend` for the query; the state over `cols` is widened from it instead of gathered again."""
     while True:  # at most twice: a sold-out item's substitute outside the candidates joins them
-        out = _ranked(rec, user_id, k, recent, cols, ok, channel, exclude, diversity, now)
+        out = _ranked(rec, user_id, k, recent, cols, ok, channel, exclude, diversity, now, state)
         if out is None:
             return popular(rec, k, ok, channel, store_id, "new customer: ", segment)
         rows, missing = out
@@ -133,15 +136,24 @@ def ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None, 
 
 def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None, cols: np.ndarray | None,
             ok: np.ndarray, channel: str | None, exclude: list[str] | None, diversity: float,
-            now: float | None) -> tuple[list[Row], np.ndarray] | None:
+            now: float | None, state: tuple | None = None) -> tuple[list[Row], np.ndarray] | None:
     """(rows, substitutes outside `cols` that must be scored too) for a known user over the items `cols` (all when
     None); None for an unknown user. Array positions are columns; `ids` maps them to catalogue items."""
-    st, known = rec.user_state(user_id, recent, cols)
+    ranks = rec.ranker is not None and rec.stage.serve == "model"
+    uidx = rec.user_index.get(user_id)
+    # the TIFU score is only the ranker's feature when stage 1 does not weigh it in: then it is computed for the
+    # ranker's ~50 candidates, not for every retrieved column (most of them the cold items of each category)
+    lazy = ranks and cols is not None and rec.stage.tifu_w <= 0 and rec.tifu is not None and uidx is not None
+    if state is not None and cols is not None:
+        st, known = widen(rec, *state, cols, uidx, tifu=not lazy), True
+    else:
+        st, known = rec.user_state(user_id, recent, cols, tifu=not lazy)
     if not known:
         return None
     score, z, rep, allowed = rec.stage1(st, now, cols=cols)
-    if rec.ranker is not None and rec.stage.serve == "model":
-        score = rec.ranker.rescore_batch(rec, score, z, rep, st, allowed, now, [channel], items=cols)
+    if ranks:
+        tifu_at = (lambda cand: tifu_of(rec, uidx, cols, cand)) if lazy else None
+        score = rec.ranker.rescore_batch(rec, score, z, rep, st, allowed, now, [channel], items=cols, tifu_at=tifu_at)
     score, z, rep, allowed = score[0], z[0], rep[0], allowed[0]
     row, nb, lb, gap = st.rows[0], st.nb[0], st.lb[0], st.personal_gap()[0]
     ids = np.arange(len(rec.item_ids)) if cols is None else cols
@@ -157,16 +169,17 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
     # sold-out items the user would have got: push an in-stock substitute from the same category instead
     subs: dict[int, int] = {}
     missing: list[int] = []
-    usable_all = ok.copy()
-    usable_all[ids] &= allowed  # items outside `cols` carry no state of the user: allowed
     raw = np.where(allowed & ~ok[ids] & ~cold, score, -np.inf)
     cut = base[cands[min(k, len(cands)) - 1]] if len(cands) else -np.inf
+    sold = top_stable(raw, k)
+    sold = sold[np.isfinite(raw[sold]) & (raw[sold] >= cut)]  # those that would have made the list, at once
     free = None  # usable and not already in the list: a mask, once (np.isin per sold-out item cost more)
-    for j in top_stable(raw, k):
-        if not np.isfinite(raw[j]) or raw[j] < cut or (exclude and str(rec.item_ids[ids[j]]) in exclude):
+    for j in sold:
+        if exclude and str(rec.item_ids[ids[j]]) in exclude:
             continue
         if free is None:
-            free = usable_all.copy()
+            free = ok.copy()
+            free[ids] &= allowed  # items outside `cols` carry no state of the user: allowed
             free[ids[cands[:k]]] = False
         same = np.flatnonzero((rec.item_cat == cat[j]) & free)
         if len(same):
@@ -190,7 +203,7 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
     near[hist[:, None] == picked[None, :]] = -np.inf  # never explained by itself
     explains = hist[np.argmax(near, axis=0)] if len(hist) else np.zeros(len(picked), dtype=np.int64)
     explained = np.isfinite(near).any(axis=0)  # per picked item, at once: not two numpy calls per row
-    pop_now = rec.pop_z() if rec.stage.pop_w > 0 else np.zeros(len(rec.item_ids))
+    pop_now = rec.pop_z() if rec.stage.pop_w > 0 else None
     out = []
     for q, j in enumerate(picked):
         j = int(j)
@@ -202,7 +215,7 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
             why, src = f"new in {rec.categories[cat[j]]}, like items you liked", "new_item"
         else:
             src = "gnn"
-            if rec.stage.pop_w * pop_now[ids[j]] > max(z[j], 0.0):  # popularity now outranks the history
+            if pop_now is not None and rec.stage.pop_w * pop_now[ids[j]] > max(z[j], 0.0):  # popularity now wins
                 why = f"popular right now (half-life {rec.stage.pop_hl:g} days)"
             elif explained[q]:
                 b = explains[q]
@@ -213,6 +226,31 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
                 why = f"popular with customers like you in {rec.categories[cat[j]]}"
         out.append(Row(str(rec.item_ids[ids[j]]), float(base[j]), why, src))
     return out, np.zeros(0, dtype=np.int64)
+
+
+def widen(rec: Recommender, hist: np.ndarray, st: UserRows, cols: np.ndarray, uidx: int | None,
+          tifu: bool) -> UserRows:
+    """A known user's state over the sorted columns `cols` from their state `st` over their own items `hist` (all
+    in `cols`): elsewhere nothing is known (no signal, never bought), as `Recommender.user_state` would give."""
+    at = np.searchsorted(cols, hist)
+
+    def put(a: np.ndarray, empty) -> np.ndarray:
+        out = np.full((1, len(cols)), empty, dtype=a.dtype)
+        out[0, at] = a[0]
+        return out
+
+    t = (rec.tifu.scores(np.array([uidx]), cols) if tifu and rec.tifu is not None and uidx is not None
+         else np.zeros((1, len(cols))))
+    return UserRows(put(st.rows, 0.0), put(st.cons, False), put(st.nb, 0.0), put(st.lb, -1.0), put(st.fb, -1.0), t)
+
+
+def tifu_of(rec: Recommender, uidx: int, cols: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """The TIFU score of customer `uidx` at the candidate columns `cand` (1 x n positions in `cols`)."""
+    items = cols[cand[0]]
+    order = np.argsort(items)
+    out = np.empty((1, len(items)))
+    out[0, order] = rec.tifu.scores(np.array([uidx]), items[order])[0]
+    return out
 
 
 def rebuy_reason(rec: Recommender, j: int, n_bought: float, last: float, gap: float, now: float | None) -> str:
