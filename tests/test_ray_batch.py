@@ -74,7 +74,9 @@ def test_workers_share_one_copy_of_the_arrays(trained, local_ray, tmp_path, monk
     assert arrays[big].nbytes > 200_000 and not arrays[big].flags.writeable
     assert all(arrays[n].flags.writeable for n in shared.WRITTEN if n in arrays)
     files, views = Recommender.load(tmp_path), Recommender.load(tmp_path, arrays)
-    assert views.retrieval.E is arrays[SHARED + "E"] and np.shares_memory(views.X.data, arrays["X_data"])
+    # the vectors a request reads are the faiss index's own (memory-mapped from items.faiss: shared through the page
+    # cache), the moments the driver's
+    assert np.shares_memory(views.X.data, arrays["X_data"])
     assert views.retrieval.items.second_total is arrays[SHARED + "second"]
     for name in ("E", "items.total", "items.second_total"):
         np.testing.assert_array_equal(attrgetter(name)(views.retrieval), attrgetter(name)(files.retrieval))
