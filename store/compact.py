@@ -21,6 +21,23 @@ from omnidecide.models.schema import EVENT_TYPES, ITEMLESS_EVENTS, MIN_TIMESTAMP
 STRING_KINDS = ("id", "str", "event")
 
 
+def release() -> None:
+    """Hand freed memory back to the system: collect cycles, return pyarrow's unused pool pages and trim glibc's heap
+    (`malloc_trim`). A compact load of 10M rows left ~0.45 GB of freed chunk buffers resident (~2 GB at 50M), held
+    for the rest of the job otherwise; so does a phase of many mid-sized arrays (below glibc's mmap threshold)."""
+    import ctypes
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
 def compact(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     """A typed frame (from `validate`) with its string columns as categoricals."""
     out = {}

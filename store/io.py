@@ -88,6 +88,11 @@ def load(path: str | Path, table: str | TableSpec, *, write: bool = True, keep: 
     else:
         data = pd.DataFrame()
     loaded = Loaded(path=path, data=data, rejects=rejects, counts=dict(result.counts), good=result.n_good)
+    if compact:  # a big load: its chunks' freed buffers back to the system now, not held through the job
+        from omnidecide.store.compact import release
+
+        del result
+        release()
     if len(rejects) and write:
         loaded.rejects_path = write_rejects(path, rejects)
     if len(rejects):

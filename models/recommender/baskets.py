@@ -23,6 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from omnidecide.models.recommender.rows import dense_rows, gather, scatter
+from omnidecide.models.recommender.threads import each, workers
 
 DAY = 86400.0
 
@@ -102,9 +103,11 @@ def neighbours(V: sp.csr_matrix, k: int, chunk: int = 2048, pool: int = 0, seed:
     out = np.full((n, k), -1, dtype=np.int32)  # k x 4 bytes per user are stored with the model
     if k == 0:
         return out
-    chunk = max(64, min(chunk, 2048 * 20_000 // len(among)))  # a chunk's dense similarities stay <= 330 MB
+    # the dense similarities of the chunks in flight (one per thread) stay <= 330 MB together
+    chunk = max(64, min(chunk, 2048 * 20_000 // len(among)) // workers())
     Vp = Vn[among].T.tocsc() if len(among) < n else Vn.T
-    for s in range(0, n, chunk):
+
+    def block(s: int) -> None:  # the rows s .. s + chunk (threads.each: each block writes its own rows)
         S = (Vn[s: s + chunk] @ Vp).toarray()
         if len(among) < n:  # a user is not its own neighbour
             pos = np.searchsorted(among, np.arange(s, s + S.shape[0]))
@@ -115,6 +118,8 @@ def neighbours(V: sp.csr_matrix, k: int, chunk: int = 2048, pool: int = 0, seed:
         top = np.argpartition(-S, k - 1, axis=1)[:, :k]
         top = np.take_along_axis(top, np.argsort(-np.take_along_axis(S, top, 1), 1, kind="stable"), 1)  # nearest first
         out[s: s + chunk] = np.where(np.take_along_axis(S, top, 1) > 0, among[top], -1)
+
+    each(block, range(0, n, chunk))
     return out
 
 

@@ -70,11 +70,32 @@ def context_popularity(ev: pd.DataFrame, item: np.ndarray, t: np.ndarray, weight
     for col, prefix in (("channel", "channel:"), ("store_id", "store:")):
         if col in ev.columns:
             # one pass over the events (codes of the distinct values, first-seen order), not one per value
-            code, uniq = pd.factorize(ev[col].astype(object).where(ev[col].notna(), "").astype(str))
+            code, uniq = value_codes(ev[col])
             per = np.bincount(code * n_items + item, weights=pw, minlength=len(uniq) * n_items).reshape(len(uniq),
                                                                                                          n_items)
             for c, v in enumerate(uniq):
                 if v != "":
                     pop[prefix + str(v)] = per[c]
-    pop.update(segment_popularity(ev["user_id"].to_numpy(), item, pw, n_items, users))
+    if users is not None:  # (a 50M-row object array of customer ids otherwise made for nothing)
+        pop.update(segment_popularity(ev["user_id"].to_numpy(), item, pw, n_items, users))
     return pop
+
+
+def value_codes(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(code per row, distinct values as strings in first-seen order; a missing value is ""), as `pd.factorize` of
+    the column as strings. A categorical column (compact frames) is coded from its category codes: turning 48.9M
+    rows into strings first took ~5 GB for a moment, the peak of the 1M build (12.42 GB)."""
+    if not isinstance(col.dtype, pd.CategoricalDtype):
+        return pd.factorize(col.astype(object).where(col.notna(), "").astype(str))
+    names = np.append(np.asarray(col.cat.categories.astype(str), dtype=object), "")  # code -1 (missing): ""
+    codes = col.cat.codes.to_numpy()
+    values: list = []
+    first: dict = {}
+    remap = np.zeros(len(names), dtype=np.int64)
+    for c in pd.unique(codes):  # first-seen order, as factorize's
+        v = names[c]
+        remap[c] = first.setdefault(v, len(values))
+        if remap[c] == len(values):
+            values.append(v)
+    return remap[codes], np.array(values, dtype=object)
+

@@ -253,12 +253,7 @@ class Retrieval:
         parts.append(first)
         if not whole:  # some category holds more than n_rank cold items: its first usable ones may lie beyond
             parts += [c[usable[c]][:n_rank] for c in self.cold(rec)[2]]
-        pops = []
-        if rec.stage.pop_w > 0:  # stage 1 adds the popularity at the stage's half-life
-            pops.append(rec.stage.pop_hl)
-        if rec.stage.serve == "buy_again" or not u.any():  # buy-again ties and the ranker: the 30-day one
-            pops.append(POP_HALF_LIFE_DAYS)
-        for hl in dict.fromkeys(pops):
+        for hl in self.popularity_half_lives(rec, not u.any()):
             order = self.by_popularity(rec, hl)
             parts += [order[:n_rank], order[usable[order]][:n_rank]]
         if rec.stage.tifu_w > 0 and rec.tifu is not None and uidx is not None:
@@ -297,6 +292,16 @@ class Retrieval:
             orders.clear()
         orders[j] = order[:SUBSTITUTE_HEAD]
         return order[usable[order]][:n]
+
+    @staticmethod
+    def popularity_half_lives(rec, no_query: bool) -> list[float]:
+        """Half-lives (days) of the popularity orders whose heads join the candidates: the stage's when stage 1 adds
+        popularity; the 30-day one for buy-again's ties and the ranker, and when some customer has no query (only new
+        items: their list is popularity). Tuning's candidates (training) take the same rule."""
+        pops = [rec.stage.pop_hl] if rec.stage.pop_w > 0 else []
+        if rec.stage.serve == "buy_again" or no_query:
+            pops.append(POP_HALF_LIFE_DAYS)
+        return list(dict.fromkeys(pops))
 
     def by_popularity(self, rec, half_life: float | None = None) -> np.ndarray:
         """Items by recent popularity at `half_life` days (default: the stage's `pop_hl`, the popularity stage 1

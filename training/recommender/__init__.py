@@ -26,6 +26,8 @@ def train(events: Path, items: Path | None = None, users: Path | None = None, *,
         ss = load(ss_file, "store_stock").data if ss_file is not None and ss_file.exists() else None
         if ev["item_id"].notna().sum() < 10:
             raise InputError(f"{events}: fewer than 10 events with an item_id; nothing to learn from")
+        # the frame's figures before the fit, not beside the fitted model (at 50M events its groupbys are GBs)
+        ev_profile, ev_end = profile("events", ev), data_end(ev, "timestamp")
         progress.step("tune on validation, evaluate on holdout, second stage, refit")
         figures: dict = {}
         rec, metrics, params = (fit_large if large else fit_and_evaluate)(ev, it, us, seed=seed, figures=figures)
@@ -40,5 +42,5 @@ def train(events: Path, items: Path | None = None, users: Path | None = None, *,
         return registry.save("recommender", write, metrics=metrics, params=params,
                              data_fingerprint=registry.fingerprint(paths),
                              extra={"files": [str(p) for p in paths], "n_users": len(rec.user_ids),
-                                    "n_items": len(rec.item_ids), "profile": profile("events", ev),
-                                    "data_end": data_end(ev, "timestamp"), "figures": figures})
+                                    "n_items": len(rec.item_ids), "profile": ev_profile, "data_end": ev_end,
+                                    "figures": figures})

@@ -11,7 +11,6 @@ from omnidecide.models.metrics import ranking_report
 from omnidecide.models.recommender.baskets import buy_again_scores
 from omnidecide.models.recommender.core import CONSUMED, EVENT_WEIGHTS, Recommender, seconds
 from omnidecide.models.recommender.graph_filter import FilterParams
-from omnidecide.models.recommender.context import POP_HALF_LIFE_DAYS
 from omnidecide.models.recommender.retrieval import N_ANN, ItemIndex, Retrieval
 from omnidecide.models.recommender.rows import dense_rows, gather
 from omnidecide.training import splits
@@ -179,8 +178,8 @@ def candidate_stage1(rec: Recommender, u: np.ndarray, now: np.ndarray, n_rank: i
     U = ret.query(rec, dense_rows(rec.X, u, hist), hist)
     parts = [hist, ret.graph_top(U, max(N_ANN, 2 * n_rank)).ravel()]
     parts += [c[:n_rank] for c in ret.cold(rec)[2]]
-    if rec.stage.pop_w > 0 or rec.stage.serve == "buy_again" or not U.any(1).all():  # someone's list is popularity
-        parts.append(ret.by_popularity(rec, POP_HALF_LIFE_DAYS)[: n_rank + len(hist)])  # the 30-day order, kept
+    for hl in ret.popularity_half_lives(rec, not U.any(1).all()):  # serving's rule (Retrieval.candidates)
+        parts.append(ret.by_popularity(rec, hl)[: n_rank + len(hist)])
     if rec.stage.tifu_w > 0 and rec.tifu is not None:
         t = rec.tifu.sparse_scores(u)
         for a, b in zip(t.indptr[:-1], t.indptr[1:]):

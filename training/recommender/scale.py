@@ -28,6 +28,7 @@ import pandas as pd
 
 from omnidecide.models.recommender.baskets import TIFU
 from omnidecide.models.recommender.core import Recommender
+from omnidecide.store.compact import release
 from omnidecide.training.recommender.evaluation import for_size
 
 LARGE_EVENTS = 5_000_000  # above this many events, the scale path
@@ -43,6 +44,16 @@ def is_large(path: Path) -> bool:
         import pyarrow.parquet as pq
         return pq.ParquetFile(path).metadata.num_rows > LARGE_EVENTS
     return path.stat().st_size > 60 * LARGE_EVENTS
+
+
+def memory_gb(field: str) -> float:
+    """This process's resident memory (`VmRSS`) or its peak so far (`VmHWM`) in GB, from /proc (Linux; 0 elsewhere):
+    the stage figures beside the stage timers, so a version says which phase set the job's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1e6
+    except (OSError, StopIteration, ValueError):
+        return 0.0
 
 
 def user_sample(events: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
@@ -70,6 +81,9 @@ def fit_large(events: pd.DataFrame, items: pd.DataFrame | None, users: pd.DataFr
     n_sample = int(sample["user_id"].nunique())
     ch = choose_and_evaluate(sample, items, users, seed, figures=figures)
     del sample
+    memory = {"choose_peak_rss_gb": memory_gb("VmHWM")}
+    release()  # the sample's arrays are gone: hand their freed pages back before the build's largest ones
+    memory["before_final_rss_gb"] = memory_gb("VmRSS")
     t_fit = time.time()
     tifu = replace(ch.tifu or TIFU(), pool=tifu_pool)
     final = Recommender.build(events, items, users, params=ch.gp, stage=ch.stage, tifu=tifu)
@@ -79,6 +93,7 @@ def fit_large(events: pd.DataFrame, items: pd.DataFrame | None, users: pd.DataFr
     final.ranker = ch.ranker
     metrics = {**ch.metrics, "sample_users": n_sample, "users": n_users, "tuned_mu": ch.gp.mu}
     metrics["choose_seconds"] = t_fit - t_start
+    metrics.update(memory, final_peak_rss_gb=memory_gb("VmHWM"))  # the peak so far: ≥ the choice's means the build's
     metrics["final_fit_seconds"] = time.time() - t_fit
     metrics["total_seconds"] = time.time() - t_start
     params = {**ch.params, "graph": final.graph.params.as_dict(), "tifu": tifu.settings(),

@@ -80,12 +80,19 @@ def validation_cuts(train: pd.DataFrame, seed: int, has_repeats: bool, protocol:
     return cuts
 
 
+def first_graph(seed: int) -> FilterParams:
+    """The first graph `tune` tries (NORMS[0], no side nodes): each window is built with it, so the loop's first
+    normalisation costs no eigen-solve of its own (at 200k items each solve is minutes)."""
+    return FilterParams(user_exp=NORMS[0][0], beta=NORMS[0][1], side_w=SIDE_W[0], seed=seed)
+
+
 class Window:
     """One validation cut: the stage-1 model fit on its fit part and the users to score."""
 
     def __init__(self, fit_part: pd.DataFrame, val: pd.DataFrame, items, seed: int):
         self.fit_part, self.val, self.n_edges = fit_part, val, edges(fit_part)
-        self.rec = Recommender.build(fit_part, items, params=FilterParams(seed=seed))
+        # built with the grid's first graph (tune's loop keeps it): a default graph would be one more eigen-solve
+        self.rec = Recommender.build(fit_part, items, params=first_graph(seed))
         uidx, rel, now = relevant_sets(self.rec, val)
         cap = min(MAX_TUNING_USERS, tuning_users(len(self.rec.item_ids)))
         if len(uidx) > cap:  # a fixed random sample (seeded) of the validation users
@@ -116,11 +123,12 @@ def tune(train: pd.DataFrame, items: pd.DataFrame | None, seed: int, has_repeats
     # graph-filter parameters first (stage weight fixed). The eigenbasis depends only on the graph (normalisation,
     # side nodes), so each graph is decomposed once per window; mu is set on the latest window's graph and moved to
     # the size of each earlier one (for_size).
-    best, graphs = None, {}
+    best = best_graph = None  # only the best normalisation's graph is kept (at 200k items each holds ~0.6 GB)
     for (ue, be), sw in itertools.product(NORMS, SIDE_W if rec.side is not None and rec.side.shape[0] else (0.0,)):
+        gp0 = FilterParams(user_exp=ue, beta=be, side_w=sw, seed=seed)
         for w in wins:
-            w.rec.graph = GraphFilterCF(FilterParams(user_exp=ue, beta=be, side_w=sw, seed=seed)).fit(w.rec.X, w.rec.side)
-        graphs[(ue, be, sw)] = rec.graph
+            if w.rec.graph.params != gp0:  # not the graph the window was built with (first_graph)
+                w.rec.graph = GraphFilterCF(gp0).fit(w.rec.X, w.rec.side)
         for c, mu, p in itertools.product(GRID["c"], GRID["mu"], GRID["p"]):
             gp = replace(rec.graph.params, c=c, mu=mu, p=p)
             reports = []
@@ -130,11 +138,12 @@ def tune(train: pd.DataFrame, items: pd.DataFrame | None, seed: int, has_repeats
             m = pooled(reports, wins)
             trials.append({"user_exp": ue, "beta": be, "side_w": sw, "c": c, "mu": mu, "p": p, **m})
             if best is None or score_key(m) > best[0]:
-                best = (score_key(m), gp, m)
+                best, best_graph = (score_key(m), gp, m), rec.graph
     for w in wins[1:]:  # the chosen filter on every window, for the stage weights
         w.rec.graph = GraphFilterCF(for_size(best[1], main.n_edges, w.n_edges)).fit(w.rec.X, w.rec.side)
-    rec.graph = graphs[(best[1].user_exp, best[1].beta, best[1].side_w)]
+    rec.graph = best_graph
     rec.graph.params = best[1]
+    del best_graph
     chosen_tifu, best_m = None, best[2]
     all_parts = [Parts(w.rec, w.uidx, w.now) for w in wins]
     parts = all_parts[0]
@@ -171,9 +180,10 @@ def tune(train: pd.DataFrame, items: pd.DataFrame | None, seed: int, has_repeats
     rec.ease = rec.ease if stage.ease_w > 0 else None
     if rec.repeat.has_repeats or rec.tifu is not None:
         if rec.tifu is not None:  # TIFU-KNN on its own first (as its paper tunes it), then its weight in our score
-            t_best = None
+            t_best, built = None, rec.tifu  # the build fitted default settings: one of the fits below
             for m_, r_g in TIFU_FITS:
-                fitted = TIFU(m=m_, r_g=r_g, k=max(k for k, _ in TIFU_SCORING)).fit(rec.baskets)
+                fitted = TIFU(m=m_, r_g=r_g, k=max(k for k, _ in TIFU_SCORING))
+                fitted = built if built.settings() == fitted.settings() else fitted.fit(rec.baskets)
                 for k, alpha in TIFU_SCORING:
                     rec.tifu = replace(fitted, k=k, alpha=alpha)
                     rec.tifu.V, rec.tifu.nbrs = fitted.V, fitted.nbrs
