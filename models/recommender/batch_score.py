@@ -7,7 +7,7 @@ retrieval keeps per catalogue state (cold items by category, popularity orders, 
 shared by every customer through `Retrieval.memo`.
 
 What is not batched, on purpose: each customer's candidates are `Retrieval.candidates` given the block's search
-result, and their exact stage-1 scores, rules, ranker and reasons are `rules._ranked`, the very code `/recommend` runs.
+result, and their exact stage-1 scores, rules, ranker and reasons are `rules.ranked`, the very code `/recommend` runs.
 The rows are therefore the per-request rows, not an approximation of them (tests/test_ray_batch.py compares them for
 every customer of a small world, with and without the retrieval index), and every speed-up of the per-request model
 path reaches the batch job too.
