@@ -126,15 +126,18 @@ def main(argv: list[str]) -> None:
                     help="train on a world of this many items and post the rest of --items to /items (cold items)")
     ap.add_argument("--store", type=Path, default=None,
                     help="a model store (BENTOML_HOME) whose recommender was trained on this world: skips training")
+    ap.add_argument("--world", type=Path, default=None,
+                    help="the world --store was trained on (users.csv or users.parquet), instead of a synthetic one "
+                    "made from --users/--items (bench/scale.py: the 1M-customer world)")
     args = ap.parse_args(argv)
     import httpx
 
     from omnidecide.serving.ready import wait_ready
 
     world_items = args.world_items or args.items
-    world = ROOT / "data" / f"bench-service-{args.users}-{world_items}"
+    world = args.world or ROOT / "data" / f"bench-service-{args.users}-{world_items}"
     omni = [str(Path(sys.executable).with_name("omnidecide"))]
-    if not (world / "truth.json").exists():
+    if args.world is None and not (world / "truth.json").exists():
         subprocess.run(omni + ["data", "synth", "--out", str(world), "--users", str(args.users), "--seed", "0",
                                "--items", str(world_items)], check=True)
     env = {**os.environ, "BENTOML_HOME": str(args.store or tempfile.mkdtemp(prefix="omnidecide-bench-throughput-"))}
@@ -152,12 +155,13 @@ def main(argv: list[str]) -> None:
                               start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     rng = random.Random(0)
-    users = pd.read_csv(world / "users.csv", dtype=str, usecols=["user_id"])["user_id"].tolist()
+    users = (pd.read_parquet(world / "users.parquet", columns=["user_id"]) if (world / "users.parquet").exists() else
+             pd.read_csv(world / "users.csv", dtype=str, usecols=["user_id"]))["user_id"].astype(str).tolist()
     rec = [{"user_id": rng.choice(users), "k": 20} for _ in range(2000)]
     noop = [{}]
     runs: dict[str, list[dict]] = {"/noop": [], "/recommend": []}
     try:
-        wait_ready(url, 300)
+        wait_ready(url, 900)  # a 1M-customer version takes minutes to load
         if world_items < args.items:  # the rest of the catalogue arrives live (POST /items), as cold items
             ingest = subprocess.run(omni + ["keys", "create", "--scope", "ingest", "--name", f"bench-in-{os.getpid()}"],
                                     check=True, env=env, capture_output=True, text=True).stdout.strip().splitlines()[-1]
@@ -193,8 +197,9 @@ def main(argv: list[str]) -> None:
     ratio = rps["/recommend"] / rps["/noop"]
     print(f"Run: `{' '.join(['.venv/bin/python', 'bench/service.py'] + argv)}` — "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} CPU cores, "
-          f"load average {load0:.1f} before / {load1:.1f} after the timed runs; synthetic world {args.users} users, "
-          f"{world_items} items (seed 0), {train}; served catalogue {args.items} items"
+          f"load average {load0:.1f} before / {load1:.1f} after the timed runs; "
+          f"{f'world {world}' if args.world else f'synthetic world {args.users} users, {world_items} items (seed 0)'}, "
+          f"{train}; served catalogue {args.items} items"
           f"{f' ({args.items - world_items} posted to /items, cold)' if world_items < args.items else ''}; `omnidecide serve --workers 2`, one "
           f"aiohttp client process on the same machine, {args.concurrency} requests in flight, {args.seconds:.0f} s "
           f"per run.\n")

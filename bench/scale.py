@@ -9,18 +9,22 @@ for Ray stages the peak is the sum over the driver and every process it started 
 sys) and the load average are reported beside wall time: on a shared machine wall time mostly measures the others. Results go to
 OUT/scale.json and a Markdown table on stdout (pasted in docs/BENCHMARKS.md, "Scale").
 
-Stages: synth; validate; train churn; predict churn in one process, on Ray with 1 and with 2 workers; the graph
-filter's factors at scale (interaction matrix, normalisation, top-k item-graph eigenpairs by randomized subspace
-iteration); their accuracy loss against the exact decomposition on a sub-graph small enough to decompose densely;
-faiss index build and ANN top-20 recall against exact scoring on 1,000 sampled users, with the per-query search
-latency; the CPU cost of one tuning setting at full catalogue size, dense rows against candidates (stage
-"tuning-cost", on the stored recommender: run after served-build); the memory the graph filter's torch adjacency
-takes at full size (stage "adjacency", on the factors stage's X; the build no longer makes it); `train recommender`
-itself (stage "recommender": above training.recommender.scale.LARGE_EVENTS events it
-chooses on a customer sample and builds the served model once on every event), and `recommend` for every customer
-of the served version (or a fixed seeded sample of them, `--rec-users N`) in one process and on Ray with 2 and 1
-workers (stages "recommend-all", "recommend-all-ray2", "recommend-all-ray1"): CPU of the whole process tree per
-customer, rows written, and whether each file is byte-identical to the 1-process one.
+Stages run by default (DEFAULT, in this order, the issue's table): synth; validate; train churn; predict churn in one
+process, on Ray with 1 and with 2 workers; the graph filter's factors at scale (interaction matrix, normalisation,
+top-k item-graph eigenpairs by randomized subspace iteration); their accuracy loss against the exact decomposition on
+a sub-graph small enough to decompose densely; faiss index build and ANN top-20 recall against exact scoring on 1,000
+sampled users; `train recommender` itself (stage "recommender": above training.recommender.scale.LARGE_EVENTS events
+it chooses on a customer sample and builds the served model once on every event); /recommend's model path on that
+version in process, full scoring against faiss candidates (stage "request"); the same version behind `serve
+--workers 2` over HTTP, max req/s beside a no-op endpoint and the latency at half that rate, memory per worker (stage
+"request-http", bench/recommend_throughput.py); and `recommend` for every customer of the served version (or a fixed
+seeded sample of them, `--rec-users N`) in one process and on Ray with 1 and 2 workers (stages "recommend-all",
+"recommend-all-ray1", "recommend-all-ray2"): CPU of the whole process tree per customer, rows written, and whether
+each file is byte-identical to the 1-process one.
+Diagnostics, by name only: the memory the graph filter's torch adjacency takes at full size ("adjacency"; the build no
+longer makes it); the CPU cost of one tuning setting at full catalogue size ("tuning-cost", on a stored recommender);
+the served model's build alone ("served-build"); recommend's batched scorer against per-request calls
+("batch-vs-request").
 """
 from __future__ import annotations
 
@@ -41,9 +45,13 @@ CLI = [sys.executable, "-m", "omnidecide.cli.__main__"] if (ROOT / "cli" / "__ma
 AS_OF = "2026-04-01"  # label window (90 days) inside the scale world, which ends 2026-06-30
 K_EIG = 256
 LOGS: Path | None = None  # where each stage's full output is written (OUT/work)
-STAGES = ("synth", "validate", "train-churn", "predict-churn", "predict-churn-ray1", "predict-churn-ray2", "factors",
-          "exact", "ann", "adjacency", "tuning-cost", "recommender", "batch-vs-request", "recommend-all",
-          "recommend-all-ray1", "recommend-all-ray2", "served-build", "request")
+# what one run reports (issue J's table: every stage a user runs, in order, on one code version) ...
+DEFAULT = ("synth", "validate", "train-churn", "predict-churn", "predict-churn-ray1", "predict-churn-ray2", "factors",
+           "exact", "ann", "recommender", "request", "request-http", "recommend-all", "recommend-all-ray1",
+           "recommend-all-ray2")
+# ... and diagnostics run by name: the torch adjacency's memory, one tuning setting's cost, the served model's build
+# alone (the recommender stage includes it), recommend's batched scorer against per-request calls
+STAGES = DEFAULT + ("adjacency", "tuning-cost", "served-build", "batch-vs-request")
 
 
 def _pss(pid: int) -> int:
@@ -102,7 +110,7 @@ def run(name: str, argv: list[str], env: dict | None = None, timeout: float = 36
                "pss_at_peak_gb": {f"{n} {pid}": round(v / 2**30, 2) for pid, (v, n) in at_peak.items() if v > 2**26}}
               if pss else {}),
            "load": [round(load0, 1), round(os.getloadavg()[0], 1)],
-           "rc": proc.returncode, "tail": out.strip().splitlines()[-4:] if out.strip() else []}
+           "rc": proc.returncode, "tail": [line for line in out.splitlines() if line.strip()][-4:]}
     print(json.dumps(row), flush=True)
     return row
 
@@ -341,8 +349,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--users", type=int, default=1_000_000)
     ap.add_argument("--items", type=int, default=200_000)
-    ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of: " + ", ".join(STAGES) +
-                    " (a world already under OUT/world is reused when synth is left out)")
+    ap.add_argument("--stages", default=",".join(DEFAULT), help="comma-separated subset of: " + ", ".join(STAGES) +
+                    " (default: " + ", ".join(DEFAULT) + "; a world already under OUT/world is reused when synth is "
+                    "left out)")
     ap.add_argument("--json", default="scale.json", help="results file under OUT")
     ap.add_argument("--threads", type=int, default=1, help="BLAS / OpenMP threads per stage (see below)")
     ap.add_argument("--rec-users", type=int, default=0, help="recommend-all stages: a fixed seeded sample of this many "
@@ -408,6 +417,11 @@ def main() -> None:
         rows.append(run("request path at full size (in process)",
                         [sys.executable, str(ROOT / "bench" / "recommend_paths.py"), "--store", str(store),
                          "--recall-users", "300"], env))
+    if "request-http" in todo:  # the same version behind `serve --workers 2`: req/s, p99 at half that, worker memory
+        rows.append(run("/recommend over HTTP, 2 workers (max req/s, p99 at half of it)",
+                        [sys.executable, str(ROOT / "bench" / "service.py"), "--throughput", "--store", str(store),
+                         "--world", str(world), "--items", str(a.items), "--seconds", "15", "--concurrency", "8"],
+                        env, pss=True))
     if "batch-vs-request" in todo:  # recommend's batched scorer vs one /recommend call per customer, in process
         rows.append(run("recommend: batched vs per-request (500 customers, in process)",
                         me + ["--stage", "batch-vs-request"], env))
@@ -421,8 +435,11 @@ def main() -> None:
     for r in rows:
         extra = {k: r[k] for k in ("peak_pss_gb", "users", "rows_written", "cpu_ms_per_user", "identical_to_1_process")
                  if k in r}
+        notes = f"{extra} " if extra else ""
+        if "users" not in extra:  # the stage's own last lines (a recommend-all stage's say what `extra` says)
+            notes += " ".join(r["tail"])[-300:]
         print(f"| {r['stage']} | {r['seconds']} | {r['cpu_seconds']} | {r['tree_cpu_seconds']} | {r['peak_rss_gb']} | "
-              f"{r['load'][0]}, {r['load'][1]} | {r['rc']} | {extra or ' '.join(r['tail'])[-200:]} |")
+              f"{r['load'][0]}, {r['load'][1]} | {r['rc']} | {notes} |")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ DENSE_MAX_ITEMS = 4000  # up to this many items the item graph is decomposed den
 # that block holds at most EIG_CELLS values (k = 512 up to ~100k items, 256 at 200k; a 200k x 1,024 block took ~4x the
 # CPU of 200k x 512). bench/scale.py ("exact") measured the loss: top-20 overlap with the exact filter 0.992 at k=256.
 EIG_CELLS = 200_000 * 512
+# a component whose filter response h is below this adds nothing a ranking can see: scoring and the item vectors
+# leave its column out
+MIN_RESPONSE = 1e-4
 
 
 @dataclass
@@ -46,6 +49,13 @@ class FilterParams:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
+
+    def kept(self, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(indices of the eigenpairs whose response h = lam^p / (lam^p + mu^p) is not ~0, their responses): the one
+        rule for scoring, the retrieval's item vectors and tuning."""
+        h = lam ** self.p / (lam ** self.p + self.mu ** self.p)
+        keep = np.flatnonzero(h > MIN_RESPONSE)
+        return keep, h[keep]
 
 
 @dataclass
@@ -118,10 +128,9 @@ class GraphFilterCF:
         key = (id(self.Q), id(self.d_graph), p.p, p.mu, p.c)
         if self._bases is None or self._bases[0] != key:
             d = self.d_graph
-            h = self.lam ** p.p / (self.lam ** p.p + p.mu ** p.p)
-            keep = h > 1e-4
+            keep, h = p.kept(self.lam)
             qk = np.ascontiguousarray(self.Q[:, keep])
-            self._bases = (key, qk * (d ** -p.c)[:, None], h[keep], qk.T * (d ** p.c)[None, :])
+            self._bases = (key, qk * (d ** -p.c)[:, None], h, qk.T * (d ** p.c)[None, :])
         return self._bases[1:]
 
     def _graph(self) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from omnidecide.models.recommender.graph_filter import MIN_RESPONSE
+
 # up to LARGE_ITEMS items the search walks 8-bit codes of the vectors over the stored graph (`ItemIndex.search`)
 LARGE_ITEMS = 50_000
 
@@ -16,7 +18,7 @@ LARGE_ITEMS = 50_000
 def filter_vectors(Q: np.ndarray, h: np.ndarray, d: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(item vectors e (items x m), left factor L (items x m) with u = r @ L, kept components) of the rational filter
     s = ((r d^-c) Q h Q^T) d^c, dropping components whose response h is ~0."""
-    keep = h > 1e-4
+    keep = h > MIN_RESPONSE
     Qk = Q[:, keep]
     E = (Qk * (d ** c)[:, None]).astype(np.float32)
     L = Qk * (d ** -c)[:, None] * h[keep][None, :]
@@ -27,9 +29,10 @@ class ItemIndex:
     """HNSW (inner product) over item vectors E; `search(U, n)` -> (inner products, item indices), best first.
     `ef_search` 0: twice the number of candidates asked for, at least 256. `index`: a built one (loaded)."""
 
-    def __init__(self, E: np.ndarray, links: int = 32, ef_construction: int = 80, ef_search: int = 0,
+    def __init__(self, E: np.ndarray | None, links: int = 32, ef_construction: int = 80, ef_search: int = 0,
                  index=None, moments: tuple[np.ndarray, np.ndarray] | None = None) -> None:
-        """`moments`: `moments_of(E)` made once elsewhere (models/recommender/shared.py)."""
+        """Built over `E`, or `index` (a loaded one: `E` None, its vectors are read from it). `moments`:
+        `moments_of` the vectors, made once elsewhere (models/recommender/shared.py)."""
         import faiss
 
         if index is None:
@@ -40,11 +43,11 @@ class ItemIndex:
         # the vectors the index holds (float32), read where their rows are needed (Retrieval.vectors): the rows a
         # search just visited are the candidates' rows, still in cache, and no float64 copy is kept beside them
         storage = faiss.downcast_index(index.storage) if hasattr(index, "storage") else None
-        if isinstance(storage, faiss.IndexFlat) and storage.ntotal == len(E) and storage.d == E.shape[1]:
-            self.vectors = faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * storage.d).reshape(len(E), -1)
+        if isinstance(storage, faiss.IndexFlat):
+            self.vectors = faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * storage.d).reshape(storage.ntotal, -1)
         else:
-            self.vectors = E
-        self.n = len(E)
+            self.vectors = E if E is not None else index.reconstruct_n(0, index.ntotal)
+        self.n = index.ntotal
         # for the exact mean of <u, e_j> over the catalogue and for its spread
         self.total, self.second_total = self.moments_of(self.vectors) if moments is None else moments
         self.spread = spread_factor(self.second_total)

@@ -73,14 +73,16 @@ class Retrieval:
     def __init__(self, rec, index=None, made: dict[str, np.ndarray] | None = None) -> None:
         g = rec.graph
         p = g.params
-        h = g.lam ** p.p / (g.lam ** p.p + p.mu ** p.p)
-        self.keep = np.flatnonzero(h > 1e-4)
-        self.h, self.c = h[self.keep], p.c
-        self.n_trained = g.Q.shape[0]
-        # `made`: `made_once`'s arrays, made once for many processes (models/recommender/shared.py: a Ray job's workers)
-        made = made or {}
-        E = self.item_vectors(g.Q, g.lam, g.d_graph, p) if "E" not in made else made["E"]
+        self.keep, self.h = p.kept(g.lam)
+        self.c, self.n_trained = p.c, g.Q.shape[0]
+        # a stored index is used when it was built over these factors (a version saved before it, or with other
+        # factors, gets a new one)
+        if index is not None and (index.ntotal != self.n_trained or index.d != len(self.keep)):
+            index = None
+        E = self.item_vectors(g.Q, g.lam, g.d_graph, p) if index is None else None
         self.scale = g.d_graph[: self.n_trained] ** (-2 * self.c)  # e_j d_j^-2c = Q_j d_j^-c, the query side
+        # `made`: `made_once`'s moments, made once for many processes (models/recommender/shared.py: a Ray job's workers)
+        made = made or {}
         self.items = ItemIndex(E, index=index, moments=(made["total"], made["second"]) if "total" in made else None)
         # e_j = Q_j d_j^c of the trained items: the index's own float32 copy, as in tuning (ExactCandidates). A request
         # reads a few hundred rows of it; a float64 copy beside it (40 MB at 10,000 items x 512) doubled the memory
@@ -116,17 +118,17 @@ class Retrieval:
         """e_j = Q_j d_j^c of the trained items over the filter's kept components (`p`: its FilterParams), kept
         whole: a request reads a few hundred rows of it instead of scaling rows of Q each time (items x components
         float64: 40 MB at 10,000 items x 512, 0.4 GB at 200k x 256)."""
-        keep = np.flatnonzero(lam ** p.p / (lam ** p.p + p.mu ** p.p) > 1e-4)
+        keep, _ = p.kept(lam)
         Qk = Q if len(keep) == Q.shape[1] else Q[:, keep]
         return np.ascontiguousarray(Qk * (d_graph[: Q.shape[0]] ** p.c)[:, None])
 
     @classmethod
     def made_once(cls, Q: np.ndarray, lam: np.ndarray, d_graph: np.ndarray, p) -> dict[str, np.ndarray]:
-        """What every process that loads the version derives alike from its factors: the item vectors and their
-        moments (`__init__`'s `made`)."""
-        E = cls.item_vectors(Q, lam, d_graph, p)
-        total, second = ItemIndex.moments_of(E)
-        return {"E": E, "total": total, "second": second}
+        """What every process that loads the version derives alike from its factors and would otherwise make itself
+        (`__init__`'s `made`): the item vectors' moments. The vectors themselves each process reads from the stored
+        index (memory-mapped: one copy in the page cache)."""
+        total, second = ItemIndex.moments_of(cls.item_vectors(Q, lam, d_graph, p))
+        return {"total": total, "second": second}
 
     @staticmethod
     def wanted(rec) -> bool:
@@ -151,10 +153,7 @@ class Retrieval:
 
         path = Path(folder) / FILE
         index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC) if path.exists() else None
-        out = cls(rec, index, made)
-        if index is not None and (index.ntotal != out.n_trained or index.d != len(out.keep)):
-            out = cls(rec)
-        return out
+        return cls(rec, index, made)
 
     # --- vectors --------------------------------------------------------------------------------------
     def vectors(self, rec, items: np.ndarray) -> np.ndarray:

@@ -4,8 +4,9 @@ Why: at 1M customers x 200k items each Ray worker of `recommend --all-users` loa
 (4.6 GB per worker: 2.3 GB of recommender.npz arrays, 0.4 GB of retrieval vectors, the rest imports, id maps and
 the faiss graph). Here the job's driver reads the version's arrays once, one at a time, and hands each to `put`
 (Ray's `ray.put`: the node's object store keeps it in shared memory, and `ray.get` in every worker on that node gives a
-read-only numpy view of the same pages, no copy); it also makes the retrieval's item vectors and their moments
-once (each worker made them itself, with two more transient copies). Each worker builds
+read-only numpy view of the same pages, no copy); it also makes the moments of the retrieval's item vectors once
+(each worker made them itself, with two transient copies of the vectors). The vectors themselves every process reads
+from the version's memory-mapped faiss index. Each worker builds
 the Recommender over those views (`Recommender.load(folder, arrays)`): the same arrays, so the same rows.
 
 Kept private per worker: the catalogue's own per-item arrays, which a live catalogue change edits in place
@@ -30,15 +31,14 @@ WRITTEN = ("stock", "price", "titles", "item_cat")  # edited in place by serving
 
 def stored_bytes(folder: Path) -> int:
     """Bytes that `put_arrays` puts for the version in `folder`, read from the archive's index (nothing is
-    decompressed): the arrays, plus the retrieval vectors (at most the size of the graph's Q; their moments are small)."""
+    decompressed): the arrays (the retrieval's moments beside them are small)."""
     with zipfile.ZipFile(Path(folder) / "recommender.npz") as z:
-        sizes = {i.filename: i.file_size for i in z.infolist()}
-    return sum(sizes.values()) + sizes.get("graph_Q.npy", 0)
+        return sum(i.file_size for i in z.infolist())
 
 
 def put_arrays(folder: Path, put: Callable[[np.ndarray], T]) -> dict[str, T]:
     """`put(array)` for each array of the version (read one at a time: the caller holds one array and the graph's
-    factors at most) and for its retrieval's item vectors and their moments when it has a retrieval index
+    factors at most) and for the moments of its retrieval's item vectors when it has a retrieval index
     (Retrieval.made_once); name -> what `put` returned."""
     folder = Path(folder)
     out: dict[str, T] = {}

@@ -121,9 +121,8 @@ class ExactCandidates(Retrieval):
 
     def __init__(self, rec) -> None:  # not Retrieval.__init__: it builds the HNSW index
         g, p = rec.graph, rec.graph.params
-        h = g.lam ** p.p / (g.lam ** p.p + p.mu ** p.p)
-        self.keep = np.flatnonzero(h > 1e-4)
-        self.h, self.c, self.n_trained = h[self.keep], p.c, g.Q.shape[0]
+        self.keep, self.h = p.kept(g.lam)
+        self.c, self.n_trained = p.c, g.Q.shape[0]
         gram = g.__dict__.get("_eval_gram")  # on the graph: it lives and dies with the basis it was made from
         if gram is None or gram["Q"] is not g.Q or gram["d"] is not g.d_graph or gram["c"] != p.c:
             E = (g.Q * (g.d_graph[: self.n_trained] ** p.c)[:, None]).astype(np.float32)
