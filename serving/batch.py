@@ -81,7 +81,10 @@ class _Ray:
     def __init__(self, address: str | None, workers: int, shared_bytes: int = 0) -> None:
         """`shared_bytes`: what the job will put in the object store; a local Ray gets room for it with a quarter
         spare (its default is 30% of the free memory, which a busy machine can make smaller than a 1M version's
-        arrays, and it starts spilling objects to disk at 80% full)."""
+        arrays, and it starts spilling objects to disk at 80% full). A local Ray's workers run at the command's own
+        priority: Ray's default nices them by 15, so on a shared machine a `--workers 2` job lost the CPU to every
+        other process its single-process run competed with as an equal (its workers' wall time was twice their CPU
+        time at scale); `nice omnidecide ...` still nices them, as it does the driver."""
         import ray
 
         self.ray, self.started = ray, False
@@ -93,7 +96,7 @@ class _Ray:
                 ray.init(address=address, **kw)
             else:
                 room = {"object_store_memory": int(shared_bytes / 0.75) + 2**28} if shared_bytes else {}
-                ray.init(num_cpus=workers, **kw, **room)
+                ray.init(num_cpus=workers, **kw, **room, _system_config={"worker_niceness": 0})
             self.started = True
 
     def __enter__(self):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-
 from omnidecide.models.recommender.graph_filter import MIN_RESPONSE
 
 # up to LARGE_ITEMS items the search walks 8-bit codes of the vectors over the stored graph (`ItemIndex.search`)
