@@ -19,13 +19,20 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray for the module (starting one takes ~15 s); the commands join it instead of starting their own."""
-    ray = pytest.importorskip("ray")
-    env = {k: os.environ[k] for k in ("BENTOML_HOME", "OMNIDECIDE_CHURN_FIT_SECONDS") if k in os.environ}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             runtime_env={"env_vars": env})
-    yield ray
-    ray.shutdown()
+    """One local Ray for the module, started as a command starts its own (starting one takes ~15 s); the commands
+    join it instead of starting their own."""
+    pytest.importorskip("ray")
+    from omnidecide.serving.batch import _Ray
+
+    with _Ray(None, 2) as ray:
+        yield ray
+
+
+def test_local_ray_workers_keep_the_commands_priority(local_ray):
+    """Ray nices its workers by 15 unless told not to: a `--workers 2` job would then lose the CPU to every other
+    process on the machine, where its single-process run competes as an equal."""
+    nice = local_ray.remote(lambda: os.nice(0))
+    assert local_ray.get(nice.remote()) == os.nice(0)
 
 
 @pytest.fixture(scope="module")
