@@ -110,7 +110,7 @@ def run(name: str, argv: list[str], env: dict | None = None, timeout: float = 36
                "pss_at_peak_gb": {f"{n} {pid}": round(v / 2**30, 2) for pid, (v, n) in at_peak.items() if v > 2**26}}
               if pss else {}),
            "load": [round(load0, 1), round(os.getloadavg()[0], 1)],
-           "rc": proc.returncode, "tail": [line for line in out.splitlines() if line.strip()][-4:]}
+           "rc": proc.returncode, "tail": [line for line in out.splitlines() if line.strip() and "Token authentication" not in line][-4:]}
     print(json.dumps(row), flush=True)
     return row
 
@@ -304,14 +304,14 @@ def stage_batch_vs_request(n_users: int = 500, k: int = 20) -> None:
                       "rows_identical": bool(pd.DataFrame(one, columns=batch.REC_COLUMNS).equals(rows))}), flush=True)
 
 
-def stage_recommend_all(todo: set[str], store: Path, work: Path, env: dict, sample: int) -> list[dict]:
+def stage_recommend_all(todo: set[str], store: Path, work: Path, env: dict, sample: int, keep) -> None:
     """`recommend` for every customer of the served version (sample 0) or for a fixed seeded sample of `sample` of
     them, in one process and on a local Ray with 1 and 2 workers, as the CLI runs it. Each row adds the customers,
     rows written, CPU ms per customer over the whole process tree (driver, raylet, workers) and whether its file is
-    byte-identical to the 1-process file."""
+    byte-identical to the 1-process file; `keep(row)` for each."""
     wanted = [s for s in ("recommend-all", "recommend-all-ray2", "recommend-all-ray1") if s in todo]
     if not wanted:
-        return []
+        return
     os.environ["BENTOML_HOME"] = str(store)
     from omnidecide.models.recommender.batch_score import stored_user_ids
     from omnidecide.store import registry
@@ -322,16 +322,13 @@ def stage_recommend_all(todo: set[str], store: Path, work: Path, env: dict, samp
         pick = np.sort(np.random.default_rng(0).choice(len(ids), sample, replace=False))
         (work / "rec_users.txt").write_text("\n".join(ids[p] for p in pick) + "\n")
         who, ids = ["--users", str(work / "rec_users.txt")], [ids[p] for p in pick]
-    out = []
     for stage in wanted:
         n = {"recommend-all": 0, "recommend-all-ray1": 1, "recommend-all-ray2": 2}[stage]
         label = f"recommend {'--all-users' if who[0] == '--all-users' else f'{len(ids):,} sampled users'}, " + \
             (f"Ray {n} worker{'s' if n > 1 else ''}" if n else "1 process")
         path = work / f"{stage}.csv"
-        # Ray nices its workers (worker_niceness 15) so its own daemons stay responsive; on a shared machine that
-        # measures the other users' jobs, so the workers run at the 1-process run's priority here
         row = run(label, CLI + ["recommend", *who, "--output", str(path)] + (["--workers", str(n)] if n else []),
-                  {**env, "RAY_worker_niceness": "0"}, pss=True)
+                  env, pss=True)
         with open(path, "rb") as f:
             written = sum(1 for _ in f) - 1
         first = work / "recommend-all.csv"
@@ -340,8 +337,7 @@ def stage_recommend_all(todo: set[str], store: Path, work: Path, env: dict, samp
                    identical_to_1_process=first.exists() and first.read_bytes() == path.read_bytes())
         print(json.dumps({k: row[k] for k in ("users", "rows_written", "cpu_ms_per_user", "identical_to_1_process")}),
               flush=True)
-        out.append(row)
-    return out
+        keep(row)
 
 
 def main() -> None:
@@ -356,8 +352,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="BLAS / OpenMP threads per stage (see below)")
     ap.add_argument("--rec-users", type=int, default=0, help="recommend-all stages: a fixed seeded sample of this many "
                     "of the version's customers (0: --all-users)")
+    ap.add_argument("--table", action="store_true", help="print the table of OUT/JSON (a finished or stopped run) and exit")
     ap.add_argument("--stage", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.table:
+        return print_table(json.loads((a.out / a.json).read_text()))
     world, work = a.out / "world", a.out / "work"
     if a.stage:
         {"factors": lambda: stage_factors(world, work), "exact": lambda: stage_exact_check(work),
@@ -373,66 +372,78 @@ def main() -> None:
     unknown = todo - set(STAGES)
     if unknown:
         ap.error(f"--stages: unknown {sorted(unknown)}; choose from {', '.join(STAGES)}")
-    # one BLAS / OpenMP thread per process: on a shared 2-core machine a second busy-waiting thread tripled the CPU
-    # of a QR (spectral.orthonormal); the 2-core parallelism is the Ray 2-worker row
-    # (--threads 2 when the other work on the machine runs niced and the second core is free)
-    th = str(a.threads)
-    env = {"BENTOML_HOME": str(store), "OMP_NUM_THREADS": th, "OPENBLAS_NUM_THREADS": th, "MKL_NUM_THREADS": th}
+    # building stages: --threads BLAS / OpenMP threads (on a shared 2-core machine a second busy-waiting thread
+    # tripled the CPU of a QR, spectral.orthonormal: --threads 2 only when the other work runs niced and the second
+    # core is free). Scoring stages: one per process, as `serve` gives each worker; their parallelism is processes
+    # (the Ray rows, the 2 service workers), and a request's small products on two threads only spin-wait
+    def threads(n: int) -> dict:
+        return {"BENTOML_HOME": str(store), **{v: str(n) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                                     "MKL_NUM_THREADS")}}
+    env, env1 = threads(a.threads), threads(1)
     me = [sys.executable, str(Path(__file__).resolve()), "--out", str(a.out)]
     ev = str(world / "events.parquet")
-    rows = []
+    rows: list[dict] = []
+
+    def keep(row: dict) -> None:
+        """Each finished stage's row is written at once: a run stopped part-way keeps the stages it finished."""
+        rows.append(row)
+        meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.node(),
+                "cpus": os.cpu_count(), "load_1min_at_end": os.getloadavg()[0], "users": a.users, "items": a.items,
+                "command": " ".join(sys.argv)}
+        (a.out / a.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     if "synth" in todo:
-        rows.append(run("synth", CLI + ["data", "synth", "--out", str(world), "--users", str(a.users), "--items",
+        keep(run("synth", CLI + ["data", "synth", "--out", str(world), "--users", str(a.users), "--items",
                                         str(a.items), "--format", "parquet"], env))
     if "validate" in todo:
-        rows.append(run("validate", CLI + ["data", "validate", "--events", ev, "--items", str(world / "items.parquet"),
+        keep(run("validate", CLI + ["data", "validate", "--events", ev, "--items", str(world / "items.parquet"),
                                            "--users", str(world / "users.parquet"),
                                            "--store-stock", str(world / "store_stock.parquet")], env))
     if "train-churn" in todo:
-        rows.append(run("train churn", CLI + ["train", "churn", "--events", ev, "--horizon-days", "90"], env))
+        keep(run("train churn", CLI + ["train", "churn", "--events", ev, "--horizon-days", "90"], env))
     for stage, label, extra in (("predict-churn", "predict churn, 1 process", []),
                                 ("predict-churn-ray1", "predict churn, Ray 1 worker", ["--workers", "1"]),
                                 ("predict-churn-ray2", "predict churn, Ray 2 workers", ["--workers", "2"])):
         if stage in todo:
-            rows.append(run(label, CLI + ["predict", "churn", "--events", ev, "--as-of", AS_OF, "--horizon-days", "90",
-                                          "--output", str(work / f"{stage}.csv")] + extra, env))
+            keep(run(label, CLI + ["predict", "churn", "--events", ev, "--as-of", AS_OF, "--horizon-days", "90",
+                                          "--output", str(work / f"{stage}.csv")] + extra, env1))
     if "factors" in todo:
-        rows.append(run(f"filter factors (top {K_EIG} eigenpairs)", me + ["--stage", "factors"], env))
+        keep(run(f"filter factors (top {K_EIG} eigenpairs)", me + ["--stage", "factors"], env))
     if "exact" in todo:
-        rows.append(run("filter vs exact (sub-graph)", me + ["--stage", "exact"], env))
+        keep(run("filter vs exact (sub-graph)", me + ["--stage", "exact"], env))
     if "ann" in todo:
-        rows.append(run("ANN build + recall (1,000 users)", me + ["--stage", "ann"], env))
+        keep(run("ANN build + recall (1,000 users)", me + ["--stage", "ann"], env))
     if "adjacency" in todo:
-        rows.append(run("graph filter's torch adjacency at full size (memory)", me + ["--stage", "adjacency"], env))
+        keep(run("graph filter's torch adjacency at full size (memory)", me + ["--stage", "adjacency"], env))
     if "tuning-cost" in todo:  # needs a stored recommender at full size (served-build)
-        rows.append(run("one tuning setting, dense rows vs candidates", me + ["--stage", "tuning-cost"], env))
+        keep(run("one tuning setting, dense rows vs candidates", me + ["--stage", "tuning-cost"], env))
     if "recommender" in todo:
-        rows.append(run("train recommender", CLI + ["train", "recommender", "--events", ev, "--items",
+        keep(run("train recommender", CLI + ["train", "recommender", "--events", ev, "--items",
                                                     str(world / "items.parquet")], env))
     if "served-build" in todo:  # the served model's one build on every event, default settings, saved with its index
-        rows.append(run("served model: Recommender.build + save (default settings)",
+        keep(run("served model: Recommender.build + save (default settings)",
                         [sys.executable, str(ROOT / "bench" / "recommend_paths.py"), "--register", str(world), "--home",
                          str(store)], env))
     if "request" in todo:  # /recommend's model path on that version, in process: full scoring vs faiss candidates
-        rows.append(run("request path at full size (in process)",
+        keep(run("request path at full size (in process)",
                         [sys.executable, str(ROOT / "bench" / "recommend_paths.py"), "--store", str(store),
-                         "--recall-users", "300"], env))
+                         "--recall-users", "300"], env1))
     if "request-http" in todo:  # the same version behind `serve --workers 2`: req/s, p99 at half that, worker memory
-        rows.append(run("/recommend over HTTP, 2 workers (max req/s, p99 at half of it)",
+        keep(run("/recommend over HTTP, 2 workers (max req/s, p99 at half of it)",
                         [sys.executable, str(ROOT / "bench" / "service.py"), "--throughput", "--store", str(store),
                          "--world", str(world), "--items", str(a.items), "--seconds", "15", "--concurrency", "8"],
-                        env, pss=True))
+                        env1, pss=True))
     if "batch-vs-request" in todo:  # recommend's batched scorer vs one /recommend call per customer, in process
-        rows.append(run("recommend: batched vs per-request (500 customers, in process)",
-                        me + ["--stage", "batch-vs-request"], env))
-    rows += stage_recommend_all(todo, store, work, env, a.rec_users)
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.node(),
-            "cpus": os.cpu_count(), "load_1min_at_end": os.getloadavg()[0], "users": a.users, "items": a.items,
-            "command": " ".join(sys.argv)}
-    (a.out / a.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    print(f"\n{meta}\n\n| stage | wall s | CPU s | CPU s, process tree | peak RSS (GB) | load 1-min (start, end) "
+        keep(run("recommend: batched vs per-request (500 customers, in process)",
+                        me + ["--stage", "batch-vs-request"], env1))
+    stage_recommend_all(todo, store, work, env1, a.rec_users, keep)
+    print_table(json.loads((a.out / a.json).read_text()))
+
+
+def print_table(result: dict) -> None:
+    """The Markdown table pasted in docs/BENCHMARKS.md (Scale), after the run's meta line."""
+    print(f"\n{result['meta']}\n\n| stage | wall s | CPU s | CPU s, process tree | peak RSS (GB) | load 1-min (start, end) "
           "| rc | notes |\n|---|---:|---:|---:|---:|---|---:|---|")
-    for r in rows:
+    for r in result["rows"]:
         extra = {k: r[k] for k in ("peak_pss_gb", "users", "rows_written", "cpu_ms_per_user", "identical_to_1_process")
                  if k in r}
         notes = f"{extra} " if extra else ""
