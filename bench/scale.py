@@ -428,9 +428,10 @@ def main() -> None:
                         [sys.executable, str(ROOT / "bench" / "recommend_paths.py"), "--store", str(store),
                          "--recall-users", "300"], env1))
     if "request-http" in todo:  # the same version behind `serve --workers 2`: req/s, p99 at half that, worker memory
-        keep(run("/recommend over HTTP, 2 workers (max req/s, p99 at half of it)",
+        keep(run("/recommend over HTTP, 2 workers (max req/s, p99 at a quarter and half of it)",
                         [sys.executable, str(ROOT / "bench" / "service.py"), "--throughput", "--store", str(store),
-                         "--world", str(world), "--items", str(a.items), "--seconds", "15", "--concurrency", "8"],
+                         "--world", str(world), "--items", str(a.items), "--seconds", "15", "--concurrency", "8",
+                         "--loads", "0.25,0.5"],
                         env1, pss=True))
     if "batch-vs-request" in todo:  # recommend's batched scorer vs one /recommend call per customer, in process
         keep(run("recommend: batched vs per-request (500 customers, in process)",
