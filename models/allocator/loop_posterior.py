@@ -190,7 +190,8 @@ class ChannelPosterior(LevelPosterior):
         return self.sig.min(0) <= FIT_MAX * CHANNEL_NOISE
 
     def _sd(self, Y: np.ndarray) -> np.ndarray:
-        """(t, C) measurement sd per unit sigma: the measured revenue, floored at 5% of the channel's mean."""
+        """(t, C) measurement sd per unit sigma: the measured revenue, floored at a quarter of the channel's mean
+        week (a measurement has an absolute error floor: weeks with little revenue, e.g. after a cut, are not exact)."""
         return np.maximum(np.abs(Y), self.floor)
 
     def rows(self, X: np.ndarray, t0: int, t1: int) -> np.ndarray:
@@ -211,7 +212,7 @@ class ChannelPosterior(LevelPosterior):
         Xp = np.zeros((self.ens.T, self.ens.C))
         Xp[:t] = X
         M = self.ens.per_world(Xp)[:, :t]  # (K, t, C) columns' revenue
-        self.floor = 0.05 * np.maximum(np.abs(Y).mean(0), 1e-12)
+        self.floor = 0.25 * np.maximum(np.abs(Y).mean(0), 1e-12)
         u = self._sd(Y)[None]  # (1, t, C)
         p0, m0 = 1.0 / self.tau ** 2, self.m0[:, 3:]
         sig = np.full_like(self.sig, CHANNEL_NOISE)
