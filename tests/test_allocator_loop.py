@@ -119,7 +119,8 @@ def test_explorer_finds_a_channel_the_history_hides(tiny):
     most optimistic draw says, at least 1.5x the best channel's return (that draw's shapes, so the posterior can
     represent it). The history does not show it; passive re-planning with the served robust objective keeps the
     channel small; the explorer's pulses measure it, and the plan moves budget there and earns more over the loop,
-    every exploring week inside the expected risk budget."""
+    every exploring week inside the expected risk budget. The loop sees the total revenue alone here (channels=False):
+    with each channel's revenue measured, passive would see the hidden channel too."""
     from omnidecide.training.allocator.loop_worlds import LoopWorld
 
     alloc, _, _ = tiny
@@ -175,9 +176,9 @@ def test_the_risk_budget_is_judged_in_every_draw(tiny):
 
 def test_measured_channel_revenue_pins_a_planted_level(tiny):
     """A world that IS planning draw 0 with channel 0's level doubled, each channel's weekly revenue measured with
-    5% lognormal noise: after 12 weeks of spend around last year's mix the draw's level of channel 0 is within 10% of
-    the truth's, its sd below a fifth of the prior's, the other channels stay at the draw's own, and the draw that
-    made the data has the most weight."""
+    5% lognormal noise: after 12 weeks of spend around last year's mix the draw's learned revenue of every channel is
+    within 10% of the truth's (channel 0 doubled, the others the draw's own), channel 0's level sd is below a fifth of
+    the prior's, and the draw that made the data has the most weight."""
     from omnidecide.models.allocator.loop_posterior import ChannelPosterior
 
     alloc, _, _ = tiny
@@ -187,9 +188,11 @@ def test_measured_channel_revenue_pins_a_planted_level(tiny):
     Y = ens.worlds[0].scaled(theta).revenue(X) * np.exp(np.random.default_rng(1).normal(0, 0.05, X.shape))
     post = ChannelPosterior(ens, base, noise, np.zeros(26), 0.0, X)
     post.update_channels(X[:12], Y[:12])
-    own = ens.worlds[0].beta / post.beta[0]
-    assert abs(post.m[0, 0] / (2.0 * own[0]) - 1) < 0.1
-    assert abs(post.m[0, 1] / own[1] - 1) < 0.1 and abs(post.m[0, 2] / own[2] - 1) < 0.1
+    # the levels are on the posterior's columns: compare the revenue they give with the truth's, channel by channel
+    learned = post.columns(ens).worlds[0].scaled(post.m[0]).revenue(X[:12]).sum(0)
+    truth = ens.worlds[0].scaled(theta).revenue(X[:12]).sum(0)
+    assert truth[0] > 0
+    np.testing.assert_allclose(learned, truth, rtol=0.1, atol=0.02 * truth.sum())
     assert np.sqrt(post.V[0, 0, 0]) / post.tau[0, 0] < 0.2
     assert post.w.argmax() == 0
 
