@@ -189,8 +189,8 @@ def test_measured_channel_revenue_pins_a_planted_level(tiny):
     post = ChannelPosterior(ens, base, noise, np.zeros(26), 0.0, X)
     post.update_channels(X[:12], Y[:12])
     # the levels are on the posterior's columns: compare the revenue they give with the truth's, channel by channel
-    learned = post.columns(ens).worlds[0].scaled(post.m[0]).revenue(X[:12]).sum(0)
-    truth = ens.worlds[0].scaled(theta).revenue(X[:12]).sum(0)
+    learned = post.columns(ens).worlds[0].scaled(post.m[0]).revenue(X)[:12].sum(0)
+    truth = ens.worlds[0].scaled(theta).revenue(X)[:12].sum(0)
     assert truth[0] > 0
     np.testing.assert_allclose(learned, truth, rtol=0.1, atol=0.02 * truth.sum())
     assert np.sqrt(post.V[0, 0, 0]) / post.tau[0, 0] < 0.2
