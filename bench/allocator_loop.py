@@ -7,9 +7,11 @@
 
 Each world: the product's fit on the history (two priors, 20 bootstrap refits), B = last year's average weekly spend
 x 52, then 52 weekly decisions (models/allocator/explore_loop.py) played on the TRUE world: each week the policy
-spends, sees that week's total revenue (the generator's baseline + true media + the generator's noise) and updates
-its posterior (levels per draw, and each draw's weight by its evidence). Policies, all on the same posterior update
-and noise draws:
+spends, sees that week's total revenue (the generator's baseline + true media + the generator's noise) and each
+channel's MEASURED incremental revenue (the truth's, times a lognormal error of sd 0.1: what the product's
+re-planning reads from `revenue_<channel>` in --actuals), and updates its posterior (levels per draw and channel
+from the channel revenue, each draw's weight by its evidence). Policies, all on the same posterior update and noise
+draws:
 - *passive*: re-plan every week on the updated posterior with the served (robust) objective, spend the plan's week;
 - *passive, robust on mean levels*: the same objective with the levels at their posterior means (the fit's own
   spread alone is penalised, not the levels' uncertainty);
@@ -19,6 +21,8 @@ and noise draws:
   budget, full budget while > 13 weeks are left;
 - *explore, robust on mean levels*: the same pulses on the robust planner with the levels at their posterior means;
 - *explore, greedy*: the same on the greedy planner;
+- *learn*: the week moved from the passive choice towards the expected-revenue plan on the posterior (levels at
+  their means, draws by weight, timing free), the largest step inside the risk budget, every week;
 - *Thompson*: each week moved towards the plan on one posterior sample, within the same risk budget;
 - *PPO explore*: the exploration schedule chosen each week by an SB3 PPO policy trained on LoopEnv over worlds of
   both families with other seeds (--train-worlds; domain randomisation over worlds and noise);
@@ -136,6 +140,7 @@ def main() -> None:
                         "explore, robust on mean levels": lambda: run_loop(alloc, world, B, policy="explore",
                                                                            planner="robust-mean", seed=ns),
                         "explore, greedy": lambda: run_loop(alloc, world, B, policy="explore", planner="greedy", seed=ns),
+                        "learn": lambda: run_loop(alloc, world, B, policy="learn", seed=ns),
                         "Thompson": lambda: run_loop(alloc, world, B, policy="thompson", seed=ns)}
                 if model is not None:
                     runs["PPO explore"] = lambda: run_agent(model, alloc, world, B, T, seed=ns)

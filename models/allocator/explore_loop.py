@@ -5,9 +5,11 @@ Why: a marketing-mix history made of habitual, season-following spend cannot say
 its own plans happen to move. Spend varied on purpose, uncorrelated with the season, identifies each channel.
 
 The loop, week t = 0 .. T-1 (T = 52):
-1. **Posterior update** (loop_posterior.LevelPosterior; conjugate, no refit of the nonlinear model): each planning
-   draw's channel levels, by a Bayesian regression of the observed weekly revenue on the draw's channel media, and
-   each draw's weight by its evidence: the loop learns which shapes fit, not only the levels.
+1. **Posterior update** (conjugate, no refit of the nonlinear model): each planning draw's channel levels and each
+   draw's weight by its evidence (the loop learns which shapes fit, not only the levels). From each channel's
+   MEASURED weekly revenue where the world gives it (loop_posterior.ChannelPosterior: what the product re-plans on,
+   `revenue_<channel>` in --actuals), else from the total revenue alone (LevelPosterior: a regression on the
+   draws' channel media, which cannot separate channels whose spend moves together).
 2. **Plan** the rest of the horizon on the draws resampled by weight: `robust` (the served objective, expected
    revenue less one sd of the gain over last year's mix in the identification-sized trust region, robust.py) with
    the levels at posterior samples (a fixed normal deviate per slot, so the ensemble narrows as levels are learned),
@@ -20,7 +22,9 @@ The loop, week t = 0 .. T-1 (T = 52):
    the next INFO_WEEKS - 1 (its carry-over) are seen, against the plan's own week; its *cost* = the drop in expected
    incremental revenue over the rest of the horizon. The pulse with the most information per unit of cost is
    spent. Both are second order in the pulse near the plan, so the budget, not the size, limits what a week teaches.
-   `thompson` instead moves the week towards the plan on one posterior sample.
+   `thompson` instead moves the week towards the plan on one posterior sample; `learn` (_learn) towards the
+   expected-revenue plan on the channels whose measured series the posterior explains, within the spend levels
+   measured so far (times e^{+/-TRUST}), at the full risk budget every week.
    **Risk budget** (the issue's "no week below 95% of passive's expected revenue", read on *incremental* revenue,
    the stricter reading: a week's total revenue, baseline included, is several times its media revenue; and against
    the passive choice of the SAME week from the same state): the week keeps >= (1 - RISK x schedule)
@@ -35,7 +39,7 @@ more than a quarter of the horizon is left, then exploits.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Protocol
 
 import gymnasium as gym
@@ -44,15 +48,15 @@ from gymnasium import spaces
 
 from omnidecide.models.allocator.constraints import Constraints
 from omnidecide.models.allocator.curves import Ensemble
-from omnidecide.models.allocator.loop_posterior import LevelPosterior, fit_residuals
-from omnidecide.models.allocator.robust import RobustObjective, historical_plan, identification, trust_region
+from omnidecide.models.allocator.loop_posterior import ChannelPosterior, LevelPosterior, fit_residuals
+from omnidecide.models.allocator.robust import TRUST, RobustObjective, historical_plan, identification, trust_region
 from omnidecide.models.allocator.solvers import best_plan, optimise
 
 RISK = 0.05  # a week may lose at most 5% of the passive choice's expected incremental revenue
 AMPS = (0.7, 0.5, 0.35, 0.25, 0.15, 0.1)  # pulse sizes tried, largest first: one channel x e^{+/-a} (0.7: double or halve)
 A_MAX = AMPS[0]
 INFO_WEEKS = 4  # weeks of a pulse's carry-over counted in what it teaches
-POLICIES = ("passive", "explore", "thompson")
+POLICIES = ("passive", "explore", "thompson", "learn")
 
 
 class World(Protocol):
@@ -61,6 +65,11 @@ class World(Protocol):
     true: object
 
     def observe(self, x: np.ndarray, t: int, rng: np.random.Generator) -> float: ...
+
+    def measure(self, x: np.ndarray, t: int, rng: np.random.Generator) -> np.ndarray:
+        """(C,) each channel's measured incremental revenue in week t (optional: without it the loop learns from
+        the total revenue alone)."""
+        ...
 
 
 @dataclass
@@ -85,7 +94,8 @@ class Loop:
     SB3 env (LoopEnv) and the benchmark drive the same code."""
 
     def __init__(self, alloc, world: World, budget: float, T: int = 52, *, planner: str = "robust",
-                 policy: str = "explore", risk: float = RISK, seed: int = 0, sigma: float | None = None):
+                 policy: str = "explore", risk: float = RISK, seed: int = 0, sigma: float | None = None,
+                 channels: bool = True):
         if policy not in POLICIES:
             raise ValueError(f"policy {policy!r}: one of {', '.join(POLICIES)}")
         self.alloc, self.world, self.B, self.T = alloc, world, float(budget), int(T)
@@ -99,9 +109,11 @@ class Loop:
         base = alloc.params.baseline_at(h.future_dates(T), np.arange(n, n + T), h.step_days)
         last, repeat, sd = fit_residuals(alloc, T)
         x_ref = historical_plan(h.spend, T, 0, self.B)
-        self.post = LevelPosterior(alloc.ensemble(T), base, sd if sigma is None else sigma, last, repeat, x_ref)
+        self.channels = channels and callable(getattr(world, "measure", None))  # else: the total revenue alone
+        post = ChannelPosterior if self.channels else LevelPosterior
+        self.post = post(alloc.ensemble(T), base, sd if sigma is None else sigma, last, repeat, x_ref)
         self.hist_level = h.spend[-52:].mean(0)
-        self.t, self.X, self.y = 0, np.zeros((T, C)), np.zeros(T)
+        self.t, self.X, self.y, self.Y = 0, np.zeros((T, C)), np.zeros(T), np.zeros((T, C))
         self.amp, self.exp_rev, self.exp_pass, self.planned = np.zeros(T), np.zeros(T), np.zeros(T), np.zeros(T)
         self.sd, self.passive_row = np.zeros((T, C)), np.zeros((T, C))
         self.prev: np.ndarray | None = None
@@ -184,10 +196,55 @@ class Loop:
                     break
         return best
 
+    def _learn(self, x: np.ndarray, ens: Ensemble, ens_z: Ensemble, cons: Constraints) -> tuple[np.ndarray, float]:
+        """Exploit what the loop has measured: the week moved from the passive choice x[0] towards the week of the
+        expected-revenue plan on the posterior (levels at their means, draws by weight; timing free), the largest
+        step (1, 1/2, ..., 1/16) that keeps the risk budget (_guard at the full RISK, every week: the floor is
+        judged against the passive choice whatever the schedule). Why: the served objective stays anchored to last
+        year's mix (a trust region of at most x2 per channel, the penalty on the draws' spread), right for a plan
+        made from the history alone, but it keeps the plan there after weeks of measured channel revenue too (our
+        family: the oracle's channel split is most of the gap, BENCHMARKS). Only channels that pass the posterior-
+        predictive check (ChannelPosterior.fits) move, each within e^{+/-TRUST} of the weekly spend it has been
+        measured at (_tried); the others keep the passive choice. No channel passes before 4 weeks are measured."""
+        ok = self.post.fits() if self.channels else np.zeros(x.shape[1], bool)
+        if not ok.any():
+            return x[0], 0.0
+        tot = x.sum(0)
+        lo, hi, _ = self._tried(cons, len(x)).arrays(x.shape[1])
+        lo, hi = np.where(ok, lo, tot), np.where(ok, hi, tot)
+        if lo.sum() > cons.spendable + 1e-6 or hi.sum() < cons.spendable - 1e-6:
+            lo, hi = np.where(ok, 0.0, tot), np.where(ok, np.inf, tot)
+        xg = best_plan(ens, replace(cons, lo=lo, hi=hi), [x])
+        xg[0, ~ok] = x[0, ~ok]  # a channel the check rejects keeps the passive choice (its timing too)
+        lost = self._guard(x, [ens, ens_z], self.risk)
+        S = cons.spendable
+        for a in 0.5 ** np.arange(5):
+            xa = x.copy()
+            xa[0] = (1 - a) * x[0] + a * xg[0]
+            if len(x) > 1:  # the rest of the passive plan rescaled to the budget the week leaves
+                xa[1:] = x[1:] * max(S - xa[0].sum(), 0.0) / max(x[1:].sum(), 1e-12)
+            if lost(xa) is not None:
+                return xa[0], float(a)
+        return x[0], 0.0
+
+    def _tried(self, cons: Constraints, weeks: int) -> Constraints:
+        """cons with each channel's spend over the rest of the horizon kept within e^{-/+ TRUST} x the weekly spend
+        levels it has been measured at (the loop's weeks, and last year's average week), x the weeks left: the
+        posterior's curves are backed by measured revenue only there, so a plan may step beyond, not leap."""
+        seen = np.vstack([self.hist_level[None], self.X[:self.t]])
+        lo, hi = np.exp(-TRUST) * seen.min(0) * weeks, np.exp(TRUST) * seen.max(0) * weeks
+        S = cons.spendable
+        if lo.sum() > S + 1e-6 or hi.sum() < S - 1e-6:
+            return cons
+        return replace(cons, lo=lo, hi=hi)
+
     def step(self, schedule: float | None = None) -> float:
         """Decide, spend and observe week t; returns the week's TRUE incremental revenue."""
         t, T = self.t, self.T
-        self.post.update(self.X[:t], self.y[:t])
+        if self.channels:
+            self.post.update_channels(self.X[:t], self.Y[:t])
+        else:
+            self.post.update(self.X[:t], self.y[:t])
         self.sd[t] = self.post.rel_sd
         rest = self.post.columns(self.alloc.ensemble(T - t, start=t, actual_spend=self.X[:t] if t else None))
         ens, ens_z = self.post.planning(rest), self.post.planning(rest, self.z)
@@ -211,6 +268,8 @@ class Loop:
                 if lost(xa) is not None:
                     choice, a_used = xa[0], float(a)
                     break
+        elif self.policy == "learn":
+            choice, a_used = self._learn(x, ens, ens_z, cons)
         self.passive_row[t] = x[0]
         self.X[t] = choice
         self.amp[t], self.planned[t] = a_used, x[0].sum()
@@ -219,6 +278,8 @@ class Loop:
         xa[0] = choice
         self.exp_rev[t] = wk if a_used == 0 else ens.revenue(xa)[0].sum()
         self.y[t] = self.world.observe(self.X, t, self.noise_rng)
+        if self.channels:
+            self.Y[t] = self.world.measure(self.X, t, self.noise_rng)
         self.t += 1
         Xw = self.X.copy()
         Xw[t + 1:] = 0.0

@@ -149,3 +149,103 @@ def fit_residuals(alloc, T: int) -> tuple[np.ndarray, float, float]:
     c = float(np.clip(prev @ now / max(prev @ prev, 1e-12), 0.0, 1.0))
     last = np.array([e[n - 52 + (j % 52)] for j in range(T)])
     return last, c, float(np.std(now - c * prev))
+
+
+CHANNEL_NOISE = 0.1  # prior guess of the lognormal sd of a measured week's channel revenue (attribution / platform)
+NOISE_PRIOR_WEEKS = 4.0  # weight of that guess against the residuals when the noise is estimated (pseudo-weeks)
+FIT_MAX = 3.0  # a channel's measured series is explained when some draw's residual sd <= FIT_MAX x CHANNEL_NOISE
+ESS_MIN = 0.5  # the draws' evidence is tempered to keep >= ESS_MIN x K effective draws (actuals.Updating's rule)
+
+
+class ChannelPosterior(LevelPosterior):
+    """The levels learned from MEASURED CHANNEL REVENUE (the product re-plans on `revenue_<channel>` in --actuals),
+    not from the total alone: each draw and channel, y_c(t) = theta_k,c x m_k,c(t) x (1 + noise), m_k,c(t) the
+    draw's incremental revenue of channel c in week t on its column (all spend so far, carry-over included).
+
+    Why: with the total alone the levels of channels whose spend moves together are not separable (a year of
+    re-planning near last year's mix taught the loop almost nothing, BENCHMARKS), while a channel's own weekly
+    revenue pins its level within a few weeks. Conjugate per draw and channel (one regressor, weighted least squares
+    with sd = sigma x the measured revenue): the noise sigma is estimated per draw and channel from the residuals,
+    shrunk to CHANNEL_NOISE with NOISE_PRIOR_WEEKS pseudo-weeks, so a draw whose shapes miss the weekly pattern (a
+    wrong season, carry-over or curve) is both less certain of its level and weighed down by its evidence. The
+    evidence is tempered to keep half the draws effective (as actuals.draw_weights does), so a few weeks cannot
+    collapse the ensemble onto one shape."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        K, C = self.ens.K, self.ens.C
+        self.Pc = 1.0 / self.tau ** 2  # (K, C) posterior precision of each level
+        self.sig = np.full((K, C), CHANNEL_NOISE)
+        self.floor = np.zeros(C)
+        self.weeks = 0
+
+    def fits(self) -> np.ndarray:
+        """(C,) bool: a posterior-predictive check per channel. True once at least NOISE_PRIOR_WEEKS weeks are
+        measured and some draw's shapes explain the channel's weekly series to within FIT_MAX x the measurement
+        noise. False: every draw misses the series' week-to-week pattern (a season, carry-over or curve the fit's
+        forms do not have), so a level learned on it is a correction for a wrong shape, and what the curves say
+        about spend levels or weeks not measured is not backed."""
+        if self.weeks < NOISE_PRIOR_WEEKS:
+            return np.zeros(self.ens.C, bool)
+        return self.sig.min(0) <= FIT_MAX * CHANNEL_NOISE
+
+    def _sd(self, Y: np.ndarray) -> np.ndarray:
+        """(t, C) measurement sd per unit sigma: the measured revenue, floored at a quarter of the channel's mean
+        week (a measurement has an absolute error floor: weeks with little revenue, e.g. after a cut, are not exact)."""
+        return np.maximum(np.abs(Y), self.floor)
+
+    def rows(self, X: np.ndarray, t0: int, t1: int) -> np.ndarray:
+        """(K, t1 - t0, C) what weeks t0..t1-1 would teach each draw's levels if spend were X (T, C): the columns'
+        revenue over its measurement sd (sigma x the revenue the draw expects at its current level)."""
+        M = self.ens.per_world(np.asarray(X, float))[:, t0:t1]
+        s = np.maximum(np.abs(M * np.maximum(self.m, 0.0)[:, None]), self.floor) * self.sig[:, None]
+        return M / np.maximum(s, 1e-12)
+
+    def level_var(self, G: np.ndarray | None = None) -> np.ndarray:
+        return 1.0 / (self.Pc if G is None else self.Pc + (G ** 2).sum(1))
+
+    def update_channels(self, X: np.ndarray, Y: np.ndarray) -> None:
+        """X: (t, C) spend so far; Y: (t, C) each channel's measured incremental revenue in those weeks."""
+        t = len(Y)
+        if t == 0:
+            return
+        Xp = np.zeros((self.ens.T, self.ens.C))
+        Xp[:t] = X
+        M = self.ens.per_world(Xp)[:, :t]  # (K, t, C) columns' revenue
+        self.floor = 0.25 * np.maximum(np.abs(Y).mean(0), 1e-12)
+        u = self._sd(Y)[None]  # (1, t, C)
+        p0, m0 = 1.0 / self.tau ** 2, self.m0[:, 3:]
+        sig = np.full_like(self.sig, CHANNEL_NOISE)
+        for _ in range(2):  # levels at the prior noise, then the noise from their residuals, then the levels again
+            G, r = M / (u * sig[:, None]), Y[None] / (u * sig[:, None])
+            P = p0 + (G ** 2).sum(1)
+            mean = (p0 * m0 + (G * r).sum(1)) / P
+            rel = ((Y[None] - mean[:, None] * M) / u) ** 2  # (K, t, C) squared relative residuals
+            sig = np.sqrt((NOISE_PRIOR_WEEKS * CHANNEL_NOISE ** 2 + rel.sum(1)) / (NOISE_PRIOR_WEEKS + t))
+        G, r = M / (u * sig[:, None]), Y[None] / (u * sig[:, None])
+        P = p0 + (G ** 2).sum(1)
+        mean = (p0 * m0 + (G * r).sum(1)) / P
+        self.m, self.Pc, self.sig, self.weeks = mean, P, sig, t
+        self.V = np.stack([np.diag(1.0 / pk) for pk in P])
+        # log evidence of each draw: Gaussian marginal of the channel series with the level integrated out
+        e = r - G * m0[:, None]
+        g = (G * e).sum(1)
+        ll = -0.5 * (np.log(P / p0) + (e ** 2).sum(1) - g ** 2 / P) - t * np.log(sig)  # (K, C)
+        ll = ll.sum(1)
+        if not EVIDENCE:
+            return
+        K = len(ll)
+
+        def weights(power: float) -> np.ndarray:
+            z = power * (ll - ll.max())
+            w = np.exp(z)
+            return w / w.sum()
+
+        power = 1.0
+        if 1.0 / (weights(1.0) ** 2).sum() < ESS_MIN * K:
+            lo, hi = 0.0, 1.0
+            for _ in range(40):
+                mid = 0.5 * (lo + hi)
+                lo, hi = (mid, hi) if 1.0 / (weights(mid) ** 2).sum() >= ESS_MIN * K else (lo, mid)
+            power = lo
+        self.w = weights(power)

@@ -28,12 +28,21 @@ class LoopWorld:
     base: np.ndarray  # (T,) expected total revenue with no new spend (baseline + the history's media carry-over)
     noise: float
     multiplicative: bool
+    channel_noise: float = 0.1  # lognormal sd of a week's measured channel revenue (attribution, platform reports)
 
     def observe(self, x: np.ndarray, t: int, rng: np.random.Generator) -> float:
         xw = np.array(x, float)
         xw[t + 1:] = 0.0
         mu = self.base[t] + float(self.true.revenue(xw)[t].sum())
         return float(mu * np.exp(rng.normal(0, self.noise)) if self.multiplicative else mu + rng.normal(0, self.noise))
+
+    def measure(self, x: np.ndarray, t: int, rng: np.random.Generator) -> np.ndarray:
+        """(C,) each channel's TRUE incremental revenue in week t (all spend so far), as measured: times a lognormal
+        error of sd channel_noise. What the product's re-planning reads from `revenue_<channel>` in --actuals."""
+        xw = np.array(x, float)
+        xw[t + 1:] = 0.0
+        r = self.true.revenue(xw)[t]
+        return r * np.exp(rng.normal(0, self.channel_noise, len(r)))
 
     def oracle(self, budget: float, seed: int = 0) -> tuple[np.ndarray, float]:
         """The best plan knowing the true response (several starts), and its incremental revenue."""
