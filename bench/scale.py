@@ -451,7 +451,7 @@ def print_table(result: dict) -> None:
         if "users" not in extra:  # the stage's own last lines (a recommend-all stage's say what `extra` says)
             notes += " ".join(r["tail"])[-300:]
         print(f"| {r['stage']} | {r['seconds']} | {r['cpu_seconds']} | {r['tree_cpu_seconds']} | {r['peak_rss_gb']} | "
-              f"{r['load'][0]}, {r['load'][1]} | {r['rc']} | {notes} |")
+              f"{r['load'][0]}, {r['load'][1]} | {r['rc']} | {notes.replace('|', '/')} |")  # a stage's own table rows
 
 
 if __name__ == "__main__":
