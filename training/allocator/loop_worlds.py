@@ -108,6 +108,7 @@ def train_loop_agent(pool: list[tuple], timesteps: int, seed: int = 0, T: int = 
     from stable_baselines3 import PPO
 
     from omnidecide.models.allocator.explore_loop import LoopEnv
+    from omnidecide.training.allocator.pipeline import quiet_logger
 
     torch.set_num_threads(1)
 
@@ -119,6 +120,7 @@ def train_loop_agent(pool: list[tuple], timesteps: int, seed: int = 0, T: int = 
     model = PPO("MlpPolicy", env, n_steps=T * 2, batch_size=T, n_epochs=10, learning_rate=3e-4, gamma=0.99,
                 gae_lambda=0.95, seed=seed, device="cpu", verbose=0,
                 policy_kwargs={"net_arch": [32, 32], "log_std_init": -1.0})
+    quiet_logger(model)
     with torch.no_grad():
         model.policy.action_net.weight.zero_()
         model.policy.action_net.bias.fill_(0.5)

@@ -121,11 +121,20 @@ def train_agent(alloc: Allocator, cfg: Config, worlds: list[MMMParams]):
     model = PPO("MlpPolicy", env, n_steps=T * 8, batch_size=T * 2, n_epochs=10, learning_rate=1e-4, gamma=0.99,
                 gae_lambda=0.95, ent_coef=0.0, clip_range=0.2, seed=cfg.seed, device="cpu", verbose=0,
                 policy_kwargs={"net_arch": [64, 64], "log_std_init": -1.5})
+    quiet_logger(model)
     with torch.no_grad():  # residual policy: start exactly at the planner (mean correction 0)
         model.policy.action_net.weight.zero_()
         model.policy.action_net.bias.zero_()
     model.learn(total_timesteps=cfg.timesteps)
     return model, env
+
+
+def quiet_logger(model) -> None:
+    """A logger with no outputs for an SB3 model: its default one makes a folder /tmp/SB3-<time> at every `learn()`,
+    even at verbose=0 (SB3's `configure` falls back to a temporary folder); training reports through `run`'s result."""
+    from stable_baselines3.common.logger import Logger
+
+    model.set_logger(Logger(folder=None, output_formats=[]))
 
 
 def evaluate(alloc: Allocator, env, worlds: list[MMMParams], scales=(1.0,)) -> dict:
