@@ -189,11 +189,11 @@ def plan(alloc, budget: float, periods: int, *, reserve: float = 0.15, lo: dict 
         anchors = {"historical mix": x_hist, "equal split": equal_plan(periods - act.k, len(channels), cons.spendable)}
         anchors = {k: project_plan(v, cons) for k, v in anchors.items()}
         opt = {"expected-revenue optimum": x}
-        chosen, scores = choose(upd.ens, candidates(opt, anchors), list(anchors))
+        chosen, scores = choose(upd.ens, candidates(opt, anchors), list(anchors), ident)
         if chosen != "expected-revenue optimum":  # it has the highest expected revenue: when it passes, it is served
             opt["penalised optimum"] = penalised_plan(upd.ens, x_hist, trust_region(cons, x_hist, ident), channels)
             plans = candidates(opt, anchors)
-            chosen, scores = choose(upd.ens, plans, list(anchors))
+            chosen, scores = choose(upd.ens, plans, list(anchors), ident)
             x = plans[chosen]
         floor_gain = scores[chosen]["gain_q10"]
     if use_agent:
