@@ -22,7 +22,9 @@ spreadsheet plan is the floor the served plan must clear, so the choice is a cha
 with the highest expected revenue among those whose revenue beats the better of the two spreadsheet plans in at least
 FLOOR_PROB of the draws (the same 10th percentile the 80% intervals report); if none does, the one that comes
 closest (highest 10th percentile of that gain). The draws come from every model form the history supports
-(models/allocator/forms.py), so a move that depends on which form is right does not pass.
+(models/allocator/forms.py), so a move that depends on which form is right does not pass. The gains are judged on the
+channels the history identifies: what the draws credit to a channel they cannot tell from zero comes from its prior
+and the model form, so it may not decide which plan clears the floor (`choose`).
 """
 from __future__ import annotations
 
