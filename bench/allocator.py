@@ -86,8 +86,40 @@ OPEN = ["equal split", "historical mix", "expected-revenue planner (before issue
         "Bayes reference"]
 
 
+def cached_fit(folder: str | None, family: str, seed: int, h):
+    """The product's fit of one world (`run`, no agent), through a pickle DIR/<family>_<seed>.pkl when a folder is
+    given: the fit is most of a world's time, and a change to the plan step alone can then be measured on the same
+    fits. A file written by bench/allocator_loop.py's --cache (a tuple whose first item is the same fit) is read too."""
+    import pickle
+
+    path = Path(folder) / f"{family}_{seed}.pkl" if folder else None
+    if path is not None and path.exists():
+        got = pickle.loads(path.read_bytes())
+        return got[0] if isinstance(got, tuple) else got
+    alloc, _ = run(h, Config(seed=seed, timesteps=0, n_boot=20))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pickle.dumps(alloc))
+    return alloc
+
+
+def cached_truth(folder: str | None, family: str, seed: int, T: int, make):
+    """(TRUE response, oracle's incremental revenue) over T periods, through DIR/<family>_<seed>_T<T>_truth.pkl when a
+    folder is given (the oracle's multi-start solve is the other slow part of a world)."""
+    import pickle
+
+    path = Path(folder) / f"{family}_{seed}_T{T}_truth.pkl" if folder else None
+    if path is not None and path.exists():
+        return pickle.loads(path.read_bytes())
+    out = make()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pickle.dumps(out))
+    return out
+
+
 def open_loop_families(quick: bool, T: int, steps: int, draws: int = 64, which: str = "both",
-                       seeds: list[int] | None = None) -> None:
+                       seeds: list[int] | None = None, cache: str | None = None) -> None:
     """Issue K's bars, open loop, reserve 0: both world families, every plan played on the TRUE response, as a share
     of the oracle's incremental revenue. The Bayes reference: bench/allocator_bound.py's posterior under the
     product's priors + a log-normal ROI prior LN(log 3, 0.7) (the variant that needs nothing from the generator)."""
@@ -105,10 +137,10 @@ def open_loop_families(quick: bool, T: int, steps: int, draws: int = 64, which: 
     rows = []
     for family, name, seed, df, truth in fam:
         h = history_from_frame(df)
-        alloc, _ = run(h, Config(seed=seed, timesteps=0, n_boot=20))
+        alloc = cached_fit(cache, family, seed, h)
         B = reference_budget(h, T)
         cons = Constraints(budget=B, reserve=0.0)
-        true, orc = family_truth(family, h, truth, T, B)
+        true, orc = cached_truth(cache, family, seed, T, lambda: family_truth(family, h, truth, T, B))
         served = alloc.plan(B, T, reserve=0.0)
         x = {"equal split": spread(np.ones(len(h.channels)), T, cons),
              "historical mix": historical_plan(h.spend, T, 0, cons.spendable),
@@ -306,6 +338,8 @@ def main() -> None:
                     "(revenue_<channel>: per-channel bias U(0.8, 1.6), lognormal noise 0.2)")
     ap.add_argument("--blends", action="store_true", help="with --families ours|seasonal and --seeds: blends of the "
                     "two spreadsheet plans on the TRUE response only (no fit), then exit")
+    ap.add_argument("--cache", help="with --families: a folder of fitted allocators (<family>_<seed>.pkl), read when "
+                    "there, written when not (the fit is most of a world's time)")
     args = ap.parse_args()
     if args.blends:
         a, b = (int(v) for v in (args.seeds or "0-4").split("-"))
@@ -320,7 +354,8 @@ def main() -> None:
         if args.seeds:
             a, b = (int(v) for v in args.seeds.split("-"))
             seeds = list(range(a, b + 1))
-        open_loop_families(args.quick, args.periods, args.bayes_steps, which=args.families, seeds=seeds)
+        open_loop_families(args.quick, args.periods, args.bayes_steps, which=args.families, seeds=seeds,
+                           cache=args.cache)
         return
     worlds = WORLDS[:2] if args.quick else WORLDS
     steps = 3000 if args.quick else args.timesteps

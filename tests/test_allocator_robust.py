@@ -220,3 +220,34 @@ def test_draws_that_cannot_rank_the_spreadsheet_plans_serve_a_blend_of_them():
     name, scores = choose(ens, candidates({}, anchors), list(anchors))
     assert only in anchors and name not in anchors and "historical mix" in name and "equal split" in name
     assert scores[name]["gain_q10"] >= 0.75 * max(s_only[a]["gain_q10"] for a in anchors)  # (losses: < 0)
+
+
+def test_a_channel_the_history_does_not_identify_does_not_decide_the_guard():
+    """c ran at a fifth of a and b's spend; the draws agree on a and b and put c's effect anywhere from nothing to
+    large (identification < 0.1), mostly large. Judged on the whole revenue, that credit alone makes the equal split
+    (which moves budget into c) the guard's choice -- the failure seen on the seasonal family, where such channels were
+    credited 3.6x to 36x their true revenue. Judged on the channels the history identifies, the equal split only cuts
+    a and b, so it is not served and c keeps its historical total."""
+    from omnidecide.models.allocator.robust import IDENT_MIN, candidates, choose, equal_plan, historical_plan
+
+    rng = np.random.default_rng(3)
+    dates = pd.date_range("2024-01-01", periods=N, freq="7D")
+    spend = np.array([30_000.0, 30_000.0, 6_000.0]) * np.exp(rng.normal(0, 0.1, (N, 3)))
+    h = History(dates=dates, revenue=np.full(N, 1e6), spend=spend, channels=CH, controls=np.zeros((N, 0)),
+                control_names=[], step_days=7)
+    z = np.sort(rng.normal(size=16))
+    worlds = [MMMParams(channels=CH, decay=np.full(3, 0.3), half_saturation=np.array([30_000.0, 30_000.0, 20_000.0]),
+                        slope=np.full(3, 1.2), media_peak_mult=0.0,
+                        beta=np.array([6e4 * np.exp(rng.normal(0, 0.02)), 6e4 * np.exp(rng.normal(0, 0.02)),
+                                       6e4 * np.exp(2.5 * z[k] + 1.0)]))
+              for k in range(16)]
+    alloc = Allocator(params=worlds[0], samples=worlds, history=h, worlds=worlds, info={"agent_enabled": False})
+    B = 66_000.0 * T
+    res = alloc.plan(B, T, reserve=0.0)
+    ident = res.identification
+    assert ident[2] < IDENT_MIN < min(ident[0], ident[1])
+    anchors = {"historical mix": historical_plan(spend, T, 0, B), "equal split": equal_plan(T, 3, B)}
+    assert choose(res.ensemble, candidates({}, anchors), list(anchors))[0] == "equal split"  # on the whole revenue
+    assert choose(res.ensemble, candidates({}, anchors), list(anchors), ident)[0] == "historical mix"
+    assert res.summary["plan_chosen"] != "equal split"
+    assert abs(res.spend[:, 2].sum() - res.historical[:, 2].sum()) < 0.01 * res.historical[:, 2].sum()

@@ -4,8 +4,8 @@
 them -> update the planning ensemble from measured channel revenue -> the planner's full-horizon plan on the
 ensemble, robust by default (models/allocator/robust.py: the expected-revenue optimum, channels the draws cannot
 tell from zero held at their historical total, is served only where it beats last year's mix and the equal split in
-90% of the draws, else the plan of highest expected revenue that does among the penalised optimum (a short ascent
-from last year's mix), those two spreadsheet plans and blends) -> the agent's period-by-period correction (only where training let it serve) -> made exactly
+90% of the draws (judged on the channels the history identifies), else the plan of highest expected revenue that
+does among the penalised optimum (a short ascent from last year's mix), those two spreadsheet plans and blends) -> the agent's period-by-period correction (only where training let it serve) -> made exactly
 feasible and rounded to cents -> the PLAN table (with each cell's 80% interval over the posterior draws and each
 channel's identification) and its summary.
 """
@@ -189,11 +189,11 @@ def plan(alloc, budget: float, periods: int, *, reserve: float = 0.15, lo: dict 
         anchors = {"historical mix": x_hist, "equal split": equal_plan(periods - act.k, len(channels), cons.spendable)}
         anchors = {k: project_plan(v, cons) for k, v in anchors.items()}
         opt = {"expected-revenue optimum": x}
-        chosen, scores = choose(upd.ens, candidates(opt, anchors), list(anchors))
+        chosen, scores = choose(upd.ens, candidates(opt, anchors), list(anchors), ident)
         if chosen != "expected-revenue optimum":  # it has the highest expected revenue: when it passes, it is served
             opt["penalised optimum"] = penalised_plan(upd.ens, x_hist, trust_region(cons, x_hist, ident), channels)
             plans = candidates(opt, anchors)
-            chosen, scores = choose(upd.ens, plans, list(anchors))
+            chosen, scores = choose(upd.ens, plans, list(anchors), ident)
             x = plans[chosen]
         floor_gain = scores[chosen]["gain_q10"]
     if use_agent:

@@ -22,7 +22,9 @@ spreadsheet plan is the floor the served plan must clear, so the choice is a cha
 with the highest expected revenue among those whose revenue beats the better of the two spreadsheet plans in at least
 FLOOR_PROB of the draws (the same 10th percentile the 80% intervals report); if none does, the one that comes
 closest (highest 10th percentile of that gain). The draws come from every model form the history supports
-(models/allocator/forms.py), so a move that depends on which form is right does not pass.
+(models/allocator/forms.py), so a move that depends on which form is right does not pass. The gains are judged on the
+channels the history identifies: what the draws credit to a channel they cannot tell from zero comes from its prior
+and the model form, so it may not decide which plan clears the floor (`choose`).
 """
 from __future__ import annotations
 
@@ -50,14 +52,15 @@ def _zero_col(ens: Ensemble) -> np.ndarray:
     return (st.beta * st.h(carry * st.init) * st.m2).sum(0)
 
 
-def _per_draw(ens: Ensemble, x: np.ndarray, zero: np.ndarray, grad: bool = False):
-    """Each draw's incremental revenue of plan x (K,), and with grad its gradient (K, T, C): the ensemble's stacked
-    curves evaluated once (no per-draw loop)."""
+def _per_draw(ens: Ensemble, x: np.ndarray, zero: np.ndarray, grad: bool = False, by_channel: bool = False):
+    """Each draw's incremental revenue of plan x (K,) (by_channel: (K, C)), and with grad its gradient (K, T, C): the
+    ensemble's stacked curves evaluated once (no per-draw loop)."""
     st, K, C, T = ens.stack, ens.K, ens.C, ens.T
     xt = np.tile(np.asarray(x, float).reshape(T, C).T, (K, 1))
     h, dh = hill_and_derivative(st._stock_cm(xt), np.asarray(st.half, float)[:, None],
                                 np.asarray(st.slope, float)[:, None])
-    v = K * ((st._bm * h).sum(1) - zero).reshape(K, C).sum(1)
+    v = K * ((st._bm * h).sum(1) - zero).reshape(K, C)
+    v = v if by_channel else v.sum(1)
     if not grad:
         return v
     return v, K * st._back_cm(st._bm * dh).reshape(K, C, T).transpose(0, 2, 1)
@@ -207,14 +210,29 @@ def candidates(optimised: dict[str, np.ndarray], anchors: dict[str, np.ndarray])
     return out
 
 
-def choose(ens: Ensemble, plans: dict[str, np.ndarray], anchors: list[str]) -> tuple[str, dict]:
+def choose(ens: Ensemble, plans: dict[str, np.ndarray], anchors: list[str],
+           ident: np.ndarray | None = None) -> tuple[str, dict]:
     """The chance-constrained choice (module docstring): per draw k, each plan's gain over the better anchor
     max_a R_k(a); serve the plan of highest mean revenue whose gain is >= 0 at the (1 - FLOOR_PROB) quantile, else
-    the plan whose quantile is highest. Returns its name and, per plan, the mean revenue and the gain's quantile."""
+    the plan whose quantile is highest. Returns its name and, per plan, the mean revenue and the gain's quantile.
+
+    ident (C,): the gains are then judged on the channels the history identifies (identification >= IDENT_MIN) only.
+    Why: a channel the draws cannot tell from zero has the revenue its prior and model form give it, not what the
+    history shows -- on the seasonal family such channels (spend that follows the season, flights) were credited 3.6x
+    to 36x their true revenue, and an anchor that moved budget into them (the equal split) won the guard on that
+    credit alone (docs/BENCHMARKS.md). The optimised plans already hold them at their historical totals
+    (`pin_unidentified`); here their revenue stops deciding which plan clears the floor. A change in such a
+    channel's spend then counts as neither gain nor loss. With no identified channel there is no such evidence and the
+    whole revenue is judged, as without ident. The mean revenue that ranks the passing plans stays the whole
+    revenue."""
     names = list(plans)
-    R = np.stack([draw_revenue(ens, plans[n]) for n in names], 1)  # (K, P)
-    floor = R[:, [names.index(a) for a in anchors]].max(1)
-    q = np.percentile(R - floor[:, None], 100 * (1 - FLOOR_PROB), axis=0)
+    zero = _zero_col(ens)
+    per = np.stack([_per_draw(ens, plans[n], zero, by_channel=True) for n in names], 1)  # (K, P, C)
+    R = per.sum(2)
+    keep = None if ident is None else np.asarray(ident) >= IDENT_MIN
+    G = R if keep is None or not keep.any() else (per * keep).sum(2)
+    floor = G[:, [names.index(a) for a in anchors]].max(1)
+    q = np.percentile(G - floor[:, None], 100 * (1 - FLOOR_PROB), axis=0)
     mean = R.mean(0)
     ok = q >= 0
     best = int(np.argmax(np.where(ok, mean, -np.inf))) if ok.any() else int(np.argmax(q))
