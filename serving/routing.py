@@ -50,6 +50,11 @@ class Versions(Generic[T]):
             gc.freeze()  # a version loaded after start-up leaves the collector's sight too (see OmniDecide.__init__)
         return self._loaded[key]
 
+    def due(self) -> bool:
+        """Whether the next `pick` checks the registry (and may load a version: seconds): an async endpoint calls
+        `refresh` on a thread first."""
+        return time.monotonic() - self._checked >= self._every
+
     def refresh(self, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._checked < self._every:

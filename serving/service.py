@@ -94,11 +94,20 @@ class OmniDecide:
 
     @bentoml.api(route="/recommend", input_spec=RecommendRequest)
     @answers(set(RecommendRequest.model_fields))
-    def recommend(self, **fields: Any) -> RecommendResponse:
+    async def recommend(self, **fields: Any) -> RecommendResponse:
         """Top-K items for a user on a page view, with a reason per item; the user's events from `/events` and the
         request's `recent_events` both steer it. The body is a RecommendResponse, written as JSON straight from the
-        model's rows (serving.recommender.Ranked)."""
+        model's rows (serving.recommender.Ranked).
+
+        Async on purpose, the model call made on the worker's event loop: a plain endpoint is handed to
+        BentoML's one worker thread and back (a thread wake-up, a loop wake-up, and the two threads taking the GIL
+        from each other while requests overlap), ~0.5-0.8 of the ~7 CPU ms a request cost on 2 workers
+        (docs/BENCHMARKS.md). The call is CPU-bound (a few ms of numpy, faiss and LightGBM, one indexed read of the
+        online store), and a worker is one core: the thread bought no concurrency, only the hand-offs. What can take
+        seconds stays off the loop: the once-a-second stages check, which loads a newly promoted version."""
         request = RecommendRequest.model_construct(**fields)  # validated by BentoML against input_spec
+        if self.recommender.due():
+            await anyio.to_thread.run_sync(self.recommender.refresh)
         stored = self.store.recent_items(request.user_id)
         ranked, ms = _call(self.recommender, request.user_id, lambda r: r.rank(request, stored=stored),
                            self.log, "recommend")

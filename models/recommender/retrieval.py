@@ -40,12 +40,13 @@ from omnidecide.models.recommender.item_index import (  # noqa: F401
 # `max_eig` components. Below it every eigenpair is kept (up to thousands), the exact moments cost m^2 per request,
 # and full scoring stayed cheaper at every size up to it: measured in bench/recommend_paths.py (docs/BENCHMARKS.md).
 MIN_ITEMS = DENSE_MAX_ITEMS + 1
-# nearest-neighbour candidates per request (at least what the ranking looks at) and the HNSW search breadth. The
-# search is the largest single cost of a request's model path; at 10,000 items 128 / 128 (over 8-bit codes, `ItemIndex`)
-# keeps /recommend's lists at 0.9995 top-k overlap with those of 150 / 160 over float vectors on 1,532 requests
-# (bench/recommend_rows.py; 100 / 100: 0.9992) and searches ~40% less (docs/BENCHMARKS.md)
-N_ANN = 128
-EF_SEARCH = 128
+# nearest-neighbour candidates per request (at least what the ranking looks at: 100 at k = 20) and the HNSW search
+# breadth. The search is the largest single cost of a request's model path; at 10,000 items 100 / 100 (over 8-bit
+# codes, `ItemIndex`) keeps /recommend's lists at 0.99975 top-20 overlap with those of 128 / 128 on 1,000 customers
+# (99.5% identical; 128 / 128 had 0.9995 with 150 / 160 over float vectors, 100 / 100 0.9992) for ~0.3 CPU ms less per
+# request (docs/BENCHMARKS.md). Tuning's exact candidates (training/recommender/evaluation.py) stay at 128.
+N_ANN = 100
+EF_SEARCH = 100
 # above LARGE_ITEMS the earlier, wider search stays (200 candidates, at least 2x the ranking's, efSearch 256): the
 # 200k-item figures (index recall 0.972, overlap 0.98) were measured with it, and fewer were not measured there
 N_ANN_LARGE, EF_SEARCH_LARGE = 200, 256

@@ -11,7 +11,7 @@ from omnidecide.models.metrics import ranking_report
 from omnidecide.models.recommender.baskets import buy_again_scores
 from omnidecide.models.recommender.core import CONSUMED, EVENT_WEIGHTS, Recommender, seconds
 from omnidecide.models.recommender.graph_filter import FilterParams
-from omnidecide.models.recommender.retrieval import N_ANN, ItemIndex, Retrieval
+from omnidecide.models.recommender.retrieval import ItemIndex, Retrieval
 from omnidecide.models.recommender.rows import dense_rows, gather
 from omnidecide.training import splits
 
@@ -34,6 +34,7 @@ CANDIDATE_BATCH = 64  # users whose candidates are scored together (the union of
 # product (a tuning setting changes the filter, and an HNSW build per setting would cost more than the dense rows), so
 # the top-K is full scoring's whenever its items are among them (tests/test_scale_tuning.py checks the agreement).
 CANDIDATE_MIN_ITEMS = 20_000
+TUNING_ANN = 128  # the exact top-N of the filter among them (serving's search: retrieval.N_ANN, or 200 above 50k items)
 
 
 def tuning_users(n_items: int) -> int:
@@ -169,13 +170,13 @@ def uses_candidates(rec: Recommender) -> bool:
 
 def candidate_stage1(rec: Recommender, u: np.ndarray, now: np.ndarray, n_rank: int = K, model: bool = False):
     """Stage 1 for users `u` over the union of their candidates (sorted columns `cols`): retrieval's candidates
-    (the filter's exact top max(N_ANN, 2 n_rank), the users' own items, the first cold items of each category, the
+    (the filter's exact top max(TUNING_ANN, 2 n_rank), the users' own items, the first cold items of each category, the
     top of popularity and of the TIFU score when stage 1 weighs them in). Returns (cols, st, score, z, rep, allowed)
     with the arrays over `cols`."""
     ret = ExactCandidates.for_model(rec)
     hist = np.unique(gather(rec.X, u)[1])
     U = ret.query(rec, dense_rows(rec.X, u, hist), hist)
-    parts = [hist, ret.graph_top(U, max(N_ANN, 2 * n_rank)).ravel()]
+    parts = [hist, ret.graph_top(U, max(TUNING_ANN, 2 * n_rank)).ravel()]
     parts += [c[:n_rank] for c in ret.cold(rec)[2]]
     for hl in ret.popularity_half_lives(rec, not U.any(1).all()):  # serving's rule (Retrieval.candidates)
         parts.append(ret.by_popularity(rec, hl)[: n_rank + len(hist)])
