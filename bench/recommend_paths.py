@@ -153,7 +153,10 @@ def store(args) -> None:
           f"{r['identical']:.3f}. Index top-20 recall of exact inner-product search (300 candidates): "
           f"**{recall:.4f}**.")
     # the HNSW search breadth: recall of exact at the served number of candidates, and the search time per query
-    from omnidecide.models.recommender.retrieval import EF_SEARCH, N_ANN
+    from omnidecide.models.recommender import retrieval
+    # the served search for this catalogue's size (retrieval.Retrieval.nearest: wider above LARGE_ITEMS)
+    N_ANN, EF_SEARCH = (retrieval.N_ANN_LARGE, retrieval.EF_SEARCH_LARGE) if len(rec.item_ids) > retrieval.LARGE_ITEMS \
+        else (retrieval.N_ANN, retrieval.EF_SEARCH)
     U = queries(rec.X[uidx], L)
     print(f"\n| efSearch | top-20 recall of exact ({N_ANN} candidates) | search ms p50 / p99 |\n|---:|---:|---|")
     for ef in sorted({64, 128, EF_SEARCH, 2 * EF_SEARCH}):
