@@ -127,23 +127,28 @@ def draw_weights(ens: Ensemble, x_act: np.ndarray, ch_rev: np.ndarray, upd: Upda
     if not upd.per_channel:
         ll = np.repeat(ll.sum(1, keepdims=True), C, axis=1)
 
-    def weights(tau, col):
-        z = tau * col
+    W, taus = np.full((K, C), 1.0 / K), np.zeros(C)
+    for c in range(C):
+        if seen[:, c].any():
+            W[:, c], taus[c] = tempered_weights(ll[:, c], upd.ess_min)
+    return DrawUpdate(weights=W, expected=E, tempering=taus, ess=1.0 / (W ** 2).sum(0))
+
+
+def tempered_weights(ll: np.ndarray, ess_min: float) -> tuple[np.ndarray, float]:
+    """(weights over draws, power): the draws' log likelihoods `ll` (K,) raised to the largest power <= 1 that keeps
+    the effective number of draws >= `ess_min` x K, normalised. The ESS falls as the power grows: bisection."""
+    def weights(tau: float) -> np.ndarray:
+        z = tau * ll
         w = np.exp(z - z.max())
         return w / w.sum()
 
-    W, taus = np.full((K, C), 1.0 / K), np.zeros(C)
-    for c in range(C):
-        if not seen[:, c].any():
-            continue
-        ess = lambda tau, c=c: 1.0 / (weights(tau, ll[:, c]) ** 2).sum()  # noqa: E731
-        if ess(1.0) >= upd.ess_min * K:
-            tau = 1.0
-        else:  # ESS falls as tau grows: bisection for the largest tau that keeps it
-            lo_, hi_ = 0.0, 1.0
-            for _ in range(40):
-                mid = 0.5 * (lo_ + hi_)
-                lo_, hi_ = (mid, hi_) if ess(mid) >= upd.ess_min * K else (lo_, mid)
-            tau = lo_
-        W[:, c], taus[c] = weights(tau, ll[:, c]), tau
-    return DrawUpdate(weights=W, expected=E, tempering=taus, ess=1.0 / (W ** 2).sum(0))
+    def enough(tau: float) -> bool:
+        return 1.0 / (weights(tau) ** 2).sum() >= ess_min * len(ll)
+
+    if enough(1.0):
+        return weights(1.0), 1.0
+    lo, hi = 0.0, 1.0
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if enough(mid) else (lo, mid)
+    return weights(lo), lo

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from omnidecide.models.allocator.actuals import tempered_weights
 from omnidecide.models.allocator.curves import Curves, Ensemble
 
 TAU = 0.5  # prior sd of a draw's per-channel level (fixed a priori, not tuned on either world family)
@@ -215,16 +216,19 @@ class ChannelPosterior(LevelPosterior):
         self.floor = 0.25 * np.maximum(np.abs(Y).mean(0), 1e-12)
         u = self._sd(Y)[None]  # (1, t, C)
         p0, m0 = 1.0 / self.tau ** 2, self.m0[:, 3:]
-        sig = np.full_like(self.sig, CHANNEL_NOISE)
-        for _ in range(2):  # levels at the prior noise, then the noise from their residuals, then the levels again
+
+        def levels(sig: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            """(scaled columns G, scaled measurements r, posterior precision, posterior mean) of the levels."""
             G, r = M / (u * sig[:, None]), Y[None] / (u * sig[:, None])
             P = p0 + (G ** 2).sum(1)
-            mean = (p0 * m0 + (G * r).sum(1)) / P
+            return G, r, P, (p0 * m0 + (G * r).sum(1)) / P
+
+        sig = np.full_like(self.sig, CHANNEL_NOISE)
+        for _ in range(2):  # levels at the prior noise, then the noise from their residuals, then the levels again
+            mean = levels(sig)[3]
             rel = ((Y[None] - mean[:, None] * M) / u) ** 2  # (K, t, C) squared relative residuals
             sig = np.sqrt((NOISE_PRIOR_WEEKS * CHANNEL_NOISE ** 2 + rel.sum(1)) / (NOISE_PRIOR_WEEKS + t))
-        G, r = M / (u * sig[:, None]), Y[None] / (u * sig[:, None])
-        P = p0 + (G ** 2).sum(1)
-        mean = (p0 * m0 + (G * r).sum(1)) / P
+        G, r, P, mean = levels(sig)
         self.m, self.Pc, self.sig, self.weeks = mean, P, sig, t
         self.V = np.stack([np.diag(1.0 / pk) for pk in P])
         # log evidence of each draw: Gaussian marginal of the channel series with the level integrated out
@@ -234,18 +238,4 @@ class ChannelPosterior(LevelPosterior):
         ll = ll.sum(1)
         if not EVIDENCE:
             return
-        K = len(ll)
-
-        def weights(power: float) -> np.ndarray:
-            z = power * (ll - ll.max())
-            w = np.exp(z)
-            return w / w.sum()
-
-        power = 1.0
-        if 1.0 / (weights(1.0) ** 2).sum() < ESS_MIN * K:
-            lo, hi = 0.0, 1.0
-            for _ in range(40):
-                mid = 0.5 * (lo + hi)
-                lo, hi = (mid, hi) if 1.0 / (weights(mid) ** 2).sum() >= ESS_MIN * K else (lo, mid)
-            power = lo
-        self.w = weights(power)
+        self.w, _ = tempered_weights(ll, ESS_MIN)
