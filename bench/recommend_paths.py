@@ -138,8 +138,7 @@ def store(args) -> None:
     both(rec, users[:20])
     r = both(rec, users)
     g, p = rec.graph, rec.graph.params
-    h = g.lam ** p.p / (g.lam ** p.p + p.mu ** p.p)
-    E, L, _ = filter_vectors(g.Q, h, g.d_graph, p.c)
+    E, L, _ = filter_vectors(g.Q, g.lam, g.d_graph, p)
     recall = recall_at(queries(rec.X[uidx], L), E, rec.retrieval.items, k=20)
     print(f"Store {args.store}: {rt.tag}, {len(rec.item_ids):,} items, {len(rec.user_ids):,} customers; loaded in "
           f"{load_s:.1f} s; {len(users)} sampled customers with history, k=20, {rec.stage.serve} serving "

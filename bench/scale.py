@@ -187,13 +187,12 @@ def stage_ann(out: Path, n_users: int = 1000) -> None:
     """faiss HNSW index over the filter's item vectors; recall@20 vs exact on sampled users; per-query latency."""
     import scipy.sparse as sp
 
+    from omnidecide.models.recommender.graph_filter import FilterParams
     from omnidecide.models.recommender.retrieval import ItemIndex, filter_vectors, queries, recall_at
 
     f = np.load(out / "factors.npz")
     X = sp.load_npz(out / "X.npz")
-    p, mu, c = 4.0, 0.07, 0.35  # FilterParams defaults
-    h = f["lam"] ** p / (f["lam"] ** p + mu ** p)
-    E, L, keep = filter_vectors(f["Q"].astype(np.float64), h, np.maximum(f["d"], 1e-9), c)
+    E, L, keep = filter_vectors(f["Q"].astype(np.float64), f["lam"], np.maximum(f["d"], 1e-9), FilterParams())
     t0 = time.perf_counter()
     index = ItemIndex(E)
     build = time.perf_counter() - t0
@@ -391,13 +390,14 @@ def main() -> None:
                 "cpus": os.cpu_count(), "load_1min_at_end": os.getloadavg()[0], "users": a.users, "items": a.items,
                 "command": " ".join(sys.argv)}
         (a.out / a.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    paths = [sys.executable, str(ROOT / "bench" / "recommend_paths.py")]
     if "synth" in todo:
-        keep(run("synth", CLI + ["data", "synth", "--out", str(world), "--users", str(a.users), "--items",
-                                        str(a.items), "--format", "parquet"], env))
+        keep(run("synth", CLI + ["data", "synth", "--out", str(world), "--users", str(a.users),
+                                 "--items", str(a.items), "--format", "parquet"], env))
     if "validate" in todo:
         keep(run("validate", CLI + ["data", "validate", "--events", ev, "--items", str(world / "items.parquet"),
-                                           "--users", str(world / "users.parquet"),
-                                           "--store-stock", str(world / "store_stock.parquet")], env))
+                                    "--users", str(world / "users.parquet"),
+                                    "--store-stock", str(world / "store_stock.parquet")], env))
     if "train-churn" in todo:
         keep(run("train churn", CLI + ["train", "churn", "--events", ev, "--horizon-days", "90"], env))
     for stage, label, extra in (("predict-churn", "predict churn, 1 process", []),
@@ -405,7 +405,7 @@ def main() -> None:
                                 ("predict-churn-ray2", "predict churn, Ray 2 workers", ["--workers", "2"])):
         if stage in todo:
             keep(run(label, CLI + ["predict", "churn", "--events", ev, "--as-of", AS_OF, "--horizon-days", "90",
-                                          "--output", str(work / f"{stage}.csv")] + extra, env1))
+                                   "--output", str(work / f"{stage}.csv")] + extra, env1))
     if "factors" in todo:
         keep(run(f"filter factors (top {K_EIG} eigenpairs)", me + ["--stage", "factors"], env))
     if "exact" in todo:
@@ -417,25 +417,22 @@ def main() -> None:
     if "tuning-cost" in todo:  # needs a stored recommender at full size (served-build)
         keep(run("one tuning setting, dense rows vs candidates", me + ["--stage", "tuning-cost"], env))
     if "recommender" in todo:
-        keep(run("train recommender", CLI + ["train", "recommender", "--events", ev, "--items",
-                                                    str(world / "items.parquet")], env))
+        keep(run("train recommender", CLI + ["train", "recommender", "--events", ev,
+                                             "--items", str(world / "items.parquet")], env))
     if "served-build" in todo:  # the served model's one build on every event, default settings, saved with its index
         keep(run("served model: Recommender.build + save (default settings)",
-                        [sys.executable, str(ROOT / "bench" / "recommend_paths.py"), "--register", str(world), "--home",
-                         str(store)], env))
+                 paths + ["--register", str(world), "--home", str(store)], env))
     if "request" in todo:  # /recommend's model path on that version, in process: full scoring vs faiss candidates
-        keep(run("request path at full size (in process)",
-                        [sys.executable, str(ROOT / "bench" / "recommend_paths.py"), "--store", str(store),
-                         "--recall-users", "300"], env1))
+        keep(run("request path at full size (in process)", paths + ["--store", str(store), "--recall-users", "300"],
+                 env1))
     if "request-http" in todo:  # the same version behind `serve --workers 2`: req/s, p99 at half that, worker memory
         keep(run("/recommend over HTTP, 2 workers (max req/s, p99 at a quarter and half of it)",
-                        [sys.executable, str(ROOT / "bench" / "service.py"), "--throughput", "--store", str(store),
-                         "--world", str(world), "--items", str(a.items), "--seconds", "15", "--concurrency", "8",
-                         "--loads", "0.25,0.5"],
-                        env1, pss=True))
+                 [sys.executable, str(ROOT / "bench" / "service.py"), "--throughput", "--store", str(store),
+                  "--world", str(world), "--items", str(a.items), "--seconds", "15", "--concurrency", "8",
+                  "--loads", "0.25,0.5"], env1, pss=True))
     if "batch-vs-request" in todo:  # recommend's batched scorer vs one /recommend call per customer, in process
         keep(run("recommend: batched vs per-request (500 customers, in process)",
-                        me + ["--stage", "batch-vs-request"], env1))
+                 me + ["--stage", "batch-vs-request"], env1))
     stage_recommend_all(todo, store, work, env1, a.rec_users, keep)
     print_table(json.loads((a.out / a.json).read_text()))
 

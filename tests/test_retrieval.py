@@ -25,9 +25,7 @@ def _fit():
 
 def test_index_scores_are_the_filter_scores_and_recall_is_high():
     X, g = _fit()
-    p = g.params
-    h = g.lam ** p.p / (g.lam ** p.p + p.mu ** p.p)
-    E, L, _ = filter_vectors(g.Q, h, g.d_graph, p.c)
+    E, L, _ = filter_vectors(g.Q, g.lam, g.d_graph, g.params)
     U = queries(X[:300], L)
     assert np.allclose(U @ E.T, g.score(X[:300]), atol=1e-4 * np.abs(g.score(X[:300])).max())
     index = ItemIndex(E)
@@ -60,9 +58,7 @@ def test_one_query_moments_and_the_coded_walk_match_the_float_forms():
     """A request's moments (one triangular float32 product) equal the batch form and float64 arithmetic to ~1e-6,
     and the walk over 8-bit codes finds what the same graph over the float vectors finds."""
     X, g = _fit()
-    p = g.params
-    h = g.lam ** p.p / (g.lam ** p.p + p.mu ** p.p)
-    E, L, _ = filter_vectors(g.Q, h, g.d_graph, p.c)
+    E, L, _ = filter_vectors(g.Q, g.lam, g.d_graph, g.params)
     U = queries(X[:100], L).astype(np.float64)
     index = ItemIndex(E)
     full = U @ E.T.astype(np.float64)

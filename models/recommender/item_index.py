@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from omnidecide.models.recommender.graph_filter import MIN_RESPONSE
+from omnidecide.models.recommender.graph_filter import FilterParams
 
 # up to LARGE_ITEMS items the search walks 8-bit codes of the vectors over the stored graph (`ItemIndex.search`)
 LARGE_ITEMS = 50_000
 
 
-def filter_vectors(Q: np.ndarray, h: np.ndarray, d: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def filter_vectors(Q: np.ndarray, lam: np.ndarray, d: np.ndarray,
+                   p: FilterParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(item vectors e (items x m), left factor L (items x m) with u = r @ L, kept components) of the rational filter
-    s = ((r d^-c) Q h Q^T) d^c, dropping components whose response h is ~0."""
-    keep = h > MIN_RESPONSE
+    s = ((r d^-c) Q h(lam) Q^T) d^c over the components `p.kept` keeps."""
+    keep, h = p.kept(lam)
     Qk = Q[:, keep]
-    E = (Qk * (d ** c)[:, None]).astype(np.float32)
-    L = Qk * (d ** -c)[:, None] * h[keep][None, :]
+    E = (Qk * (d ** p.c)[:, None]).astype(np.float32)
+    L = Qk * (d ** -p.c)[:, None] * h[None, :]
     return E, L.astype(np.float32), keep
 
 
@@ -41,11 +42,7 @@ class ItemIndex:
         self.index, self.ef_search = index, ef_search
         # the vectors the index holds (float32), read where their rows are needed (Retrieval.vectors): the rows a
         # search just visited are the candidates' rows, still in cache, and no float64 copy is kept beside them
-        storage = faiss.downcast_index(index.storage) if hasattr(index, "storage") else None
-        if isinstance(storage, faiss.IndexFlat):
-            self.vectors = faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * storage.d).reshape(storage.ntotal, -1)
-        else:
-            self.vectors = E if E is not None else index.reconstruct_n(0, index.ntotal)
+        self.vectors = self.stored_vectors(index)
         self.n = index.ntotal
         # for the exact mean of <u, e_j> over the catalogue and for its spread
         self.total, self.second_total = self.moments_of(self.vectors) if moments is None else moments
@@ -59,6 +56,17 @@ class ItemIndex:
             self.searched = faiss.IndexHNSW(self._codes)
             self.searched.hnsw = index.hnsw  # a copy of the stored graph (the build is not reproducible)
             self.searched.ntotal, self.searched.own_fields = index.ntotal, False
+
+    @staticmethod
+    def stored_vectors(index) -> np.ndarray:
+        """The float32 vectors a (loaded) index holds, as a view of its storage where it has a flat one (a memory-mapped
+        index: the file's pages, shared by every process that maps it)."""
+        import faiss
+
+        storage = faiss.downcast_index(index.storage) if hasattr(index, "storage") else None
+        if isinstance(storage, faiss.IndexFlat):
+            return faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * storage.d).reshape(storage.ntotal, -1)
+        return index.reconstruct_n(0, index.ntotal)
 
     @staticmethod
     def moments_of(E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -124,11 +124,17 @@ class Retrieval:
         return np.ascontiguousarray(Qk * (d_graph[: Q.shape[0]] ** p.c)[:, None])
 
     @classmethod
-    def made_once(cls, Q: np.ndarray, lam: np.ndarray, d_graph: np.ndarray, p) -> dict[str, np.ndarray]:
-        """What every process that loads the version derives alike from its factors and would otherwise make itself
-        (`__init__`'s `made`): the item vectors' moments. The vectors themselves each process reads from the stored
-        index (memory-mapped: one copy in the page cache)."""
-        total, second = ItemIndex.moments_of(cls.item_vectors(Q, lam, d_graph, p))
+    def made_once(cls, folder: Path, Q: np.ndarray, lam: np.ndarray, d_graph: np.ndarray, p) -> dict[str, np.ndarray]:
+        """What every process that loads the version in `folder` derives alike and would otherwise make itself
+        (`__init__`'s `made`): the item vectors' moments, from the stored index's float32 vectors (memory-mapped, as
+        every process then reads them) when it matches the factors `Q`, `lam` (its FilterParams `p`), else from the
+        vectors the factors give."""
+        index = cls.stored(folder)
+        if index is not None and index.ntotal == Q.shape[0] and index.d == len(p.kept(lam)[0]):
+            E = ItemIndex.stored_vectors(index)
+        else:
+            E = cls.item_vectors(Q, lam, d_graph, p)
+        total, second = ItemIndex.moments_of(E)
         return {"total": total, "second": second}
 
     @staticmethod
@@ -144,17 +150,21 @@ class Retrieval:
 
         faiss.write_index(self.items.index, str(Path(folder) / FILE))
 
-    @classmethod
-    def load(cls, folder: Path, rec, made: dict[str, np.ndarray] | None = None) -> "Retrieval":
-        """The stored index; built here when the version predates it (or does not match its factors). Its vectors
-        are memory-mapped from the file (faiss IO_FLAG_MMAP_IFC: read-only, searched in place), so every process
-        that loads the version (service workers, a batch job's workers) shares one copy in the page cache; the
-        graph's links are read into each process. `made`: see __init__."""
+    @staticmethod
+    def stored(folder: Path):
+        """The version's stored index, memory-mapped (faiss IO_FLAG_MMAP_IFC: read-only, searched in place, one copy
+        in the page cache for every process that maps it); None when the version has none."""
         import faiss
 
         path = Path(folder) / FILE
-        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC) if path.exists() else None
-        return cls(rec, index, made)
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC) if path.exists() else None
+
+    @classmethod
+    def load(cls, folder: Path, rec, made: dict[str, np.ndarray] | None = None) -> "Retrieval":
+        """The stored index (`stored`: service workers and a batch job's workers share its vectors); built here when
+        the version predates it (or does not match its factors); the graph's links are read into each process.
+        `made`: see __init__."""
+        return cls(rec, cls.stored(folder), made)
 
     # --- vectors --------------------------------------------------------------------------------------
     def vectors(self, rec, items: np.ndarray) -> np.ndarray:

@@ -55,7 +55,7 @@ def put_arrays(folder: Path, put: Callable[[np.ndarray], T]) -> dict[str, T]:
     Q = keep["graph_Q"]
     if Q is not None and Q.ndim == 2 and n_items >= retrieval.MIN_ITEMS:  # Retrieval.wanted
         params = FilterParams(**json.loads((folder / "recommender.json").read_text())["graph_params"])
-        made = retrieval.Retrieval.made_once(Q, keep["graph_lam"], keep["graph_d_graph"], params)
+        made = retrieval.Retrieval.made_once(folder, Q, keep["graph_lam"], keep["graph_d_graph"], params)
         out.update({SHARED + k: put(v) for k, v in made.items()})
     return out
 
