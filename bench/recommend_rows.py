@@ -3,6 +3,7 @@ how far a speed change moves the answers.
 
     .venv/bin/python bench/recommend_rows.py dump ROWS.json --store BENTOML_HOME      # on the code before
     .venv/bin/python bench/recommend_rows.py compare ROWS.json --store BENTOML_HOME   # on the code after
+        [--customers N]   # every n-th customer, about N of them (default: every customer)
 
 Requests, in process through `RecommenderRuntime.rank` (what the endpoint serves): every customer of the version
 with k=20; every third also with k=10 at one of the version's stores on channel "app" (per-store stock); every fifth
@@ -27,6 +28,9 @@ def main(argv: list[str]) -> None:
     ap.add_argument("action", choices=["dump", "compare"])
     ap.add_argument("rows", type=Path)
     ap.add_argument("--store", type=Path, required=True, help="BENTOML_HOME holding the recommender version")
+    ap.add_argument("--customers", type=int, default=0,
+                    help="every n-th customer so that about this many are asked (0: every customer; the 1M-customer "
+                    "version of bench/scale.py)")
     args = ap.parse_args(argv)
     os.environ["BENTOML_HOME"] = str(args.store)
     os.environ.pop("OMNIDECIDE_DATABASE_URL", None)
@@ -37,7 +41,8 @@ def main(argv: list[str]) -> None:
     stores = sorted(rt.store_stock)
     items = rt.rec.item_ids
     reqs = []
-    for n, u in enumerate(rt.rec.user_ids):
+    step = max(1, len(rt.rec.user_ids) // args.customers) if args.customers else 1
+    for n, u in enumerate(rt.rec.user_ids[::step]):
         reqs.append(RecommendRequest(user_id=str(u), k=20))
         if n % 3 == 0 and stores:
             reqs.append(RecommendRequest(user_id=str(u), k=10, store_id=stores[n % len(stores)], channel="app"))

@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 from omnidecide.models.recommender import rules
-from omnidecide.models.recommender.baskets import (UPCF, Baskets, buy_again_scores, frequency, recent_popularity,
-                                                   tifu_vectors)
+import scipy.sparse as sp
+
+from omnidecide.models.recommender.baskets import (TIFU, UPCF, Baskets, buy_again_scores, frequency,
+                                                   recent_popularity, tifu_vectors, top_of)
 
 
 def _bk() -> Baskets:
@@ -37,6 +39,25 @@ def test_tifu_weights_recent_baskets_and_groups_more():
     last_group = (0.5 * np.array([0, 0, 1, 0]) + np.array([0, 1, 0, 1])) / 2
     first_group = (0.5 * np.array([1, 1, 0, 0]) + np.array([0, 1, 0, 0])) / 2
     np.testing.assert_allclose(V[0], (last_group + 0.25 * first_group) / 2)
+
+
+def test_tifu_top_items_is_the_sparse_row_to_the_bit_with_ties_by_item():
+    rng = np.random.default_rng(3)
+    V = sp.random(60, 40, density=0.15, random_state=4, format="csr")
+    V.data = np.round(V.data * 4) / 4 + 0.25  # coarse values: ties among items are common
+    t = TIFU(k=7, alpha=0.7)
+    t.V = V
+    t.nbrs = np.stack([rng.permutation(np.r_[np.delete(np.arange(60), u), -1, -1])[:7] for u in range(60)])
+    for u in range(60):
+        row = t.sparse_scores(np.array([u]))
+        got = t.top_items(u, 10)
+        assert list(got) == list(top_of(row.indices, row.data, 10))
+        full = t.top_items(u, 100)
+        assert sorted(full) == sorted(row.indices)  # every nonzero item, nothing else
+        want = dict(zip(row.indices, row.data))
+        vals = [want[j] for j in full]
+        assert all(a > b or (a == b and i < j) for (a, i), (b, j) in zip(zip(vals, full), zip(vals[1:], full[1:])))
+        np.testing.assert_array_equal(np.sort(vals), np.sort(row.data))  # the same values, not close ones
 
 
 def test_upcf_recency_window_and_self_similarity():

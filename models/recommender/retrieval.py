@@ -267,8 +267,7 @@ class Retrieval:
             order = self.by_popularity(rec, hl)
             parts += [order[:n_rank], order[usable[order]][:n_rank]]
         if rec.stage.tifu_w > 0 and rec.tifu is not None and uidx is not None:
-            t = rec.tifu.sparse_scores(np.array([uidx]))
-            parts.append(t.indices[np.argsort(-t.data, kind="stable")[:n_rank]])
+            parts.append(rec.tifu.top_items(uidx, n_rank))
         mark = np.zeros(len(rec.item_ids), dtype=bool)  # the sorted union: a mask, not np.unique's sort
         for p in parts:
             mark[p] = True
@@ -293,15 +292,19 @@ class Retrieval:
             got = head[usable[head]][:n]
             if len(got) == n or head.size < SUBSTITUTE_HEAD:  # the head was the whole category
                 return got
-        by_cat = self.memo("items by category", (rec.item_cat,),
-                           lambda: groups(np.arange(len(rec.item_cat)), rec.item_cat, len(rec.categories)))
-        same = by_cat[rec.item_cat[j]]
+        same = self.in_category(rec, int(rec.item_cat[j]))
         emb = rec.embeddings()
         order = same[np.argsort(-(emb[same] @ emb[j]), kind="stable")]
         if len(orders) >= SUBSTITUTE_ORDERS:
             orders.clear()
         orders[j] = order[:SUBSTITUTE_HEAD]
         return order[usable[order]][:n]
+
+    def in_category(self, rec, cat: int) -> np.ndarray:
+        """The catalogue's items of category `cat`, in index order (the grouping kept per catalogue state: a scan of
+        the catalogue per sold-out item cost ~0.2 ms at 200k items)."""
+        return self.memo("items by category", (rec.item_cat,),
+                         lambda: groups(np.arange(len(rec.item_cat)), rec.item_cat, len(rec.categories)))[cat]
 
     @staticmethod
     def popularity_half_lives(rec, no_query: bool) -> list[float]:

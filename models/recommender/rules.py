@@ -181,7 +181,11 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
             free = ok.copy()
             free[ids] &= allowed  # items outside `cols` carry no state of the user: allowed
             free[ids[cands[:k]]] = False
-        same = np.flatnonzero((rec.item_cat == cat[j]) & free)
+        if rec.retrieval is not None:  # the category's items, kept per catalogue state: no catalogue scan
+            same = rec.retrieval.in_category(rec, int(cat[j]))
+            same = same[free[same]]
+        else:
+            same = np.flatnonzero((rec.item_cat == cat[j]) & free)
         if len(same):
             s = int(same[np.argmax(emb[same] @ emb[ids[j]])])
             at = int(np.searchsorted(ids, s))

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from omnidecide.models.metrics import ranking_report
-from omnidecide.models.recommender.baskets import buy_again_scores
+from omnidecide.models.recommender.baskets import buy_again_scores, top_of
 from omnidecide.models.recommender.core import CONSUMED, EVENT_WEIGHTS, Recommender, seconds
 from omnidecide.models.recommender.graph_filter import FilterParams
 from omnidecide.models.recommender.retrieval import ItemIndex, Retrieval
@@ -183,7 +183,7 @@ def candidate_stage1(rec: Recommender, u: np.ndarray, now: np.ndarray, n_rank: i
     if rec.stage.tifu_w > 0 and rec.tifu is not None:
         t = rec.tifu.sparse_scores(u)
         for a, b in zip(t.indptr[:-1], t.indptr[1:]):
-            parts.append(t.indices[a:b][np.argsort(-t.data[a:b], kind="stable")[:n_rank]])
+            parts.append(top_of(t.indices[a:b], t.data[a:b], n_rank))  # serving's rule (TIFU.top_items)
     cols = np.unique(np.concatenate(parts).astype(np.int64))
     st = rec.batch_state(u, cols)
     kept, rec.retrieval = rec.retrieval, ret
