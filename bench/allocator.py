@@ -5,6 +5,7 @@
     .venv/bin/python bench/allocator.py --validate 10-29 --reported   # same, histories with platform-reported revenue
     .venv/bin/python bench/allocator.py --families [ours|seasonal] [--bayes-steps 1500]   # issue K's open-loop table only
     .venv/bin/python bench/allocator.py --families seasonal --seeds 0-14 --blends   # spreadsheet-plan blends, TRUE only
+    .venv/bin/python bench/allocator.py --families seasonal --seeds 0-14 --bayes-steps 0 --reported --cache DIR2
 
 For each world (seed, channel set): fit the response model on its 156-week marketing_mix history, train the
 residual PPO agent, then play every plan for the next T periods on the TRUE curves (truth of the synthetic world)
@@ -36,7 +37,7 @@ from omnidecide.models.allocator.robust import historical_plan  # noqa: E402
 from omnidecide.models.allocator.constraints import Constraints  # noqa: E402
 from omnidecide.models.allocator.solvers import best_plan  # noqa: E402
 from omnidecide.training.allocator.pipeline import Config, reference_budget, run  # noqa: E402
-from omnidecide.training.mmm_worlds import make_seasonal_world, world_response  # noqa: E402
+from omnidecide.training.mmm_worlds import lag_weights, make_seasonal_world, saturation, season, world_response  # noqa: E402
 from omnidecide.training.synth import MMM_CHANNELS, make_marketing_mix  # noqa: E402
 
 WORLDS = [
@@ -118,22 +119,42 @@ def cached_truth(folder: str | None, family: str, seed: int, T: int, make):
     return out
 
 
+def with_reports(df: pd.DataFrame, truth: dict, seed: int, bias=(0.8, 1.6), noise: float = 0.2) -> pd.DataFrame:
+    """A seasonal-family history with platform-reported channel revenue added (`revenue_<channel>`), made as
+    training/synth's `reported=True` makes ours: bias_c x the channel's TRUE media revenue that week (its own lag
+    weights, saturation and the season, from the truth) x lognormal(0, noise), bias_c ~ U(bias) per channel (platforms
+    over-claim); its own random stream, so the history's other columns are unchanged."""
+    rng = np.random.default_rng(20_000 + seed)
+    dates = pd.to_datetime(df["date"])
+    s = season(pd.DatetimeIndex(dates))
+    out = df.copy()
+    for c, p in truth["channels"].items():
+        a = np.convolve(df[f"spend_{c}"].to_numpy(float), np.asarray(p["lag_weights"]))[:len(df)]
+        media = p["beta"] * saturation(p["shape"], a, p["kappa"])[0] * s
+        out[f"revenue_{c}"] = (media * rng.uniform(*bias) * rng.lognormal(0, noise, len(df))).round(2)
+    return out
+
+
 def open_loop_families(quick: bool, T: int, steps: int, draws: int = 64, which: str = "both",
-                       seeds: list[int] | None = None, cache: str | None = None) -> None:
+                       seeds: list[int] | None = None, cache: str | None = None, reported: bool = False) -> None:
     """Issue K's bars, open loop, reserve 0: both world families, every plan played on the TRUE response, as a share
     of the oracle's incremental revenue. The Bayes reference: bench/allocator_bound.py's posterior under the
-    product's priors + a log-normal ROI prior LN(log 3, 0.7) (the variant that needs nothing from the generator)."""
+    product's priors + a log-normal ROI prior LN(log 3, 0.7) (the variant that needs nothing from the generator).
+    reported: the histories also carry platform-reported channel revenue (both families; use another --cache folder,
+    the fits differ)."""
     from allocator_bound import VARIANTS, Posterior, bayes_plan
 
     fam = []
     if which in ("both", "ours"):
         ours = (WORLDS[:2] if quick else WORLDS) if seeds is None else [(s, dict(WORLDS).get(s)) for s in seeds]
         for s, c in ours:  # seeds past the five benchmark worlds: validation worlds (3-6 channels drawn by the seed)
-            df, truth = make_marketing_mix(s, channels=list(c)) if c is not None else validation_world(s)
+            df, truth = (make_marketing_mix(s, channels=list(c), reported=reported) if c is not None
+                         else validation_world(s, reported))
             fam.append(("ours", f"seed {s}, {sum(k.startswith('spend_') for k in df.columns)} ch", s, df, truth))
     if which in ("both", "seasonal"):
-        fam += [("seasonal", f"seed {s}, 5 ch", s, *make_seasonal_world(s))
-                for s in (range(3 if quick else 5) if seeds is None else seeds)]
+        for s in (range(3 if quick else 5) if seeds is None else seeds):
+            df, truth = make_seasonal_world(s)
+            fam.append(("seasonal", f"seed {s}, 5 ch", s, with_reports(df, truth, s) if reported else df, truth))
     rows = []
     for family, name, seed, df, truth in fam:
         h = history_from_frame(df)
@@ -299,7 +320,8 @@ def spreadsheet_blends(family: str, seeds: list[int], T: int) -> None:
     for s in seeds:
         if family == "ours":
             c = dict(WORLDS).get(s)
-            df, truth = make_marketing_mix(s, channels=list(c)) if c is not None else validation_world(s)
+            df, truth = (make_marketing_mix(s, channels=list(c), reported=reported) if c is not None
+                         else validation_world(s, reported))
         else:
             df, truth = make_seasonal_world(s)
         h = history_from_frame(df)
@@ -335,7 +357,8 @@ def main() -> None:
     ap.add_argument("--validate", help="seed range like 10-29: re-planning variants on validation worlds, then exit")
     ap.add_argument("--noise-seed", type=int, default=0, help="with --validate: seed of the measurement noise")
     ap.add_argument("--reported", action="store_true", help="histories carry platform-reported channel revenue "
-                    "(revenue_<channel>: per-channel bias U(0.8, 1.6), lognormal noise 0.2)")
+                    "(revenue_<channel>: per-channel bias U(0.8, 1.6), lognormal noise 0.2); with --validate or "
+                    "--families (then give another --cache folder)")
     ap.add_argument("--blends", action="store_true", help="with --families ours|seasonal and --seeds: blends of the "
                     "two spreadsheet plans on the TRUE response only (no fit), then exit")
     ap.add_argument("--cache", help="with --families: a folder of fitted allocators (<family>_<seed>.pkl), read when "
@@ -355,7 +378,7 @@ def main() -> None:
             a, b = (int(v) for v in args.seeds.split("-"))
             seeds = list(range(a, b + 1))
         open_loop_families(args.quick, args.periods, args.bayes_steps, which=args.families, seeds=seeds,
-                           cache=args.cache)
+                           cache=args.cache, reported=args.reported)
         return
     worlds = WORLDS[:2] if args.quick else WORLDS
     steps = 3000 if args.quick else args.timesteps

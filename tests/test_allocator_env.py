@@ -224,3 +224,28 @@ def test_feasible_plan_is_left_unchanged_by_projection():
             left -= ref[t].sum()
             lo_left, hi_left = np.maximum(lo_left - ref[t], 0), np.maximum(hi_left - ref[t], 0)
         assert np.allclose(ref, x, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("held", [0, 2])
+def test_channel_held_at_its_total_matches_a_general_solver(held):
+    """A channel with min == max (the robust plan's pinned channels) skips the budget-only solve: the plan still spends
+    exactly that total on it and is at least as good as SLSQP run long on the same problem."""
+    from scipy.optimize import minimize
+
+    cv = curves(init=np.array([5e4, 1e5, 2e5]))
+    B = 2e6
+    free = best_plan(cv, Constraints(budget=B, reserve=0.0))
+    total = 0.5 * free[:, held].sum() + 0.05 * B  # away from where the budget-only optimum would put it
+    lo, hi = np.zeros(C), np.full(C, np.inf)
+    lo[held] = hi[held] = total
+    x = best_plan(cv, Constraints(budget=B, reserve=0.0, lo=lo, hi=hi), channels=CHANNELS)
+    assert np.isclose(x.sum(), B) and np.isclose(x[:, held].sum(), total) and (x >= 0).all()
+    scale = B / (T * C)
+    ref = minimize(lambda z: -cv.revenue(z.reshape(T, C) * scale).sum() / B, np.full(T * C, 1.0),
+                   jac=lambda z: -cv.value_grad(z.reshape(T, C) * scale)[1].ravel() * scale / B, method="SLSQP",
+                   bounds=[(0, None)] * (T * C), options={"maxiter": 1000, "ftol": 1e-12},
+                   constraints=[{"type": "eq", "fun": lambda z: z.sum() - B / scale},
+                                {"type": "eq", "fun": lambda z: z.reshape(T, C)[:, held].sum() - total / scale}])
+    xr = ref.x.reshape(T, C) * scale
+    assert ref.success and np.isclose(xr[:, held].sum(), total, rtol=1e-6)  # a valid reference
+    assert cv.revenue(x).sum() >= cv.revenue(xr).sum() * (1 - 1e-4)
