@@ -37,7 +37,7 @@ from omnidecide.models.allocator.robust import historical_plan  # noqa: E402
 from omnidecide.models.allocator.constraints import Constraints  # noqa: E402
 from omnidecide.models.allocator.solvers import best_plan  # noqa: E402
 from omnidecide.training.allocator.pipeline import Config, reference_budget, run  # noqa: E402
-from omnidecide.training.mmm_worlds import lag_weights, make_seasonal_world, saturation, season, world_response  # noqa: E402
+from omnidecide.training.mmm_worlds import make_seasonal_world, saturation, season, world_response  # noqa: E402
 from omnidecide.training.synth import MMM_CHANNELS, make_marketing_mix  # noqa: E402
 
 WORLDS = [
@@ -320,8 +320,7 @@ def spreadsheet_blends(family: str, seeds: list[int], T: int) -> None:
     for s in seeds:
         if family == "ours":
             c = dict(WORLDS).get(s)
-            df, truth = (make_marketing_mix(s, channels=list(c), reported=reported) if c is not None
-                         else validation_world(s, reported))
+            df, truth = make_marketing_mix(s, channels=list(c)) if c is not None else validation_world(s)
         else:
             df, truth = make_seasonal_world(s)
         h = history_from_frame(df)
