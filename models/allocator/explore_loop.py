@@ -48,6 +48,7 @@ from gymnasium import spaces
 
 from omnidecide.models.allocator.constraints import Constraints
 from omnidecide.models.allocator.curves import Ensemble
+from omnidecide.models.allocator.forms import season_index
 from omnidecide.models.allocator.loop_posterior import ChannelPosterior, LevelPosterior, fit_residuals
 from omnidecide.models.allocator.robust import TRUST, RobustObjective, historical_plan, identification, trust_region
 from omnidecide.models.allocator.solvers import best_plan, optimise
@@ -110,8 +111,12 @@ class Loop:
         last, repeat, sd = fit_residuals(alloc, T)
         x_ref = historical_plan(h.spend, T, 0, self.B)
         self.channels = channels and callable(getattr(world, "measure", None))  # else: the total revenue alone
-        post = ChannelPosterior if self.channels else LevelPosterior
-        self.post = post(alloc.ensemble(T), base, sd if sigma is None else sigma, last, repeat, x_ref)
+        args = (alloc.ensemble(T), base, sd if sigma is None else sigma, last, repeat, x_ref)
+        if self.channels:  # the history's own season index at the loop's weeks: a form the posterior may choose
+            woy = np.clip(alloc.calendar(T)[1].astype(int), 1, 52) - 1
+            self.post = ChannelPosterior(*args, season=season_index(h)[woy])
+        else:
+            self.post = LevelPosterior(*args)
         self.hist_level = h.spend[-52:].mean(0)
         self.t, self.X, self.y, self.Y = 0, np.zeros((T, C)), np.zeros(T), np.zeros((T, C))
         self.amp, self.exp_rev, self.exp_pass, self.planned = np.zeros(T), np.zeros(T), np.zeros(T), np.zeros(T)

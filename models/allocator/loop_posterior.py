@@ -156,8 +156,18 @@ CHANNEL_NOISE = 0.1  # prior guess of the lognormal sd of a measured week's chan
 NOISE_PRIOR_WEEKS = 4.0  # weight of that guess against the residuals when the noise is estimated (pseudo-weeks)
 FIT_MAX = 3.0  # a channel's measured series is explained when some draw's residual sd <= FIT_MAX x CHANNEL_NOISE
 ESS_MIN = 0.5  # the draws' evidence is tempered to keep >= ESS_MIN x K effective draws (actuals.Updating's rule)
+DELAYS = 3  # a channel's revenue may peak up to this many weeks after its spend (the delayed-peak carry-over
+# published MMMs report: Jin et al. 2017), a form the fit's geometric carry-over cannot express
+SWITCH = 3.0  # nats of evidence a variant needs over the fit's own form ("strong" on Kass & Raftery's scale)
 
 
+def _logmeanexp(a: np.ndarray) -> np.ndarray:
+    """log of the mean of exp(a) over axis 0 (the evidence of a variant averaged over the draws)."""
+    mx = a.max(0)
+    return mx + np.log(np.exp(a - mx).mean(0))
+
+
+@dataclass
 class ChannelPosterior(LevelPosterior):
     """The levels learned from MEASURED CHANNEL REVENUE (the product re-plans on `revenue_<channel>` in --actuals),
     not from the total alone: each draw and channel, y_c(t) = theta_k,c x m_k,c(t) x (1 + noise), m_k,c(t) the
@@ -172,13 +182,25 @@ class ChannelPosterior(LevelPosterior):
     evidence is tempered to keep half the draws effective (as actuals.draw_weights does), so a few weeks cannot
     collapse the ensemble onto one shape."""
 
+    season: np.ndarray | None = None  # (T,) the history's own season index at the loop's weeks (forms.season_index)
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        K, C = self.ens.K, self.ens.C
+        K, T, C = self.ens.K, self.ens.T, self.ens.C
         self.Pc = 1.0 / self.tau ** 2  # (K, C) posterior precision of each level
         self.sig = np.full((K, C), CHANNEL_NOISE)
         self.floor = np.zeros(C)
         self.weeks = 0
+        # the columns' own media multiplier (K, T, C) and, per variant, the multiplier at the week revenue is realised
+        own = np.stack([np.broadcast_to(w.m2, (T, C)) for w in self.ens.worlds])
+        self.own = np.maximum(own, 1e-12)
+        mults = [self.own]
+        if self.season is not None:  # the history's season index, on each column's own mean (the prior keeps its units)
+            s = np.asarray(self.season, float)[None, :, None]
+            mults.append(s * self.own.mean(1, keepdims=True) / s.mean())
+        self.variants = [(d, j) for j in range(len(mults)) for d in range(DELAYS + 1)]
+        self.mults = mults
+        self.variant = np.zeros(C, int)  # chosen variant per channel (0: the fit's own form)
 
     def fits(self) -> np.ndarray:
         """(C,) bool: a posterior-predictive check per channel. True once at least NOISE_PRIOR_WEEKS weeks are
@@ -195,10 +217,48 @@ class ChannelPosterior(LevelPosterior):
         week (a measurement has an absolute error floor: weeks with little revenue, e.g. after a cut, are not exact)."""
         return np.maximum(np.abs(Y), self.floor)
 
+    def _variant_cols(self, M: np.ndarray, v: int) -> np.ndarray:
+        """(K, t, C) columns M (K, t, C: the fit's own form, loop weeks 0..t-1) under variant v = (delay d, multiplier
+        j): the revenue of week s's adstock realised d weeks later, at that week's multiplier."""
+        d, j = self.variants[v]
+        t = M.shape[1]
+        out = np.zeros_like(M)
+        if d < t:
+            out[:, d:] = M[:, :t - d] / self.own[:, :t - d] * self.mults[j][:, d:t]
+        return out
+
+    def chosen(self, M: np.ndarray) -> np.ndarray:
+        """(K, t, C) the columns under each channel's chosen variant."""
+        out = M.copy()
+        for c, v in enumerate(self.variant):
+            if v:
+                out[:, :, c] = self._variant_cols(M, v)[:, :, c]
+        return out
+
+    def columns(self, ens: Ensemble) -> Ensemble:
+        """`ens` over the rest of the loop (weeks T - ens.T .. T - 1) with the posterior's column sizes and each
+        channel's chosen variant: a delay d moves the multiplier of week j to that of week j + d (zero past the
+        loop's end: that revenue is not realised inside the horizon)."""
+        out = super().columns(ens)
+        if not getattr(self, "variant", np.zeros(1)).any():
+            return out
+        T, n = self.own.shape[1], ens.T
+        t0 = T - n
+        worlds = []
+        for k, w in enumerate(out.worlds):
+            m = np.array(np.broadcast_to(w.m2, (n, w.C)), float)
+            for c, v in enumerate(self.variant):
+                if v:
+                    d, j = self.variants[v]
+                    src = np.arange(t0, T) + d
+                    m[:, c] = np.where(src < T, self.mults[j][k, np.minimum(src, T - 1), c], 0.0)
+            worlds.append(Curves(w.decay, w.half, w.slope, w.beta, m, w.init))
+        return Ensemble(worlds)
+
     def rows(self, X: np.ndarray, t0: int, t1: int) -> np.ndarray:
         """(K, t1 - t0, C) what weeks t0..t1-1 would teach each draw's levels if spend were X (T, C): the columns'
         revenue over its measurement sd (sigma x the revenue the draw expects at its current level)."""
-        M = self.ens.per_world(np.asarray(X, float))[:, t0:t1]
+        M = self.chosen(self.ens.per_world(np.asarray(X, float)))[:, t0:t1]
         s = np.maximum(np.abs(M * np.maximum(self.m, 0.0)[:, None]), self.floor) * self.sig[:, None]
         return M / np.maximum(s, 1e-12)
 
@@ -212,29 +272,39 @@ class ChannelPosterior(LevelPosterior):
             return
         Xp = np.zeros((self.ens.T, self.ens.C))
         Xp[:t] = X
-        M = self.ens.per_world(Xp)[:, :t]  # (K, t, C) columns' revenue
+        M0 = self.ens.per_world(Xp)[:, :t]  # (K, t, C) columns' revenue in the fit's own form
         self.floor = 0.25 * np.maximum(np.abs(Y).mean(0), 1e-12)
         u = self._sd(Y)[None]  # (1, t, C)
         p0, m0 = 1.0 / self.tau ** 2, self.m0[:, 3:]
 
-        def levels(sig: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        def levels(M: np.ndarray, sig: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
             """(scaled columns G, scaled measurements r, posterior precision, posterior mean) of the levels."""
             G, r = M / (u * sig[:, None]), Y[None] / (u * sig[:, None])
             P = p0 + (G ** 2).sum(1)
             return G, r, P, (p0 * m0 + (G * r).sum(1)) / P
 
-        sig = np.full_like(self.sig, CHANNEL_NOISE)
-        for _ in range(2):  # levels at the prior noise, then the noise from their residuals, then the levels again
-            mean = levels(sig)[3]
-            rel = ((Y[None] - mean[:, None] * M) / u) ** 2  # (K, t, C) squared relative residuals
-            sig = np.sqrt((NOISE_PRIOR_WEEKS * CHANNEL_NOISE ** 2 + rel.sum(1)) / (NOISE_PRIOR_WEEKS + t))
-        G, r, P, mean = levels(sig)
+        def fitted(M: np.ndarray):
+            """(levels' precision, mean, noise, log evidence (K, C)) on columns M."""
+            sig = np.full_like(self.sig, CHANNEL_NOISE)
+            for _ in range(2):  # levels at the prior noise, then the noise from their residuals, then the levels again
+                mean = levels(M, sig)[3]
+                rel = ((Y[None] - mean[:, None] * M) / u) ** 2  # (K, t, C) squared relative residuals
+                sig = np.sqrt((NOISE_PRIOR_WEEKS * CHANNEL_NOISE ** 2 + rel.sum(1)) / (NOISE_PRIOR_WEEKS + t))
+            G, r, P, mean = levels(M, sig)
+            # log evidence of each draw: Gaussian marginal of the channel series with the level integrated out
+            e = r - G * m0[:, None]
+            g = (G * e).sum(1)
+            return P, mean, sig, -0.5 * (np.log(P / p0) + (e ** 2).sum(1) - g ** 2 / P) - t * np.log(sig)
+
+        fits = [fitted(M0 if v == 0 else self._variant_cols(M0, v)) for v in range(len(self.variants))]
+        if t >= NOISE_PRIOR_WEEKS:  # each channel's variant: the best evidence over the draws, the fit's own form
+            ev = np.array([_logmeanexp(f[3]) for f in fits])  # favoured by SWITCH nats
+            ev[0] += SWITCH
+            self.variant = ev.argmax(0)
+        pick = lambda i: np.stack([fits[v][i][:, c] for c, v in enumerate(self.variant)], 1)  # noqa: E731
+        P, mean, sig, ll = (pick(i) for i in range(4))
         self.m, self.Pc, self.sig, self.weeks = mean, P, sig, t
         self.V = np.stack([np.diag(1.0 / pk) for pk in P])
-        # log evidence of each draw: Gaussian marginal of the channel series with the level integrated out
-        e = r - G * m0[:, None]
-        g = (G * e).sum(1)
-        ll = -0.5 * (np.log(P / p0) + (e ** 2).sum(1) - g ** 2 / P) - t * np.log(sig)  # (K, C)
         ll = ll.sum(1)
         if not EVIDENCE:
             return
