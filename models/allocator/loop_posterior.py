@@ -158,6 +158,7 @@ FIT_MAX = 3.0  # a channel's measured series is explained when some draw's resid
 ESS_MIN = 0.5  # the draws' evidence is tempered to keep >= ESS_MIN x K effective draws (actuals.Updating's rule)
 DELAYS = 3  # a channel's revenue may peak up to this many weeks after its spend (the delayed-peak carry-over
 # published MMMs report: Jin et al. 2017), a form the fit's geometric carry-over cannot express
+HALF = (0.5, 1.0, 2.0)  # a channel's half-saturation may be this many times the draw's (its curve bends earlier or later)
 SWITCH = 3.0  # nats of evidence a variant needs over the fit's own form ("strong" on Kass & Raftery's scale)
 
 
@@ -198,9 +199,20 @@ class ChannelPosterior(LevelPosterior):
         if self.season is not None:  # the history's season index, on each column's own mean (the prior keeps its units)
             s = np.asarray(self.season, float)[None, :, None]
             mults.append(s * self.own.mean(1, keepdims=True) / s.mean())
-        self.variants = [(d, j) for j in range(len(mults)) for d in range(DELAYS + 1)]
+        self.variants = [(f, d, j) for f in range(len(HALF)) for j in range(len(mults)) for d in range(DELAYS + 1)]
         self.mults = mults
-        self.variant = np.zeros(C, int)  # chosen variant per channel (0: the fit's own form)
+        # the columns with each channel's half-saturation times HALF[f], resized to return what the fit's own column
+        # does at last year's mix (so a level's prior keeps its meaning): how far the curve bends is a form too
+        per = lambda e: e.per_world(self.x_ref).sum(1)  # noqa: E731
+        ref = per(self.ens)
+        self.ens_f, self.size_f = [], []
+        for f in HALF:
+            e = Ensemble([Curves(w.decay, w.half * f, w.slope, w.beta, w.mult, w.init) for w in self.ens.worlds])
+            r = np.where(ref > 0, ref / np.maximum(per(e), 1e-300), 1.0)
+            self.ens_f.append(Ensemble([w.scaled(rk) for w, rk in zip(e.worlds, r)]))
+            self.size_f.append(r)
+        self.default = self.variants.index((HALF.index(1.0), 0, 0))  # the fit's own form
+        self.variant = np.full(C, self.default)  # chosen variant per channel
 
     def fits(self) -> np.ndarray:
         """(C,) bool: a posterior-predictive check per channel. True once at least NOISE_PRIOR_WEEKS weeks are
@@ -217,48 +229,58 @@ class ChannelPosterior(LevelPosterior):
         week (a measurement has an absolute error floor: weeks with little revenue, e.g. after a cut, are not exact)."""
         return np.maximum(np.abs(Y), self.floor)
 
-    def _variant_cols(self, M: np.ndarray, v: int) -> np.ndarray:
-        """(K, t, C) columns M (K, t, C: the fit's own form, loop weeks 0..t-1) under variant v = (delay d, multiplier
-        j): the revenue of week s's adstock realised d weeks later, at that week's multiplier."""
-        d, j = self.variants[v]
+    def own_cols(self, X: np.ndarray, t: int) -> list[np.ndarray]:
+        """[(K, t, C)] the columns' revenue of spend X (T, C) in loop weeks 0..t-1, one per half-saturation HALF[f]."""
+        return [e.per_world(X)[:, :t] for e in self.ens_f]
+
+    def _variant_cols(self, Ms: list[np.ndarray], v: int) -> np.ndarray:
+        """(K, t, C) the columns under variant v = (half-saturation f, delay d, multiplier j), from own_cols: the
+        revenue of week s's adstock realised d weeks later, at that week's multiplier."""
+        f, d, j = self.variants[v]
+        M = Ms[f]
         t = M.shape[1]
+        if d == 0 and j == 0:
+            return M
         out = np.zeros_like(M)
         if d < t:
             out[:, d:] = M[:, :t - d] / self.own[:, :t - d] * self.mults[j][:, d:t]
         return out
 
-    def chosen(self, M: np.ndarray) -> np.ndarray:
+    def chosen(self, Ms: list[np.ndarray]) -> np.ndarray:
         """(K, t, C) the columns under each channel's chosen variant."""
-        out = M.copy()
+        out = Ms[HALF.index(1.0)].copy()
         for c, v in enumerate(self.variant):
-            if v:
-                out[:, :, c] = self._variant_cols(M, v)[:, :, c]
+            if v != self.default:
+                out[:, :, c] = self._variant_cols(Ms, v)[:, :, c]
         return out
 
     def columns(self, ens: Ensemble) -> Ensemble:
         """`ens` over the rest of the loop (weeks T - ens.T .. T - 1) with the posterior's column sizes and each
-        channel's chosen variant: a delay d moves the multiplier of week j to that of week j + d (zero past the
-        loop's end: that revenue is not realised inside the horizon)."""
+        channel's chosen variant: its half-saturation and size; a delay d moves the multiplier of week j to that of
+        week j + d (zero past the loop's end: that revenue is not realised inside the horizon)."""
         out = super().columns(ens)
-        if not getattr(self, "variant", np.zeros(1)).any():
+        if not hasattr(self, "variant") or (self.variant == self.default).all():
             return out
         T, n = self.own.shape[1], ens.T
         t0 = T - n
         worlds = []
         for k, w in enumerate(out.worlds):
             m = np.array(np.broadcast_to(w.m2, (n, w.C)), float)
+            half, beta = np.array(w.half, float), np.array(w.beta, float)
             for c, v in enumerate(self.variant):
-                if v:
-                    d, j = self.variants[v]
+                f, d, j = self.variants[v]
+                half[c] *= HALF[f]
+                beta[c] *= self.size_f[f][k, c]
+                if d or j:
                     src = np.arange(t0, T) + d
                     m[:, c] = np.where(src < T, self.mults[j][k, np.minimum(src, T - 1), c], 0.0)
-            worlds.append(Curves(w.decay, w.half, w.slope, w.beta, m, w.init))
+            worlds.append(Curves(w.decay, half, w.slope, beta, m, w.init))
         return Ensemble(worlds)
 
     def rows(self, X: np.ndarray, t0: int, t1: int) -> np.ndarray:
         """(K, t1 - t0, C) what weeks t0..t1-1 would teach each draw's levels if spend were X (T, C): the columns'
         revenue over its measurement sd (sigma x the revenue the draw expects at its current level)."""
-        M = self.chosen(self.ens.per_world(np.asarray(X, float)))[:, t0:t1]
+        M = self.chosen(self.own_cols(np.asarray(X, float), t1))[:, t0:t1]
         s = np.maximum(np.abs(M * np.maximum(self.m, 0.0)[:, None]), self.floor) * self.sig[:, None]
         return M / np.maximum(s, 1e-12)
 
@@ -272,40 +294,69 @@ class ChannelPosterior(LevelPosterior):
             return
         Xp = np.zeros((self.ens.T, self.ens.C))
         Xp[:t] = X
-        M0 = self.ens.per_world(Xp)[:, :t]  # (K, t, C) columns' revenue in the fit's own form
+        Ms = self.own_cols(Xp, t)  # [(K, t, C)] columns' revenue in the fit's own form, per half-saturation
         self.floor = 0.25 * np.maximum(np.abs(Y).mean(0), 1e-12)
-        u = self._sd(Y)[None]  # (1, t, C)
         p0, m0 = 1.0 / self.tau ** 2, self.m0[:, 3:]
 
-        def levels(M: np.ndarray, sig: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        def levels(M: np.ndarray, u: np.ndarray, sig: np.ndarray) -> tuple[np.ndarray, ...]:
             """(scaled columns G, scaled measurements r, posterior precision, posterior mean) of the levels."""
             G, r = M / (u * sig[:, None]), Y[None] / (u * sig[:, None])
             P = p0 + (G ** 2).sum(1)
             return G, r, P, (p0 * m0 + (G * r).sum(1)) / P
 
         def fitted(M: np.ndarray):
-            """(levels' precision, mean, noise, log evidence (K, C)) on columns M."""
+            """(levels' precision, mean, noise, log evidence (K, C)) on columns M. The error's scale u is the draw's
+            own prediction at the level that matches the series' sum (the error is a share of the TRUE revenue, as
+            in a gamma GLM): scaled by the measurement itself, the low weeks would weigh most and a shape that misses
+            the pattern would learn a level biased low (mean ratio 1/E[1/ratio])."""
+            tot, ysum = M.sum(1), np.abs(Y).sum(0)
+            ok = tot > 1e-6 * np.maximum(ysum, 1e-300)  # a column with (next to) no revenue keeps its prior level
+            th = np.where(ok, ysum / np.where(ok, tot, 1.0), m0).clip(0.0)
+            u = np.maximum(np.abs(th[:, None] * M), self.floor)
             sig = np.full_like(self.sig, CHANNEL_NOISE)
             for _ in range(2):  # levels at the prior noise, then the noise from their residuals, then the levels again
-                mean = levels(M, sig)[3]
+                mean = levels(M, u, sig)[3]
                 rel = ((Y[None] - mean[:, None] * M) / u) ** 2  # (K, t, C) squared relative residuals
                 sig = np.sqrt((NOISE_PRIOR_WEEKS * CHANNEL_NOISE ** 2 + rel.sum(1)) / (NOISE_PRIOR_WEEKS + t))
-            G, r, P, mean = levels(M, sig)
-            # log evidence of each draw: Gaussian marginal of the channel series with the level integrated out
-            e = r - G * m0[:, None]
-            g = (G * e).sum(1)
-            return P, mean, sig, -0.5 * (np.log(P / p0) + (e ** 2).sum(1) - g ** 2 / P) - t * np.log(sig)
+            G, r, P, mean = levels(M, u, sig)
+            # log evidence of each draw: Gaussian marginal of the channel series with the level integrated out (its
+            # quadratic form as the fit's residuals plus the prior's, without cancellation)
+            q = ((r - G * mean[:, None]) ** 2).sum(1) + p0 * (mean - m0) ** 2
+            ll = -0.5 * (np.log(P / p0) + q) - t * np.log(sig) - np.log(u).sum(1)
+            return P, mean, sig, ll
 
-        fits = [fitted(M0 if v == 0 else self._variant_cols(M0, v)) for v in range(len(self.variants))]
+        fits = [fitted(self._variant_cols(Ms, v)) for v in range(len(self.variants))]
         if t >= NOISE_PRIOR_WEEKS:  # each channel's variant: the best evidence over the draws, the fit's own form
             ev = np.array([_logmeanexp(f[3]) for f in fits])  # favoured by SWITCH nats
-            ev[0] += SWITCH
+            ev[self.default] += SWITCH
             self.variant = ev.argmax(0)
         pick = lambda i: np.stack([fits[v][i][:, c] for c, v in enumerate(self.variant)], 1)  # noqa: E731
         P, mean, sig, ll = (pick(i) for i in range(4))
         self.m, self.Pc, self.sig, self.weeks = mean, P, sig, t
         self.V = np.stack([np.diag(1.0 / pk) for pk in P])
-        ll = ll.sum(1)
         if not EVIDENCE:
             return
-        self.w, _ = tempered_weights(ll, ESS_MIN)
+        # channels are separable: each channel's shapes are weighed by its own series (the planning slots mix them),
+        # the draw's joint weight (the pulses' information, `sample`) by all of them
+        self.wc = np.column_stack([tempered_weights(ll[:, c], ESS_MIN)[0] for c in range(ll.shape[1])])
+        self.w, _ = tempered_weights(ll.sum(1), ESS_MIN)
+
+    def planning(self, ens: Ensemble, z: np.ndarray | None = None) -> Ensemble:
+        """As LevelPosterior.planning, each planning slot's channel c from the draw resampled by channel c's own
+        weights (systematic, the same offsets every week)."""
+        K, C = self.ens.K, self.ens.C
+        wc = getattr(self, "wc", np.full((K, C), 1.0 / K))
+        u = (np.arange(K) + 0.5) / K
+        idx = np.stack([np.minimum(np.searchsorted(np.cumsum(wc[:, c]), u), K - 1) for c in range(C)], 1)  # (K, C)
+        sd = np.sqrt(np.einsum("kcc->kc", self.V))
+        ch = np.arange(C)
+        out = []
+        for i in range(K):
+            k = idx[i]
+            level = self.m[k, ch] + (0.0 if z is None else sd[k, ch] * z[i])
+            ws = [ens.worlds[kk] for kk in k]
+            pick = lambda f: np.array([getattr(w, f)[c] for c, w in enumerate(ws)], float)  # noqa: E731
+            mult = np.column_stack([np.broadcast_to(w.m2, (ens.T, C))[:, c] for c, w in enumerate(ws)])
+            out.append(Curves(pick("decay"), pick("half"), pick("slope"), pick("beta") * np.maximum(level, 0.0), mult,
+                              pick("init")))
+        return Ensemble(out)
