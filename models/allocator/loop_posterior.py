@@ -159,7 +159,7 @@ ESS_MIN = 0.5  # the draws' evidence is tempered to keep >= ESS_MIN x K effectiv
 DELAYS = 3  # a channel's revenue may peak up to this many weeks after its spend (the delayed-peak carry-over
 # published MMMs report: Jin et al. 2017), a form the fit's geometric carry-over cannot express
 HALF = (0.5, 1.0, 2.0)  # a channel's half-saturation may be this many times the draw's (its curve bends earlier or later)
-SWITCH = 3.0  # nats of evidence a variant needs over the fit's own form ("strong" on Kass & Raftery's scale)
+PRIOR_OWN = 0.5  # prior probability of the fit's own form for a channel (the alternatives share the rest)
 
 
 def _logmeanexp(a: np.ndarray) -> np.ndarray:
@@ -254,29 +254,6 @@ class ChannelPosterior(LevelPosterior):
                 out[:, :, c] = self._variant_cols(Ms, v)[:, :, c]
         return out
 
-    def columns(self, ens: Ensemble) -> Ensemble:
-        """`ens` over the rest of the loop (weeks T - ens.T .. T - 1) with the posterior's column sizes and each
-        channel's chosen variant: its half-saturation and size; a delay d moves the multiplier of week j to that of
-        week j + d (zero past the loop's end: that revenue is not realised inside the horizon)."""
-        out = super().columns(ens)
-        if not hasattr(self, "variant") or (self.variant == self.default).all():
-            return out
-        T, n = self.own.shape[1], ens.T
-        t0 = T - n
-        worlds = []
-        for k, w in enumerate(out.worlds):
-            m = np.array(np.broadcast_to(w.m2, (n, w.C)), float)
-            half, beta = np.array(w.half, float), np.array(w.beta, float)
-            for c, v in enumerate(self.variant):
-                f, d, j = self.variants[v]
-                half[c] *= HALF[f]
-                beta[c] *= self.size_f[f][k, c]
-                if d or j:
-                    src = np.arange(t0, T) + d
-                    m[:, c] = np.where(src < T, self.mults[j][k, np.minimum(src, T - 1), c], 0.0)
-            worlds.append(Curves(w.decay, half, w.slope, beta, m, w.init))
-        return Ensemble(worlds)
-
     def rows(self, X: np.ndarray, t0: int, t1: int) -> np.ndarray:
         """(K, t1 - t0, C) what weeks t0..t1-1 would teach each draw's levels if spend were X (T, C): the columns'
         revenue over its measurement sd (sigma x the revenue the draw expects at its current level)."""
@@ -326,37 +303,69 @@ class ChannelPosterior(LevelPosterior):
             return P, mean, sig, ll
 
         fits = [fitted(self._variant_cols(Ms, v)) for v in range(len(self.variants))]
-        if t >= NOISE_PRIOR_WEEKS:  # each channel's variant: the best evidence over the draws, the fit's own form
-            ev = np.array([_logmeanexp(f[3]) for f in fits])  # favoured by SWITCH nats
-            ev[self.default] += SWITCH
-            self.variant = ev.argmax(0)
+        nv = len(self.variants)
+        # prior over each channel's form: half on the fit's own, the rest shared by the alternatives
+        lp = np.full(nv, np.log((1 - PRIOR_OWN) / max(nv - 1, 1)))
+        lp[self.default] = np.log(PRIOR_OWN)
+        ll_v = np.stack([f[3] for f in fits]) + lp[:, None, None]  # (V, K, C)
+        if t >= NOISE_PRIOR_WEEKS:  # the variant each channel's summaries (fits, rel_sd, pulses) read: best evidence
+            self.variant = np.array([_logmeanexp(v) for v in ll_v]).argmax(0)
+        self.all_m, self.all_sd = np.stack([f[1] for f in fits]), np.stack([1 / np.sqrt(f[0]) for f in fits])
         pick = lambda i: np.stack([fits[v][i][:, c] for c, v in enumerate(self.variant)], 1)  # noqa: E731
         P, mean, sig, ll = (pick(i) for i in range(4))
         self.m, self.Pc, self.sig, self.weeks = mean, P, sig, t
         self.V = np.stack([np.diag(1.0 / pk) for pk in P])
         if not EVIDENCE:
             return
-        # channels are separable: each channel's shapes are weighed by its own series (the planning slots mix them),
-        # the draw's joint weight (the pulses' information, `sample`) by all of them
-        self.wc = np.column_stack([tempered_weights(ll[:, c], ESS_MIN)[0] for c in range(ll.shape[1])])
+        # channels are separable: each channel's (form, draw) pairs are weighed by its own series, tempered to keep
+        # ESS_MIN x K of them effective (the planning slots mix channels); the draw's joint weight (the pulses'
+        # information, `sample`) by all channels in their chosen forms
+        flat = ll_v.reshape(nv * self.ens.K, -1) if t >= NOISE_PRIOR_WEEKS else None
+        self.wc = None if flat is None else np.column_stack(
+            [tempered_weights(flat[:, c], ESS_MIN / nv)[0] for c in range(flat.shape[1])])
         self.w, _ = tempered_weights(ll.sum(1), ESS_MIN)
 
-    def planning(self, ens: Ensemble, z: np.ndarray | None = None) -> Ensemble:
-        """As LevelPosterior.planning, each planning slot's channel c from the draw resampled by channel c's own
-        weights (systematic, the same offsets every week)."""
+    def sample(self, ens: Ensemble, rng: np.random.Generator) -> Curves:
+        """One posterior sample: each channel's (form, draw) pair drawn by its weights, its level from its posterior."""
+        if getattr(self, "wc", None) is None:
+            return super().sample(ens, rng)
         K, C = self.ens.K, self.ens.C
-        wc = getattr(self, "wc", np.full((K, C), 1.0 / K))
+        pairs = np.array([rng.choice(len(self.wc), p=self.wc[:, c] / self.wc[:, c].sum()) for c in range(C)])
+        return self._slots(ens, pairs[None], rng.standard_normal((1, C))).worlds[0]
+
+    def planning(self, ens: Ensemble, z: np.ndarray | None = None) -> Ensemble:
+        """As LevelPosterior.planning (ens: the posterior's columns over the rest of the loop, `columns`), each
+        planning slot's channel c a (form, draw) pair resampled by channel c's own weights (systematic, the same
+        offsets every week), at that form's level: its half-saturation and size, its delay (the multiplier of week j
+        is that of week j + d, zero past the loop's end: that revenue is not realised inside the horizon) and its
+        multiplier. Before NOISE_PRIOR_WEEKS weeks: the draws in the fit's own form."""
+        K, C = self.ens.K, self.ens.C
+        if getattr(self, "wc", None) is None:
+            return super().planning(ens, z)
         u = (np.arange(K) + 0.5) / K
-        idx = np.stack([np.minimum(np.searchsorted(np.cumsum(wc[:, c]), u), K - 1) for c in range(C)], 1)  # (K, C)
-        sd = np.sqrt(np.einsum("kcc->kc", self.V))
-        ch = np.arange(C)
+        idx = np.stack([np.minimum(np.searchsorted(np.cumsum(self.wc[:, c]), u), len(self.wc) - 1)
+                        for c in range(C)], 1)  # (K, C) into (form, draw) pairs
+        return self._slots(ens, idx, z)
+
+    def _slots(self, ens: Ensemble, idx: np.ndarray, z: np.ndarray | None) -> Ensemble:
+        """The curves of slots idx (S, C): channel c of slot i in (form, draw) pair idx[i, c], at its level's
+        posterior mean (+ sd x z[i, c])."""
+        K, C = self.ens.K, self.ens.C
+        T, n = self.own.shape[1], ens.T
+        src0 = np.arange(T - n, T)
         out = []
-        for i in range(K):
-            k = idx[i]
-            level = self.m[k, ch] + (0.0 if z is None else sd[k, ch] * z[i])
-            ws = [ens.worlds[kk] for kk in k]
-            pick = lambda f: np.array([getattr(w, f)[c] for c, w in enumerate(ws)], float)  # noqa: E731
-            mult = np.column_stack([np.broadcast_to(w.m2, (ens.T, C))[:, c] for c, w in enumerate(ws)])
-            out.append(Curves(pick("decay"), pick("half"), pick("slope"), pick("beta") * np.maximum(level, 0.0), mult,
-                              pick("init")))
+        for i in range(len(idx)):
+            decay, half, slope, beta, init = (np.zeros(C) for _ in range(5))
+            mult = np.zeros((n, C))
+            for c in range(C):
+                v, k = divmod(int(idx[i, c]), K)
+                f, d, j = self.variants[v]
+                w = ens.worlds[k]
+                level = self.all_m[v, k, c] + (0.0 if z is None else self.all_sd[v, k, c] * z[i, c])
+                decay[c], slope[c], init[c] = w.decay[c], w.slope[c], w.init[c]
+                half[c] = w.half[c] * HALF[f]
+                beta[c] = w.beta[c] * self.size_f[f][k, c] * max(level, 0.0)
+                src = src0 + d
+                mult[:, c] = np.where(src < T, self.mults[j][k, np.minimum(src, T - 1), c], 0.0)
+            out.append(Curves(decay, half, slope, beta, mult, init))
         return Ensemble(out)
