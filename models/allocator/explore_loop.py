@@ -8,7 +8,9 @@ The loop, week t = 0 .. T-1 (T = 52):
 1. **Posterior update** (conjugate, no refit of the nonlinear model): each planning draw's channel levels and each
    draw's weight by its evidence (the loop learns which shapes fit, not only the levels). From each channel's
    MEASURED weekly revenue where the world gives it (loop_posterior.ChannelPosterior: what the product re-plans on,
-   `revenue_<channel>` in --actuals), else from the total revenue alone (LevelPosterior: a regression on the
+   `revenue_<channel>` in --actuals; each channel's (form, draw) pairs weighed by its own series, the forms adding
+   a delayed peak, the history's season index multiplying media and other half-saturations), else from the total
+   revenue alone (LevelPosterior: a regression on the
    draws' channel media, which cannot separate channels whose spend moves together).
 2. **Plan** the rest of the horizon on the draws resampled by weight: `robust` (the served objective, expected
    revenue less one sd of the gain over last year's mix in the identification-sized trust region, robust.py) with

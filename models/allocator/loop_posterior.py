@@ -177,11 +177,21 @@ class ChannelPosterior(LevelPosterior):
     Why: with the total alone the levels of channels whose spend moves together are not separable (a year of
     re-planning near last year's mix taught the loop almost nothing, BENCHMARKS), while a channel's own weekly
     revenue pins its level within a few weeks. Conjugate per draw and channel (one regressor, weighted least squares
-    with sd = sigma x the measured revenue): the noise sigma is estimated per draw and channel from the residuals,
-    shrunk to CHANNEL_NOISE with NOISE_PRIOR_WEEKS pseudo-weeks, so a draw whose shapes miss the weekly pattern (a
-    wrong season, carry-over or curve) is both less certain of its level and weighed down by its evidence. The
-    evidence is tempered to keep half the draws effective (as actuals.draw_weights does), so a few weeks cannot
-    collapse the ensemble onto one shape."""
+    with sd = sigma x the draw's predicted revenue): the noise sigma is estimated per draw and channel from the
+    residuals, shrunk to CHANNEL_NOISE with NOISE_PRIOR_WEEKS pseudo-weeks, so a draw whose shapes miss the weekly
+    pattern is both less certain of its level and weighed down by its evidence.
+
+    **Forms** (`variants`): the fit's forms cannot express every world (a season that multiplies media with peaks
+    the fit's calendar does not know, revenue that peaks weeks after the spend, a curve that bends elsewhere), and a
+    level learned on a wrong shape corrects it only where the loop has spent. So each channel's column also comes in
+    alternative forms: its revenue realised d = 0..DELAYS weeks after the adstock, at the multiplier of the week it
+    is realised in, the draw's own or the history's season index (forms.season_index: the history's revenue shows
+    its season whatever the calendar says), and a half-saturation times HALF. Each (form, draw) pair of a channel is
+    weighed by its evidence in that channel's series (prior: PRIOR_OWN on the fit's own form), tempered to keep
+    ESS_MIN x K pairs effective (as actuals.draw_weights does), so a few weeks cannot collapse the ensemble onto one
+    shape; the planning slots mix the channels' pairs (channels are separable), i.e. Bayesian model averaging over
+    forms, not a pick. Nothing here is fitted to a world family: the forms are published MMM facts (delayed-peak
+    carry-over, Jin et al. 2017; multiplicative seasonality), the same for every history."""
 
     season: np.ndarray | None = None  # (T,) the history's own season index at the loop's weeks (forms.season_index)
 
