@@ -363,13 +363,14 @@ class ChannelPosterior(LevelPosterior):
         K, C = self.ens.K, self.ens.C
         T, n = self.own.shape[1], ens.T
         src0 = np.arange(T - n, T)
-        out = []
+        out, delay = [], np.zeros(idx.shape, int)
         for i in range(len(idx)):
             decay, half, slope, beta, init = (np.zeros(C) for _ in range(5))
             mult = np.zeros((n, C))
             for c in range(C):
                 v, k = divmod(int(idx[i, c]), K)
                 f, d, j = self.variants[v]
+                delay[i, c] = d
                 w = ens.worlds[k]
                 level = self.all_m[v, k, c] + (0.0 if z is None else self.all_sd[v, k, c] * z[i, c])
                 decay[c], slope[c], init[c] = w.decay[c], w.slope[c], w.init[c]
@@ -378,4 +379,6 @@ class ChannelPosterior(LevelPosterior):
                 src = src0 + d
                 mult[:, c] = np.where(src < T, self.mults[j][k, np.minimum(src, T - 1), c], 0.0)
             out.append(Curves(decay, half, slope, beta, mult, init))
-        return Ensemble(out)
+        ens_out = Ensemble(out)
+        ens_out.delay = delay  # (S, C): a slot's channel with d > 0 realises none of a week's spend in that week
+        return ens_out
