@@ -212,7 +212,7 @@ def test_measured_series_chooses_a_delayed_seasonal_form(tiny):
     a season the draws do not have: after 20 measured weeks the channel posterior picks, for channel 0, the form with
     a 2-week delay and the season multiplier (by evidence), keeps the fit's own form for the other channels, and its
     planning curves for the rest of the loop realise channel 0's revenue 2 weeks later (the last 2 weeks' spend of
-    channel 0 earns nothing inside the horizon)."""
+    channel 0 earns nothing inside the horizon, and the weekly guard is told so)."""
     from omnidecide.models.allocator.loop_posterior import ChannelPosterior
 
     alloc, _, _ = tiny
@@ -233,6 +233,7 @@ def test_measured_series_chooses_a_delayed_seasonal_form(tiny):
     assert (d, j) == (2, 1)
     assert (post.variant[1:] == post.default).all()
     rest = post.planning(post.columns(alloc.ensemble(n - 20, start=20, actual_spend=X[:20])))
+    assert (rest.delay[:, 0] >= 2).all()  # what the weekly guard reads: none of this week's spend earns this week
     x = np.zeros((n - 20, 3))
     x[-2:, 0] = 1.0
     assert rest.revenue(x)[:, 0].sum() == 0.0
