@@ -339,7 +339,7 @@ class ChannelPosterior(LevelPosterior):
         """One posterior sample: each channel's (form, draw) pair drawn by its weights, its level from its posterior."""
         if getattr(self, "wc", None) is None:
             return super().sample(ens, rng)
-        K, C = self.ens.K, self.ens.C
+        C = self.ens.C
         pairs = np.array([rng.choice(len(self.wc), p=self.wc[:, c] / self.wc[:, c].sum()) for c in range(C)])
         return self._slots(ens, pairs[None], rng.standard_normal((1, C))).worlds[0]
 
