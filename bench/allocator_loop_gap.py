@@ -7,7 +7,8 @@ DIR: bench/allocator_loop.py's --cache (each world's fit, loop world and oracle 
 cumulative incremental revenue / the oracle's: passive; the oracle's weekly totals with passive's split inside each
 week; passive's weekly totals with the oracle's split; passive's channel totals with the oracle's timing per
 channel. Then how much each plan's weekly total varies (cv), and the channel shares. --total-only: the loop sees the
-total revenue alone (the setting before measured channel revenue).
+total revenue alone (the setting before measured channel revenue). --policy: split that loop's plan instead of
+passive's (the column headed "passive" is then that policy's).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def main() -> None:
     ap.add_argument("worlds", nargs="+", help="family_seed, e.g. ours_0 seasonal_2 (built into --cache already)")
     ap.add_argument("--cache", required=True)
     ap.add_argument("--total-only", action="store_true")
+    ap.add_argument("--policy", default="passive", help="the loop whose plan is split (passive, learn, thompson, ...)")
     args = ap.parse_args()
     print("| world | passive | oracle totals, passive split | passive totals, oracle split | passive channel totals, "
           "oracle timing | weekly total cv: oracle / passive | channel shares: oracle / passive |")
@@ -38,7 +40,7 @@ def main() -> None:
             sys.exit(f"{path}: not built (run bench/allocator_loop.py with --cache {args.cache} first)")
         alloc, world, B, _ = pickle.loads(path.read_bytes())
         xo, ro = world.oracle(B)
-        p = run_loop(alloc, world, B, policy="passive", seed=0, channels=not args.total_only).spend
+        p = run_loop(alloc, world, B, policy=args.policy, seed=0, channels=not args.total_only).spend
 
         def share(X: np.ndarray) -> float:
             return float(world.true.revenue(X).sum()) / ro

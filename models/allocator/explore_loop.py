@@ -8,7 +8,9 @@ The loop, week t = 0 .. T-1 (T = 52):
 1. **Posterior update** (conjugate, no refit of the nonlinear model): each planning draw's channel levels and each
    draw's weight by its evidence (the loop learns which shapes fit, not only the levels). From each channel's
    MEASURED weekly revenue where the world gives it (loop_posterior.ChannelPosterior: what the product re-plans on,
-   `revenue_<channel>` in --actuals), else from the total revenue alone (LevelPosterior: a regression on the
+   `revenue_<channel>` in --actuals; each channel's (form, draw) pairs weighed by its own series, the forms adding
+   a delayed peak, the history's season index multiplying media and other half-saturations), else from the total
+   revenue alone (LevelPosterior: a regression on the
    draws' channel media, which cannot separate channels whose spend moves together).
 2. **Plan** the rest of the horizon on the draws resampled by weight: `robust` (the served objective, expected
    revenue less one sd of the gain over last year's mix in the identification-sized trust region, robust.py) with
@@ -48,6 +50,7 @@ from gymnasium import spaces
 
 from omnidecide.models.allocator.constraints import Constraints
 from omnidecide.models.allocator.curves import Ensemble
+from omnidecide.models.allocator.forms import season_index
 from omnidecide.models.allocator.loop_posterior import ChannelPosterior, LevelPosterior, fit_residuals
 from omnidecide.models.allocator.robust import TRUST, RobustObjective, historical_plan, identification, trust_region
 from omnidecide.models.allocator.solvers import best_plan, optimise
@@ -110,8 +113,12 @@ class Loop:
         last, repeat, sd = fit_residuals(alloc, T)
         x_ref = historical_plan(h.spend, T, 0, self.B)
         self.channels = channels and callable(getattr(world, "measure", None))  # else: the total revenue alone
-        post = ChannelPosterior if self.channels else LevelPosterior
-        self.post = post(alloc.ensemble(T), base, sd if sigma is None else sigma, last, repeat, x_ref)
+        args = (alloc.ensemble(T), base, sd if sigma is None else sigma, last, repeat, x_ref)
+        if self.channels:  # the history's own season index at the loop's weeks: a form the posterior may choose
+            woy = np.clip(alloc.calendar(T)[1].astype(int), 1, 52) - 1
+            self.post = ChannelPosterior(*args, season=season_index(h)[woy])
+        else:
+            self.post = LevelPosterior(*args)
         self.hist_level = h.spend[-52:].mean(0)
         self.t, self.X, self.y, self.Y = 0, np.zeros((T, C)), np.zeros(T), np.zeros((T, C))
         self.amp, self.exp_rev, self.exp_pass, self.planned = np.zeros(T), np.zeros(T), np.zeros(T), np.zeros(T)
@@ -152,13 +159,17 @@ class Loop:
         posterior mean levels and at posterior samples): the change is judged by the draws least favourable to it,
         not by their mean (the truth is not the mean). And it may lose at most risk x the week's expected revenue over
         the rest of the horizon (carry-over included) in expectation (the first ensemble)."""
-        wk0 = [e.per_world(x)[:, 0].sum(1) for e in ensembles]
+        # a week's revenue in each draw: the channels that realise it in the week (a draw's channel whose revenue
+        # peaks d > 0 weeks after the spend earns this week from earlier weeks' spend alone, the same whatever this
+        # week spends: left out of both sides, which only makes the test stricter)
+        now = [(getattr(e, "delay", np.zeros((e.K, e.C))) == 0).astype(float) for e in ensembles]
+        wk0 = [(e.per_world(x)[:, 0] * m).sum(1) for e, m in zip(ensembles, now)]
         r0 = ensembles[0].revenue(x)
         wk, tot = r0[0].sum(), r0.sum()
 
         def lost(xa: np.ndarray) -> float | None:
-            for e, w0 in zip(ensembles, wk0):
-                if (e.per_world(xa)[:, 0].sum(1) < (1 - risk) * w0 - 1e-9 * np.abs(w0)).any():
+            for e, w0, m in zip(ensembles, wk0, now):
+                if ((e.per_world(xa)[:, 0] * m).sum(1) < (1 - risk) * w0 - 1e-9 * np.abs(w0)).any():
                     return None
             loss = tot - ensembles[0].revenue(xa).sum()
             return None if loss > risk * wk else float(loss)

@@ -156,8 +156,19 @@ CHANNEL_NOISE = 0.1  # prior guess of the lognormal sd of a measured week's chan
 NOISE_PRIOR_WEEKS = 4.0  # weight of that guess against the residuals when the noise is estimated (pseudo-weeks)
 FIT_MAX = 3.0  # a channel's measured series is explained when some draw's residual sd <= FIT_MAX x CHANNEL_NOISE
 ESS_MIN = 0.5  # the draws' evidence is tempered to keep >= ESS_MIN x K effective draws (actuals.Updating's rule)
+DELAYS = 3  # a channel's revenue may peak up to this many weeks after its spend (the delayed-peak carry-over
+# published MMMs report: Jin et al. 2017), a form the fit's geometric carry-over cannot express
+HALF = (0.5, 1.0, 2.0)  # a channel's half-saturation may be this many times the draw's (its curve bends earlier or later)
+PRIOR_OWN = 0.5  # prior probability of the fit's own form for a channel (the alternatives share the rest)
 
 
+def _logmeanexp(a: np.ndarray) -> np.ndarray:
+    """log of the mean of exp(a) over axis 0 (the evidence of a variant averaged over the draws)."""
+    mx = a.max(0)
+    return mx + np.log(np.exp(a - mx).mean(0))
+
+
+@dataclass
 class ChannelPosterior(LevelPosterior):
     """The levels learned from MEASURED CHANNEL REVENUE (the product re-plans on `revenue_<channel>` in --actuals),
     not from the total alone: each draw and channel, y_c(t) = theta_k,c x m_k,c(t) x (1 + noise), m_k,c(t) the
@@ -166,19 +177,52 @@ class ChannelPosterior(LevelPosterior):
     Why: with the total alone the levels of channels whose spend moves together are not separable (a year of
     re-planning near last year's mix taught the loop almost nothing, BENCHMARKS), while a channel's own weekly
     revenue pins its level within a few weeks. Conjugate per draw and channel (one regressor, weighted least squares
-    with sd = sigma x the measured revenue): the noise sigma is estimated per draw and channel from the residuals,
-    shrunk to CHANNEL_NOISE with NOISE_PRIOR_WEEKS pseudo-weeks, so a draw whose shapes miss the weekly pattern (a
-    wrong season, carry-over or curve) is both less certain of its level and weighed down by its evidence. The
-    evidence is tempered to keep half the draws effective (as actuals.draw_weights does), so a few weeks cannot
-    collapse the ensemble onto one shape."""
+    with sd = sigma x the draw's predicted revenue): the noise sigma is estimated per draw and channel from the
+    residuals, shrunk to CHANNEL_NOISE with NOISE_PRIOR_WEEKS pseudo-weeks, so a draw whose shapes miss the weekly
+    pattern is both less certain of its level and weighed down by its evidence.
+
+    **Forms** (`variants`): the fit's forms cannot express every world (a season that multiplies media with peaks
+    the fit's calendar does not know, revenue that peaks weeks after the spend, a curve that bends elsewhere), and a
+    level learned on a wrong shape corrects it only where the loop has spent. So each channel's column also comes in
+    alternative forms: its revenue realised d = 0..DELAYS weeks after the adstock, at the multiplier of the week it
+    is realised in, the draw's own or the history's season index (forms.season_index: the history's revenue shows
+    its season whatever the calendar says), and a half-saturation times HALF. Each (form, draw) pair of a channel is
+    weighed by its evidence in that channel's series (prior: PRIOR_OWN on the fit's own form), tempered to keep
+    ESS_MIN x K pairs effective (as actuals.draw_weights does), so a few weeks cannot collapse the ensemble onto one
+    shape; the planning slots mix the channels' pairs (channels are separable), i.e. Bayesian model averaging over
+    forms, not a pick. Nothing here is fitted to a world family: the forms are published MMM facts (delayed-peak
+    carry-over, Jin et al. 2017; multiplicative seasonality), the same for every history."""
+
+    season: np.ndarray | None = None  # (T,) the history's own season index at the loop's weeks (forms.season_index)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        K, C = self.ens.K, self.ens.C
+        K, T, C = self.ens.K, self.ens.T, self.ens.C
         self.Pc = 1.0 / self.tau ** 2  # (K, C) posterior precision of each level
         self.sig = np.full((K, C), CHANNEL_NOISE)
         self.floor = np.zeros(C)
         self.weeks = 0
+        # the columns' own media multiplier (K, T, C) and, per variant, the multiplier at the week revenue is realised
+        own = np.stack([np.broadcast_to(w.m2, (T, C)) for w in self.ens.worlds])
+        self.own = np.maximum(own, 1e-12)
+        mults = [self.own]
+        if self.season is not None:  # the history's season index, on each column's own mean (the prior keeps its units)
+            s = np.asarray(self.season, float)[None, :, None]
+            mults.append(s * self.own.mean(1, keepdims=True) / s.mean())
+        self.variants = [(f, d, j) for f in range(len(HALF)) for j in range(len(mults)) for d in range(DELAYS + 1)]
+        self.mults = mults
+        # the columns with each channel's half-saturation times HALF[f], resized to return what the fit's own column
+        # does at last year's mix (so a level's prior keeps its meaning): how far the curve bends is a form too
+        per = lambda e: e.per_world(self.x_ref).sum(1)  # noqa: E731
+        ref = per(self.ens)
+        self.ens_f, self.size_f = [], []
+        for f in HALF:
+            e = Ensemble([Curves(w.decay, w.half * f, w.slope, w.beta, w.mult, w.init) for w in self.ens.worlds])
+            r = np.where(ref > 0, ref / np.maximum(per(e), 1e-300), 1.0)
+            self.ens_f.append(Ensemble([w.scaled(rk) for w, rk in zip(e.worlds, r)]))
+            self.size_f.append(r)
+        self.default = self.variants.index((HALF.index(1.0), 0, 0))  # the fit's own form
+        self.variant = np.full(C, self.default)  # chosen variant per channel
 
     def fits(self) -> np.ndarray:
         """(C,) bool: a posterior-predictive check per channel. True once at least NOISE_PRIOR_WEEKS weeks are
@@ -195,10 +239,35 @@ class ChannelPosterior(LevelPosterior):
         week (a measurement has an absolute error floor: weeks with little revenue, e.g. after a cut, are not exact)."""
         return np.maximum(np.abs(Y), self.floor)
 
+    def own_cols(self, X: np.ndarray, t: int) -> list[np.ndarray]:
+        """[(K, t, C)] the columns' revenue of spend X (T, C) in loop weeks 0..t-1, one per half-saturation HALF[f]."""
+        return [e.per_world(X)[:, :t] for e in self.ens_f]
+
+    def _variant_cols(self, Ms: list[np.ndarray], v: int) -> np.ndarray:
+        """(K, t, C) the columns under variant v = (half-saturation f, delay d, multiplier j), from own_cols: the
+        revenue of week s's adstock realised d weeks later, at that week's multiplier."""
+        f, d, j = self.variants[v]
+        M = Ms[f]
+        t = M.shape[1]
+        if d == 0 and j == 0:
+            return M
+        out = np.zeros_like(M)
+        if d < t:
+            out[:, d:] = M[:, :t - d] / self.own[:, :t - d] * self.mults[j][:, d:t]
+        return out
+
+    def chosen(self, Ms: list[np.ndarray]) -> np.ndarray:
+        """(K, t, C) the columns under each channel's chosen variant."""
+        out = Ms[HALF.index(1.0)].copy()
+        for c, v in enumerate(self.variant):
+            if v != self.default:
+                out[:, :, c] = self._variant_cols(Ms, v)[:, :, c]
+        return out
+
     def rows(self, X: np.ndarray, t0: int, t1: int) -> np.ndarray:
         """(K, t1 - t0, C) what weeks t0..t1-1 would teach each draw's levels if spend were X (T, C): the columns'
         revenue over its measurement sd (sigma x the revenue the draw expects at its current level)."""
-        M = self.ens.per_world(np.asarray(X, float))[:, t0:t1]
+        M = self.chosen(self.own_cols(np.asarray(X, float), t1))[:, t0:t1]
         s = np.maximum(np.abs(M * np.maximum(self.m, 0.0)[:, None]), self.floor) * self.sig[:, None]
         return M / np.maximum(s, 1e-12)
 
@@ -212,30 +281,104 @@ class ChannelPosterior(LevelPosterior):
             return
         Xp = np.zeros((self.ens.T, self.ens.C))
         Xp[:t] = X
-        M = self.ens.per_world(Xp)[:, :t]  # (K, t, C) columns' revenue
+        Ms = self.own_cols(Xp, t)  # [(K, t, C)] columns' revenue in the fit's own form, per half-saturation
         self.floor = 0.25 * np.maximum(np.abs(Y).mean(0), 1e-12)
-        u = self._sd(Y)[None]  # (1, t, C)
         p0, m0 = 1.0 / self.tau ** 2, self.m0[:, 3:]
 
-        def levels(sig: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        def levels(M: np.ndarray, u: np.ndarray, sig: np.ndarray) -> tuple[np.ndarray, ...]:
             """(scaled columns G, scaled measurements r, posterior precision, posterior mean) of the levels."""
             G, r = M / (u * sig[:, None]), Y[None] / (u * sig[:, None])
             P = p0 + (G ** 2).sum(1)
             return G, r, P, (p0 * m0 + (G * r).sum(1)) / P
 
-        sig = np.full_like(self.sig, CHANNEL_NOISE)
-        for _ in range(2):  # levels at the prior noise, then the noise from their residuals, then the levels again
-            mean = levels(sig)[3]
-            rel = ((Y[None] - mean[:, None] * M) / u) ** 2  # (K, t, C) squared relative residuals
-            sig = np.sqrt((NOISE_PRIOR_WEEKS * CHANNEL_NOISE ** 2 + rel.sum(1)) / (NOISE_PRIOR_WEEKS + t))
-        G, r, P, mean = levels(sig)
+        def fitted(M: np.ndarray):
+            """(levels' precision, mean, noise, log evidence (K, C)) on columns M. The error's scale u is the draw's
+            own prediction at the level that matches the series' sum (the error is a share of the TRUE revenue, as
+            in a gamma GLM): scaled by the measurement itself, the low weeks would weigh most and a shape that misses
+            the pattern would learn a level biased low (mean ratio 1/E[1/ratio])."""
+            tot, ysum = M.sum(1), np.abs(Y).sum(0)
+            ok = tot > 1e-6 * np.maximum(ysum, 1e-300)  # a column with (next to) no revenue keeps its prior level
+            th = np.where(ok, ysum / np.where(ok, tot, 1.0), m0).clip(0.0)
+            u = np.maximum(np.abs(th[:, None] * M), self.floor)
+            sig = np.full_like(self.sig, CHANNEL_NOISE)
+            for _ in range(2):  # levels at the prior noise, then the noise from their residuals, then the levels again
+                mean = levels(M, u, sig)[3]
+                rel = ((Y[None] - mean[:, None] * M) / u) ** 2  # (K, t, C) squared relative residuals
+                sig = np.sqrt((NOISE_PRIOR_WEEKS * CHANNEL_NOISE ** 2 + rel.sum(1)) / (NOISE_PRIOR_WEEKS + t))
+            G, r, P, mean = levels(M, u, sig)
+            # log evidence of each draw: Gaussian marginal of the channel series with the level integrated out (its
+            # quadratic form as the fit's residuals plus the prior's, without cancellation)
+            q = ((r - G * mean[:, None]) ** 2).sum(1) + p0 * (mean - m0) ** 2
+            ll = -0.5 * (np.log(P / p0) + q) - t * np.log(sig) - np.log(u).sum(1)
+            return P, mean, sig, ll
+
+        fits = [fitted(self._variant_cols(Ms, v)) for v in range(len(self.variants))]
+        nv = len(self.variants)
+        # prior over each channel's form: half on the fit's own, the rest shared by the alternatives
+        lp = np.full(nv, np.log((1 - PRIOR_OWN) / max(nv - 1, 1)))
+        lp[self.default] = np.log(PRIOR_OWN)
+        ll_v = np.stack([f[3] for f in fits]) + lp[:, None, None]  # (V, K, C)
+        if t >= NOISE_PRIOR_WEEKS:  # the variant each channel's summaries (fits, rel_sd, pulses) read: best evidence
+            self.variant = np.array([_logmeanexp(v) for v in ll_v]).argmax(0)
+        self.all_m, self.all_sd = np.stack([f[1] for f in fits]), np.stack([1 / np.sqrt(f[0]) for f in fits])
+        pick = lambda i: np.stack([fits[v][i][:, c] for c, v in enumerate(self.variant)], 1)  # noqa: E731
+        P, mean, sig, ll = (pick(i) for i in range(4))
         self.m, self.Pc, self.sig, self.weeks = mean, P, sig, t
         self.V = np.stack([np.diag(1.0 / pk) for pk in P])
-        # log evidence of each draw: Gaussian marginal of the channel series with the level integrated out
-        e = r - G * m0[:, None]
-        g = (G * e).sum(1)
-        ll = -0.5 * (np.log(P / p0) + (e ** 2).sum(1) - g ** 2 / P) - t * np.log(sig)  # (K, C)
-        ll = ll.sum(1)
         if not EVIDENCE:
             return
-        self.w, _ = tempered_weights(ll, ESS_MIN)
+        # channels are separable: each channel's (form, draw) pairs are weighed by its own series, tempered to keep
+        # ESS_MIN x K of them effective (the planning slots mix channels); the draw's joint weight (the pulses'
+        # information, `sample`) by all channels in their chosen forms
+        flat = ll_v.reshape(nv * self.ens.K, -1) if t >= NOISE_PRIOR_WEEKS else None
+        self.wc = None if flat is None else np.column_stack(
+            [tempered_weights(flat[:, c], ESS_MIN / nv)[0] for c in range(flat.shape[1])])
+        self.w, _ = tempered_weights(ll.sum(1), ESS_MIN)
+
+    def sample(self, ens: Ensemble, rng: np.random.Generator) -> Curves:
+        """One posterior sample: each channel's (form, draw) pair drawn by its weights, its level from its posterior."""
+        if getattr(self, "wc", None) is None:
+            return super().sample(ens, rng)
+        C = self.ens.C
+        pairs = np.array([rng.choice(len(self.wc), p=self.wc[:, c] / self.wc[:, c].sum()) for c in range(C)])
+        return self._slots(ens, pairs[None], rng.standard_normal((1, C))).worlds[0]
+
+    def planning(self, ens: Ensemble, z: np.ndarray | None = None) -> Ensemble:
+        """As LevelPosterior.planning (ens: the posterior's columns over the rest of the loop, `columns`), each
+        planning slot's channel c a (form, draw) pair resampled by channel c's own weights (systematic, the same
+        offsets every week), at that form's level: its half-saturation and size, its delay (the multiplier of week j
+        is that of week j + d, zero past the loop's end: that revenue is not realised inside the horizon) and its
+        multiplier. Before NOISE_PRIOR_WEEKS weeks: the draws in the fit's own form."""
+        K, C = self.ens.K, self.ens.C
+        if getattr(self, "wc", None) is None:
+            return super().planning(ens, z)
+        u = (np.arange(K) + 0.5) / K
+        idx = np.stack([np.minimum(np.searchsorted(np.cumsum(self.wc[:, c]), u), len(self.wc) - 1)
+                        for c in range(C)], 1)  # (K, C) into (form, draw) pairs
+        return self._slots(ens, idx, z)
+
+    def _slots(self, ens: Ensemble, idx: np.ndarray, z: np.ndarray | None) -> Ensemble:
+        """The curves of slots idx (S, C): channel c of slot i in (form, draw) pair idx[i, c], at its level's
+        posterior mean (+ sd x z[i, c])."""
+        K, C = self.ens.K, self.ens.C
+        T, n = self.own.shape[1], ens.T
+        src0 = np.arange(T - n, T)
+        out, delay = [], np.zeros(idx.shape, int)
+        for i in range(len(idx)):
+            decay, half, slope, beta, init = (np.zeros(C) for _ in range(5))
+            mult = np.zeros((n, C))
+            for c in range(C):
+                v, k = divmod(int(idx[i, c]), K)
+                f, d, j = self.variants[v]
+                delay[i, c] = d
+                w = ens.worlds[k]
+                level = self.all_m[v, k, c] + (0.0 if z is None else self.all_sd[v, k, c] * z[i, c])
+                decay[c], slope[c], init[c] = w.decay[c], w.slope[c], w.init[c]
+                half[c] = w.half[c] * HALF[f]
+                beta[c] = w.beta[c] * self.size_f[f][k, c] * max(level, 0.0)
+                src = src0 + d
+                mult[:, c] = np.where(src < T, self.mults[j][k, np.minimum(src, T - 1), c], 0.0)
+            out.append(Curves(decay, half, slope, beta, mult, init))
+        ens_out = Ensemble(out)
+        ens_out.delay = delay  # (S, C): a slot's channel with d > 0 realises none of a week's spend in that week
+        return ens_out
