@@ -1,14 +1,16 @@
 """At most `KEEPALIVE_REQUESTS` requests per kept-alive connection, as nginx's `keepalive_requests` does: the answer
 to the last one carries `Connection: close`, and the client's next request opens a new connection.
 
-Why: BentoML hands every worker one shared listening socket, and each worker's event loop accepts every connection
-waiting when it wakes. A burst of new connections (a client or load balancer starting up) can therefore all land on
-one worker and stay there for as long as they are kept alive, leaving the other worker idle: on 2 cores that halves a
-CPU-bound endpoint's throughput (bench/service.py --throughput showed whole 15-s runs on one worker). A reopened
-connection goes to whichever worker accepts first, which is seldom the busy one, so the connections spread over the
-workers within seconds. Cost: one TCP handshake per `KEEPALIVE_REQUESTS` requests, borne by every endpoint alike (at 100,
-/recommend's connections, ~11 requests/s each on a loaded machine, were recycled too seldom to spread within a 15-s
-run; `OMNIDECIDE_KEEPALIVE_REQUESTS` sets it, 0 never closes).
+Why: BentoML hands every worker one shared listening socket, and a worker's event loop accepts a waiting connection
+only when it is not busy. A request on a kept-alive connection waits for the worker that connection landed on, even
+when the other worker is idle; a request on a new connection is accepted by a worker that is free. On 2 workers
+that decides the tail of a CPU-bound endpoint: `/recommend` at half its maximal rate (bench/service.py --throughput,
+same machine, one run after the other) had p99 17.8 ms with 25 requests per connection and 10.9 ms with one, at
+the same requests/s and server CPU per request (docs/BENCHMARKS.md). Hence the default 1: every request is
+dispatched to a free worker, as behind nginx's default upstream (no kept-alive upstream connections). Cost: one TCP
+handshake per request (inside the figures above: the server CPU per request did not change); a deployment whose clients reach the
+workers directly over slow links may set `OMNIDECIDE_KEEPALIVE_REQUESTS` higher (0 never closes). With kept-alive
+connections, recycling also keeps a burst of new connections from all landing on one worker for good.
 
 Connections are told apart by the client's (address, port) in the ASGI scope, one pair per open TCP connection.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-KEEPALIVE_REQUESTS = int(os.environ.get("OMNIDECIDE_KEEPALIVE_REQUESTS", "25"))
+KEEPALIVE_REQUESTS = int(os.environ.get("OMNIDECIDE_KEEPALIVE_REQUESTS", "1"))
 _TRACKED = 10_000  # connections counted at once; past it the counts start afresh (a closed connection leaves its count)
 
 

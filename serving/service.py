@@ -295,4 +295,4 @@ OmniDecide.models.extend(declared_models())
 OmniDecide.add_asgi_middleware(metrics.MetricsMiddleware)  # outermost: refused requests are counted too
 OmniDecide.add_asgi_middleware(auth.KeyMiddleware)  # before Guard reads a body: no key, no work
 OmniDecide.add_asgi_middleware(Guard)
-OmniDecide.add_asgi_middleware(keepalive.RecycleConnections)  # spreads kept-alive connections over the workers
+OmniDecide.add_asgi_middleware(keepalive.RecycleConnections)  # each request to a free worker (serving/keepalive.py)
