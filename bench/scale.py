@@ -206,7 +206,7 @@ def stage_ann(out: Path, n_users: int = 1000) -> None:
         s = time.perf_counter()
         index.search(u[None, :], 300)
         lat.append(time.perf_counter() - s)
-    print(json.dumps({"dims": int(keep.sum()), "index": "HNSW32 inner product", "ef_search": 600,
+    print(json.dumps({"dims": len(keep), "index": "HNSW32 inner product", "ef_search": 600,
                       "build_seconds": round(build, 1), "recall_at_20": round(rec, 4),
                       "search_ms_p50": round(1e3 * float(np.median(lat)), 2),
                       "search_ms_p99": round(1e3 * float(np.quantile(lat, 0.99)), 2),

@@ -16,7 +16,7 @@ LARGE_ITEMS = 50_000
 
 def filter_vectors(Q: np.ndarray, lam: np.ndarray, d: np.ndarray,
                    p: FilterParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(item vectors e (items x m), left factor L (items x m) with u = r @ L, kept components) of the rational filter
+    """(item vectors e (items x m), left factor L (items x m) with u = r @ L, indices of the kept components) of the rational filter
     s = ((r d^-c) Q h(lam) Q^T) d^c over the components `p.kept` keeps."""
     keep, h = p.kept(lam)
     Qk = Q[:, keep]
