@@ -16,8 +16,8 @@ LARGE_ITEMS = 50_000
 
 def filter_vectors(Q: np.ndarray, lam: np.ndarray, d: np.ndarray,
                    p: FilterParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(item vectors e (items x m), left factor L (items x m) with u = r @ L, indices of the kept components) of the rational filter
-    s = ((r d^-c) Q h(lam) Q^T) d^c over the components `p.kept` keeps."""
+    """(item vectors e (items x m), left factor L (items x m) with u = r @ L, indices of the kept components) of the
+    rational filter s = ((r d^-c) Q h(lam) Q^T) d^c over the components `p.kept` keeps."""
     keep, h = p.kept(lam)
     Qk = Q[:, keep]
     E = (Qk * (d ** p.c)[:, None]).astype(np.float32)
