@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.special import logsumexp
 
 from omnidecide.models.allocator.actuals import tempered_weights
 from omnidecide.models.allocator.curves import Curves, Ensemble
@@ -160,12 +161,6 @@ DELAYS = 3  # a channel's revenue may peak up to this many weeks after its spend
 # published MMMs report: Jin et al. 2017), a form the fit's geometric carry-over cannot express
 HALF = (0.5, 1.0, 2.0)  # a channel's half-saturation may be this many times the draw's (its curve bends earlier or later)
 PRIOR_OWN = 0.5  # prior probability of the fit's own form for a channel (the alternatives share the rest)
-
-
-def _logmeanexp(a: np.ndarray) -> np.ndarray:
-    """log of the mean of exp(a) over axis 0 (the evidence of a variant averaged over the draws)."""
-    mx = a.max(0)
-    return mx + np.log(np.exp(a - mx).mean(0))
 
 
 @dataclass
@@ -319,7 +314,7 @@ class ChannelPosterior(LevelPosterior):
         lp[self.default] = np.log(PRIOR_OWN)
         ll_v = np.stack([f[3] for f in fits]) + lp[:, None, None]  # (V, K, C)
         if t >= NOISE_PRIOR_WEEKS:  # the variant each channel's summaries (fits, rel_sd, pulses) read: best evidence
-            self.variant = np.array([_logmeanexp(v) for v in ll_v]).argmax(0)
+            self.variant = logsumexp(ll_v, axis=1).argmax(0)  # each form's evidence averaged over the draws
         self.all_m, self.all_sd = np.stack([f[1] for f in fits]), np.stack([1 / np.sqrt(f[0]) for f in fits])
         pick = lambda i: np.stack([fits[v][i][:, c] for c, v in enumerate(self.variant)], 1)  # noqa: E731
         P, mean, sig, ll = (pick(i) for i in range(4))
