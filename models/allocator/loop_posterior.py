@@ -218,6 +218,7 @@ class ChannelPosterior(LevelPosterior):
             self.size_f.append(r)
         self.default = self.variants.index((HALF.index(1.0), 0, 0))  # the fit's own form
         self.variant = np.full(C, self.default)  # chosen variant per channel
+        self.wc = None  # (V x K, C) each channel's (form, draw) weights, once NOISE_PRIOR_WEEKS weeks are measured
 
     def fits(self) -> np.ndarray:
         """(C,) bool: a posterior-predictive check per channel. True once at least NOISE_PRIOR_WEEKS weeks are
@@ -332,7 +333,7 @@ class ChannelPosterior(LevelPosterior):
 
     def sample(self, ens: Ensemble, rng: np.random.Generator) -> Curves:
         """One posterior sample: each channel's (form, draw) pair drawn by its weights, its level from its posterior."""
-        if getattr(self, "wc", None) is None:
+        if self.wc is None:
             return super().sample(ens, rng)
         C = self.ens.C
         pairs = np.array([rng.choice(len(self.wc), p=self.wc[:, c] / self.wc[:, c].sum()) for c in range(C)])
@@ -345,7 +346,7 @@ class ChannelPosterior(LevelPosterior):
         is that of week j + d, zero past the loop's end: that revenue is not realised inside the horizon) and its
         multiplier. Before NOISE_PRIOR_WEEKS weeks: the draws in the fit's own form."""
         K, C = self.ens.K, self.ens.C
-        if getattr(self, "wc", None) is None:
+        if self.wc is None:
             return super().planning(ens, z)
         u = (np.arange(K) + 0.5) / K
         idx = np.stack([np.minimum(np.searchsorted(np.cumsum(self.wc[:, c]), u), len(self.wc) - 1)
