@@ -76,9 +76,7 @@ class Retrieval:
         p = g.params
         self.keep, self.h = p.kept(g.lam)
         self.c, self.n_trained = p.c, g.Q.shape[0]
-        # a stored index is used when it was built over these factors (a version saved before it, or with other
-        # factors, gets a new one)
-        if index is not None and (index.ntotal != self.n_trained or index.d != len(self.keep)):
+        if not self.matches(index, self.n_trained, len(self.keep)):
             index = None
         E = self.item_vectors(g.Q, g.lam, g.d_graph, p) if index is None else None
         self.scale = g.d_graph[: self.n_trained] ** (-2 * self.c)  # e_j d_j^-2c = Q_j d_j^-c, the query side
@@ -130,7 +128,7 @@ class Retrieval:
         every process then reads them) when it matches the factors `Q`, `lam` (its FilterParams `p`), else from the
         vectors the factors give."""
         index = cls.stored(folder)
-        if index is not None and index.ntotal == Q.shape[0] and index.d == len(p.kept(lam)[0]):
+        if cls.matches(index, Q.shape[0], len(p.kept(lam)[0])):
             E = ItemIndex.stored_vectors(index)
         else:
             E = cls.item_vectors(Q, lam, d_graph, p)
@@ -149,6 +147,12 @@ class Retrieval:
         import faiss
 
         faiss.write_index(self.items.index, str(Path(folder) / FILE))
+
+    @staticmethod
+    def matches(index, n_trained: int, dims: int) -> bool:
+        """Whether a stored index was built over these factors: one vector per trained item, one dimension per kept
+        component (a version saved before it, or with other factors, gets a new one)."""
+        return index is not None and index.ntotal == n_trained and index.d == dims
 
     @staticmethod
     def stored(folder: Path):
