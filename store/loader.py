@@ -41,9 +41,14 @@ def _model_class(name: str) -> Any:
 
 def load(name: str, tag: str | None = None, **how: Any) -> Loaded:
     """Load version `tag` of model `name` (default: the promoted, else the latest); `how`: passed to the model
-    class's `load` (the recommender's `arrays`: see models/recommender/shared.py)."""
+    class's `load` (the recommender's `arrays`: see models/recommender/shared.py; by default its memory-mapped arrays,
+    store/mapped.py)."""
     stored = registry.get(name, tag)
     try:
+        if name == "recommender" and how.get("arrays") is None:  # one copy per machine (store/mapped.py)
+            from omnidecide.store import mapped
+
+            how["arrays"] = mapped.arrays(Path(stored.path))
         obj = _model_class(name).load(Path(stored.path), **how)
     except Exception as e:  # noqa: BLE001 - any failure of a stored artefact means the same thing: unloadable
         raise VersionLoadError(f"{name}:{stored.tag} does not load ({type(e).__name__}: {e})") from e
