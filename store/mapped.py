@@ -21,7 +21,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
 from omnidecide.models.recommender import shared
 from omnidecide.store import registry
 

@@ -8,7 +8,6 @@ import warnings
 
 import numpy as np
 import pytest
-
 from omnidecide.models.recommender import rules
 from omnidecide.models.recommender.core import Recommender
 from omnidecide.store import loader, mapped, registry
