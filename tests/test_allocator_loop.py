@@ -248,8 +248,7 @@ def test_weekly_guard_reads_whole_weeks_with_a_delayed_channel(tiny):
     """Budget moved from two undelayed channels to one whose revenue arrives a week later: it cuts the undelayed
     channels' week by ~27%. With nothing realised this week by the delayed channel that is the week's loss (refused);
     when the delayed channel realises 10x their revenue this week from last week's spend (Ensemble.carried), the same
-    move costs < 5% of the week (allowed): the guard reads the whole week, as the floor does on the truth. And a cut
-    of the delayed channel counts against the week although its revenue would have come later."""
+    move costs < 5% of the week (allowed): the guard reads the whole week, as the floor does on the truth."""
     from omnidecide.models.allocator.curves import Ensemble
     from omnidecide.models.allocator.explore_loop import Loop
 
@@ -265,15 +264,6 @@ def test_weekly_guard_reads_whole_weeks_with_a_delayed_channel(tiny):
     for c, allowed in ((0.0, False), (10.0, True)):
         e = Ensemble(ens.worlds, delay=delay, carried=np.column_stack([c * r, np.zeros((ens.K, 2))]))
         assert (Loop._guard(None, x, [e, e], RISK)(xa) is not None) == allowed
-    # the other way: 10% of the delayed channel's spend moved to the others raises the undelayed channels' week
-    # (x1.05) and costs 2% of the week over the horizon, but what the cut loses counts against this week (a delay
-    # form is a pure shift; the truth's delayed peak is spread): refused
-    xb = x.copy()
-    xb[0, 1:] += 0.1 * x[0, 0] * x[0, 1:] / x[0, 1:].sum()
-    xb[0, 0] *= 0.9
-    e = Ensemble(ens.worlds, delay=delay)
-    assert (ens.per_world(xb)[:, 0, 1:].sum(1) > r).all()
-    assert Loop._guard(None, x, [e, e], RISK)(xb) is None
 
 
 def test_a_level_learned_on_a_misfit_shape_keeps_the_series_total(tiny):
