@@ -160,21 +160,17 @@ class Loop:
         not by their mean (the truth is not the mean). And it may lose at most risk x the week's expected revenue over
         the rest of the horizon (carry-over included) in expectation (the first ensemble)."""
         # a week's revenue in each draw: what the week realises, as the floor reads it on the truth. A draw's channel
-        # whose revenue peaks d > 0 weeks after the spend earns this week from week t - d's spend (carried, the same
-        # whatever this week spends). What this week's spend changes in it (its curve's week-0 value) is credited
-        # to the week only when it is a cut: a delay form is a pure shift, the published delayed-peak carry-over
-        # (Jin et al. 2017) spreads revenue over the weeks up to its peak, so a cut may cost this week too
+        # whose revenue peaks d > 0 weeks after the spend earns this week from week t - d's spend alone (carried,
+        # the same whatever this week spends), nothing from this week's (its curve's week-0 value is realised later)
         now = [(e.delay == 0).astype(float) for e in ensembles]
-        own = [e.per_world(x)[:, 0] for e in ensembles]
-        wk0 = [(p * m).sum(1) + e.carried.sum(1) for e, p, m in zip(ensembles, own, now)]
+        week = lambda e, m, xa: (e.per_world(xa)[:, 0] * m).sum(1) + e.carried.sum(1)  # noqa: E731
+        wk0 = [week(e, m, x) for e, m in zip(ensembles, now)]
         r0 = ensembles[0].revenue(x)
         wk, tot = r0[0].sum(), r0.sum()
 
         def lost(xa: np.ndarray) -> float | None:
-            for e, p, w0, m in zip(ensembles, own, wk0, now):
-                pa = e.per_world(xa)[:, 0]
-                week = (pa * m).sum(1) + e.carried.sum(1) + (np.minimum(pa - p, 0.0) * (1 - m)).sum(1)
-                if (week < (1 - risk) * w0 - 1e-9 * np.abs(w0)).any():
+            for e, w0, m in zip(ensembles, wk0, now):
+                if (week(e, m, xa) < (1 - risk) * w0 - 1e-9 * np.abs(w0)).any():
                     return None
             loss = tot - ensembles[0].revenue(xa).sum()
             return None if loss > risk * wk else float(loss)
