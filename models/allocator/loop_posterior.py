@@ -219,7 +219,6 @@ class ChannelPosterior(LevelPosterior):
         self.default = self.variants.index((HALF.index(1.0), 0, 0))  # the fit's own form
         self.variant = np.full(C, self.default)  # chosen variant per channel
         self.wc = None  # (V x K, C) each channel's (form, draw) weights, once NOISE_PRIOR_WEEKS weeks are measured
-        self.past: list[np.ndarray] = []  # own_cols of the weeks measured so far (update_channels)
 
     def fits(self) -> np.ndarray:
         """(C,) bool: a posterior-predictive check per channel. True once at least NOISE_PRIOR_WEEKS weeks are
@@ -282,7 +281,6 @@ class ChannelPosterior(LevelPosterior):
         Xp = np.zeros((self.ens.T, self.ens.C))
         Xp[:t] = X
         Ms = self.own_cols(Xp, t)  # [(K, t, C)] columns' revenue in the fit's own form, per half-saturation
-        self.past = Ms  # what the delayed forms realise in the coming week from the weeks measured (_slots)
         self.floor = 0.25 * np.maximum(np.abs(Y).mean(0), 1e-12)
         p0, m0 = 1.0 / self.tau ** 2, self.m0[:, 3:]
 
@@ -360,15 +358,11 @@ class ChannelPosterior(LevelPosterior):
 
     def _slots(self, ens: Ensemble, idx: np.ndarray, z: np.ndarray | None) -> Ensemble:
         """The curves of slots idx (S, C): channel c of slot i in (form, draw) pair idx[i, c], at its level's
-        posterior mean (+ sd x z[i, c]). With each slot's delays and, for a delayed channel, the revenue it realises
-        in the coming week t from the measured week t - d (Ensemble.carried: the weekly guard compares whole weeks,
-        as the floor does; left out, a cut in the undelayed channels would read as a share of them alone)."""
+        posterior mean (+ sd x z[i, c])."""
         K, C = self.ens.K, self.ens.C
         T, n = self.own.shape[1], ens.T
-        t = T - n
-        src0 = np.arange(t, T)
-        out, delay, carried = [], np.zeros(idx.shape, int), np.zeros(idx.shape)
-        seen = len(self.past) and self.past[HALF.index(1.0)].shape[1] == t  # measured up to the coming week
+        src0 = np.arange(T - n, T)
+        out, delay = [], np.zeros(idx.shape, int)
         for i in range(len(idx)):
             decay, half, slope, beta, init = (np.zeros(C) for _ in range(5))
             mult = np.zeros((n, C))
@@ -383,8 +377,5 @@ class ChannelPosterior(LevelPosterior):
                 beta[c] = w.beta[c] * self.size_f[f][k, c] * max(level, 0.0)
                 src = src0 + d
                 mult[:, c] = np.where(src < T, self.mults[j][k, np.minimum(src, T - 1), c], 0.0)
-                if d > 0 and seen and t - d >= 0 and t < T:  # as _variant_cols: week t - d's revenue realised at t
-                    s0 = t - d
-                    carried[i, c] = self.past[f][k, s0, c] / self.own[k, s0, c] * self.mults[j][k, t, c] * max(level, 0.0)
             out.append(Curves(decay, half, slope, beta, mult, init))
-        return Ensemble(out, delay=delay, carried=carried)
+        return Ensemble(out, delay=delay)  # a slot's channel with d > 0 realises none of a week's spend in that week
