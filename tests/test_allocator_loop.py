@@ -234,6 +234,7 @@ def test_measured_series_chooses_a_delayed_seasonal_form(tiny):
     assert (post.variant[1:] == post.default).all()
     rest = post.planning(post.columns(alloc.ensemble(n - 20, start=20, actual_spend=X[:20])))
     assert (rest.delay[:, 0] >= 2).all()  # what the weekly guard reads: none of this week's spend earns this week
+    assert rest.delay.shape == (rest.K, 3) and (alloc.ensemble(4).delay == 0).all()  # the fit's own forms: no delay
     x = np.zeros((n - 20, 3))
     x[-2:, 0] = 1.0
     assert rest.revenue(x)[:, 0].sum() == 0.0

@@ -196,9 +196,14 @@ class Ensemble:
     """K worlds (curves over the same T periods and C channels) planned as one: revenue = mean over worlds.
     Optimising it is planning for the expected revenue under the fit's uncertainty (sample average approximation)."""
 
-    def __init__(self, worlds: list[Curves]):
+    def __init__(self, worlds: list[Curves], delay: np.ndarray | None = None):
         self.worlds = list(worlds)
         K = len(worlds)
+        # (K, C) weeks after which world k's channel c realises a week's spend (0: in that week). The loop posterior's
+        # delayed-peak forms set it; the loop's weekly guard reads it (a channel with d > 0 earns nothing this week
+        # from this week's spend). Derived ensembles (channel, scaled, ...) are the fit's own forms: 0.
+        C = worlds[0].C
+        self.delay = np.zeros((K, C), int) if delay is None else np.asarray(delay, int).reshape(K, C)
         cat = lambda f: np.concatenate([getattr(w, f) for w in worlds])  # noqa: E731
         mult = np.concatenate([np.broadcast_to(w.m2, (w.T, w.C)) for w in worlds], axis=1)
         self.stack = Curves(cat("decay"), cat("half"), cat("slope"), cat("beta") / K, mult, cat("init"))

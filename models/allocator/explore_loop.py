@@ -162,7 +162,7 @@ class Loop:
         # a week's revenue in each draw: the channels that realise it in the week (a draw's channel whose revenue
         # peaks d > 0 weeks after the spend earns this week from earlier weeks' spend alone, the same whatever this
         # week spends: left out of both sides, which only makes the test stricter)
-        now = [(getattr(e, "delay", np.zeros((e.K, e.C))) == 0).astype(float) for e in ensembles]
+        now = [(e.delay == 0).astype(float) for e in ensembles]
         wk0 = [(e.per_world(x)[:, 0] * m).sum(1) for e, m in zip(ensembles, now)]
         r0 = ensembles[0].revenue(x)
         wk, tot = r0[0].sum(), r0.sum()

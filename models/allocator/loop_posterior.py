@@ -235,9 +235,11 @@ class ChannelPosterior(LevelPosterior):
         week (a measurement has an absolute error floor: weeks with little revenue, e.g. after a cut, are not exact)."""
         return np.maximum(np.abs(Y), self.floor)
 
-    def own_cols(self, X: np.ndarray, t: int) -> list[np.ndarray]:
-        """[(K, t, C)] the columns' revenue of spend X (T, C) in loop weeks 0..t-1, one per half-saturation HALF[f]."""
-        return [e.per_world(X)[:, :t] for e in self.ens_f]
+    def own_cols(self, X: np.ndarray, t: int, forms: set[int] | None = None) -> list[np.ndarray | None]:
+        """[(K, t, C)] the columns' revenue of spend X (T, C) in loop weeks 0..t-1, one per half-saturation HALF[f];
+        with `forms`, only those f are computed (the others None: the weekly design rows need the chosen forms only,
+        the update needs all)."""
+        return [e.per_world(X)[:, :t] if forms is None or f in forms else None for f, e in enumerate(self.ens_f)]
 
     def _variant_cols(self, Ms: list[np.ndarray], v: int) -> np.ndarray:
         """(K, t, C) the columns under variant v = (half-saturation f, delay d, multiplier j), from own_cols: the
@@ -263,7 +265,8 @@ class ChannelPosterior(LevelPosterior):
     def rows(self, X: np.ndarray, t0: int, t1: int) -> np.ndarray:
         """(K, t1 - t0, C) what weeks t0..t1-1 would teach each draw's levels if spend were X (T, C): the columns'
         revenue over its measurement sd (sigma x the revenue the draw expects at its current level)."""
-        M = self.chosen(self.own_cols(np.asarray(X, float), t1))[:, t0:t1]
+        used = {HALF.index(1.0)} | {self.variants[v][0] for v in self.variant}
+        M = self.chosen(self.own_cols(np.asarray(X, float), t1, used))[:, t0:t1]
         s = np.maximum(np.abs(M * np.maximum(self.m, 0.0)[:, None]), self.floor) * self.sig[:, None]
         return M / np.maximum(s, 1e-12)
 
@@ -375,6 +378,4 @@ class ChannelPosterior(LevelPosterior):
                 src = src0 + d
                 mult[:, c] = np.where(src < T, self.mults[j][k, np.minimum(src, T - 1), c], 0.0)
             out.append(Curves(decay, half, slope, beta, mult, init))
-        ens_out = Ensemble(out)
-        ens_out.delay = delay  # (S, C): a slot's channel with d > 0 realises none of a week's spend in that week
-        return ens_out
+        return Ensemble(out, delay=delay)  # a slot's channel with d > 0 realises none of a week's spend in that week
