@@ -271,11 +271,12 @@ def optimise(curves: Curves, cons: Constraints, x0: np.ndarray | None = None, ma
         return np.zeros((T, C))
     if x0 is None:
         x0 = np.full((T, C), S / (T * C))
-    if (lo >= hi - 1e-9 * max(S, 1.0)).any():
-        # a channel held at its total (min == max: the robust plan's pinned channels): the budget-only solve would
-        # spend on it as if free and the active set then move it back -- start the active set from x0 instead (same
-        # optimum within 1e-3 of the expected revenue on the benchmark worlds, 35-60% less time; docs/BENCHMARKS.md)
-        x = np.asarray(x0, float)
+    pinned = lo >= hi - 1e-9 * max(S, 1.0)
+    if pinned.any():
+        # a channel held at its total (min == max: the robust plan's pinned channels, the loop's unchecked ones): the
+        # budget-only solve would spend on it as if free and the active set then move it back, so the free channels
+        # share what the pinned ones leave (the pinned keep their totals, their time profiles are optimised)
+        x = _lbfgs(curves, S, np.asarray(x0, float), iters, fixed=np.where(pinned, lo, np.nan))
     else:
         x = _lbfgs(curves, S, np.asarray(x0, float), iters)
         x = _ascent(curves, S, x, 20, tol)  # short projected-gradient polish: lets cells reach exactly zero
