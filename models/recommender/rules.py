@@ -171,8 +171,10 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
     missing: list[int] = []
     raw = np.where(allowed & ~ok[ids] & ~cold, score, -np.inf)
     cut = base[cands[min(k, len(cands)) - 1]] if len(cands) else -np.inf
-    sold = top_stable(raw, k)
-    sold = sold[np.isfinite(raw[sold]) & (raw[sold] >= cut)]  # those that would have made the list, at once
+    # those that would have made the list, at once: the few finite ones first (np.partition over a row of mostly
+    # -inf was ~80 us)
+    sold = np.flatnonzero((raw >= cut) & np.isfinite(raw))
+    sold = sold[top_stable(raw[sold], k)]
     free = None  # usable and not already in the list: a mask, once (np.isin per sold-out item cost more)
     for j in sold:
         if exclude and str(rec.item_ids[ids[j]]) in exclude:
