@@ -191,21 +191,24 @@ class TIFU:
         nb = self.nbrs[user, : self.k]
         nb = nb[nb >= 0]
         V, among, by_item = self._by_item()
-        pos = np.minimum(np.searchsorted(among, nb), len(among) - 1) if len(among) else nb
-        if len(nb) and not np.array_equal(among[pos], nb):
-            return None
+        if len(among) < V.shape[0]:  # a pool: each neighbour's position in it
+            pos = np.minimum(np.searchsorted(among, nb), max(len(among) - 1, 0))
+            if len(nb) and not np.array_equal(among[pos], nb):
+                return None
+        else:
+            pos = nb
         rank = np.full(len(among), -1, dtype=np.int64)  # the neighbour's place among the user's, by pool position
         rank[pos] = np.arange(len(nb))
-        c = cols[cols < by_item.shape[0]]  # items posted live have no buyers
-        s, e = by_item.indptr[c], by_item.indptr[c + 1]
-        lens = e - s
-        at = np.repeat(s - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(int(lens.sum()))
+        c = cols if not len(cols) or cols[-1] < by_item.shape[0] else cols[cols < by_item.shape[0]]  # live: no buyers
+        s = by_item.indptr[c]
+        lens = by_item.indptr[c + 1] - s
+        ends = np.cumsum(lens)
+        at = np.repeat(s - ends + lens, lens) + np.arange(ends[-1] if len(ends) else 0)  # the candidates' entries
         r = rank[by_item.indices[at]]
         keep = r >= 0
-        col, r = np.repeat(np.arange(len(c)), lens)[keep], r[keep]
-        w = by_item.data[at[keep]] / max(len(nb), 1)
-        o = np.lexsort((r, col))  # per item, its neighbours in order: the additions of `smooth`'s scatter
-        return np.bincount(col[o], weights=w[o], minlength=len(cols))
+        col = np.repeat(np.arange(len(c)), lens)[keep]
+        o = np.argsort(col * len(nb) + r[keep])  # per item, its neighbours in order, as `smooth`'s scatter adds
+        return np.bincount(col[o], weights=by_item.data[at[keep]][o] / max(len(nb), 1), minlength=len(cols))
 
     def _by_item(self) -> tuple[sp.csr_matrix, np.ndarray, sp.csr_matrix]:
         """(V, the pool `neighbours` searched, items x pool users of V), made once per V (a version grown by live
