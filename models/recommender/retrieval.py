@@ -188,7 +188,7 @@ class Retrieval:
         """(u, mean, sd of <u, e_j> over the catalogue) for `rows` over `cols`. A request asks twice with the same
         signal (the candidates over the customer's items, then the scores over the candidates): the last answer is
         kept, keyed by the signal's content (its items and values), so the second ask is a lookup."""
-        nz = np.flatnonzero(np.any(rows != 0, axis=0))
+        nz = np.flatnonzero(rows[0]) if len(rows) == 1 else np.flatnonzero(np.any(rows != 0, axis=0))
         c = cols[nz]
         c = c[c < self.n_trained]  # live items: e_j = 0
         vals = rows[:, nz[: len(c)]]

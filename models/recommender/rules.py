@@ -155,7 +155,7 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
         tifu_at = (lambda cand: tifu_of(rec, uidx, cols, cand)) if lazy else None
         score = rec.ranker.rescore_batch(rec, score, z, rep, st, allowed, now, [channel], items=cols, tifu_at=tifu_at)
     score, z, rep, allowed = score[0], z[0], rep[0], allowed[0]
-    row, nb, lb, gap = st.rows[0], st.nb[0], st.lb[0], st.personal_gap()[0]
+    row, nb, lb = st.rows[0], st.nb[0], st.lb[0]
     ids = np.arange(len(rec.item_ids)) if cols is None else cols
     emb = rec.embeddings()
     cold_all = rec.graph.d_item < 1e-6 if rec.retrieval is None else rec.retrieval.cold(rec)[0]
@@ -201,7 +201,12 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
     if subs:
         cands = top_stable(base, n_cand)
         cands = cands[np.isfinite(base[cands])]
-    picked = cands[mmr(np.arange(len(cands)), base[cands], emb[ids[cands]], k, diversity)]
+    picked = cands[:k]  # `mmr` without diversity, without gathering the candidates' embeddings
+    if diversity > 0:
+        picked = cands[mmr(np.arange(len(cands)), base[cands], emb[ids[cands]], k, diversity)]
+    # per picked item, the customer's mean days between purchases (UserRows.personal_gap), for the re-buy reasons
+    nbp = nb[picked]
+    gap = np.where(nbp >= 2, (lb[picked] - st.fb[0, picked]) / DAY / np.maximum(nbp - 1, 1), np.nan)
 
     hist = np.flatnonzero(row > 0)
     # per picked item, the history item that explains it best: the user's signal times embedding similarity
@@ -216,7 +221,7 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
         if j in subs:
             why, src = f"in-stock substitute for {rec.item_label(ids[subs[j]])} (sold out)", "substitute"
         elif nb[j] > 0:  # a re-buy: never explained by another item
-            why, src = rebuy_reason(rec, ids[j], nb[j], lb[j], gap[j], now), "repeat"
+            why, src = rebuy_reason(rec, ids[j], nb[j], lb[j], gap[q], now), "repeat"
         elif cold[j]:
             why, src = f"new in {rec.categories[cat[j]]}, like items you liked", "new_item"
         else:
