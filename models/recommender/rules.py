@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from omnidecide.models.recommender.core import Recommender, UserRows
+from omnidecide.models.recommender.ranker import N_CAND
 from omnidecide.models.recommender.repeat import DAY
 
 VERBS = {"purchase": "bought", "rating": "rated", "cart": "carted", "click": "clicked", "view": "viewed"}
@@ -82,6 +83,8 @@ def history(rec: Recommender, user_id: str, recent: pd.DataFrame | None) -> np.n
     if recent is not None and len(recent):
         parts.append(np.array([j for j in map(rec.item_index.get, recent["item_id"].astype(str)) if j is not None],
                               dtype=np.int64))
+    elif len(parts) == 2 and rec.X.has_canonical_format:  # the stored row alone: sorted, each item once
+        return parts[1].astype(np.int64)
     return np.unique(np.concatenate(parts).astype(np.int64))
 
 
@@ -105,8 +108,6 @@ def recommend(rec: Recommender, user_id: str, k: int = 20, *, recent: pd.DataFra
     n_cand = max(5 * k, 50)
     cols = None
     if rec.retrieval is not None:
-        from omnidecide.models.recommender.ranker import N_CAND
-
         hist = history(rec, user_id, recent)
         st, known = rec.user_state(user_id, recent, hist, tifu=False)
         if not known:
@@ -216,26 +217,28 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
     explained = np.isfinite(near).any(axis=0)  # per picked item, at once: not two numpy calls per row
     pop_now = rec.pop_z() if rec.stage.pop_w > 0 else None
     out = []
-    for q, j in enumerate(picked):
-        j = int(j)
+    # the picked items' values as Python lists, once (numpy scalar reads per row and field added up)
+    names = [str(x) for x in rec.item_ids[ids[picked]].tolist()]
+    scores, bought, is_cold, has_expl = base[picked].tolist(), nbp.tolist(), cold[picked].tolist(), explained.tolist()
+    for q, j in enumerate(picked.tolist()):
         if j in subs:
             why, src = f"in-stock substitute for {rec.item_label(ids[subs[j]])} (sold out)", "substitute"
-        elif nb[j] > 0:  # a re-buy: never explained by another item
-            why, src = rebuy_reason(rec, ids[j], nb[j], lb[j], gap[q], now), "repeat"
-        elif cold[j]:
+        elif bought[q] > 0:  # a re-buy: never explained by another item
+            why, src = rebuy_reason(rec, ids[j], bought[q], lb[j], gap[q], now), "repeat"
+        elif is_cold[q]:
             why, src = f"new in {rec.categories[cat[j]]}, like items you liked", "new_item"
         else:
             src = "gnn"
             if pop_now is not None and rec.stage.pop_w * pop_now[ids[j]] > max(z[j], 0.0):  # popularity now wins
                 why = f"popular right now (half-life {rec.stage.pop_hl:g} days)"
-            elif explained[q]:
+            elif has_expl[q]:
                 b = explains[q]
                 verb = ("bought" if nb[b] > 0 else "rated" if row[b] >= 1 else "added to cart" if row[b] >= 0.6
                         else "clicked" if row[b] >= 0.35 else "viewed")
                 why = f"because you {verb} {rec.item_label(ids[b])}"
             else:
                 why = f"popular with customers like you in {rec.categories[cat[j]]}"
-        out.append(Row(str(rec.item_ids[ids[j]]), float(base[j]), why, src))
+        out.append(Row(names[q], scores[q], why, src))
     return out, np.zeros(0, dtype=np.int64)
 
 
