@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg.blas import strmv
 from omnidecide.models.recommender.graph_filter import FilterParams
 
 # above this many items the served search is wider (retrieval.N_ANN_LARGE, EF_SEARCH_LARGE)
@@ -97,8 +98,6 @@ class ItemIndex:
         if spread is None:
             second = ((U @ self.second_total) * U).sum(1)  # BLAS; einsum's loop took ~2 ms at 512 dims
         elif len(U) == 1:  # a request: one triangular product, half the factor read
-            from scipy.linalg.blas import strmv
-
             w = strmv(spread, U[0].astype(np.float32)).astype(np.float64)
             second = np.array([w @ w])
         else:
