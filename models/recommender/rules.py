@@ -184,13 +184,13 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
             free = ok.copy()
             free[ids] &= allowed  # items outside `cols` carry no state of the user: allowed
             free[ids[cands[:k]]] = False
-        if rec.retrieval is not None:  # the category's items, kept per catalogue state: no catalogue scan
-            same = rec.retrieval.in_category(rec, int(cat[j]))
-            same = same[free[same]]
+        if rec.retrieval is not None:  # the category's order by similarity to the item, kept per sold-out item
+            same = rec.retrieval.substitutes(rec, int(ids[j]), free, 1)
         else:
             same = np.flatnonzero((rec.item_cat == cat[j]) & free)
+            same = same[np.argmax(emb[same] @ emb[ids[j]])][None] if len(same) else same
         if len(same):
-            s = int(same[np.argmax(emb[same] @ emb[ids[j]])])
+            s = int(same[0])
             at = int(np.searchsorted(ids, s))
             if at >= len(ids) or ids[at] != s:
                 missing.append(s)
