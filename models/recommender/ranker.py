@@ -171,7 +171,7 @@ class _Booster:
     def predict(self, X):
         """`booster_.predict(X, num_threads=1)`, the same values, through LightGBM's C entry point for a dense matrix
         (`LGBM_BoosterPredictForMat`, called by lightgbm's own ctypes binding) with the parameter string made once:
-        the Python wrapper's per-call predictor set-up and checks were ~15% of a request's 50-row predict.
+        the Python wrapper's per-call predictor set-up and checks were ~11% of a request's 50-row predict.
         One thread: a request scores a few hundred rows, and OpenMP threads spin-waiting on busy cores made this
         call ~50 ms instead of ~1 ms (one service worker per core is how it scales)."""
         import ctypes
