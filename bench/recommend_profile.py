@@ -78,9 +78,10 @@ def main(argv: list[str]) -> None:
             timed("JSON body", ranked.json)
         timed("decision-log insert (batched, at the end)", log.flush)
     n = len(bodies)
+    evicted = f", {args.evict_mb:g} MB read before each" if args.evict_mb else ""
     print(f"Run: `.venv/bin/python bench/recommend_profile.py {' '.join(argv)}` — "
           f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, load average {os.getloadavg()[0]:.1f}, "
-          f"{n} requests (k=20), version {rt.tag}{f', {args.evict_mb:g} MB read before each' if args.evict_mb else ''}.\n")
+          f"{n} requests (k=20), version {rt.tag}{evicted}.\n")
     print("| step | CPU ms per request |")
     print("|---|---|")
     for step, s in spent.items():
