@@ -1,7 +1,7 @@
 """Where a `/recommend` request's CPU goes, per component, in process, on a stored version (issue H, item 7).
 
     .venv/bin/python bench/recommend_profile.py --store BENTOML_HOME --world data/bench-service-1000-10000
-        [--requests 400]
+        [--requests 400] [--evict-mb 8]
 
 Runs what `OmniDecide.recommend` runs, step by step, for `--requests` known users (k=20, seed 0) after a warm-up pass,
 and prints the CPU time (this thread's user+sys, `time.thread_time`) per request of each step: the request's
@@ -9,7 +9,9 @@ validation as BentoML does it (pydantic, from the JSON body), the online-store r
 catalogue's check, the model path (retrieval, scores, rules, ranker, reasons: models/recommender), the decision-log
 line (queued) and its batched insert (flushed once at the end, per line), the Prometheus observation and the JSON
 body. What BentoML itself costs per request (HTTP, middlewares, the thread hop) is not here: `/noop` in
-bench/service.py --throughput measures it.
+bench/service.py --throughput measures it. `--evict-mb N`: before each request (untimed) read N MB of other memory, as
+the HTTP stack between two requests of a worker does: the model path's data then comes from memory, not from cache,
+closer to what a served worker spends on it than back-to-back requests, which find it in cache.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--store", type=Path, required=True, help="BENTOML_HOME holding the recommender version")
     ap.add_argument("--world", type=Path, required=True, help="its synthetic world (users.csv)")
     ap.add_argument("--requests", type=int, default=400)
+    ap.add_argument("--evict-mb", type=float, default=0.0, help="MB read before each request (untimed): a cold cache")
     args = ap.parse_args(argv)
     os.environ["BENTOML_HOME"] = str(args.store)
     os.environ.pop("OMNIDECIDE_DATABASE_URL", None)
@@ -46,6 +49,9 @@ def main(argv: list[str]) -> None:
     users = pd.read_csv(args.world / "users.csv", dtype=str, usecols=["user_id"])["user_id"].tolist()
     bodies = [json.dumps({"user_id": rng.choice(users), "k": 20}).encode() for _ in range(args.requests)]
     spent: dict[str, float] = {}
+    import numpy as np
+
+    other = np.ones(int(args.evict_mb * 2**20 / 8))
 
     def timed(step: str, fn):
         start = time.thread_time()
@@ -57,6 +63,7 @@ def main(argv: list[str]) -> None:
         spent.clear()
         log.flush()
         for body in bodies:
+            other.sum()
             req = timed("request validation (pydantic, as BentoML)", lambda: RecommendRequest.model_validate_json(body))
             stored = timed("online-store read", lambda: store.recent_items(req.user_id))
             rt = timed("version pick + live catalogue check", lambda: (versions.pick(req.user_id), )[0])
@@ -71,9 +78,10 @@ def main(argv: list[str]) -> None:
             timed("JSON body", ranked.json)
         timed("decision-log insert (batched, at the end)", log.flush)
     n = len(bodies)
+    evicted = f", {args.evict_mb:g} MB read before each" if args.evict_mb else ""
     print(f"Run: `.venv/bin/python bench/recommend_profile.py {' '.join(argv)}` — "
           f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, load average {os.getloadavg()[0]:.1f}, "
-          f"{n} requests (k=20), version {rt.tag}.\n")
+          f"{n} requests (k=20), version {rt.tag}{evicted}.\n")
     print("| step | CPU ms per request |")
     print("|---|---|")
     for step, s in spent.items():

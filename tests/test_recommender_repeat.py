@@ -9,8 +9,8 @@ import pytest
 from omnidecide.models.recommender import rules
 import scipy.sparse as sp
 
-from omnidecide.models.recommender.baskets import (TIFU, UPCF, Baskets, buy_again_scores, frequency,
-                                                   recent_popularity, tifu_vectors, top_of)
+from omnidecide.models.recommender.baskets import (TIFU, UPCF, Baskets, buy_again_scores, frequency, neighbours,
+                                                   recent_popularity, smooth, tifu_vectors, top_of)
 
 
 def _bk() -> Baskets:
@@ -58,6 +58,30 @@ def test_tifu_top_items_is_the_sparse_row_to_the_bit_with_ties_by_item():
         vals = [want[j] for j in full]
         assert all(a > b or (a == b and i < j) for (a, i), (b, j) in zip(zip(vals, full), zip(vals[1:], full[1:])))
         np.testing.assert_array_equal(np.sort(vals), np.sort(row.data))  # the same values, not close ones
+
+
+@pytest.mark.parametrize("pool", [0, 40])
+def test_tifu_scores_at_candidates_are_smooths_to_the_bit(pool):
+    """A request's TIFU scores come from the candidates' buyers (`TIFU.near_at`), not from the neighbours' rows:
+    the same values to the bit (each item's neighbour sum in the same order), with neighbours from a pool or from
+    every customer, with items posted live past V, and through `smooth` when a neighbour lies outside the pool."""
+    rng = np.random.default_rng(5)
+    V = sp.random(120, 50, density=0.3, random_state=6, format="csr")  # float values: the order of sums shows
+    t = TIFU(k=30, alpha=0.7, pool=pool)
+    t.V, t.nbrs = V, neighbours(V, 30, pool=pool or 0)
+    for u in range(120):
+        cols = np.sort(rng.choice(50, int(rng.integers(1, 50)), replace=False))
+        want = smooth(V, t.nbrs[:, :30], np.array([u]), 0.7, cols)
+        assert t.near_at(u, cols) is not None
+        np.testing.assert_array_equal(t.scores(np.array([u]), cols), want)
+    t.V = sp.csr_matrix((V.data, V.indices, V.indptr), shape=(120, 53))  # three items posted live: no buyers
+    cols = np.array([3, 17, 50, 52])
+    np.testing.assert_array_equal(t.scores(np.array([4]), cols), smooth(t.V, t.nbrs[:, :30], np.array([4]), 0.7, cols))
+    if pool:  # neighbours searched otherwise (outside today's pool): answered by `smooth`
+        t.nbrs = np.stack([rng.permutation(120)[:30] for _ in range(120)])
+        assert any(t.near_at(u, cols) is None for u in range(120))
+        for u in range(120):
+            np.testing.assert_array_equal(t.scores(np.array([u]), cols), smooth(t.V, t.nbrs, np.array([u]), 0.7, cols))
 
 
 def test_upcf_recency_window_and_self_similarity():

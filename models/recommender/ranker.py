@@ -24,11 +24,15 @@ FEATURES = ["graph_z", "stage1", "repeat", "n_bought", "due_ratio", "log_pop", "
             "price", "rebuy_share", "own_event", "tifu", "days_since", "personal_gap", "due_personal", "buy_share"]
 N_CAND = 50
 DAY = 86400.0
+ONE_THREAD = b"num_threads=1"  # LightGBM's prediction parameters (`_Booster.predict`)
 
 
 def candidates(score: np.ndarray, allowed: np.ndarray, n: int = N_CAND) -> np.ndarray:
     s = np.where(allowed, score, -np.inf)
     n = min(n, s.shape[1] - 1)
+    if len(s) == 1:  # a request: the same selection and order on the one row, without take_along_axis's checks
+        top = np.argpartition(-s[0], n)[:n]
+        return top[np.argsort(-s[0, top], kind="stable")][None, :]
     top = np.argpartition(-s, n, axis=1)[:, :n]
     return np.take_along_axis(top, np.argsort(-np.take_along_axis(s, top, 1), 1, kind="stable"), 1)
 
@@ -36,32 +40,37 @@ def candidates(score: np.ndarray, allowed: np.ndarray, n: int = N_CAND) -> np.nd
 def features(rec, cand: np.ndarray, score, z, rep, st, now, channels, items: np.ndarray | None = None) -> np.ndarray:
     """(b, n, F) feature tensor for candidates `cand` (b x n column indices); `st`: the users' core.UserRows over
     the same columns. `items`: the catalogue item of each column (None: column j is item j); the columns must hold
-    every item of the users' state (the category affinity and purchase shares sum over them)."""
+    every item of the users' state (the category affinity and purchase shares sum over them). Each feature is
+    computed at the candidates only (a request's state covers ~900 columns, its ranker looks at 50)."""
     b, n = cand.shape
     at = np.arange(b)[:, None]
     take = lambda m: m[at, cand]  # noqa: E731  (np.take_along_axis's checks cost more than the gather here)
     item = cand if items is None else items[cand]
     item_cat = rec.item_cat if items is None else rec.item_cat[items]
-    now = np.broadcast_to(np.asarray(rec.t_end if now is None else now, dtype=float).reshape(-1), (b,))
-    rows = st.rows
-    nbc, lbc = take(st.nb), take(st.lb)
-    since = np.where(nbc > 0, (now[:, None] - lbc) / DAY, np.nan)
-    gap = take(st.personal_gap())
+    now = np.asarray(rec.t_end if now is None else now, dtype=float).reshape(-1, 1)  # per user, or one for all
+    nbc, lbc, fbc = take(st.nb), take(st.lb), take(st.fb)
+    bought = nbc > 0
+    days = (now - lbc) / DAY
+    since = np.where(bought, days, np.nan)
+    gap = np.where(nbc >= 2, (lbc - fbc) / DAY / np.maximum(nbc - 1, 1), np.nan)  # UserRows.personal_gap, here
     # an item bought twice within one basket (or one second) has a mean gap of 0: days-since over it is undefined,
     # not infinite
-    due_personal = np.where(gap > 0, since / np.where(gap > 0, gap, 1.0), np.nan)
+    pos = gap > 0
+    due_personal = np.where(pos, since / np.where(pos, gap, 1.0), np.nan)
     share = nbc / np.maximum(st.nb.sum(1, keepdims=True), 1)
     cyc = rec.repeat.item_cycle[item]
-    due = np.where(nbc > 0, (now[:, None] - lbc) / DAY / np.where(np.isnan(cyc) | (cyc <= 0), np.inf, cyc), -1.0)
-    pop = np.log1p(rec.pop["global"][item])
+    due = np.where(bought, days / np.where(np.isnan(cyc) | (cyc <= 0), np.inf, cyc), -1.0)
     n_cat = len(rec.categories)
-    aff = np.stack([np.bincount(item_cat, weights=r, minlength=n_cat) for r in rows])
-    aff = aff / np.maximum(aff.sum(1, keepdims=True), 1e-12)
-    chan = np.stack([np.log1p(rec.pop.get(f"channel:{c}", rec.pop["global"])[item[k]]) for k, c in enumerate(channels)])
-    price = rec.price[item] if rec.price is not None else np.full((b, n), np.nan)
-    return np.stack([take(z), take(score), take(rep), nbc, due, pop, chan,
-                     np.take_along_axis(aff, rec.item_cat[item], 1), price, rec.repeat.item_share[item],
-                     take(rows), take(st.tifu), since, gap, due_personal, share], axis=2)
+    aff = np.array([np.bincount(item_cat, weights=r, minlength=n_cat) for r in st.rows])
+    aff = aff[at, rec.item_cat[item]] / np.maximum(aff.sum(1, keepdims=True), 1e-12)
+    glob = rec.pop["global"]
+    chan = np.array([rec.pop.get(f"channel:{c}", glob)[item[k]] for k, c in enumerate(channels)])
+    F = np.empty((b, n, len(FEATURES)))
+    for f, col in enumerate((take(z), take(score), take(rep), nbc, due, np.log1p(glob[item]), np.log1p(chan), aff,
+                             rec.price[item] if rec.price is not None else np.nan, rec.repeat.item_share[item],
+                             take(st.rows), take(st.tifu), since, gap, due_personal, share)):
+        F[:, :, f] = col
+    return F
 
 
 class SecondStage:
@@ -108,13 +117,13 @@ class SecondStage:
             return score
         cand = candidates(score, allowed)
         b, n = cand.shape
+        at = np.arange(b)[:, None]
         if tifu_at is not None:
-            st.tifu[np.arange(b)[:, None], cand] = tifu_at(cand)
+            st.tifu[at, cand] = tifu_at(cand)
         F = features(rec, cand, score, z, rep, st, now, channels or [None] * b, items)
         r = self.ranker.predict(F.reshape(b * n, -1)).reshape(b, n)
         out = score.copy()
-        top = score.max() + 1.0
-        np.put_along_axis(out, cand, top + 1.0 / (1.0 + np.exp(-r)), 1)  # candidates first, in the ranker's order
+        out[at, cand] = score.max() + 1.0 + 1.0 / (1.0 + np.exp(-r))  # candidates first, in the ranker's order
         return out
 
     def probability(self, rec, user_id: str, item_ids: list[str], channel: str | None = None,
@@ -160,10 +169,26 @@ class _Booster:
         self.booster_, self._proba = booster, proba
 
     def predict(self, X):
-        # one thread: a request scores a few hundred rows, and OpenMP threads spin-waiting on busy cores made this
-        # call ~50 ms instead of ~1 ms (one service worker per core is how it scales)
-        return self.booster_.predict(X, num_threads=1)
+        """`booster_.predict(X, num_threads=1)`, the same values, through LightGBM's C entry point for a dense matrix
+        (`LGBM_BoosterPredictForMat`, called by lightgbm's own ctypes binding) with the parameter string made once:
+        the Python wrapper's per-call predictor set-up and checks were ~11% of a request's 50-row predict.
+        One thread: a request scores a few hundred rows, and OpenMP threads spin-waiting on busy cores made this
+        call ~50 ms instead of ~1 ms (one service worker per core is how it scales)."""
+        import ctypes
+
+        from lightgbm.basic import _LIB, _safe_call
+
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        out, n = np.empty(len(X)), ctypes.c_int64(0)
+        # float64 (1), row-major (1), normal prediction (0: probabilities for the binary classifier, the ranker's raw
+        # score), all iterations from the first up to the best one (as `Booster.predict` picks them)
+        _safe_call(_LIB.LGBM_BoosterPredictForMat(
+            self.booster_._handle, X.ctypes.data_as(ctypes.c_void_p), ctypes.c_int(1), ctypes.c_int32(X.shape[0]),
+            ctypes.c_int32(X.shape[1]), ctypes.c_int(1), ctypes.c_int(0), ctypes.c_int(0),
+            ctypes.c_int(self.booster_.best_iteration), ONE_THREAD, ctypes.byref(n),
+            out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))))
+        return out
 
     def predict_proba(self, X):
-        p = self.booster_.predict(X, num_threads=1)
+        p = self.predict(X)
         return np.stack([1 - p, p], axis=1)

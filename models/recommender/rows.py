@@ -15,7 +15,8 @@ def gather(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray | None = None) -
         r, c, v = np.zeros(e - s, dtype=np.int64), m.indices[s:e].astype(np.int64), m.data[s:e]
     else:
         start, lens = m.indptr[rows], m.indptr[rows + 1] - m.indptr[rows]
-        at = np.repeat(start - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(int(lens.sum()))
+        ends = np.cumsum(lens)  # (np.r_ for the starts cost ~10 us)
+        at = np.repeat(start - ends + lens, lens) + np.arange(ends[-1] if len(ends) else 0)
         r, c, v = np.repeat(np.arange(len(rows)), lens), m.indices[at].astype(np.int64), m.data[at]
     if cols is not None:
         pos = np.minimum(np.searchsorted(cols, c), max(len(cols) - 1, 0))

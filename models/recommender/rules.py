@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from omnidecide.models.recommender.core import Recommender, UserRows
+from omnidecide.models.recommender.ranker import N_CAND
 from omnidecide.models.recommender.repeat import DAY
 
 VERBS = {"purchase": "bought", "rating": "rated", "cart": "carted", "click": "clicked", "view": "viewed"}
@@ -82,6 +83,8 @@ def history(rec: Recommender, user_id: str, recent: pd.DataFrame | None) -> np.n
     if recent is not None and len(recent):
         parts.append(np.array([j for j in map(rec.item_index.get, recent["item_id"].astype(str)) if j is not None],
                               dtype=np.int64))
+    elif len(parts) == 2 and rec.X.has_canonical_format:  # the stored row alone: sorted, each item once
+        return parts[1].astype(np.int64)
     return np.unique(np.concatenate(parts).astype(np.int64))
 
 
@@ -105,8 +108,6 @@ def recommend(rec: Recommender, user_id: str, k: int = 20, *, recent: pd.DataFra
     n_cand = max(5 * k, 50)
     cols = None
     if rec.retrieval is not None:
-        from omnidecide.models.recommender.ranker import N_CAND
-
         hist = history(rec, user_id, recent)
         st, known = rec.user_state(user_id, recent, hist, tifu=False)
         if not known:
@@ -155,7 +156,7 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
         tifu_at = (lambda cand: tifu_of(rec, uidx, cols, cand)) if lazy else None
         score = rec.ranker.rescore_batch(rec, score, z, rep, st, allowed, now, [channel], items=cols, tifu_at=tifu_at)
     score, z, rep, allowed = score[0], z[0], rep[0], allowed[0]
-    row, nb, lb, gap = st.rows[0], st.nb[0], st.lb[0], st.personal_gap()[0]
+    row, nb, lb = st.rows[0], st.nb[0], st.lb[0]
     ids = np.arange(len(rec.item_ids)) if cols is None else cols
     emb = rec.embeddings()
     cold_all = rec.graph.d_item < 1e-6 if rec.retrieval is None else rec.retrieval.cold(rec)[0]
@@ -171,8 +172,10 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
     missing: list[int] = []
     raw = np.where(allowed & ~ok[ids] & ~cold, score, -np.inf)
     cut = base[cands[min(k, len(cands)) - 1]] if len(cands) else -np.inf
-    sold = top_stable(raw, k)
-    sold = sold[np.isfinite(raw[sold]) & (raw[sold] >= cut)]  # those that would have made the list, at once
+    # those that would have made the list, at once: the few finite ones first (np.partition over a row of mostly
+    # -inf was ~80 us)
+    sold = np.flatnonzero((raw >= cut) & np.isfinite(raw))
+    sold = sold[top_stable(raw[sold], k)]
     free = None  # usable and not already in the list: a mask, once (np.isin per sold-out item cost more)
     for j in sold:
         if exclude and str(rec.item_ids[ids[j]]) in exclude:
@@ -181,13 +184,14 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
             free = ok.copy()
             free[ids] &= allowed  # items outside `cols` carry no state of the user: allowed
             free[ids[cands[:k]]] = False
-        if rec.retrieval is not None:  # the category's items, kept per catalogue state: no catalogue scan
-            same = rec.retrieval.in_category(rec, int(cat[j]))
-            same = same[free[same]]
+        if rec.retrieval is not None:  # the category's order by similarity to the item, kept per sold-out item:
+            # its first free item is the argmax below (a scan of ~9,000 items per sold-out item at 200k items)
+            same = rec.retrieval.substitutes(rec, int(ids[j]), free, 1)
         else:
             same = np.flatnonzero((rec.item_cat == cat[j]) & free)
+            same = same[np.argmax(emb[same] @ emb[ids[j]])][None] if len(same) else same
         if len(same):
-            s = int(same[np.argmax(emb[same] @ emb[ids[j]])])
+            s = int(same[0])
             at = int(np.searchsorted(ids, s))
             if at >= len(ids) or ids[at] != s:
                 missing.append(s)
@@ -199,7 +203,12 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
     if subs:
         cands = top_stable(base, n_cand)
         cands = cands[np.isfinite(base[cands])]
-    picked = cands[mmr(np.arange(len(cands)), base[cands], emb[ids[cands]], k, diversity)]
+    picked = cands[:k]  # `mmr` without diversity, without gathering the candidates' embeddings
+    if diversity > 0:
+        picked = cands[mmr(np.arange(len(cands)), base[cands], emb[ids[cands]], k, diversity)]
+    # per picked item, the customer's mean days between purchases (UserRows.personal_gap), for the re-buy reasons
+    nbp = nb[picked]
+    gap = np.where(nbp >= 2, (lb[picked] - st.fb[0, picked]) / DAY / np.maximum(nbp - 1, 1), np.nan)
 
     hist = np.flatnonzero(row > 0)
     # per picked item, the history item that explains it best: the user's signal times embedding similarity
@@ -209,26 +218,28 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
     explained = np.isfinite(near).any(axis=0)  # per picked item, at once: not two numpy calls per row
     pop_now = rec.pop_z() if rec.stage.pop_w > 0 else None
     out = []
-    for q, j in enumerate(picked):
-        j = int(j)
+    # the picked items' values as Python lists, once (numpy scalar reads per row and field added up)
+    names = [str(x) for x in rec.item_ids[ids[picked]].tolist()]
+    scores, bought, is_cold, has_expl = base[picked].tolist(), nbp.tolist(), cold[picked].tolist(), explained.tolist()
+    for q, j in enumerate(picked.tolist()):
         if j in subs:
             why, src = f"in-stock substitute for {rec.item_label(ids[subs[j]])} (sold out)", "substitute"
-        elif nb[j] > 0:  # a re-buy: never explained by another item
-            why, src = rebuy_reason(rec, ids[j], nb[j], lb[j], gap[j], now), "repeat"
-        elif cold[j]:
+        elif bought[q] > 0:  # a re-buy: never explained by another item
+            why, src = rebuy_reason(rec, ids[j], bought[q], lb[j], gap[q], now), "repeat"
+        elif is_cold[q]:
             why, src = f"new in {rec.categories[cat[j]]}, like items you liked", "new_item"
         else:
             src = "gnn"
             if pop_now is not None and rec.stage.pop_w * pop_now[ids[j]] > max(z[j], 0.0):  # popularity now wins
                 why = f"popular right now (half-life {rec.stage.pop_hl:g} days)"
-            elif explained[q]:
+            elif has_expl[q]:
                 b = explains[q]
                 verb = ("bought" if nb[b] > 0 else "rated" if row[b] >= 1 else "added to cart" if row[b] >= 0.6
                         else "clicked" if row[b] >= 0.35 else "viewed")
                 why = f"because you {verb} {rec.item_label(ids[b])}"
             else:
                 why = f"popular with customers like you in {rec.categories[cat[j]]}"
-        out.append(Row(str(rec.item_ids[ids[j]]), float(base[j]), why, src))
+        out.append(Row(names[q], scores[q], why, src))
     return out, np.zeros(0, dtype=np.int64)
 
 
