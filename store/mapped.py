@@ -15,6 +15,7 @@ cannot be written (a read-only store), the process loads its own copy, as before
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import shutil
 import warnings
@@ -69,7 +70,7 @@ def _write(folder: Path, where: Path, stamp: dict) -> dict:
     tmp = where.with_name(where.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    n = iter(range(1 << 30))
+    n = itertools.count()
 
     def put(a: np.ndarray) -> str:
         name = f"{next(n)}.npy"

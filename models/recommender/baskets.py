@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from omnidecide.models.recommender.rows import dense_rows, gather, scatter
+from omnidecide.models.recommender.rows import dense_rows, entries, gather, scatter
 from omnidecide.models.recommender.threads import each, workers
 
 DAY = 86400.0
@@ -200,10 +200,7 @@ class TIFU:
         rank = np.full(len(among), -1, dtype=np.int64)  # the neighbour's place among the user's, by pool position
         rank[pos] = np.arange(len(nb))
         c = cols if not len(cols) or cols[-1] < by_item.shape[0] else cols[cols < by_item.shape[0]]  # live: no buyers
-        s = by_item.indptr[c]
-        lens = by_item.indptr[c + 1] - s
-        ends = np.cumsum(lens)
-        at = np.repeat(s - ends + lens, lens) + np.arange(ends[-1] if len(ends) else 0)  # the candidates' entries
+        at, lens = entries(by_item, c)  # the candidates' entries
         r = rank[by_item.indices[at]]
         keep = r >= 0
         col = np.repeat(np.arange(len(c)), lens)[keep]

@@ -14,15 +14,20 @@ def gather(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray | None = None) -
         s, e = m.indptr[rows[0]], m.indptr[rows[0] + 1]
         r, c, v = np.zeros(e - s, dtype=np.int64), m.indices[s:e].astype(np.int64), m.data[s:e]
     else:
-        start, lens = m.indptr[rows], m.indptr[rows + 1] - m.indptr[rows]
-        ends = np.cumsum(lens)  # (np.r_ for the starts cost ~10 us)
-        at = np.repeat(start - ends + lens, lens) + np.arange(ends[-1] if len(ends) else 0)
+        at, lens = entries(m, rows)
         r, c, v = np.repeat(np.arange(len(rows)), lens), m.indices[at].astype(np.int64), m.data[at]
     if cols is not None:
         pos = np.minimum(np.searchsorted(cols, c), max(len(cols) - 1, 0))
         hit = cols[pos] == c if len(cols) else np.zeros(len(c), bool)
         r, c, v = r[hit], pos[hit], v[hit]
     return r, c, v
+
+
+def entries(m: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions in m.indices / m.data of the stored entries of m[rows], row by row; each row's entry count)."""
+    start, lens = m.indptr[rows], m.indptr[rows + 1] - m.indptr[rows]
+    ends = np.cumsum(lens)  # (np.r_ for the starts cost ~10 us)
+    return np.repeat(start - ends + lens, lens) + np.arange(ends[-1] if len(ends) else 0), lens
 
 
 def dense_rows(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
