@@ -28,7 +28,7 @@ from omnidecide.serving.console.app import app as console_app
 from omnidecide.serving.churn import ChurnRequest, ChurnResponse, ChurnService
 from omnidecide.serving.recommender import (RecommenderRuntime, RecommendRequest, RecommendResponse, SimilarRequest,
                                  SimilarResponse)
-from omnidecide.serving import retention
+from omnidecide.serving import retention, timeouts
 from omnidecide.serving.online_store import OnlineStore
 from omnidecide.serving import scores
 from omnidecide.serving.routing import Versions, declared_models
@@ -292,6 +292,7 @@ def _admin(ctx: bentoml.Context, act: Callable[[str], T]) -> T | Any:
 
 
 OmniDecide.models.extend(declared_models())
+timeouts.install()  # BentoML's request timeout, minus its per-request leak (serving/timeouts.py)
 OmniDecide.add_asgi_middleware(metrics.MetricsMiddleware)  # outermost: refused requests are counted too
 OmniDecide.add_asgi_middleware(auth.KeyMiddleware)  # before Guard reads a body: no key, no work
 OmniDecide.add_asgi_middleware(Guard)

@@ -53,8 +53,15 @@ def arrays(folder: Path) -> dict[str, np.ndarray] | None:
         warnings.warn(f"{folder.name}: arrays not mapped from {root()} ({e}); this process loads its own copy",
                       RuntimeWarning, stacklevel=2)
         return None
-    return shared.views({k: where / f for k, f in index["files"].items()},
-                        lambda paths: [np.load(p, mmap_mode="r", allow_pickle=False) for p in paths])
+    return shared.views({k: where / f for k, f in index["files"].items()}, lambda paths: [_mapped(p) for p in paths])
+
+
+def _mapped(path: Path) -> np.ndarray:
+    """The file's array, mapped read-only, as a plain ndarray over the map (the map lives as long as the view). Not
+    the np.memmap itself: every index into a memmap and every array derived from one runs numpy's Python-level
+    subclass hooks (`__getitem__`, `__array_finalize__`): ~17,000 calls per 600 requests at 10,000 items, about
+    0.2 ms of each request's model time (docs/BENCHMARKS.md "Service")."""
+    return np.load(path, mmap_mode="r", allow_pickle=False).view(np.ndarray)
 
 
 def _index(where: Path) -> dict | None:
