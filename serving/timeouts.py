@@ -9,8 +9,9 @@ pause of ~27 ms every 15–30 s per worker during a `/recommend` open loop (benc
 fixed the same pattern in its query timeouts (MagicStack/asyncpg#831).
 
 `RequestTimeout` keeps BentoML's contract (same configuration, same 504 body, the work cancelled where it can be: an
-async endpoint at its next await; a sync endpoint's thread finishes unheard) and differs in two points: its timer runs
-in an empty context, and is cancelled as soon as the answer starts. `install()` puts it where BentoML's app factory
+async endpoint at its next await; a sync endpoint's thread finishes unheard) and differs in three points: its timer
+runs in an empty context, it is cancelled as soon as the answer starts, and a request that fails before answering
+reaches the server's error handling at once instead of after the timeout. `install()` puts it where BentoML's app factory
 looks for its timeout middleware; the service module calls it at import, before any app is built.
 """
 from __future__ import annotations
@@ -52,15 +53,18 @@ class RequestTimeout:
 
         work = asyncio.ensure_future(self.app(scope, receive, answering))
         try:
-            await started
-        except asyncio.TimeoutError:
-            if work.cancel():
-                await JSONResponse({"error": f"Not able to process the request in {self.timeout} seconds"},
-                                   status_code=504)(scope, receive, send)
-            return
+            await asyncio.wait((started, work), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the server gave up on the request: so does its work
+            work.cancel()
+            raise
         finally:
             timer.cancel()
-        await work
+        if work.done() or started.exception() is None:
+            await work  # answered, or failed before answering: the error reaches the server's handler at once
+            return
+        if work.cancel():
+            await JSONResponse({"error": f"Not able to process the request in {self.timeout} seconds"},
+                               status_code=504)(scope, receive, send)
 
 
 def install() -> None:

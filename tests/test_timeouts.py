@@ -6,8 +6,11 @@ import asyncio
 import contextvars
 import gc
 import json
+import time
 import weakref
 from types import SimpleNamespace
+
+import pytest
 
 from omnidecide.serving import timeouts
 
@@ -84,6 +87,18 @@ def test_slow_request_answers_504_and_is_cancelled():
     sent, _ = _call(timeouts.RequestTimeout, slow)
     assert sent[0]["status"] == 504 and "0.2 seconds" in json.loads(sent[1]["body"])["error"]
     assert cancelled == [True]
+
+
+def test_failure_before_answering_is_raised_at_once():
+    asyncio.set_event_loop(asyncio.new_event_loop())
+
+    async def broken(scope, receive, send):
+        raise RuntimeError("model call failed")
+
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match="model call failed"):
+        _call(timeouts.RequestTimeout, broken)
+    assert time.perf_counter() - start < 0.15  # not held until the 0.2 s timeout
 
 
 def test_the_service_makes_bentoml_build_it():
