@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from omnidecide.models.recommender.memo import memo
 from omnidecide.models.recommender.rows import dense_rows, entries, gather, scatter
 from omnidecide.models.recommender.threads import each, workers
 
@@ -210,11 +211,12 @@ class TIFU:
     def _by_item(self) -> tuple[sp.csr_matrix, np.ndarray, sp.csr_matrix]:
         """(V, the pool `neighbours` searched, items x pool users of V), made once per V (a version grown by live
         items gets a padded V: `extend`)."""
-        got = self.__dict__.get("_items_by_pool")
-        if got is None or got[0] is not self.V:
-            among = pool_of(self.V.shape[0], self.pool)
-            got = self._items_by_pool = (self.V, among, sp.csr_matrix(self.V[among].T))
-        return got
+        V = self.V
+
+        def compute():
+            among = pool_of(V.shape[0], self.pool)
+            return V, among, sp.csr_matrix(V[among].T)
+        return memo(self, "items by pool", (V,), compute)
 
     def sparse_scores(self, users: np.ndarray) -> sp.csr_matrix:
         return smoothed(self.V, self.nbrs[:, : self.k], np.asarray(users), self.alpha)
