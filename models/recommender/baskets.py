@@ -208,6 +208,28 @@ class TIFU:
         o = np.argsort(col * len(nb) + r[keep])  # per item, its neighbours in order, as `smooth`'s scatter adds
         return np.bincount(col[o], weights=by_item.data[at[keep]][o] / max(len(nb), 1), minlength=len(cols))
 
+    @classmethod
+    def stored(cls, settings: dict, z, shape: tuple[int, int], made: dict | None = None) -> "TIFU":
+        """The fitted state stored with a version (`Recommender.load`: arrays `tifu_*` of `z`, users x items `shape`).
+        `made`: `pool_arrays` made once for the version (models/recommender/shared.py), used instead of each
+        process making its own copy of the items x pool matrix."""
+        out = cls(**settings)
+        out.V = sp.csr_matrix((z["tifu_data"], z["tifu_indices"], z["tifu_indptr"]), shape=shape)
+        out.nbrs = z["tifu_nbrs"]
+        made = made or {}
+        among = made.get("tifu_pool")
+        if among is not None and len(made["tifu_pool_indptr"]) == shape[1] + 1:
+            by_item = sp.csr_matrix((made["tifu_pool_data"], made["tifu_pool_indices"], made["tifu_pool_indptr"]),
+                                    shape=(shape[1], len(among)))
+            memo(out, "items by pool", (out.V,), lambda: (out.V, among, by_item))
+        return out
+
+    def pool_arrays(self) -> dict[str, np.ndarray]:
+        """`_by_item`'s pool and items x pool matrix as arrays, for `stored`'s `made`."""
+        _, among, by_item = self._by_item()
+        return {"tifu_pool": among, "tifu_pool_data": by_item.data, "tifu_pool_indices": by_item.indices,
+                "tifu_pool_indptr": by_item.indptr}
+
     def _by_item(self) -> tuple[sp.csr_matrix, np.ndarray, sp.csr_matrix]:
         """(V, the pool `neighbours` searched, items x pool users of V), made once per V (a version grown by live
         items gets a padded V: `extend`)."""

@@ -81,9 +81,10 @@ class Retrieval:
             index = None
         E = self.item_vectors(g.Q, g.lam, g.d_graph, p) if index is None else None
         self.scale = g.d_graph[: self.n_trained] ** (-2 * self.c)  # e_j d_j^-2c = Q_j d_j^-c, the query side
-        # `made`: `made_once`'s moments, made once for many processes (models/recommender/shared.py: a Ray job's workers)
+        # `made`: `made_once`'s moments and codes, made once for many processes (models/recommender/shared.py)
         made = made or {}
-        self.items = ItemIndex(E, index=index, moments=(made["total"], made["second"]) if "total" in made else None)
+        self.items = ItemIndex(E, index=index, moments=(made["total"], made["second"]) if "total" in made else None,
+                               codes=made.get("codes") if index is not None else None)
         # e_j = Q_j d_j^c of the trained items: the index's own float32 copy, as in tuning (ExactCandidates). A request
         # reads a few hundred rows of it; a float64 copy beside it (40 MB at 10,000 items x 512) doubled the memory
         # each read moved, and its rows were not the ones the search had just brought into cache
@@ -117,14 +118,15 @@ class Retrieval:
         """What every process that loads the version in `folder` derives alike and would otherwise make itself
         (`__init__`'s `made`): the item vectors' moments, from the stored index's float32 vectors (memory-mapped, as
         every process then reads them) when it matches the factors `Q`, `lam` (its FilterParams `p`), else from the
-        vectors the factors give."""
+        vectors the factors give; with a matching index also the 8-bit codes its search walks (`ItemIndex.codes_of`;
+        without one each process builds its own index, and its codes with it)."""
         index = cls.stored(folder)
-        if cls.matches(index, Q.shape[0], len(p.kept(lam)[0])):
-            E = ItemIndex.stored_vectors(index)
-        else:
-            E = cls.item_vectors(Q, lam, d_graph, p)
+        if not cls.matches(index, Q.shape[0], len(p.kept(lam)[0])):
+            total, second = ItemIndex.moments_of(cls.item_vectors(Q, lam, d_graph, p))
+            return {"total": total, "second": second}
+        E = ItemIndex.stored_vectors(index)
         total, second = ItemIndex.moments_of(E)
-        return {"total": total, "second": second}
+        return {"total": total, "second": second, "codes": ItemIndex.codes_of(E)}
 
     @staticmethod
     def wanted(rec) -> bool:
