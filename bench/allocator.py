@@ -37,8 +37,9 @@ from omnidecide.models.allocator.robust import historical_plan  # noqa: E402
 from omnidecide.models.allocator.constraints import Constraints  # noqa: E402
 from omnidecide.models.allocator.solvers import best_plan  # noqa: E402
 from omnidecide.training.allocator.pipeline import Config, reference_budget, run  # noqa: E402
-from omnidecide.training.mmm_worlds import make_seasonal_world, saturation, season, world_response  # noqa: E402
+from omnidecide.training.mmm_worlds import channel_media, make_seasonal_world, season, world_response  # noqa: E402
 from omnidecide.training.synth import MMM_CHANNELS, make_marketing_mix  # noqa: E402
+from omnidecide.training.synth.mmm import reported_revenue  # noqa: E402
 
 WORLDS = [
     (0, MMM_CHANNELS), (1, MMM_CHANNELS), (2, MMM_CHANNELS),
@@ -119,19 +120,17 @@ def cached_truth(folder: str | None, family: str, seed: int, T: int, make):
     return out
 
 
-def with_reports(df: pd.DataFrame, truth: dict, seed: int, bias=(0.8, 1.6), noise: float = 0.2) -> pd.DataFrame:
-    """A seasonal-family history with platform-reported channel revenue added (`revenue_<channel>`), made as
-    training/synth's `reported=True` makes ours: bias_c x the channel's TRUE media revenue that week (its own lag
-    weights, saturation and the season, from the truth) x lognormal(0, noise), bias_c ~ U(bias) per channel (platforms
-    over-claim); its own random stream, so the history's other columns are unchanged."""
+def with_reports(df: pd.DataFrame, truth: dict, seed: int) -> pd.DataFrame:
+    """A seasonal-family history with platform-reported channel revenue added (`revenue_<channel>`), by the formula
+    training/synth's `reported=True` uses for ours (`reported_revenue`, its default bias and noise) over each channel's
+    TRUE media revenue of the history's (rounded) spend; its own random stream, drawn channel by channel (the figures
+    in docs/BENCHMARKS.md were made so), so the history's other columns are unchanged."""
     rng = np.random.default_rng(20_000 + seed)
-    dates = pd.to_datetime(df["date"])
-    s = season(pd.DatetimeIndex(dates))
+    s = season(pd.DatetimeIndex(pd.to_datetime(df["date"])))
     out = df.copy()
     for c, p in truth["channels"].items():
-        a = np.convolve(df[f"spend_{c}"].to_numpy(float), np.asarray(p["lag_weights"]))[:len(df)]
-        media = p["beta"] * saturation(p["shape"], a, p["kappa"])[0] * s
-        out[f"revenue_{c}"] = (media * rng.uniform(*bias) * rng.lognormal(0, noise, len(df))).round(2)
+        media = channel_media(p, df[f"spend_{c}"].to_numpy(float), s)
+        out[f"revenue_{c}"] = reported_revenue(media[:, None], rng)[0][:, 0].round(2)
     return out
 
 

@@ -4,13 +4,15 @@ Why: recommender.npz is a compressed archive, so every process that loads a vers
 1M customers x 200k items that is 2.3 GB of arrays per `serve` worker (3.4 GiB per worker in all, docs/BENCHMARKS.md
 "Scale"): N workers held N copies, and each spent a minute decompressing at start and at every hot swap. Here the
 first process to load a version writes its arrays once, uncompressed, under `<model store home>/mapped/<version>/`
-(the arrays models/recommender/shared.py hands a Ray job, the retrieval's moments included) and every process maps
-them read-only: the page cache holds one copy for all of them, and a later start reads no archive.
+(the arrays models/recommender/shared.py hands a Ray job, with what every process would derive from them alike: the
+retrieval's moments and 8-bit codes, TIFU's items x pool matrix) and every process maps them read-only: the page
+cache holds one copy for all of them, and a later start reads no archive.
 
 The catalogue's per-item arrays, which a live catalogue change edits in place, stay private copies (shared.WRITTEN).
 A version is immutable, so its files never go stale; they are checked against the archive's size and modification
-time, and the folders of versions no longer in the store are removed when a new one is written. Where the home
-cannot be written (a read-only store), the process loads its own copy, as before.
+time and against what shared.put_arrays puts (`shared.FORMAT`), and the folders of versions no longer in the store
+are removed when a new one is written. Where the home cannot be written (a read-only store), the process loads its
+own copy, as before.
 """
 from __future__ import annotations
 
@@ -41,7 +43,8 @@ def arrays(folder: Path) -> dict[str, np.ndarray] | None:
     if not source.exists():
         return None  # not a stored version's folder: its load reports what is missing
     where = root() / folder.name
-    stamp = {"source": str(folder), "size": source.stat().st_size, "mtime_ns": source.stat().st_mtime_ns}
+    stamp = {"source": str(folder), "size": source.stat().st_size, "mtime_ns": source.stat().st_mtime_ns,
+             "format": shared.FORMAT}
     try:
         root().mkdir(parents=True, exist_ok=True)
         with open(root() / f"{folder.name}.lock", "w") as lock:

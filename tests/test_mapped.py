@@ -61,3 +61,33 @@ def test_a_store_that_cannot_hold_the_files_still_serves(trained, tmp_path, monk
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert _lists(rec) == _lists(Recommender.load(registry.path("recommender", tag)))
+
+
+def test_workers_map_the_codes_and_the_tifu_pool_written_with_the_version(trained, tmp_path, monkeypatch):
+    """What every worker derived alike from a version (the 8-bit codes its index search walks, TIFU's items x pool
+    matrix) is written once with its mapped arrays and read in place: no private copy, the same answers."""
+    import faiss
+
+    from omnidecide.models.recommender import retrieval, shared
+    from omnidecide.models.recommender.core import SHARED
+
+    monkeypatch.setattr(retrieval, "MIN_ITEMS", 100)  # the test world's catalogue through the faiss path
+    monkeypatch.setattr(retrieval, "N_ANN", 40)
+    folder = tmp_path / "version-with-index"
+    folder.mkdir()
+    Recommender.load(registry.path("recommender", trained["recommender"])).save(folder)  # now with items.faiss
+    arrays = mapped.arrays(folder)
+    index = json.loads((mapped.root() / folder.name / mapped.INDEX).read_text())
+    assert index["stamp"]["format"] == shared.FORMAT
+    rec, own = Recommender.load(folder, arrays), Recommender.load(folder)
+    assert rec.retrieval is not None and rec.tifu is not None
+    codes = arrays[SHARED + "codes"]
+    assert isinstance(codes, np.memmap) and not codes.flags.writeable
+    walked = faiss.downcast_index(rec.retrieval.items.searched.storage)
+    in_faiss = faiss.rev_swig_ptr(walked.codes.data(), walked.ntotal * walked.code_size)
+    assert np.shares_memory(in_faiss, codes)  # the walk reads the mapped file's pages
+    _, _, by_item = rec.tifu._by_item()
+    assert np.shares_memory(by_item.indices, arrays[SHARED + "tifu_pool_indices"])
+    own_by_item = own.tifu._by_item()[2]
+    assert (by_item != own_by_item).nnz == 0 and np.array_equal(rec.tifu._by_item()[1], own.tifu._by_item()[1])
+    assert _lists(rec) == _lists(own)

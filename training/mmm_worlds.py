@@ -64,6 +64,13 @@ def saturation(shape: str, a: np.ndarray, kappa: float) -> tuple[np.ndarray, np.
     return (s - s0) / (1 - s0), s * (1 - s) / 0.5 / kappa / (1 - s0)
 
 
+def channel_media(p: dict, spend: np.ndarray, mult: np.ndarray) -> np.ndarray:
+    """A channel's TRUE media revenue each week of `spend` (from week 0, no earlier carry-over), from its truth `p`:
+    beta x saturation(lag-weighted spend) x the season multiplier `mult`."""
+    a = np.convolve(spend, np.asarray(p["lag_weights"]))[:len(spend)]
+    return p["beta"] * saturation(p["shape"], a, p["kappa"])[0] * mult
+
+
 def make_seasonal_world(seed: int, n_weeks: int = 122, channels: list[str] | None = None,
                         noise: float = 0.03) -> tuple[pd.DataFrame, dict]:
     rng = np.random.default_rng(10_000 + seed)
@@ -99,11 +106,10 @@ def make_seasonal_world(seed: int, n_weeks: int = 122, channels: list[str] | Non
         roi = float(rng.uniform(0.8, 4.0))
         f_typ = saturation(shape, np.array([typical[j]]), kappa)[0][0]
         beta = roi * typical[j] / f_typ  # revenue per week at typical spend (season 1) = roi x typical spend
-        a = np.convolve(spend[:, j], w)[:n_weeks]
-        media[:, j] = beta * saturation(shape, a, kappa)[0] * s
         chans[c] = {"shape": shape, "lag_weights": w.tolist(), "kappa": kappa, "beta": beta, "roi_at_typical": roi,
                     "typical_spend": float(typical[j]), "bursty": bool(bursty[j]), "peak_lag": peak,
                     "zero_weeks": int((spend[:, j] == 0).sum())}
+        media[:, j] = channel_media(chans[c], spend[:, j], s)
     revenue = (base * s + media.sum(1)) * np.exp(rng.normal(0, noise, n_weeks))
     df = pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), "revenue": revenue.round(2),
                        **{f"spend_{c}": spend[:, j].round(2) for j, c in enumerate(ch)}})

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from omnidecide.models.recommender.memo import memo
 from omnidecide.models.recommender.rows import dense_rows, entries, gather, scatter
 from omnidecide.models.recommender.threads import each, workers
 
@@ -207,14 +208,37 @@ class TIFU:
         o = np.argsort(col * len(nb) + r[keep])  # per item, its neighbours in order, as `smooth`'s scatter adds
         return np.bincount(col[o], weights=by_item.data[at[keep]][o] / max(len(nb), 1), minlength=len(cols))
 
+    @classmethod
+    def stored(cls, settings: dict, z, shape: tuple[int, int], made: dict | None = None) -> "TIFU":
+        """The fitted state stored with a version (`Recommender.load`: arrays `tifu_*` of `z`, users x items `shape`).
+        `made`: `pool_arrays` made once for the version (models/recommender/shared.py), used instead of each
+        process making its own copy of the items x pool matrix."""
+        out = cls(**settings)
+        out.V = sp.csr_matrix((z["tifu_data"], z["tifu_indices"], z["tifu_indptr"]), shape=shape)
+        out.nbrs = z["tifu_nbrs"]
+        made = made or {}
+        among = made.get("tifu_pool")
+        if among is not None and len(made["tifu_pool_indptr"]) == shape[1] + 1:
+            by_item = sp.csr_matrix((made["tifu_pool_data"], made["tifu_pool_indices"], made["tifu_pool_indptr"]),
+                                    shape=(shape[1], len(among)))
+            memo(out, "items by pool", (out.V,), lambda: (out.V, among, by_item))
+        return out
+
+    def pool_arrays(self) -> dict[str, np.ndarray]:
+        """`_by_item`'s pool and items x pool matrix as arrays, for `stored`'s `made`."""
+        _, among, by_item = self._by_item()
+        return {"tifu_pool": among, "tifu_pool_data": by_item.data, "tifu_pool_indices": by_item.indices,
+                "tifu_pool_indptr": by_item.indptr}
+
     def _by_item(self) -> tuple[sp.csr_matrix, np.ndarray, sp.csr_matrix]:
         """(V, the pool `neighbours` searched, items x pool users of V), made once per V (a version grown by live
         items gets a padded V: `extend`)."""
-        got = self.__dict__.get("_items_by_pool")
-        if got is None or got[0] is not self.V:
-            among = pool_of(self.V.shape[0], self.pool)
-            got = self._items_by_pool = (self.V, among, sp.csr_matrix(self.V[among].T))
-        return got
+        V = self.V
+
+        def compute():
+            among = pool_of(V.shape[0], self.pool)
+            return V, among, sp.csr_matrix(V[among].T)
+        return memo(self, "items by pool", (V,), compute)
 
     def sparse_scores(self, users: np.ndarray) -> sp.csr_matrix:
         return smoothed(self.V, self.nbrs[:, : self.k], np.asarray(users), self.alpha)

@@ -4,7 +4,7 @@ Why not `rules.recommend` once per customer: what does not depend on the custome
 in-stock mask over the catalogue, the no-consent list) and the index was searched one query at a time. Here they are
 done once per job and the index is searched for a block of customers in one call (`Retrieval.nearest`); what
 retrieval keeps per catalogue state (cold items by category, popularity orders, each sold-out item's substitutes) is
-shared by every customer through `Retrieval.memo`.
+shared by every customer through its memos (models/recommender/memo.py).
 
 What is not batched, on purpose: each customer's candidates are `Retrieval.candidates` given the block's search
 result, and their exact stage-1 scores, rules, ranker and reasons are `rules.ranked`, the very code `/recommend` runs.

@@ -28,9 +28,9 @@ CONSUMED = ("purchase", "rating")  # after these a buy-once item is not recommen
 COLD_PENALTY = 0.5  # a new item's graph z: its category's mean over warm items, less this novelty penalty
 
 
-# prefix of the retrieval's derived arrays (Retrieval.made_once) among `Recommender.load`'s arrays when made once for
-# many processes (models/recommender/shared.py); never in recommender.npz
-SHARED = "retrieval|"
+# prefix of the arrays derived from a version once for many processes (Retrieval.made_once, TIFU.pool_arrays) among
+# `Recommender.load`'s arrays (models/recommender/shared.py); never in recommender.npz
+SHARED = "made|"
 SERVE = ("model", "buy_again")  # what ranks a known user's list; chosen on validation by the training pipeline
 
 
@@ -374,11 +374,8 @@ class Recommender:
         mats = {n: sp.csr_matrix((z[f"{n}_data"], z[f"{n}_indices"], z[f"{n}_indptr"]), shape=shape)
                 for n in ("X", "consumed", "n_buy", "last_buy", "first_buy")}
         graph = GraphFilterCF.from_state(meta["graph_params"], {k[6:]: z[k] for k in z.keys() if k.startswith("graph_")})
-        tifu = None
-        if meta.get("tifu") is not None:
-            tifu = TIFU(**meta["tifu"])
-            tifu.V = sp.csr_matrix((z["tifu_data"], z["tifu_indices"], z["tifu_indptr"]), shape=shape)
-            tifu.nbrs = z["tifu_nbrs"]
+        made = {k[len(SHARED):]: z[k] for k in z.keys() if k.startswith(SHARED)}  # see shared.put_arrays
+        tifu = TIFU.stored(meta["tifu"], z, shape, made) if meta.get("tifu") is not None else None
         pop = {k.split("|", 1)[1]: z[k] for k in z.keys() if k.startswith("pop|")}
         titles = z["titles"] if len(z["titles"]) else None
         rec = cls(user_ids=z["user_ids"], item_ids=z["item_ids"], t0=meta["t0"], t_end=meta["t_end"], graph=graph, tifu=tifu,
@@ -390,6 +387,5 @@ class Recommender:
         from omnidecide.models.recommender.ranker import SecondStage
         rec.ranker = SecondStage.load(folder)
         from omnidecide.models.recommender.retrieval import Retrieval
-        made = {k[len(SHARED):]: z[k] for k in z.keys() if k.startswith(SHARED)}
         rec.retrieval = Retrieval.load(folder, rec, made) if Retrieval.wanted(rec) else None
         return rec

@@ -31,9 +31,10 @@ class ItemIndex:
     `ef_search` 0: twice the number of candidates asked for, at least 256. `index`: a built one (loaded)."""
 
     def __init__(self, E: np.ndarray | None, links: int = 32, ef_construction: int = 80, ef_search: int = 0,
-                 index=None, moments: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                 index=None, moments: tuple[np.ndarray, np.ndarray] | None = None,
+                 codes: np.ndarray | None = None) -> None:
         """Built over `E`, or `index` (a loaded one: `E` None, its vectors are read from it). `moments`:
-        `moments_of` the vectors, made once elsewhere (models/recommender/shared.py)."""
+        `moments_of` the vectors, `codes`: `codes_of` them, both made once elsewhere (models/recommender/shared.py)."""
         import faiss
 
         if index is None:
@@ -50,10 +51,9 @@ class ItemIndex:
         self.spread = spread_factor(self.second_total)
         self.searched = index  # what `search` walks: the stored graph, over 8-bit codes of the vectors
         if isinstance(index, faiss.IndexHNSW) and self.vectors.shape[1] > 0:
-            self._codes = faiss.IndexScalarQuantizer(self.vectors.shape[1], faiss.ScalarQuantizer.QT_8bit,
-                                                     faiss.METRIC_INNER_PRODUCT)
-            self._codes.train(self.vectors)
-            self._codes.add(self.vectors)
+            self._codes = self.read_codes(codes, *self.vectors.shape) if codes is not None else None
+            if self._codes is None:
+                self._codes = self.quantized(self.vectors)
             self.searched = faiss.IndexHNSW(self._codes)
             self.searched.hnsw = index.hnsw  # a copy of the stored graph (the build is not reproducible)
             self.searched.ntotal, self.searched.own_fields = index.ntotal, False
@@ -68,6 +68,38 @@ class ItemIndex:
         if isinstance(storage, faiss.IndexFlat):
             return faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * storage.d).reshape(storage.ntotal, -1)
         return index.reconstruct_n(0, index.ntotal)
+
+    @staticmethod
+    def quantized(E: np.ndarray):
+        """A flat index over 8-bit codes of the (float32) vectors, for `search`'s walk: per-dimension range, then one
+        byte per dimension and item (51 MB at 200k items x 256)."""
+        import faiss
+
+        codes = faiss.IndexScalarQuantizer(E.shape[1], faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+        codes.train(E)
+        codes.add(E)
+        return codes
+
+    @staticmethod
+    def codes_of(E: np.ndarray) -> np.ndarray:
+        """`quantized(E)` as faiss serialises it: an array, so that a version's processes can share one copy of the
+        codes (models/recommender/shared.py) instead of each making its own."""
+        import faiss
+
+        return faiss.serialize_index(ItemIndex.quantized(E))
+
+    def read_codes(self, codes: np.ndarray, n: int, d: int):
+        """The index `codes_of` serialised, over `codes`' own bytes (faiss's zero-copy reader: a memory-mapped or
+        shared array stays one copy for every process; kept referenced here, faiss does not own it); None when it
+        is not over n vectors of d dimensions (made for other vectors)."""
+        import faiss
+
+        codes = np.ascontiguousarray(codes, dtype=np.uint8)
+        out = faiss.read_index(faiss.ZeroCopyIOReader(faiss.swig_ptr(codes), codes.nbytes))
+        if (out.ntotal, out.d) != (n, d):
+            return None
+        self._code_bytes = codes
+        return out
 
     @staticmethod
     def moments_of(E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from omnidecide.models.recommender.memo import memo
+
 DAY = 86400.0
 MIN_REBUY_SHARE = 0.05  # below this an item is treated as buy-once (durable, or rating data)
 
@@ -57,10 +59,7 @@ class RepeatModel:
     @property
     def has_repeats(self) -> bool:
         """Any item re-bought; kept per `item_share` array (asked on every request: a scan of the catalogue)."""
-        got = self.__dict__.get("_has_repeats")
-        if got is None or got[0] is not self.item_share:
-            got = self._has_repeats = (self.item_share, bool((self.item_share > 0).any()))
-        return got[1]
+        return memo(self, "has repeats", (self.item_share,), lambda: bool((self.item_share > 0).any()))
 
     def score(self, items: np.ndarray, n_bought: np.ndarray, last_t: np.ndarray, now: float) -> np.ndarray:
         """P-like score that the user re-buys each item now: re-buy share x timing around the learned cycle x habit."""

@@ -22,7 +22,6 @@ about the same there (bench/recommend_paths.py measures both paths).
 """
 from __future__ import annotations
 
-import operator
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ from omnidecide.models.recommender.item_index import (  # noqa: F401
     queries,
     recall_at,
 )
+from omnidecide.models.recommender.memo import memo  # what a request needs per catalogue state, not per request
 
 # Requests go through the index above graph_filter.DENSE_MAX_ITEMS (4,000) items, where the factors are truncated to
 # `max_eig` components. Below it every eigenpair is kept (up to thousands), the exact moments cost m^2 per request,
@@ -81,9 +81,10 @@ class Retrieval:
             index = None
         E = self.item_vectors(g.Q, g.lam, g.d_graph, p) if index is None else None
         self.scale = g.d_graph[: self.n_trained] ** (-2 * self.c)  # e_j d_j^-2c = Q_j d_j^-c, the query side
-        # `made`: `made_once`'s moments, made once for many processes (models/recommender/shared.py: a Ray job's workers)
+        # `made`: `made_once`'s moments and codes, made once for many processes (models/recommender/shared.py)
         made = made or {}
-        self.items = ItemIndex(E, index=index, moments=(made["total"], made["second"]) if "total" in made else None)
+        self.items = ItemIndex(E, index=index, moments=(made["total"], made["second"]) if "total" in made else None,
+                               codes=made.get("codes") if index is not None else None)
         # e_j = Q_j d_j^c of the trained items: the index's own float32 copy, as in tuning (ExactCandidates). A request
         # reads a few hundred rows of it; a float64 copy beside it (40 MB at 10,000 items x 512) doubled the memory
         # each read moved, and its rows were not the ones the search had just brought into cache
@@ -91,16 +92,6 @@ class Retrieval:
         import faiss
         # one request searches one query: OpenMP threads only spin-wait on a busy machine (one worker per core)
         faiss.omp_set_num_threads(1)
-        self._memos: dict[str, tuple] = {}  # name -> (the arrays it was derived from, value): see `memo`
-
-    def memo(self, name: str, deps: tuple, compute):
-        """`compute()`, kept while every array in `deps` is the same object: what a request needs per catalogue
-        state, not per request. A new catalogue state brings new arrays (`extend.with_items`, a live category change
-        in serving/catalogue.py), so identity is the key."""
-        hit = self._memos.get(name)
-        if hit is None or not all(map(operator.is_, hit[0], deps)):  # (a generator here cost ~1 us a call)
-            hit = self._memos[name] = (deps, compute())
-        return hit[1]
 
     def cold(self, rec) -> tuple[np.ndarray, bool, list[np.ndarray]]:
         """(cold mask over the catalogue, whether warm and cold items both exist, the cold items of each non-empty
@@ -111,7 +102,7 @@ class Retrieval:
             idx = np.flatnonzero(cold)
             per_cat = [c for c in groups(idx, rec.item_cat[idx], len(rec.categories)) if len(c)]
             return cold, bool(cold.any() and (~cold).any()), per_cat
-        return self.memo("cold", (rec.graph.d_item, rec.item_cat), compute)
+        return memo(self, "cold", (rec.graph.d_item, rec.item_cat), compute)
 
     @staticmethod
     def item_vectors(Q: np.ndarray, lam: np.ndarray, d_graph: np.ndarray, p) -> np.ndarray:
@@ -127,14 +118,15 @@ class Retrieval:
         """What every process that loads the version in `folder` derives alike and would otherwise make itself
         (`__init__`'s `made`): the item vectors' moments, from the stored index's float32 vectors (memory-mapped, as
         every process then reads them) when it matches the factors `Q`, `lam` (its FilterParams `p`), else from the
-        vectors the factors give."""
+        vectors the factors give; with a matching index also the 8-bit codes its search walks (`ItemIndex.codes_of`;
+        without one each process builds its own index, and its codes with it)."""
         index = cls.stored(folder)
-        if cls.matches(index, Q.shape[0], len(p.kept(lam)[0])):
-            E = ItemIndex.stored_vectors(index)
-        else:
-            E = cls.item_vectors(Q, lam, d_graph, p)
+        if not cls.matches(index, Q.shape[0], len(p.kept(lam)[0])):
+            total, second = ItemIndex.moments_of(cls.item_vectors(Q, lam, d_graph, p))
+            return {"total": total, "second": second}
+        E = ItemIndex.stored_vectors(index)
         total, second = ItemIndex.moments_of(E)
-        return {"total": total, "second": second}
+        return {"total": total, "second": second, "codes": ItemIndex.codes_of(E)}
 
     @staticmethod
     def wanted(rec) -> bool:
@@ -235,7 +227,7 @@ class Retrieval:
             onehot = sp.csr_matrix((np.ones(len(warm)), (rec.item_cat[warm], np.arange(len(warm)))),
                                    shape=(n_cat, len(warm)))
             return np.asarray(onehot @ self.vectors(rec, warm)), np.bincount(rec.item_cat[warm], minlength=n_cat)
-        return self.memo("category sums", (rec.graph.d_item, rec.item_cat), compute)
+        return memo(self, "category sums", (rec.graph.d_item, rec.item_cat), compute)
 
     # --- candidates -----------------------------------------------------------------------------------
     def nearest(self, rec, U: np.ndarray, n_rank: int) -> list[np.ndarray]:
@@ -284,14 +276,14 @@ class Retrieval:
             per_cat = self.cold(rec)[2]
             return (np.concatenate([c[:n] for c in per_cat]).astype(np.int64) if per_cat else np.zeros(0, np.int64),
                     all(len(c) <= n for c in per_cat))
-        return self.memo(f"first cold {n}", (rec.graph.d_item, rec.item_cat), compute)
+        return memo(self, f"first cold {n}", (rec.graph.d_item, rec.item_cat), compute)
 
     def substitutes(self, rec, j: int, usable: np.ndarray, n: int) -> np.ndarray:
         """The n usable items of j's category most similar to j (item embeddings), most similar first. The head of
         that order over j's whole category is kept per sold-out item (the same few come up on every request; at most
         `SUBSTITUTE_ORDERS` items, each up to `SUBSTITUTE_HEAD` long, then started afresh) and filtered by what is
         usable now; the whole category is sorted again only when the head holds too few usable items."""
-        orders = self.memo("substitute orders", (rec.item_cat, rec.embeddings()), dict)
+        orders = memo(self, "substitute orders", (rec.item_cat, rec.embeddings()), dict)
         head = orders.get(j)
         if head is not None:
             got = head[usable[head]][:n]
@@ -308,7 +300,7 @@ class Retrieval:
     def in_category(self, rec, cat: int) -> np.ndarray:
         """The catalogue's items of category `cat`, in index order (the grouping kept per catalogue state: a scan of
         the catalogue per sold-out item cost ~0.2 ms at 200k items)."""
-        return self.memo("items by category", (rec.item_cat,),
+        return memo(self, "items by category", (rec.item_cat,),
                          lambda: groups(np.arange(len(rec.item_cat)), rec.item_cat, len(rec.categories)))[cat]
 
     @staticmethod
@@ -326,4 +318,4 @@ class Retrieval:
         adds; the 30-day one is "global"), most popular first, per popularity array."""
         hl = rec.stage.pop_hl if half_life is None else half_life
         pop = rec.pop.get(f"recent:{hl:g}", rec.pop["global"])
-        return self.memo(f"by popularity {hl:g}", (pop,), lambda: np.argsort(-pop, kind="stable"))
+        return memo(self, f"by popularity {hl:g}", (pop,), lambda: np.argsort(-pop, kind="stable"))

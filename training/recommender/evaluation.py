@@ -136,7 +136,6 @@ class ExactCandidates(Retrieval):
         self.scale = g.d_graph[: self.n_trained] ** (-2 * self.c)
         self.items = _Moments(len(self.E), gram["total"][self.keep],
                               gram["second"] if full else gram["second"][np.ix_(self.keep, self.keep)])
-        self._memos = {}
 
     @classmethod
     def for_model(cls, rec) -> "ExactCandidates":

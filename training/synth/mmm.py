@@ -54,9 +54,7 @@ def make_marketing_mix(seed: int, channels: list[str] | None = None, weeks: int 
         df[f"spend_{ch}"] = spend[:, j]
     df["promo"] = promo
     if reported:
-        rrng = np.random.default_rng([seed, 7, 1])
-        bias = rrng.uniform(*reported_bias, len(channels))
-        rep = media * bias * rrng.lognormal(0, reported_noise, media.shape)
+        rep, bias = reported_revenue(media, np.random.default_rng([seed, 7, 1]), reported_bias, reported_noise)
         for j, ch in enumerate(channels):
             df[f"revenue_{ch}"] = np.round(rep[:, j], 2)
             params[ch]["reported_bias"] = float(bias[j])
@@ -71,3 +69,13 @@ def make_marketing_mix(seed: int, channels: list[str] | None = None, weeks: int 
         "media_revenue_share": float(media.sum() / revenue.sum()),
     }
     return df, truth
+
+
+def reported_revenue(media: np.ndarray, rng: np.random.Generator, bias: tuple[float, float] = (0.8, 1.6),
+                     noise: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """(platform-reported revenue, bias per channel) for the channels' TRUE media revenue `media` (weeks x channels):
+    bias_c x media x lognormal(0, noise), bias_c ~ U(bias) per channel (platforms over-claim). Draws from `rng`, the
+    biases first, then the noise week by week. One formula for every world family that carries reports (ours above,
+    bench/allocator.py's seasonal histories)."""
+    b = rng.uniform(*bias, media.shape[1])
+    return media * b * rng.lognormal(0, noise, media.shape), b
