@@ -82,7 +82,7 @@ def test_workers_map_the_codes_and_the_tifu_pool_written_with_the_version(traine
     rec, own = Recommender.load(folder, arrays), Recommender.load(folder)
     assert rec.retrieval is not None and rec.tifu is not None
     codes = arrays[SHARED + "codes"]
-    assert isinstance(codes, np.memmap) and not codes.flags.writeable
+    assert isinstance(codes.base, np.memmap) and not codes.flags.writeable  # a view of the mapped file
     walked = faiss.downcast_index(rec.retrieval.items.searched.storage)
     in_faiss = faiss.rev_swig_ptr(walked.codes.data(), walked.ntotal * walked.code_size)
     assert np.shares_memory(in_faiss, codes)  # the walk reads the mapped file's pages
