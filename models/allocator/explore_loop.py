@@ -161,8 +161,9 @@ class Loop:
         revenue lost over the rest of the horizon, or None when xa breaks the budget. The week must keep >= 1 - risk
         of the passive choice's incremental revenue in EVERY planning draw of every ensemble given (the draws at their
         posterior mean levels and at posterior samples), or in all but a share `miss` of them: the change is judged by
-        the draws least favourable to it, not by their mean (the truth is not the mean). And it may lose at most risk x the week's expected revenue over
-        the rest of the horizon (carry-over included) in expectation (the first ensemble)."""
+        the draws least favourable to it, not by their mean (the truth is not the mean). And it may lose at most
+        risk x the week's expected revenue over the rest of the horizon (carry-over included) in expectation (the
+        first ensemble)."""
         # a week's revenue in each draw: the channels that realise it in the week (a draw's channel whose revenue
         # peaks d > 0 weeks after the spend earns this week from earlier weeks' spend alone, the same whatever this
         # week spends: left out of both sides, which only makes the test stricter)
