@@ -26,7 +26,8 @@ The loop, week t = 0 .. T-1 (T = 52):
    spent. Both are second order in the pulse near the plan, so the budget, not the size, limits what a week teaches.
    `thompson` instead moves the week towards the plan on one posterior sample; `learn` (_learn) towards the
    expected-revenue plan on the channels whose measured series the posterior explains, within the spend levels
-   measured so far (times e^{+/-TRUST}), at the full risk budget every week.
+   measured so far (times e^{+/-TRUST}), at the full risk budget every week, its week judged on all but the least
+   favourable MISS of the planning slots (the lower end of an 80% interval) instead of every one.
    **Risk budget** (the issue's "no week below 95% of passive's expected revenue", read on *incremental* revenue,
    the stricter reading: a week's total revenue, baseline included, is several times its media revenue; and against
    the passive choice of the SAME week from the same state): the week keeps >= (1 - RISK x schedule)
@@ -56,6 +57,8 @@ from omnidecide.models.allocator.robust import TRUST, RobustObjective, historica
 from omnidecide.models.allocator.solvers import best_plan, optimise
 
 RISK = 0.05  # a week may lose at most 5% of the passive choice's expected incremental revenue
+MISS = 0.1  # the learning agent's week may fall below that in at most this share of the posterior's slots (the
+# lower end of the product's 80% intervals), not in none of them
 AMPS = (0.7, 0.5, 0.35, 0.25, 0.15, 0.1)  # pulse sizes tried, largest first: one channel x e^{+/-a} (0.7: double or halve)
 A_MAX = AMPS[0]
 INFO_WEEKS = 4  # weeks of a pulse's carry-over counted in what it teaches
@@ -152,13 +155,15 @@ class Loop:
         xe[rest] *= (S - xe[c]) / others
         return xe
 
-    def _guard(self, x: np.ndarray, ensembles: list[Ensemble], risk: float) -> Callable[[np.ndarray], float | None]:
+    def _guard(self, x: np.ndarray, ensembles: list[Ensemble], risk: float,
+               miss: float = 0.0) -> Callable[[np.ndarray], float | None]:
         """The risk budget around the passive choice x[0]: a function of a changed plan xa that returns its expected
         revenue lost over the rest of the horizon, or None when xa breaks the budget. The week must keep >= 1 - risk
         of the passive choice's incremental revenue in EVERY planning draw of every ensemble given (the draws at their
-        posterior mean levels and at posterior samples): the change is judged by the draws least favourable to it,
-        not by their mean (the truth is not the mean). And it may lose at most risk x the week's expected revenue over
-        the rest of the horizon (carry-over included) in expectation (the first ensemble)."""
+        posterior mean levels and at posterior samples), or in all but a share `miss` of them: the change is judged by
+        the draws least favourable to it, not by their mean (the truth is not the mean). And it may lose at most
+        risk x the week's expected revenue over the rest of the horizon (carry-over included) in expectation (the
+        first ensemble)."""
         # a week's revenue in each draw: the channels that realise it in the week (a draw's channel whose revenue
         # peaks d > 0 weeks after the spend earns this week from earlier weeks' spend alone, the same whatever this
         # week spends: left out of both sides, which only makes the test stricter)
@@ -169,7 +174,7 @@ class Loop:
 
         def lost(xa: np.ndarray) -> float | None:
             for e, w0, m in zip(ensembles, wk0, now):
-                if ((e.per_world(xa)[:, 0] * m).sum(1) < (1 - risk) * w0 - 1e-9 * np.abs(w0)).any():
+                if ((e.per_world(xa)[:, 0] * m).sum(1) < (1 - risk) * w0 - 1e-9 * np.abs(w0)).mean() > miss:
                     return None
             loss = tot - ensembles[0].revenue(xa).sum()
             return None if loss > risk * wk else float(loss)
@@ -211,7 +216,10 @@ class Loop:
         """Exploit what the loop has measured: the week moved from the passive choice x[0] towards the week of the
         expected-revenue plan on the posterior (levels at their means, draws by weight; timing free), the largest
         step (1, 1/2, ..., 1/16) that keeps the risk budget (_guard at the full RISK, every week: the floor is
-        judged against the passive choice whatever the schedule). Why: the served objective stays anchored to last
+        judged against the passive choice whatever the schedule; the week may fall below the floor in at most MISS of
+        the planning slots: with every slot the test is the least favourable of ~K draws, stricter than the product's
+        80% intervals read anywhere else, and it held the seasonal family's moves to 1/16-1/8 of the step in weeks
+        where the posterior's plan was right, BENCHMARKS). Why: the served objective stays anchored to last
         year's mix (a trust region of at most x2 per channel, the penalty on the draws' spread), right for a plan
         made from the history alone, but it keeps the plan there after weeks of measured channel revenue too (our
         family: the oracle's channel split is most of the gap, BENCHMARKS). Only channels that pass the posterior-
@@ -227,7 +235,7 @@ class Loop:
             lo, hi = np.where(ok, 0.0, tot), np.where(ok, np.inf, tot)
         xg = best_plan(ens, replace(cons, lo=lo, hi=hi), [x])
         xg[0, ~ok] = x[0, ~ok]  # a channel the check rejects keeps the passive choice (its timing too)
-        lost = self._guard(x, [ens, ens_z], self.risk)
+        lost = self._guard(x, [ens, ens_z], self.risk, MISS)
         S = cons.spendable
         for a in 0.5 ** np.arange(5):
             xa = x.copy()
