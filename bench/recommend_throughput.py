@@ -132,9 +132,15 @@ async def open_loop(url: str, path: str, bodies: list[dict], key: str, rate: flo
     return {"rate": rate, "n": n, "failed": int(n - len(ok)), "p50": p50, "p95": p95, "p99": p99, "max": ok.max()}
 
 
-def worker_rss(pid: int) -> list[float]:
-    """Resident memory (GiB) of each BentoML worker process under the server `pid`, after the timed runs."""
-    return sorted(p.memory_info().rss / 2**30 for p in workers(pid))
+def worker_memory(pid: int) -> list[tuple[float, float]]:
+    """(resident, proportional) memory in GiB of each BentoML worker process under the server `pid`, read once after
+    the timed runs: PSS counts a page shared by the workers (the version's mapped arrays) once in all, RSS in each.
+    Never during them: reading PSS walks the worker's page tables under its memory-map lock (bench/scale.py)."""
+    out = []
+    for p in workers(pid):
+        m = p.memory_full_info()
+        out.append((m.rss / 2**30, m.pss / 2**30))
+    return sorted(out)
 
 
 def main(argv: list[str]) -> None:
@@ -216,7 +222,7 @@ def main(argv: list[str]) -> None:
         opens = {f: asyncio.run(open_loop(url, "/recommend", rec, key, rps["/recommend"] * f, args.seconds))
                  for f in sorted({0.5, *map(float, args.loads.split(","))})}
         load1 = os.getloadavg()[0]
-        rss = worker_rss(server.pid)
+        memory = worker_memory(server.pid)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
@@ -243,4 +249,5 @@ def main(argv: list[str]) -> None:
         print(f"Open loop at {f:g} of /recommend's rate ({o['rate']:.0f} req/s, {o['n']} requests, "
               f"{o['failed']} failed): p50 {o['p50']:.1f} ms, p95 {o['p95']:.1f} ms, **p99 {o['p99']:.1f} ms**"
               f"{' (target <= 15 ms)' if f == 0.5 else ''}, max {o['max']:.1f} ms.")
-    print(f"\nResident memory per worker after the runs: {', '.join(f'{r:.2f}' for r in rss)} GiB.")
+    print(f"\nMemory per worker after the runs: RSS {', '.join(f'{r:.2f}' for r, _ in memory)} GiB, "
+          f"PSS {', '.join(f'{p:.2f}' for _, p in memory)} GiB.")

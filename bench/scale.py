@@ -429,7 +429,7 @@ def main() -> None:
         keep(run("/recommend over HTTP, 2 workers (max req/s, p99 at a quarter and half of it)",
                  [sys.executable, str(ROOT / "bench" / "service.py"), "--throughput", "--store", str(store),
                   "--world", str(world), "--items", str(a.items), "--seconds", "15", "--concurrency", "8",
-                  "--loads", "0.25,0.5"], env1, pss=True))
+                  "--loads", "0.25,0.5"], env1))  # no PSS sampling here: see `run`; the bench reads it after
     if "batch-vs-request" in todo:  # recommend's batched scorer vs one /recommend call per customer, in process
         keep(run("recommend: batched vs per-request (500 customers, in process)",
                  me + ["--stage", "batch-vs-request"], env1))
