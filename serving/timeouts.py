@@ -11,8 +11,8 @@ fixed the same pattern in its query timeouts (MagicStack/asyncpg#831).
 `RequestTimeout` keeps BentoML's contract (same configuration, same 504 body, the work cancelled where it can be: an
 async endpoint at its next await; a sync endpoint's thread finishes unheard) and differs in three points: its timer
 runs in an empty context, it is cancelled as soon as the answer starts, and a request that fails before answering
-reaches the server's error handling at once instead of after the timeout. `install()` puts it where BentoML's app factory
-looks for its timeout middleware; the service module calls it at import, before any app is built.
+reaches the server's error handling at once instead of after the timeout. `install()` puts it where BentoML's app
+factory looks for its timeout middleware; the service module calls it at import, before any app is built.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class RequestTimeout:
 
         def expire() -> None:
             if not started.done():
-                started.set_exception(asyncio.TimeoutError())
+                started.set_exception(TimeoutError())
 
         # an empty context: the timer must not hold the request's span and context vars once it is cancelled
         timer = loop.call_later(self.timeout, expire, context=contextvars.Context())

@@ -11,7 +11,6 @@ import weakref
 from types import SimpleNamespace
 
 import pytest
-
 from omnidecide.serving import timeouts
 
 REQUEST = contextvars.ContextVar("request")  # stands for the request's OpenTelemetry span, set by an outer middleware
@@ -102,9 +101,8 @@ def test_failure_before_answering_is_raised_at_once():
 
 
 def test_the_service_makes_bentoml_build_it():
-    from bentoml._internal.server.base_app import BaseAppFactory
-
     import omnidecide.serving.service  # noqa: F401 - installs it at import
+    from bentoml._internal.server.base_app import BaseAppFactory
 
     built = BaseAppFactory.middlewares.fget(SimpleNamespace(timeout=30, max_concurrency=None))
     assert [m.cls for m in built] == [timeouts.RequestTimeout]
