@@ -18,7 +18,7 @@ from omnidecide.models.recommender.blend import blend_ease, combine, fit_ease, z
 from omnidecide.models.recommender.context import (POP_HALF_LIFE_DAYS, POP_HALF_LIVES, SEGMENTS,  # noqa: F401
                                                    context_popularity, side_nodes)
 from omnidecide.models.recommender.graph_filter import FilterParams, GraphFilterCF
-from omnidecide.models.recommender.repeat import DAY, RepeatModel
+from omnidecide.models.recommender.repeat import DAY, RepeatModel, personal_gap
 from omnidecide.models.recommender.rows import dense_rows
 
 # Edge weight per event type (the strongest event of a user-item pair sets the edge).
@@ -59,7 +59,7 @@ class UserRows:
 
     def personal_gap(self) -> np.ndarray:
         """Mean days between the user's purchases of each item (nan below two purchases)."""
-        return np.where(self.nb >= 2, (self.lb - self.fb) / DAY / np.maximum(self.nb - 1, 1), np.nan)
+        return personal_gap(self.nb, self.lb, self.fb)
 
 
 def seconds(ts: pd.Series) -> np.ndarray:

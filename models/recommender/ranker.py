@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 
 from omnidecide.models.calibration import Calibrator
+from omnidecide.models.recommender.repeat import DAY, personal_gap
 
 FEATURES = ["graph_z", "stage1", "repeat", "n_bought", "due_ratio", "log_pop", "log_pop_channel", "cat_affinity",
             "price", "rebuy_share", "own_event", "tifu", "days_since", "personal_gap", "due_personal", "buy_share"]
 N_CAND = 50
-DAY = 86400.0
 ONE_THREAD = b"num_threads=1"  # LightGBM's prediction parameters (`_Booster.predict`)
 
 
@@ -52,7 +52,7 @@ def features(rec, cand: np.ndarray, score, z, rep, st, now, channels, items: np.
     bought = nbc > 0
     days = (now - lbc) / DAY
     since = np.where(bought, days, np.nan)
-    gap = np.where(nbc >= 2, (lbc - fbc) / DAY / np.maximum(nbc - 1, 1), np.nan)  # UserRows.personal_gap, here
+    gap = personal_gap(nbc, lbc, fbc)
     # an item bought twice within one basket (or one second) has a mean gap of 0: days-since over it is undefined,
     # not infinite
     pos = gap > 0

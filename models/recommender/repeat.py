@@ -16,6 +16,12 @@ DAY = 86400.0
 MIN_REBUY_SHARE = 0.05  # below this an item is treated as buy-once (durable, or rating data)
 
 
+
+def personal_gap(nb: np.ndarray, lb: np.ndarray, fb: np.ndarray) -> np.ndarray:
+    """Mean days between a customer's purchases of each item, from their purchase count `nb` and first / last
+    purchase times `fb` / `lb` (nan below two purchases). Elementwise: a request gathers its candidates' values first."""
+    return np.where(nb >= 2, (lb - fb) / DAY / np.maximum(nb - 1, 1), np.nan)
+
 @dataclass
 class RepeatModel:
     item_share: np.ndarray = field(default_factory=lambda: np.zeros(0))  # P(buyer re-buys), shrunk to category

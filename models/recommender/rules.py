@@ -8,7 +8,7 @@ import pandas as pd
 
 from omnidecide.models.recommender.core import Recommender, UserRows
 from omnidecide.models.recommender.ranker import N_CAND
-from omnidecide.models.recommender.repeat import DAY
+from omnidecide.models.recommender.repeat import DAY, personal_gap
 
 VERBS = {"purchase": "bought", "rating": "rated", "cart": "carted", "click": "clicked", "view": "viewed"}
 
@@ -208,7 +208,7 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
         picked = cands[mmr(np.arange(len(cands)), base[cands], emb[ids[cands]], k, diversity)]
     # per picked item, the customer's mean days between purchases (UserRows.personal_gap), for the re-buy reasons
     nbp = nb[picked]
-    gap = np.where(nbp >= 2, (lb[picked] - st.fb[0, picked]) / DAY / np.maximum(nbp - 1, 1), np.nan)
+    gap = personal_gap(nbp, lb[picked], st.fb[0, picked])
 
     hist = np.flatnonzero(row > 0)
     # per picked item, the history item that explains it best: the user's signal times embedding similarity
