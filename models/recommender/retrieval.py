@@ -121,12 +121,10 @@ class Retrieval:
         vectors the factors give; with a matching index also the 8-bit codes its search walks (`ItemIndex.codes_of`;
         without one each process builds its own index, and its codes with it)."""
         index = cls.stored(folder)
-        if not cls.matches(index, Q.shape[0], len(p.kept(lam)[0])):
-            total, second = ItemIndex.moments_of(cls.item_vectors(Q, lam, d_graph, p))
-            return {"total": total, "second": second}
-        E = ItemIndex.stored_vectors(index)
+        matched = cls.matches(index, Q.shape[0], len(p.kept(lam)[0]))
+        E = ItemIndex.stored_vectors(index) if matched else cls.item_vectors(Q, lam, d_graph, p)
         total, second = ItemIndex.moments_of(E)
-        return {"total": total, "second": second, "codes": ItemIndex.codes_of(E)}
+        return {"total": total, "second": second, **({"codes": ItemIndex.codes_of(E)} if matched else {})}
 
     @staticmethod
     def wanted(rec) -> bool:
