@@ -136,11 +136,9 @@ def worker_memory(pid: int) -> list[tuple[float, float]]:
     """(resident, proportional) memory in GiB of each BentoML worker process under the server `pid`, read once after
     the timed runs: PSS counts a page shared by the workers (the version's mapped arrays) once in all, RSS in each.
     Never during them: reading PSS walks the worker's page tables under its memory-map lock (bench/scale.py)."""
-    out = []
-    for p in workers(pid):
-        m = p.memory_full_info()
-        out.append((m.rss / 2**30, m.pss / 2**30))
-    return sorted(out)
+    from procmem import rollup
+
+    return sorted((m.get("Rss", float("nan")), m.get("Pss", float("nan"))) for m in map(rollup, (p.pid for p in workers(pid))))
 
 
 def main(argv: list[str]) -> None:

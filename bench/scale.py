@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from procmem import rollup
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "omnidecide.cli.__main__"] if (ROOT / "cli" / "__main__.py").exists() else \
@@ -52,17 +53,6 @@ DEFAULT = ("synth", "validate", "train-churn", "predict-churn", "predict-churn-r
 # ... and diagnostics run by name: the torch adjacency's memory, one tuning setting's cost, the served model's build
 # alone (the recommender stage includes it), recommend's batched scorer against per-request calls
 STAGES = DEFAULT + ("adjacency", "tuning-cost", "served-build", "batch-vs-request")
-
-
-def _pss(pid: int) -> int:
-    """Proportional set size of a process in bytes (/proc/PID/smaps_rollup): each shared page (Ray's object store in
-    shared memory, a memory-mapped file) divided among the processes that map it, so a sum over processes counts it
-    once; RSS counts it in every one of them."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
-    except (OSError, StopIteration):
-        return 0
 
 
 def run(name: str, argv: list[str], env: dict | None = None, timeout: float = 3600, pss: bool = False) -> dict:
@@ -87,7 +77,7 @@ def run(name: str, argv: list[str], env: dict | None = None, timeout: float = 36
             peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
             polls += 1
             if pss and polls % 10 == 1:  # every ~2 s: smaps_rollup walks each page (0.05 s CPU per GB-sized process)
-                now = {p.pid: (_pss(p.pid), p.name()) for p in tree}
+                now = {p.pid: (rollup(p.pid).get("Pss", 0.0), p.name()) for p in tree}  # GiB
                 if sum(v for v, _ in now.values()) > peak_pss:
                     peak_pss, at_peak = sum(v for v, _ in now.values()), now
             for p in tree:
@@ -106,8 +96,8 @@ def run(name: str, argv: list[str], env: dict | None = None, timeout: float = 36
     cpu = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime
     row = {"stage": name, "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(cpu, 1),
            "tree_cpu_seconds": round(sum(tree_cpu.values()), 1), "peak_rss_gb": round(peak / 2**30, 2),
-           **({"peak_pss_gb": round(peak_pss / 2**30, 2),  # and each process's share at that moment
-               "pss_at_peak_gb": {f"{n} {pid}": round(v / 2**30, 2) for pid, (v, n) in at_peak.items() if v > 2**26}}
+           **({"peak_pss_gb": round(peak_pss, 2),  # and each process's share at that moment
+               "pss_at_peak_gb": {f"{n} {pid}": round(v, 2) for pid, (v, n) in at_peak.items() if v > 1 / 16}}
               if pss else {}),
            "load": [round(load0, 1), round(os.getloadavg()[0], 1)],
            "rc": proc.returncode, "tail": [line for line in out.splitlines() if line.strip() and "Token authentication" not in line][-4:]}

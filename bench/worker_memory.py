@@ -29,20 +29,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from procmem import FIELDS, rollup  # noqa: E402
 from recommend_throughput import _free_port, workers  # noqa: E402
-
-FIELDS = ("Rss", "Pss", "Pss_Anon", "Pss_File")
-
-
-def rollup(pid: int) -> dict[str, float]:
-    """FIELDS of /proc/PID/smaps_rollup in GiB."""
-    out = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        if name in FIELDS:
-            out[name] = int(rest.split()[0]) / 2**20
-    return out
-
 
 def by_file(pid: int) -> dict[str, float]:
     """PSS (GiB) of the file-backed mappings of /proc/PID/smaps, by kind: the version's mapped arrays (store/mapped.py),
