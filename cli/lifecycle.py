@@ -121,8 +121,9 @@ def serve(port: int = typer.Option(3000, "--port"), host: str = typer.Option("12
 
 @app.command("purge")
 def purge() -> None:
-    """Apply the retention rules now (the service also does, hourly): decision-log lines and online-store events older
-    than OMNIDECIDE_RETENTION_DAYS (default 90), events beyond each user's newest 200, old idempotency keys."""
+    """Apply the retention rules now (the service also does, hourly): decision-log lines and online-store events
+    received longer ago than OMNIDECIDE_RETENTION_DAYS (default 90), events beyond each user's newest 200, old
+    idempotency keys."""
     from omnidecide.serving import retention
     from omnidecide.serving.audit import DecisionLog
     from omnidecide.serving.online_store import OnlineStore

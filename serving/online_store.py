@@ -6,7 +6,10 @@ SQLite by default) before answering, so an acknowledged event survives a crash a
 
 What is acknowledged is kept: a read sees the user's newest `keep_per_user` events (the retention rule applied to
 reads); only `purge` — run hourly by the service and by `omnidecide purge` — deletes, the events beyond that and
-those older than the retention window, never the batch being acknowledged. A batch may carry an idempotency key:
+those received longer ago than the retention window, never the batch being acknowledged. The window counts from
+receipt, not from the event's own timestamp: an event stamped months ago (a late upload, a device clock) is kept the
+whole window like any other, where counting from its timestamp would have deleted it at the next purge, minutes after
+its batch was acknowledged. A batch may carry an idempotency key:
 a retry with the same key answers what the first call answered and stores nothing twice.
 
 Concurrent batches are validated and committed together (group commit): one thread checks every batch waiting at
@@ -187,11 +190,11 @@ class OnlineStore:
             return self.db.execute("DELETE FROM events WHERE user_id = ?", (user_id,))
 
     def purge(self, older_than_days: float = 90.0) -> int:
-        """The retention rule applied to storage: drop events older than the window and, per user, those beyond the
-        newest `keep_per_user` (which reads no longer see); forget idempotency keys after `KEY_DAYS`."""
+        """The retention rule applied to storage: drop events received longer ago than the window and, per user,
+        those beyond the newest `keep_per_user` (which reads no longer see); forget idempotency keys after `KEY_DAYS`."""
         cutoff = time.time() - older_than_days * 86400
         with self.db.transaction():
-            n = self.db.execute("DELETE FROM events WHERE ts < ?", (cutoff,))
+            n = self.db.execute("DELETE FROM events WHERE received < ?", (cutoff,))
             n += self.db.execute(
                 "DELETE FROM events WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY user_id "
                 "ORDER BY ts DESC, id DESC) AS n FROM events) ranked WHERE n > ?)", (self.keep_per_user,))

@@ -1,8 +1,8 @@
 """The purge job: what the retention rules say may go, goes — on a timer in every service process, or on demand.
 
 - decision-log lines older than the retention period (`OMNIDECIDE_RETENTION_DAYS`, default 90);
-- online-store events older than that period, and per user those beyond the newest `KEEP_PER_USER` (reads stopped
-  seeing them already); idempotency keys after 7 days.
+- online-store events received longer ago than that period (whatever their own timestamps), and per user those
+  beyond the newest `KEEP_PER_USER` (reads stopped seeing them already); idempotency keys after 7 days.
 Deleting is idempotent, so every replica may run it; `/events` never deletes.
 """
 from __future__ import annotations
