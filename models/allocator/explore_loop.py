@@ -37,8 +37,9 @@ The loop, week t = 0 .. T-1 (T = 52):
 4. Observe the week's total revenue; next week.
 
 `schedule(t)` in [0, 1], the share of the risk budget a week may use, is what a learned policy sets
-(training/allocator/loop_worlds.py trains SB3 PPO on `loop_env.LoopEnv`); the default explores at the full risk budget while
-more than a quarter of the horizon is left, then exploits.
+(training/allocator/loop_worlds.py trains SB3 PPO on `loop_env.LoopEnv`); the default explores at the full risk
+budget while more than a quarter of the horizon is left, then exploits. For `learn` it is instead the largest step
+the week may take towards the learned plan (the default: 1, the hand-designed policy).
 """
 from __future__ import annotations
 
