@@ -4,6 +4,8 @@
                                             [--train-steps 2600] [--train-worlds 10-12]
     .venv/bin/python bench/allocator_loop.py --train-steps 1560 --save-agent artifacts/loop_ppo.zip   # train only
     .venv/bin/python bench/allocator_loop.py --families seasonal --agent artifacts/loop_ppo.zip     # evaluate
+    .venv/bin/python bench/allocator_loop.py --agent-policy learn --train-worlds 20-25 --train-steps 5200 \
+        --save-agent /tmp/ppo_learn.zip --cache /tmp/loop_cache                        # PPO sets learn's step
 
 Each world: the product's fit on the history (two priors, 20 bootstrap refits), B = last year's average weekly spend
 x 52, then 52 weekly decisions (models/allocator/explore_loop.py) played on the TRUE world: each week the policy
@@ -26,6 +28,8 @@ draws:
 - *Thompson*: each week moved towards the plan on one posterior sample, within the same risk budget;
 - *PPO explore*: the exploration schedule chosen each week by an SB3 PPO policy trained on LoopEnv over worlds of
   both families with other seeds (--train-worlds; domain randomisation over worlds and noise);
+- *PPO learn* (--agent-policy learn): the learn policy with the largest step each week set by an SB3 PPO policy
+  (LoopEnv(policy="learn"): action 0 is passive, 1 is learn; the guard still applies), trained the same way;
 - *oracle*: the best 52-week plan on the true response.
 Figures: cumulative TRUE incremental revenue over the 52 weeks / the oracle's. Weekly floor (the issue's "no single
 week below 95% of passive's expected revenue"): each week's TRUE incremental revenue as the policy spent it / what the
@@ -49,7 +53,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from allocator import WORLDS, markdown  # noqa: E402
-from omnidecide.models.allocator.explore_loop import RISK, run_agent, run_loop  # noqa: E402
+from omnidecide.models.allocator.explore_loop import RISK, run_loop  # noqa: E402
+from omnidecide.models.allocator.loop_env import run_agent  # noqa: E402
 from omnidecide.training.allocator.loop_worlds import build, train_loop_agent  # noqa: E402
 
 T = 52
@@ -102,9 +107,13 @@ def main() -> None:
     ap.add_argument("--seeds", default="0-4")
     ap.add_argument("--noise-seeds", default="0")
     ap.add_argument("--train-steps", type=int, default=2600, help="PPO steps (52 a loop); 0 = no PPO column")
+    ap.add_argument("--train-minutes", type=float, help="stop PPO training after this much wall time (a time box)")
     ap.add_argument("--train-worlds", default="10-12", help="seeds of the PPO pool, each family (never the test seeds)")
     ap.add_argument("--save-agent", help="save the trained PPO policy here (a .zip) and stop")
     ap.add_argument("--agent", help="a PPO policy saved by --save-agent (instead of training one)")
+    ap.add_argument("--agent-policy", default="explore", choices=("explore", "learn"),
+                    help="what a trained PPO sets each week: the exploration schedule or learn's largest step (a "
+                    "loaded --agent: read from its observation size)")
     ap.add_argument("--cache", help="a folder: each world's build (the fit, the loop world, the oracle) is saved there "
                     "and read back on the next run (the loop code can change; the open-loop fit must not)")
     ap.add_argument("--only", default="", help="policy columns to run, separated by ';' (names hold commas; passive always runs)")
@@ -117,13 +126,22 @@ def main() -> None:
         from stable_baselines3 import PPO
 
         model = PPO.load(args.agent, device="cpu")
+        args.agent_policy = "learn" if model.observation_space.shape[0] == 12 else "explore"
     elif args.train_steps > 0:
-        pool = [build(f, s) for f in ("ours", "seasonal") for s in seeds(args.train_worlds)]
-        t1 = time.process_time()
-        model, _ = train_loop_agent(pool, args.train_steps, seed=0, T=T)
+        test = set(seeds(args.seeds))
+        if test & set(seeds(args.train_worlds)):
+            raise SystemExit("--train-worlds must not share seeds with --seeds")
+        pool = [cached_build(args.cache, f, s) for f in ("ours", "seasonal") for s in seeds(args.train_worlds)]
+        t1, w1 = time.process_time(), time.time()
+        model, env = train_loop_agent(pool, args.train_steps, seed=0, T=T, policy=args.agent_policy,
+                                      max_seconds=60 * args.train_minutes if args.train_minutes else None)
         train_s = time.process_time() - t1
-        print(f"PPO: {args.train_steps} steps on {len(pool)} worlds in {train_s:.0f} s CPU; load "
-              f"{os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+        ret = env.get_episode_rewards()
+        q = max(len(ret) // 4, 1)
+        print(f"PPO {args.agent_policy}: {model.num_timesteps} steps, {len(ret)} episodes on {len(pool)} worlds in "
+              f"{train_s:.0f} s CPU ({time.time() - w1:.0f} s wall); episode return (sum of weekly revenue / the "
+              f"oracle's mean week) first quarter {np.mean(ret[:q]):.2f}, last quarter {np.mean(ret[-q:]):.2f}; "
+              f"load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
         if args.save_agent:
             model.save(args.save_agent)
             return
@@ -143,7 +161,8 @@ def main() -> None:
                         "learn": lambda: run_loop(alloc, world, B, policy="learn", seed=ns),
                         "Thompson": lambda: run_loop(alloc, world, B, policy="thompson", seed=ns)}
                 if model is not None:
-                    runs["PPO explore"] = lambda: run_agent(model, alloc, world, B, T, seed=ns)
+                    runs[f"PPO {args.agent_policy}"] = lambda: run_agent(model, alloc, world, B, T, seed=ns,
+                                                                         policy=args.agent_policy)
                 res = {k: f() for k, f in runs.items() if k in only or (k == "passive") or not only}
                 name = f"seed {s}, {alloc.history.spend.shape[1]} ch" + (f", noise {ns}" if len(seeds(args.noise_seeds)) > 1 else "")
                 rows.append({"family": fam, "world": name,
@@ -172,7 +191,8 @@ def main() -> None:
     allw = {"family": "both", "world": "beats passive (worlds)",
             **{c: f"{int((df[c] > df['passive']).sum())}/{len(df)}" for c in cols if c != "passive"}}
     out.append(pd.DataFrame([allw]))
-    ppo = f"PPO from {args.agent}" if args.agent else f"PPO {args.train_steps} steps ({train_s:.0f} s CPU)"
+    ppo = (f"PPO {args.agent_policy} from {args.agent}" if args.agent else
+           f"PPO {args.agent_policy} {args.train_steps} steps ({train_s:.0f} s CPU)")
     print(f"\n52-week closed loop, reserve 0, risk budget {RISK:.0%} a week; {ppo}; load average at the end {', '.join(f'{v:.2f}' for v in os.getloadavg())}; "
           f"{time.time() - t0:.0f} s wall\n")
     print("Cumulative TRUE incremental revenue over 52 weeks / oracle's:\n")

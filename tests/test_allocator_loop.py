@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from omnidecide.models.allocator.explore_loop import A_MAX, RISK, LoopEnv, run_loop
+from omnidecide.models.allocator.explore_loop import A_MAX, RISK, run_loop
+from omnidecide.models.allocator.loop_env import LoopEnv
 from omnidecide.models.allocator.loop_posterior import LevelPosterior
 from omnidecide.models.allocator.mmm import history_from_frame
 from omnidecide.training.allocator.loop_worlds import family_world, loop_world
@@ -292,3 +293,36 @@ def test_the_learning_guard_lets_a_tenth_of_the_slots_fall_below_the_floor(tiny)
             assert lo is None or below <= MISS
             looser += s is None and lo is not None
     assert looser > 0
+
+
+def play_learn_env(alloc, world, B, action: float, seed: int = 1):
+    """One loop of LoopEnv(policy="learn") with the same action every week; every observation inside its space."""
+    env = LoopEnv(lambda rng: (alloc, world, B, 1.0), T=T, policy="learn")
+    obs, _ = env.reset(options={"loop_seed": seed})
+    done = False
+    while not done:
+        assert env.observation_space.contains(obs)
+        obs, _, done, _, _ = env.step(np.array([action], np.float32))
+    return env.loop.result()
+
+
+def test_learn_env_passes_sb3_check_env(tiny):
+    from stable_baselines3.common.env_checker import check_env
+
+    alloc, world, B = tiny
+    env = LoopEnv(lambda rng: (alloc, world, B, 1.0), T=T, policy="learn")
+    check_env(env, warn=True)
+    assert env.observation_space.shape == (12,)
+
+
+def test_learn_env_action_is_the_largest_step(tiny):
+    """The action means what LoopEnv's docstring says: 0 spends what passive spends, 1 what the learn policy spends
+    (same world, same seed, every week), and 0.5 never steps more than half-way towards the learned plan."""
+    alloc, world, B = tiny
+    learn = run_loop(alloc, world, B, T, policy="learn", seed=1)
+    passive = run_loop(alloc, world, B, T, policy="passive", seed=1)
+    assert (learn.amplitude > 0).any() and not np.allclose(learn.spend, passive.spend)
+    np.testing.assert_allclose(play_learn_env(alloc, world, B, 1.0).spend, learn.spend, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(play_learn_env(alloc, world, B, 0.0).spend, passive.spend, rtol=1e-9, atol=1e-9)
+    half = play_learn_env(alloc, world, B, 0.5)
+    assert (half.amplitude <= 0.5 + 1e-12).all() and half.spend.sum() == pytest.approx(B, rel=1e-6)

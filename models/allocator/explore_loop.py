@@ -37,17 +37,16 @@ The loop, week t = 0 .. T-1 (T = 52):
 4. Observe the week's total revenue; next week.
 
 `schedule(t)` in [0, 1], the share of the risk budget a week may use, is what a learned policy sets
-(training/allocator/loop_worlds.py trains SB3 PPO on `LoopEnv`); the default explores at the full risk budget while
-more than a quarter of the horizon is left, then exploits.
+(training/allocator/loop_worlds.py trains SB3 PPO on `loop_env.LoopEnv`); the default explores at the full risk
+budget while more than a quarter of the horizon is left, then exploits. For `learn` it is instead the largest step
+the week may take towards the learned plan (the default: 1, the hand-designed policy).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Callable, Protocol
 
-import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
 from omnidecide.models.allocator.constraints import Constraints
 from omnidecide.models.allocator.curves import Ensemble
@@ -90,6 +89,21 @@ class LoopResult:
     passive_row: np.ndarray  # (T, C) the passive choice of each week, in the loop's own state (what a pulse changed)
 
 
+@dataclass
+class Week:
+    """Loop.prepare's state of week t before the decision (the planning ensembles, the budget, the passive plan x,
+    its week's expected revenue wk, the learning policy's target plan or None)."""
+
+    t: int
+    rest: Ensemble
+    ens: Ensemble
+    ens_z: Ensemble
+    cons: Constraints
+    x: np.ndarray
+    wk: float
+    target: np.ndarray | None
+
+
 def default_schedule(t: int, T: int) -> float:
     """Explore at the full risk budget while more than a quarter of the horizon is left (fixed a priori)."""
     return 1.0 if T - t > T // 4 else 0.0
@@ -127,6 +141,7 @@ class Loop:
         self.amp, self.exp_rev, self.exp_pass, self.planned = np.zeros(T), np.zeros(T), np.zeros(T), np.zeros(T)
         self.sd, self.passive_row = np.zeros((T, C)), np.zeros((T, C))
         self.prev: np.ndarray | None = None
+        self.week: Week | None = None
 
     @property
     def done(self) -> bool:
@@ -212,7 +227,31 @@ class Loop:
                     break
         return best
 
-    def _learn(self, x: np.ndarray, ens: Ensemble, ens_z: Ensemble, cons: Constraints) -> tuple[np.ndarray, float]:
+    def _target(self, x: np.ndarray, ens: Ensemble, cons: Constraints) -> np.ndarray | None:
+        """The week _learn steps towards: the expected-revenue plan on the posterior over the channels that pass the
+        posterior-predictive check, the others at the passive choice (None: no channel passes yet)."""
+        ok = self.post.fits() if self.channels else np.zeros(x.shape[1], bool)
+        if not ok.any():
+            return None
+        tot = x.sum(0)
+        lo, hi, _ = self._tried(cons, len(x)).arrays(x.shape[1])
+        lo, hi = np.where(ok, lo, tot), np.where(ok, hi, tot)
+        if lo.sum() > cons.spendable + 1e-6 or hi.sum() < cons.spendable - 1e-6:
+            lo, hi = np.where(ok, 0.0, tot), np.where(ok, np.inf, tot)
+        xg = best_plan(ens, replace(cons, lo=lo, hi=hi), [x])
+        xg[0, ~ok] = x[0, ~ok]  # a channel the check rejects keeps the passive choice (its timing too)
+        return xg
+
+    def _stepped(self, x: np.ndarray, xg: np.ndarray, a: float, S: float) -> np.ndarray:
+        """The plan x with its week moved a step a towards xg's week, the rest rescaled to the budget it leaves."""
+        xa = x.copy()
+        xa[0] = (1 - a) * x[0] + a * xg[0]
+        if len(x) > 1:
+            xa[1:] = x[1:] * max(S - xa[0].sum(), 0.0) / max(x[1:].sum(), 1e-12)
+        return xa
+
+    def _learn(self, x: np.ndarray, ens: Ensemble, ens_z: Ensemble, cons: Constraints,
+               cap: float = 1.0, xg: np.ndarray | None = None) -> tuple[np.ndarray, float]:
         """Exploit what the loop has measured: the week moved from the passive choice x[0] towards the week of the
         expected-revenue plan on the posterior (levels at their means, draws by weight; timing free), the largest
         step (1, 1/2, ..., 1/16) that keeps the risk budget (_guard at the full RISK, every week: the floor is
@@ -224,24 +263,17 @@ class Loop:
         made from the history alone, but it keeps the plan there after weeks of measured channel revenue too (our
         family: the oracle's channel split is most of the gap, BENCHMARKS). Only channels that pass the posterior-
         predictive check (ChannelPosterior.fits) move, each within e^{+/-TRUST} of the weekly spend it has been
-        measured at (_tried); the others keep the passive choice. No channel passes before 4 weeks are measured."""
-        ok = self.post.fits() if self.channels else np.zeros(x.shape[1], bool)
-        if not ok.any():
+        measured at (_tried); the others keep the passive choice. No channel passes before 4 weeks are measured.
+        cap in [0, 1] (a learned policy's action, LoopEnv(policy="learn")): the steps tried are cap x (1, ..., 1/16),
+        so cap 1 is this policy and cap 0 the passive choice; xg: the target when already made (_target)."""
+        if cap <= 0:
             return x[0], 0.0
-        tot = x.sum(0)
-        lo, hi, _ = self._tried(cons, len(x)).arrays(x.shape[1])
-        lo, hi = np.where(ok, lo, tot), np.where(ok, hi, tot)
-        if lo.sum() > cons.spendable + 1e-6 or hi.sum() < cons.spendable - 1e-6:
-            lo, hi = np.where(ok, 0.0, tot), np.where(ok, np.inf, tot)
-        xg = best_plan(ens, replace(cons, lo=lo, hi=hi), [x])
-        xg[0, ~ok] = x[0, ~ok]  # a channel the check rejects keeps the passive choice (its timing too)
+        xg = self._target(x, ens, cons) if xg is None else xg
+        if xg is None:
+            return x[0], 0.0
         lost = self._guard(x, [ens, ens_z], self.risk, MISS)
-        S = cons.spendable
-        for a in 0.5 ** np.arange(5):
-            xa = x.copy()
-            xa[0] = (1 - a) * x[0] + a * xg[0]
-            if len(x) > 1:  # the rest of the passive plan rescaled to the budget the week leaves
-                xa[1:] = x[1:] * max(S - xa[0].sum(), 0.0) / max(x[1:].sum(), 1e-12)
+        for a in min(cap, 1.0) * 0.5 ** np.arange(5):
+            xa = self._stepped(x, xg, a, cons.spendable)
             if lost(xa) is not None:
                 return xa[0], float(a)
         return x[0], 0.0
@@ -257,9 +289,12 @@ class Loop:
             return cons
         return replace(cons, lo=lo, hi=hi)
 
-    def step(self, schedule: float | None = None) -> float:
-        """Decide, spend and observe week t; returns the week's TRUE incremental revenue."""
+    def prepare(self) -> Week:
+        """Week t before its decision: the posterior updated on the weeks seen, the passive plan and (learn) the
+        target. step() calls it unless the caller has (LoopEnv(policy="learn") observes the week first)."""
         t, T = self.t, self.T
+        if self.week is not None and self.week.t == t:
+            return self.week
         if self.channels:
             self.post.update_channels(self.X[:t], self.Y[:t])
         else:
@@ -270,7 +305,16 @@ class Loop:
         cons = Constraints(budget=self.B, reserve=0.0, spent=float(self.X[:t].sum()))
         x = self._plan(ens_z if self.planner == "robust" else ens, cons)
         self.prev = x[1:] * (cons.spendable - x[0].sum()) / max(x[1:].sum(), 1e-9) if T - t > 1 else None
-        wk = ens.revenue(x)[0].sum()
+        xg = self._target(x, ens, cons) if self.policy == "learn" else None
+        self.week = Week(t, rest, ens, ens_z, cons, x, float(ens.revenue(x)[0].sum()), xg)
+        return self.week
+
+    def step(self, schedule: float | None = None) -> float:
+        """Decide, spend and observe week t; returns the week's TRUE incremental revenue. schedule: the share of the
+        risk budget (explore, thompson) or the largest step towards the target (learn) this week may use."""
+        t, T = self.t, self.T
+        w = self.prepare()
+        rest, ens, ens_z, cons, x, wk = w.rest, w.ens, w.ens_z, w.cons, w.x, w.wk
         s = default_schedule(t, T) if schedule is None else float(np.clip(schedule, 0.0, 1.0))
         choice, a_used = x[0], 0.0
         lost = self._guard(x, [ens, ens_z], self.risk * s) if s > 0 and T - t > 1 else None
@@ -288,7 +332,7 @@ class Loop:
                     choice, a_used = xa[0], float(a)
                     break
         elif self.policy == "learn":
-            choice, a_used = self._learn(x, ens, ens_z, cons)
+            choice, a_used = self._learn(x, ens, ens_z, cons, 1.0 if schedule is None else s, w.target)
         self.passive_row[t] = x[0]
         self.X[t] = choice
         self.amp[t], self.planned[t] = a_used, x[0].sum()
@@ -315,55 +359,3 @@ def run_loop(alloc, world: World, budget: float, T: int = 52, schedule: Callable
     while not loop.done:
         loop.step(None if schedule is None else schedule(loop.t, T))
     return loop.result()
-
-
-def run_agent(model, alloc, world: World, budget: float, T: int = 52, seed: int = 0, planner: str = "robust") -> LoopResult:
-    """The loop with its exploration schedule set each week by a trained SB3 policy (deterministic)."""
-    env = LoopEnv(lambda rng: (alloc, world, budget, 1.0), T, planner)
-    obs, _ = env.reset(options={"loop_seed": seed})
-    done = False
-    while not done:
-        a, _ = model.predict(obs, deterministic=True)
-        obs, _, done, _, _ = env.step(a)
-    return env.loop.result()
-
-
-class LoopEnv(gym.Env):
-    """The closed loop as a gymnasium env for SB3: one episode = one 52-week loop on a world drawn from `make()`
-    (domain randomisation: the caller's pool spans both world families). Action: the exploration schedule in [0, 1]
-    (how much of the risk budget this week's pulse may use). Observation: weeks left, budget left, the posterior sd
-    of the levels (mean, max, over channels), season (sin, cos of the loop week), last amplitude. Reward: the week's
-    TRUE incremental revenue / the oracle's weekly mean. The exploring decision is what is learned; planning and
-    the risk budget stay the product's, so no action can break the budget or the risk limit."""
-
-    metadata = {"render_modes": []}
-
-    def __init__(self, make: Callable[[np.random.Generator], tuple], T: int = 52, planner: str = "robust"):
-        super().__init__()
-        self.make, self.T, self.planner = make, int(T), planner
-        self.observation_space = spaces.Box(-10.0, 10.0, (7,), dtype=np.float32)
-        self.action_space = spaces.Box(0.0, 1.0, (1,), dtype=np.float32)
-        self.loop: Loop | None = None
-
-    def _obs(self) -> np.ndarray:
-        lp, t = self.loop, self.loop.t
-        sd = lp.post.rel_sd
-        ang = 2 * np.pi * t / 52.0
-        left = 1 - lp.X[:t].sum() / lp.B
-        o = [(self.T - t) / self.T, left, sd.mean(), sd.max(), np.sin(ang), np.cos(ang),
-             lp.amp[t - 1] / A_MAX if t else 0.0]
-        return np.clip(np.asarray(o, np.float32), -10, 10)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        options = options or {}
-        alloc, world, budget, self.scale = self.make(self.np_random)
-        loop_seed = options.get("loop_seed", int(self.np_random.integers(1 << 30)))  # noise and pulse signs
-        self.loop = Loop(alloc, world, budget, self.T, planner=self.planner, policy="explore", seed=int(loop_seed))
-        return self._obs(), {}
-
-    def step(self, action):
-        r = self.loop.step(float(np.asarray(action).reshape(-1)[0]))
-        done = self.loop.done
-        obs = self._obs() if not done else np.zeros(7, np.float32)
-        return obs, float(r / self.scale), done, False, {}

@@ -101,13 +101,22 @@ def build(family: str, seed: int, channels: list[str] | None = None, T: int = 52
     return alloc, world, B, world.oracle(B)[1]
 
 
-def train_loop_agent(pool: list[tuple], timesteps: int, seed: int = 0, T: int = 52):
+def train_loop_agent(pool: list[tuple], timesteps: int, seed: int = 0, T: int = 52, policy: str = "explore",
+                     max_seconds: float | None = None):
     """PPO on LoopEnv over a pool of built worlds of both families (domain randomisation: each episode a random
-    world and a fresh noise draw). The policy's mean starts at 0.5 of the risk budget (log-std -1)."""
+    world and a fresh noise draw). policy "explore": the action is the exploration schedule, the policy's mean starts
+    at 0.5 of the risk budget; "learn": the action caps the step towards the learned plan, the mean starts at 1 (the
+    hand-designed learn policy, the best one measured: PPO starts there and learns when to step less). Log-std -1.
+    max_seconds: stop after this much wall time even if fewer steps are done (a time box; model.num_timesteps
+    says how many were). Returns (model, env); env (a Monitor) holds the training episodes' returns."""
+    import time
+
     import torch
     from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.monitor import Monitor
 
-    from omnidecide.models.allocator.explore_loop import LoopEnv
+    from omnidecide.models.allocator.loop_env import LoopEnv
     from omnidecide.training.allocator.pipeline import quiet_logger
 
     torch.set_num_threads(1)
@@ -116,13 +125,19 @@ def train_loop_agent(pool: list[tuple], timesteps: int, seed: int = 0, T: int = 
         alloc, world, B, orc = pool[int(rng.integers(len(pool)))]
         return alloc, world, B, orc / T
 
-    env = LoopEnv(make, T)
+    env = Monitor(LoopEnv(make, T, policy=policy))
     model = PPO("MlpPolicy", env, n_steps=T * 2, batch_size=T, n_epochs=10, learning_rate=3e-4, gamma=0.99,
                 gae_lambda=0.95, seed=seed, device="cpu", verbose=0,
                 policy_kwargs={"net_arch": [32, 32], "log_std_init": -1.0})
     quiet_logger(model)
     with torch.no_grad():
         model.policy.action_net.weight.zero_()
-        model.policy.action_net.bias.fill_(0.5)
-    model.learn(total_timesteps=timesteps)
+        model.policy.action_net.bias.fill_(0.5 if policy == "explore" else 1.0)
+    end = time.time() + (max_seconds if max_seconds else float("inf"))
+
+    class TimeBox(BaseCallback):
+        def _on_step(self) -> bool:
+            return time.time() < end
+
+    model.learn(total_timesteps=timesteps, callback=TimeBox())
     return model, env
