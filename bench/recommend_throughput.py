@@ -138,7 +138,8 @@ def worker_memory(pid: int) -> list[tuple[float, float]]:
     Never during them: reading PSS walks the worker's page tables under its memory-map lock (bench/scale.py)."""
     from procmem import rollup
 
-    return sorted((m.get("Rss", float("nan")), m.get("Pss", float("nan"))) for m in map(rollup, (p.pid for p in workers(pid))))
+    memory = [rollup(p.pid) for p in workers(pid)]
+    return sorted((m.get("Rss", float("nan")), m.get("Pss", float("nan"))) for m in memory)
 
 
 def main(argv: list[str]) -> None:
