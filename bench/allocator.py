@@ -6,6 +6,7 @@
     .venv/bin/python bench/allocator.py --families [ours|seasonal] [--bayes-steps 1500]   # issue K's open-loop table only
     .venv/bin/python bench/allocator.py --families seasonal --seeds 0-14 --blends   # spreadsheet-plan blends, TRUE only
     .venv/bin/python bench/allocator.py --families seasonal --seeds 0-14 --bayes-steps 0 --reported --cache DIR2
+    .venv/bin/python bench/allocator.py --families seasonal --seeds 0-14 --bayes-steps 0 --lift-tests --cache DIR
 
 For each world (seed, channel set): fit the response model on its 156-week marketing_mix history, train the
 residual PPO agent, then play every plan for the next T periods on the TRUE curves (truth of the synthetic world)
@@ -32,10 +33,12 @@ import pandas as pd  # noqa: E402
 from allocator_baselines import myopic, spread  # noqa: E402
 from omnidecide.models.allocator.actuals import Updating  # noqa: E402
 from omnidecide.models.allocator.env import rollout  # noqa: E402
+from omnidecide.models.allocator.lift import parse_lift_tests  # noqa: E402
 from omnidecide.models.allocator.mmm import history_from_frame, horizon_curves, truth_params  # noqa: E402
 from omnidecide.models.allocator.robust import historical_plan  # noqa: E402
 from omnidecide.models.allocator.constraints import Constraints  # noqa: E402
 from omnidecide.models.allocator.solvers import best_plan  # noqa: E402
+from omnidecide.models.response import media_revenue  # noqa: E402
 from omnidecide.training.allocator.pipeline import Config, reference_budget, run  # noqa: E402
 from omnidecide.training.mmm_worlds import channel_media, make_seasonal_world, season, world_response  # noqa: E402
 from omnidecide.training.synth import MMM_CHANNELS, make_marketing_mix  # noqa: E402
@@ -88,17 +91,18 @@ OPEN = ["equal split", "historical mix", "expected-revenue planner (before issue
         "Bayes reference"]
 
 
-def cached_fit(folder: str | None, family: str, seed: int, h):
-    """The product's fit of one world (`run`, no agent), through a pickle DIR/<family>_<seed>.pkl when a folder is
-    given: the fit is most of a world's time, and a change to the plan step alone can then be measured on the same
-    fits. A file written by bench/allocator_loop.py's --cache (a tuple whose first item is the same fit) is read too."""
+def cached_fit(folder: str | None, family: str, seed: int, h, lift: list | None = None, name: str = ""):
+    """The product's fit of one world (`run`, no agent), through a pickle DIR/<family>_<seed><name>.pkl when a folder
+    is given: the fit is most of a world's time, and a change to the plan step alone can then be measured on the same
+    fits. A file written by bench/allocator_loop.py's --cache (a tuple whose first item is the same fit) is read too.
+    lift: lift tests the fit also matches (`train allocator --lift-tests`); give them their own `name`."""
     import pickle
 
-    path = Path(folder) / f"{family}_{seed}.pkl" if folder else None
+    path = Path(folder) / f"{family}_{seed}{name}.pkl" if folder else None
     if path is not None and path.exists():
         got = pickle.loads(path.read_bytes())
         return got[0] if isinstance(got, tuple) else got
-    alloc, _ = run(h, Config(seed=seed, timesteps=0, n_boot=20))
+    alloc, _ = run(h, Config(seed=seed, timesteps=0, n_boot=20), lift)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(pickle.dumps(alloc))
@@ -134,13 +138,72 @@ def with_reports(df: pd.DataFrame, truth: dict, seed: int) -> pd.DataFrame:
     return out
 
 
+def spend_channels(df: pd.DataFrame) -> list[str]:
+    """The history's channels, in its column order (`spend_<channel>`)."""
+    return [c[len("spend_"):] for c in df.columns if c.startswith("spend_")]
+
+
+def true_media(family: str, df: pd.DataFrame, truth: dict) -> np.ndarray:
+    """Each channel's TRUE incremental revenue per history week (weeks x channels, the history's column order), from
+    the world's own formula: training/mmm_worlds.channel_media (seasonal) or models/response.media_revenue (ours)."""
+    chans = spend_channels(df)
+    dates = pd.DatetimeIndex(pd.to_datetime(df["date"]))
+    if family == "seasonal":
+        s = season(dates)
+        return np.column_stack([channel_media(truth["channels"][c], df[f"spend_{c}"].to_numpy(float), s)
+                                for c in chans])
+    p = [truth["channels"][c] for c in chans]
+    peak = df["date"].isin(truth["peak_weeks"]).to_numpy()
+    mult = 1 + (truth["peak_media_multiplier"] - 1) * peak
+    return media_revenue(df[[f"spend_{c}" for c in chans]].to_numpy(float), [q["decay"] for q in p],
+                         [q["half_saturation"] for q in p], [q["slope"] for q in p], [q["beta"] for q in p],
+                         multiplier=mult)
+
+
+LIFT_WEEKS = 4  # a test's length: a month-long geo holdout
+
+
+def lift_tests(family: str, df: pd.DataFrame, truth: dict, seed: int, rel_se: float, where: str = "most"
+               ) -> pd.DataFrame:
+    """lift.csv rows (docs/data.md) as a retailer's experiments would report them: one test per channel, over the
+    LIFT_WEEKS consecutive weeks of the last half year where it spent most (`where` "most": at the sale peaks,
+    where spend follows the season) or a typical amount ("typical": the window of median spend among those it spent in,
+    as experiments are usually placed away from the peaks), of the whole history when it spent nothing in the last
+    half year; its incremental revenue is the channel's TRUE revenue in those weeks (what lift.py reads a row
+    as) measured with a standard error of `rel_se` of it, the 95% interval around the measurement. Its own random
+    stream, so the history is unchanged. Set a priori, not tuned: one test per channel, 4 weeks, the same `rel_se`
+    for every channel and world."""
+    media = true_media(family, df, truth)
+    rng = np.random.default_rng(30_000 + seed)
+    dates = pd.to_datetime(df["date"])
+    rows = []
+    for j, c in enumerate(spend_channels(df)):
+        spend = df[f"spend_{c}"].to_numpy(float)
+        first = len(spend) - 26 if spend[-26:].sum() > 0 else 0
+        win = np.convolve(spend[first:], np.ones(LIFT_WEEKS), "valid")
+        if where == "typical" and (win > 0).sum() > 0:
+            ok = np.flatnonzero(win > 0)
+            a = first + int(ok[np.argsort(win[ok], kind="stable")[len(ok) // 2]])
+        else:
+            a = first + int(np.argmax(win))
+        true = float(media[a:a + LIFT_WEEKS, j].sum())
+        se = max(rel_se * abs(true), 1.0)
+        m = true + rng.normal(0, se)
+        rows.append({"channel": c, "start": dates[a].strftime("%Y-%m-%d"),
+                     "end": dates[a + LIFT_WEEKS - 1].strftime("%Y-%m-%d"), "incremental_revenue": round(m, 2),
+                     "ci_low": round(m - 1.96 * se, 2), "ci_high": round(m + 1.96 * se, 2)})
+    return pd.DataFrame(rows)
+
+
 def open_loop_families(quick: bool, T: int, steps: int, draws: int = 64, which: str = "both",
-                       seeds: list[int] | None = None, cache: str | None = None, reported: bool = False) -> None:
+                       seeds: list[int] | None = None, cache: str | None = None, reported: bool = False,
+                       lift_se: float = 0.0, lift_where: str = "most") -> None:
     """Issue K's bars, open loop, reserve 0: both world families, every plan played on the TRUE response, as a share
     of the oracle's incremental revenue. The Bayes reference: bench/allocator_bound.py's posterior under the
     product's priors + a log-normal ROI prior LN(log 3, 0.7) (the variant that needs nothing from the generator).
     reported: the histories also carry platform-reported channel revenue (both families; use another --cache folder,
-    the fits differ)."""
+    the fits differ). lift_se > 0: each world is also fitted with one lift test per channel (`lift_tests`, standard
+    error lift_se of the true value, placed by `lift_where`) and that fit's served plan is a column of the same table."""
     from allocator_bound import VARIANTS, Posterior, bayes_plan
 
     fam = []
@@ -166,6 +229,10 @@ def open_loop_families(quick: bool, T: int, steps: int, draws: int = 64, which: 
              "historical mix": historical_plan(h.spend, T, 0, cons.spendable),
              "expected-revenue planner (before issue K)": alloc.plan(B, T, reserve=0.0, robust=False).spend,
              "served plan": served.spend}
+        if lift_se > 0:
+            lift = parse_lift_tests(lift_tests(family, df, truth, seed, lift_se, lift_where), h.channels, h.dates)
+            with_lift = cached_fit(cache, family, seed, h, lift, f"_lift{lift_se:g}{lift_where}").plan(B, T, reserve=0.0)
+            x["served plan + lift tests"] = with_lift.spend
         if steps > 0:
             knows, mu, sd = VARIANTS["Bayes: product priors + ROI prior LN(log 3, 0.7)"]
             post = Posterior(h, truth, knows, mu, sd)
@@ -178,6 +245,8 @@ def open_loop_families(quick: bool, T: int, steps: int, draws: int = 64, which: 
         if steps <= 0:
             row["Bayes reference"] = float("nan")
         row["served: plan chosen"] = served.summary["plan_chosen"]
+        if lift_se > 0:
+            row["served + lift tests: plan chosen"] = with_lift.summary["plan_chosen"]
         cpu, wall = [], []
         for _ in range(5):  # the served plan's latency (reserve 0.15 as the CLI default), CPU time and wall time
             t1, c1 = time.perf_counter(), time.process_time()
@@ -199,7 +268,8 @@ def open_loop_families(quick: bool, T: int, steps: int, draws: int = 64, which: 
     for family, g in res.groupby("family", sort=False):
         out.append(g)
         served = g["served plan"]
-        out.append(pd.DataFrame([{"family": family, "world": "**mean**", **g[OPEN].mean().to_dict(),
+        cols = OPEN + (["served plan + lift tests"] if lift_se > 0 else [])
+        out.append(pd.DataFrame([{"family": family, "world": "**mean**", **g[cols].mean().to_dict(),
                                   "identification (min-max)": "", "served: plan chosen": "",
                                   "plan ms CPU / wall (median of 5)": "", "load (1 min)": ""},
                                  {"family": family, "world": "served - Bayes ref. (mean); below equal / hist. (worlds)",
@@ -212,9 +282,9 @@ def open_loop_families(quick: bool, T: int, steps: int, draws: int = 64, which: 
     print(markdown(pd.concat(out, ignore_index=True).fillna("")))
     for family, g in res.groupby("family", sort=False):
         floor = np.maximum(g["equal split"], g["historical mix"])
-        print(f"{family}: served plan below max(equal split, historical mix) in "
-              f"{int((g['served plan'] < floor - TOL).sum())} of {len(g)} worlds; worst gap "
-              f"{(g['served plan'] - floor).min():+.4f}")
+        for col in ("served plan", "served plan + lift tests")[:2 if lift_se > 0 else 1]:
+            print(f"{family}: {col} below max(equal split, historical mix) in "
+                  f"{int((g[col] < floor - TOL).sum())} of {len(g)} worlds; worst gap {(g[col] - floor).min():+.4f}")
 
 
 def replanned_weekly(alloc, true, T, B, reserve, seed=0, noise=0.1, **kw):
@@ -359,6 +429,12 @@ def main() -> None:
                     "--families (then give another --cache folder)")
     ap.add_argument("--blends", action="store_true", help="with --families ours|seasonal and --seeds: blends of the "
                     "two spreadsheet plans on the TRUE response only (no fit), then exit")
+    ap.add_argument("--lift-tests", type=float, nargs="?", const=0.2, default=0.0, metavar="REL_SE",
+                    help="with --families: also fit each world with one lift test per channel (4 weeks, standard error "
+                    "REL_SE of the TRUE value, default 0.2) and show that fit's served plan beside the plain one")
+    ap.add_argument("--lift-where", choices=["most", "typical"], default="most",
+                    help="with --lift-tests: each test over the 4 weeks of the last half year of most spend (the sale "
+                    "peaks) or of median spend")
     ap.add_argument("--cache", help="with --families: a folder of fitted allocators (<family>_<seed>.pkl), read when "
                     "there, written when not (the fit is most of a world's time)")
     args = ap.parse_args()
@@ -376,7 +452,8 @@ def main() -> None:
             a, b = (int(v) for v in args.seeds.split("-"))
             seeds = list(range(a, b + 1))
         open_loop_families(args.quick, args.periods, args.bayes_steps, which=args.families, seeds=seeds,
-                           cache=args.cache, reported=args.reported)
+                           cache=args.cache, reported=args.reported, lift_se=args.lift_tests,
+                           lift_where=args.lift_where)
         return
     worlds = WORLDS[:2] if args.quick else WORLDS
     steps = 3000 if args.quick else args.timesteps
