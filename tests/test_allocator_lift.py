@@ -107,3 +107,15 @@ def test_error_text_in_square_brackets_is_printed_whole(world, synth_world, tmp_
         sys.argv = argv
     err = " ".join(capsys.readouterr().err.split())
     assert exit_info.value.code == 2 and "[ci_low, ci_high]" in err and "[200000, 50000]" in err
+
+
+def test_controls_that_cannot_be_used_are_named_not_dropped_in_silence(synth_world, caplog):
+    """A `promo` column written yes/no (or with a blank week) was left out of the controls without a word."""
+    df = pd.read_csv(synth_world / "marketing_mix.csv")
+    df["promo"] = np.where(df["promo"] > 0, "yes", "no")
+    df["flat"] = 1.0
+    with caplog.at_level("WARNING"):
+        h = history_from_frame(df, "mm.csv")
+    assert "promo" not in h.control_names and "flat" not in h.control_names
+    assert "mm.csv: column 'promo' has" in caplog.text and "non-numeric" in caplog.text
+    assert "column 'flat' is constant" in caplog.text
