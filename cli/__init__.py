@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from rich.markup import escape
+
 from omnidecide.models.errors import InputError
 
 
@@ -19,5 +21,10 @@ def main() -> None:
         with progress_bar():
             app()
     except InputError as e:
-        console.print(f"[bold red]error:[/] {e}", highlight=False)
+        # escaped: a message like "inside [ci_low, ci_high]" is text, not rich markup to swallow
+        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        sys.exit(2)
+    except (IsADirectoryError, NotADirectoryError, PermissionError) as e:
+        # a path given for a file that is a folder or unreadable, wherever it is opened: one line, not a traceback
+        console.print(f"[bold red]error:[/] {escape(str(e.filename))}: {escape(e.strerror or str(e))}", highlight=False)
         sys.exit(2)

@@ -1,6 +1,7 @@
 """`omnidecide train allocator`, `omnidecide allocate`, `omnidecide attribute` (issue D)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -17,9 +18,12 @@ def _pairs(values: list[str], flag: str) -> dict[str, float]:
         if not sep or not name.strip():
             raise InputError(f"{flag} {v!r}: expected CHANNEL=NUMBER")
         try:
-            out[name.strip()] = float(amount)
+            x = float(amount)
         except ValueError as e:
             raise InputError(f"{flag} {v!r}: {amount!r} is not a number") from e
+        if not math.isfinite(x):  # nan/inf parse as floats; the plan request would fail on them with a traceback
+            raise InputError(f"{flag} {v!r}: {amount!r} is not a finite number")
+        out[name.strip()] = x
     return out
 
 
@@ -80,9 +84,12 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
     check_request(budget, periods, reserve)  # (before loading the model; Allocator.plan checks all flags again)
     act = None
     if actuals is not None:
-        if not actuals.exists():
-            raise InputError(f"--actuals {actuals}: no such file")
-        act = pd.read_csv(actuals)
+        if not actuals.is_file():
+            raise InputError(f"--actuals {actuals}: " + ("is a folder, not a file" if actuals.is_dir() else "no such file"))
+        try:
+            act = pd.read_csv(actuals, encoding="utf-8-sig")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            raise InputError(f"--actuals {actuals}: not a readable CSV ({e})") from e
     from omnidecide.serving.allocator import AllocatorRuntime
 
     rt = AllocatorRuntime(model)
@@ -155,8 +162,8 @@ def attribute(touchpoints: Path = typer.Option(..., "--touchpoints"), events: Pa
     from omnidecide.models.allocator.attribution import attribute as run
     from omnidecide.store.io import load
 
-    if window_days <= 0:
-        raise InputError(f"--window-days must be positive, got {window_days}")
+    if not (math.isfinite(window_days) and window_days > 0):  # nan/inf pass a `<= 0` test, then crash the split
+        raise InputError(f"--window-days must be a positive number of days, got {window_days}")
     if lookback_days is not None and not 0 < lookback_days <= window_days:
         raise InputError(f"--lookback-days must be in (0, --window-days={window_days}], got {lookback_days}")
     if bootstrap < 0:

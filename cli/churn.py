@@ -92,15 +92,23 @@ def read_previous(path: Path):
     """An earlier `predict churn` output; a row whose probability is not a number in [0, 1] is an error naming it."""
     import pandas as pd
 
-    if not path.exists():
-        raise InputError(f"--previous {path}: no such file")
-    prev = pd.read_csv(path, dtype={"user_id": str}, encoding="utf-8-sig")
+    if not path.is_file():
+        raise InputError(f"--previous {path}: " + ("is a folder, not a file" if path.is_dir() else "no such file"))
+    try:
+        prev = pd.read_csv(path, dtype={"user_id": str}, encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise InputError(f"--previous {path}: not a readable CSV ({e})") from e
     missing = {"user_id", "churn_probability"} - set(prev.columns)
     if missing:
         raise InputError(f"--previous {path}: missing column(s) {', '.join(sorted(missing))}")
     p = pd.to_numeric(prev["churn_probability"], errors="coerce")
     bad = prev.index[p.isna() | (p < 0) | (p > 1) | prev["user_id"].isna()]
     if len(bad):
-        raise InputError(f"--previous {path}: row {bad[0] + 2}: churn_probability {prev.loc[bad[0], 'churn_probability']!r} "
-                         f"is not a probability (or user_id is empty); {len(bad)} such row(s)")
+        raise InputError(f"--previous {path}: row {bad[0] + 2}: churn_probability "
+                         f"{str(prev.loc[bad[0], 'churn_probability'])!r} is not a probability (or user_id is empty); "
+                         f"{len(bad)} such row(s)")
+    twice = prev.index[prev["user_id"].str.strip().duplicated()]
+    if len(twice):  # which of two scores is "previous"? guessing would make the change and alert up
+        raise InputError(f"--previous {path}: row {twice[0] + 2}: user_id {prev.loc[twice[0], 'user_id']!r} is listed "
+                         f"again; {len(twice)} such row(s)")
     return prev.assign(churn_probability=p)

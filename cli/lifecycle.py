@@ -147,6 +147,10 @@ def _fresh_data(data: Path, names: Optional[list[str]]) -> dict:
             raise InputError(f"--model {n}: expected one of {', '.join(registry.MODEL_NAMES)}")
         if n not in found:
             raise InputError(f"--model {n}: --data {data} has no {'marketing_mix.csv' if n == 'allocator' else 'events.csv'}")
+    if not names:  # a model left out because its file is missing is said so, not skipped in silence
+        for n in (n for n in registry.MODEL_NAMES if n not in found):
+            console.print(f"{n}: not checked: --data {data} has no "
+                          f"{'marketing_mix.csv' if n == 'allocator' else 'events.csv'}", highlight=False)
     return {n: d for n, d in found.items() if not names or n in names}
 
 

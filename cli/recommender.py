@@ -56,6 +56,8 @@ def recommend(users: Optional[Path] = typer.Option(None, "--users", help="File o
         listed = [line.strip() for line in users.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
         if listed and listed[0].lower() == "user_id":
             listed = listed[1:]
+        if not listed:  # an empty list would write an empty file and exit 0, as if every user had been served
+            raise InputError(f"--users {users}: no user ids in the file (one a line, an optional user_id header)")
         ids = list(dict.fromkeys(listed))  # a user listed twice gets one block of rows
         if len(ids) < len(listed):
             console.print(f"{users}: {len(listed) - len(ids)} duplicate user id(s) listed once", highlight=False)

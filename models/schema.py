@@ -132,7 +132,10 @@ def validate(df: pd.DataFrame, spec: TableSpec, *, now: pd.Timestamp | None = No
     """
     missing = [c for c in spec.required if c not in df.columns]
     if missing:
-        raise SchemaError(f"{spec.name}: missing required column(s) {missing}; found {list(df.columns)}")
+        found = list(df.columns)
+        sep = next((s for s in (";", "\t", "|") if len(found) == 1 and s in str(found[0])), None)
+        hint = f" (the header looks {sep!r}-separated: write the file with commas)" if sep else ""
+        raise SchemaError(f"{spec.name}: missing required column(s) {missing}; found {found}{hint}")
     now = now or pd.Timestamp.now(tz="UTC").tz_convert(None)
     raw = df.reset_index(drop=True).astype("string").fillna("")
     reason = pd.Series(pd.NA, index=raw.index, dtype="string")

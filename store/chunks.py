@@ -124,6 +124,16 @@ def _parquet_batches(path: Path, rows: int, columns: list[str] | None = None) ->
         done += len(raw)
 
 
+def _check_header(path: Path) -> None:
+    """Refuse a CSV header that names a column twice: pandas would rename the second `amount` to `amount.1` and
+    every row would silently take the first one's value."""
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        header = [h.strip() for h in next(csv.reader(f), [])]
+    twice = sorted({h for h in header if h and header.count(h) > 1})
+    if twice:
+        raise SchemaError(f"{path}: column(s) {twice} appear more than once in the header; keep one of each")
+
+
 def batches(path: Path, spec: TableSpec, rows: int = BATCH_ROWS, careful: bool = False,
             columns: list[str] | None = None) -> Iterator[Batch]:
     """The file's rows as text in batches of `rows` (one batch for a table with a unique key). `careful`: the CSV
@@ -133,6 +143,7 @@ def batches(path: Path, spec: TableSpec, rows: int = BATCH_ROWS, careful: bool =
     rows = (1 << 62) if spec.unique else rows
     if is_parquet(path):
         return _parquet_batches(path, rows, columns)
+    _check_header(path)
     gen = _csv_careful(path, rows) if careful else _csv_batches(path, rows)
     if columns is None:
         return gen

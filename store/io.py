@@ -75,6 +75,8 @@ def load(path: str | Path, table: str | TableSpec, *, write: bool = True, keep: 
     spec = TABLES[table] if isinstance(table, str) else table
     if not path.exists():
         raise SchemaError(f"{path}: no such file")
+    if not path.is_file():  # a folder (or a device): reading it would end in a traceback, not a message
+        raise SchemaError(f"{path}: is a folder, not a file" if path.is_dir() else f"{path}: not a regular file")
     result = scan(path, spec, keep_clean=keep, columns=columns, compact=compact, where=where)
     columns = ["row", "reason"]
     rejects = pd.concat(result.rejects, ignore_index=True) if result.rejects else pd.DataFrame(columns=columns)

@@ -22,7 +22,7 @@ os.environ.setdefault(
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
 import bentoml  # noqa: E402  (BENTOML_HOME must be set first)
-from bentoml.exceptions import NotFound  # noqa: E402
+from bentoml.exceptions import BentoMLException, NotFound  # noqa: E402
 
 from omnidecide.models.errors import InputError  # noqa: E402
 
@@ -65,8 +65,16 @@ def save(name: str, write: Callable[[Path], None], *, metrics: dict, params: dic
     return str(model.tag)
 
 
+def check_name(name: str) -> str:
+    """A model name the store can hold; anything else is refused by name (not "train one with `train bogus`")."""
+    if name not in MODEL_NAMES:
+        raise RegistryError(f"unknown model {name!r}; one of {', '.join(MODEL_NAMES)} (see `omnidecide models list`)")
+    return name
+
+
 def get(name: str, tag: str | None = None) -> bentoml.Model:
     """A version by tag; without one, the promoted version, else the latest."""
+    check_name(name)
     tag = tag or stages(name).get("production") or f"{name}:latest"
     if ":" not in tag:
         tag = f"{name}:{tag}"
@@ -74,6 +82,8 @@ def get(name: str, tag: str | None = None) -> bentoml.Model:
         return bentoml.models.get(tag)
     except NotFound as e:
         raise RegistryError(f"no model {tag!r} in the store at {home()}; train one with `omnidecide train {name}`") from e
+    except BentoMLException as e:  # a malformed tag ("recommender:", "a:b:c"): BentoML's own parse error
+        raise RegistryError(f"tag {tag!r} is not name:version; see `omnidecide models list`") from e
 
 
 def _by_tag(tag: str) -> bentoml.Model:
@@ -90,6 +100,8 @@ def path(name: str, tag: str | None = None) -> Path:
 def versions(name: str | None = None) -> list[dict[str, Any]]:
     """Every version, newest first, with its stage."""
     rows = []
+    if name is not None:
+        check_name(name)
     try:
         stored = bentoml.models.list(name)
     except NotFound:  # BentoML raises for a name with no versions yet
@@ -222,6 +234,7 @@ def _promote(name: str, tag: str, reason: str) -> dict[str, Any]:
 
 def rollback(name: str, *, reason: str = "manual") -> dict[str, Any]:
     """Serve the previously promoted version again."""
+    check_name(name)
     with _changing_stages():
         return _rollback(name, reason)
 

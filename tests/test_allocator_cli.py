@@ -273,3 +273,34 @@ def test_reweighting_moves_the_ensemble_towards_the_world_that_was_measured(runt
     eff = res.summary["draws_effective"]
     assert set(eff) == set(ch) and min(eff.values()) >= upd.ess_min * K - 0.01 and min(eff.values()) < K - 0.5
     assert res.spend.sum() <= B + 1e-6
+
+
+def test_nonfinite_flags_and_bad_actuals_files_are_input_errors(tmp_path):
+    """nan/inf in --min/--max/--roi-floor reached the plan request (a pydantic traceback); a folder or an empty file
+    as --actuals was a pandas traceback; --window-days nan passed the `<= 0` check and crashed the journey split.
+    All are refused before any model is loaded."""
+    from omnidecide.cli.allocator import _pairs
+
+    for v in ("douyin=nan", "douyin=inf"):
+        with pytest.raises(InputError, match="not a finite number"):
+            _pairs([v], "--min")
+    (tmp_path / "dir.csv").mkdir()
+    (tmp_path / "empty.csv").write_text("")
+    for name, why in (("dir.csv", "is a folder"), ("empty.csv", "not a readable CSV")):
+        res = runner.invoke(app, ["allocate", "--budget", "1000", "--periods", "4", "--output", str(tmp_path / "p.csv"),
+                                  "--actuals", str(tmp_path / name)])
+        assert isinstance(res.exception, InputError) and why in str(res.exception), res.output
+    res = runner.invoke(app, ["attribute", "--touchpoints", "t.csv", "--events", "e.csv", "--output", "a.csv",
+                              "--window-days", "nan"])
+    assert isinstance(res.exception, InputError) and "--window-days" in str(res.exception)
+
+
+def test_actuals_period_must_be_the_elapsed_periods_and_rows_are_file_rows():
+    """A row marked period 9 was silently planned as period 1; a bad value was named by its place after sorting."""
+    from omnidecide.models.allocator.actuals import parse_actuals
+
+    with pytest.raises(InputError, match="period must be 1..1"):
+        parse_actuals(pd.DataFrame({"period": [9], "spend_a": [5.0]}), ["a"], 4)
+    with pytest.raises(InputError, match=r"row 1: spend_a must be a finite number >= 0, got 'inf'"):
+        parse_actuals(pd.DataFrame({"period": [2, 1], "spend_a": [float("inf"), 5.0]}), ["a"], 4)
+    assert parse_actuals(pd.DataFrame({"period": [2, 1], "spend_a": [7.0, 5.0]}), ["a"], 4).spend[:, 0].tolist() == [5.0, 7.0]

@@ -72,3 +72,50 @@ def test_bad_lift_rows_name_row_and_field(world, synth_world, tmp_path, row, fie
     assert "row 2" in str(res.exception) and field in str(res.exception)
     with pytest.raises(InputError, match="missing column"):
         parse_lift_tests(pd.DataFrame([good]).drop(columns="ci_high"), h.channels, h.dates)
+
+
+def test_header_only_blank_channel_and_folder_are_refused(world, synth_world, tmp_path):
+    """--lift-tests with no rows would train as if it had not been given; a blank channel was reported as 'nan'; a
+    folder was a traceback."""
+    history = str(synth_world / "marketing_mix.csv")
+    head = "channel,start,end,incremental_revenue,ci_low,ci_high\n"
+    (tmp_path / "hdr.csv").write_text(head)
+    (tmp_path / "blank.csv").write_text(head + ",2024-01-01,2024-02-01,100,50,200\n")
+    (tmp_path / "dir.csv").mkdir()
+    for name, why in (("hdr.csv", "no lift test rows"), ("blank.csv", "row 1: channel is empty"),
+                      ("dir.csv", "is a folder")):
+        res = runner.invoke(app, ["train", "allocator", "--history", history, "--lift-tests", str(tmp_path / name),
+                                  "--timesteps", "0"])
+        assert isinstance(res.exception, InputError) and why in str(res.exception), (name, res.output)
+
+
+def test_error_text_in_square_brackets_is_printed_whole(world, synth_world, tmp_path, capsys):
+    """The CLI prints errors through rich: "inside [ci_low, ci_high]" was swallowed as a markup tag."""
+    import sys
+
+    from omnidecide.cli import main
+
+    f = tmp_path / "lift.csv"
+    f.write_text("channel,start,end,incremental_revenue,ci_low,ci_high\n"
+                 f"{world[0].channels[0]},2024-01-01,2024-02-01,100000,200000,50000\n")
+    argv, sys.argv = sys.argv, ["omnidecide", "train", "allocator", "--history", str(synth_world / "marketing_mix.csv"),
+                                "--lift-tests", str(f), "--timesteps", "0"]
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+    finally:
+        sys.argv = argv
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_info.value.code == 2 and "[ci_low, ci_high]" in err and "[200000, 50000]" in err
+
+
+def test_controls_that_cannot_be_used_are_named_not_dropped_in_silence(synth_world, caplog):
+    """A `promo` column written yes/no (or with a blank week) was left out of the controls without a word."""
+    df = pd.read_csv(synth_world / "marketing_mix.csv")
+    df["promo"] = np.where(df["promo"] > 0, "yes", "no")
+    df["flat"] = 1.0
+    with caplog.at_level("WARNING"):
+        h = history_from_frame(df, "mm.csv")
+    assert "promo" not in h.control_names and "flat" not in h.control_names
+    assert "mm.csv: column 'promo' has" in caplog.text and "non-numeric" in caplog.text
+    assert "column 'flat' is constant" in caplog.text

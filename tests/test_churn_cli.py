@@ -134,3 +134,30 @@ def test_service_scores_request(trained):
     x1, x2 = resp.customers
     assert x1.churn_probability < x2.churn_probability
     assert x2.segment == "prospect"
+
+
+def test_previous_file_that_is_empty_or_lists_a_customer_twice_is_refused(tmp_path):
+    """An empty --previous file was a pandas traceback; a customer listed twice silently took one of the scores."""
+    from omnidecide.cli.churn import read_previous
+    from omnidecide.models.errors import InputError
+
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(InputError, match="not a readable CSV"):
+        read_previous(tmp_path / "empty.csv")
+    (tmp_path / "twice.csv").write_text("user_id,churn_probability\nu1,0.5\nu1,0.7\n")
+    with pytest.raises(InputError, match="row 3: user_id 'u1' is listed again"):
+        read_previous(tmp_path / "twice.csv")
+    (tmp_path / "high.csv").write_text("user_id,churn_probability\nu1,1.5\n")
+    with pytest.raises(InputError, match="row 2: churn_probability '1.5' is not a probability"):
+        read_previous(tmp_path / "high.csv")
+
+
+def test_train_on_a_file_with_no_usable_events_names_the_file(tmp_path):
+    """A header-only events file answered "profile: no events to profile" (neither the file nor the rejects)."""
+    from omnidecide.models.errors import InputError
+
+    f = tmp_path / "events.csv"
+    f.write_text("user_id,item_id,timestamp,event\nu1,i1,not-a-date,view\n")
+    res = runner.invoke(app, ["train", "churn", "--events", str(f)])
+    assert isinstance(res.exception, InputError)
+    assert "events.csv: no usable events (1 rows rejected" in str(res.exception)

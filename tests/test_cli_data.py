@@ -125,3 +125,44 @@ def test_ml1m_wheel_parsing_and_checksums(tmp_path, monkeypatch):
     assert users["age_band"].tolist() == ["<18", "55+"]
     events = pd.read_csv(tmp_path / "out" / "events.csv", dtype=str)
     assert set(events["event"]) == {"rating"} and events["item_id"].tolist() == ["Toy Story (1995)", "Jumanji (1995)"]
+
+
+def _main(args: list[str], capsys) -> tuple[int, str]:
+    """Run the real entry point (its error handling included); return the exit code and stderr."""
+    from omnidecide.cli import main
+
+    argv, sys.argv = sys.argv, ["omnidecide", *args]
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+    finally:
+        sys.argv = argv
+    return exit_info.value.code, " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+
+
+def test_folder_twice_named_column_and_semicolons_are_one_line_errors(tmp_path, capsys):
+    """A folder given as --events, a header naming `amount` twice (pandas would read `amount.1` and keep the first
+    silently) and a ';'-separated file: each one line naming the file and the reason, exit 2, no traceback."""
+    (tmp_path / "dir.csv").mkdir()
+    code, err = _main(["data", "validate", "--events", str(tmp_path / "dir.csv")], capsys)
+    assert code == 2 and "is a folder" in err and "Traceback" not in err
+    twice = tmp_path / "twice.csv"
+    twice.write_text("user_id,item_id,timestamp,event,amount,amount\nu1,i1,2025-01-01,purchase,5,7\n")
+    code, err = _main(["data", "validate", "--events", str(twice)], capsys)
+    assert code == 2 and "twice.csv" in err and "'amount'" in err and "more than once" in err
+    semi = tmp_path / "semi.csv"
+    semi.write_text("user_id;item_id;timestamp;event\nu1;i1;2025-01-01;view\n")
+    code, err = _main(["data", "validate", "--events", str(semi)], capsys)
+    assert code == 2 and "missing required column" in err and "';'-separated" in err
+
+
+def test_recommend_refuses_an_empty_users_file(tmp_path):
+    """An empty --users file wrote an empty output and exited 0, as if every listed user had been served."""
+    import omnidecide.cli.recommender  # noqa: F401  (registers the command)
+    from omnidecide.models.errors import InputError
+
+    users = tmp_path / "users.txt"
+    users.write_text("user_id\n\n  \n")
+    res = runner.invoke(app, ["recommend", "--users", str(users), "--output", str(tmp_path / "r.csv")])
+    assert isinstance(res.exception, InputError) and "no user ids" in str(res.exception)
+    assert not (tmp_path / "r.csv").exists()

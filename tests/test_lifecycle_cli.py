@@ -53,3 +53,16 @@ def test_monitor_alerts_on_drifted_spend_and_exits_1(synth_world, allocator_tag,
     assert res.exit_code == 1, res.output
     assert any("douyin" in json.dumps(a) for a in alerts), alerts
     assert latest["models"]["allocator"]["production"] == allocator_tag and "written:" in res.output
+
+
+def test_models_whose_file_is_missing_are_said_to_be_unchecked(synth_world, tmp_path, capsys):
+    """`monitor --data` on a folder with only marketing_mix.csv checked the allocator and said nothing about the
+    recommender and churn (skipped in silence)."""
+    import shutil
+
+    from omnidecide.cli.lifecycle import _fresh_data
+
+    shutil.copy(synth_world / "marketing_mix.csv", tmp_path / "marketing_mix.csv")
+    assert set(_fresh_data(tmp_path, None)) == {"allocator"}
+    err = " ".join(capsys.readouterr().err.split())
+    assert "recommender: not checked" in err and "churn: not checked" in err and "has no events.csv" in err

@@ -55,3 +55,14 @@ def test_unknown_things_are_clear_errors():
             registry.promote(bad)
         with pytest.raises(registry.RegistryError, match="models list|train recommender"):
             registry.set_canary(bad, 0.05)
+
+
+def test_unknown_model_names_and_malformed_tags_are_named():
+    """`models promote bogus:abc` must not answer "train one with `omnidecide train bogus`", and a malformed tag
+    (`:`, `recommender:`) must be an input error, not BentoML's traceback."""
+    for call in (lambda: registry.promote("bogus:abc"), lambda: registry.promote(":"), lambda: registry.rollback("bogus"),
+                 lambda: registry.versions("bogus"), lambda: registry.get("bogus")):
+        with pytest.raises(registry.RegistryError, match="unknown model .*one of recommender, churn, allocator"):
+            call()
+    with pytest.raises(registry.RegistryError, match="not name:version"):
+        registry.promote("recommender:")

@@ -61,17 +61,30 @@ class DrawUpdate:
 
 def _numbers(df: pd.DataFrame, col: str, source: str, nonneg: bool) -> np.ndarray:
     v = pd.to_numeric(df[col], errors="coerce")
-    bad = v.isna() | ((v < 0) if nonneg else False)
+    bad = v.isna() | ~np.isfinite(v.fillna(0)) | ((v < 0) if nonneg else False)
     if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
-        raise InputError(f"{source}: row {row}: {col} must be a number{' >= 0' if nonneg else ''}, got {df[col].iloc[row - 1]!r}")
+        at = int(np.flatnonzero(bad.to_numpy())[0])
+        row = int(df.index[at]) + 1  # the file's data row (1 = first), not its place after sorting by period
+        raise InputError(f"{source}: row {row}: {col} must be a finite number{' >= 0' if nonneg else ''}, "
+                         f"got {str(df[col].iloc[at])!r}")
     return v.to_numpy(float)
+
+
+def _check_periods(df: pd.DataFrame, source: str) -> None:
+    """The actual rows are planned as periods 1..k: a `period` column must say exactly that, else a row meant as
+    period 9 would silently be taken as period 1."""
+    p = pd.to_numeric(df["period"], errors="coerce")
+    want = np.arange(1, len(df) + 1)
+    if p.isna().any() or not np.array_equal(np.sort(p.to_numpy(float)), want):
+        raise InputError(f"{source}: period must be 1..{len(df)} (the elapsed periods, one row each), got "
+                         f"{', '.join(map(str, df['period'].tolist()))}")
 
 
 def parse_actuals(actuals: pd.DataFrame, channels: list[str], periods: int, source: str = "--actuals") -> Actuals:
     """ACTUALS.csv (see the module docstring) -> Actuals; a bad column or value is an InputError naming it."""
-    df = actuals.copy()
+    df = actuals.reset_index(drop=True)
     if "period" in df:
+        _check_periods(df, source)
         df = df.sort_values("period", key=lambda s: pd.to_numeric(s, errors="coerce"))
     elif "date" in df:
         df = df.sort_values("date")

@@ -32,11 +32,15 @@ def parse_lift_tests(df: pd.DataFrame, channels: list[str], dates: pd.DatetimeIn
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"{source}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
+    if df.empty:  # --lift-tests was given: training without any of its rows would drop them silently
+        raise InputError(f"{source}: no lift test rows (only a header); remove --lift-tests or add the experiments")
     out = []
     dates = pd.DatetimeIndex(dates)
     for i, r in enumerate(df.to_dict("records"), start=1):
         where = f"{source}: row {i}"
         ch = str(r["channel"]).strip()
+        if not ch:
+            raise InputError(f"{where}: channel is empty (channels: {', '.join(channels)})")
         if ch not in channels:
             raise InputError(f"{where}: channel {ch!r} is not in the history (channels: {', '.join(channels)})")
         day = {}

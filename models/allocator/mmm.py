@@ -11,6 +11,7 @@ varies *within* the season: the confounding of spend with peaks does not leak in
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -123,9 +124,7 @@ def history_from_frame(df: pd.DataFrame, source: str = "history") -> History:
     spend_cols = [c for c in df.columns if c.startswith("spend_")]
     if not spend_cols:
         raise InputError(f"{source}: no spend_<channel> columns")
-    df = df.copy()
-    df["date"] = pd.to_datetime(df["date"])
-    df = df.sort_values("date").reset_index(drop=True)
+    df = df.assign(date=pd.to_datetime(df["date"])).sort_values("date").reset_index(drop=True)
     if len(df) < 52:
         raise InputError(f"{source}: {len(df)} periods; at least 52 (a year) are needed to separate season from media")
     ctrl = []
@@ -135,6 +134,9 @@ def history_from_frame(df: pd.DataFrame, source: str = "history") -> History:
         v = pd.to_numeric(df[c], errors="coerce")
         if v.notna().all() and v.std() > 0:
             ctrl.append(c)
+        else:  # said, not dropped in silence (a `promo` written yes/no)
+            why = "is constant" if v.notna().all() else f"has {int(v.isna().sum())} non-numeric or empty cell(s)"
+            logging.getLogger(__name__).warning(f"{source}: column {c!r} {why}: not used as a control")
     step = int(round(np.median(np.diff(df["date"].to_numpy()).astype("timedelta64[D]").astype(float))))
     spend = df[spend_cols].apply(pd.to_numeric, errors="coerce").fillna(0.0).to_numpy(float)
     channels = [c[len("spend_"):] for c in spend_cols]

@@ -18,10 +18,10 @@ def read_lift_tests(path: Path, h) -> list:
     import pandas as pd
 
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"--lift-tests {path}: no such file")
-    try:
-        df = pd.read_csv(path)
+    if not path.is_file():
+        raise InputError(f"--lift-tests {path}: " + ("is a folder, not a file" if path.is_dir() else "no such file"))
+    try:  # as text: a blank cell stays '' (named as empty), not the float nan
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise InputError(f"--lift-tests {path}: not a readable CSV ({e})") from e
     return parse_lift_tests(df, h.channels, h.dates, f"--lift-tests {path.name}")

@@ -55,6 +55,9 @@ def train(events: Path, *, horizon_days: int = 90, as_of: str | None = None, see
     with progress.task("train churn", 4):
         progress.step(f"load and validate {Path(events).name}")
         loaded = load(events, "events", columns=list(F.COLUMNS), compact=True)
+        if loaded.n_good == 0:  # name the file and the rejects, not the first step that finds nothing ("profile")
+            raise InputError(f"{events}: no usable events ({loaded.n_rejected} rows rejected"
+                             + (f", reasons in {loaded.rejects_path}" if loaded.rejects_path else "") + ")")
         progress.step("customer sequences")
         cfg = Config(horizon_days=horizon_days, seed=seed)
         prof, end, rejected = profile("events", loaded.data), data_end(loaded.data, "timestamp"), loaded.n_rejected
