@@ -199,6 +199,40 @@ def test_decision_lines_are_written_behind_the_answer_within_the_flush_interval(
     assert log.forget("bob") == 3 and db.query(count, (key,))[0][0] == 0  # the queued line is deleted too
 
 
+def test_forget_removes_lines_another_process_still_had_queued(db, monkeypatch):
+    """A `/recommend` answered by one worker just before `/forget_user` reached another left its decision line: the
+    line was queued (written behind the answer) and inserted after the deletion. Another process's writer now drops
+    lines of customers forgotten after their request, and `forget` deletes once more a moment later; a customer who
+    comes back after the deletion is logged again."""
+    from omnidecide.serving import audit
+    from omnidecide.store import history
+
+    monkeypatch.setenv("OMNIDECIDE_HASH_SECRET", "s1")
+    monkeypatch.setattr(audit, "FORGET_AGAIN_S", 0.3, raising=False)
+    here, there = DecisionLog(db), DecisionLog(db)
+    there._writer = audit._Writer(db)  # another process's queue: `here.forget` cannot flush it
+    there._writer._thread = threading.Thread()  # and no thread of its own: it writes when the test says so
+    count = "SELECT COUNT(*) FROM decisions WHERE subject = ?"
+    there.write("recommend", "recommender:a", "carol", {"items": []}, ms=1.0)  # answered, line queued over there
+    here.write("recommend", "recommender:a", "carol", {"items": []}, ms=1.0)
+    here.flush()  # what /forget_user does first: its own queue counts in its answer, then the deletion is recorded
+    history.mark_forgotten(here.key("carol"), db)
+    assert here.forget("carol") == 1
+    there._writer.flush()  # the other process writes its queue after the deletion
+    assert db.query(count, (here.key("carol"),))[0][0] == 0
+    # a line already on its way when the deletion was recorded: inserted behind the check, removed by the second pass
+    db.executemany(audit.INSERT, [(time.time() - 0.05, "recommend", "recommender:a", here.key("dave"), "{}")])
+    history.mark_forgotten(here.key("dave"), db)
+    here.forget("dave")
+    db.executemany(audit.INSERT, [(time.time() - 0.01, "recommend", "recommender:a", here.key("dave"), "{}")])
+    time.sleep(0.3)
+    there.write("recommend", "recommender:a", "carol", {"items": []}, ms=1.0)  # carol came back: kept
+    there._writer.flush()
+    time.sleep(0.6)
+    assert db.query(count, (here.key("dave"),))[0][0] == 0
+    assert db.query(count, (here.key("carol"),))[0][0] == 1
+
+
 def test_odd_ids_never_break_forget_health_or_report(db, monkeypatch):
     """[M] 1: ids holding characters str.splitlines() splits on (U+2028, \\x85, \\x1c, ...) used to break every later
     forget_user, report and monitor (JSONDecodeError on reading the log back)."""
