@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 # No C0/C1 control characters (NUL included) and no Unicode line or paragraph separators in an id: they break
 # line-oriented logs and exports. The same rule is the `pattern` the OpenAPI document shows.
@@ -74,9 +74,12 @@ def _str_time_in_range(value: datetime | str) -> datetime | str:
     return _in_range(value)
 
 
-Id = Annotated[str, Field(min_length=1, max_length=LIMITS.id_chars, pattern=ID_PATTERN)]
+# Ids are stripped of surrounding whitespace, as every loader and `/events` store them (models/schema.py): without it
+# `/events` stored " u1" as "u1" while `/forget_user` and `/recommend` looked for " u1", and the forget left the events.
+_STRIP = StringConstraints(strip_whitespace=True)
+Id = Annotated[str, _STRIP, Field(min_length=1, max_length=LIMITS.id_chars, pattern=ID_PATTERN)]
 # an optional id may be empty (an item-less purchase exported as `item_id,""`): same limits otherwise
-MaybeId = Annotated[str, Field(max_length=LIMITS.id_chars, pattern=ID_PATTERN.replace("]+$", "]*$"))]
+MaybeId = Annotated[str, _STRIP, Field(max_length=LIMITS.id_chars, pattern=ID_PATTERN.replace("]+$", "]*$"))]
 Day = Annotated[date, AfterValidator(_in_range)]
 Timestamp = Annotated[datetime, AfterValidator(_in_range)]
 TimestampOrText = Annotated[datetime | str, AfterValidator(_str_time_in_range)]
