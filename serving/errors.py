@@ -32,7 +32,8 @@ _CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "n
           405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type", 422: "limit_exceeded",
           429: "too_many_requests", 500: "internal_error", 503: "unavailable", 504: "timeout"}
 # list fields with a limit -> the limit's name (Limits field); per path where one name means two things
-_LIST_LIMITS = {"recent_events": "recent_events", "exclude": "exclude", "candidates": "candidates", "events": "events"}
+_LIST_LIMITS = {"recent_events": "recent_events", "exclude": "exclude", "candidates": "candidates", "events": "events",
+                "items": "items"}
 _PATH_LIST_LIMITS = {("/predict_churn", "events"): "churn_events"}
 
 

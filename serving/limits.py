@@ -31,6 +31,7 @@ class Limits:
     exclude: int = 1000  # per /recommend
     candidates: int = 500  # per /bid
     events: int = 10_000  # per /events batch
+    items: int = 10_000  # per /items batch
     churn_events: int = 100_000  # per /predict_churn
 
     @staticmethod
@@ -80,6 +81,15 @@ _STRIP = StringConstraints(strip_whitespace=True)
 Id = Annotated[str, _STRIP, Field(min_length=1, max_length=LIMITS.id_chars, pattern=ID_PATTERN)]
 # an optional id may be empty (an item-less purchase exported as `item_id,""`): same limits otherwise
 MaybeId = Annotated[str, _STRIP, Field(max_length=LIMITS.id_chars, pattern=ID_PATTERN.replace("]+$", "]*$"))]
+def _storable(value: str) -> str:
+    """Free text (a title, an idempotency key) goes into the database as is: PostgreSQL text cannot hold NUL (the
+    insert failed and the request answered 500), so it is refused here on every database alike."""
+    if "\x00" in value:
+        raise ValueError("contains a NUL character, which cannot be stored")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
 Day = Annotated[date, AfterValidator(_in_range)]
 Timestamp = Annotated[datetime, AfterValidator(_in_range)]
 TimestampOrText = Annotated[datetime | str, AfterValidator(_str_time_in_range)]

@@ -118,6 +118,18 @@ def test_a_new_database_gets_the_catalogue_from_the_migrations(tmp_path):
     assert any("catalogue" in n for n in names)
 
 
+def test_an_idempotency_key_holding_nul_is_bad_input_on_both_databases(db):
+    """PostgreSQL text cannot hold NUL: such a key made /events answer 500 there (and was stored on SQLite)."""
+    from omnidecide.models.errors import InputError
+    from omnidecide.serving.schemas import EventsRequest
+
+    with pytest.raises(InputError, match="idempotency_key"):
+        OnlineStore(db).append(events("nul-key", 1), idempotency_key="a\x00b")
+    with pytest.raises(ValueError, match="idempotency_key"):
+        EventsRequest.model_validate({"events": events("nul-key", 1), "idempotency_key": "a\x00b"})
+    assert OnlineStore(db).count("nul-key") == 0
+
+
 def test_a_retry_with_the_same_idempotency_key_stores_nothing_twice(db):
     store = OnlineStore(db)
     assert store.append(events("u", 3), idempotency_key="batch-1") == 3
