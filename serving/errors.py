@@ -128,8 +128,8 @@ def from_validation(path: str, detail: list[dict]) -> tuple[int, dict]:
     if kind == "string_too_long":
         return 422, {"error": "limit_exceeded", "field": field, "message": (
             f"{field}: {msg}; ids are limited to {LIMITS.id_chars} characters ({Limits.env_name('id_chars')}){more}")}
-    if kind == "string_too_short" and first.get("ctx", {}).get("min_length") == 1:
-        msg = "is empty (ids are stripped of surrounding whitespace)"
+    if kind == "string_too_short" and msg.endswith("at least 1 character"):  # BentoML sends no input, no context
+        msg = "is empty or only whitespace"
     if kind == "string_pattern_mismatch":
         msg = "contains a control character (NUL, a line break, ...), which ids may not hold"
     return 400, {"error": "invalid_request", "message": f"{field or 'body'}: {msg}{more}", "field": field}
