@@ -33,7 +33,7 @@ _CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "n
           429: "too_many_requests", 500: "internal_error", 503: "unavailable", 504: "timeout"}
 # list fields with a limit -> the limit's name (Limits field); per path where one name means two things
 _LIST_LIMITS = {"recent_events": "recent_events", "exclude": "exclude", "candidates": "candidates", "events": "events",
-                "items": "items"}
+                "items": "items", "user_ids": "user_ids"}
 _PATH_LIST_LIMITS = {("/predict_churn", "events"): "churn_events"}
 
 

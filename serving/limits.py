@@ -32,6 +32,7 @@ class Limits:
     candidates: int = 500  # per /bid
     events: int = 10_000  # per /events batch
     items: int = 10_000  # per /items batch
+    user_ids: int = 1000  # per /customer_scores and /predict_churn by id
     churn_events: int = 100_000  # per /predict_churn
 
     @staticmethod
