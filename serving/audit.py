@@ -49,6 +49,7 @@ RETENTION_ENV = "OMNIDECIDE_RETENTION_DAYS"
 FLUSH_S = 0.2  # the most a line waits before its insert (and what a SIGKILL can lose)
 FLUSH_LINES = 500  # a queue this long is written at once
 MAX_QUEUED = 100_000  # lines kept while the database refuses them; beyond, the oldest go (logged)
+FORGET_AGAIN_S = 5 * FLUSH_S  # `forget` deletes once more after this: lines other processes had queued
 INSERT = "INSERT INTO decisions (at, endpoint, model, subject, line) VALUES (?, ?, ?, ?, ?)"
 
 
@@ -107,7 +108,9 @@ class _Writer:
                 return
             try:
                 with self.db.transaction():
-                    self.db.executemany(INSERT, lines)
+                    lines = _not_forgotten(lines, self.db)
+                    if lines:
+                        self.db.executemany(INSERT, lines)
             except BaseException:
                 with self._lock:  # kept for the next flush, oldest first, bounded
                     self._lines = lines + self._lines
@@ -125,6 +128,18 @@ class _Writer:
                 self.flush()
             except Exception:  # noqa: BLE001 - an unreachable database: lines stay queued, the next round retries
                 log.exception("decision log: insert failed; %d lines queued", len(self._lines))
+
+
+def _not_forgotten(lines: list[tuple], db: database.Database) -> list[tuple]:
+    """The lines not about a customer deleted after the line's request (the `forgotten` table, written by
+    `/forget_user` before it deletes): a line queued in another process when the customer was forgotten must not be
+    inserted afterwards. A customer who comes back after the deletion is logged again (their lines are newer)."""
+    from omnidecide.store import history
+
+    gone = history.forgotten(sorted({line[3] for line in lines if line[3] is not None}), db)
+    if not gone:
+        return lines
+    return [line for line in lines if line[3] not in gone or line[0] > gone[line[3]]]
 
 
 _writers: dict[tuple[int, str], _Writer] = {}
@@ -213,10 +228,27 @@ class DecisionLog:
                 self.db.query("SELECT line FROM decisions WHERE subject = ? ORDER BY id", (self.key(subject),))]
 
     def forget(self, subject: str) -> int:
-        """Remove every line about `subject` (a deletion request); returns how many lines were removed."""
+        """Remove every line about `subject` (a deletion request); returns how many lines were removed.
+
+        Other processes (workers, replicas) write their queued lines up to `FLUSH_S` later: their writers skip lines
+        of customers forgotten after the line's request (`_not_forgotten`, once `/forget_user` has recorded the
+        deletion), and lines that were already being inserted when the deletion was recorded are deleted once more
+        `FORGET_AGAIN_S` later, in the background (lines newer than this call are kept: the customer came back)."""
         self.flush()  # queued lines about them too
+        key, now = self.key(subject), datetime.now(timezone.utc).timestamp()
         with self.db.transaction():
-            return self.db.execute("DELETE FROM decisions WHERE subject = ?", (self.key(subject),))
+            n = self.db.execute("DELETE FROM decisions WHERE subject = ?", (key,))
+        timer = threading.Timer(FORGET_AGAIN_S, self._forget_again, (key, now))
+        timer.daemon = True
+        timer.start()
+        return n
+
+    def _forget_again(self, key: str, before: float) -> None:
+        try:
+            with self.db.transaction():
+                self.db.execute("DELETE FROM decisions WHERE subject = ? AND at <= ?", (key, before))
+        except Exception:  # noqa: BLE001 - a background pass: the writers' check still holds
+            log.exception("decision log: second deletion pass failed")
 
     def purge(self, older_than_days: float | None = None) -> int:
         """Delete lines older than the retention period; returns how many."""

@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from omnidecide.serving.limits import ID_PATTERN, Id
+from omnidecide.serving.limits import ID_PATTERN, Id, Text, limited
 from omnidecide.store import db as database
 
 log = logging.getLogger(__name__)
@@ -40,11 +40,11 @@ class ItemUpdate(BaseModel):
     price: Optional[float] = Field(None, ge=0, allow_inf_nan=False)
     margin: Optional[float] = Field(None, ge=-1, le=1, allow_inf_nan=False, description="share of the price, e.g. 0.3")
     category: Optional[Id] = None
-    title: Optional[str] = Field(None, max_length=500)
+    title: Optional[Text] = Field(None, max_length=500)
 
 
 class ItemsRequest(BaseModel):
-    items: list[ItemUpdate] = Field(..., min_length=1, max_length=10_000)
+    items: list[ItemUpdate] = Field(..., min_length=1, **limited("items", "catalogue rows"))
 
 
 class ItemsResponse(BaseModel):

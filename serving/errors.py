@@ -32,7 +32,8 @@ _CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "n
           405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type", 422: "limit_exceeded",
           429: "too_many_requests", 500: "internal_error", 503: "unavailable", 504: "timeout"}
 # list fields with a limit -> the limit's name (Limits field); per path where one name means two things
-_LIST_LIMITS = {"recent_events": "recent_events", "exclude": "exclude", "candidates": "candidates", "events": "events"}
+_LIST_LIMITS = {"recent_events": "recent_events", "exclude": "exclude", "candidates": "candidates", "events": "events",
+                "items": "items", "user_ids": "user_ids"}
 _PATH_LIST_LIMITS = {("/predict_churn", "events"): "churn_events"}
 
 
@@ -127,6 +128,8 @@ def from_validation(path: str, detail: list[dict]) -> tuple[int, dict]:
     if kind == "string_too_long":
         return 422, {"error": "limit_exceeded", "field": field, "message": (
             f"{field}: {msg}; ids are limited to {LIMITS.id_chars} characters ({Limits.env_name('id_chars')}){more}")}
+    if kind == "string_too_short" and msg.endswith("at least 1 character"):  # BentoML sends no input, no context
+        msg = "is empty or only whitespace"
     if kind == "string_pattern_mismatch":
         msg = "contains a control character (NUL, a line break, ...), which ids may not hold"
     return 400, {"error": "invalid_request", "message": f"{field or 'body'}: {msg}{more}", "field": field}

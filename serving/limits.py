@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 # No C0/C1 control characters (NUL included) and no Unicode line or paragraph separators in an id: they break
 # line-oriented logs and exports. The same rule is the `pattern` the OpenAPI document shows.
@@ -31,6 +31,8 @@ class Limits:
     exclude: int = 1000  # per /recommend
     candidates: int = 500  # per /bid
     events: int = 10_000  # per /events batch
+    items: int = 10_000  # per /items batch
+    user_ids: int = 1000  # per /customer_scores and /predict_churn by id
     churn_events: int = 100_000  # per /predict_churn
 
     @staticmethod
@@ -74,9 +76,21 @@ def _str_time_in_range(value: datetime | str) -> datetime | str:
     return _in_range(value)
 
 
-Id = Annotated[str, Field(min_length=1, max_length=LIMITS.id_chars, pattern=ID_PATTERN)]
+# Ids are stripped of surrounding whitespace, as every loader and `/events` store them (models/schema.py): without it
+# `/events` stored " u1" as "u1" while `/forget_user` and `/recommend` looked for " u1", and the forget left the events.
+_STRIP = StringConstraints(strip_whitespace=True)
+Id = Annotated[str, _STRIP, Field(min_length=1, max_length=LIMITS.id_chars, pattern=ID_PATTERN)]
 # an optional id may be empty (an item-less purchase exported as `item_id,""`): same limits otherwise
-MaybeId = Annotated[str, Field(max_length=LIMITS.id_chars, pattern=ID_PATTERN.replace("]+$", "]*$"))]
+MaybeId = Annotated[str, _STRIP, Field(max_length=LIMITS.id_chars, pattern=ID_PATTERN.replace("]+$", "]*$"))]
+def _storable(value: str) -> str:
+    """Free text (a title, an idempotency key) goes into the database as is: PostgreSQL text cannot hold NUL (the
+    insert failed and the request answered 500), so it is refused here on every database alike."""
+    if "\x00" in value:
+        raise ValueError("contains a NUL character, which cannot be stored")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
 Day = Annotated[date, AfterValidator(_in_range)]
 Timestamp = Annotated[datetime, AfterValidator(_in_range)]
 TimestampOrText = Annotated[datetime | str, AfterValidator(_str_time_in_range)]

@@ -61,8 +61,8 @@ class OnlineStore:
         """Validate all, then commit all; a bad record refuses the batch (InputError naming each bad record).
         With `idempotency_key`, a batch already stored under that key is answered as it was the first time."""
         if idempotency_key is not None:
-            if not idempotency_key.strip() or len(idempotency_key) > 200:
-                raise InputError("idempotency_key: 1 to 200 characters")
+            if not idempotency_key.strip() or len(idempotency_key) > 200 or not storable(idempotency_key):
+                raise InputError("idempotency_key: 1 to 200 characters, no NUL")
         for n, r in enumerate(records):
             for k, v in r.items():
                 if isinstance(v, str) and not storable(v):

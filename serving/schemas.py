@@ -5,7 +5,7 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from omnidecide.serving.limits import Id, MaybeId, RequestModel, TimestampOrText, limited
+from omnidecide.serving.limits import Id, MaybeId, RequestModel, Text, TimestampOrText, limited
 
 
 class Event(RequestModel):
@@ -28,7 +28,7 @@ class EventsRequest(RequestModel):
          "channel": "app"}]}})
 
     events: list[Event] = Field(..., min_length=1, **limited("events", "storefront events"))
-    idempotency_key: Optional[str] = Field(None, min_length=1, max_length=200, description=(
+    idempotency_key: Optional[Text] = Field(None, min_length=1, max_length=200, description=(
         "Names this batch: a retry with the same key answers what the first call answered and stores nothing twice "
         "(keys are remembered 7 days)"))
 

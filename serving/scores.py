@@ -12,11 +12,11 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from omnidecide.serving.bidder import BidRequest
-from omnidecide.serving.limits import Id, RequestModel
+from omnidecide.serving.limits import LIMITS, Id, RequestModel
 from omnidecide.store import scores
 from omnidecide.store.db import Database
 
-MAX_IDS = 1000  # per /customer_scores call (README)
+MAX_IDS = LIMITS.user_ids  # per /customer_scores and /predict_churn call (README: OMNIDECIDE_MAX_USER_IDS)
 
 
 class ScoresRequest(RequestModel):

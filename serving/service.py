@@ -142,10 +142,13 @@ class OmniDecide:
         nothing per user. The deletion itself is logged under the keyed hash."""
         request = ForgetRequest.model_construct(**fields)  # validated by BentoML against input_spec
         start = time.perf_counter()
+        # first (after this process's queued lines, which the answer counts): versions' training rows are no longer
+        # used, and every process's decision-log writer drops the lines about this user it still holds (serving/audit.py)
+        self.log.flush()
+        history.mark_forgotten(self.log.key(request.user_id), self.store.db)
         deleted = self.store.forget(request.user_id)
         lines = self.log.forget(request.user_id)
         gone_scores = stored_scores.forget(request.user_id, self.store.db)
-        history.mark_forgotten(self.log.key(request.user_id), self.store.db)  # versions' training rows: unused
         self.log.write("forget_user", None, None, {"forgotten": self.log.key(request.user_id),
                                                    "deleted_events": deleted, "deleted_log_lines": lines,
                                                    "deleted_scores": gone_scores},

@@ -107,6 +107,10 @@ def test_bad_item_rows_are_400_naming_the_row_and_field(client):
     for row in ({"item_id": "nul\x00"}, {"item_id": "ok", "category": "dairy\x00"}, {"item_id": "ok", "store_id": "\n"}):
         r = client.post("/items", json={"items": [row]})  # numpy's string arrays would drop a trailing NUL
         assert r.status_code == 400 and next(f for f in row if f != "item_id" or len(row) == 1) in r.text
+    r = client.post("/items", json={"items": [{"item_id": f"n{k}"} for k in range(10_001)]})  # was 400, no variable
+    assert r.status_code == 422 and r.json()["error"] == "limit_exceeded" and "OMNIDECIDE_MAX_ITEMS" in r.text, r.text
+    r = client.post("/items", json={"items": [{"item_id": "nul-title", "title": "a\x00b"}]})  # PostgreSQL: was 500
+    assert r.status_code == 400 and r.json()["field"] == "items[0].title" and "NUL" in r.json()["message"], r.text
 
 
 def test_a_stored_row_with_an_unusable_id_does_not_stop_a_runtime(trained, tmp_path, world):

@@ -79,6 +79,10 @@ def test_limits_answer_413_and_422_naming_the_limit(served_client):
     event = {"user_id": "limit-user", "timestamp": "2026-01-01T10:00:00", "event": "view", "item_id": "i"}
     body = ok_error(c.post("/events", json={"events": [event] * (LIMITS.events + 1)}), 422)
     assert "OMNIDECIDE_MAX_EVENTS" in body["message"]
+    ids = [f"u{n}" for n in range(1001)]  # these two answered 400 with no limit named
+    for route in ("/customer_scores", "/predict_churn"):
+        body = ok_error(c.post(route, json={"user_ids": ids}), 422, "limit_exceeded")
+        assert body["field"] == "user_ids" and "OMNIDECIDE_MAX_USER_IDS" in body["message"], route
 
 
 def test_limits_come_from_the_environment():

@@ -356,6 +356,23 @@ def test_decision_log_explains_each_answer_and_forgets_on_request(client, synth_
     assert log.read()[-1]["endpoint"] == "forget_user"  # the deletion is traced, under a hash
 
 
+def test_ids_with_surrounding_whitespace_are_one_customer_on_every_endpoint(client):
+    """/events stores ids stripped (the loaders' rule), but /recommend and /forget_user used the id as sent: events
+    posted for "sweep-ws " were invisible to its /recommend, and its /forget_user deleted none of them (data left
+    after a deletion request). Every id is now stripped at the boundary; a blank id is refused everywhere."""
+    from omnidecide.serving.online_store import OnlineStore
+
+    event = {"item_id": "i00001", "event": "view", "timestamp": "2026-06-20T10:00:00"}
+    assert post(client, "/events", {"events": [{"user_id": " sweep-ws ", **event}]}).json()["accepted"] == 1
+    body = post(client, "/recommend", {"user_id": "sweep-ws ", "k": 3}).json()
+    assert body["user_id"] == "sweep-ws" and body["fallback"] is False  # the event steers it
+    gone = post(client, "/forget_user", {"user_id": " sweep-ws"}).json()
+    assert gone["deleted_events"] == 1 and OnlineStore().count("sweep-ws") == 0
+    for route, extra in (("/recommend", {"k": 3}), ("/forget_user", {})):
+        r = post(client, route, {"user_id": "   ", **extra})
+        assert r.status_code == 400 and r.json()["field"] == "user_id" and "whitespace" in r.text, r.text
+
+
 def test_bodies_are_flat_json_and_the_openapi_document_shows_them(client):
     """Storefronts post `{"user_id": ..., "k": ...}`, not `{"request": {...}}`; /docs.json shows that flat schema."""
     assert post(client, "/recommend", {"user_id": "flat-caller", "k": 3}).status_code == 200

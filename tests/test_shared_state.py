@@ -118,6 +118,18 @@ def test_a_new_database_gets_the_catalogue_from_the_migrations(tmp_path):
     assert any("catalogue" in n for n in names)
 
 
+def test_an_idempotency_key_holding_nul_is_bad_input_on_both_databases(db):
+    """PostgreSQL text cannot hold NUL: such a key made /events answer 500 there (and was stored on SQLite)."""
+    from omnidecide.models.errors import InputError
+    from omnidecide.serving.schemas import EventsRequest
+
+    with pytest.raises(InputError, match="idempotency_key"):
+        OnlineStore(db).append(events("nul-key", 1), idempotency_key="a\x00b")
+    with pytest.raises(ValueError, match="idempotency_key"):
+        EventsRequest.model_validate({"events": events("nul-key", 1), "idempotency_key": "a\x00b"})
+    assert OnlineStore(db).count("nul-key") == 0
+
+
 def test_a_retry_with_the_same_idempotency_key_stores_nothing_twice(db):
     store = OnlineStore(db)
     assert store.append(events("u", 3), idempotency_key="batch-1") == 3
@@ -197,6 +209,40 @@ def test_decision_lines_are_written_behind_the_answer_within_the_flush_interval(
     assert len(DecisionLog(db).about("bob")) == 2  # ...until a read in this process (any DecisionLog) flushes it
     log.write("recommend", "recommender:a", "bob", {"items": []}, ms=1.0)
     assert log.forget("bob") == 3 and db.query(count, (key,))[0][0] == 0  # the queued line is deleted too
+
+
+def test_forget_removes_lines_another_process_still_had_queued(db, monkeypatch):
+    """A `/recommend` answered by one worker just before `/forget_user` reached another left its decision line: the
+    line was queued (written behind the answer) and inserted after the deletion. Another process's writer now drops
+    lines of customers forgotten after their request, and `forget` deletes once more a moment later; a customer who
+    comes back after the deletion is logged again."""
+    from omnidecide.serving import audit
+    from omnidecide.store import history
+
+    monkeypatch.setenv("OMNIDECIDE_HASH_SECRET", "s1")
+    monkeypatch.setattr(audit, "FORGET_AGAIN_S", 0.3, raising=False)
+    here, there = DecisionLog(db), DecisionLog(db)
+    there._writer = audit._Writer(db)  # another process's queue: `here.forget` cannot flush it
+    there._writer._thread = threading.Thread()  # and no thread of its own: it writes when the test says so
+    count = "SELECT COUNT(*) FROM decisions WHERE subject = ?"
+    there.write("recommend", "recommender:a", "carol", {"items": []}, ms=1.0)  # answered, line queued over there
+    here.write("recommend", "recommender:a", "carol", {"items": []}, ms=1.0)
+    here.flush()  # what /forget_user does first: its own queue counts in its answer, then the deletion is recorded
+    history.mark_forgotten(here.key("carol"), db)
+    assert here.forget("carol") == 1
+    there._writer.flush()  # the other process writes its queue after the deletion
+    assert db.query(count, (here.key("carol"),))[0][0] == 0
+    # a line already on its way when the deletion was recorded: inserted behind the check, removed by the second pass
+    db.executemany(audit.INSERT, [(time.time() - 0.05, "recommend", "recommender:a", here.key("dave"), "{}")])
+    history.mark_forgotten(here.key("dave"), db)
+    here.forget("dave")
+    db.executemany(audit.INSERT, [(time.time() - 0.01, "recommend", "recommender:a", here.key("dave"), "{}")])
+    time.sleep(0.3)
+    there.write("recommend", "recommender:a", "carol", {"items": []}, ms=1.0)  # carol came back: kept
+    there._writer.flush()
+    time.sleep(0.6)
+    assert db.query(count, (here.key("dave"),))[0][0] == 0
+    assert db.query(count, (here.key("carol"),))[0][0] == 1
 
 
 def test_odd_ids_never_break_forget_health_or_report(db, monkeypatch):
