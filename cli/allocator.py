@@ -84,12 +84,9 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
     check_request(budget, periods, reserve)  # (before loading the model; Allocator.plan checks all flags again)
     act = None
     if actuals is not None:
-        if not actuals.is_file():
-            raise InputError(f"--actuals {actuals}: " + ("is a folder, not a file" if actuals.is_dir() else "no such file"))
-        try:
-            act = pd.read_csv(actuals, encoding="utf-8-sig")
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-            raise InputError(f"--actuals {actuals}: not a readable CSV ({e})") from e
+        from omnidecide.store.io import read_flag_csv
+
+        act = read_flag_csv(actuals, "--actuals")
     from omnidecide.serving.allocator import AllocatorRuntime
 
     rt = AllocatorRuntime(model)

@@ -92,12 +92,9 @@ def read_previous(path: Path):
     """An earlier `predict churn` output; a row whose probability is not a number in [0, 1] is an error naming it."""
     import pandas as pd
 
-    if not path.is_file():
-        raise InputError(f"--previous {path}: " + ("is a folder, not a file" if path.is_dir() else "no such file"))
-    try:
-        prev = pd.read_csv(path, dtype={"user_id": str}, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise InputError(f"--previous {path}: not a readable CSV ({e})") from e
+    from omnidecide.store.io import read_flag_csv
+
+    prev = read_flag_csv(path, "--previous", dtype={"user_id": str})
     missing = {"user_id", "churn_probability"} - set(prev.columns)
     if missing:
         raise InputError(f"--previous {path}: missing column(s) {', '.join(sorted(missing))}")

@@ -15,6 +15,19 @@ import platformdirs
 
 from omnidecide.models.schema import TABLES, SchemaError, TableSpec
 
+def read_flag_csv(path: str | Path, flag: str, **read_csv) -> pd.DataFrame:
+    """A small side file a command-line flag names (--actuals, --previous, --lift-tests), read whole with pandas
+    (`read_csv`: its options; a BOM is skipped): a missing path, a folder or an unreadable CSV is an InputError
+    naming the flag and the path, never a traceback."""
+    path = Path(path)
+    if not path.is_file():
+        raise SchemaError(f"{flag} {path}: " + ("is a folder, not a file" if path.is_dir() else "no such file"))
+    try:
+        return pd.read_csv(path, encoding="utf-8-sig", **read_csv)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise SchemaError(f"{flag} {path}: not a readable CSV ({e})") from e
+
+
 log = logging.getLogger(__name__)
 
 

@@ -5,25 +5,18 @@ from pathlib import Path
 
 from omnidecide.models.allocator.lift import parse_lift_tests
 from omnidecide.models.allocator.mmm import history_from_frame
-from omnidecide.models.errors import InputError
 from omnidecide.store import registry
 from omnidecide.training import progress
 from omnidecide.training.allocator.pipeline import Config, run  # noqa: F401  (re-exported for the bench)
-from omnidecide.store.io import load
+from omnidecide.store.io import load, read_flag_csv
 from omnidecide.training.profile import data_end, profile
 
 
 def read_lift_tests(path: Path, h) -> list:
     """lift.csv -> LiftTests on the history's weeks (InputError naming the file, row and field when bad)."""
-    import pandas as pd
-
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"--lift-tests {path}: " + ("is a folder, not a file" if path.is_dir() else "no such file"))
-    try:  # as text: a blank cell stays '' (named as empty), not the float nan
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise InputError(f"--lift-tests {path}: not a readable CSV ({e})") from e
+    # as text: a blank cell stays '' (named as empty), not the float nan
+    df = read_flag_csv(path, "--lift-tests", dtype=str, keep_default_na=False)
     return parse_lift_tests(df, h.channels, h.dates, f"--lift-tests {path.name}")
 
 
