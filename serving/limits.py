@@ -83,10 +83,13 @@ Id = Annotated[str, _STRIP, Field(min_length=1, max_length=LIMITS.id_chars, patt
 # an optional id may be empty (an item-less purchase exported as `item_id,""`): same limits otherwise
 MaybeId = Annotated[str, _STRIP, Field(max_length=LIMITS.id_chars, pattern=ID_PATTERN.replace("]+$", "]*$"))]
 def _storable(value: str) -> str:
-    """Free text (a title, an idempotency key) goes into the database as is: PostgreSQL text cannot hold NUL (the
-    insert failed and the request answered 500), so it is refused here on every database alike."""
-    if "\x00" in value:
-        raise ValueError("contains a NUL character, which cannot be stored")
+    """Free text (a title, an idempotency key) goes into the database as is: the databases' one rule (`db.storable`:
+    PostgreSQL text holds no NUL, and neither holds a lone surrogate; the insert failed and the request answered 500)
+    is applied here on every database alike."""
+    from omnidecide.store.db import storable
+
+    if not storable(value):
+        raise ValueError("contains a NUL character or a lone surrogate, which cannot be stored")
     return value
 
 
