@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 import omnidecide.cli.allocator  # noqa: F401  (registers the commands)
 from omnidecide.cli.app import app
-from omnidecide.models.allocator.lift import parse_lift_tests
+from omnidecide.models.allocator.lift import anchored, parse_lift_tests
 from omnidecide.models.allocator.mmm import fit, history_from_frame, truth_params
 from omnidecide.models.errors import InputError
 
@@ -51,6 +51,35 @@ def test_lift_tests_pull_the_fit_to_what_was_measured(world):
     assert np.all(err1[worst] < 0.1) and np.all(err1[worst] < 0.5 * err0[worst])
     sd = lambda res: np.std([window_contribution(s, h, weeks) for s in res.samples], 0) / true_w  # noqa: E731
     assert np.all(sd(tight)[worst] < sd(base)[worst])
+
+
+def test_planning_draws_keep_the_tests_width_not_the_widened_one(world):
+    """Draws widened far beyond what a test measured (x exp(N(0, 0.8)) on every effect size): after `anchored`, a
+    tested channel's revenue over its test weeks spreads like the test (mean and sd within sampling error of the
+    measurement), while an untested channel and the curve shapes are left exactly as they were."""
+    h, truth = world
+    true = truth_params(truth, h.channels)
+    weeks = np.zeros(len(h.dates), bool)
+    weeks[100:104] = True
+    measured = window_contribution(true, h, weeks)[0]
+    rng = np.random.default_rng(0)
+    worlds = []
+    for _ in range(400):
+        d = true.to_dict()
+        d["beta"] = (true.beta * np.exp(rng.normal(0, 0.8, len(true.beta)))).tolist()
+        worlds.append(type(true).from_dict(d))
+    test = parse_lift_tests(pd.DataFrame([{"channel": h.channels[0], "start": h.dates[100].date(),
+                                           "end": h.dates[103].date(), "incremental_revenue": measured,
+                                           "ci_low": 0.8 * measured, "ci_high": 1.2 * measured}]), h.channels, h.dates)
+    out = anchored(worlds, h, test, np.random.default_rng(1))
+    before = np.array([window_contribution(w, h, weeks)[0] for w in worlds]) / measured
+    after = np.array([window_contribution(w, h, weeks)[0] for w in out]) / measured
+    sd = 0.4 / 3.92
+    assert before.std() > 5 * sd  # the widened draws: far wider than the test
+    assert abs(after.mean() - 1) < 3 * sd / np.sqrt(len(out)) and abs(after.std() / sd - 1) < 0.15
+    assert all(np.array_equal(a.beta[1:], b.beta[1:]) and np.array_equal(a.half_saturation, b.half_saturation)
+               and np.array_equal(a.slope, b.slope) for a, b in zip(worlds, out))
+    assert anchored(worlds, h, [], np.random.default_rng(1)) == worlds
 
 
 @pytest.mark.parametrize("row,field", [

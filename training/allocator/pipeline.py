@@ -12,6 +12,8 @@ on the curve's shape (the point fit, its diagnostics and the heuristics stay on 
   predictions weigh them (the agent's training and evaluation worlds stay on the calendar form); each form's draws
   are widened to its held-out error (`tempered`, forms.FormScore.tau) and a quarter of them are its time-fold refit
   (fitted without the last 26 weeks): the bootstrap alone resamples noise, not misspecification;
+- lift tests (models/allocator/lift.py) enter the fits as extra rows, and after the widening every draw is
+  re-anchored to them (`lift.anchored`): a tested channel keeps the test's width, not the misspecification's;
 - the planner the agent corrects maximises the *expected* revenue over `n_plan_worlds` such draws (sample
   average approximation: hedges against curve shapes the data cannot pin down);
 - the agent trains with domain randomisation over `n_worlds` other draws: each episode's realised revenue
@@ -29,6 +31,7 @@ import torch
 from omnidecide.models.allocator.artifact import Allocator
 from omnidecide.models.allocator.env import rollout
 from omnidecide.models.allocator.forms import draws_per_form, fit_form, score_forms
+from omnidecide.models.allocator.lift import anchored
 from omnidecide.models.allocator.mmm import DECAY_MAX, SLOPE_RANGE, History, MMMParams, fit
 from omnidecide.models.allocator.constraints import Constraints
 
@@ -189,6 +192,10 @@ def run(h: History, cfg: Config, lift: list | None = None) -> tuple[Allocator, d
         alloc.worlds += widened_worlds(f.fold, [f.fold], m, cfg.widen, rng, tau=t)
     train_worlds = widened_worlds(res.params, res.samples, cfg.n_worlds, cfg.widen, rng, alt)
     test_worlds = widened_worlds(res.params, res.samples, cfg.n_eval_worlds, cfg.widen, rng, alt)
+    if lift:  # the widening above is for what the history cannot tell; what a test measured keeps the test's width
+        lrng = np.random.default_rng([cfg.seed, 1])
+        alloc.worlds, train_worlds, test_worlds = (anchored(w, h, lift, lrng)
+                                                   for w in (alloc.worlds, train_worlds, test_worlds))
     metrics = {"lift_tests": len(lift or []), "fit_r2": res.diagnostics["r2"], "fit_mape": res.diagnostics["mape"],
                "fit_media_share": res.diagnostics["media_share"], "fit_seconds": t_fit}
     if cfg.timesteps > 0:
