@@ -38,6 +38,7 @@ class TableSpec:
     required: tuple[str, ...]
     unique: tuple[str, ...] = ()
     prefixed: dict[str, Kind] = field(default_factory=dict)  # e.g. spend_<channel> columns
+    filled: tuple[str, ...] = ()  # prefixes of optional columns whose cells, where the column exists, may not be blank
 
     def kind_of(self, column: str) -> Kind | None:
         if column in self.columns:
@@ -84,6 +85,7 @@ TOUCHPOINTS = TableSpec(
 MARKETING_MIX = TableSpec(
     "marketing_mix", {"date": "date", "revenue": "nonneg"},
     required=("date", "revenue"), unique=("date",), prefixed={"spend_": "nonneg", "revenue_": "nonneg"},
+    filled=("spend_",),  # a blank week of spend is missing data, not zero spend
 )
 TABLES = {t.name: t for t in (EVENTS, ITEMS, STORE_STOCK, USERS, TOUCHPOINTS, MARKETING_MIX)}
 
@@ -155,7 +157,7 @@ def validate(df: pd.DataFrame, spec: TableSpec, *, now: pd.Timestamp | None = No
         if kind is None:  # unknown extra columns pass through untouched
             typed[col] = raw[col]
             continue
-        if col in spec.required and not (spec.name == "events" and col == "item_id"):
+        if (col in spec.required and not (spec.name == "events" and col == "item_id")) or col.startswith(spec.filled):
             flag(blank, f"missing {col}")
         if kind in ("id", "str"):
             typed[col] = text.where(~blank, pd.NA)
