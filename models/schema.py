@@ -39,6 +39,7 @@ class TableSpec:
     unique: tuple[str, ...] = ()
     prefixed: dict[str, Kind] = field(default_factory=dict)  # e.g. spend_<channel> columns
     filled: tuple[str, ...] = ()  # prefixes of optional columns whose cells, where the column exists, may not be blank
+    dedupe: bool = False  # a row identical to an earlier one is a redelivery: `duplicate row` (store/chunks.py)
 
     def kind_of(self, column: str) -> Kind | None:
         if column in self.columns:
@@ -57,6 +58,7 @@ EVENTS = TableSpec(
         "store_id": "id", "order_id": "id", "session_id": "id",
     },
     required=("user_id", "item_id", "timestamp", "event"),
+    dedupe=True,
 )
 ITEMS = TableSpec(
     "items",

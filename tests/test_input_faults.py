@@ -115,16 +115,20 @@ def test_exact_duplicate_events_are_quarantined_and_counted(tmp_path):
     from omnidecide.models.schema import TABLES
 
     ev = tmp_path / "events.csv"
-    ev.write_text(EV_HEADER + "u1,i1,2025-01-01T10:00:00,purchase,1,5,o1\n"
-                  "u1,i1,2025-01-01T10:00:00,view,,,\n"
-                  "u1,i1,2025-01-01T10:00:00,purchase,1,5,o1\n"  # a redelivery: same time and order
-                  "u2,i2,2025-01-02,purchase,1,5,\n"  # a bare date, no order: two real purchases that day
-                  "u2,i2,2025-01-02,purchase,1,5,\n"
-                  "u1,i1,2025-01-01T10:00:00,view,,,\n")  # a redelivered view, later in the file
+    ev.write_text("user_id,item_id,timestamp,event,quantity,amount,order_id,event_id\n"
+                  "u1,i1,2025-01-01T10:00:00,purchase,1,5,o1,\n"
+                  "u1,i1,2025-01-01T10:00:00,view,,,,e7\n"
+                  "u1,i1,2025-01-01T10:00:00,purchase,1,5,o1,\n"  # a redelivery: same time, same order
+                  "u2,i2,2025-01-02,purchase,1,5,,\n"  # no id: two real purchases that day in a date-only log
+                  "u2,i2,2025-01-02,purchase,1,5,,\n"
+                  "u3,i3,2025-01-01T10:00:00,view,,,,\n"  # no id: two views in one second stay two views
+                  "u3,i3,2025-01-01T10:00:00,view,,,,\n"
+                  "u1,i1,2025-01-01T10:00:00,view,,,,e7\n")  # a redelivered event id, later in the file
     got = load(ev, "events", write=False)
-    assert got.counts == {"duplicate row": 2} and list(got.rejects["row"]) == [4, 7] and got.n_good == 4
+    assert got.counts == {"duplicate row": 2} and list(got.rejects["row"]) == [4, 9] and got.n_good == 6
     parts = chunks.scan(ev, TABLES["events"], rows=2)  # judged across batches, not within each
-    assert parts.counts == got.counts and parts.n_good == 4
+    assert parts.counts == got.counts and parts.n_good == 6
+    assert load(ev, "events", write=False, columns=["user_id"]).counts == got.counts  # whole rows, whatever is read
     pq = tmp_path / "events.parquet"
     pd.read_csv(ev, dtype=str, keep_default_na=False).to_parquet(pq)
     assert load(pq, "events", write=False, compact=True).counts == got.counts
@@ -137,7 +141,7 @@ def test_validate_prints_duplicate_count(tmp_path):
     import omnidecide.cli.data  # noqa: F401
 
     ev = tmp_path / "events.csv"
-    ev.write_text(EV_HEADER + "u1,i1,2025-01-01T10:00:00,view,,,\n" * 3)
+    ev.write_text(EV_HEADER + "u1,i1,2025-01-01T10:00:00,purchase,1,5,o1\n" * 3)
     res = CliRunner().invoke(app, ["data", "validate", "--events", str(ev)])
     assert res.exit_code == 1 and "1 good, 2 rejected" in res.output and "2  duplicate row" in res.output
 
@@ -166,4 +170,4 @@ def test_recommend_users_csv_without_user_id_column_is_an_error(tmp_path, capsys
     assert code == 2 and "users.csv" in err and "user_id" in err and not (tmp_path / "r.csv").exists()
     f.write_text("name,user_id\nann,u1\nbob,\n")
     code, err = _main(["recommend", "--users", str(f), "--output", str(tmp_path / "r.csv")], capsys)
-    assert code == 2 and "users.csv" in err and "row 2" in err and "user_id" in err
+    assert code == 2 and "users.csv" in err and "row(s) 2" in err and "user_id is empty" in err
