@@ -11,6 +11,33 @@ from omnidecide.cli.app import app, audit_export, console, train_app
 from omnidecide.models.errors import InputError
 
 
+def read_user_ids(path: Path) -> list[str]:
+    """The ids a --users file lists, in order: one id a line (an optional `user_id` header), or a CSV with a `user_id`
+    column (its other columns ignored). Any other file is an InputError naming it: each line of a CSV read as an id
+    would ask for users called 'name,user_id,city'."""
+    from omnidecide.store.io import read_flag_csv
+
+    flag = f"--users {path}"
+    df = read_flag_csv(path, "--users", header=None, dtype=str, keep_default_na=False)
+    df = df.apply(lambda c: c.str.strip())
+    df = df[(df != "").any(axis=1)]  # lines of blanks only
+    header = [str(h).lower() for h in df.iloc[0]] if len(df) else []
+    if "user_id" in header:
+        ids = df.iloc[1:, header.index("user_id")]
+    elif df.shape[1] == 1:
+        ids = df.iloc[:, 0]
+    else:
+        raise InputError(f"{flag}: {df.shape[1]} columns and none is named user_id; give one user id a line, or a CSV "
+                         "with a user_id column")
+    blank = [str(i) for i, v in enumerate(ids, start=1) if v == ""]
+    if blank:
+        rows = ", ".join(blank[:10]) + (f" and {len(blank) - 10} more" if len(blank) > 10 else "")
+        raise InputError(f"{flag}: user_id is empty in data row(s) {rows} (1 = first data row)")
+    if ids.empty:  # an empty list would write an empty file and exit 0, as if every user had been served
+        raise InputError(f"{flag}: no user ids in the file (one a line, an optional user_id header)")
+    return list(ids)
+
+
 @train_app.command("recommender")
 def train_recommender(events: Path = typer.Option(..., "--events"), items: Optional[Path] = typer.Option(None, "--items"),
                       users: Optional[Path] = typer.Option(None, "--users")) -> None:
@@ -27,7 +54,8 @@ def train_recommender(events: Path = typer.Option(..., "--events"), items: Optio
 
 
 @app.command("recommend")
-def recommend(users: Optional[Path] = typer.Option(None, "--users", help="File of user ids, one a line"),
+def recommend(users: Optional[Path] = typer.Option(None, "--users", help="File of user ids: one a line (optional "
+                                                        "user_id header), or a CSV with a user_id column"),
               all_users: bool = typer.Option(False, "--all-users", help="Every user the model was trained on"),
               k: int = typer.Option(20, "--k"),
               output: Path = typer.Option(..., "--output"), model: Optional[str] = typer.Option(None, "--model"),
@@ -51,13 +79,7 @@ def recommend(users: Optional[Path] = typer.Option(None, "--users", help="File o
         raise InputError("name the users: --users FILE or --all-users (not both)")
     ids: list[str] = []
     if users is not None:
-        if not users.exists():
-            raise InputError(f"{users}: no such file")
-        listed = [line.strip() for line in users.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-        if listed and listed[0].lower() == "user_id":
-            listed = listed[1:]
-        if not listed:  # an empty list would write an empty file and exit 0, as if every user had been served
-            raise InputError(f"--users {users}: no user ids in the file (one a line, an optional user_id header)")
+        listed = read_user_ids(users)
         ids = list(dict.fromkeys(listed))  # a user listed twice gets one block of rows
         if len(ids) < len(listed):
             console.print(f"{users}: {len(listed) - len(ids)} duplicate user id(s) listed once", highlight=False)

@@ -21,6 +21,10 @@ ITEMLESS_EVENTS = ("purchase", "coupon_claim", "coupon_redeem")  # item_id may b
 
 # Earliest timestamp we believe; later than "now + 1 day" is impossible too (clock skew allowance).
 MIN_TIMESTAMP = pd.Timestamp("1990-01-01")
+# Largest magnitude any number in a file may have (amounts, prices, spend, revenue, quantities, ratings): a trillion,
+# far above one retailer's week of spend or revenue, still held to a cent by a float64; sums of 10^9 such values stay
+# finite, so a stray `1e308` cannot turn totals, means or fits into inf/NaN downstream. Beyond it: `impossible <col>`.
+MAX_NUMBER = 1e12
 
 Kind = Literal["id", "str", "timestamp", "date", "nonneg", "number", "event", "bool"]
 
@@ -34,6 +38,8 @@ class TableSpec:
     required: tuple[str, ...]
     unique: tuple[str, ...] = ()
     prefixed: dict[str, Kind] = field(default_factory=dict)  # e.g. spend_<channel> columns
+    filled: tuple[str, ...] = ()  # prefixes of optional columns whose cells, where the column exists, may not be blank
+    dedupe: bool = False  # a row identical to an earlier one is a redelivery: `duplicate row` (store/chunks.py)
 
     def kind_of(self, column: str) -> Kind | None:
         if column in self.columns:
@@ -52,6 +58,7 @@ EVENTS = TableSpec(
         "store_id": "id", "order_id": "id", "session_id": "id",
     },
     required=("user_id", "item_id", "timestamp", "event"),
+    dedupe=True,
 )
 ITEMS = TableSpec(
     "items",
@@ -80,6 +87,7 @@ TOUCHPOINTS = TableSpec(
 MARKETING_MIX = TableSpec(
     "marketing_mix", {"date": "date", "revenue": "nonneg"},
     required=("date", "revenue"), unique=("date",), prefixed={"spend_": "nonneg", "revenue_": "nonneg"},
+    filled=("spend_",),  # a blank week of spend is missing data, not zero spend
 )
 TABLES = {t.name: t for t in (EVENTS, ITEMS, STORE_STOCK, USERS, TOUCHPOINTS, MARKETING_MIX)}
 
@@ -151,7 +159,7 @@ def validate(df: pd.DataFrame, spec: TableSpec, *, now: pd.Timestamp | None = No
         if kind is None:  # unknown extra columns pass through untouched
             typed[col] = raw[col]
             continue
-        if col in spec.required and not (spec.name == "events" and col == "item_id"):
+        if (col in spec.required and not (spec.name == "events" and col == "item_id")) or col.startswith(spec.filled):
             flag(blank, f"missing {col}")
         if kind in ("id", "str"):
             typed[col] = text.where(~blank, pd.NA)
@@ -169,6 +177,7 @@ def validate(df: pd.DataFrame, spec: TableSpec, *, now: pd.Timestamp | None = No
             flag(~blank & (num.isna() | ~np.isfinite(num.fillna(0))), f"non-numeric {col}")
             if kind == "nonneg":
                 flag(num < 0, f"negative {col}")
+            flag(num.abs() > MAX_NUMBER, f"impossible {col}")
             typed[col] = num
         elif kind == "bool":
             b = _bool(text)
@@ -247,13 +256,13 @@ def _nonneg(v: object) -> tuple[bool, float | None]:
         x = float(v)
     else:
         return False, None
-    return (math.isfinite(x) and x >= 0), x
+    return (math.isfinite(x) and 0 <= x <= MAX_NUMBER), x
 
 
 def quick_events(records: list[dict], now: pd.Timestamp | None = None) -> list[tuple] | None:
     """The fast path of `validate_records(records, EVENTS)` for JSON events in the plain forms (ids, a known event,
-    an ISO or unix-seconds timestamp, non-negative quantity and amount): one tuple per record in `STORED_EVENT` order,
-    timestamp as unix seconds (UTC). None as soon as any record needs more — another column, another form, or a
+    an ISO or unix-seconds timestamp, quantity and amount in [0, MAX_NUMBER]): one tuple per record in `STORED_EVENT`
+    order, timestamp as unix seconds (UTC). None as soon as any record needs more — another column, another form, or a
     rule it breaks — and then `validate_records` decides and names every bad record. Why: the frame-wide rules cost
     about 15 ms per call whatever the size, which for `/events` batches of 100 is most of the server's time; this
     path accepts only what those rules accept (tests/test_schema.py checks the two agree)."""

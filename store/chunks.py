@@ -9,6 +9,12 @@ the same rows would give (row index + 2), so a file converted from one format to
 Tables with a unique key (items, users, store_stock, marketing_mix) are validated in one batch: duplicates are
 judged against every earlier row, rejected ones included, as in a single pass. They are catalogues and per-customer
 tables (at most a few million rows); the large tables (events, touchpoints) have no key and are batched.
+
+Duplicate events (`TableSpec.dedupe`): a good row that carries an order_id or event_id and whose text is identical,
+column for column, to an earlier good row of the file is a redelivery, quarantined as `duplicate row` (docs/data.md
+says why rows without an id are kept). Judged on every column even when a job reads only some, across batches through
+a 64-bit hash of each row (8 bytes per judged row held while the file is read; two different rows share a hash with
+odds of about n^2 / 3.7e19, under 1e-4 at 50M rows, and the later one would then be quarantined, visibly).
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ import pandas as pd
 from omnidecide.models.schema import SchemaError, TableSpec, Validation, validate
 
 BATCH_ROWS = 500_000
+DEDUPE_IDS = ("order_id", "event_id")  # a row naming one of these is one event: its exact copy is a redelivery
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _CSV_KW = dict(dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8", encoding_errors="replace")
 
@@ -39,6 +46,52 @@ class Batch:
     raw: pd.DataFrame
     lines: np.ndarray
     malformed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["row", "reason"]))
+    keys: np.ndarray | None = None  # hash of each row's full text, where duplicates are judged (else None)
+
+
+def row_keys(raw: pd.DataFrame) -> np.ndarray | None:
+    """A 64-bit hash of each row's text in every column (hashed per distinct value), for the rows that carry an
+    order_id or event_id; 0 (never a duplicate) for the others, which two real events can share (two views in one
+    second, two purchases on one day in a date-only log). None when the file has neither column."""
+    ids = [c for c in DEDUPE_IDS if c in raw.columns]
+    if not ids:
+        return None
+    named = np.zeros(len(raw), dtype=bool)
+    for c in ids:
+        named = named | (raw[c].astype(str).str.strip() != "").to_numpy(dtype=bool)
+    keys = np.zeros(len(raw), dtype=np.uint64)
+    if named.any():
+        keys[named] = pd.util.hash_pandas_object(raw[named].astype("category"), index=False).to_numpy()
+    return keys
+
+
+class Seen:
+    """Row keys met so far in a file, sorted, so a redelivered row is caught however far apart the copies are."""
+
+    def __init__(self) -> None:
+        self.keys = np.empty(0, dtype=np.uint64)
+
+    def repeated(self, keys: np.ndarray) -> np.ndarray:
+        """True where a key (not 0) was met before, earlier in the file or earlier in `keys`; remembers the new ones."""
+        judged = keys != 0
+        dup = judged & pd.Series(keys).duplicated().to_numpy()
+        if len(self.keys):
+            dup = dup | (judged & (self.keys[np.searchsorted(self.keys, keys).clip(max=len(self.keys) - 1)] == keys))
+        self.keys = np.sort(np.concatenate([self.keys, keys[judged & ~dup]]), kind="stable")
+        return dup
+
+
+def drop_repeats(b: Batch, v: Validation, seen: Seen) -> Validation:
+    """Move the good rows of `v` that repeat an earlier row (by `b.keys`) to its rejects as `duplicate row`."""
+    pos = np.flatnonzero(~np.isin(b.lines, v.rejects["row"].to_numpy(dtype=np.int64)))  # the good rows' places
+    dup = seen.repeated(b.keys[pos])
+    if not dup.any():
+        return v
+    rej = b.raw.iloc[pos[dup]].reset_index(drop=True)
+    rej.insert(0, "reason", "duplicate row")
+    rej.insert(0, "row", b.lines[pos[dup]].astype(int))
+    rejects = pd.concat([v.rejects, rej], ignore_index=True).sort_values("row", kind="stable", ignore_index=True)
+    return Validation(v.clean[~dup].reset_index(drop=True), rejects)
 
 
 def _scan_lines(path: Path) -> tuple[list[int], list[tuple[int, int]]]:
@@ -142,12 +195,14 @@ def batches(path: Path, spec: TableSpec, rows: int = BATCH_ROWS, careful: bool =
     path = Path(path)
     rows = (1 << 62) if spec.unique else rows
     if is_parquet(path):
-        return _parquet_batches(path, rows, columns)
-    _check_header(path)
-    gen = _csv_careful(path, rows) if careful else _csv_batches(path, rows)
-    if columns is None:
+        gen = _parquet_batches(path, rows, None if spec.dedupe else columns)
+    else:
+        _check_header(path)
+        gen = _csv_careful(path, rows) if careful else _csv_batches(path, rows)
+    if columns is None and not spec.dedupe:
         return gen
-    return (Batch(b.raw[[c for c in b.raw.columns if c in columns]], b.lines, b.malformed) for b in gen)
+    return (Batch(b.raw if columns is None else b.raw[[c for c in b.raw.columns if c in columns]], b.lines,
+                  b.malformed, row_keys(b.raw) if spec.dedupe else None) for b in gen)
 
 
 def _compact_batches(path: Path, spec: TableSpec, rows: int, columns: list[str] | None,
@@ -164,11 +219,13 @@ def _compact_batches(path: Path, spec: TableSpec, rows: int, columns: list[str] 
 
     def gen():
         nonlocal done
-        for rb in f.iter_batches(batch_size=rows, columns=names):
+        dedupe = spec.dedupe and any(c in f.schema_arrow.names for c in DEDUPE_IDS)
+        for rb in f.iter_batches(batch_size=rows, columns=None if dedupe else names):
             lines = np.arange(done, done + rb.num_rows) + 2
             done += rb.num_rows
-            v = validate_arrow(rb, spec, now=now, lines=lines)
-            yield (Batch(as_text_frame(rb), lines) if v is None else None), v
+            v = validate_arrow(rb.select(names), spec, now=now, lines=lines)
+            text = as_text_frame(rb) if v is None or dedupe else None  # every column: duplicates are whole rows
+            yield (None if text is None else Batch(text[names], lines, keys=row_keys(text) if dedupe else None)), v
     return gen()
 
 
@@ -197,7 +254,7 @@ def scan(path: Path, spec: TableSpec, *, keep_clean: bool = True, keep_rejects: 
         columns = list(dict.fromkeys([*spec.required, *columns]))
     typed = _compact_batches(Path(path), spec, rows, columns, now) if compact and is_parquet(path) else None
     for careful in (False, True):
-        out = Scan([], [], Counter())
+        out, seen = Scan([], [], Counter()), Seen()
         try:
             pairs = typed if typed is not None else ((b, None) for b in batches(path, spec, rows, careful, columns))
             for b, v in pairs:
@@ -208,6 +265,8 @@ def scan(path: Path, spec: TableSpec, *, keep_clean: bool = True, keep_rejects: 
                         raise SchemaError(f"{path}: {e}") from e
                     if compact and keep_clean:
                         v = Validation(to_compact(v.clean, spec), v.rejects)
+                if b is not None and b.keys is not None:
+                    v = drop_repeats(b, v, seen)
                 malformed = b.malformed if b is not None else None
                 rej = pd.concat([malformed, v.rejects], ignore_index=True) if malformed is not None and len(malformed) \
                     else v.rejects

@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from omnidecide.models.schema import EVENT_TYPES, ITEMLESS_EVENTS, MIN_TIMESTAMP, TableSpec, Validation, validate
+from omnidecide.models.schema import (EVENT_TYPES, ITEMLESS_EVENTS, MAX_NUMBER, MIN_TIMESTAMP, TableSpec, Validation,
+                                     validate)
 
 STRING_KINDS = ("id", "str", "event")
 
@@ -112,7 +113,7 @@ def _numbers(col, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     x = v.to_numpy(zero_copy_only=False).astype(np.float64)
     blank = np.isnan(x)
-    bad = ~blank & ~np.isfinite(x)
+    bad = ~blank & ~(np.abs(x) <= MAX_NUMBER)  # inf too
     if kind == "nonneg":
         bad |= x < 0
     return x, bad

@@ -78,7 +78,7 @@ def write_rejects(path: Path, rejects: pd.DataFrame) -> Path:
 def load(path: str | Path, table: str | TableSpec, *, write: bool = True, keep: bool = True,
          columns: list[str] | None = None, compact: bool = False, where=None) -> Loaded:
     """Read and validate one canonical file, CSV or Parquet (by suffix), in row batches. Raises SchemaError (naming
-    the file) when it is unusable. `keep=False` only counts: `data` is then empty (validation of a huge file).
+    the file) when it is unusable or has no data rows. `keep=False` only counts: `data` is then empty (validation of a huge file).
     `columns`: read and validate only these (plus the required ones). `compact`: string columns as categoricals and
     typed Parquet checked without text (store/compact.py): what a job over 50M rows needs. `where(frame)`: keep only
     the good rows it marks (every row is still validated and counted)."""
@@ -91,6 +91,8 @@ def load(path: str | Path, table: str | TableSpec, *, write: bool = True, keep: 
     if not path.is_file():  # a folder (or a device): reading it would end in a traceback, not a message
         raise SchemaError(f"{path}: is a folder, not a file" if path.is_dir() else f"{path}: not a regular file")
     result = scan(path, spec, keep_clean=keep, columns=columns, compact=compact, where=where)
+    if result.n_good == 0 and not result.counts:  # a header alone would pass as a clean file of nothing
+        raise SchemaError(f"{path}: no data rows (only a header)")
     columns = ["row", "reason"]
     rejects = pd.concat(result.rejects, ignore_index=True) if result.rejects else pd.DataFrame(columns=columns)
     if result.clean:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from omnidecide.models.allocator.curves import Ensemble
 from omnidecide.models.errors import InputError
+from omnidecide.models.schema import MAX_NUMBER
 
 
 @dataclass
@@ -61,12 +62,15 @@ class DrawUpdate:
 
 def _numbers(df: pd.DataFrame, col: str, source: str, nonneg: bool) -> np.ndarray:
     v = pd.to_numeric(df[col], errors="coerce")
-    bad = v.isna() | ~np.isfinite(v.fillna(0)) | ((v < 0) if nonneg else False)
+    finite = np.isfinite(v.fillna(np.inf))
+    absurd = finite & (v.abs() > MAX_NUMBER)  # e.g. 1e308: the re-plan's sums would overflow
+    bad = ~finite | absurd | ((v < 0) if nonneg else False)
     if bad.any():
         at = int(np.flatnonzero(bad.to_numpy())[0])
         row = int(df.index[at]) + 1  # the file's data row (1 = first), not its place after sorting by period
-        raise InputError(f"{source}: row {row}: {col} must be a finite number{' >= 0' if nonneg else ''}, "
-                         f"got {str(df[col].iloc[at])!r}")
+        why = (f"is beyond the cap of {MAX_NUMBER:g}" if absurd.iloc[at]
+               else f"must be a finite number{' >= 0' if nonneg else ''}")
+        raise InputError(f"{source}: row {row}: {col} {why}, got {str(df[col].iloc[at])!r}")
     return v.to_numpy(float)
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from omnidecide.models.allocator.mmm import History, MMMParams
 from omnidecide.models.errors import InputError
+from omnidecide.models.schema import MAX_NUMBER
 
 COLUMNS = ("channel", "start", "end", "incremental_revenue", "ci_low", "ci_high")
 
@@ -57,6 +58,8 @@ def parse_lift_tests(df: pd.DataFrame, channels: list[str], dates: pd.DatetimeIn
             v = pd.to_numeric(pd.Series([r[f]]), errors="coerce").iloc[0]
             if pd.isna(v) or not np.isfinite(v):
                 raise InputError(f"{where}: {f} {r[f]!r} is not a number")
+            if abs(v) > MAX_NUMBER:  # finite but absurd: its square in the fit's likelihood would overflow
+                raise InputError(f"{where}: {f} {r[f]!r} is beyond the cap of {MAX_NUMBER:g} (docs/data.md)")
             num[f] = float(v)
         if not num["ci_low"] <= num["incremental_revenue"] <= num["ci_high"] or num["ci_high"] <= num["ci_low"]:
             raise InputError(f"{where}: need ci_low < ci_high and incremental_revenue inside [ci_low, ci_high], got "

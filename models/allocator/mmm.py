@@ -138,7 +138,8 @@ def history_from_frame(df: pd.DataFrame, source: str = "history") -> History:
             why = "is constant" if v.notna().all() else f"has {int(v.isna().sum())} non-numeric or empty cell(s)"
             logging.getLogger(__name__).warning(f"{source}: column {c!r} {why}: not used as a control")
     step = int(round(np.median(np.diff(df["date"].to_numpy()).astype("timedelta64[D]").astype(float))))
-    spend = df[spend_cols].apply(pd.to_numeric, errors="coerce").fillna(0.0).to_numpy(float)
+    if np.isnan(spend := df[spend_cols].apply(pd.to_numeric, errors="coerce").to_numpy(float)).any():  # not 0: missing
+        raise InputError(f"{source}: blank spend in {[c for c, b in zip(spend_cols, np.isnan(spend).any(0)) if b]}")
     channels = [c[len("spend_"):] for c in spend_cols]
     orphans = [c for c in df.columns if c.startswith("revenue_") and c[len("revenue_"):] not in channels]
     if orphans:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from omnidecide.models.allocator.lift import parse_lift_tests
+from omnidecide.models.errors import InputError
 from omnidecide.models.allocator.mmm import history_from_frame
 from omnidecide.store import registry
 from omnidecide.training import progress
@@ -20,6 +21,18 @@ def read_lift_tests(path: Path, h) -> list:
     return parse_lift_tests(df, h.channels, h.dates, f"--lift-tests {path.name}")
 
 
+def refuse_blank_spend(loaded) -> None:
+    """A blank spend cell is missing data, not zero spend: fitting the week without it (or as 0) would bias every
+    channel's curve, so a history with one is an error naming its lines and columns (docs/data.md)."""
+    r = loaded.rejects
+    blank = r[r["reason"].astype(str).str.startswith("missing spend_")] if len(r) else r
+    if len(blank):
+        where = "; ".join(f"{why[len('missing '):]} in line(s) {', '.join(map(str, g['row'].head(10)))}"
+                          + (f" and {len(g) - 10} more" if len(g) > 10 else "") for why, g in blank.groupby("reason"))
+        raise InputError(f"{loaded.path}: blank spend cells: {where}. A blank is missing data, not zero spend: "
+                         "write the week's spend, or 0 where nothing was spent")
+
+
 def train(history: Path, *, seed: int = 0, timesteps: int | None = None, n_boot: int | None = None,
           lift_tests: Path | None = None) -> str:
     """Fit, train the residual agent, evaluate, save; returns the tag (`allocator:<version>`). lift_tests: lift.csv
@@ -27,6 +40,7 @@ def train(history: Path, *, seed: int = 0, timesteps: int | None = None, n_boot:
     with progress.task("train allocator", 3):
         progress.step(f"load and validate {Path(history).name}")
         loaded = load(history, "marketing_mix")
+        refuse_blank_spend(loaded)
         h = history_from_frame(loaded.data, str(history))
         lift = read_lift_tests(lift_tests, h) if lift_tests is not None else None
         cfg = Config(seed=seed)
