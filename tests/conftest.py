@@ -15,6 +15,25 @@ SYNTH_USERS = 600
 SYNTH_SEED = 0
 
 
+@pytest.fixture
+def cli(capsys):
+    """Runs the real entry point (its error handling included): cli([...]) -> (exit code, stderr on one line; rich
+    wraps long lines)."""
+    import sys
+
+    from omnidecide.cli import main
+
+    def run(args: list[str]) -> tuple[int, str]:
+        argv, sys.argv = sys.argv, ["omnidecide", *args]
+        try:
+            with pytest.raises(SystemExit) as exit_info:
+                main()
+        finally:
+            sys.argv = argv
+        return exit_info.value.code, " ".join(capsys.readouterr().err.split())
+    return run
+
+
 @pytest.fixture(scope="session")
 def synth_world(tmp_path_factory) -> Path:
     """A 600-user synthetic world (seed 0): canonical files + truth.json + truth_users.csv."""

@@ -118,24 +118,14 @@ def test_header_only_blank_channel_and_folder_are_refused(world, synth_world, tm
         assert isinstance(res.exception, InputError) and why in str(res.exception), (name, res.output)
 
 
-def test_error_text_in_square_brackets_is_printed_whole(world, synth_world, tmp_path, capsys):
+def test_error_text_in_square_brackets_is_printed_whole(world, synth_world, tmp_path, cli):
     """The CLI prints errors through rich: "inside [ci_low, ci_high]" was swallowed as a markup tag."""
-    import sys
-
-    from omnidecide.cli import main
-
     f = tmp_path / "lift.csv"
     f.write_text("channel,start,end,incremental_revenue,ci_low,ci_high\n"
                  f"{world[0].channels[0]},2024-01-01,2024-02-01,100000,200000,50000\n")
-    argv, sys.argv = sys.argv, ["omnidecide", "train", "allocator", "--history", str(synth_world / "marketing_mix.csv"),
-                                "--lift-tests", str(f), "--timesteps", "0"]
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-    finally:
-        sys.argv = argv
-    err = " ".join(capsys.readouterr().err.split())
-    assert exit_info.value.code == 2 and "[ci_low, ci_high]" in err and "[200000, 50000]" in err
+    code, err = cli(["train", "allocator", "--history", str(synth_world / "marketing_mix.csv"), "--lift-tests", str(f),
+                     "--timesteps", "0"])
+    assert code == 2 and "[ci_low, ci_high]" in err and "[200000, 50000]" in err
 
 
 def test_controls_that_cannot_be_used_are_named_not_dropped_in_silence(synth_world, caplog):

@@ -35,20 +35,11 @@ def test_synth_then_validate_clean_and_corrupt(tmp_path):
     assert len(rejects) == sum(truth["bad_rows"]["events"].values())
 
 
-def test_missing_column_is_one_line_error(tmp_path, capsys):
-    from omnidecide.cli import main
-
+def test_missing_column_is_one_line_error(tmp_path, cli):
     f = tmp_path / "events.csv"
     f.write_text("user_id,timestamp\nu,2025-01-01\n")
-    import sys
-    argv, sys.argv = sys.argv, ["omnidecide", "data", "validate", "--events", str(f)]
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-    finally:
-        sys.argv = argv
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    code, err = cli(["data", "validate", "--events", str(f)])
+    assert code == 2
     assert "events.csv" in err and "missing required column" in err and "Traceback" not in err
 
 
@@ -127,32 +118,20 @@ def test_ml1m_wheel_parsing_and_checksums(tmp_path, monkeypatch):
     assert set(events["event"]) == {"rating"} and events["item_id"].tolist() == ["Toy Story (1995)", "Jumanji (1995)"]
 
 
-def _main(args: list[str], capsys) -> tuple[int, str]:
-    """Run the real entry point (its error handling included); return the exit code and stderr."""
-    from omnidecide.cli import main
 
-    argv, sys.argv = sys.argv, ["omnidecide", *args]
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-    finally:
-        sys.argv = argv
-    return exit_info.value.code, " ".join(capsys.readouterr().err.split())  # rich wraps long lines
-
-
-def test_folder_twice_named_column_and_semicolons_are_one_line_errors(tmp_path, capsys):
+def test_folder_twice_named_column_and_semicolons_are_one_line_errors(tmp_path, cli):
     """A folder given as --events, a header naming `amount` twice (pandas would read `amount.1` and keep the first
     silently) and a ';'-separated file: each one line naming the file and the reason, exit 2, no traceback."""
     (tmp_path / "dir.csv").mkdir()
-    code, err = _main(["data", "validate", "--events", str(tmp_path / "dir.csv")], capsys)
+    code, err = cli(["data", "validate", "--events", str(tmp_path / "dir.csv")])
     assert code == 2 and "is a folder" in err and "Traceback" not in err
     twice = tmp_path / "twice.csv"
     twice.write_text("user_id,item_id,timestamp,event,amount,amount\nu1,i1,2025-01-01,purchase,5,7\n")
-    code, err = _main(["data", "validate", "--events", str(twice)], capsys)
+    code, err = cli(["data", "validate", "--events", str(twice)])
     assert code == 2 and "twice.csv" in err and "'amount'" in err and "more than once" in err
     semi = tmp_path / "semi.csv"
     semi.write_text("user_id;item_id;timestamp;event\nu1;i1;2025-01-01;view\n")
-    code, err = _main(["data", "validate", "--events", str(semi)], capsys)
+    code, err = cli(["data", "validate", "--events", str(semi)])
     assert code == 2 and "missing required column" in err and "';'-separated" in err
 
 

@@ -1,8 +1,6 @@
 """Bad input files found in the 12-01 CLI review: each is a clear error (exit 2) or a counted quarantine, never a
 crash and never a row that vanishes or is silently re-read (absurd numbers, header-only files, blank spend, duplicate
 deliveries, a CSV given as a list of user ids)."""
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,18 +10,6 @@ from omnidecide.store.io import load
 
 EV_HEADER = "user_id,item_id,timestamp,event,quantity,amount,order_id\n"
 
-
-def _main(args: list[str], capsys) -> tuple[int, str]:
-    """The real entry point (its error handling included): exit code and stderr, one line."""
-    from omnidecide.cli import main
-
-    argv, sys.argv = sys.argv, ["omnidecide", *args]
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-    finally:
-        sys.argv = argv
-    return exit_info.value.code, " ".join(capsys.readouterr().err.split())
 
 
 def _mix(cells: dict | None = None, n: int = 60) -> pd.DataFrame:
@@ -81,25 +67,25 @@ def test_absurd_lift_test_and_actuals_figures_are_errors_naming_row_and_field():
 
 # 2. a header-only file ---------------------------------------------------------------------------------------------
 
-def test_header_only_file_fails_validate_with_exit_2(tmp_path, capsys):
+def test_header_only_file_fails_validate_with_exit_2(tmp_path, cli):
     ev = tmp_path / "events.csv"
     ev.write_text(EV_HEADER)
-    code, err = _main(["data", "validate", "--events", str(ev)], capsys)
+    code, err = cli(["data", "validate", "--events", str(ev)])
     assert code == 2 and "events.csv" in err and "no data rows" in err and "Traceback" not in err
     pq = tmp_path / "items.parquet"
     pd.DataFrame({"item_id": pd.Series([], dtype=str), "category": pd.Series([], dtype=str)}).to_parquet(pq)
-    code, err = _main(["data", "validate", "--items", str(pq)], capsys)
+    code, err = cli(["data", "validate", "--items", str(pq)])
     assert code == 2 and "items.parquet" in err and "no data rows" in err
 
 
 # 3. blank spend in a marketing-mix history -------------------------------------------------------------------------
 
-def test_blank_spend_is_missing_not_zero(tmp_path, capsys):
+def test_blank_spend_is_missing_not_zero(tmp_path, cli):
     mix = tmp_path / "mix.csv"
     _mix({(4, "spend_tv"): "", (9, "spend_tv"): " ", (7, "spend_search"): ""}).to_csv(mix, index=False)
     got = load(mix, "marketing_mix", write=False)
     assert got.counts == {"missing spend_tv": 2, "missing spend_search": 1}
-    code, err = _main(["train", "allocator", "--history", str(mix), "--timesteps", "64"], capsys)
+    code, err = cli(["train", "allocator", "--history", str(mix), "--timesteps", "64"])
     assert code == 2 and "mix.csv" in err and "Traceback" not in err
     assert "spend_tv" in err and "6, 11" in err and "spend_search" in err and "9" in err and "not zero" in err
     from omnidecide.models.allocator.mmm import history_from_frame
@@ -163,11 +149,11 @@ def test_recommend_users_file_forms(tmp_path, text, ids):
     assert read_user_ids(f) == ids
 
 
-def test_recommend_users_csv_without_user_id_column_is_an_error(tmp_path, capsys):
+def test_recommend_users_csv_without_user_id_column_is_an_error(tmp_path, cli):
     f = tmp_path / "users.csv"
     f.write_text("customer,segment\nu1,gold\nu2,silver\n")
-    code, err = _main(["recommend", "--users", str(f), "--output", str(tmp_path / "r.csv")], capsys)
+    code, err = cli(["recommend", "--users", str(f), "--output", str(tmp_path / "r.csv")])
     assert code == 2 and "users.csv" in err and "user_id" in err and not (tmp_path / "r.csv").exists()
     f.write_text("name,user_id\nann,u1\nbob,\n")
-    code, err = _main(["recommend", "--users", str(f), "--output", str(tmp_path / "r.csv")], capsys)
+    code, err = cli(["recommend", "--users", str(f), "--output", str(tmp_path / "r.csv")])
     assert code == 2 and "users.csv" in err and "row(s) 2" in err and "user_id is empty" in err
