@@ -93,7 +93,7 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
     """
     import pandas as pd
 
-    from omnidecide.models.allocator.constraints import FLAGS, check_request
+    from omnidecide.models.allocator.constraints import check_request
 
     check_request(budget, periods, reserve)  # (before loading the model; Allocator.plan checks all flags again)
     act = None
@@ -106,7 +106,7 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
     rt = AllocatorRuntime(model)
     req = _request(budget=budget, periods=periods, reserve=reserve, min=_pairs(min_, "--min"),
                    max=_pairs(max_, "--max"), roi_floor=_pairs(roi_floor, "--roi-floor"))
-    resp, res = rt.plan(req, actuals=act, names=FLAGS)
+    resp, res = rt.plan(req, actuals=act)
     previous = pd.read_csv(output) if report is not None and output.exists() else None
     output.parent.mkdir(parents=True, exist_ok=True)
     res.table.to_csv(output, index=False)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from omnidecide.models.allocator.constraints import HTTP_FIELDS, Names
+from omnidecide.models.allocator.constraints import FLAGS, Names
 from omnidecide.models.errors import InputError
 from omnidecide.serving.limits import Money, RequestModel
 from omnidecide.store import loader
@@ -75,9 +75,9 @@ class AllocatorRuntime:
     def channels(self) -> list[str]:
         return self.allocator.channels
 
-    def plan(self, req: PlanRequest, actuals: pd.DataFrame | None = None, names: Names = HTTP_FIELDS):
-        """Returns (PlanResponse, PlanResult). `names`: errors name the request's fields (`min`), or the CLI's flags
-        (`--min`) when the CLI passes `constraints.FLAGS`."""
+    def plan(self, req: PlanRequest, actuals: pd.DataFrame | None = None, names: Names = FLAGS):
+        """Returns (PlanResponse, PlanResult). `names`: what errors call the inputs, the CLI's flags (`--min`) unless
+        the HTTP endpoint passes `constraints.HTTP_FIELDS` (`min`)."""
         t0 = time.perf_counter()
         if actuals is None and req.actuals_csv:
             try:

@@ -5,7 +5,8 @@ probability per (user, item, channel)) and on the caller's churn figures for the
 `/predict_churn`: CRM keeps them per customer). Item value is price × margin where the catalogue has a margin, else
 price. The reference value — what multiplier 1.0 means — is the caller's target if given, else the average value of
 an impression of the top-20 recommendations to a fixed sample of training users on that channel, computed once per
-(version, channel) and cached.
+(version, channel) and cached. A sold-out candidate (item-level stock 0, live from `/items`) is not bid on: it is
+listed in `out_of_stock_items`, as unknown ids are in `unknown_items`.
 """
 from __future__ import annotations
 

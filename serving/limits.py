@@ -2,8 +2,8 @@
 
 Why: without limits one client posting a 2 MB `recent_events` list slows every other caller's `/recommend` by
 orders of magnitude, and a 1 MB user id ends up in the decision log. Every limit is named in the error it causes
-(413 for the body, 422 for a list or an id that is too long, 400 for a malformed value) and can be raised by its
-environment variable (README "Limits"). Timestamps are bounded to the years 1900-2200 because pandas (nanosecond
+(413 for the body, 422 for a list, an id or a text that is too long or a money amount that is too large, 400 for a
+malformed value) and can be raised by its environment variable (README "Limits"). Timestamps are bounded to the years 1900-2200 because pandas (nanosecond
 timestamps) cannot hold dates outside roughly 1677-2262: `9999-12-31` is a bad request, not a server error.
 """
 from __future__ import annotations
@@ -103,6 +103,7 @@ Note = Annotated[Text, Field(max_length=NOTE_CHARS)]
 # narrows it: `Annotated[Money, Field(ge=1)]`). Why a ceiling: 1e308 passed every check and came out as a "low" churn
 # risk with absurd or null figures (sums and squares of such amounts overflow); no retailer's amount comes near it.
 Money = Annotated[float, Field(ge=0, le=LIMITS.amount, allow_inf_nan=False)]
+
 Day = Annotated[date, AfterValidator(_in_range)]
 Timestamp = Annotated[datetime, AfterValidator(_in_range)]
 TimestampOrText = Annotated[datetime | str, AfterValidator(_str_time_in_range)]

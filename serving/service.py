@@ -22,6 +22,7 @@ from starlette.responses import Response
 from omnidecide.serving import accept, admin, auth, catalogue, churn_by_id, keepalive, metrics, watchdog
 from omnidecide.serving.errors import BAD_INPUT, ApiError, Guard, answers, bad_input
 from omnidecide.serving.limits import NoBody
+from omnidecide.models.allocator.constraints import HTTP_FIELDS
 from omnidecide.serving.allocator import AllocatorRuntime, PlanRequest, PlanResponse
 from omnidecide.serving.audit import DecisionLog
 from omnidecide.serving.bidder import BidRequest, BidResponse, Bidder
@@ -216,7 +217,8 @@ class OmniDecide:
     def allocate(self, **fields: Any) -> PlanResponse:
         """Budget plan per channel and period under reserve, bounds and ROI floors; re-plans from actuals."""
         request = PlanRequest.model_construct(**fields)  # validated by BentoML against input_spec
-        resp, ms = _call(self.allocator, request.model_dump_json(), lambda r: r.plan(request)[0], self.log, "allocate")
+        resp, ms = _call(self.allocator, request.model_dump_json(), lambda r: r.plan(request, names=HTTP_FIELDS)[0],
+                         self.log, "allocate")
         self.log.write("allocate", resp.model, None, {
             "request": request.model_dump(exclude={"actuals_csv"}), "actual_periods": resp.actual_periods,
             "expected_incremental_revenue": resp.expected_incremental_revenue,

@@ -62,6 +62,14 @@ def test_allocate_errors_name_the_body_fields_not_cli_flags(client):
         assert "--" not in r.json()["message"], r.text
 
 
+def test_predict_churn_horizon_error_names_the_body_field(client):
+    event = {"user_id": "a", "timestamp": "2026-01-10", "event": "purchase", "amount": 20}
+    for body in ({"as_of": "2026-03-01", "events": [event]}, {"user_ids": ["a"]}):
+        r = client.post("/predict_churn", json={**body, "horizon_days": 7})
+        refused(r, "horizon_days")
+        assert r.json()["message"].startswith("horizon_days 7:"), r.text  # (the fix it names is a command: kept)
+
+
 def test_allocate_cli_keeps_its_flag_names():
     from omnidecide.models.allocator.constraints import request_constraints
     from omnidecide.models.errors import InputError
