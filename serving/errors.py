@@ -131,9 +131,8 @@ def from_validation(path: str, detail: list[dict]) -> tuple[int, dict]:
         ids = f"; ids are limited to {LIMITS.id_chars} characters ({Limits.env_name('id_chars')})"
         return 422, {"error": "limit_exceeded", "field": field, "message": (
             f"{field}: {msg}{ids if msg.endswith(f' {LIMITS.id_chars} characters') else ''}{more}")}
-    if kind == "less_than_equal" and msg.endswith(f" {LIMITS.amount}"):  # serving.limits.Money
-        return 422, {"error": "limit_exceeded", "field": field, "message": (
-            f"{field}: {msg}, the limit of a money amount ({Limits.env_name('amount')}){more}")}
+    if kind == "less_than_equal" and msg.endswith(f" {LIMITS.amount}"):  # serving.limits.Money: bad input, a 400
+        msg += f", the limit of a money amount ({Limits.env_name('amount')})"
     if kind == "extra_forbidden":
         msg = "not a field of this endpoint (misspelt?); /docs.json lists its fields"
     if kind == "string_too_short" and msg.endswith("at least 1 character"):  # BentoML sends no input, no context

@@ -2,8 +2,8 @@
 
 Why: without limits one client posting a 2 MB `recent_events` list slows every other caller's `/recommend` by
 orders of magnitude, and a 1 MB user id ends up in the decision log. Every limit is named in the error it causes
-(413 for the body, 422 for a list, an id or a text that is too long or a money amount that is too large, 400 for a
-malformed value) and can be raised by its environment variable (README "Limits"). Timestamps are bounded to the years 1900-2200 because pandas (nanosecond
+(413 for the body, 422 for a list, an id or a text that is too long, 400 for a malformed value or a money amount
+over its limit) and can be raised by its environment variable (README "Limits"). Timestamps are bounded to the years 1900-2200 because pandas (nanosecond
 timestamps) cannot hold dates outside roughly 1677-2262: `9999-12-31` is a bad request, not a server error.
 """
 from __future__ import annotations
