@@ -48,6 +48,22 @@ def train_allocator(history: Path = typer.Option(..., "--history"),
     print(tag)
 
 
+def _request(**fields):
+    """The HTTP request model, built from the flags: what it refuses (a negative or over-the-limit amount) is an
+    InputError naming the flag (`--min a: ...`), as every other allocate error is, not a pydantic traceback."""
+    from pydantic import ValidationError
+
+    from omnidecide.models.allocator.constraints import FLAGS
+    from omnidecide.serving.allocator import PlanRequest
+
+    try:
+        return PlanRequest(**fields)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = " ".join([getattr(FLAGS, str(first["loc"][0]), str(first["loc"][0])), *map(str, first["loc"][1:])])
+        raise InputError(f"{where}: {first['msg']}") from None
+
+
 @app.command("allocate")
 def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer.Option(..., "--periods"),
              output: Path = typer.Option(..., "--output"), reserve: float = typer.Option(0.15, "--reserve"),
@@ -77,8 +93,6 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
     """
     import pandas as pd
 
-    from omnidecide.serving.allocator import PlanRequest
-
     from omnidecide.models.allocator.constraints import check_request
 
     check_request(budget, periods, reserve)  # (before loading the model; Allocator.plan checks all flags again)
@@ -90,8 +104,8 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
     from omnidecide.serving.allocator import AllocatorRuntime
 
     rt = AllocatorRuntime(model)
-    req = PlanRequest(budget=budget, periods=periods, reserve=reserve, min=_pairs(min_, "--min"),
-                      max=_pairs(max_, "--max"), roi_floor=_pairs(roi_floor, "--roi-floor"))
+    req = _request(budget=budget, periods=periods, reserve=reserve, min=_pairs(min_, "--min"),
+                   max=_pairs(max_, "--max"), roi_floor=_pairs(roi_floor, "--roi-floor"))
     resp, res = rt.plan(req, actuals=act)
     previous = pd.read_csv(output) if report is not None and output.exists() else None
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,29 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from omnidecide.models.errors import InputError
+from omnidecide.serving.limits import Id, MaybeId, Note, RequestModel
 from omnidecide.store import registry
+
+
+class AdminPromoteRequest(RequestModel):
+    model: Id
+    version: Id = Field(..., description="name:version or the version alone")
+    reason: Note = Field("", description="written to the lifecycle log with the key's name")
+
+
+class AdminRollbackRequest(RequestModel):
+    model: Id
+    reason: Note = ""
+
+
+class AdminCanaryRequest(RequestModel):
+    model: Id
+    version: MaybeId = ""
+    share: float = Field(0.05, ge=0, le=1, description="of the model's traffic; 0 ends the canary")
+    reason: Note = ""
 
 
 def _tag(model: str, version: str) -> str:
@@ -19,12 +40,31 @@ def _tag(model: str, version: str) -> str:
     return version if ":" in version else f"{model}:{version}"
 
 
+def _held(model: str, version: str) -> str:
+    """The tag, when the store holds it. Why not the registry's own error: it names the model store's path on the
+    server, which an HTTP caller cannot use and should not see; the versions there are is what they need."""
+    tag = _tag(model, version)
+    try:
+        registry.get(model, tag)
+    except registry.RegistryError:
+        held = [v["tag"].split(":", 1)[1] for v in registry.versions(model)]
+        listed = ", ".join(held[:10]) + (f" and {len(held) - 10} more" if len(held) > 10 else "")
+        raise InputError(f"version {tag!r} is not in the model store; {model} versions there, newest first: "
+                         f"{listed or 'none (train one)'}") from None
+    return tag
+
+
+def without_paths(message: str) -> str:
+    """An admin answer never shows where the model store lives on the server (a load error quotes file paths)."""
+    return message.replace(str(registry.home()), "<model store>")
+
+
 def _why(reason: str, key: str) -> str:
     return f"{reason or 'over HTTP'} (key {key})"
 
 
 def promote(model: str, version: str, key: str, reason: str = "") -> dict[str, Any]:
-    st = registry.promote(_tag(model, version), reason=_why(reason, key))
+    st = registry.promote(_held(model, version), reason=_why(reason, key))
     return {"model": model, "production": st["production"], "stages": st, "by": key}
 
 
@@ -40,5 +80,5 @@ def canary(model: str, version: str | None, share: float, key: str, reason: str 
         _tag(model, "x")
         st = registry.end_canary(model, reason=_why(reason, key))
     else:
-        st = registry.set_canary(_tag(model, version), share, reason=_why(reason, key))
+        st = registry.set_canary(_held(model, version), share, reason=_why(reason, key))
     return {"model": model, "canary": st.get("canary"), "stages": st, "by": key}

@@ -3,24 +3,25 @@ from __future__ import annotations
 
 import io
 import time
-from typing import Optional
+from typing import Annotated, Optional
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from omnidecide.models.allocator.constraints import FLAGS, Names
 from omnidecide.models.errors import InputError
-from omnidecide.serving.limits import RequestModel
+from omnidecide.serving.limits import Money, RequestModel
 from omnidecide.store import loader
 
 
 class PlanRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra={"example": {"budget": 1000000, "periods": 8, "reserve": 0.15}})
 
-    budget: float = Field(..., ge=1, le=1e13, description="total budget B for the horizon (reserve included)")
+    budget: Annotated[Money, Field(ge=1)] = Field(..., description="total budget B for the horizon (reserve included)")
     periods: int = Field(..., ge=1, le=156, description="number of periods T to plan")
     reserve: float = Field(0.15, ge=0, lt=1, description="strategic reserve, share of B held back")
-    min: dict[str, float] = Field(default_factory=dict, max_length=100, description="channel -> minimum total spend over the horizon")
-    max: dict[str, float] = Field(default_factory=dict, max_length=100, description="channel -> maximum total spend over the horizon")
+    min: dict[str, Money] = Field(default_factory=dict, max_length=100, description="channel -> minimum total spend over the horizon")
+    max: dict[str, Money] = Field(default_factory=dict, max_length=100, description="channel -> maximum total spend over the horizon")
     roi_floor: dict[str, float] = Field(default_factory=dict, max_length=100, description="channel -> minimum expected ROI")
     actuals_csv: Optional[str] = Field(None, description="ACTUALS.csv text: elapsed periods, spend_<channel>, revenue")
 
@@ -74,16 +75,17 @@ class AllocatorRuntime:
     def channels(self) -> list[str]:
         return self.allocator.channels
 
-    def plan(self, req: PlanRequest, actuals: pd.DataFrame | None = None):
-        """Returns (PlanResponse, PlanResult)."""
+    def plan(self, req: PlanRequest, actuals: pd.DataFrame | None = None, names: Names = FLAGS):
+        """Returns (PlanResponse, PlanResult). `names`: what errors call the inputs, the CLI's flags (`--min`) unless
+        the HTTP endpoint passes `constraints.HTTP_FIELDS` (`min`)."""
         t0 = time.perf_counter()
         if actuals is None and req.actuals_csv:
             try:
                 actuals = pd.read_csv(io.StringIO(req.actuals_csv))
             except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
-                raise InputError(f"actuals_csv: not a readable CSV ({e})") from e
+                raise InputError(f"{names.actuals}: not a readable CSV ({e})") from e
         res = self.allocator.plan(req.budget, req.periods, reserve=req.reserve, lo=req.min, hi=req.max,
-                                  roi_floor=req.roi_floor, actuals=actuals)
+                                  roi_floor=req.roi_floor, actuals=actuals, names=names)
         s = res.summary
         resp = PlanResponse(
             model=self.tag, rows=[PlanRow(**{k: _num(v) if isinstance(v, float) else v for k, v in r.items()})

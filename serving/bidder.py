@@ -5,19 +5,20 @@ probability per (user, item, channel)) and on the caller's churn figures for the
 `/predict_churn`: CRM keeps them per customer). Item value is price × margin where the catalogue has a margin, else
 price. The reference value — what multiplier 1.0 means — is the caller's target if given, else the average value of
 an impression of the top-20 recommendations to a fixed sample of training users on that channel, computed once per
-(version, channel) and cached.
+(version, channel) and cached. A sold-out candidate (item-level stock 0, live from `/items`) is not bid on: it is
+listed in `out_of_stock_items`, as unknown ids are in `unknown_items`.
 """
 from __future__ import annotations
 
 import threading
-from typing import Optional, Sequence
+from typing import Annotated, Optional, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from omnidecide.models.bidding import BidPolicy, impression_value, multiplier
 from omnidecide.models.errors import InputError
-from omnidecide.serving.limits import Id, RequestModel, limited
+from omnidecide.serving.limits import Id, Money, RequestModel, limited
 from omnidecide.serving.recommender import RecommenderRuntime, RecommendRequest
 
 REFERENCE_USERS = 32
@@ -32,8 +33,8 @@ class BidRequest(RequestModel):
     channel: Id = Field(..., description="ad channel of the auction, e.g. douyin, wechat_moments, tmall_ads, search")
     candidates: list[Id] = Field(..., min_length=1, **limited("candidates", "item ids the ad could show"))
     churn_probability: Optional[float] = Field(None, ge=0, le=1, description="from /predict_churn for this user")
-    expected_spend: Optional[float] = Field(None, ge=0, description="from /predict_churn for this user")
-    reference_value: Optional[float] = Field(None, gt=0, description="value that means multiplier 1.0")
+    expected_spend: Optional[Money] = Field(None, description="from /predict_churn for this user")
+    reference_value: Optional[Annotated[Money, Field(gt=0)]] = Field(None, description="value that means multiplier 1.0")
     retention_weight: float = Field(BidPolicy.retention_weight, ge=0, le=1)
     personalized: bool = Field(True, description="false: the user opted out of personalised ads; no history is used")
 
@@ -55,6 +56,9 @@ class BidResponse(BaseModel):
     personalized: bool
     candidates: list[BidCandidate]
     unknown_items: list[str]
+    out_of_stock_items: list[str] = Field(default_factory=list, description=(
+        "candidates sold out (item-level stock 0, from `/items` or the version's catalogue): not bid on, as "
+        "`/recommend` does not show them; /bid has no store, so one store's stock does not count"))
     churn_source: str = Field("none", description="where the churn figures of the retention credit came from: "
                               "request, stored (published by `predict churn --publish`) or none")
 
@@ -95,8 +99,12 @@ class Bidder:
         self.rt.sync()
         if self.rt.rec.ranker is None:
             raise InputError(f"{self.rt.tag} has no calibrated purchase probability (no second stage); retrain it")
-        known = [i for i in dict.fromkeys(req.candidates) if i in self.rt.rec.item_index]
-        unknown = [i for i in dict.fromkeys(req.candidates) if i not in self.rt.rec.item_index]
+        index, stock, ids = self.rt.rec.item_index, self.rt.rec.stock, list(dict.fromkeys(req.candidates))
+        unknown = [i for i in ids if i not in index]
+        # the rule of /recommend without a store (rules.in_stock_mask): an ad for a sold-out item buys a click that
+        # cannot convert, so it is not bid on; stock unknown (NaN) is not sold out
+        sold_out = [i for i in ids if i in index and stock[index[i]] <= 0]
+        known = [i for i in ids if i in index and not stock[index[i]] <= 0]
         policy = BidPolicy(retention_weight=req.retention_weight)
         reference = req.reference_value or self.reference(req.channel)
         personal = self.rt.personalized(req.user_id, req.personalized)
@@ -109,7 +117,8 @@ class Bidder:
         rows = [BidCandidate(item_id=i, purchase_probability=float(pi), item_value=float(vi), value=float(v),
                              bid_multiplier=float(m)) for i, pi, vi, v, m in zip(known, p, item_value, value, mult)]
         return BidResponse(user_id=req.user_id, channel=req.channel, model=self.rt.tag, reference_value=reference,
-                           value_unit=self.unit, personalized=personal, candidates=rows, unknown_items=unknown)
+                           value_unit=self.unit, personalized=personal, candidates=rows, unknown_items=unknown,
+                           out_of_stock_items=sold_out)
 
 
 def _item_values(runtime: RecommenderRuntime, idx: list[int]) -> tuple[np.ndarray, str]:

@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from omnidecide.serving.limits import ID_PATTERN, Id, Text, limited
+from omnidecide.serving.limits import ID_PATTERN, Id, Money, Note, RequestModel, limited
 from omnidecide.store import db as database
 
 log = logging.getLogger(__name__)
@@ -37,13 +37,15 @@ class ItemUpdate(BaseModel):
     item_id: Id  # no control characters: numpy's string arrays drop a trailing NUL, and the id would be lost
     stock: Optional[float] = Field(None, ge=0, allow_inf_nan=False, description="units in stock (at `store_id` if given)")
     store_id: Optional[Id] = None
-    price: Optional[float] = Field(None, ge=0, allow_inf_nan=False)
+    price: Optional[Money] = None
     margin: Optional[float] = Field(None, ge=-1, le=1, allow_inf_nan=False, description="share of the price, e.g. 0.3")
     category: Optional[Id] = None
-    title: Optional[Text] = Field(None, max_length=500)
+    title: Optional[Note] = None
 
 
-class ItemsRequest(BaseModel):
+class ItemsRequest(RequestModel):
+    """Only `items`: an unknown field beside it is refused (a row keeps other attributes, see ItemUpdate)."""
+
     items: list[ItemUpdate] = Field(..., min_length=1, **limited("items", "catalogue rows"))
 
 

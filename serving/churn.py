@@ -92,9 +92,10 @@ class ChurnService:
     def horizon_days(self) -> int:
         return self.model.horizon_days
 
-    def check_horizon(self, horizon_days: int | None) -> None:
+    def check_horizon(self, horizon_days: int | None, name: str = "--horizon-days") -> None:
+        """`name`: what the caller calls it, the CLI's flag or the HTTP body's `horizon_days`."""
         if horizon_days is not None and horizon_days != self.model.horizon_days:
-            raise InputError(f"--horizon-days {horizon_days}: model {self.tag} was trained for {self.model.horizon_days} days; "
+            raise InputError(f"{name} {horizon_days}: model {self.tag} was trained for {self.model.horizon_days} days; "
                              f"train one with `omnidecide train churn --horizon-days {horizon_days}`")
 
     def score_frame(self, events: pd.DataFrame, as_of: str | date | pd.Timestamp, horizon_days: int | None = None) -> pd.DataFrame:
@@ -113,8 +114,9 @@ class ChurnService:
             raise InputError("events: send exactly one of events (with as_of) or user_ids")
         if request.as_of is None:
             raise InputError("as_of: required with events")
+        self.check_horizon(request.horizon_days, "horizon_days")
         events = validate_records([e.model_dump() for e in request.events], EVENTS)
-        table = self.score_frame(events, request.as_of, request.horizon_days)
+        table = self.score_frame(events, request.as_of)
         return ChurnResponse(model=self.tag, as_of=request.as_of, horizon_days=self.horizon_days,
                              customers=[ChurnScore(**r, model=self.tag, as_of=request.as_of)
                                         for r in table.to_dict("records")])

@@ -56,7 +56,7 @@ def score_ids(rt: ChurnService, request: ChurnRequest, store: OnlineStore, key: 
     """One answer per distinct id: stored, scored, or listed as unknown (see the module docstring)."""
     if request.events is not None:
         raise InputError("user_ids: send exactly one of events (with as_of) or user_ids")
-    rt.check_horizon(request.horizon_days)
+    rt.check_horizon(request.horizon_days, "horizon_days")
     ids = list(dict.fromkeys(request.user_ids or []))
     as_of = request.as_of or datetime.now(timezone.utc).date() + timedelta(days=1)
     now, limit = time.time(), stored_scores.max_age_days()

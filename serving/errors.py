@@ -112,7 +112,9 @@ def _field(loc: list | tuple) -> str | None:
 
 
 def from_validation(path: str, detail: list[dict]) -> tuple[int, dict]:
-    """BentoML's pydantic error list -> (status, our body): 422 when a limit is exceeded, else 400."""
+    """BentoML's pydantic error list -> (status, our body): 422 when a limit is exceeded, else 400. An unknown field
+    is named first: a misspelt name (`itemid`) is usually also why a required one (`item_id`) is missing."""
+    detail = sorted(detail, key=lambda d: d.get("type") != "extra_forbidden")
     first = detail[0] if detail else {}
     loc = list(first.get("loc") or [])
     field, kind, msg = _field(loc), str(first.get("type", "")), str(first.get("msg", "invalid"))
@@ -126,8 +128,13 @@ def from_validation(path: str, detail: list[dict]) -> tuple[int, dict]:
             return 422, {"error": "limit_exceeded", "field": field, "message": (
                 f"{field}: {msg}; the limit is {getattr(LIMITS, limit)} ({Limits.env_name(limit)}){more}")}
     if kind == "string_too_long":
+        ids = f"; ids are limited to {LIMITS.id_chars} characters ({Limits.env_name('id_chars')})"
         return 422, {"error": "limit_exceeded", "field": field, "message": (
-            f"{field}: {msg}; ids are limited to {LIMITS.id_chars} characters ({Limits.env_name('id_chars')}){more}")}
+            f"{field}: {msg}{ids if msg.endswith(f' {LIMITS.id_chars} characters') else ''}{more}")}
+    if kind == "less_than_equal" and msg.endswith(f" {LIMITS.amount}"):  # serving.limits.Money: bad input, a 400
+        msg += f", the limit of a money amount ({Limits.env_name('amount')})"
+    if kind == "extra_forbidden":
+        msg = "not a field of this endpoint (misspelt?); /docs.json lists its fields"
     if kind == "string_too_short" and msg.endswith("at least 1 character"):  # BentoML sends no input, no context
         msg = "is empty or only whitespace"
     if kind == "string_pattern_mismatch":

@@ -2,8 +2,8 @@
 
 Why: without limits one client posting a 2 MB `recent_events` list slows every other caller's `/recommend` by
 orders of magnitude, and a 1 MB user id ends up in the decision log. Every limit is named in the error it causes
-(413 for the body, 422 for a list or an id that is too long, 400 for a malformed value) and can be raised by its
-environment variable (README "Limits"). Timestamps are bounded to the years 1900-2200 because pandas (nanosecond
+(413 for the body, 422 for a list, an id or a text that is too long, 400 for a malformed value or a money amount
+over its limit) and can be raised by its environment variable (README "Limits"). Timestamps are bounded to the years 1900-2200 because pandas (nanosecond
 timestamps) cannot hold dates outside roughly 1677-2262: `9999-12-31` is a bad request, not a server error.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 # line-oriented logs and exports. The same rule is the `pattern` the OpenAPI document shows.
 ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]+$"
 FIRST_YEAR, LAST_YEAR = 1900, 2200
+NOTE_CHARS = 500  # free text a person writes: an item title, an admin `reason`
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Limits:
     items: int = 10_000  # per /items batch
     user_ids: int = 1000  # per /customer_scores and /predict_churn by id
     churn_events: int = 100_000  # per /predict_churn
+    amount: int = 10**13  # any money amount: event amount, price, expected_spend, reference_value, budget, min/max
 
     @staticmethod
     def env_name(field: str) -> str:
@@ -94,6 +96,14 @@ def _storable(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_storable)]
+Note = Annotated[Text, Field(max_length=NOTE_CHARS)]
+
+
+# A money amount (currency units): finite, >= 0 and at most LIMITS.amount; the one type of every money field (a field
+# narrows it: `Annotated[Money, Field(ge=1)]`). Why a ceiling: 1e308 passed every check and came out as a "low" churn
+# risk with absurd or null figures (sums and squares of such amounts overflow); no retailer's amount comes near it.
+Money = Annotated[float, Field(ge=0, le=LIMITS.amount, allow_inf_nan=False)]
+
 Day = Annotated[date, AfterValidator(_in_range)]
 Timestamp = Annotated[datetime, AfterValidator(_in_range)]
 TimestampOrText = Annotated[datetime | str, AfterValidator(_str_time_in_range)]
@@ -107,6 +117,12 @@ def limited(name: str, what: str = "") -> dict:
 
 
 class RequestModel(BaseModel):
-    """Base of every request body: no NaN or infinity in a number (JSON cannot carry them; Python's parser can)."""
+    """Base of every request body: no NaN or infinity in a number (JSON cannot carry them; Python's parser can), and
+    no field the endpoint does not know: a misspelt optional field (`exclude_item`) was dropped without a word and the
+    request answered as if it had not been sent."""
 
-    model_config = ConfigDict(allow_inf_nan=False)
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
+
+
+class NoBody(RequestModel):
+    """The body of an endpoint that takes no fields (`/models`): empty, `{}`, or refused naming the field."""

@@ -16,10 +16,11 @@ from pydantic.json_schema import models_json_schema
 from omnidecide.serving.errors import ErrorBody
 
 REF = "#/components/schemas/{model}"
-ERRORS = {"400": "bad input: the message names the field and the reason",
+ERRORS = {"400": "bad input: the message names the field and the reason (an unknown field, a money amount over "
+                 "OMNIDECIDE_MAX_AMOUNT, ...)",
           "413": "the body is larger than the limit (OMNIDECIDE_MAX_BODY_BYTES)",
           "415": "the body is not application/json",
-          "422": "a list or an id is longer than its limit (the message names the limit and its variable)",
+          "422": "a list, an id or a text is longer than its limit (the message names the limit and its variable)",
           "500": "a failure of the model call (logged with the version's tag)",
           "503": "the model is not served (missing or does not load): the message says why and the command that "
                  "fixes it; the other models keep serving"}
@@ -103,8 +104,8 @@ def document() -> dict:
                                   **{s: {**error, "description": d} for s, d in ERRORS.items()}}}
         if req is not None:
             # the request schema inline, so the document shows the flat body and its example at the path
-            flat = dict(components[req.__name__])
-            op["requestBody"] = {"required": True, "content": _json(flat, flat.get("example"))}
+            flat = dict(components[req.__name__])  # a model without fields (NoBody): the body may be left out
+            op["requestBody"] = {"required": bool(req.model_fields), "content": _json(flat, flat.get("example"))}
         else:
             op["requestBody"] = {"required": False, "content": _json({"type": "object"})}
         paths[route] = {"post": op}

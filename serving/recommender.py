@@ -87,6 +87,8 @@ class SimilarResponse(BaseModel):
     item_id: str
     model: str
     items: list[RecommendedItem]
+    note: Optional[str] = Field(None, description="why `items` is empty, e.g. a new item nobody has chosen yet and no "
+                                "other item of its category: nothing is known to be like it")
 
 
 @dataclass
@@ -179,7 +181,7 @@ class RecommenderRuntime:
         rows = rules.similar_items(self.rec, req.item_id, req.k, stock)
         return SimilarResponse(item_id=req.item_id, model=self.tag, items=[
             RecommendedItem(rank=n + 1, item_id=r.item_id, score=r.score, reason=r.reason, source=r.source)
-            for n, r in enumerate(rows)])
+            for n, r in enumerate(rows)], note=None if rows else rules.nothing_similar(self.rec, req.item_id))
 
     def personalized(self, user_id: str, requested: bool = True) -> bool:
         """May this user's history be used? Not when they opted out in users.csv or in the request."""

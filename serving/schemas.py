@@ -5,7 +5,7 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from omnidecide.serving.limits import Id, MaybeId, RequestModel, Text, TimestampOrText, limited
+from omnidecide.serving.limits import Id, MaybeId, Money, RequestModel, Text, TimestampOrText, limited
 
 
 class Event(RequestModel):
@@ -17,7 +17,7 @@ class Event(RequestModel):
     event: str = Field(..., max_length=32)
     item_id: Optional[MaybeId] = None
     quantity: Optional[float] = None
-    amount: Optional[float] = None
+    amount: Optional[Money] = None
     channel: Optional[MaybeId] = None
     store_id: Optional[MaybeId] = None
 

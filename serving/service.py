@@ -21,6 +21,8 @@ from starlette.responses import Response
 
 from omnidecide.serving import accept, admin, auth, catalogue, churn_by_id, keepalive, metrics, watchdog
 from omnidecide.serving.errors import BAD_INPUT, ApiError, Guard, answers, bad_input
+from omnidecide.serving.limits import NoBody
+from omnidecide.models.allocator.constraints import HTTP_FIELDS
 from omnidecide.serving.allocator import AllocatorRuntime, PlanRequest, PlanResponse
 from omnidecide.serving.audit import DecisionLog
 from omnidecide.serving.bidder import BidRequest, BidResponse, Bidder
@@ -37,7 +39,7 @@ from omnidecide.store import scores as stored_scores
 from omnidecide.serving.schemas import EventsRequest, EventsResponse, ForgetRequest, ForgetResponse
 
 T = TypeVar("T")
-ADMIN_FIELDS = {"model", "version", "share", "reason"}
+ADMIN_FIELDS = set(admin.AdminCanaryRequest.model_fields)
 INGEST_THREADS = 16  # concurrent /events batches that can share one validation pass and one commit
 
 
@@ -169,7 +171,7 @@ class OmniDecide:
         resp.churn_source = churn_source
         self.log.write("bid", resp.model, request.user_id, {
             "channel": request.channel, "personalized": resp.personalized, "reference_value": resp.reference_value,
-            "churn_source": churn_source,
+            "churn_source": churn_source, "out_of_stock": resp.out_of_stock_items,
             "bids": [[c.item_id, round(c.purchase_probability, 6), round(c.bid_multiplier, 4)] for c in resp.candidates]},
             ms=ms)
         return resp
@@ -215,7 +217,8 @@ class OmniDecide:
     def allocate(self, **fields: Any) -> PlanResponse:
         """Budget plan per channel and period under reserve, bounds and ROI floors; re-plans from actuals."""
         request = PlanRequest.model_construct(**fields)  # validated by BentoML against input_spec
-        resp, ms = _call(self.allocator, request.model_dump_json(), lambda r: r.plan(request)[0], self.log, "allocate")
+        resp, ms = _call(self.allocator, request.model_dump_json(), lambda r: r.plan(request, names=HTTP_FIELDS)[0],
+                         self.log, "allocate")
         self.log.write("allocate", resp.model, None, {
             "request": request.model_dump(exclude={"actuals_csv"}), "actual_periods": resp.actual_periods,
             "expected_incremental_revenue": resp.expected_incremental_revenue,
@@ -234,7 +237,7 @@ class OmniDecide:
                                                       for s in resp.scores] or [(None, {"found": 0})], ms=_ms(start))
         return resp
 
-    @bentoml.api(route="/models")
+    @bentoml.api(route="/models", input_spec=NoBody)
     def models(self) -> dict[str, Any]:
         """Which version each endpoint serves (and any canary with its share), or why it serves none."""
         return {v.name: v.describe() for v in (self.recommender, self.churn, self.allocator)}
@@ -257,26 +260,28 @@ class OmniDecide:
                                              "catalogue_version": resp.catalogue_version}, ms=_ms(start))
         return resp
 
-    @bentoml.api(route="/noop")
+    @bentoml.api(route="/noop", input_spec=NoBody)
     def noop(self) -> dict[str, Any]:
         """Does nothing: what BentoML (and the key check) cost per request, the floor bench/service.py compares with."""
         return {}
 
-    @bentoml.api(route="/admin/promote")
-    def admin_promote(self, ctx: bentoml.Context, model: str, version: str, reason: str = "") -> dict[str, Any]:
+    @bentoml.api(route="/admin/promote", input_spec=admin.AdminPromoteRequest)
+    def admin_promote(self, ctx: bentoml.Context, **fields: Any) -> dict[str, Any]:
         """Serve `version` (name:version or the version alone) of `model`; the replaced one is kept for rollback."""
-        return _admin(ctx, lambda key: admin.promote(model, version, key, reason))
+        r = admin.AdminPromoteRequest.model_construct(**fields)  # validated by BentoML against input_spec
+        return _admin(ctx, lambda key: admin.promote(r.model, r.version, key, r.reason))
 
-    @bentoml.api(route="/admin/rollback")
-    def admin_rollback(self, ctx: bentoml.Context, model: str, reason: str = "") -> dict[str, Any]:
+    @bentoml.api(route="/admin/rollback", input_spec=admin.AdminRollbackRequest)
+    def admin_rollback(self, ctx: bentoml.Context, **fields: Any) -> dict[str, Any]:
         """Serve the previously promoted version of `model` again."""
-        return _admin(ctx, lambda key: admin.rollback(model, key, reason))
+        r = admin.AdminRollbackRequest.model_construct(**fields)
+        return _admin(ctx, lambda key: admin.rollback(r.model, key, r.reason))
 
-    @bentoml.api(route="/admin/canary")
-    def admin_canary(self, ctx: bentoml.Context, model: str, version: str = "", share: float = 0.05,
-                     reason: str = "") -> dict[str, Any]:
+    @bentoml.api(route="/admin/canary", input_spec=admin.AdminCanaryRequest)
+    def admin_canary(self, ctx: bentoml.Context, **fields: Any) -> dict[str, Any]:
         """Send `share` (0..1] of `model`'s traffic to `version`; share 0 ends the canary."""
-        return _admin(ctx, lambda key: admin.canary(model, version, share, key, reason))
+        r = admin.AdminCanaryRequest.model_construct(**fields)
+        return _admin(ctx, lambda key: admin.canary(r.model, r.version, r.share, key, r.reason))
 
 
 def _admin(ctx: bentoml.Context, act: Callable[[str], T]) -> T | Any:
@@ -290,6 +295,7 @@ def _admin(ctx: bentoml.Context, act: Callable[[str], T]) -> T | Any:
         return act(key)
     except (ApiError, *BAD_INPUT) as e:
         error = e if isinstance(e, ApiError) else bad_input(e, ADMIN_FIELDS)
+        error.message = admin.without_paths(error.message)
         ctx.response.status_code = error.status
         return error.response()
 

@@ -127,7 +127,7 @@ def test_allocate_honours_budget_and_reserve(client, tags):
     assert plan["spend"].sum() == pytest.approx(100_000, rel=1e-6)
     assert plan.loc[plan["channel"] == "reserve", "spend"].sum() == pytest.approx(15_000, rel=1e-6)
     r = post(client, "/allocate", {"budget": 100, "periods": 4, "min": {plan["channel"].iloc[0]: 500}})
-    assert r.status_code == 400 and "--min" in r.text
+    assert r.status_code == 400 and r.json()["field"] == "min" and "--" not in r.text  # the body's field, not the flag
 
 
 def test_missing_model_is_503_and_does_not_take_the_others_down():
@@ -244,7 +244,8 @@ def test_online_store_reads_a_bounded_history_per_user_and_the_purge_applies_it(
 
 def test_bid_values_recommended_items_above_random_ones(client, synth_world):
     users = pd.read_csv(synth_world / "users.csv", dtype=str)["user_id"].iloc[:15]
-    items = pd.read_csv(synth_world / "items.csv", dtype={"item_id": str})["item_id"]
+    catalogue = pd.read_csv(synth_world / "items.csv", dtype={"item_id": str})
+    items = catalogue.loc[catalogue["stock"] > 0, "item_id"]  # a sold-out item is not bid on (out_of_stock_items)
     top_p, other_p = [], []
     for user in users:
         top = [i["item_id"] for i in post(client, "/recommend", {"user_id": user, "k": 5}).json()["items"]]

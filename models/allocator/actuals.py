@@ -84,8 +84,10 @@ def _check_periods(df: pd.DataFrame, source: str) -> None:
                          f"{', '.join(map(str, df['period'].tolist()))}")
 
 
-def parse_actuals(actuals: pd.DataFrame, channels: list[str], periods: int, source: str = "--actuals") -> Actuals:
-    """ACTUALS.csv (see the module docstring) -> Actuals; a bad column or value is an InputError naming it."""
+def parse_actuals(actuals: pd.DataFrame, channels: list[str], periods: int, source: str = "--actuals",
+                  periods_name: str = "--periods") -> Actuals:
+    """ACTUALS.csv (see the module docstring) -> Actuals; a bad column or value is an InputError naming it (`source`,
+    `periods_name`: what the caller calls the file and the horizon, see constraints.Names)."""
     df = actuals.reset_index(drop=True)
     if "period" in df:
         _check_periods(df, source)
@@ -98,7 +100,7 @@ def parse_actuals(actuals: pd.DataFrame, channels: list[str], periods: int, sour
     if not any(c.startswith("spend_") for c in df.columns):
         raise InputError(f"{source}: no spend_<channel> columns")
     if len(df) >= periods:
-        raise InputError(f"{source}: {len(df)} periods of actuals but --periods is {periods}; nothing left to plan")
+        raise InputError(f"{source}: {len(df)} periods of actuals but {periods_name} is {periods}; nothing left to plan")
     x = np.zeros((len(df), len(channels)))
     for j, c in enumerate(channels):
         if f"spend_{c}" in df:

@@ -5,7 +5,8 @@ Constraint semantics (all enforced exactly):
 - --min / --max CH=AMOUNT: that channel's total over the horizon;
 - --roi-floor CH=X: that channel's expected incremental revenue / its spend >= X (else less or no spend).
 `request_constraints` is the one place the allocator's flags are validated (CLI, HTTP and Python callers all reach
-it through `Allocator.plan`); every error names its flag.
+it through `Allocator.plan`); every error names its input as the caller calls it (`Names`: `--min` on the command
+line, `min` in an /allocate body).
 """
 from __future__ import annotations
 
@@ -15,6 +16,24 @@ import numpy as np
 
 from omnidecide.models.allocator.curves import Curves
 from omnidecide.models.errors import InputError
+
+
+@dataclass(frozen=True)
+class Names:
+    """What the caller calls each plan input in error messages. Why: one validation serves the CLI and HTTP, and an
+    /allocate caller has no `--min` flag to fix; the default is the CLI's flags."""
+
+    budget: str = "--budget"
+    periods: str = "--periods"
+    reserve: str = "--reserve"
+    min: str = "--min"
+    max: str = "--max"
+    roi_floor: str = "--roi-floor"
+    actuals: str = "--actuals"
+
+
+FLAGS = Names()
+HTTP_FIELDS = Names("budget", "periods", "reserve", "min", "max", "roi_floor", "actuals_csv")  # /allocate's body
 
 
 @dataclass
@@ -28,6 +47,7 @@ class Constraints:
     roi_floor: np.ndarray | None = None  # nan = none
     spent: float = 0.0  # already spent (re-planning): counts against the budget
     spent_per_channel: np.ndarray | None = None
+    names: Names = FLAGS  # how errors about these rules name their inputs
 
     def arrays(self, C: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lo = np.zeros(C) if self.lo is None else np.asarray(self.lo, float)
@@ -55,24 +75,24 @@ def channel_amounts(values: dict | None, channels: list[str], flag: str, fill: f
     return out
 
 
-def check_request(budget: float, periods: int, reserve: float) -> None:
+def check_request(budget: float, periods: int, reserve: float, names: Names = FLAGS) -> None:
     """The scalar flags, checked before anything is loaded or computed."""
     if not np.isfinite(budget) or budget <= 0:
-        raise InputError(f"--budget must be a positive amount, got {budget}")
+        raise InputError(f"{names.budget} must be a positive amount, got {budget}")
     if not 0 <= reserve < 1:
-        raise InputError(f"--reserve must be a share in [0, 1), got {reserve}")
+        raise InputError(f"{names.reserve} must be a share in [0, 1), got {reserve}")
     if periods < 1:
-        raise InputError(f"--periods must be at least 1, got {periods}")
+        raise InputError(f"{names.periods} must be at least 1, got {periods}")
 
 
 def request_constraints(channels: list[str], budget: float, periods: int, reserve: float, lo: dict | None,
-                        hi: dict | None, roi_floor: dict | None) -> Constraints:
+                        hi: dict | None, roi_floor: dict | None, names: Names = FLAGS) -> Constraints:
     """A plan request's flags -> Constraints, or an InputError naming the flag: the one validation of the
     allocator's flags (`after_actuals` then adds what the elapsed periods already spent)."""
-    check_request(budget, periods, reserve)
-    cons = Constraints(budget=budget, reserve=reserve, lo=channel_amounts(lo, channels, "--min", 0.0),
-                       hi=channel_amounts(hi, channels, "--max", np.inf),
-                       roi_floor=channel_amounts(roi_floor, channels, "--roi-floor", np.nan))
+    check_request(budget, periods, reserve, names)
+    cons = Constraints(budget=budget, reserve=reserve, lo=channel_amounts(lo, channels, names.min, 0.0),
+                       hi=channel_amounts(hi, channels, names.max, np.inf),
+                       roi_floor=channel_amounts(roi_floor, channels, names.roi_floor, np.nan), names=names)
     check_rules(cons, channels)
     return cons
 
@@ -80,30 +100,30 @@ def request_constraints(channels: list[str], budget: float, periods: int, reserv
 def after_actuals(cons: Constraints, actual_spend: np.ndarray) -> Constraints:
     """The rules for the rest of the horizon once `actual_spend` (k, C) went out; over-spent budget or minimums that
     no longer fit are InputErrors naming the flag."""
-    x = np.asarray(actual_spend, float)
+    x, n = np.asarray(actual_spend, float), cons.names
     if x.sum() > cons.budget * (1 - cons.reserve) + 1e-6:
-        raise InputError(f"--actuals: {x.sum():,.2f} already spent, more than --budget {cons.budget:,.2f} less --reserve "
-                         f"{cons.reserve:.0%}; raise --budget or lower --reserve")
+        raise InputError(f"{n.actuals}: {x.sum():,.2f} already spent, more than {n.budget} {cons.budget:,.2f} less "
+                         f"{n.reserve} {cons.reserve:.0%}; raise {n.budget} or lower {n.reserve}")
     done = x.sum(0)
     out = replace(cons, spent=float(x.sum()), spent_per_channel=done)
     need = np.maximum(cons.lo - done, 0).sum()
     if need > out.spendable + 1e-6:
-        raise InputError(f"--min: the minimums still needed ({need:,.2f}) exceed the budget left ({out.spendable:,.2f})")
+        raise InputError(f"{n.min}: the minimums still needed ({need:,.2f}) exceed the budget left ({out.spendable:,.2f})")
     return out
 
 
 def check_rules(cons: Constraints, channels: list[str]) -> None:
     """Infeasible or malformed --min / --max / --roi-floor (against the whole budget) -> InputError naming the flag."""
-    C = len(channels)
+    C, n = len(channels), cons.names
     lo, hi, fl = cons.arrays(C)
     if np.any(lo > hi + 1e-9):
         bad = [channels[j] for j in np.flatnonzero(lo > hi + 1e-9)]
-        raise InputError(f"--min is above --max for {', '.join(bad)}")
+        raise InputError(f"{n.min} is above {n.max} for {', '.join(bad)}")
     if lo.sum() > cons.spendable + 1e-6:
-        raise InputError(f"--min amounts add up to {lo.sum():,.2f}, more than the spendable budget "
-                         f"{cons.spendable:,.2f} (--budget {cons.budget:,.2f} less --reserve {cons.reserve:.0%})")
+        raise InputError(f"{n.min} amounts add up to {lo.sum():,.2f}, more than the spendable budget "
+                         f"{cons.spendable:,.2f} ({n.budget} {cons.budget:,.2f} less {n.reserve} {cons.reserve:.0%})")
     if np.any(fl[np.isfinite(fl)] < 0):
-        raise InputError("--roi-floor must be >= 0")
+        raise InputError(f"{n.roi_floor} must be >= 0")
 
 
 def project_period(x: np.ndarray, cap_total: float, hi_left: np.ndarray, lo_left: np.ndarray, last: bool) -> np.ndarray:
@@ -170,7 +190,8 @@ def enforce_roi_floor(x: np.ndarray, curves: Curves, cons: Constraints, channels
                 good, bad = (mid, bad) if roi(mid)[0] >= fl[c] else (good, mid)
             s = good
         elif lo[c] > 0:
-            raise InputError(f"--roi-floor {channels[c]}={fl[c]:g} cannot be met together with --min {channels[c]}="
+            raise InputError(f"{cons.names.roi_floor} {channels[c]}={fl[c]:g} cannot be met together with "
+                             f"{cons.names.min} {channels[c]}="
                              f"{lo[c]:,.2f} (expected ROI at that spend is {roi(max(s_min, 1e-9))[0]:.2f})")
         else:
             s = 0.0

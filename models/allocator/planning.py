@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from omnidecide.models.allocator.actuals import Actuals, Updating, channel_ratio, draw_weights, parse_actuals
-from omnidecide.models.allocator.constraints import (Constraints, after_actuals, enforce_roi_floor, project_plan,
-                                                     request_constraints)
+from omnidecide.models.allocator.constraints import (FLAGS, Constraints, Names, after_actuals, enforce_roi_floor,
+                                                     project_plan, request_constraints)
 from omnidecide.models.allocator.curves import Curves, Ensemble
 from omnidecide.models.allocator.robust import (candidates, channel_uncertainty, choose, equal_plan, historical_plan,
                                                 identification, penalised_plan, pin_unidentified, trust_region)
@@ -164,20 +164,21 @@ def plan_table(alloc, act: Actuals, x: np.ndarray, ens: Ensemble, periods: int, 
 
 def plan(alloc, budget: float, periods: int, *, reserve: float = 0.15, lo: dict | None = None, hi: dict | None = None,
          roi_floor: dict | None = None, actuals: pd.DataFrame | None = None, use_agent: bool | None = None,
-         updating: Updating | None = None, robust: bool = True) -> PlanResult:
+         updating: Updating | None = None, robust: bool = True, names: Names = FLAGS) -> PlanResult:
     """use_agent: None = as training decided (the agent is served only if it beat the planner on held-out worlds).
     updating: how measured channel revenue in the actuals updates the planning ensemble (default `Updating()`).
     robust: False = maximise the posterior's expected revenue alone (the planner before issue K; for comparison).
     The robust objective guards against what the *history* cannot identify; once actuals carry measured channel
     revenue, the ensemble has been updated on that evidence (reweighted and rescaled), and re-planning maximises its
     expected revenue as before (anchoring every weekly re-plan to last year's mix cost 0.16 of the oracle in the
-    closed loop, docs/BENCHMARKS.md)."""
+    closed loop, docs/BENCHMARKS.md). names: what errors call the inputs (the CLI's flags, or /allocate's fields)."""
     channels = alloc.channels
     if use_agent is None:
         use_agent = bool(alloc.info.get("agent_enabled", True))
     use_agent = bool(use_agent and alloc.policy is not None)
-    cons = request_constraints(channels, budget, periods, reserve, lo, hi, roi_floor)  # flags first, then the file
-    act = (parse_actuals(actuals, channels, periods) if actuals is not None else Actuals.none(len(channels)))
+    cons = request_constraints(channels, budget, periods, reserve, lo, hi, roi_floor, names)  # flags, then the file
+    act = (parse_actuals(actuals, channels, periods, names.actuals, names.periods) if actuals is not None
+           else Actuals.none(len(channels)))
     cons = after_actuals(cons, act.spend)
     upd = state_after(alloc, act, periods, updating or Updating())
     x_hist = historical_plan(alloc.history.spend, periods - act.k, act.k, cons.spendable)

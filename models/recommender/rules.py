@@ -281,9 +281,32 @@ def rebuy_reason(rec: Recommender, j: int, n_bought: float, last: float, gap: fl
 
 
 def similar_items(rec: Recommender, item_id: str, k: int = 10, store_stock: dict[str, float] | None = None) -> list[Row]:
+    """In-stock items close to `item_id`: chosen together (graph), embedding as tie-break. An item nobody has chosen
+    yet (new through `/items`) is close only by its category: those rows say so, and items nothing links to are left
+    out (they came back with score 0 and "often chosen with" it, which was not true)."""
     j = rec.item_index.get(str(item_id))
     if j is None:
         return []
     ok = np.flatnonzero(in_stock_mask(rec, store_stock))
     top, sim = rec.similar(j, k, candidates=ok)
-    return [Row(str(rec.item_ids[t]), float(s), f"often chosen with {rec.item_label(j)}", "gnn") for t, s in zip(top, sim)]
+    label = rec.item_label(j)
+    if not is_new(rec, j):
+        return [Row(str(rec.item_ids[t]), float(s), f"often chosen with {label}", "gnn") for t, s in zip(top, sim)]
+    cat, name = rec.item_cat[j], rec.categories[rec.item_cat[j]]
+    return [Row(str(rec.item_ids[t]), float(s), f"same category ({name}) as {label}" if rec.item_cat[t] == cat
+                else f"like the {name} items", "gnn") for t, s in zip(top, sim) if s > 0]
+
+
+def is_new(rec: Recommender, j: int) -> bool:
+    """Nobody has chosen item j yet (a cold item, see models/recommender/extend.py)."""
+    return bool(rec.graph.d_item[j] < 1e-6)
+
+
+def nothing_similar(rec: Recommender, item_id: str) -> str:
+    """Why `similar_items` found nothing for a known item, for the caller to show instead of an empty shelf."""
+    j = rec.item_index[str(item_id)]
+    if is_new(rec, j):
+        return (f"{item_id} is new: nobody has chosen it yet and no other in-stock item is in its category "
+                f"({rec.categories[rec.item_cat[j]]}), so nothing is known to be like it; it gets similar items once "
+                "shoppers choose it and the model is retrained, or once an item of its category is in stock")
+    return f"no in-stock item is close to {item_id} (at this store, when one was given)"
