@@ -223,6 +223,8 @@ _ISO = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-
 _SECONDS = re.compile(r"-?\d+(\.\d+)?")
 _NUMBER = re.compile(r"\d+(\.\d*)?([eE][+-]?\d+)?")
 STORED_EVENT = ("user_id", "item_id", "event", "timestamp", "channel", "store_id", "quantity", "amount")
+# event columns /events accepts and the online store does not keep (no rule of `validate` can refuse an id)
+UNSTORED_IDS = ("order_id", "session_id", "event_id")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -271,7 +273,7 @@ def quick_events(records: list[dict], now: pd.Timestamp | None = None) -> list[t
     hi = (now + pd.Timedelta(days=1) - pd.Timestamp(0)).total_seconds()
     out = []
     for r in records:
-        if "item_id" not in r or any(r[k] is not None for k in r.keys() - set(STORED_EVENT)):
+        if "item_id" not in r or any(r[k] is not None for k in r.keys() - set(STORED_EVENT) - set(UNSTORED_IDS)):
             return None
         user, item = _text(r.get("user_id")).strip(), _text(r["item_id"]).strip()
         event = _text(r.get("event")).strip().lower()

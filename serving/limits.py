@@ -15,6 +15,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from omnidecide.models.schema import MAX_NUMBER
+
 # No C0/C1 control characters (NUL included) and no Unicode line or paragraph separators in an id: they break
 # line-oriented logs and exports. The same rule is the `pattern` the OpenAPI document shows.
 ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]+$"
@@ -35,7 +37,9 @@ class Limits:
     items: int = 10_000  # per /items batch
     user_ids: int = 1000  # per /customer_scores and /predict_churn by id
     churn_events: int = 100_000  # per /predict_churn
-    amount: int = 10**13  # any money amount: event amount, price, expected_spend, reference_value, budget, min/max
+    # any money amount: event amount, price, expected_spend, reference_value, budget, min/max; by default the cap every
+    # input file has (models/schema.MAX_NUMBER), so an amount /events takes is one a file of events may hold too
+    amount: int = int(MAX_NUMBER)
 
     @staticmethod
     def env_name(field: str) -> str:

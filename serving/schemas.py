@@ -20,6 +20,11 @@ class Event(RequestModel):
     amount: Optional[Money] = None
     channel: Optional[MaybeId] = None
     store_id: Optional[MaybeId] = None
+    # the events file's other id columns (docs/data.md): a feed that sends them is not refused; the online store keeps
+    # the columns above only (what /recommend reads), as the README's /events row says
+    order_id: Optional[MaybeId] = None
+    session_id: Optional[MaybeId] = None
+    event_id: Optional[MaybeId] = None
 
 
 class EventsRequest(RequestModel):

@@ -102,6 +102,11 @@ def test_an_unknown_field_is_refused_by_name_on_every_endpoint(client, world):
     # catalogue rows keep other attributes (brand, ...) as documented; numbers as text are still numbers
     assert client.post("/items", json={"items": [{"item_id": "i-brand", "brand": "house"}]}).status_code == 200
     assert len(client.post("/recommend", json={"user_id": user, "k": "3"}).json()["items"]) == 3
+    # the events file's other id columns (docs/data.md) are known fields, not refused: a feed sends them
+    event = {"user_id": user, "item_id": world[0]["item_id"].iloc[0], "event": "purchase",
+             "timestamp": "2026-01-01T10:00:00", "amount": 9.9, "order_id": "o1", "session_id": "s1", "event_id": "e1"}
+    r = client.post("/events", json={"events": [event]})
+    assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
 
 
 def test_an_unknown_field_is_named_before_the_required_one_it_misspells(client):
