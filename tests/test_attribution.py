@@ -117,7 +117,7 @@ def test_cli_reads_the_second_generator_as_canonical_files(tmp_path):
 @pytest.mark.parametrize("body, message", [
     ("user_id,timestamp\nu1,2026-01-01T00:00:00\n", "missing required column(s) ['channel']"),
     ("", "the file is empty"),
-    ("user_id,timestamp,channel\n", "no usable touchpoints"),
+    ("user_id,timestamp,channel\n", "no data rows (only a header)"),
     ("user_id,timestamp,channel\nu1,not-a-time,douyin\nu2,2026-01-01T00:00:00,\n", "no usable touchpoints (2 rows rejected"),
 ])
 def test_bad_touchpoint_files_give_clear_errors(tmp_path, body, message):
