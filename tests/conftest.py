@@ -211,11 +211,17 @@ def served_client(served_tags, service_app):
 
 
 @pytest.fixture(scope="module")
-def own_client(service_app, tmp_path_factory):
+def own_client(service_app, served_tags, tmp_path_factory):
     """A service of the module's own on a database of its own, for a module whose writes (live catalogue, online
-    store) must not reach the state later tests read. Ask for the models it serves (`trained`, `served_tags`) first."""
+    store) must not reach the state later tests read. It serves the session's trained versions: the stages live in
+    the database, and a new one would otherwise serve each model's latest version, which may be a toy another
+    module saved (tests/test_registry.py)."""
+    from omnidecide.store import registry
+
     mp = pytest.MonkeyPatch()
     mp.setenv("OMNIDECIDE_DATABASE_URL", f"sqlite:///{tmp_path_factory.mktemp('own') / 'state.sqlite3'}")
+    for tag in served_tags.values():
+        registry.promote(tag, reason="own_client")
     with _test_client()(service_app()) as c:
         yield c
     mp.undo()

@@ -41,6 +41,10 @@ def test_save_get_promote_rollback_canary(monkeypatch, own_stages):
         registry.rollback("churn")
     assert [e["action"] for e in registry.decisions("churn")][-5:] == ["promote", "promote", "canary", "rollback",
                                                                       "rollback"]
+    import bentoml
+
+    for tag in (a, b, c):  # toy versions: a later test's new database would serve the latest of them
+        bentoml.models.delete(tag)
 
 
 def test_unknown_things_are_clear_errors():
