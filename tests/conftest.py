@@ -35,6 +35,15 @@ def cli(capsys):
 
 
 @pytest.fixture(scope="session")
+def items_users(synth_world):
+    """The synthetic world's catalogue (item ids as text) and user ids, for the service modules' requests."""
+    import pandas as pd
+
+    items = pd.read_csv(synth_world / "items.csv", dtype={"item_id": str})
+    return items, pd.read_csv(synth_world / "users.csv", dtype=str)["user_id"]
+
+
+@pytest.fixture(scope="session")
 def synth_world(tmp_path_factory) -> Path:
     """A 600-user synthetic world (seed 0): canonical files + truth.json + truth_users.csv."""
     from omnidecide.training.synth import generate

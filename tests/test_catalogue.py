@@ -12,15 +12,13 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def client(trained, own_client):
+def client(own_client):
     return own_client
 
 
 @pytest.fixture(scope="module")
-def world(synth_world):
-    items = pd.read_csv(synth_world / "items.csv", dtype={"item_id": str})
-    users = pd.read_csv(synth_world / "users.csv", dtype=str)["user_id"]
-    return items, users
+def world(items_users):
+    return items_users
 
 
 def ids(resp) -> list[str]:

@@ -8,22 +8,9 @@ In-process service on a database of its own (its `/items` and admin calls must n
 """
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
 from omnidecide.serving.limits import LIMITS
-
-
-@pytest.fixture(scope="module")
-def client(trained, own_client):
-    return own_client
-
-
-@pytest.fixture(scope="module")
-def world(synth_world):
-    items = pd.read_csv(synth_world / "items.csv", dtype={"item_id": str})
-    users = pd.read_csv(synth_world / "users.csv", dtype=str)["user_id"]
-    return items, users
 
 
 def refused(r, field: str) -> None:
@@ -33,39 +20,39 @@ def refused(r, field: str) -> None:
     assert set(body) == {"error", "message", "field"} and body["field"] == field and field in body["message"], body
 
 
-def test_bid_skips_an_item_sold_out_through_items(client, world):
-    items, users = world
+def test_bid_skips_an_item_sold_out_through_items(own_client, items_users):
+    items, users = items_users
     on_sale = items.loc[items["stock"] > 0, "item_id"]
     sold, kept = on_sale.iloc[0], on_sale.iloc[1]
     req = {"user_id": users.iloc[2], "channel": "douyin", "candidates": [sold, kept], "reference_value": 1.0}
-    assert [c["item_id"] for c in client.post("/bid", json=req).json()["candidates"]] == [sold, kept]
-    assert client.post("/items", json={"items": [{"item_id": sold, "stock": 0}]}).status_code == 200
-    body = client.post("/bid", json=req).json()
+    assert [c["item_id"] for c in own_client.post("/bid", json=req).json()["candidates"]] == [sold, kept]
+    assert own_client.post("/items", json={"items": [{"item_id": sold, "stock": 0}]}).status_code == 200
+    body = own_client.post("/bid", json=req).json()
     assert [c["item_id"] for c in body["candidates"]] == [kept] and body["out_of_stock_items"] == [sold], body
     # /bid has no store: a store's stock 0 does not stop the (online) ad; the item-level stock does
-    client.post("/items", json={"items": [{"item_id": sold, "stock": 5}, {"item_id": kept, "store_id": "st01",
+    own_client.post("/items", json={"items": [{"item_id": sold, "stock": 5}, {"item_id": kept, "store_id": "st01",
                                                                           "stock": 0}]})
-    body = client.post("/bid", json=req).json()
+    body = own_client.post("/bid", json=req).json()
     assert [c["item_id"] for c in body["candidates"]] == [sold, kept] and body["out_of_stock_items"] == []
 
 
-def test_allocate_errors_name_the_body_fields_not_cli_flags(client):
-    ok = client.post("/allocate", json={"budget": 10000, "periods": 2})
+def test_allocate_errors_name_the_body_fields_not_cli_flags(own_client):
+    ok = own_client.post("/allocate", json={"budget": 10000, "periods": 2})
     assert ok.status_code == 200, ok.text
     channel = next(iter(ok.json()["per_channel"]))
     cases = [({"min": {"no-such-channel": 1.0}}, "min"), ({"min": {channel: 9000.0}}, "min"),
              ({"min": {channel: 500.0}, "max": {channel: 100.0}}, "min"), ({"roi_floor": {channel: -1.0}}, "roi_floor"),
              ({"actuals_csv": "period,spend_nope\n1,5\n"}, "actuals_csv")]
     for extra, field in cases:
-        r = client.post("/allocate", json={"budget": 10000, "periods": 2, **extra})
+        r = own_client.post("/allocate", json={"budget": 10000, "periods": 2, **extra})
         refused(r, field)
         assert "--" not in r.json()["message"], r.text
 
 
-def test_predict_churn_horizon_error_names_the_body_field(client):
+def test_predict_churn_horizon_error_names_the_body_field(own_client):
     event = {"user_id": "a", "timestamp": "2026-01-10", "event": "purchase", "amount": 20}
     for body in ({"as_of": "2026-03-01", "events": [event]}, {"user_ids": ["a"]}):
-        r = client.post("/predict_churn", json={**body, "horizon_days": 7})
+        r = own_client.post("/predict_churn", json={**body, "horizon_days": 7})
         refused(r, "horizon_days")
         assert r.json()["message"].startswith("horizon_days 7:"), r.text  # (the fix it names is a command: kept)
 
@@ -85,46 +72,46 @@ def _example(route: str) -> dict:
     return dict(op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("example") or {})
 
 
-def test_an_unknown_field_is_refused_by_name_on_every_endpoint(client, world):
+def test_an_unknown_field_is_refused_by_name_on_every_endpoint(own_client, items_users):
     from omnidecide.serving.service import OmniDecide
 
     routes = [api.route for api in OmniDecide.apis.values()]
     assert {"/recommend", "/items", "/admin/promote", "/models"} <= set(routes)
     for route in routes:
-        r = client.post(route, json={**_example(route), "no_such_field": 1})
+        r = own_client.post(route, json={**_example(route), "no_such_field": 1})
         assert r.status_code == 400, (route, r.text)
         refused(r, "no_such_field")
-    user = world[1].iloc[0]
-    refused(client.post("/recommend", json={"user_id": user, "exclude_item": ["i1"]}), "exclude_item")
-    refused(client.post("/recommend", json={"user_id": user, "recent_events": [{"item_id": "i1", "evnt": "cart"}]}),
+    user = items_users[1].iloc[0]
+    refused(own_client.post("/recommend", json={"user_id": user, "exclude_item": ["i1"]}), "exclude_item")
+    refused(own_client.post("/recommend", json={"user_id": user, "recent_events": [{"item_id": "i1", "evnt": "cart"}]}),
             "recent_events[0].evnt")
-    refused(client.post("/items", json={"item": [{"item_id": "i1"}]}), "item")
+    refused(own_client.post("/items", json={"item": [{"item_id": "i1"}]}), "item")
     # catalogue rows keep other attributes (brand, ...) as documented; numbers as text are still numbers
-    assert client.post("/items", json={"items": [{"item_id": "i-brand", "brand": "house"}]}).status_code == 200
-    assert len(client.post("/recommend", json={"user_id": user, "k": "3"}).json()["items"]) == 3
+    assert own_client.post("/items", json={"items": [{"item_id": "i-brand", "brand": "house"}]}).status_code == 200
+    assert len(own_client.post("/recommend", json={"user_id": user, "k": "3"}).json()["items"]) == 3
     # the events file's other id columns (docs/data.md) are known fields, not refused: a feed sends them
-    event = {"user_id": user, "item_id": world[0]["item_id"].iloc[0], "event": "purchase",
+    event = {"user_id": user, "item_id": items_users[0]["item_id"].iloc[0], "event": "purchase",
              "timestamp": "2026-01-01T10:00:00", "amount": 9.9, "order_id": "o1", "session_id": "s1", "event_id": "e1"}
-    r = client.post("/events", json={"events": [event]})
+    r = own_client.post("/events", json={"events": [event]})
     assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
 
 
-def test_an_unknown_field_is_named_before_the_required_one_it_misspells(client):
-    refused(client.post("/similar_items", json={"itemid": "i1"}), "itemid")
+def test_an_unknown_field_is_named_before_the_required_one_it_misspells(own_client):
+    refused(own_client.post("/similar_items", json={"itemid": "i1"}), "itemid")
 
 
-def test_similar_items_of_a_new_item_nothing_resembles_is_an_empty_honest_answer(client, world):
-    items, _ = world
+def test_similar_items_of_a_new_item_nothing_resembles_is_an_empty_honest_answer(own_client, items_users):
+    items, _ = items_users
     new = {"item_id": "new-odd-1", "category": "a-category-nobody-sells", "stock": 3}
-    assert client.post("/items", json={"items": [new]}).status_code == 200
-    r = client.post("/similar_items", json={"item_id": "new-odd-1", "k": 5})
+    assert own_client.post("/items", json={"items": [new]}).status_code == 200
+    r = own_client.post("/similar_items", json={"item_id": "new-odd-1", "k": 5})
     assert r.status_code == 200 and r.json()["items"] == [], r.text
     assert "new-odd-1" in r.json()["note"] and "a-category-nobody-sells" in r.json()["note"]
     # a second new item of that category is like it by category, and says so
-    client.post("/items", json={"items": [{**new, "item_id": "new-odd-2"}]})
-    got = client.post("/similar_items", json={"item_id": "new-odd-1", "k": 5}).json()
+    own_client.post("/items", json={"items": [{**new, "item_id": "new-odd-2"}]})
+    got = own_client.post("/similar_items", json={"item_id": "new-odd-1", "k": 5}).json()
     assert [i["item_id"] for i in got["items"]] == ["new-odd-2"] and "category" in got["items"][0]["reason"], got
-    warm = client.post("/similar_items", json={"item_id": items["item_id"].iloc[0], "k": 5}).json()
+    warm = own_client.post("/similar_items", json={"item_id": items["item_id"].iloc[0], "k": 5}).json()
     assert len(warm["items"]) == 5 and warm["note"] is None
 
 
@@ -143,34 +130,34 @@ TOO_MUCH = 1e308
     ("/allocate", {"budget": TOO_MUCH, "periods": 2}, "budget"),
     ("/allocate", {"budget": 10000, "periods": 2, "max": {"x": TOO_MUCH}}, "max.x"),
 ])
-def test_absurd_money_amounts_are_refused_naming_the_field_and_the_limit(client, route, body, field):
-    r = client.post(route, json=body)
+def test_absurd_money_amounts_are_refused_naming_the_field_and_the_limit(own_client, route, body, field):
+    r = own_client.post(route, json=body)
     refused(r, field)
     assert "OMNIDECIDE_MAX_AMOUNT" in r.json()["message"], r.text
 
 
-def test_money_at_the_limit_gives_finite_figures(client, world):
+def test_money_at_the_limit_gives_finite_figures(own_client, items_users):
     events = [{"user_id": "rich", "timestamp": "2026-01-10", "event": "purchase", "amount": LIMITS.amount},
               {"user_id": "rich", "timestamp": "2026-02-10", "event": "purchase", "amount": LIMITS.amount}]
-    r = client.post("/predict_churn", json={"as_of": "2026-03-01", "events": events})
+    r = own_client.post("/predict_churn", json={"as_of": "2026-03-01", "events": events})
     assert r.status_code == 200, r.text
     row = r.json()["customers"][0]
     assert row["risk_tier"] in {"high", "medium", "low"} and row["expected_spend"] is not None, row
-    item = world[0].loc[world[0]["stock"] > 0, "item_id"].iloc[5]
-    client.post("/items", json={"items": [{"item_id": item, "price": LIMITS.amount}]})
-    r = client.post("/bid", json={"user_id": "a", "channel": "douyin", "candidates": [item],
+    item = items_users[0].loc[items_users[0]["stock"] > 0, "item_id"].iloc[5]
+    own_client.post("/items", json={"items": [{"item_id": item, "price": LIMITS.amount}]})
+    r = own_client.post("/bid", json={"user_id": "a", "channel": "douyin", "candidates": [item],
                                   "expected_spend": LIMITS.amount, "churn_probability": 1.0})
     assert r.status_code == 200 and None not in r.json()["candidates"][0].values(), r.text
 
 
-def test_admin_reason_is_bounded_and_an_unknown_version_shows_no_path(client, trained, own_stages):
+def test_admin_reason_is_bounded_and_an_unknown_version_shows_no_path(own_client, trained, own_stages):
     from omnidecide.store import registry
 
     before = registry.stages("churn")
-    r = client.post("/admin/promote", json={"model": "churn", "version": trained["churn"], "reason": "x" * 10_000})
+    r = own_client.post("/admin/promote", json={"model": "churn", "version": trained["churn"], "reason": "x" * 10_000})
     assert r.status_code in (400, 422) and r.json()["field"] == "reason" and "at most" in r.text, r.text
     assert "ids are limited" not in r.text  # a note, not an id
-    r = client.post("/admin/promote", json={"model": "churn", "version": "no-such"})
+    r = own_client.post("/admin/promote", json={"model": "churn", "version": "no-such"})
     refused(r, "version")
     message = r.json()["message"]
     assert "churn:no-such" in message and str(registry.home()) not in message and "/" not in message, message
