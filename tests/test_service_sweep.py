@@ -75,7 +75,8 @@ def _example(route: str) -> dict:
 def test_an_unknown_field_is_refused_by_name_on_every_endpoint(own_client, items_users):
     from omnidecide.serving.service import OmniDecide
 
-    routes = [api.route for api in OmniDecide.apis.values()]
+    # /noop is the throughput bench's floor: a bare @bentoml.api, as issue H's target defines it
+    routes = [api.route for api in OmniDecide.apis.values() if api.route != "/noop"]
     assert {"/recommend", "/items", "/admin/promote", "/models"} <= set(routes)
     for route in routes:
         r = own_client.post(route, json={**_example(route), "no_such_field": 1})
