@@ -88,6 +88,16 @@ def test_blank_spend_is_missing_not_zero(tmp_path, cli):
     code, err = cli(["train", "allocator", "--history", str(mix), "--timesteps", "64"])
     assert code == 2 and "mix.csv" in err and "Traceback" not in err
     assert "spend_tv" in err and "6, 11" in err and "spend_search" in err and "9" in err and "not zero" in err
+
+
+def test_any_quarantined_week_of_a_history_stops_training(tmp_path, cli):
+    """A negative or non-numeric week was dropped with only a count: the fit then read the weeks either side of the
+    hole as adjacent and carried spend across it."""
+    mix = tmp_path / "mix.csv"
+    _mix({(4, "spend_tv"): "-5", (20, "revenue"): "n/a"}).to_csv(mix, index=False)
+    code, err = cli(["train", "allocator", "--history", str(mix), "--timesteps", "64"])
+    assert code == 2 and "mix.csv" in err and "Traceback" not in err
+    assert "negative spend_tv in line(s) 6" in err and "line(s) 22" in err and "not zero" not in err
     from omnidecide.models.allocator.mmm import history_from_frame
 
     with pytest.raises(InputError, match="blank spend.*spend_tv"):  # a frame that skipped validation

@@ -21,16 +21,21 @@ def read_lift_tests(path: Path, h) -> list:
     return parse_lift_tests(df, h.channels, h.dates, f"--lift-tests {path.name}")
 
 
-def refuse_blank_spend(loaded) -> None:
-    """A blank spend cell is missing data, not zero spend: fitting the week without it (or as 0) would bias every
-    channel's curve, so a history with one is an error naming its lines and columns (docs/data.md)."""
+def refuse_quarantined(loaded) -> None:
+    """A marketing-mix history is one row per week, and the fit carries each week's spend into the weeks after it
+    (adstock): a quarantined week (negative or non-numeric spend or revenue, a duplicate date, a blank spend cell...)
+    would leave a hole the fit reads as two adjacent weeks, so any rejected row stops training, naming its lines and
+    reasons. A blank spend cell is missing data, not zero spend (docs/data.md)."""
     r = loaded.rejects
-    blank = r[r["reason"].astype(str).str.startswith("missing spend_")] if len(r) else r
-    if len(blank):
-        where = "; ".join(f"{why[len('missing '):]} in line(s) {', '.join(map(str, g['row'].head(10)))}"
-                          + (f" and {len(g) - 10} more" if len(g) > 10 else "") for why, g in blank.groupby("reason"))
-        raise InputError(f"{loaded.path}: blank spend cells: {where}. A blank is missing data, not zero spend: "
-                         "write the week's spend, or 0 where nothing was spent")
+    if not len(r):
+        return
+    where = "; ".join(f"{why} in line(s) {', '.join(map(str, g['row'].head(10)))}"
+                      + (f" and {len(g) - 10} more" if len(g) > 10 else "") for why, g in r.groupby("reason"))
+    blank = r["reason"].astype(str).str.startswith("missing spend_").any()
+    raise InputError(f"{loaded.path}: rows that cannot be used: {where}. Every week is needed (its spend carries into "
+                     "the next weeks): correct these rows" + (". A blank spend cell is missing data, not zero spend: "
+                                                             "write the week's spend, or 0 where nothing was spent"
+                                                             if blank else ""))
 
 
 def train(history: Path, *, seed: int = 0, timesteps: int | None = None, n_boot: int | None = None,
@@ -40,7 +45,7 @@ def train(history: Path, *, seed: int = 0, timesteps: int | None = None, n_boot:
     with progress.task("train allocator", 3):
         progress.step(f"load and validate {Path(history).name}")
         loaded = load(history, "marketing_mix")
-        refuse_blank_spend(loaded)
+        refuse_quarantined(loaded)
         h = history_from_frame(loaded.data, str(history))
         lift = read_lift_tests(lift_tests, h) if lift_tests is not None else None
         cfg = Config(seed=seed)
@@ -50,7 +55,6 @@ def train(history: Path, *, seed: int = 0, timesteps: int | None = None, n_boot:
             cfg.n_boot = n_boot
         progress.step("fit the response model with bootstrap, train the agent, evaluate")
         alloc, metrics = run(h, cfg, lift)
-        metrics["rows_rejected"] = loaded.n_rejected
         params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}
         progress.step("save")
         return registry.save("allocator", alloc.save, metrics=metrics, params=params,
