@@ -54,11 +54,6 @@ def _held(model: str, version: str) -> str:
     return tag
 
 
-def without_paths(message: str) -> str:
-    """An admin answer never shows where the model store lives on the server (a load error quotes file paths)."""
-    return message.replace(str(registry.home()), "<model store>")
-
-
 def _why(reason: str, key: str) -> str:
     return f"{reason or 'over HTTP'} (key {key})"
 

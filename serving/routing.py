@@ -70,7 +70,7 @@ class Versions(Generic[T]):
                 self.production, self.error = self._get(stages.get("production")), None
             except Exception as e:  # noqa: BLE001 - missing or unloadable: its endpoints answer 503, others serve
                 log.warning("%s not served: %s", self.name, e)
-                self.production, self.error = None, f"{e}. {self.fix(e)}"
+                self.production, self.error = None, registry.without_home(f"{e}. {self.fix(e)}")
             canary = stages.get("canary") or {}
             try:
                 self.canary = self._get(canary["tag"]) if canary else None

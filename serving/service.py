@@ -34,7 +34,7 @@ from omnidecide.serving import retention, timeouts
 from omnidecide.serving.online_store import OnlineStore
 from omnidecide.serving import scores
 from omnidecide.serving.routing import Versions, declared_models
-from omnidecide.store import history
+from omnidecide.store import history, registry
 from omnidecide.store import scores as stored_scores
 from omnidecide.serving.schemas import EventsRequest, EventsResponse, ForgetRequest, ForgetResponse
 
@@ -296,7 +296,7 @@ def _admin(ctx: bentoml.Context, act: Callable[[str], T]) -> T | Any:
         return act(key)
     except (ApiError, *BAD_INPUT) as e:
         error = e if isinstance(e, ApiError) else bad_input(e, ADMIN_FIELDS)
-        error.message = admin.without_paths(error.message)
+        error.message = registry.without_home(error.message)
         ctx.response.status_code = error.status
         return error.response()
 

@@ -37,6 +37,12 @@ def home() -> Path:
     return Path(os.environ["BENTOML_HOME"])
 
 
+def without_home(message: str) -> str:
+    """`message` with the model store's location on this machine replaced by `<model store>`: what an HTTP caller
+    reads (a 503, /models, /readyz, an admin answer) names versions, never the server's paths; the log keeps them."""
+    return message.replace(str(home()), "<model store>")
+
+
 def fingerprint(paths: Iterable[str | Path]) -> str:
     """sha256 over the bytes of the training files, so a version says exactly what it was fit on."""
     h = hashlib.sha256()

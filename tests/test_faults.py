@@ -195,6 +195,7 @@ def test_a_corrupt_model_degrades_only_its_endpoints(served_tags, which):
         state = ready.json()
         assert state["status"] == "degraded" and state["degraded"] == ["churn"]
         assert state["models"]["churn"]["tag"] is None and state["models"]["churn"]["error"]
+        assert str(registry.home()) not in state["models"]["churn"]["error"]  # a caller sees versions, not paths
         assert state["models"]["recommender"]["tag"] == served_tags["recommender"]
         models = c.post("/models", json={}).json()
         assert models["churn"]["degraded"] is True and models["churn"]["error"] == state["models"]["churn"]["error"]
@@ -202,6 +203,7 @@ def test_a_corrupt_model_degrades_only_its_endpoints(served_tags, which):
         body = ok_error(c.post("/predict_churn", json={"as_of": "2026-03-01", "events": [ev]}), 503,
                         "model_unavailable")
         assert "omnidecide models rollback churn" in body["message"] or "omnidecide train churn" in body["message"]
+        assert str(registry.home()) not in body["message"]
         assert c.post("/recommend", json={"user_id": "u", "k": 3}).status_code == 200
         assert c.post("/allocate", json={"budget": 1000, "periods": 2}).status_code == 200
 
