@@ -107,9 +107,12 @@ class _Writer:
             if not lines:
                 return
             try:
-                with self.db.transaction():
-                    lines = _not_forgotten(lines, self.db)
-                    if lines:
+                # the read comes before the insert's transaction, not inside it: in SQLite's WAL a transaction that
+                # reads and then writes fails at once ("database is locked", whatever the busy timeout) when another
+                # connection committed in between; a deletion recorded in that gap is caught by forget's second pass
+                lines = _not_forgotten(lines, self.db)
+                if lines:
+                    with self.db.transaction():
                         self.db.executemany(INSERT, lines)
             except BaseException:
                 with self._lock:  # kept for the next flush, oldest first, bounded

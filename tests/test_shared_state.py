@@ -211,6 +211,34 @@ def test_decision_lines_are_written_behind_the_answer_within_the_flush_interval(
     assert log.forget("bob") == 3 and db.query(count, (key,))[0][0] == 0  # the queued line is deleted too
 
 
+def test_a_flush_survives_a_write_committed_between_its_read_and_its_insert(tmp_path, monkeypatch):
+    """SQLite in WAL mode: a transaction that reads and then writes fails at once ("database is locked", whatever the
+    busy timeout) when another connection committed in between. The decision log's flush read `forgotten` inside its
+    insert transaction, so a deletion recorded meanwhile (forget's second pass, another worker) failed the flush; CI
+    caught it once through the test below. Here the other connection's commit is made to land in that gap."""
+    from omnidecide.serving import audit
+    from omnidecide.store import history
+
+    monkeypatch.setenv("OMNIDECIDE_HASH_SECRET", "s1")
+    db = database.Database(f"sqlite:///{tmp_path / 'state.sqlite3'}")
+    read = audit._not_forgotten
+
+    def read_then_another_commits(lines, d):
+        kept = read(lines, d)
+        other = threading.Thread(target=history.mark_forgotten, args=("someone else", db))
+        other.start()
+        other.join()
+        return kept
+    monkeypatch.setattr(audit, "_not_forgotten", read_then_another_commits)
+    writer = audit._Writer(db)
+    writer._thread = threading.Thread()  # no thread of its own: it writes when the test says so
+    log = DecisionLog(db)
+    log._writer = writer
+    log.write("recommend", "recommender:a", "erin", {"items": []}, ms=1.0)
+    writer.flush()
+    assert db.query("SELECT COUNT(*) FROM decisions WHERE subject = ?", (log.key("erin"),))[0][0] == 1
+
+
 def test_forget_removes_lines_another_process_still_had_queued(db, monkeypatch):
     """A `/recommend` answered by one worker just before `/forget_user` reached another left its decision line: the
     line was queued (written behind the answer) and inserted after the deletion. Another process's writer now drops
