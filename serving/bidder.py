@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from omnidecide.models.bidding import BidPolicy, impression_value, multiplier
 from omnidecide.models.errors import InputError
+from omnidecide.models.recommender.rules import in_stock_mask
 from omnidecide.serving.limits import Id, Money, RequestModel, limited
 from omnidecide.serving.recommender import RecommenderRuntime, RecommendRequest
 
@@ -99,12 +100,13 @@ class Bidder:
         self.rt.sync()
         if self.rt.rec.ranker is None:
             raise InputError(f"{self.rt.tag} has no calibrated purchase probability (no second stage); retrain it")
-        index, stock, ids = self.rt.rec.item_index, self.rt.rec.stock, list(dict.fromkeys(req.candidates))
+        index, ids = self.rt.rec.item_index, list(dict.fromkeys(req.candidates))
         unknown = [i for i in ids if i not in index]
-        # the rule of /recommend without a store (rules.in_stock_mask): an ad for a sold-out item buys a click that
-        # cannot convert, so it is not bid on; stock unknown (NaN) is not sold out
-        sold_out = [i for i in ids if i in index and stock[index[i]] <= 0]
-        known = [i for i in ids if i in index and not stock[index[i]] <= 0]
+        # the rule of /recommend without a store: an ad for a sold-out item buys a click that cannot convert, so it is
+        # not bid on; stock unknown (NaN) is not sold out
+        in_stock = in_stock_mask(self.rt.rec)
+        sold_out = [i for i in ids if i in index and not in_stock[index[i]]]
+        known = [i for i in ids if i in index and in_stock[index[i]]]
         policy = BidPolicy(retention_weight=req.retention_weight)
         reference = req.reference_value or self.reference(req.channel)
         personal = self.rt.personalized(req.user_id, req.personalized)

@@ -88,6 +88,8 @@ _STRIP = StringConstraints(strip_whitespace=True)
 Id = Annotated[str, _STRIP, Field(min_length=1, max_length=LIMITS.id_chars, pattern=ID_PATTERN)]
 # an optional id may be empty (an item-less purchase exported as `item_id,""`): same limits otherwise
 MaybeId = Annotated[str, _STRIP, Field(max_length=LIMITS.id_chars, pattern=ID_PATTERN.replace("]+$", "]*$"))]
+
+
 def _storable(value: str) -> str:
     """Free text (a title, an idempotency key) goes into the database as is: the databases' one rule (`db.storable`:
     PostgreSQL text holds no NUL, and neither holds a lone surrogate; the insert failed and the request answered 500)
