@@ -24,7 +24,8 @@ each file is byte-identical to the 1-process one.
 Diagnostics, by name only: the memory the graph filter's torch adjacency takes at full size ("adjacency"; the build no
 longer makes it); the CPU cost of one tuning setting at full catalogue size ("tuning-cost", on a stored recommender);
 the served model's build alone ("served-build"); recommend's batched scorer against per-request calls
-("batch-vs-request").
+("batch-vs-request"); `data validate` on the events with an `event_id` on every row and 0.1% of rows delivered
+again a row group later ("validate-ids": the scale world has no ids, so the default stages never judge duplicates).
 """
 from __future__ import annotations
 
@@ -51,8 +52,9 @@ DEFAULT = ("synth", "validate", "train-churn", "predict-churn", "predict-churn-r
            "exact", "ann", "recommender", "request", "request-http", "recommend-all", "recommend-all-ray1",
            "recommend-all-ray2")
 # ... and diagnostics run by name: the torch adjacency's memory, one tuning setting's cost, the served model's build
-# alone (the recommender stage includes it), recommend's batched scorer against per-request calls
-STAGES = DEFAULT + ("adjacency", "tuning-cost", "served-build", "batch-vs-request")
+# alone (the recommender stage includes it), recommend's batched scorer against per-request calls, validation of the
+# events with an id on every row (redelivered rows caught)
+STAGES = DEFAULT + ("adjacency", "tuning-cost", "served-build", "batch-vs-request", "validate-ids")
 
 
 def run(name: str, argv: list[str], env: dict | None = None, timeout: float = 3600, pss: bool = False) -> dict:
@@ -203,6 +205,30 @@ def stage_ann(out: Path, n_users: int = 1000) -> None:
                       "vectors_mb": round(E.nbytes / 2**20, 1)}), flush=True)
 
 
+def stage_ids_file(world: Path, out: Path, every: int = 1000) -> None:
+    """OUT/work/events_ids.parquet: the world's events, each row given an `event_id` (as an event stream's message
+    id), and every `every`-th row of a row group delivered again at the end of the next one (a stream's redelivery:
+    copies ~1M rows apart, in another read batch). `data validate` must quarantine exactly those copies."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    f = pq.ParquetFile(world / "events.parquet")
+    first, copies, again = 0, 0, None
+    with pq.ParquetWriter(out / "events_ids.parquet", f.schema_arrow.append(pa.field("event_id", pa.string())),
+                          compression="zstd") as w:
+        for g in range(f.num_row_groups):
+            t = f.read_row_group(g)
+            ids = pc.binary_join_element_wise("e", pc.cast(pa.array(np.arange(first, first + t.num_rows)), pa.string()), "")
+            t, first = t.append_column("event_id", ids), first + t.num_rows
+            w.write_table(t if again is None else pa.concat_tables([t, again]))
+            again = t.take(np.arange(0, t.num_rows, every))
+            copies += again.num_rows
+        if again is not None:
+            w.write_table(again)
+    print(json.dumps({"rows": first, "redelivered": copies}))
+
+
 def stage_adjacency(out: Path) -> None:
     """Memory of the graph filter's torch adjacency (LGConv's similar-items propagation) at full size: resident and
     peak RSS over the state before building it from the normalised interactions (stage "factors" saves X). The build
@@ -350,6 +376,7 @@ def main() -> None:
     if a.stage:
         {"factors": lambda: stage_factors(world, work), "exact": lambda: stage_exact_check(work),
          "ann": lambda: stage_ann(work), "adjacency": lambda: stage_adjacency(work),
+         "ids-file": lambda: stage_ids_file(world, work),
          "tuning-cost": lambda: stage_tuning_cost(a.out / "model_store"),
          "batch-vs-request": stage_batch_vs_request}[a.stage]()
         return
@@ -388,6 +415,10 @@ def main() -> None:
         keep(run("validate", CLI + ["data", "validate", "--events", ev, "--items", str(world / "items.parquet"),
                                     "--users", str(world / "users.parquet"),
                                     "--store-stock", str(world / "store_stock.parquet")], env))
+    if "validate-ids" in todo:  # the cost of catching redelivered rows when every row carries an id
+        keep(run("events with an event_id per row: write", me + ["--stage", "ids-file"], env))
+        keep(run("validate events with an event_id per row", CLI + ["data", "validate", "--events",
+                                                                     str(work / "events_ids.parquet")], env))
     if "train-churn" in todo:
         keep(run("train churn", CLI + ["train", "churn", "--events", ev, "--horizon-days", "90"], env))
     for stage, label, extra in (("predict-churn", "predict churn, 1 process", []),

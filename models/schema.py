@@ -55,7 +55,7 @@ EVENTS = TableSpec(
     {
         "user_id": "id", "item_id": "id", "timestamp": "timestamp", "event": "event",
         "quantity": "nonneg", "amount": "nonneg", "rating": "number", "channel": "str",
-        "store_id": "id", "order_id": "id", "session_id": "id",
+        "store_id": "id", "order_id": "id", "session_id": "id", "event_id": "id",
     },
     required=("user_id", "item_id", "timestamp", "event"),
     dedupe=True,

@@ -130,6 +130,24 @@ def test_exact_duplicate_events_are_quarantined_and_counted(tmp_path):
     assert load(pq, "events", write=False, compact=True).counts == got.counts
 
 
+def test_seen_keys_match_a_set_over_many_batches():
+    """The merged runs answer as one set would: first occurrence kept, later copies (in or across batches) flagged,
+    0 (a row with no id) never flagged; enough batches for runs of several sizes to merge."""
+    from omnidecide.store.chunks import Seen
+
+    rng = np.random.default_rng(3)
+    seen, ref = Seen(), set()
+    for size in rng.integers(0, 60, 40):
+        keys = rng.integers(0, 400, size).astype(np.uint64)  # small range: many repeats, some zeros
+        want = []
+        for k in keys.tolist():
+            want.append(k != 0 and k in ref)
+            if k:
+                ref.add(k)
+        assert seen.repeated(keys).tolist() == want
+    assert len(seen.runs) > 1 and sorted(np.concatenate(seen.runs).tolist()) == sorted(ref)
+
+
 def test_validate_prints_duplicate_count(tmp_path):
     from typer.testing import CliRunner
 
