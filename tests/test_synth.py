@@ -33,6 +33,10 @@ def test_all_files_valid_and_counts_match(world):
     for table in ("items", "users", "touchpoints", "marketing_mix", "store_stock"):
         assert load(folder / f"{table}.csv", table).n_rejected == 0, table
     assert events["user_id"].nunique() <= truth["n_users"]
+    raw = pd.read_csv(folder / "events.csv", dtype=str, keep_default_na=False)
+    assert not raw.duplicated().any()  # an exact copy of a purchase row (same order id) would be quarantined
+    views = raw[raw["event"] == "view"]
+    assert not views.duplicated(["session_id", "timestamp"]).any()  # a session's views follow one another
 
 
 def test_planted_bad_rows_are_counted_exactly(tmp_path):

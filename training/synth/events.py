@@ -60,7 +60,8 @@ def funnel(rng: np.random.Generator, ses: Sessions, users: Users, samplers: Samp
     v_sess = np.repeat(np.arange(len(ses)), n_views)
     v_user = ses.user[v_sess]
     v_item = pick_items(rng, ses.category[v_sess], users.brand_pref[v_user, ses.category[v_sess]], samplers)
-    v_time = ses.time[v_sess] + np.arange(len(v_sess)) % 7 * 40
+    nth = np.arange(len(v_sess)) - np.repeat(np.cumsum(n_views) - n_views, n_views)  # 0, 1, ... within its session
+    v_time = ses.time[v_sess] + nth * 40
     click = rng.random(len(v_sess)) < FUNNEL["view_to_click"]
     cart = click & (rng.random(len(v_sess)) < FUNNEL["click_to_cart"])
     buy = cart & (rng.random(len(v_sess)) < FUNNEL["cart_to_purchase"])
