@@ -63,6 +63,15 @@ def groups(idx: np.ndarray, group: np.ndarray, n_groups: int) -> list[np.ndarray
     return [idx[order[a:b]] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def similar_first(rec, j: int, same: np.ndarray) -> np.ndarray:
+    """`same` (j's category, in index order) ordered by embedding similarity to j, most similar first, ties by index.
+    Both scoring paths take a sold-out item's substitute from this one product over the whole category: BLAS rounds
+    a row's dot product by where the row sits in the matrix, so a product over the free items alone could break a
+    tie between two items with equal embeddings (two new items of one category) the other way."""
+    emb = rec.embeddings()
+    return same[np.argsort(-(emb[same] @ emb[j]), kind="stable")]
+
+
 class Retrieval:
     """One version's candidate retrieval: the index over its trained items' filter vectors, plus what makes the
     candidates' scores exact (see the module docstring). Works on the version's catalogue grown by live items
@@ -287,9 +296,7 @@ class Retrieval:
             got = head[usable[head]][:n]
             if len(got) == n or head.size < SUBSTITUTE_HEAD:  # the head was the whole category
                 return got
-        same = self.in_category(rec, int(rec.item_cat[j]))
-        emb = rec.embeddings()
-        order = same[np.argsort(-(emb[same] @ emb[j]), kind="stable")]
+        order = similar_first(rec, j, self.in_category(rec, int(rec.item_cat[j])))
         if len(orders) >= SUBSTITUTE_ORDERS:
             orders.clear()
         orders[j] = order[:SUBSTITUTE_HEAD]

@@ -9,6 +9,7 @@ import pandas as pd
 from omnidecide.models.recommender.core import Recommender, UserRows
 from omnidecide.models.recommender.ranker import N_CAND
 from omnidecide.models.recommender.repeat import DAY, personal_gap
+from omnidecide.models.recommender.retrieval import similar_first
 
 VERBS = {"purchase": "bought", "rating": "rated", "cart": "carted", "click": "clicked", "view": "viewed"}
 
@@ -188,8 +189,8 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
             # its first free item is the argmax below (a scan of ~9,000 items per sold-out item at 200k items)
             same = rec.retrieval.substitutes(rec, int(ids[j]), free, 1)
         else:
-            same = np.flatnonzero((rec.item_cat == cat[j]) & free)
-            same = same[np.argmax(emb[same] @ emb[ids[j]])][None] if len(same) else same
+            order = similar_first(rec, int(ids[j]), np.flatnonzero(rec.item_cat == cat[j]))
+            same = order[free[order]][:1]
         if len(same):
             s = int(same[0])
             at = int(np.searchsorted(ids, s))
