@@ -102,7 +102,9 @@ def cdnow_events() -> pd.DataFrame:
 def synth_world(users: int, seed: int = 7) -> Path:
     from omnidecide.training.synth import generate
 
-    out = cache() / f"synth-{users}-{seed}"
+    src = Path(generate.__code__.co_filename).parent  # the generator's sources name the cache: a changed generator
+    made_by = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(src.glob("*.py")))).hexdigest()[:12]  # is not reused
+    out = cache() / f"synth-{users}-{seed}-{made_by}"
     if not (out / "truth_users.csv").exists():
         generate(out, n_users=users, seed=seed)
     return out

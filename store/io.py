@@ -15,6 +15,9 @@ import platformdirs
 
 from omnidecide.models.schema import TABLES, SchemaError, TableSpec
 
+log = logging.getLogger(__name__)
+
+
 def read_flag_csv(path: str | Path, flag: str, **read_csv) -> pd.DataFrame:
     """A small side file a command-line flag names (--actuals, --previous, --lift-tests), read whole with pandas
     (`read_csv`: its options; a BOM is skipped): a missing path, a folder or an unreadable CSV is an InputError
@@ -26,9 +29,6 @@ def read_flag_csv(path: str | Path, flag: str, **read_csv) -> pd.DataFrame:
         return pd.read_csv(path, encoding="utf-8-sig", **read_csv)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise SchemaError(f"{flag} {path}: not a readable CSV ({e})") from e
-
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
