@@ -77,7 +77,7 @@ def _hash_rows(df: pd.DataFrame) -> np.ndarray:
     with np.errstate(over="ignore"):
         for c in df.columns:
             col = df[c].to_numpy(dtype=object) if df[c].dtype == object else df[c]  # CSV text / Arrow text
-            enc = pc.dictionary_encode(pa.array(col))
+            enc = pc.dictionary_encode(pa.array(col), null_encoding="encode")  # a null is a value of its own
             enc = enc.combine_chunks() if isinstance(enc, pa.ChunkedArray) else enc
             distinct = enc.dictionary.to_numpy(zero_copy_only=False).astype(object)
             out = out * _MIX + pd.util.hash_array(distinct, categorize=False)[enc.indices.to_numpy()]

@@ -148,6 +148,17 @@ def test_seen_keys_match_a_set_over_many_batches():
     assert len(seen.runs) > 1 and sorted(np.concatenate(seen.runs).tolist()) == sorted(ref)
 
 
+def test_row_hashes_agree_across_text_kinds_and_tell_blank_from_missing():
+    """CSV text (Python strings) and Parquet text (Arrow strings) hash a row alike, so copies met through either path
+    are caught; a missing cell is not the empty string; a value moved to another column is another row."""
+    from omnidecide.store.chunks import _hash_rows
+
+    df = pd.DataFrame({"a": np.array(["x", None, "x", "", "o1"], dtype=object), "order_id": ["o1", "o1", "o1", "o1", "x"]})
+    h = _hash_rows(df)
+    assert h[0] == h[2] and len(set(h.tolist())) == 4
+    assert (_hash_rows(df.astype("string[pyarrow]")) == h).all()
+
+
 def test_validate_prints_duplicate_count(tmp_path):
     from typer.testing import CliRunner
 
