@@ -28,8 +28,14 @@ def test_planted_churners_ranked_high(fitted):
     churn_date = pd.to_datetime(truth.set_index("user_id")["churn_date"].replace("", pd.NA))
     planted = (churn_date.reindex(frame["user_id"]) < cut + pd.Timedelta(days=90)).fillna(False).to_numpy()
     assert auc(planted, frame["p"]) > 0.85
-    top = frame["p"].to_numpy() >= np.quantile(frame["p"], 0.8)
-    assert planted[top].mean() >= 0.85  # the top fifth by churn probability: mostly planted churners (base rate ~0.27)
+    # the top fifth by churn probability: mostly planted churners (base rate ~0.27). Calibration is a step function,
+    # so customers tie at the cut; they count by the share of the fifth they fill (random tie-breaking, expected)
+    p = frame["p"].to_numpy()
+    n_top = round(0.2 * len(p))
+    cut_p = np.sort(p)[::-1][n_top - 1]
+    above, tied = p > cut_p, p == cut_p
+    precision = (planted[above].sum() + (n_top - above.sum()) * planted[tied].mean()) / n_top
+    assert precision >= 0.85, precision
     assert rep["auc"] > 0.85
     # training windows never see the validation labels
     assert info["validation_as_of"] == "2026-01-02" and max(info["training_as_ofs"]) <= "2025-10-04"
