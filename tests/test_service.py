@@ -462,7 +462,9 @@ def test_scores_published_by_predict_churn_answer_customer_scores_and_bid(client
     assert res.exit_code == 0, res.output
     assert "published" in res.output
     table = pd.read_csv(tmp_path / "churn.csv", dtype={"user_id": str})
-    known = table.sort_values("churn_probability").iloc[-1]
+    users = pd.read_csv(synth_world / "users.csv", dtype=str)  # a customer who opted out gets no retention credit
+    consenting = set(users.loc[users["consent_personalization"].str.lower() == "true", "user_id"])
+    known = table[table["user_id"].isin(consenting)].sort_values("churn_probability").iloc[-1]
     r = client.post("/customer_scores", json={"user_ids": [known.user_id, "nobody"]})
     assert r.status_code == 200, r.text
     body = r.json()
