@@ -118,7 +118,13 @@ def test_built_bento_serves_every_endpoint_from_an_empty_directory(server, train
 
     import psutil
 
-    workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "--worker-id" in p.cmdline()]
+    def cmdline(p: psutil.Process) -> list[str]:  # a short-lived child may exit (or be a zombie) while we look
+        try:
+            return p.cmdline()
+        except psutil.Error:
+            return []
+
+    workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "--worker-id" in cmdline(p)]
     assert len(workers) == 2
 
 
