@@ -76,8 +76,7 @@ def _hash_rows(df: pd.DataFrame) -> np.ndarray:
     out = np.zeros(len(df), dtype=np.uint64)
     with np.errstate(over="ignore"):
         for c in df.columns:
-            col = df[c].to_numpy(dtype=object) if df[c].dtype == object else df[c]  # CSV text / Arrow text
-            enc = pc.dictionary_encode(pa.array(col), null_encoding="encode")  # a null is a value of its own
+            enc = pc.dictionary_encode(pa.array(df[c]), null_encoding="encode")  # a null is a value of its own
             enc = enc.combine_chunks() if isinstance(enc, pa.ChunkedArray) else enc
             distinct = enc.dictionary.to_numpy(zero_copy_only=False).astype(object)
             out = out * _MIX + pd.util.hash_array(distinct, categorize=False)[enc.indices.to_numpy()]
@@ -107,8 +106,9 @@ class Seen:
         dup[1:] = ks[1:] == ks[:-1]
         for run in self.runs:
             dup |= run[np.searchsorted(run, ks).clip(max=len(run) - 1)] == ks
-        dup &= ks != 0
-        self._add(ks[~dup & (ks != 0)])
+        judged = ks != 0
+        dup &= judged
+        self._add(ks[judged & ~dup])
         out = np.empty(len(ks), dtype=bool)
         out[order] = dup
         return out

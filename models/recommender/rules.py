@@ -185,8 +185,8 @@ def _ranked(rec: Recommender, user_id: str, k: int, recent: pd.DataFrame | None,
             free = ok.copy()
             free[ids] &= allowed  # items outside `cols` carry no state of the user: allowed
             free[ids[cands[:k]]] = False
-        if rec.retrieval is not None:  # the category's order by similarity to the item, kept per sold-out item:
-            # its first free item is the argmax below (a scan of ~9,000 items per sold-out item at 200k items)
+        if rec.retrieval is not None:  # the same order, kept per sold-out item (the whole category's product is
+            # a scan of ~9,000 items per sold-out item at 200k items)
             same = rec.retrieval.substitutes(rec, int(ids[j]), free, 1)
         else:
             order = similar_first(rec, int(ids[j]), np.flatnonzero(rec.item_cat == cat[j]))
