@@ -77,7 +77,8 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
     revenue_p10, revenue_p90 (the cell's 80% interval over the posterior draws), identification (the channel's, 0-1).
 
     Robust by default: budget moves away from last year's mix only as far as the posterior backs the move (a channel
-    the history cannot identify stays near its historical spend).
+    the history cannot identify stays near its historical spend; so does a channel whose weekly spend the others'
+    spend explains, as when the budget was split by a fixed rule: its identification is 0).
 
     --min/--max CH=AMOUNT bound a channel's total over the horizon; --roi-floor CH=X keeps its expected ROI >= X;
     --reserve (share of B) is held back and written as one row `period=1, channel=reserve`;

@@ -251,3 +251,37 @@ def test_a_channel_the_history_does_not_identify_does_not_decide_the_guard():
     assert choose(res.ensemble, candidates({}, anchors), list(anchors), ident)[0] == "historical mix"
     assert res.summary["plan_chosen"] != "equal split"
     assert abs(res.spend[:, 2].sum() - res.historical[:, 2].sum()) < 0.01 * res.historical[:, 2].sum()
+
+
+def test_a_fixed_split_history_keeps_its_split_however_sure_the_draws_are():
+    """A budget split 80/20 every week shows what the two channels return together, never how to split them
+    (bench/allocator_floor.py: two truths write the same file). Draws that agree with each other, as bootstrap fits
+    settling on the priors' split do, must not move the plan off the history's split, and the plan reports both
+    channels as unidentified."""
+    rng = np.random.default_rng(1)
+    dates = pd.date_range("2024-01-01", periods=N, freq="7D")
+    total = 50_000.0 * np.exp(rng.normal(0, 0.2, N))
+    spend = np.column_stack([0.8 * total, 0.2 * total])
+    h = History(dates=dates, revenue=np.full(N, 1e6), spend=spend, channels=["a", "b"], controls=np.zeros((N, 0)),
+                control_names=[], step_days=7)
+    worlds = [MMMParams(channels=["a", "b"], decay=np.full(2, 0.3), half_saturation=np.full(2, 25_000.0),
+                        slope=np.full(2, 1.0), beta=60_000.0 * np.exp(rng.normal(0, 0.02, 2)), media_peak_mult=0.0)
+              for _ in range(16)]  # the draws agree: equal channels, so their optimum is the even split
+    alloc = Allocator(params=worlds[0], samples=worlds, history=h, worlds=worlds, info={"agent_enabled": False})
+    B = 50_000.0 * T
+    greedy = alloc.plan(B, T, reserve=0.0, robust=False)
+    assert shares(greedy.spend)[1] > 0.35  # what the draws alone would do: far towards the even split
+    robust = alloc.plan(B, T, reserve=0.0)
+    assert np.allclose(shares(robust.spend), [0.8, 0.2], atol=0.01)
+    assert all(v["identification"] == 0.0 for v in robust.summary["per_channel"].values())
+
+
+def test_collinear_finds_fixed_splits_and_constant_channels_only():
+    from omnidecide.models.allocator.robust import collinear
+
+    rng = np.random.default_rng(2)
+    t = rng.lognormal(10, 0.3, 120)
+    free = rng.lognormal(9, 0.5, 120)
+    spend = np.column_stack([0.7 * t, 0.3 * t * np.exp(rng.normal(0, 0.01, 120)), free, np.full(120, 5_000.0)])
+    assert collinear(spend).tolist() == [True, True, False, True]
+    assert not collinear(spend[:, [0, 2]]).any()  # one channel of the fixed pair alone is free to vary

@@ -20,8 +20,9 @@ from omnidecide.models.allocator.actuals import Actuals, Updating, channel_ratio
 from omnidecide.models.allocator.constraints import (FLAGS, Constraints, Names, after_actuals, enforce_roi_floor,
                                                      project_plan, request_constraints)
 from omnidecide.models.allocator.curves import Curves, Ensemble
-from omnidecide.models.allocator.robust import (candidates, channel_uncertainty, choose, equal_plan, historical_plan,
-                                                identification, penalised_plan, pin_unidentified, trust_region)
+from omnidecide.models.allocator.robust import (candidates, channel_uncertainty, choose, collinear, equal_plan,
+                                                historical_plan, hold, identification, penalised_plan,
+                                                pin_unidentified, trust_region)
 from omnidecide.models.allocator.solvers import best_plan
 from omnidecide.models.response import geometric_adstock
 
@@ -182,8 +183,11 @@ def plan(alloc, budget: float, periods: int, *, reserve: float = 0.15, lo: dict 
     cons = after_actuals(cons, act.spend)
     upd = state_after(alloc, act, periods, updating or Updating())
     x_hist = historical_plan(alloc.history.spend, periods - act.k, act.k, cons.spendable)
-    ident = identification(upd.ens, x_hist)
+    held = collinear(alloc.history.spend)  # their split is not in the history: identification 0, held where robust
+    ident = np.where(held, 0.0, identification(upd.ens, x_hist))
     robust = robust and act.channel_revenue is None
+    if robust:  # every candidate below, the spreadsheet plans included, keeps them at their historical totals
+        cons = hold(cons, x_hist, held)
     x = best_plan(upd.ens, pin_unidentified(cons, x_hist, ident) if robust else cons, channels=channels)
     chosen = floor_gain = None
     if robust:  # a choice among the optimised plans, the spreadsheet plans and blends (robust.choose)

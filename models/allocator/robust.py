@@ -43,6 +43,7 @@ BLENDS = (0.25, 0.5, 0.75)  # candidate steps from a spreadsheet plan towards an
 TRUST = np.log(2.0)  # a channel the draws fully agree on may double or halve its historical total; 0 = stays put
 PEN_ITERS = 30  # projected-gradient steps of the penalised optimum from last year's mix (each ~0.1 ms x 2 to 3)
 IDENT_MIN = 0.1  # below: the draws cannot tell the channel's revenue from zero (10th pct < ~5% of the 90th)
+COLLINEAR_R2 = 0.9  # at or above: the other channels' spend explains this one's (variance inflation factor >= 10)
 
 
 def _zero_col(ens: Ensemble) -> np.ndarray:
@@ -160,22 +161,48 @@ def trust_region(cons: Constraints, x_ref: np.ndarray, ident: np.ndarray) -> Con
     return replace(cons, lo=lo + done, hi=hi + done)
 
 
+def collinear(spend: np.ndarray) -> np.ndarray:
+    """(C,) bool: channels whose weekly spend the other channels' spend explains (R^2 >= COLLINEAR_R2 in a linear fit
+    with an intercept; the textbook variance-inflation cut of 10), or that never varied. A history whose budget was
+    split by a fixed rule every week shows what the channels return together, not how to split them: two worlds
+    that credit the channels differently write the same file (bench/allocator_floor.py). The draws of such a fit can
+    still agree with each other (every bootstrap fit settles on the split the priors favour), so the draws'
+    `identification` does not see it; the history's own design does."""
+    S = np.asarray(spend, float)
+    out = np.zeros(S.shape[1], bool)
+    for c in range(S.shape[1]):
+        y = S[:, c]
+        if y.var() <= 1e-12 * max(float(np.mean(y * y)), 1e-300):
+            out[c] = True
+            continue
+        X = np.column_stack([np.ones(len(S)), np.delete(S, c, axis=1)])
+        resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
+        out[c] = 1.0 - resid.var() / y.var() >= COLLINEAR_R2
+    return out
+
+
+def hold(cons: Constraints, x_ref: np.ndarray, held: np.ndarray) -> Constraints:
+    """The request's rules with each `held` channel at its total in `x_ref` (its historical total at this budget).
+    The user's --min / --max win; an infeasible hold is dropped."""
+    held = np.asarray(held, bool)
+    if not held.any():
+        return cons
+    lo_u, hi_u, _ = cons.arrays(len(held))
+    y = np.asarray(x_ref, float).sum(0)
+    lo = np.where(held, np.clip(y, lo_u, hi_u), lo_u)
+    hi = np.where(held, np.clip(y, lo_u, hi_u), hi_u)
+    if lo.sum() > cons.spendable + 1e-6 or hi.sum() < cons.spendable - 1e-6:
+        return cons
+    done = np.zeros(len(held)) if cons.spent_per_channel is None else np.asarray(cons.spent_per_channel, float)
+    return replace(cons, lo=lo + done, hi=hi + done)
+
+
 def pin_unidentified(cons: Constraints, x_ref: np.ndarray, ident: np.ndarray) -> Constraints:
     """The request's rules with every channel the history does not identify (identification < IDENT_MIN) held at its
     historical total: a fit that credits a channel with nothing, in every draw, has usually absorbed its effect into
     something else (the season, another channel that co-moves), and cutting it on that evidence is the bet the issue
-    forbids; raising it is no better backed. The user's --min / --max win; an infeasible pin is dropped."""
-    pin = np.asarray(ident) < IDENT_MIN
-    if not pin.any():
-        return cons
-    lo_u, hi_u, _ = cons.arrays(len(ident))
-    y = np.asarray(x_ref, float).sum(0)
-    lo = np.where(pin, np.clip(y, lo_u, hi_u), lo_u)
-    hi = np.where(pin, np.clip(y, lo_u, hi_u), hi_u)
-    if lo.sum() > cons.spendable + 1e-6 or hi.sum() < cons.spendable - 1e-6:
-        return cons
-    done = np.zeros(len(ident)) if cons.spent_per_channel is None else np.asarray(cons.spent_per_channel, float)
-    return replace(cons, lo=lo + done, hi=hi + done)
+    forbids; raising it is no better backed."""
+    return hold(cons, x_ref, np.asarray(ident) < IDENT_MIN)
 
 
 def channel_uncertainty(ens: Ensemble, x: np.ndarray) -> dict[str, np.ndarray]:
