@@ -33,3 +33,26 @@ def test_train_recommender_saves_a_version_without_a_second_stage(tmp_path, cli,
     code, err = cli(["train", "recommender", "--events", str(tmp_path / "events.csv"),
                      "--items", str(synth_world / "items.csv")])
     assert code is None or code == 0, err
+
+
+def test_train_recommender_refuses_a_log_with_one_timestamp_by_name(tmp_path, cli, synth_world):
+    """Every event at one moment (a date-only export of one day): the time cut left no training events, and the fit
+    went on to `ValueError: need at least one array to concatenate` in the second stage. Now one line saying why."""
+    ev = _events(synth_world)
+    ev = ev[ev["user_id"].isin(ev["user_id"].unique()[:40])].assign(timestamp="2026-01-01")
+    ev.to_csv(tmp_path / "events.csv", index=False)
+    code, err = cli(["train", "recommender", "--events", str(tmp_path / "events.csv")])
+    assert code == 2 and "every event is at 2026-01-01" in err and "more than one moment" in err, err
+
+
+def test_choose_serving_skips_the_second_stage_without_validation_users(synth_world):
+    """A validation cut with no customer to judge (its fit part empty) crashed building the second stage's rows."""
+    from omnidecide.models.recommender.core import Recommender
+    from omnidecide.store.io import load
+    from omnidecide.training.recommender.pipeline import choose_serving
+
+    ev = load(synth_world / "events.csv", "events").data
+    rec = Recommender.build(ev[ev["user_id"].isin(ev["user_id"].unique()[:30])], None)
+    val = ev[ev["user_id"].isin(ev["user_id"].unique()[30:60])]  # nobody the model knows
+    ss, serve, info = choose_serving(rec, val, 0)
+    assert ss is None and serve == "model" and info["second_stage"].startswith("skipped"), info
