@@ -56,3 +56,15 @@ def test_choose_serving_skips_the_second_stage_without_validation_users(synth_wo
     val = ev[ev["user_id"].isin(ev["user_id"].unique()[30:60])]  # nobody the model knows
     ss, serve, info = choose_serving(rec, val, 0)
     assert ss is None and serve == "model" and info["second_stage"].startswith("skipped"), info
+
+
+def test_train_churn_names_a_validation_window_of_one_class(tmp_path, cli, synth_world, monkeypatch):
+    """No purchase by anyone in the last 90 days (a feed whose orders stopped, views still coming): the training
+    windows hold both classes, the validation window only churners; early stopping never kept a state and the fit
+    ended in `TypeError: Expected state_dict to be dict-like, got NoneType`."""
+    monkeypatch.setenv("OMNIDECIDE_CHURN_FIT_SECONDS", "2")
+    ev = _events(synth_world)
+    ts = pd.to_datetime(ev["timestamp"])
+    ev[~((ev["event"] == "purchase") & (ts > ts.max() - pd.Timedelta(days=90)))].to_csv(tmp_path / "e.csv", index=False)
+    code, err = cli(["train", "churn", "--events", str(tmp_path / "e.csv")])
+    assert code == 2 and "validation window" in err and "every one of them churned" in err, err
