@@ -68,3 +68,31 @@ def test_train_churn_names_a_validation_window_of_one_class(tmp_path, cli, synth
     ev[~((ev["event"] == "purchase") & (ts > ts.max() - pd.Timedelta(days=90)))].to_csv(tmp_path / "e.csv", index=False)
     code, err = cli(["train", "churn", "--events", str(tmp_path / "e.csv")])
     assert code == 2 and "validation window" in err and "every one of them churned" in err, err
+
+
+@pytest.fixture(scope="module")
+def churn_tag(synth_world):
+    """A churn version of the synthetic world, fit briefly (quality is tested in test_churn_model)."""
+    from omnidecide.training.churn import train
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMNIDECIDE_CHURN_FIT_SECONDS", "2")
+        return train(synth_world / "events.csv")
+
+
+def test_predict_churn_as_of_with_an_offset_empty_or_long_after_the_events(tmp_path, cli, synth_world, churn_tag):
+    """`--as-of 2026-05-01T00:00:00+08:00` was a TypeError traceback (an aware timestamp against naive UTC events); an
+    empty `--as-of` answered "no events before as-of NaT"; an as-of years after the last event scored every customer
+    high risk without a word (now a warning naming the gap)."""
+    base = ["predict", "churn", "--events", str(synth_world / "events.csv"), "--model", churn_tag]
+    code, err = cli([*base, "--as-of", "2026-05-01T08:00:00+08:00", "--output", str(tmp_path / "tz.csv")])
+    assert code in (None, 0), err
+    code, _ = cli([*base, "--as-of", "2026-05-01", "--output", str(tmp_path / "plain.csv")])
+    assert code in (None, 0)
+    assert (tmp_path / "tz.csv").read_text() == (tmp_path / "plain.csv").read_text()  # 08:00+08:00 is midnight UTC
+    code, err = cli([*base, "--as-of", "", "--output", str(tmp_path / "e.csv")])
+    assert code == 2 and "--as-of '': not a date" in err, err
+    code, err = cli([*base, "--as-of", "2030-01-01", "--output", str(tmp_path / "late.csv")])
+    assert code in (None, 0) and "days after the latest event" in err and "more than the 90-day horizon" in err, err
+    code, err = cli([*base, "--as-of", "2026-07-01", "--output", str(tmp_path / "ok.csv")])
+    assert code in (None, 0) and "warning" not in err, err
