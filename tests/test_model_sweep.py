@@ -96,3 +96,17 @@ def test_predict_churn_as_of_with_an_offset_empty_or_long_after_the_events(tmp_p
     assert code in (None, 0) and "days after the latest event" in err and "more than the 90-day horizon" in err, err
     code, err = cli([*base, "--as-of", "2026-07-01", "--output", str(tmp_path / "ok.csv")])
     assert code in (None, 0) and "warning" not in err, err
+
+
+def test_recommend_users_file_with_a_semicolon_header_or_user_id_twice_is_refused(tmp_path, cli):
+    """`--users` given as a ';'-separated CSV served the header line "name;user_id" and each whole line as user ids
+    (cold-start rows for customers who do not exist); a header naming user_id twice served the first column and
+    dropped the other's ids without a word."""
+    semi = tmp_path / "semi.csv"
+    semi.write_text("name;user_id\nAnn;u0000001\n")
+    code, err = cli(["recommend", "--users", str(semi), "--output", str(tmp_path / "a.csv")])
+    assert code == 2 and "';'-separated" in err and not (tmp_path / "a.csv").exists(), err
+    twice = tmp_path / "twice.csv"
+    twice.write_text("user_id,user_id\nu1,u2\n")
+    code, err = cli(["recommend", "--users", str(twice), "--output", str(tmp_path / "b.csv")])
+    assert code == 2 and "user_id 2 times" in err and not (tmp_path / "b.csv").exists(), err
