@@ -24,7 +24,8 @@ def read_user_ids(path: Path) -> list[str]:
     header = [str(h).lower() for h in df.iloc[0]] if len(df) else []
     if header.count("user_id") > 1:  # which one? reading the first served its ids and dropped the other's
         raise InputError(f"{flag}: the header names user_id {header.count('user_id')} times; keep one")
-    sep = next((c for c in (";", "\t", "|") if len(header) == 1 and "user_id" in header[0].split(c)), None)
+    sep = next((c for c in (";", "\t", "|")
+                if len(header) == 1 and c in header[0] and "user_id" in header[0].split(c)), None)
     if sep:  # else the header line itself ("name;user_id") and each whole line were served as user ids
         raise InputError(f"{flag}: the header {df.iloc[0, 0]!r} looks {sep!r}-separated; write the file with commas, "
                          "or one user id a line")
