@@ -110,3 +110,56 @@ def test_recommend_users_file_with_a_semicolon_header_or_user_id_twice_is_refuse
     twice.write_text("user_id,user_id\nu1,u2\n")
     code, err = cli(["recommend", "--users", str(twice), "--output", str(tmp_path / "b.csv")])
     assert code == 2 and "user_id 2 times" in err and not (tmp_path / "b.csv").exists(), err
+
+
+def test_a_first_row_wider_than_the_header_shifts_no_column(tmp_path, cli):
+    """A first data row with one field more than the header made pandas read the first column as an index: every row
+    of the file was shifted one column left, good rows were quarantined as `unparsable timestamp` and the user ids
+    were lost. Now that row alone is `wrong number of fields (5)` and the others load as written."""
+    f = tmp_path / "events.csv"
+    f.write_text("user_id,item_id,timestamp,event\nu1,i1,2025-01-01,view,extra\nu2,i2,2025-01-01,view\n"
+                 "u3,i3,2025-01-02,click\n")
+    code, _ = cli(["data", "validate", "--events", str(f)])
+    rejects = pd.read_csv(tmp_path / "events.rejects.csv", dtype=str)
+    assert code == 1 and rejects[["row", "reason"]].values.tolist() == [["2", "wrong number of fields (5)"]]
+    from omnidecide.store.io import load
+
+    assert load(f, "events").data["user_id"].tolist() == ["u2", "u3"]
+
+
+def test_bytes_that_are_not_utf8_quarantine_their_row(tmp_path, cli):
+    """A Latin-1 export (`café`, `ié2`) loaded with each such byte replaced by U+FFFD and counted as good: two item
+    ids differing only in an accented letter became one item. Now the row is `unparsable <col>`, counted, and the
+    rest of the file loads."""
+    f = tmp_path / "events.csv"
+    f.write_bytes(b"user_id,item_id,timestamp,event,channel\nu1,i1,2025-01-01,view,caf\xe9\nu2,i\xe92,2025-01-01,view,"
+                  b"web\nu3,i\xe82,2025-01-01,view,web\nu4,i4,2025-01-01,view,web\n")
+    code, _ = cli(["data", "validate", "--events", str(f)])
+    rejects = pd.read_csv(tmp_path / "events.rejects.csv", dtype=str)
+    assert code == 1 and rejects[["row", "reason"]].values.tolist() == [
+        ["2", "unparsable channel"], ["3", "unparsable item_id"], ["4", "unparsable item_id"]]
+    from omnidecide.store.io import load
+
+    assert load(f, "events").data["item_id"].tolist() == ["i4"]
+
+
+def test_header_names_with_spaces_are_read(tmp_path):
+    """`user_id ,item_id, timestamp,event` (spaces an export left around the names) was refused as missing user_id and
+    timestamp, while the duplicate-header check already read the names stripped."""
+    from omnidecide.store.io import load
+
+    f = tmp_path / "events.csv"
+    f.write_text("user_id ,item_id, timestamp,event\nu1,i1,2025-01-01,view\n")
+    assert load(f, "events").data[["user_id", "timestamp"]].astype(str).values.tolist() == [["u1", "2025-01-01"]]
+
+
+def test_missing_column_errors_hint_at_case_and_encoding(tmp_path, cli):
+    """`User_ID,Item_ID,...` and a UTF-16 export were refused as missing columns with no word of why."""
+    upper = tmp_path / "upper.csv"
+    upper.write_text("User_ID,Item_ID,Timestamp,Event\nu1,i1,2025-01-01,view\n")
+    code, err = cli(["data", "validate", "--events", str(upper)])
+    assert code == 2 and "column names are lower case" in err, err
+    wide = tmp_path / "wide.csv"
+    wide.write_bytes("user_id,item_id,timestamp,event\nu1,i1,2025-01-01,view\n".encode("utf-16"))
+    code, err = cli(["data", "validate", "--events", str(wide)])
+    assert code == 2 and "not UTF-8" in err, err
