@@ -163,3 +163,15 @@ def test_missing_column_errors_hint_at_case_and_encoding(tmp_path, cli):
     wide.write_bytes("user_id,item_id,timestamp,event\nu1,i1,2025-01-01,view\n".encode("utf-16"))
     code, err = cli(["data", "validate", "--events", str(wide)])
     assert code == 2 and "not UTF-8" in err, err
+
+
+def test_a_blank_line_inside_the_file_does_not_shift_reject_rows(tmp_path):
+    """A blank line in the middle of an export: the reject after it was named one line too early (row 3 for the row on
+    line 4), so a user fixing the file by its rejects edited the wrong line. Trailing blank lines change nothing."""
+    from omnidecide.store.io import load
+
+    f = tmp_path / "events.csv"
+    f.write_text("user_id,item_id,timestamp,event\r\nu1,i1,2025-01-01,view\r\n\r\nu2,i2,2025-01-01,vieww\r\n\r\n\r\n")
+    loaded = load(f, "events")
+    assert loaded.rejects[["row", "reason"]].values.tolist() == [[4, "unknown event"]]
+    assert loaded.data["user_id"].tolist() == ["u1"]
