@@ -25,14 +25,42 @@ def test_train_recommender_names_a_missing_or_unreadable_events_file(tmp_path, c
     assert code == 2 and "events.parquet" in err and "not a readable Parquet file" in err, err
 
 
-def test_train_recommender_saves_a_version_without_a_second_stage(tmp_path, cli, synth_world):
+@pytest.fixture(scope="module")
+def one_customer_tag(tmp_path_factory, synth_world) -> str:
+    """A recommender trained on one customer's events (and the world's items and users), through the CLI."""
+    from typer.testing import CliRunner
+
+    import omnidecide.cli.recommender  # noqa: F401  (registers the command)
+    from omnidecide.cli.app import app
+
+    folder = tmp_path_factory.mktemp("one")
+    ev = _events(synth_world)
+    ev[ev["user_id"] == ev["user_id"].iloc[0]].to_csv(folder / "events.csv", index=False)
+    res = CliRunner().invoke(app, ["train", "recommender", "--events", str(folder / "events.csv"),
+                                   "--items", str(synth_world / "items.csv"), "--users", str(synth_world / "users.csv")])
+    assert res.exit_code == 0, (res.output, res.exception)
+    return res.stdout.strip().splitlines()[-1]
+
+
+def test_train_recommender_saves_a_version_without_a_second_stage(one_customer_tag):
     """A log too small for the LightGBM stage (one customer's events) trained, then failed to save: the version's
     figures held `purchase_prob_reliability: None`, which the model store refuses (a ValueError traceback)."""
-    ev = _events(synth_world)
-    ev[ev["user_id"] == ev["user_id"].iloc[0]].to_csv(tmp_path / "events.csv", index=False)
-    code, err = cli(["train", "recommender", "--events", str(tmp_path / "events.csv"),
-                     "--items", str(synth_world / "items.csv")])
-    assert code is None or code == 0, err
+    from omnidecide.store import registry
+
+    meta = registry.get("recommender", one_customer_tag).info.metadata
+    assert "purchase_prob_reliability" not in meta["figures"] and meta["n_users"] == 1
+
+
+def test_recommend_segment_of_an_unknown_column_or_value(tmp_path, cli, one_customer_tag):
+    """`--segment member_levle=gold` (a typo) was ignored without a word: every unknown user got the overall popular
+    items. Now an unknown column is refused naming the known ones, and a value the model has no popularity for warns."""
+    users = tmp_path / "users.txt"
+    users.write_text("user_id\nnew-customer\n")
+    base = ["recommend", "--users", str(users), "--model", one_customer_tag, "--output", str(tmp_path / "r.csv")]
+    code, err = cli([*base, "--segment", "member_levle=gold"])
+    assert code == 2 and "unknown column 'member_levle'" in err and "member_level" in err, err
+    code, err = cli([*base, "--segment", "member_level=diamond"])
+    assert code in (None, 0) and "no popular items for member_level=diamond" in err, err
 
 
 def test_train_recommender_refuses_a_log_with_one_timestamp_by_name(tmp_path, cli, synth_world):
