@@ -203,3 +203,17 @@ def test_a_blank_line_inside_the_file_does_not_shift_reject_rows(tmp_path):
     loaded = load(f, "events")
     assert loaded.rejects[["row", "reason"]].values.tolist() == [[4, "unknown event"]]
     assert loaded.data["user_id"].tolist() == ["u1"]
+
+
+def test_predict_churn_with_no_event_before_as_of_names_the_field(churn_tag):
+    """`/predict_churn` with every event on or after `as_of` answered 400 with `field: null` ("no events before
+    as-of ..."): the caller could not tell which part of the body to fix."""
+    from omnidecide.serving.churn import ChurnRequest, ChurnService
+    from omnidecide.serving.errors import bad_input
+    from omnidecide.models.errors import InputError
+
+    req = ChurnRequest(as_of="2026-01-01", events=[{"user_id": "a", "timestamp": "2026-01-10", "event": "purchase"}])
+    with pytest.raises(InputError) as e:
+        ChurnService(churn_tag).score(req)
+    err = bad_input(e.value, set(ChurnRequest.model_fields))
+    assert err.status == 400 and err.field == "as_of" and "2026-01-10" in err.message, err.message
