@@ -217,3 +217,19 @@ def test_predict_churn_with_no_event_before_as_of_names_the_field(churn_tag):
         ChurnService(churn_tag).score(req)
     err = bad_input(e.value, set(ChurnRequest.model_fields))
     assert err.status == 400 and err.field == "as_of" and "2026-01-10" in err.message, err.message
+
+
+def test_train_recommender_keeps_a_parquet_store_stock_beside_parquet_items(tmp_path, cli, synth_world):
+    """`--items items.parquet` with `store_stock.parquet` beside it (what `data synth --format parquet` writes): only
+    `store_stock.csv` was looked for, so the version served without per-store stock and said nothing."""
+    from omnidecide.store import registry, snapshot
+
+    ev = _events(synth_world)
+    ev[ev["user_id"].isin(ev["user_id"].unique()[:3])].to_parquet(tmp_path / "events.parquet", index=False)
+    for name in ("items", "store_stock"):
+        pd.read_csv(synth_world / f"{name}.csv", dtype=str).to_parquet(tmp_path / f"{name}.parquet", index=False)
+    code, err = cli(["train", "recommender", "--events", str(tmp_path / "events.parquet"),
+                     "--items", str(tmp_path / "items.parquet")])
+    assert code in (None, 0), err
+    _, stock = snapshot.read(registry.path("recommender", registry.versions("recommender")[0]["tag"]))  # newest
+    assert stock is not None and len(stock) == len(pd.read_csv(synth_world / "store_stock.csv"))
