@@ -19,6 +19,7 @@ odds of about n^2 / 3.7e19, under 1e-4 at 50M rows, and the later one would then
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,7 +218,12 @@ def _as_text(col) -> pd.arrays.ArrowStringArray:
         t = col.type
     if pa.types.is_floating(t):
         col = pc.if_else(pc.is_nan(col), pa.scalar(None, t), col)
-    text = col if pa.types.is_string(t) else pc.cast(col, pa.string())  # timestamps: "2024-01-02 10:00:00"
+    try:
+        text = col if pa.types.is_string(t) else pc.cast(col, pa.string())  # timestamps: "2024-01-02 10:00:00"
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):  # lists, structs, maps, bytes that are not UTF-8: text
+        # per cell, in Python (rare columns; an extra column of tags was a traceback for the whole file)
+        text = pa.array([None if v is None else v.decode("utf-8", "replace") if isinstance(v, bytes)
+                         else json.dumps(v, default=str, ensure_ascii=False) for v in col.to_pylist()], pa.string())
     return pd.arrays.ArrowStringArray(pc.fill_null(text, ""))
 
 

@@ -233,3 +233,22 @@ def test_train_recommender_keeps_a_parquet_store_stock_beside_parquet_items(tmp_
     assert code in (None, 0), err
     _, stock = snapshot.read(registry.path("recommender", registry.versions("recommender")[0]["tag"]))  # newest
     assert stock is not None and len(stock) == len(pd.read_csv(synth_world / "store_stock.csv"))
+
+
+def test_parquet_with_nested_or_binary_extra_columns_loads(tmp_path, cli):
+    """An events.parquet with an extra list column (tags), a struct or raw bytes: casting them to text raised
+    ArrowNotImplementedError, a traceback for the whole file. Extra columns are kept and ignored, as docs/data.md says."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from omnidecide.store.io import load
+
+    f = tmp_path / "events.parquet"
+    pq.write_table(pa.table({
+        "user_id": ["u1", "u2"], "item_id": pa.array([1, 2], pa.int64()), "timestamp": ["2025-01-01", "2025-01-02"],
+        "event": ["view", "cart"], "tags": pa.array([["a", "b"], None], pa.list_(pa.string())),
+        "meta": pa.array([{"x": 1}, {"x": 2}]), "blob": pa.array([b"\xff", b"ok"], pa.binary())}), f)
+    code, err = cli(["data", "validate", "--events", str(f)])
+    assert code == 0, err
+    data = load(f, "events").data
+    assert data["item_id"].tolist() == ["1", "2"] and data["tags"].tolist() == ['["a", "b"]', ""]
