@@ -252,3 +252,16 @@ def test_parquet_with_nested_or_binary_extra_columns_loads(tmp_path, cli):
     assert code == 0, err
     data = load(f, "events").data
     assert data["item_id"].tolist() == ["1", "2"] and data["tags"].tolist() == ['["a", "b"]', ""]
+
+
+def test_bid_on_a_version_without_second_stage_says_why(one_customer_tag):
+    """`/bid` on a version trained on too little data to fit the second stage answered "...; retrain it": retraining
+    on the same log gives the same version. The 400 now says why there is none and what the version needs."""
+    from omnidecide.models.errors import InputError
+    from omnidecide.serving.bidder import Bidder, BidRequest
+    from omnidecide.serving.recommender import RecommenderRuntime
+
+    bidder = Bidder(RecommenderRuntime(one_customer_tag, live=False))
+    with pytest.raises(InputError) as e:
+        bidder.bid(BidRequest(user_id="u1", channel="douyin", candidates=["i00001"]))
+    assert "fewer than 20 validation users" in str(e.value) and "more customers and purchases" in str(e.value)
