@@ -55,13 +55,15 @@ def predict_churn(events: Path = typer.Option(..., "--events", help="Canonical e
     from omnidecide.serving.churn import ChurnService
     from omnidecide.store.io import load
 
-    try:
-        when = pd.Timestamp(as_of)
-    except (ValueError, TypeError) as e:
-        raise InputError(f"--as-of {as_of!r}: not a date (use YYYY-MM-DD)") from e
+    when = as_of_timestamp(as_of)
     service = ChurnService(model, horizon_days=horizon_days)
     # only what scoring reads: the columns the features use, the events before as-of (at 50M rows, GBs)
     loaded = load(events, "events", columns=list(F.COLUMNS), compact=True, where=lambda d: d["timestamp"] < when)
+    if len(loaded.data) and service.horizon_days < (gap := (when - loaded.data["timestamp"].max()) / pd.Timedelta(days=1)):
+        console.print(f"warning: --as-of {when.date()} is {gap:.0f} days after the latest event before it "
+                      f"({loaded.data['timestamp'].max().date()}), more than the {service.horizon_days}-day horizon: "
+                      "every customer looks lapsed (high risk); "
+                      "score as of the day after the events end", highlight=False)
     if workers or ray_address:
         from omnidecide.serving.batch import churn_on_ray
         service.check_horizon(horizon_days)
@@ -86,6 +88,21 @@ def predict_churn(events: Path = typer.Option(..., "--events", help="Canonical e
         rising = int((table["alert"] & (table["change"] > 0)).sum())
         console.print(f"score alerts (moved > 15 points since {previous.name}): {int(table['alert'].sum())}, "
                       f"{rising} of them rising", highlight=False)
+
+
+def as_of_timestamp(as_of: str):
+    """`--as-of` as the naive UTC timestamp the events are held in: an offset (`2026-07-01T00:00+08:00`) is converted
+    (compared as it was, it was a TypeError traceback); empty text is not a date (pandas reads it as NaT, and the
+    answer was "no events before as-of NaT")."""
+    import pandas as pd
+
+    try:
+        when = pd.Timestamp(as_of)
+    except (ValueError, TypeError) as e:
+        raise InputError(f"--as-of {as_of!r}: not a date (use YYYY-MM-DD)") from e
+    if pd.isna(when):
+        raise InputError(f"--as-of {as_of!r}: not a date (use YYYY-MM-DD)")
+    return when.tz_convert("UTC").tz_localize(None) if when.tzinfo is not None else when
 
 
 def read_previous(path: Path):

@@ -9,6 +9,7 @@ import typer
 
 from omnidecide.cli.app import app, audit_export, console, train_app
 from omnidecide.models.errors import InputError
+from omnidecide.models.recommender.context import MIN_SEGMENT_USERS, SEGMENTS
 
 
 def read_user_ids(path: Path) -> list[str]:
@@ -22,6 +23,13 @@ def read_user_ids(path: Path) -> list[str]:
     df = df.apply(lambda c: c.str.strip())
     df = df[(df != "").any(axis=1)]  # lines of blanks only
     header = [str(h).lower() for h in df.iloc[0]] if len(df) else []
+    if header.count("user_id") > 1:  # which one? reading the first served its ids and dropped the other's
+        raise InputError(f"{flag}: the header names user_id {header.count('user_id')} times; keep one")
+    sep = next((c for c in (";", "\t", "|")
+                if len(header) == 1 and c in header[0] and "user_id" in header[0].split(c)), None)
+    if sep:  # else the header line itself ("name;user_id") and each whole line were served as user ids
+        raise InputError(f"{flag}: the header {df.iloc[0, 0]!r} looks {sep!r}-separated; write the file with commas, "
+                         "or one user id a line")
     if "user_id" in header:
         ids = df.iloc[1:, header.index("user_id")]
     elif df.shape[1] == 1:
@@ -75,6 +83,9 @@ def recommend(users: Optional[Path] = typer.Option(None, "--users", help="File o
         raise InputError(f"--k must be at least 1, got {k}")
     if segment is not None and "=" not in segment:
         raise InputError(f"--segment {segment!r}: expected COLUMN=VALUE, e.g. member_level=gold")
+    if segment is not None and segment.split("=", 1)[0].strip() not in SEGMENTS:  # was ignored: overall popularity
+        raise InputError(f"--segment {segment!r}: unknown column {segment.split('=', 1)[0].strip()!r}; one of "
+                         f"{', '.join(SEGMENTS)} (users.csv)")
     if (users is None) == (not all_users):
         raise InputError("name the users: --users FILE or --all-users (not both)")
     ids: list[str] = []
@@ -91,6 +102,11 @@ def recommend(users: Optional[Path] = typer.Option(None, "--users", help="File o
         tag, trained, stores = rt.tag, [str(u) for u in rt.rec.user_ids], set(rt.store_stock)
     if all_users:
         ids = trained
+    if segment is not None and not on_ray and f"segment:{'='.join(x.strip() for x in segment.split('=', 1))}" \
+            not in rt.rec.pop:
+        console.print(f"warning: {tag} has no popular items for {segment.strip()} (fewer than {MIN_SEGMENT_USERS} "
+                      "customers of its users file have it); users unknown to the model get the overall ones",
+                      highlight=False)
     if store_id and store_id not in stores:
         console.print(f"warning: no store_stock rows for store {store_id!r}; only global stock applies",
                       highlight=False)

@@ -143,6 +143,10 @@ def validate(df: pd.DataFrame, spec: TableSpec, *, now: pd.Timestamp | None = No
         found = list(df.columns)
         sep = next((s for s in (";", "\t", "|") if len(found) == 1 and s in str(found[0])), None)
         hint = f" (the header looks {sep!r}-separated: write the file with commas)" if sep else ""
+        if not hint and any("\ufffd" in str(c) or "\x00" in str(c) for c in found):
+            hint = " (the header is not UTF-8 text: save the file as UTF-8)"
+        elif not hint and {str(c).lower() for c in found} >= set(missing):
+            hint = " (column names are lower case)"
         raise SchemaError(f"{spec.name}: missing required column(s) {missing}; found {found}{hint}")
     now = now or pd.Timestamp.now(tz="UTC").tz_convert(None)
     raw = df.reset_index(drop=True).astype("string").fillna("")

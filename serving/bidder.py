@@ -99,7 +99,10 @@ class Bidder:
         """`stored`: the user's online-store events, so a cart on the app minutes ago raises the bid on that item."""
         self.rt.sync()
         if self.rt.rec.ranker is None:
-            raise InputError(f"{self.rt.tag} has no calibrated purchase probability (no second stage); retrain it")
+            # "retrain it" sent the caller to retrain on the same data, which gives the same version: say what it lacks
+            info = self.rt.metadata.get("metrics", {}).get("second_stage", "no second stage")
+            raise InputError(f"{self.rt.tag} has no calibrated purchase probability ({info}): /bid needs a version "
+                             "trained on a log with more customers and purchases (see `omnidecide models show`)")
         index, ids = self.rt.rec.item_index, list(dict.fromkeys(req.candidates))
         unknown = [i for i in ids if i not in index]
         # the rule of /recommend without a store: an ad for a sold-out item buys a click that cannot convert, so it is

@@ -116,6 +116,9 @@ class ChurnService:
             raise InputError("as_of: required with events")
         self.check_horizon(request.horizon_days, "horizon_days")
         events = validate_records([e.model_dump() for e in request.events], EVENTS)
+        if not (events["timestamp"] < pd.Timestamp(request.as_of)).any():  # named by its body field (a 400 with none)
+            raise InputError(f"as_of {request.as_of}: no events before it (the earliest is "
+                             f"{events['timestamp'].min()}); every event scored must come before as_of")
         table = self.score_frame(events, request.as_of)
         return ChurnResponse(model=self.tag, as_of=request.as_of, horizon_days=self.horizon_days,
                              customers=[ChurnScore(**r, model=self.tag, as_of=request.as_of)

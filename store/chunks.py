@@ -19,6 +19,7 @@ odds of about n^2 / 3.7e19, under 1e-4 at 50M rows, and the later one would then
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,10 @@ from omnidecide.models.schema import SchemaError, TableSpec, Validation, validat
 BATCH_ROWS = 500_000
 DEDUPE_IDS = ("order_id", "event_id")  # a row naming one of these is one event: its exact copy is a redelivery
 PARQUET_SUFFIXES = (".parquet", ".pq")
-_CSV_KW = dict(dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8", encoding_errors="replace")
+# index_col=False: a first data row with one field more than the header made pandas take the first column for an index
+# and shift every row of the file one column left (good rows quarantined for the wrong reason, ids lost)
+_CSV_KW = dict(dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8", index_col=False)
+UNDECODABLE = "\ufffd"  # what a byte that is not UTF-8 reads as in a lossy read (`errors="replace"`)
 
 
 def is_parquet(path: Path) -> bool:
@@ -134,44 +138,72 @@ def drop_repeats(b: Batch, v: Validation, seen: Seen) -> Validation:
     return Validation(v.clean[~dup].reset_index(drop=True), rejects)
 
 
-def _scan_lines(path: Path) -> tuple[list[int], list[tuple[int, int]]]:
-    """Line numbers of the rows pandas keeps, and (line, field count) of rows with more fields than the header.
-
-    A row with fewer fields is kept by every pandas reader (its missing cells blank), so validation names it."""
-    good, bad = [], []
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        reader = csv.reader(f)
-        width = len(next(reader, []))
-        for row in reader:
-            if row:
-                (good.append(reader.line_num) if len(row) <= width else bad.append((reader.line_num, len(row))))
-    return good, bad
-
-
-def _csv_batches(path: Path, rows: int) -> Iterator[Batch]:
-    """Fast reader; raises pandas' ParserError at the first row with the wrong number of fields."""
+def _csv_batches(path: Path, rows: int, errors: str = "strict") -> Iterator[Batch]:
+    """Fast reader; raises pandas' ParserError at the first row with the wrong number of fields, and (`errors` strict)
+    UnicodeDecodeError at the first byte that is not UTF-8."""
+    kw = dict(_CSV_KW, encoding_errors=errors)
     try:
-        with pd.read_csv(path, chunksize=rows, **_CSV_KW) as reader:
+        with pd.read_csv(path, chunksize=rows, **kw) as reader:
             done = 0
             for df in reader:
+                df.columns = [str(c).strip() for c in df.columns]
                 yield Batch(df, np.arange(done, done + len(df)) + 2)
                 done += len(df)
         if done == 0:  # header only: still one (empty) batch, so missing columns are reported
-            yield Batch(pd.read_csv(path, nrows=0, **_CSV_KW), np.zeros(0, dtype=int))
+            df = pd.read_csv(path, nrows=0, **kw)
+            yield Batch(df.rename(columns=lambda c: str(c).strip()), np.zeros(0, dtype=int))
     except pd.errors.EmptyDataError as e:
         raise SchemaError(f"{path}: the file is empty") from e
 
 
-def _csv_careful(path: Path, rows: int) -> Iterator[Batch]:
-    """Slow reader that skips malformed rows and knows the line of every kept one (rare files only)."""
-    good, bad = _scan_lines(path)
-    df = pd.read_csv(path, engine="python", on_bad_lines="skip", **_CSV_KW)
-    lines = np.array(good[: len(df)])
+def _csv_careful(path: Path, rows: int, errors: str = "replace") -> Iterator[Batch]:
+    """Slow reader for rare files: Python's csv module, so every kept row's line is known and a row with more fields
+    than the header is quarantined as `wrong number of fields (N)` wherever it is (pandas' readers took a wider first
+    row as the sign of an index column, or cut it to the header's width). A row with fewer fields is kept, its
+    missing cells blank, so validation names it."""
+    with open(path, newline="", encoding="utf-8-sig", errors=errors) as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        kept, lines, bad = [], [], []
+        start = reader.line_num + 1  # a record's first line (one with a quoted line break ends further down)
+        for row in reader:
+            at, start = start, reader.line_num + 1
+            if not row:  # a blank line (pandas skips them too)
+                continue
+            if len(row) > len(header):
+                bad.append((at, len(row)))
+            else:
+                kept.append(row + [""] * (len(header) - len(row)))
+                lines.append(at)
+    df = pd.DataFrame(kept, columns=header, dtype=object) if kept else pd.DataFrame(columns=header, dtype=object)
+    at = np.array(lines, dtype=np.int64)
     for start in range(0, max(len(df), 1), rows):
         first = start == 0
-        yield Batch(df.iloc[start: start + rows].reset_index(drop=True), lines[start: start + rows],
+        yield Batch(df.iloc[start: start + rows].reset_index(drop=True), at[start: start + rows],
                     pd.DataFrame({"row": [b[0] for b in bad] if first else [],
                                   "reason": [f"wrong number of fields ({b[1]})" for b in bad] if first else []}))
+
+
+def undecodable(b: Batch, v: Validation) -> Validation:
+    """Move the good rows of `v` with a cell that held bytes that are not UTF-8 (read lossily as U+FFFD) to its
+    rejects as `unparsable <col>`: `café` in Latin-1 would otherwise load as `caf?`, and two ids that differ only in
+    such a letter would be one customer or one item."""
+    if not len(v.clean):
+        return v
+    pos = np.flatnonzero(~np.isin(b.lines, v.rejects["row"].to_numpy(dtype=np.int64)))  # the good rows' places
+    raw = b.raw.iloc[pos].reset_index(drop=True)
+    reason = pd.Series(pd.NA, index=raw.index, dtype="object")
+    for c in raw.columns:
+        hit = raw[c].astype(str).str.contains(UNDECODABLE, regex=False).to_numpy(dtype=bool)
+        reason[hit & reason.isna().to_numpy()] = f"unparsable {c}"
+    bad = reason.notna().to_numpy()
+    if not bad.any():
+        return v
+    rej = raw[bad].reset_index(drop=True)
+    rej.insert(0, "reason", reason[bad].to_numpy())
+    rej.insert(0, "row", b.lines[pos[bad]].astype(int))
+    rejects = pd.concat([v.rejects, rej], ignore_index=True).sort_values("row", kind="stable", ignore_index=True)
+    return Validation(v.clean[~bad].reset_index(drop=True), rejects)
 
 
 def _as_text(col) -> pd.arrays.ArrowStringArray:
@@ -186,7 +218,12 @@ def _as_text(col) -> pd.arrays.ArrowStringArray:
         t = col.type
     if pa.types.is_floating(t):
         col = pc.if_else(pc.is_nan(col), pa.scalar(None, t), col)
-    text = col if pa.types.is_string(t) else pc.cast(col, pa.string())  # timestamps: "2024-01-02 10:00:00"
+    try:
+        text = col if pa.types.is_string(t) else pc.cast(col, pa.string())  # timestamps: "2024-01-02 10:00:00"
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):  # lists, structs, maps, bytes that are not UTF-8: text
+        # per cell, in Python (rare columns; an extra column of tags was a traceback for the whole file)
+        text = pa.array([None if v is None else v.decode("utf-8", "replace") if isinstance(v, bytes)
+                         else json.dumps(v, default=str, ensure_ascii=False) for v in col.to_pylist()], pa.string())
     return pd.arrays.ArrowStringArray(pc.fill_null(text, ""))
 
 
@@ -217,28 +254,60 @@ def _parquet_batches(path: Path, rows: int, columns: list[str] | None = None) ->
         done += len(raw)
 
 
-def _check_header(path: Path) -> None:
+def _check_header(path: Path) -> bool:
     """Refuse a CSV header that names a column twice: pandas would rename the second `amount` to `amount.1` and
-    every row would silently take the first one's value."""
+    every row would silently take the first one's value. True when the first data row has more fields than the
+    header: pandas' fast reader would cut it to the header's width without a word, so the careful reader must read
+    the file."""
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
-        header = [h.strip() for h in next(csv.reader(f), [])]
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        first = next((row for row in reader if row), [])
     twice = sorted({h for h in header if h and header.count(h) > 1})
     if twice:
         raise SchemaError(f"{path}: column(s) {twice} appear more than once in the header; keep one of each")
+    return len(first) > len(header)
+
+
+def _blank_line_inside(path: Path, block: int = 1 << 24) -> bool:
+    """Is there an empty line before the file's last non-blank one? The fast reader skips it and numbers the rows
+    after it one line too early (a reject named row 3 that is on line 4), so such a file is read carefully. One pass
+    over the bytes, in blocks (about a second per GB)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(0, size - 65536))
+        tail = f.read()
+        content_end = size - (len(tail) - len(tail.rstrip(b"\r\n \t")))  # trailing blank lines do not shift rows
+        f.seek(0)
+        blank = b"\n\r\n" if f.readline().endswith(b"\r\n") else b"\n\n"  # the header's line ending is the file's
+        f.seek(0)
+        done, prev = 0, b""
+        while done < content_end:
+            chunk = prev + f.read(block)
+            hit = chunk.find(blank)
+            if hit >= 0 and done - len(prev) + hit + 1 < content_end:
+                return True
+            if len(chunk) == len(prev):
+                return False
+            done += len(chunk) - len(prev)
+            prev = chunk[-2:]
+    return False
 
 
 def batches(path: Path, spec: TableSpec, rows: int = BATCH_ROWS, careful: bool = False,
-            columns: list[str] | None = None) -> Iterator[Batch]:
+            columns: list[str] | None = None, errors: str = "strict") -> Iterator[Batch]:
     """The file's rows as text in batches of `rows` (one batch for a table with a unique key). `careful`: the CSV
-    reader that quarantines rows with the wrong number of fields instead of stopping at them. `columns`: read only
-    these (those the file has)."""
+    reader that quarantines rows with the wrong number of fields instead of stopping at them (also used whenever the
+    first data row is too wide). `columns`: read only these (those the file has). `errors`: "strict" raises
+    UnicodeDecodeError at a byte that is not UTF-8; "replace" reads it as U+FFFD (see `undecodable`)."""
     path = Path(path)
     rows = (1 << 62) if spec.unique else rows
     if is_parquet(path):
         gen = _parquet_batches(path, rows, None if spec.dedupe else columns)
     else:
-        _check_header(path)
-        gen = _csv_careful(path, rows) if careful else _csv_batches(path, rows)
+        wide = _check_header(path)
+        slow = careful or wide or _blank_line_inside(path)
+        gen = _csv_careful(path, rows, errors) if slow else _csv_batches(path, rows, errors)
     if columns is None and not spec.dedupe:
         return gen
     return (Batch(b.raw if columns is None else b.raw[[c for c in b.raw.columns if c in columns]], b.lines,
@@ -293,10 +362,12 @@ def scan(path: Path, spec: TableSpec, *, keep_clean: bool = True, keep_rejects: 
     if columns is not None:
         columns = list(dict.fromkeys([*spec.required, *columns]))
     typed = _compact_batches(Path(path), spec, rows, columns, now) if compact and is_parquet(path) else None
-    for careful in (False, True):
+    careful, errors = False, "strict"
+    while True:  # at most three reads: a malformed row or a byte that is not UTF-8 starts the file again, more slowly
         out, seen = Scan([], [], Counter()), Seen()
         try:
-            pairs = typed if typed is not None else ((b, None) for b in batches(path, spec, rows, careful, columns))
+            pairs = typed if typed is not None else ((b, None) for b in batches(path, spec, rows, careful, columns,
+                                                                                errors))
             for b, v in pairs:
                 if v is None:
                     try:
@@ -305,6 +376,8 @@ def scan(path: Path, spec: TableSpec, *, keep_clean: bool = True, keep_rejects: 
                         raise SchemaError(f"{path}: {e}") from e
                     if compact and keep_clean:
                         v = Validation(to_compact(v.clean, spec), v.rejects)
+                if b is not None and errors != "strict":
+                    v = undecodable(b, v)
                 if b is not None and b.keys is not None:
                     v = drop_repeats(b, v, seen)
                 malformed = b.malformed if b is not None else None
@@ -318,5 +391,10 @@ def scan(path: Path, spec: TableSpec, *, keep_clean: bool = True, keep_rejects: 
                     out.rejects.append(rej)
             return out
         except pd.errors.ParserError:  # a malformed CSV row: start again with the careful reader
-            continue
-    raise AssertionError("unreachable")
+            if careful:
+                raise
+            careful = True
+        except UnicodeDecodeError:  # not UTF-8 somewhere: read it lossily, quarantine the rows that held such bytes
+            if errors != "strict":
+                raise
+            errors = "replace"

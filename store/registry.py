@@ -57,13 +57,25 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
+def _without_none(obj: Any) -> Any:
+    """JSON without None, for a version's metadata: BentoML refuses a None anywhere in it (a ValueError at save,
+    after the whole fit), so an absent figure (no second stage, no TIFU) is left out of its dict, and is NaN in a
+    list. Readers take a missing key for None (`.get`)."""
+    if isinstance(obj, dict):
+        return {k: _without_none(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [float("nan") if v is None else _without_none(v) for v in obj]
+    return obj
+
+
 def save(name: str, write: Callable[[Path], None], *, metrics: dict, params: dict, data_fingerprint: str,
          extra: dict | None = None) -> str:
     """Create a new version: `write(folder)` puts the artefacts in; metadata carries metrics/params/data; a report
     with plots (`report.html`) is drawn into it. Returns the tag."""
     if name not in MODEL_NAMES:
         raise RegistryError(f"unknown model name {name!r}; expected one of {MODEL_NAMES}")
-    metadata = _jsonable({"metrics": metrics, "params": params, "data_fingerprint": data_fingerprint, **(extra or {})})
+    metadata = _without_none(_jsonable({"metrics": metrics, "params": params, "data_fingerprint": data_fingerprint,
+                                        **(extra or {})}))
     with bentoml.models.create(name, metadata=metadata, labels={"owner": "omnidecide"}) as model:
         write(Path(model.path))
         from omnidecide.store import reports  # matplotlib: imported only when a version is saved

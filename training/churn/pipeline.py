@@ -129,6 +129,11 @@ def _fit(prep: F.Prepared, cfg: Config, val_as_of: float | None) -> tuple[ChurnM
     if y.all() or not y.any():
         raise InputError("training windows hold only one class (everyone churned or no one did); "
                          "use a different --horizon-days or more history")
+    if val.churned.all() or not val.churned.any():  # nothing to stop early on or calibrate with (a TypeError later)
+        who = "every one of them churned" if val.churned.all() else "none of them churned"
+        raise InputError(f"the validation window (as-of {prep.date(val_as_of).date()}, the next {cfg.horizon_days} days) "
+                         f"holds only one class: of its {len(val.churned)} customers {who}; the model is calibrated "
+                         "there, so it needs both: use another --as-of or --horizon-days, or more history")
     t_features = time.perf_counter() - t0
 
     scaler = Scaler.fit(seq, lengths, static, cfg.static_bins)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from omnidecide.store import registry, snapshot
 from omnidecide.training import progress
-from omnidecide.store.io import load
+from omnidecide.store.io import canonical_file, load
 from omnidecide.training.profile import data_end, profile
 
 
@@ -21,8 +21,9 @@ def train(events: Path, items: Path | None = None, users: Path | None = None, *,
         ev = load(events, "events", compact=large).data
         it = load(items, "items").data if items else None
         us = load(users, "users").data if users else None
-        # store_stock.csv beside items.csv: per-store stock, kept in the version with the items (no paths outside it)
-        ss_file = Path(items).with_name("store_stock.csv") if items else None
+        # store_stock.csv (or .parquet, as the scale world writes it) beside the items file: per-store stock, kept in the
+        # version with the items (no paths outside it); only the .csv was looked for, so Parquet's was left out unsaid
+        ss_file = canonical_file(Path(items).parent, "store_stock") if items else None
         ss = load(ss_file, "store_stock").data if ss_file is not None and ss_file.exists() else None
         if ev["item_id"].notna().sum() < 10:
             raise InputError(f"{events}: fewer than 10 events with an item_id; nothing to learn from")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from omnidecide.models.errors import InputError
 from omnidecide.models.metrics import ranking_report
 from omnidecide.models.recommender.core import Recommender, StageParams
 from omnidecide.models.recommender.graph_filter import FilterParams
@@ -85,6 +86,10 @@ def choose_serving(rec_fit: Recommender, val: pd.DataFrame, seed: int, extra: li
     options = {"stage1": ranking_report(topk_stage1(rec_fit, uidx, now, with_ranker=False), rel, K)}
     if rec_fit.repeat.has_repeats or rec_fit.tifu is not None:
         options["buy_again"] = baseline_topk(rec_fit, val, "buy_again")
+    if len(uidx) < 20:  # before any candidate is built: with none at all there is nothing to stack (a ValueError)
+        info = {"ranker_training_rows": 0, "ranker_cuts": 0, "second_stage": "skipped: fewer than 20 validation users"}
+        serve = _serving(options, info)
+        return None, ("buy_again" if serve == "buy_again" else "model"), info
     X, y, groups, cands = second_stage_data(rec_fit, uidx, rel, now, chans)
     more = [_stage_rows(r, v) for r, v in extra]
     Xm = np.concatenate([X] + [m[0] for m in more])
@@ -92,7 +97,7 @@ def choose_serving(rec_fit: Recommender, val: pd.DataFrame, seed: int, extra: li
     gm = np.concatenate([groups] + [m[2] for m in more])
     info: dict = {"ranker_training_rows": len(ym), "ranker_cuts": 1 + len(more)}
     ss = None
-    if y.sum() < 10 or y.sum() == len(y) or len(uidx) < 20:
+    if y.sum() < 10 or y.sum() == len(y):
         info["second_stage"] = "skipped: too few positives among validation candidates"
     else:
         fold = np.random.default_rng(seed).random(len(uidx)) < 0.5
@@ -108,12 +113,18 @@ def choose_serving(rec_fit: Recommender, val: pd.DataFrame, seed: int, extra: li
                 reranked[n] = c
         options["stage1+lightgbm"] = ranking_report([c[:K] for c in reranked], rel, K)
         ss = SecondStage.fit(Xm, ym, gm, seed, classifier_rows=len(y))
-    serve = max(options, key=lambda name: (score_key(options[name]), -list(options).index(name)))
+    serve = _serving(options, info)
     if ss is not None:
         ss.use_for_ranking = serve == "stage1+lightgbm"
+    return ss, ("buy_again" if serve == "buy_again" else "model"), info
+
+
+def _serving(options: dict[str, dict], info: dict) -> str:
+    """The option that scores best on validation (the first on a tie); its figures and the choice go into `info`."""
+    serve = max(options, key=lambda name: (score_key(options[name]), -list(options).index(name)))
     info.update({f"validation_{name}_{m}": v for name, o in options.items() for m, v in o.items()})
     info["served_ranking"] = serve
-    return ss, ("buy_again" if serve == "buy_again" else "model"), info
+    return serve
 
 
 def calibrate(ss, rec: Recommender, test: pd.DataFrame, seed: int) -> dict:
@@ -150,6 +161,20 @@ def fit_and_evaluate(events: pd.DataFrame, items: pd.DataFrame | None, users: pd
     return final, ch.metrics, ch.params
 
 
+def check_holdout(events: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame) -> None:
+    """Refuse a log whose holdout judges nobody: no customer of the test part has an earlier event in the training
+    part (e.g. every event at one timestamp, so the time cut leaves nothing before it). Fitting on it went on to a
+    ValueError deep in the second stage; the figures would have judged no one."""
+    if len(test) and test["user_id"].isin(set(train["user_id"])).any():
+        return
+    ts = events["timestamp"]
+    when = (f"every event is at {ts.iloc[0]}" if ts.nunique() == 1 else
+            f"the holdout starts at {test['timestamp'].min()}" if len(test) else "nobody has two baskets")
+    raise InputError(f"events: no customer of the holdout has an earlier event to learn from ({when}); the recommender "
+                     "learns from each customer's past and is judged on their later events: give events at more than "
+                     "one moment (timestamps with the time of day, or a longer period)")
+
+
 @dataclass
 class Choice:
     """What validation chose and the holdout measured, before the final refit on every event."""
@@ -169,6 +194,7 @@ def choose_and_evaluate(events: pd.DataFrame, items: pd.DataFrame | None, users:
     of what serves: everything `fit_and_evaluate` does but the final refit (the scale path refits on more data)."""
     has_repeats, rebuy_share = detect_repeats(events)
     train, test = holdout(events, seed, has_repeats, protocol)
+    check_holdout(events, train, test)
     gp, stage, tinfo = tune(train, items, seed, has_repeats, protocol)
     extra = earlier_cuts(tinfo["fit_part"], items, gp, tinfo["n_tuned"], stage, tinfo["tifu"]) if has_repeats else []
     ranker, serve, rinfo = choose_serving(tinfo["model"], tinfo["val"], seed, extra)

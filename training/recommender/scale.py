@@ -39,10 +39,13 @@ TIFU_POOL = 10_000        # customers among whom each customer's TIFU neighbours
 def is_large(path: Path) -> bool:
     """Does the events file hold more than LARGE_EVENTS rows? (Parquet: its footer; CSV: ~60 bytes a row.) Decided
     before loading: a large file is loaded compact (store/compact.py: categoricals, ~35 bytes a row)."""
+    from omnidecide.store.chunks import _parquet_file, is_parquet
+
     path = Path(path)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-        return pq.ParquetFile(path).metadata.num_rows > LARGE_EVENTS
+    if not path.is_file():  # missing or a folder: `load` names it (a stat here was a traceback)
+        return False
+    if is_parquet(path):  # a file that is not Parquet: SchemaError naming it, not pyarrow's ArrowInvalid
+        return _parquet_file(path).metadata.num_rows > LARGE_EVENTS
     return path.stat().st_size > 60 * LARGE_EVENTS
 
 
