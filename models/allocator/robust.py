@@ -147,11 +147,14 @@ def identification(ens: Ensemble, x_ref: np.ndarray) -> np.ndarray:
 def trust_region(cons: Constraints, x_ref: np.ndarray, ident: np.ndarray) -> Constraints:
     """The request's rules tightened to a trust region around the historical mix that widens with identification:
     channel c's total within y_c * exp(-/+ TRUST * ident_c) (y = its historical total at this budget). The user's own
-    --min / --max win where they conflict; a region the rules make infeasible is dropped (the penalty still holds)."""
+    --min / --max win where they conflict; a region the rules make infeasible is dropped (the penalty still holds).
+    A channel with a --roi-floor keeps the user's lower bound: the floor may cut it to no spend ("else less or no
+    spend"), and the region's lower edge, enforced as if it were a --min, made such a request fail naming a --min
+    nobody had set."""
     C = len(ident)
-    lo_u, hi_u, _ = cons.arrays(C)
+    lo_u, hi_u, fl = cons.arrays(C)
     y = np.asarray(x_ref, float).sum(0)
-    lo = np.minimum(np.maximum(lo_u, y * np.exp(-TRUST * ident)), hi_u)
+    lo = np.where(np.isfinite(fl), lo_u, np.minimum(np.maximum(lo_u, y * np.exp(-TRUST * ident)), hi_u))
     hi = np.maximum(np.minimum(hi_u, y * np.exp(TRUST * ident)), lo_u)
     S = cons.spendable
     if lo.sum() > S + 1e-6 or hi.sum() < S - 1e-6:
@@ -164,13 +167,14 @@ def pin_unidentified(cons: Constraints, x_ref: np.ndarray, ident: np.ndarray) ->
     """The request's rules with every channel the history does not identify (identification < IDENT_MIN) held at its
     historical total: a fit that credits a channel with nothing, in every draw, has usually absorbed its effect into
     something else (the season, another channel that co-moves), and cutting it on that evidence is the bet the issue
-    forbids; raising it is no better backed. The user's --min / --max win; an infeasible pin is dropped."""
+    forbids; raising it is no better backed. The user's --min / --max win; an infeasible pin is dropped. A pinned
+    channel with a --roi-floor is held at most at its historical total (its floor may cut it, see `trust_region`)."""
     pin = np.asarray(ident) < IDENT_MIN
     if not pin.any():
         return cons
-    lo_u, hi_u, _ = cons.arrays(len(ident))
+    lo_u, hi_u, fl = cons.arrays(len(ident))
     y = np.asarray(x_ref, float).sum(0)
-    lo = np.where(pin, np.clip(y, lo_u, hi_u), lo_u)
+    lo = np.where(pin & ~np.isfinite(fl), np.clip(y, lo_u, hi_u), lo_u)
     hi = np.where(pin, np.clip(y, lo_u, hi_u), hi_u)
     if lo.sum() > cons.spendable + 1e-6 or hi.sum() < cons.spendable - 1e-6:
         return cons
