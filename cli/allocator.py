@@ -12,11 +12,17 @@ from omnidecide.models.errors import InputError
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, float]:
-    out = {}
+    """`--min a=100 --min b=5` -> {a: 100, b: 5}; a channel given twice is an error (the last would win unsaid)."""
+    out: dict[str, float] = {}
+    given: dict[str, str] = {}
     for v in values:
         name, sep, amount = v.partition("=")
         if not sep or not name.strip():
             raise InputError(f"{flag} {v!r}: expected CHANNEL=NUMBER")
+        if name.strip() in given:
+            raise InputError(f"{flag}: channel {name.strip()!r} is given twice ({given[name.strip()]}, {v.strip()}); "
+                             "give each channel once")
+        given[name.strip()] = v.strip()
         try:
             x = float(amount)
         except ValueError as e:

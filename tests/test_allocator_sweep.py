@@ -45,3 +45,52 @@ def test_every_channel_capped_at_zero_is_a_plan_of_nothing_not_a_crash(alloc):
         assert res.summary["unallocated"] == pytest.approx(10_000)
     res = alloc.plan(10_000, 2, reserve=0.0, hi={"a": 0.0, "b": 0.0, "c": 5.0})
     assert res.spend[:, 2].sum() == pytest.approx(5.0) and res.spend[:, :2].sum() == 0.0
+
+
+def test_an_roi_floor_no_spend_can_meet_cuts_the_channel_and_never_blames_a_min_nobody_set(alloc):
+    """`--roi-floor CH=1000` on every channel: the robust planner's trust region around last year's mix (a derived
+    lower bound) was enforced as if it were the user's `--min`, so the request failed with "cannot be met together
+    with --min a=..." although no --min was given. The documented rule is "else less or no spend"."""
+    res = alloc.plan(100_000, 4, reserve=0.0, roi_floor={c: 1000.0 for c in CH})
+    assert res.table["spend"].sum() == 0.0 and res.summary["unallocated"] == pytest.approx(100_000)
+    one = alloc.plan(100_000, 4, reserve=0.0, roi_floor={"a": 1000.0})
+    assert one.spend[:, 0].sum() == 0.0 and one.spend.sum() > 0.99 * 100_000
+    # a --min the user did set still stops the request, naming both flags
+    with pytest.raises(InputError, match=r"--roi-floor a=1000 cannot be met together with --min a="):
+        alloc.plan(100_000, 4, reserve=0.0, roi_floor={"a": 1000.0}, lo={"a": 10_000.0})
+
+
+def test_a_channel_given_twice_in_one_flag_is_an_error_not_the_last_one_silently():
+    """`--min a=100 --min a=200` kept 200 and dropped 100 without a word."""
+    from omnidecide.cli.allocator import _pairs
+
+    assert _pairs(["a=100", " b = 5"], "--min") == {"a": 100.0, "b": 5.0}
+    with pytest.raises(InputError, match=r"--min: channel 'a' is given twice \(a=100, a=200\)"):
+        _pairs(["a=100", "a=200"], "--min")
+
+
+def test_actuals_with_only_a_header_are_an_error_not_a_plan_without_them(alloc):
+    """An --actuals file (or /allocate actuals_csv) with a header but no rows planned the whole horizon as if no
+    period had elapsed, silently."""
+    for names, field in ((None, "--actuals"), (HTTP_FIELDS, "actuals_csv")):
+        kw = {"names": names} if names else {}
+        with pytest.raises(InputError, match=rf"^{field}: no rows"):
+            alloc.plan(10_000, 4, actuals=pd.DataFrame(columns=["period", "spend_a"]), **kw)
+
+
+def test_actuals_dates_are_read_as_dates_and_a_bad_one_is_named():
+    """Rows were sorted by the date *text*: `2026-7-6` sorted after `2026-07-13` (and `06/07/2026`-style dates
+    any which way), so the periods were replanned in the wrong order; `foo` was accepted as a date."""
+    from omnidecide.models.allocator.actuals import parse_actuals
+
+    df = pd.DataFrame({"date": ["2026-07-13", "2026-7-6"], "spend_a": [2.0, 1.0]})
+    assert parse_actuals(df, CH, 4).spend[:, 0].tolist() == [1.0, 2.0]
+    with pytest.raises(InputError, match=r"--actuals: row 2: date 'foo' is not a date"):
+        parse_actuals(pd.DataFrame({"date": ["2026-07-06", "foo"], "spend_a": [1.0, 2.0]}), CH, 4)
+
+
+def test_a_blank_actuals_cell_is_named_blank_not_nan():
+    from omnidecide.models.allocator.actuals import parse_actuals
+
+    with pytest.raises(InputError, match=r"--actuals: row 2: spend_a is blank"):
+        parse_actuals(pd.DataFrame({"period": [1, 2], "spend_a": [1.0, np.nan]}), CH, 4)
