@@ -94,3 +94,42 @@ def test_a_blank_actuals_cell_is_named_blank_not_nan():
 
     with pytest.raises(InputError, match=r"--actuals: row 2: spend_a is blank"):
         parse_actuals(pd.DataFrame({"period": [1, 2], "spend_a": [1.0, np.nan]}), CH, 4)
+
+
+def _history(n: int = 104, freq: str = "7D") -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return pd.DataFrame({"date": pd.date_range("2024-01-01", periods=n, freq=freq).strftime("%Y-%m-%d"),
+                         "revenue": rng.uniform(1e5, 2e5, n), "spend_a": rng.uniform(1e3, 2e3, n),
+                         "spend_b": rng.uniform(1e3, 2e3, n)})
+
+
+def test_history_with_missing_weeks_is_an_error_naming_the_gap():
+    """A history with 8 weeks cut out was fitted as if the weeks either side were adjacent (the adstock carried
+    across the hole), although `train allocator` refuses a quarantined week for exactly that reason."""
+    from omnidecide.models.allocator.mmm import history_from_frame
+
+    history_from_frame(_history())  # whole: fine
+    df = _history().drop(index=range(40, 48))
+    with pytest.raises(InputError, match=r"h.csv: dates jump from 2024-09-30 to 2024-12-02 \(63 days; the history's "
+                                         r"period is 7 days\): 8 period\(s\) missing"):
+        history_from_frame(df, "h.csv")
+    shuffled = _history().sample(frac=1.0, random_state=0)  # rows out of order are sorted, not a gap
+    assert history_from_frame(shuffled).dates.is_monotonic_increasing
+
+
+def test_a_daily_history_must_cover_a_year_not_52_rows():
+    """`at least 52 (a year)` counted rows: 156 days of daily rows (five months) passed as three years' worth."""
+    from omnidecide.models.allocator.mmm import history_from_frame
+
+    with pytest.raises(InputError, match=r"156 periods of 1 day\(s\) cover 156 days; at least a year"):
+        history_from_frame(_history(156, "D"), "h.csv")
+    assert history_from_frame(_history(370, "D")).step_days == 1
+
+
+def test_a_spend_column_without_a_channel_name_is_an_error():
+    """`spend_` (a spreadsheet column whose channel name was lost) became a channel named '' that no --min/--max
+    can name."""
+    from omnidecide.models.allocator.mmm import history_from_frame
+
+    with pytest.raises(InputError, match=r"h.csv: column 'spend_' has no channel name"):
+        history_from_frame(_history().assign(spend_=5.0), "h.csv")
