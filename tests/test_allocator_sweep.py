@@ -133,3 +133,36 @@ def test_a_spend_column_without_a_channel_name_is_an_error():
 
     with pytest.raises(InputError, match=r"h.csv: column 'spend_' has no channel name"):
         history_from_frame(_history().assign(spend_=5.0), "h.csv")
+
+
+LIFT_HEAD = "channel,start,end,incremental_revenue,ci_low,ci_high\n"
+
+
+def _lift(text: str, channels=("a", "抖音", "tmall ads")):
+    import io
+
+    from omnidecide.models.allocator.lift import parse_lift_tests
+
+    df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    return parse_lift_tests(df, list(channels), pd.date_range("2024-01-01", periods=104, freq="7D"))
+
+
+def test_lift_test_dates_follow_the_documented_timestamp_forms():
+    """Dates were read by pandas' guesser: `01/02/2024` became 2 January (month first) but `13/02/2024` 13 February,
+    so one file's rows were read in two conventions; an ISO date with an offset crashed the comparison with the
+    history (TypeError traceback); unix seconds (a documented timestamp form) were refused."""
+    assert int(_lift(LIFT_HEAD + "a,2024-02-01,2024-03-01,100,50,150\n")[0].weeks.sum()) == 4
+    assert int(_lift(LIFT_HEAD + "抖音,2024-02-01T00:00:00+08:00,2024-03-01,100,50,150\n")[0].weeks.sum()) == 4
+    assert int(_lift(LIFT_HEAD + "tmall ads,1706745600,1709251200,100,50,150\n")[0].weeks.sum()) == 4
+    with pytest.raises(InputError, match=r"row 1: start '01/02/2024' is not a date .*2024-02-01"):
+        _lift(LIFT_HEAD + "a,01/02/2024,01/03/2024,100,50,150\n")
+
+
+def test_a_lift_test_reaching_past_the_history_is_an_error():
+    """A test from 2025-12-01 to 2026-03-01 on a history ending 2025-12-22 was matched to the history's 4 weeks
+    inside it, although its measured revenue covers 13: the channel was silently credited with 3x its weekly lift."""
+    with pytest.raises(InputError, match=r"row 1: the test runs .*2026-03-01.* past the history's last period"):
+        _lift(LIFT_HEAD + "a,2025-12-01,2026-03-01,100,50,150\n")
+    with pytest.raises(InputError, match=r"row 1: the test runs .*2023-12-01.* before the history's first period"):
+        _lift(LIFT_HEAD + "a,2023-12-01,2024-02-01,100,50,150\n")
+    assert _lift(LIFT_HEAD + "a,2025-12-01,2025-12-28,100,50,150\n")  # the last week's own days are inside
