@@ -198,6 +198,10 @@ def attribute(touchpoints: Path = typer.Option(..., "--touchpoints"), events: Pa
         raise InputError(f"{events}: no purchase events, so no conversion to attribute")
     out = run(tp.assign(ts=tp["timestamp"]), conv.assign(ts=conv["timestamp"])[["user_id", "ts"]], window_days,
               lookback_days, bootstrap, seed)
+    if not out.attrs["conversions"]:  # every share would be 0: a table that attributes nothing, written as a result
+        raise InputError(f"{events}: no purchase in it follows a touch in {touchpoints} by the same user_id within "
+                         f"{out.attrs['lookback_days']:g} days, so there is nothing to attribute; check that both files "
+                         "write user_id the same way and that their dates overlap")
     output.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(output, index=False)
     a = out.attrs

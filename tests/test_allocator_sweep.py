@@ -166,3 +166,14 @@ def test_a_lift_test_reaching_past_the_history_is_an_error():
     with pytest.raises(InputError, match=r"row 1: the test runs .*2023-12-01.* before the history's first period"):
         _lift(LIFT_HEAD + "a,2023-12-01,2024-02-01,100,50,150\n")
     assert _lift(LIFT_HEAD + "a,2025-12-01,2025-12-28,100,50,150\n")  # the last week's own days are inside
+
+
+def test_attribute_with_no_purchase_after_any_touch_is_an_error_not_a_table_of_zeros(tmp_path, cli):
+    """Purchases exist, but none follows a touch of the same customer (ids written differently in the two files,
+    dates that do not overlap): every share was written as 0.0 with exit 0, a table that attributes nothing."""
+    tp, ev, out = tmp_path / "tp.csv", tmp_path / "ev.csv", tmp_path / "a.csv"
+    tp.write_text("user_id,timestamp,channel\n007,2026-01-01T00:00:00,douyin\n008,2026-01-02T00:00:00,search\n")
+    ev.write_text("user_id,item_id,timestamp,event\n7,i1,2026-01-02T00:00:00,purchase\n")
+    code, err = cli(["attribute", "--touchpoints", str(tp), "--events", str(ev), "--output", str(out)])
+    assert code == 2 and "no purchase in" in err and "follows a touch" in err and "user_id" in err, err
+    assert not out.exists()
