@@ -177,3 +177,18 @@ def test_attribute_with_no_purchase_after_any_touch_is_an_error_not_a_table_of_z
     code, err = cli(["attribute", "--touchpoints", str(tp), "--events", str(ev), "--output", str(out)])
     assert code == 2 and "no purchase in" in err and "follows a touch" in err and "user_id" in err, err
     assert not out.exists()
+
+
+def test_a_channel_whose_spend_never_varied_is_not_identified_and_keeps_its_historical_spend():
+    """`spend_sms` at 50,000 every week: its response is collinear with the baseline, so the history says nothing
+    about it, yet its draws agreed (they share the fit's prior) and it was reported as identified (0.41 on the
+    synthetic world) and planned at 3.6x its historical spend on that credit. Held at history, identification 0."""
+    a = allocator()
+    a.history.spend[:, 2] = 20_000.0  # c: the same spend every week
+    for w in a.worlds:
+        w.beta[2] = 120_000.0  # ... and the fit credits it most: an expected-revenue planner pours budget into it
+    res = a.plan(20_000.0 * 3 * 8, 8, reserve=0.0)
+    pc = res.summary["per_channel"]
+    assert pc["c"]["identification"] == 0.0 and pc["a"]["identification"] > 0.5
+    assert pc["c"]["spend"] == pytest.approx(pc["c"]["historical_spend"], rel=0.01)
+    assert (res.table.loc[res.table["channel"] == "c", "identification"] == 0.0).all()

@@ -21,7 +21,8 @@ from omnidecide.models.allocator.constraints import (FLAGS, Constraints, Names, 
                                                      project_plan, request_constraints)
 from omnidecide.models.allocator.curves import Curves, Ensemble
 from omnidecide.models.allocator.robust import (candidates, channel_uncertainty, choose, equal_plan, historical_plan,
-                                                identification, penalised_plan, pin_unidentified, trust_region)
+                                                identification, never_varied, penalised_plan, pin_unidentified,
+                                                trust_region)
 from omnidecide.models.allocator.solvers import best_plan
 from omnidecide.models.response import geometric_adstock
 
@@ -182,7 +183,7 @@ def plan(alloc, budget: float, periods: int, *, reserve: float = 0.15, lo: dict 
     cons = after_actuals(cons, act.spend)
     upd = state_after(alloc, act, periods, updating or Updating())
     x_hist = historical_plan(alloc.history.spend, periods - act.k, act.k, cons.spendable)
-    ident = identification(upd.ens, x_hist)
+    ident = np.where(never_varied(alloc.history.spend), 0.0, identification(upd.ens, x_hist))
     robust = robust and act.channel_revenue is None
     x = best_plan(upd.ens, pin_unidentified(cons, x_hist, ident) if robust else cons, channels=channels)
     chosen = floor_gain = None

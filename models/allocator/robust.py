@@ -144,6 +144,14 @@ def identification(ens: Ensemble, x_ref: np.ndarray) -> np.ndarray:
     return np.clip(np.where(q90 + q10 > 0, 1 - (q90 - q10) / np.maximum(q90 + q10, 1e-12), 0.0), 0.0, 1.0)
 
 
+def never_varied(history_spend: np.ndarray, cv: float = 1e-3) -> np.ndarray:
+    """(C,) bool: channels whose spend over the history never moved (coefficient of variation below `cv`, e.g. a
+    fixed fee every week, or nothing ever spent). Their response is collinear with the baseline's level, so the
+    history cannot identify it whatever the draws agree on (they share the fit's prior): identification is 0."""
+    x = np.asarray(history_spend, float)
+    return x.std(0) <= cv * np.maximum(np.abs(x.mean(0)), 1e-9)
+
+
 def trust_region(cons: Constraints, x_ref: np.ndarray, ident: np.ndarray) -> Constraints:
     """The request's rules tightened to a trust region around the historical mix that widens with identification:
     channel c's total within y_c * exp(-/+ TRUST * ident_c) (y = its historical total at this budget). The user's own
