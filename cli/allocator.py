@@ -70,6 +70,21 @@ def _request(**fields):
         raise InputError(f"{where}: {first['msg']}") from None
 
 
+def _check_outputs(paths: dict[str, Optional[Path]]) -> None:
+    """Before planning: each file flag names a file, not a folder, and no two name the same file (the report or the
+    experiment plan would overwrite the plan just written; a folder failed only after the plan was written)."""
+    seen: dict[Path, str] = {}
+    for flag, p in paths.items():
+        if p is None:
+            continue
+        if p.is_dir():
+            raise InputError(f"{flag} {p}: is a folder; give a file path")
+        key = p.resolve()
+        if key in seen:
+            raise InputError(f"{flag} {p}: the same file as {seen[key]}; give each output its own file")
+        seen[key] = flag
+
+
 @app.command("allocate")
 def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer.Option(..., "--periods"),
              output: Path = typer.Option(..., "--output"), reserve: float = typer.Option(0.15, "--reserve"),
@@ -102,6 +117,7 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
     from omnidecide.models.allocator.constraints import check_request
 
     check_request(budget, periods, reserve)  # (before loading the model; Allocator.plan checks all flags again)
+    _check_outputs({"--output": output, "--report": report, "--explore": explore})
     act = None
     if actuals is not None:
         from omnidecide.store.io import read_flag_csv

@@ -192,3 +192,28 @@ def test_a_channel_whose_spend_never_varied_is_not_identified_and_keeps_its_hist
     assert pc["c"]["identification"] == 0.0 and pc["a"]["identification"] > 0.5
     assert pc["c"]["spend"] == pytest.approx(pc["c"]["historical_spend"], rel=0.01)
     assert (res.table.loc[res.table["channel"] == "c", "identification"] == 0.0).all()
+
+
+def test_allocate_endpoint_answers_a_plan_of_nothing_and_names_body_fields(own_client):
+    """/allocate with every channel's `max` at 0 was a 500 (the capped solver divided by zero); an actuals_csv with
+    only a header was silently ignored."""
+    ok = own_client.post("/allocate", json={"budget": 10000, "periods": 2})
+    assert ok.status_code == 200, ok.text
+    channels = list(ok.json()["per_channel"])
+    r = own_client.post("/allocate", json={"budget": 10000, "periods": 2, "max": {c: 0 for c in channels}})
+    assert r.status_code == 200, r.text
+    assert r.json()["planned_spend"] == 0.0
+    r = own_client.post("/allocate", json={"budget": 10000, "periods": 2, "actuals_csv": f"period,spend_{channels[0]}\n"})
+    assert r.status_code == 400 and r.json()["field"] == "actuals_csv" and "no rows" in r.json()["message"], r.text
+
+
+def test_allocate_output_flags_must_name_distinct_files_before_anything_is_written(tmp_path, cli):
+    """`--report` equal to `--output` overwrote the plan with the HTML page (exit 0); a folder given to --report
+    failed only after the plan had been written."""
+    plan = tmp_path / "plan.csv"
+    code, err = cli(["allocate", "--budget", "1000", "--periods", "2", "--output", str(plan), "--report", str(plan)])
+    assert code == 2 and "--report" in err and "the same file as --output" in err, err
+    code, err = cli(["allocate", "--budget", "1000", "--periods", "2", "--output", str(plan), "--explore",
+                     str(tmp_path)])
+    assert code == 2 and "--explore" in err and "is a folder" in err, err
+    assert not plan.exists()
