@@ -217,3 +217,17 @@ def test_allocate_output_flags_must_name_distinct_files_before_anything_is_writt
                      str(tmp_path)])
     assert code == 2 and "--explore" in err and "is a folder" in err, err
     assert not plan.exists()
+
+
+def test_a_channel_the_plan_or_its_flags_cannot_tell_apart_is_refused_at_training():
+    """`spend_reserve` trained a channel named like the plan's held-back row (one `channel=reserve` column in PLAN
+    for both); `spend_a=b` a channel no `--min CH=AMOUNT` can name."""
+    from omnidecide.models.allocator.mmm import history_from_frame
+    from omnidecide.models.allocator.planning import RESERVE
+
+    assert RESERVE == "reserve"
+    with pytest.raises(InputError, match=r"h.csv: column 'spend_reserve': 'reserve' is the plan's row"):
+        history_from_frame(_history().rename(columns={"spend_b": "spend_reserve"}), "h.csv")
+    with pytest.raises(InputError, match=r"h.csv: column 'spend_a=b': a channel name cannot contain '='"):
+        history_from_frame(_history().rename(columns={"spend_b": "spend_a=b"}), "h.csv")
+    history_from_frame(_history().rename(columns={"spend_b": "spend_抖音 live"}))  # any other name is fine

@@ -11,6 +11,7 @@ import pandas as pd
 
 from omnidecide.models.errors import InputError
 
+RESERVE = "reserve"  # = planning.RESERVE (not imported: planning imports the model that imports this)
 MIN_PERIODS = 52  # a year of weeks: season and media cannot be told apart on less
 YEAR_DAYS = 364  # ... and whatever the period, the history must span a year of the calendar
 
@@ -20,6 +21,13 @@ def check_columns(spend_cols: list[str], source: str) -> None:
     blank = [c for c in spend_cols if not c[len("spend_"):].strip()]
     if blank:
         raise InputError(f"{source}: column {blank[0]!r} has no channel name after spend_ (write e.g. spend_search)")
+    for c in spend_cols:
+        name = c[len("spend_"):]
+        if name == RESERVE:  # the plan's own row for the held-back budget: the two would be summed as one channel
+            raise InputError(f"{source}: column {c!r}: {RESERVE!r} is the plan's row for the held-back budget "
+                             "(--reserve); rename the channel")
+        if "=" in name:  # --min/--max/--roi-floor CH=AMOUNT could never name it
+            raise InputError(f"{source}: column {c!r}: a channel name cannot contain '='; rename the channel")
 
 
 def check_calendar(dates: pd.Series, source: str) -> int:
