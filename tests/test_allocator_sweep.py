@@ -231,3 +231,15 @@ def test_a_channel_the_plan_or_its_flags_cannot_tell_apart_is_refused_at_trainin
     with pytest.raises(InputError, match=r"h.csv: column 'spend_a=b': a channel name cannot contain '='"):
         history_from_frame(_history().rename(columns={"spend_b": "spend_a=b"}), "h.csv")
     history_from_frame(_history().rename(columns={"spend_b": "spend_抖音 live"}))  # any other name is fine
+
+
+def test_side_file_headers_with_spaces_after_the_commas_are_read():
+    """`period, spend_a` (spaces after the commas, as spreadsheets and hand-typed files often have) was "no
+    spend_<channel> columns" in --actuals and "missing column(s) start, end, ..." in --lift-tests."""
+    from omnidecide.models.allocator.actuals import parse_actuals
+
+    act = parse_actuals(pd.DataFrame({"period": [1], " spend_a": [5.0]}), CH, 4)
+    assert act.spend[0].tolist() == [5.0, 0.0, 0.0]
+    assert _lift("channel, start, end, incremental_revenue, ci_low, ci_high\na,2024-02-01,2024-03-01,100,50,150\n")
+    with pytest.raises(InputError, match=r"--actuals: column\(s\) spend_a appear more than once"):
+        parse_actuals(pd.DataFrame([[1, 5.0, 6.0]], columns=["period", "spend_a", " spend_a"]), CH, 4)

@@ -87,6 +87,16 @@ def _check_periods(df: pd.DataFrame, source: str) -> None:
                          f"{', '.join(map(str, df['period'].tolist()))}")
 
 
+def stripped_header(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Column names without surrounding spaces (a spreadsheet's `period, spend_search` header); a name that then
+    appears twice is an InputError naming it."""
+    names = [str(c).strip() for c in df.columns]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(f"{source}: column(s) {', '.join(dup)} appear more than once in the header; keep one of each")
+    return df.set_axis(names, axis=1)
+
+
 def _dates(df: pd.DataFrame, source: str) -> np.ndarray:
     """The `date` column as dates (sorting its text put `2026-7-6` after `2026-07-13`); a cell that is not a date is
     an InputError naming its row."""
@@ -103,7 +113,7 @@ def parse_actuals(actuals: pd.DataFrame, channels: list[str], periods: int, sour
                   periods_name: str = "--periods") -> Actuals:
     """ACTUALS.csv (see the module docstring) -> Actuals; a bad column or value is an InputError naming it (`source`,
     `periods_name`: what the caller calls the file and the horizon, see constraints.Names)."""
-    df = actuals.reset_index(drop=True)
+    df = stripped_header(actuals.reset_index(drop=True), source)
     if df.empty:  # the flag was given: planning as if no period had elapsed would drop the file silently
         raise InputError(f"{source}: no rows (only a header); give one row per elapsed period, or plan without "
                          f"{source}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from omnidecide.models.allocator.actuals import stripped_header
 from omnidecide.models.allocator.mmm import History, MMMParams
 from omnidecide.models.errors import InputError
 from omnidecide.models.schema import MAX_NUMBER, parse_timestamps
@@ -31,6 +32,7 @@ class LiftTest:
 def parse_lift_tests(df: pd.DataFrame, channels: list[str], dates: pd.DatetimeIndex, source: str = "--lift-tests"
                      ) -> list[LiftTest]:
     """lift.csv -> LiftTests; any bad row is an InputError naming its row (1 = first data row) and field."""
+    df = stripped_header(df, source)
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"{source}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
