@@ -35,8 +35,8 @@ def _pairs(values: list[str], flag: str) -> dict[str, float]:
 
 @train_app.command("allocator")
 def train_allocator(history: Path = typer.Option(..., "--history"),
-                    seed: int = typer.Option(0, "--seed"),
-                    timesteps: Optional[int] = typer.Option(None, "--timesteps", help="PPO steps (default: quick)"),
+                    seed: int = typer.Option(0, "--seed", min=0),
+                    timesteps: Optional[int] = typer.Option(None, "--timesteps", min=0, help="PPO steps (default: quick)"),
                     lift_tests: Optional[Path] = typer.Option(None, "--lift-tests", help="lift.csv: channel, start, end, "
                                                               "incremental_revenue, ci_low, ci_high (docs/data.md)")) -> None:
     """Fit the response model, build the env, train the agent, evaluate, save a version; prints the tag."""
@@ -185,7 +185,7 @@ def attribute(touchpoints: Path = typer.Option(..., "--touchpoints"), events: Pa
               window_days: float = typer.Option(16.0, "--window-days", help="touches further apart than this start a new journey"),
               lookback_days: Optional[float] = typer.Option(None, "--lookback-days", help="a purchase this long after a touch counts for its journey (default: read off the data)"),
               bootstrap: int = typer.Option(100, "--bootstrap", help="journey resamples for the interval (0: none)"),
-              seed: int = typer.Option(0, "--seed")) -> None:
+              seed: int = typer.Option(0, "--seed", min=0)) -> None:
     """Multi-touch attribution that counts only the purchases journeys can explain, with a 90% interval per channel,
     beside Markov, last-click, first-click and linear shares.
 

@@ -243,3 +243,16 @@ def test_side_file_headers_with_spaces_after_the_commas_are_read():
     assert _lift("channel, start, end, incremental_revenue, ci_low, ci_high\na,2024-02-01,2024-03-01,100,50,150\n")
     with pytest.raises(InputError, match=r"--actuals: column\(s\) spend_a appear more than once"):
         parse_actuals(pd.DataFrame([[1, 5.0, 6.0]], columns=["period", "spend_a", " spend_a"]), CH, 4)
+
+
+def test_a_negative_seed_or_timesteps_is_a_usage_error_not_a_traceback(tmp_path, cli):
+    """`--seed -1` reached numpy's generator and died with a ValueError traceback (after the fit, in training)."""
+    tp, ev = tmp_path / "tp.csv", tmp_path / "ev.csv"
+    tp.write_text("user_id,timestamp,channel\nu1,2026-01-01T00:00:00,douyin\nu2,2026-01-01T00:00:00,search\n")
+    ev.write_text("user_id,item_id,timestamp,event\nu1,i1,2026-01-02T00:00:00,purchase\n")
+    code, err = cli(["attribute", "--touchpoints", str(tp), "--events", str(ev), "--output", str(tmp_path / "a.csv"),
+                     "--seed", "-1"])
+    assert code == 2 and "--seed" in err, err
+    for flag in ("--seed", "--timesteps"):
+        code, err = cli(["train", "allocator", "--history", str(tmp_path / "mm.csv"), flag, "-1"])
+        assert code == 2 and flag in err, err
