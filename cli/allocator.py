@@ -85,6 +85,19 @@ def _check_outputs(paths: dict[str, Optional[Path]]) -> None:
         seen[key] = flag
 
 
+def _previous_plan(output: Path):
+    """The plan at --output before this run, for the report's "what changed"; a file there that is not a readable
+    CSV (empty, cut off) only means there is nothing to compare with: said, and overwritten as before."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(output)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
+        console.print(f"note: {output} is not a readable plan ({str(e).strip() or type(e).__name__}); the report "
+                      "shows no changes since a previous plan", highlight=False)
+        return None
+
+
 @app.command("allocate")
 def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer.Option(..., "--periods"),
              output: Path = typer.Option(..., "--output"), reserve: float = typer.Option(0.15, "--reserve"),
@@ -129,7 +142,7 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
     req = _request(budget=budget, periods=periods, reserve=reserve, min=_pairs(min_, "--min"),
                    max=_pairs(max_, "--max"), roi_floor=_pairs(roi_floor, "--roi-floor"))
     resp, res = rt.plan(req, actuals=act)
-    previous = pd.read_csv(output) if report is not None and output.exists() else None
+    previous = _previous_plan(output) if report is not None and output.exists() else None
     output.parent.mkdir(parents=True, exist_ok=True)
     res.table.to_csv(output, index=False)
     s = res.summary

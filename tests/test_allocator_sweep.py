@@ -256,3 +256,17 @@ def test_a_negative_seed_or_timesteps_is_a_usage_error_not_a_traceback(tmp_path,
     for flag in ("--seed", "--timesteps"):
         code, err = cli(["train", "allocator", "--history", str(tmp_path / "mm.csv"), flag, "-1"])
         assert code == 2 and flag in err, err
+
+
+def test_an_unreadable_file_at_output_does_not_stop_the_report(tmp_path, monkeypatch):
+    """`--report` reads the plan already at --output for "what changed": an empty or cut-off file there was a pandas
+    traceback (EmptyDataError / ParserError) before any plan was written."""
+    from omnidecide.cli.allocator import _previous_plan
+
+    empty, cut = tmp_path / "empty.csv", tmp_path / "cut.csv"
+    empty.write_text("")
+    cut.write_text('period,channel,spend\n1,a,5\n"x\n')
+    assert _previous_plan(empty) is None and _previous_plan(cut) is None
+    good = tmp_path / "plan.csv"
+    good.write_text("period,channel,spend\n1,a,5\n")
+    assert _previous_plan(good)["spend"].tolist() == [5]
