@@ -12,11 +12,17 @@ from omnidecide.models.errors import InputError
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, float]:
-    out = {}
+    """`--min a=100 --min b=5` -> {a: 100, b: 5}; a channel given twice is an error (the last would win unsaid)."""
+    out: dict[str, float] = {}
+    given: dict[str, str] = {}
     for v in values:
         name, sep, amount = v.partition("=")
         if not sep or not name.strip():
             raise InputError(f"{flag} {v!r}: expected CHANNEL=NUMBER")
+        if name.strip() in given:
+            raise InputError(f"{flag}: channel {name.strip()!r} is given twice ({given[name.strip()]}, {v.strip()}); "
+                             "give each channel once")
+        given[name.strip()] = v.strip()
         try:
             x = float(amount)
         except ValueError as e:
@@ -29,8 +35,8 @@ def _pairs(values: list[str], flag: str) -> dict[str, float]:
 
 @train_app.command("allocator")
 def train_allocator(history: Path = typer.Option(..., "--history"),
-                    seed: int = typer.Option(0, "--seed"),
-                    timesteps: Optional[int] = typer.Option(None, "--timesteps", help="PPO steps (default: quick)"),
+                    seed: int = typer.Option(0, "--seed", min=0),
+                    timesteps: Optional[int] = typer.Option(None, "--timesteps", min=0, help="PPO steps (default: quick)"),
                     lift_tests: Optional[Path] = typer.Option(None, "--lift-tests", help="lift.csv: channel, start, end, "
                                                               "incremental_revenue, ci_low, ci_high (docs/data.md)")) -> None:
     """Fit the response model, build the env, train the agent, evaluate, save a version; prints the tag."""
@@ -62,6 +68,34 @@ def _request(**fields):
         first = e.errors()[0]
         where = " ".join([getattr(FLAGS, str(first["loc"][0]), str(first["loc"][0])), *map(str, first["loc"][1:])])
         raise InputError(f"{where}: {first['msg']}") from None
+
+
+def _check_outputs(paths: dict[str, Optional[Path]]) -> None:
+    """Before planning: each file flag names a file, not a folder, and no two name the same file (the report or the
+    experiment plan would overwrite the plan just written; a folder failed only after the plan was written)."""
+    seen: dict[Path, str] = {}
+    for flag, p in paths.items():
+        if p is None:
+            continue
+        if p.is_dir():
+            raise InputError(f"{flag} {p}: is a folder; give a file path")
+        key = p.resolve()
+        if key in seen:
+            raise InputError(f"{flag} {p}: the same file as {seen[key]}; give each output its own file")
+        seen[key] = flag
+
+
+def _previous_plan(output: Path):
+    """The plan at --output before this run, for the report's "what changed"; a file there that is not a readable
+    CSV (empty, cut off) only means there is nothing to compare with: said, and overwritten as before."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(output)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
+        console.print(f"note: {output} is not a readable plan ({str(e).strip() or type(e).__name__}); the report "
+                      "shows no changes since a previous plan", highlight=False)
+        return None
 
 
 @app.command("allocate")
@@ -97,6 +131,7 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
     from omnidecide.models.allocator.constraints import check_request
 
     check_request(budget, periods, reserve)  # (before loading the model; Allocator.plan checks all flags again)
+    _check_outputs({"--output": output, "--report": report, "--explore": explore})
     act = None
     if actuals is not None:
         from omnidecide.store.io import read_flag_csv
@@ -108,7 +143,7 @@ def allocate(budget: float = typer.Option(..., "--budget"), periods: int = typer
     req = _request(budget=budget, periods=periods, reserve=reserve, min=_pairs(min_, "--min"),
                    max=_pairs(max_, "--max"), roi_floor=_pairs(roi_floor, "--roi-floor"))
     resp, res = rt.plan(req, actuals=act)
-    previous = pd.read_csv(output) if report is not None and output.exists() else None
+    previous = _previous_plan(output) if report is not None and output.exists() else None
     output.parent.mkdir(parents=True, exist_ok=True)
     res.table.to_csv(output, index=False)
     s = res.summary
@@ -164,7 +199,7 @@ def attribute(touchpoints: Path = typer.Option(..., "--touchpoints"), events: Pa
               window_days: float = typer.Option(16.0, "--window-days", help="touches further apart than this start a new journey"),
               lookback_days: Optional[float] = typer.Option(None, "--lookback-days", help="a purchase this long after a touch counts for its journey (default: read off the data)"),
               bootstrap: int = typer.Option(100, "--bootstrap", help="journey resamples for the interval (0: none)"),
-              seed: int = typer.Option(0, "--seed")) -> None:
+              seed: int = typer.Option(0, "--seed", min=0)) -> None:
     """Multi-touch attribution that counts only the purchases journeys can explain, with a 90% interval per channel,
     beside Markov, last-click, first-click and linear shares.
 
@@ -193,6 +228,10 @@ def attribute(touchpoints: Path = typer.Option(..., "--touchpoints"), events: Pa
         raise InputError(f"{events}: no purchase events, so no conversion to attribute")
     out = run(tp.assign(ts=tp["timestamp"]), conv.assign(ts=conv["timestamp"])[["user_id", "ts"]], window_days,
               lookback_days, bootstrap, seed)
+    if not out.attrs["conversions"]:  # every share would be 0: a table that attributes nothing, written as a result
+        raise InputError(f"{events}: no purchase in it follows a touch in {touchpoints} by the same user_id within "
+                         f"{out.attrs['lookback_days']:g} days, so there is nothing to attribute; check that both files "
+                         "write user_id the same way and that their dates overlap")
     output.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(output, index=False)
     a = out.attrs

@@ -68,6 +68,9 @@ def _numbers(df: pd.DataFrame, col: str, source: str, nonneg: bool) -> np.ndarra
     if bad.any():
         at = int(np.flatnonzero(bad.to_numpy())[0])
         row = int(df.index[at]) + 1  # the file's data row (1 = first), not its place after sorting by period
+        if pd.isna(df[col].iloc[at]):  # a blank cell: say so, not "got 'nan'" (pandas reads blank as NaN)
+            raise InputError(f"{source}: row {row}: {col} is blank; write the period's figure"
+                             + (" (0 where nothing was spent)" if col.startswith("spend_") else ""))
         why = (f"is beyond the cap of {MAX_NUMBER:g}" if absurd.iloc[at]
                else f"must be a finite number{' >= 0' if nonneg else ''}")
         raise InputError(f"{source}: row {row}: {col} {why}, got {str(df[col].iloc[at])!r}")
@@ -84,16 +87,41 @@ def _check_periods(df: pd.DataFrame, source: str) -> None:
                          f"{', '.join(map(str, df['period'].tolist()))}")
 
 
+def stripped_header(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Column names without surrounding spaces (a spreadsheet's `period, spend_search` header); a name that then
+    appears twice is an InputError naming it."""
+    names = [str(c).strip() for c in df.columns]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(f"{source}: column(s) {', '.join(dup)} appear more than once in the header; keep one of each")
+    return df.set_axis(names, axis=1)
+
+
+def _dates(df: pd.DataFrame, source: str) -> np.ndarray:
+    """The `date` column as dates (sorting its text put `2026-7-6` after `2026-07-13`); a cell that is not a date is
+    an InputError naming its row."""
+    d = pd.to_datetime(df["date"].astype(str).str.strip(), errors="coerce", format="mixed", utc=True)
+    if d.isna().any():
+        at = int(np.flatnonzero(d.isna().to_numpy())[0])
+        cell = df["date"].iloc[at]
+        raise InputError(f"{source}: row {at + 1}: date " + ("is blank" if pd.isna(cell) else f"{str(cell)!r} is not a "
+                                                                 "date") + " (write e.g. 2026-07-06)")
+    return d.to_numpy()
+
+
 def parse_actuals(actuals: pd.DataFrame, channels: list[str], periods: int, source: str = "--actuals",
                   periods_name: str = "--periods") -> Actuals:
     """ACTUALS.csv (see the module docstring) -> Actuals; a bad column or value is an InputError naming it (`source`,
     `periods_name`: what the caller calls the file and the horizon, see constraints.Names)."""
-    df = actuals.reset_index(drop=True)
+    df = stripped_header(actuals.reset_index(drop=True), source)
+    if df.empty:  # the flag was given: planning as if no period had elapsed would drop the file silently
+        raise InputError(f"{source}: no rows (only a header); give one row per elapsed period, or plan without "
+                         f"{source}")
     if "period" in df:
         _check_periods(df, source)
         df = df.sort_values("period", key=lambda s: pd.to_numeric(s, errors="coerce"))
     elif "date" in df:
-        df = df.sort_values("date")
+        df = df.iloc[np.argsort(_dates(df, source), kind="stable")]
     unknown = [c for c in df.columns if c.startswith(("spend_", "revenue_")) and c.split("_", 1)[1] not in channels]
     if unknown:
         raise InputError(f"{source}: unknown channel column(s) {', '.join(unknown)}; the model knows {', '.join(channels)}")

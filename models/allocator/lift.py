@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from omnidecide.models.allocator.actuals import stripped_header
 from omnidecide.models.allocator.mmm import History, MMMParams
 from omnidecide.models.errors import InputError
-from omnidecide.models.schema import MAX_NUMBER
+from omnidecide.models.schema import MAX_NUMBER, parse_timestamps
 
 COLUMNS = ("channel", "start", "end", "incremental_revenue", "ci_low", "ci_high")
 
@@ -31,6 +32,7 @@ class LiftTest:
 def parse_lift_tests(df: pd.DataFrame, channels: list[str], dates: pd.DatetimeIndex, source: str = "--lift-tests"
                      ) -> list[LiftTest]:
     """lift.csv -> LiftTests; any bad row is an InputError naming its row (1 = first data row) and field."""
+    df = stripped_header(df, source)
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"{source}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
@@ -38,6 +40,8 @@ def parse_lift_tests(df: pd.DataFrame, channels: list[str], dates: pd.DatetimeIn
         raise InputError(f"{source}: no lift test rows (only a header); remove --lift-tests or add the experiments")
     out = []
     dates = pd.DatetimeIndex(dates)
+    step = int(round(float(np.median(np.diff(dates.to_numpy()).astype("timedelta64[D]").astype(float))))) if len(dates) > 1 else 7
+    last_day = dates[-1] + pd.Timedelta(days=max(step, 1)) - pd.Timedelta(seconds=1)  # the last period's own days
     for i, r in enumerate(df.to_dict("records"), start=1):
         where = f"{source}: row {i}"
         ch = str(r["channel"]).strip()
@@ -46,11 +50,11 @@ def parse_lift_tests(df: pd.DataFrame, channels: list[str], dates: pd.DatetimeIn
         if ch not in channels:
             raise InputError(f"{where}: channel {ch!r} is not in the history (channels: {', '.join(channels)})")
         day = {}
-        for f in ("start", "end"):
-            d = pd.to_datetime(r[f], errors="coerce")
+        for f in ("start", "end"):  # the documented forms (ISO date or datetime, unix seconds), never a guess
+            d = parse_timestamps(pd.Series([r[f]], dtype=object)).iloc[0]
             if pd.isna(d):
-                raise InputError(f"{where}: {f} {r[f]!r} is not a date")
-            day[f] = d
+                raise InputError(f"{where}: {f} {r[f]!r} is not a date (ISO-8601, e.g. 2024-02-01, or unix seconds)")
+            day[f] = d.normalize() if f == "start" else d
         if day["end"] < day["start"]:
             raise InputError(f"{where}: end {day['end'].date()} is before start {day['start'].date()}")
         num = {}
@@ -64,6 +68,11 @@ def parse_lift_tests(df: pd.DataFrame, channels: list[str], dates: pd.DatetimeIn
         if not num["ci_low"] <= num["incremental_revenue"] <= num["ci_high"] or num["ci_high"] <= num["ci_low"]:
             raise InputError(f"{where}: need ci_low < ci_high and incremental_revenue inside [ci_low, ci_high], got "
                              f"{num['incremental_revenue']:g} in [{num['ci_low']:g}, {num['ci_high']:g}]")
+        if day["start"] < dates[0] or day["end"] > last_day:  # its revenue covers days the fit has no week for
+            raise InputError(f"{where}: the test runs {day['start'].date()} to {day['end'].date()}, "
+                             + (f"past the history's last period (ending {last_day.date()})" if day["end"] > last_day
+                                else f"before the history's first period ({dates[0].date()})")
+                             + "; its revenue would be matched to fewer weeks than it was measured over")
         weeks = np.asarray((dates >= day["start"]) & (dates <= day["end"]))
         if not weeks.any():
             raise InputError(f"{where}: no history period starts between {day['start'].date()} and {day['end'].date()} "

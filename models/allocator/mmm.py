@@ -19,6 +19,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from omnidecide.models.allocator.curves import Curves
+from omnidecide.models.allocator.history_checks import check_calendar, check_columns
 from omnidecide.models.errors import InputError
 from omnidecide.models.response import geometric_adstock, hill
 
@@ -124,9 +125,9 @@ def history_from_frame(df: pd.DataFrame, source: str = "history") -> History:
     spend_cols = [c for c in df.columns if c.startswith("spend_")]
     if not spend_cols:
         raise InputError(f"{source}: no spend_<channel> columns")
+    check_columns(spend_cols, source)
     df = df.assign(date=pd.to_datetime(df["date"])).sort_values("date").reset_index(drop=True)
-    if len(df) < 52:
-        raise InputError(f"{source}: {len(df)} periods; at least 52 (a year) are needed to separate season from media")
+    step = check_calendar(df["date"], source)  # a year, no gap; the period in days
     ctrl = []
     for c in df.columns:
         if c in ("date", "revenue") or c in spend_cols or c.startswith("revenue_"):
@@ -137,7 +138,6 @@ def history_from_frame(df: pd.DataFrame, source: str = "history") -> History:
         else:  # said, not dropped in silence (a `promo` written yes/no)
             why = "is constant" if v.notna().all() else f"has {int(v.isna().sum())} non-numeric or empty cell(s)"
             logging.getLogger(__name__).warning(f"{source}: column {c!r} {why}: not used as a control")
-    step = int(round(np.median(np.diff(df["date"].to_numpy()).astype("timedelta64[D]").astype(float))))
     if np.isnan(spend := df[spend_cols].apply(pd.to_numeric, errors="coerce").to_numpy(float)).any():  # not 0: missing
         raise InputError(f"{source}: blank spend in {[c for c, b in zip(spend_cols, np.isnan(spend).any(0)) if b]}")
     channels = [c[len("spend_"):] for c in spend_cols]

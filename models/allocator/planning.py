@@ -192,7 +192,10 @@ def plan(alloc, budget: float, periods: int, *, reserve: float = 0.15, lo: dict 
     chosen = floor_gain = None
     if robust:  # a choice among the optimised plans, the spreadsheet plans and blends (robust.choose)
         anchors = {"historical mix": x_hist, "equal split": equal_plan(periods - act.k, len(channels), cons.spendable)}
-        anchors = {k: project_plan(v, cons) for k, v in anchors.items()}
+        # under the request's rules, --roi-floor included: an anchor that spends on a channel its floor cuts would
+        # out-earn every plan that obeys the floor, win the guard, and then lose that spend to the floor (unallocated)
+        anchors = {k: project_plan(enforce_roi_floor(project_plan(v, cons), upd.ens, cons, channels), cons)
+                   for k, v in anchors.items()}
         opt = {"expected-revenue optimum": x}
         chosen, scores = choose(upd.ens, candidates(opt, anchors), list(anchors), ident)
         if chosen != "expected-revenue optimum":  # it has the highest expected revenue: when it passes, it is served

@@ -148,11 +148,14 @@ def identification(ens: Ensemble, x_ref: np.ndarray) -> np.ndarray:
 def trust_region(cons: Constraints, x_ref: np.ndarray, ident: np.ndarray) -> Constraints:
     """The request's rules tightened to a trust region around the historical mix that widens with identification:
     channel c's total within y_c * exp(-/+ TRUST * ident_c) (y = its historical total at this budget). The user's own
-    --min / --max win where they conflict; a region the rules make infeasible is dropped (the penalty still holds)."""
+    --min / --max win where they conflict; a region the rules make infeasible is dropped (the penalty still holds).
+    A channel with a --roi-floor keeps the user's lower bound: the floor may cut it to no spend ("else less or no
+    spend"), and the region's lower edge, enforced as if it were a --min, made such a request fail naming a --min
+    nobody had set."""
     C = len(ident)
-    lo_u, hi_u, _ = cons.arrays(C)
+    lo_u, hi_u, fl = cons.arrays(C)
     y = np.asarray(x_ref, float).sum(0)
-    lo = np.minimum(np.maximum(lo_u, y * np.exp(-TRUST * ident)), hi_u)
+    lo = np.where(np.isfinite(fl), lo_u, np.minimum(np.maximum(lo_u, y * np.exp(-TRUST * ident)), hi_u))
     hi = np.maximum(np.minimum(hi_u, y * np.exp(TRUST * ident)), lo_u)
     S = cons.spendable
     if lo.sum() > S + 1e-6 or hi.sum() < S - 1e-6:
@@ -161,20 +164,18 @@ def trust_region(cons: Constraints, x_ref: np.ndarray, ident: np.ndarray) -> Con
     return replace(cons, lo=lo + done, hi=hi + done)
 
 
-def collinear(spend: np.ndarray) -> np.ndarray:
+def collinear(spend: np.ndarray, flat: float = 1e-3) -> np.ndarray:
     """(C,) bool: channels whose weekly spend the other channels' spend explains (R^2 >= COLLINEAR_R2 in a linear fit
     with an intercept; the textbook variance-inflation cut of 10), or that never varied. A history whose budget was
     split by a fixed rule every week shows what the channels return together, not how to split them: two worlds
-    that credit the channels differently write the same file (bench/allocator_floor.py). The draws of such a fit can
-    still agree with each other (every bootstrap fit settles on the split the priors favour), so the draws'
-    `identification` does not see it; the history's own design does."""
+    that credit the channels differently write the same file (bench/allocator_floor.py). A channel that never varied
+    (coefficient of variation below `flat`: a fixed fee every week, or nothing ever spent) is collinear with the
+    baseline's level. The draws of such fits can still agree with each other (every bootstrap fit settles on what
+    the priors favour), so the draws' `identification` does not see it; the history's own design does."""
     S = np.asarray(spend, float)
-    out = np.zeros(S.shape[1], bool)
-    for c in range(S.shape[1]):
+    out = S.std(0) <= flat * np.maximum(np.abs(S.mean(0)), 1e-9)
+    for c in np.flatnonzero(~out):
         y = S[:, c]
-        if y.var() <= 1e-12 * max(float(np.mean(y * y)), 1e-300):
-            out[c] = True
-            continue
         X = np.column_stack([np.ones(len(S)), np.delete(S, c, axis=1)])
         resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
         out[c] = 1.0 - resid.var() / y.var() >= COLLINEAR_R2
@@ -183,13 +184,14 @@ def collinear(spend: np.ndarray) -> np.ndarray:
 
 def hold(cons: Constraints, x_ref: np.ndarray, held: np.ndarray) -> Constraints:
     """The request's rules with each `held` channel at its total in `x_ref` (its historical total at this budget).
-    The user's --min / --max win; an infeasible hold is dropped."""
+    The user's --min / --max win; an infeasible hold is dropped. A held channel with a --roi-floor is held at most at
+    that total: its floor may cut it (see `trust_region`)."""
     held = np.asarray(held, bool)
     if not held.any():
         return cons
-    lo_u, hi_u, _ = cons.arrays(len(held))
+    lo_u, hi_u, fl = cons.arrays(len(held))
     y = np.asarray(x_ref, float).sum(0)
-    lo = np.where(held, np.clip(y, lo_u, hi_u), lo_u)
+    lo = np.where(held & ~np.isfinite(fl), np.clip(y, lo_u, hi_u), lo_u)
     hi = np.where(held, np.clip(y, lo_u, hi_u), hi_u)
     if lo.sum() > cons.spendable + 1e-6 or hi.sum() < cons.spendable - 1e-6:
         return cons

@@ -127,6 +127,8 @@ def capped_ascent(curves: Curves, S: float, lo: np.ndarray, hi: np.ndarray, x0: 
                   tol: float = 2e-5) -> np.ndarray:
     """Spectral projected-gradient ascent on {x >= 0, lo <= channel totals <= hi, sum x = S} (exact projection)."""
     T, C = curves.T, curves.C
+    if S <= 0:  # nothing may be spent (every channel held at 0 by --max or its ROI floor): the only plan is none
+        return np.zeros((T, C))
     scale = S / (T * C)
     Sz, loz, hiz = S / scale, lo / scale, hi / scale
     z = project_capped(np.asarray(x0, float) / scale, Sz, loz, hiz)
