@@ -152,15 +152,19 @@ def trust_region(cons: Constraints, x_ref: np.ndarray, ident: np.ndarray) -> Con
     A channel with a --roi-floor keeps the user's lower bound: the floor may cut it to no spend ("else less or no
     spend"), and the region's lower edge, enforced as if it were a --min, made such a request fail naming a --min
     nobody had set."""
-    C = len(ident)
-    lo_u, hi_u, fl = cons.arrays(C)
+    lo_u, hi_u, fl = cons.arrays(len(ident))
     y = np.asarray(x_ref, float).sum(0)
     lo = np.where(np.isfinite(fl), lo_u, np.minimum(np.maximum(lo_u, y * np.exp(-TRUST * ident)), hi_u))
     hi = np.maximum(np.minimum(hi_u, y * np.exp(TRUST * ident)), lo_u)
-    S = cons.spendable
-    if lo.sum() > S + 1e-6 or hi.sum() < S - 1e-6:
+    return _tightened(cons, lo, hi)
+
+
+def _tightened(cons: Constraints, lo: np.ndarray, hi: np.ndarray) -> Constraints:
+    """`cons` with channel totals over the periods still to plan within [lo, hi] (what earlier periods spent is added
+    back); `cons` itself when no plan could spend the budget within them."""
+    if lo.sum() > cons.spendable + 1e-6 or hi.sum() < cons.spendable - 1e-6:
         return cons
-    done = np.zeros(C) if cons.spent_per_channel is None else np.asarray(cons.spent_per_channel, float)
+    done = np.zeros(len(lo)) if cons.spent_per_channel is None else np.asarray(cons.spent_per_channel, float)
     return replace(cons, lo=lo + done, hi=hi + done)
 
 
@@ -193,10 +197,7 @@ def hold(cons: Constraints, x_ref: np.ndarray, held: np.ndarray) -> Constraints:
     y = np.asarray(x_ref, float).sum(0)
     lo = np.where(held & ~np.isfinite(fl), np.clip(y, lo_u, hi_u), lo_u)
     hi = np.where(held, np.clip(y, lo_u, hi_u), hi_u)
-    if lo.sum() > cons.spendable + 1e-6 or hi.sum() < cons.spendable - 1e-6:
-        return cons
-    done = np.zeros(len(held)) if cons.spent_per_channel is None else np.asarray(cons.spent_per_channel, float)
-    return replace(cons, lo=lo + done, hi=hi + done)
+    return _tightened(cons, lo, hi)
 
 
 def pin_unidentified(cons: Constraints, x_ref: np.ndarray, ident: np.ndarray) -> Constraints:
